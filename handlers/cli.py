@@ -1,0 +1,242 @@
+"""The ``keydesk`` command: bring the system up, log faults, read views, publish events."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+from streams.settings import Settings, SettingsError
+
+SAMPLES = Path(__file__).with_name("samples") / "customers.jsonl"
+
+
+def _runtime_file(settings: Settings) -> Path:
+    return settings.data_dir / "runtime.json"
+
+
+def _api_base(settings: Settings, given: str | None) -> str:
+    """The API to talk to: --api, else what `keydesk up` recorded, else the configured port."""
+    if given:
+        return given.rstrip("/")
+    if os.environ.get("KEYDESK_API"):
+        return os.environ["KEYDESK_API"].rstrip("/")
+    try:
+        return json.loads(_runtime_file(settings).read_text())["http"]
+    except (OSError, ValueError, KeyError):
+        return f"http://{settings.http_host}:{settings.http_port}"
+
+
+def _bootstrap(settings: Settings, given: str | None) -> str:
+    if given or settings.kafka:
+        return given or settings.kafka
+    try:
+        return json.loads(_runtime_file(settings).read_text())["kafka"]
+    except (OSError, ValueError, KeyError):
+        raise SettingsError("no Kafka to publish to: set KEYDESK_KAFKA, pass --kafka, "
+                            "or run `keydesk up` first") from None
+
+
+def _http(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
+    data = orjson.dumps(body) if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            return response.status, orjson.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, orjson.loads(exc.read() or b"{}")
+    except urllib.error.URLError as exc:
+        raise SettingsError(f"cannot reach the keydesk API at {url}: {exc.reason}") from None
+
+
+def _print_json(obj) -> None:
+    sys.stdout.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+# -- commands ----------------------------------------------------------------------
+
+def cmd_up(args, settings: Settings) -> int:
+    """Own broker (unless KEYDESK_KAFKA is set), worker and HTTP API, until Ctrl-C."""
+    from handlers.local_kafka import LocalKafka
+    from handlers.startup import announce_when_ready
+    from handlers.worker import run_worker
+    from streams.log_config import configure_logging
+
+    configure_logging(settings.log_format, settings.log_level)
+    broker = None
+    if not settings.kafka:
+        broker = LocalKafka(partitions=settings.partitions)
+        settings = replace(settings, kafka=broker.start())
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    runtime = _runtime_file(settings)
+    runtime.write_text(json.dumps({"kafka": settings.kafka, "pid": os.getpid(),
+                                   "http": f"http://{settings.http_host}:{settings.http_port}"}))
+    try:
+        run_worker(settings, on_ready=announce_when_ready(
+            settings, samples=None if args.no_samples else SAMPLES, demo=args.demo,
+            own_broker=broker is not None))
+    except SystemExit:
+        pass
+    finally:
+        runtime.unlink(missing_ok=True)
+        if broker is not None:
+            broker.stop()
+    return 0
+
+
+def cmd_worker(args, settings: Settings) -> int:
+    """A worker against KEYDESK_KAFKA (production: run one per host or container)."""
+    from handlers.worker import run_worker
+
+    settings.bootstrap_servers  # fail early and clearly without a broker address
+    try:
+        run_worker(settings)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def cmd_broker(args, settings: Settings) -> int:
+    """Only the local Apache Kafka broker, in the foreground (for tools and benchmarks)."""
+    import signal
+
+    from handlers.local_kafka import LocalKafka
+    from streams.log_config import configure_logging
+
+    configure_logging(settings.log_format, settings.log_level)
+    broker = LocalKafka(partitions=settings.partitions)
+    print(broker.start(), flush=True)
+    try:
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        broker.stop()
+    return 0
+
+
+def cmd_fault_log(args, settings: Settings) -> int:
+    """Hotline: log a fault for a customer; prints the new fault id."""
+    body = {"customer_id": args.customer, "severity": args.severity, "summary": args.summary,
+            "service": args.service, "actor": args.actor, "source": args.source}
+    for name in ("priority", "circuit_id", "location"):
+        if getattr(args, name):
+            body[name] = getattr(args, name)
+    base = _api_base(settings, args.api)
+    status, answer = _http("POST", f"{base}/api/faults", body)
+    if status != 202:
+        print(f"refused ({status}): {answer.get('field')}: {answer.get('error')}",
+              file=sys.stderr)
+        return 2
+    print(answer["fault_id"])
+    if args.wait:
+        status, view = _http("GET", f"{base}{answer['view']}?wait_for={answer['event_id']}")
+        if status != 200:
+            print(f"not in the view yet ({status}): {view.get('error')}", file=sys.stderr)
+            return 1
+        _print_json(view["open"]["fault"].get(answer["fault_id"]))
+    return 0
+
+
+def cmd_view(args, settings: Settings) -> int:
+    """Show a customer's one-stop view."""
+    status, view = _http("GET", f"{_api_base(settings, args.api)}/api/customers/"
+                                f"{urllib.request.quote(args.customer_id)}/view")
+    if status != 200:
+        print(f"{status}: {view.get('error')}", file=sys.stderr)
+        return 1
+    _print_json(view)
+    return 0
+
+
+def cmd_publish(args, settings: Settings) -> int:
+    """Publish a JSON-lines file of events; bad lines are listed and not sent."""
+    from handlers.event_publisher import publish_lines
+
+    with open(args.file, "rb") as lines:
+        report = asyncio.run(publish_lines(_bootstrap(settings, args.kafka),
+                                           settings.events_topic, lines,
+                                           validate=not args.no_validate))
+    for number, reason in report.refused:
+        print(f"{args.file}:{number}: {reason}", file=sys.stderr)
+    print(f"sent {report.sent} event(s), refused {len(report.refused)}")
+    return 1 if report.refused else 0
+
+
+def cmd_schemas(args, settings: Settings) -> int:
+    """Write or check the published JSON Schema files."""
+    from schemas.json_schema import SCHEMA_DIR, render_all, write_all
+
+    if args.action == "write":
+        print(f"wrote {len(write_all())} schema files to {SCHEMA_DIR}")
+        return 0
+    stale = [name for name, content in render_all().items()
+             if not (SCHEMA_DIR / name).exists() or (SCHEMA_DIR / name).read_bytes() != content]
+    for name in stale:
+        print(f"out of date: {SCHEMA_DIR / name}", file=sys.stderr)
+    return 1 if stale else 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="keydesk", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help=cmd_up.__doc__)
+    up.add_argument("--demo", action="store_true", help="log a sample fault and show the view")
+    up.add_argument("--no-samples", action="store_true", help="do not load sample customers")
+    up.set_defaults(run=cmd_up)
+    sub.add_parser("worker", help=cmd_worker.__doc__).set_defaults(run=cmd_worker)
+    sub.add_parser("broker", help=cmd_broker.__doc__).set_defaults(run=cmd_broker)
+
+    fault = sub.add_parser("fault", help="faults").add_subparsers(dest="action", required=True)
+    log = fault.add_parser("log", help=cmd_fault_log.__doc__)
+    log.add_argument("--customer", required=True)
+    log.add_argument("--severity", required=True, choices=["critical", "major", "minor", "warning"])
+    log.add_argument("--summary", required=True)
+    log.add_argument("--service", required=True)
+    log.add_argument("--priority", choices=["P1", "P2", "P3", "P4"])
+    log.add_argument("--circuit-id", dest="circuit_id")
+    log.add_argument("--location")
+    log.add_argument("--actor", default=os.environ.get("USER", "hotline"))
+    log.add_argument("--source", default="hotline")
+    log.add_argument("--wait", action="store_true", help="wait for it and print it from the view")
+    log.add_argument("--api", help="API base URL (default: the running `keydesk up`)")
+    log.set_defaults(run=cmd_fault_log)
+
+    view = sub.add_parser("view", help=cmd_view.__doc__)
+    view.add_argument("customer_id")
+    view.add_argument("--api")
+    view.set_defaults(run=cmd_view)
+
+    pub = sub.add_parser("publish", help=cmd_publish.__doc__)
+    pub.add_argument("file")
+    pub.add_argument("--kafka", help="bootstrap address (default KEYDESK_KAFKA or `keydesk up`'s)")
+    pub.add_argument("--no-validate", action="store_true",
+                     help="send invalid lines too (they end in the dead-letter topic)")
+    pub.set_defaults(run=cmd_publish)
+
+    schemas = sub.add_parser("schemas", help=cmd_schemas.__doc__)
+    schemas.add_argument("action", choices=["write", "check"])
+    schemas.set_defaults(run=cmd_schemas)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args, Settings.from_env())
+    except SettingsError as exc:
+        print(f"keydesk: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

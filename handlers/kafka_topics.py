@@ -1,0 +1,48 @@
+"""Creating keydesk's topics before a worker joins its group.
+
+Faust creates its changelog topics but not the topics it reads, and a worker
+that joins before its source topic exists is assigned nothing.  An existing
+events topic with another partition count than configured is refused: views are
+co-partitioned with events, and a silent mismatch would scatter a customer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from streams.settings import Settings, SettingsError
+
+# Dead letters are few and each one is somebody's lost fault report: keep them.
+DEAD_LETTER_CONFIG = {"retention.ms": "-1"}
+
+
+async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
+    """Create the events and dead-letter topics if missing; check partition counts."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
+                                request_timeout_ms=int(timeout * 1000))
+    await admin.start()
+    try:
+        wanted = {settings.events_topic: {}, settings.dead_letter_topic: DEAD_LETTER_CONFIG}
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(name, settings.partitions, settings.replication, topic_configs=cfg)
+                   for name, cfg in wanted.items() if name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing, timeout_ms=int(timeout * 1000))
+            except TopicAlreadyExistsError:
+                pass  # another worker won the race
+        for described in await admin.describe_topics([settings.events_topic]):
+            count = len(described["partitions"])
+            if count and count != settings.partitions:
+                raise SettingsError(
+                    f"topic {settings.events_topic} has {count} partitions but "
+                    f"KEYDESK_PARTITIONS={settings.partitions}; set it to {count}")
+    finally:
+        await admin.close()
+
+
+def ensure_topics_sync(settings: Settings) -> None:
+    asyncio.run(ensure_topics(settings))

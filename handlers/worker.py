@@ -1,0 +1,68 @@
+"""Composition root: builds the streams, attaches the HTTP API, runs a faust worker."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+
+import faust
+import structlog
+
+from handlers.http_api import register_routes
+from handlers.kafka_topics import ensure_topics_sync
+from streams.app import Streams, build_streams
+from streams.log_config import configure_logging
+from streams.settings import Settings
+
+log = structlog.get_logger("keydesk.worker")
+
+
+def seconds_since_process_start() -> float:
+    """Wall time since this process was exec'd (Linux /proc), for the start-up figure."""
+    try:
+        ticks = os.sysconf("SC_CLK_TCK")
+        start = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19]) / ticks
+        uptime = float(open("/proc/uptime").read().split()[0])
+        return uptime - start
+    except (OSError, ValueError, IndexError):
+        return time.process_time()
+
+
+def build_worker_streams(settings: Settings) -> Streams:
+    """Everything one worker process runs: agent, table and HTTP API."""
+    streams = build_streams(settings)
+    register_routes(streams, settings)
+    return streams
+
+
+def run_worker(settings: Settings,
+               on_ready: Callable[[Streams], Awaitable[None]] | None = None) -> None:
+    """Run a worker in the foreground until SIGINT/SIGTERM.
+
+    ``on_ready`` runs once, after the first rebalance and table recovery, when
+    the worker is processing events.
+    """
+    configure_logging(settings.log_format, settings.log_level)
+    logging.basicConfig(level=logging.WARNING)
+    ensure_topics_sync(settings)
+    streams = build_worker_streams(settings)
+    ready = False
+
+    @streams.app.on_rebalance_complete.connect
+    async def _announce(sender, **kwargs) -> None:
+        nonlocal ready
+        assigned = sorted(tp.partition for tp in streams.app.assignor.assigned_actives()
+                          if tp.topic == settings.events_topic)
+        log.info("worker.processing", partitions=assigned,
+                 seconds_since_start=round(seconds_since_process_start(), 2),
+                 http=str(streams.app.conf.canonical_url))
+        if not ready:
+            ready = True
+            if on_ready is not None:
+                streams.app.loop.create_task(on_ready(streams))
+
+    worker = faust.Worker(streams.app, loglevel="WARNING", quiet=True,
+                          redirect_stdouts=False, override_logging=False)
+    worker.execute_from_commandline()

@@ -1,0 +1,165 @@
+"""The catalogue of keydesk event types: the one place the wire contract is declared.
+
+Every event is an envelope (see :mod:`schemas.envelope`) whose ``payload`` shape
+depends on ``event_type``.  The payload shapes are declared here as data, once;
+the decoder validates against them and :mod:`schemas.json_schema` publishes them
+as JSON Schema files so that producers in any language can check their events.
+Field and state names follow TM Forum TMF621 (trouble ticket) and TMF641
+(service order) where they fit; ``schemas/README.md`` gives the mapping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+# Wire codes for customer tiers, with the labels staff use (domain.md).
+TIERS: dict[str, str] = {
+    "diamond": "钻石",
+    "platinum": "白金",
+    "gold": "黄金",
+    "vip": "贵宾",
+    "business": "商业",
+    "public": "公众",
+}
+PRIORITIES = ("P1", "P2", "P3", "P4")
+SOURCES = ("hotline", "web", "network_alarm", "account_manager", "system")
+FAULT_SEVERITIES = ("critical", "major", "minor", "warning")
+TICKET_KINDS = ("complaint", "service_request", "inquiry")
+ORDER_URGENCIES = ("normal", "urgent", "extra_urgent")
+WORK_STATUSES = ("in_progress", "pending_customer", "pending_third_party")
+ESCALATION_ROLES = ("account_manager", "department_head", "branch_leader", "executive")
+
+# Entity kinds and the prefix of their event types.
+ENTITY_KINDS = ("customer", "fault", "ticket", "order")
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One payload field: its JSON type and the constraints the decoder enforces."""
+
+    type: str  # "string" | "integer" | "object" | "array"
+    required: bool = True
+    enum: tuple[str, ...] | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+    max_length: int | None = 2000
+    properties: dict[str, Field] | None = None  # for "object", and array items
+    description: str = ""
+
+
+def _s(description: str = "", *, required: bool = True, enum=None, max_length=2000) -> Field:
+    return Field("string", required, tuple(enum) if enum else None, description=description,
+                 max_length=max_length)
+
+
+_PERSON = {
+    "name": _s("person's name"),
+    "email": _s("email address for alerts", required=False, max_length=254),
+    "phone": _s("phone number", required=False, max_length=40),
+    "webhook": _s("group-robot or chat webhook URL for alerts", required=False),
+}
+_CHAIN_STEP = {"role": _s("escalation role", enum=ESCALATION_ROLES), **_PERSON}
+
+_CUSTOMER_FIELDS = {
+    "name": _s("customer name, e.g. 省政府办公厅"),
+    "tier": _s("customer tier; labels: " + ", ".join(f"{k}={v}" for k, v in TIERS.items()),
+               enum=TIERS),
+    "industry": _s("industry code, GB/T 4754", required=False, max_length=16),
+    "region": _s("management region, e.g. province/city", required=False, max_length=120),
+    "account_manager": Field("object", properties={"id": _s("staff id", max_length=64), **_PERSON},
+                             description="first responsible person (第一责任人)"),
+    "escalation_chain": Field("array", properties=_CHAIN_STEP, required=False,
+                              description="managers alerted on SLA breach, in ladder order"),
+}
+
+
+def _optional(fields: dict[str, Field]) -> dict[str, Field]:
+    return {
+        name: Field(f.type, False, f.enum, f.minimum, f.maximum, f.max_length, f.properties,
+                    f.description)
+        for name, f in fields.items()
+    }
+
+
+_REVISIT = {
+    "satisfaction": Field("integer", minimum=1, maximum=5,
+                          description="customer satisfaction on the follow-up call, 1-5"),
+    "comment": _s("what the customer said", required=False),
+}
+_STATUS = {
+    "status": _s("work status; pending_* statuses pause SLA clocks", enum=WORK_STATUSES),
+    "reason": _s("why", required=False),
+}
+_NOTHING: dict[str, Field] = {}
+_REASON = {"reason": _s("why")}
+_NOTE = {"note": _s("free text", required=False)}
+
+#: event_type -> payload fields.  Adding an event type here is the whole change
+#: to the contract; the JSON Schema files are regenerated from it.
+EVENT_TYPES: dict[str, dict[str, Field]] = {
+    "customer.registered": _CUSTOMER_FIELDS,
+    "customer.updated": _optional(_CUSTOMER_FIELDS),
+    "fault.reported": {
+        "severity": _s("fault severity", enum=FAULT_SEVERITIES),
+        "priority": _s("SLA priority; defaults from severity (critical=P1 ... warning=P4)",
+                       required=False, enum=PRIORITIES),
+        "summary": _s("what the customer or the alarm reports"),
+        "service": _s("affected service, e.g. MPLS VPN, dedicated internet"),
+        "circuit_id": _s("affected circuit", required=False, max_length=120),
+        "location": _s("site address", required=False),
+    },
+    "fault.acknowledged": _NOTE,
+    "fault.dispatched": {"team": _s("repair team"), "engineer": _s("engineer", required=False)},
+    "fault.repair_started": _NOTE,
+    "fault.restored": {"cause": _s("root cause", required=False), **_NOTE},
+    "fault.customer_confirmed": _NOTE,
+    "fault.closed": {"resolution": _s("how it was fixed", required=False)},
+    "fault.reopened": _REASON,
+    "fault.status_changed": _STATUS,
+    "fault.revisit_recorded": _REVISIT,
+    "ticket.opened": {
+        "kind": _s("ticket kind", enum=TICKET_KINDS),
+        "priority": _s("SLA priority", enum=PRIORITIES),
+        "subject": _s("one-line subject"),
+        "description": _s("details", required=False, max_length=20000),
+    },
+    "ticket.acknowledged": _NOTE,
+    "ticket.assigned": {"assignee": _s("staff id or name"), "group": _s("team", required=False)},
+    "ticket.status_changed": _STATUS,
+    "ticket.priority_changed": {"priority": _s("new priority", enum=PRIORITIES),
+                                "reason": _s("why", required=False)},
+    "ticket.resolved": {"resolution": _s("what was done")},
+    "ticket.reopened": _REASON,
+    "ticket.closed": _NOTE,
+    "ticket.revisit_recorded": _REVISIT,
+    "order.received": {
+        "product": _s("product, e.g. leased_line, dedicated_internet, mpls_vpn", max_length=64),
+        "urgency": _s("provisioning class", enum=ORDER_URGENCIES),
+        "sites": Field("array", required=False, properties={"address": _s("site address")},
+                       description="sites to connect"),
+        "bandwidth": _s("e.g. 100M", required=False, max_length=32),
+    },
+    "order.resource_confirmed": _NOTE,
+    "order.resource_shortfall": _REASON,
+    "order.provisioning_started": _NOTE,
+    "order.milestone_reached": {"milestone": _s("e.g. fibre_laid, equipment_installed",
+                                                max_length=120), **_NOTE},
+    "order.activated": _NOTE,
+    "order.customer_accepted": _NOTE,
+    "order.cancelled": _REASON,
+    "order.status_changed": _STATUS,
+    "order.revisit_recorded": _REVISIT,
+}
+
+
+def entity_kind(event_type: str) -> str:
+    """The entity kind an event type belongs to: ``fault.closed`` -> ``fault``."""
+    return event_type.partition(".")[0]
+
+
+def describe() -> dict[str, Any]:
+    """A plain summary of the catalogue, for ``keydesk schemas`` and the docs."""
+    return {name: sorted(fields) for name, fields in EVENT_TYPES.items()}

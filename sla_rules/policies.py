@@ -1,0 +1,205 @@
+"""Policies, rules and the rule set: SLA promises as plain, immutable data.
+
+A *policy* says how fast (targets per kind x priority class x metric), on
+which calendar, with which warnings, escalation ladder, pausing statuses and
+recalculation modes. Policies are versioned: each version has an
+``effective_from`` instant, and a clock keeps the version in force when it
+started. A *rule* says which policy an item gets; rules are tried in file
+order, the first match wins and the last rule must be a catch-all, so "why
+this policy?" always has a one-line answer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .business_calendar import BusinessCalendar
+
+TIERS = {
+    "diamond": "钻石",
+    "platinum": "白金",
+    "gold": "黄金",
+    "vip": "贵宾",
+    "business": "商业",
+    "public": "公众",
+}
+PRIORITIES = ("P1", "P2", "P3", "P4")
+URGENCIES = ("normal", "urgent", "extra_urgent")
+KINDS = ("fault", "complaint", "service_request", "inquiry", "order")
+METRICS = ("response", "restore", "resolve", "provision", "acceptance", "revisit")
+METRICS_BY_KIND = {
+    "fault": ("response", "restore", "resolve", "revisit"),
+    "complaint": ("response", "resolve", "revisit"),
+    "service_request": ("response", "resolve", "revisit"),
+    "inquiry": ("response", "resolve", "revisit"),
+    "order": ("provision", "acceptance", "revisit"),
+}
+ROLES = ("account_manager", "department_head", "branch_leader", "executive")
+PRIORITY_CHANGE_MODES = ("recompute", "from_change")
+REOPEN_MODES = ("resume", "new_cycle")
+SEVERITY_PRIORITY = {"critical": "P1", "major": "P2", "minor": "P3", "warning": "P4"}
+
+
+def classes_for(kind: str) -> tuple[str, ...]:
+    """Priority classes of a kind: urgency for orders, P1-P4 for the rest."""
+    return URGENCIES if kind == "order" else PRIORITIES
+
+
+@dataclass(frozen=True)
+class ItemFacts:
+    """What the engine must know about an item besides its event history.
+
+    ``tier`` and ``customer_id`` come from the customer profile; ``kind`` and
+    the opening ``priority``/``urgency`` from the opening event (when the
+    history's opening event carries them, the history wins).
+    """
+
+    customer_id: str
+    tier: str
+    kind: str
+    priority: str | None = None
+    urgency: str | None = None
+    region: str | None = None
+    entity_id: str | None = None
+
+
+@dataclass(frozen=True)
+class LadderStep:
+    """One escalation step: who is called, how long (business time) after breach."""
+
+    role: str
+    after: dt.timedelta
+
+
+@dataclass(frozen=True)
+class Policy:
+    """One version of one SLA policy."""
+
+    id: str
+    version: int
+    effective_from: dt.datetime
+    calendar_id: str
+    description: str
+    targets: Mapping[tuple[str, str, str], dt.timedelta]
+    warnings: tuple[float, ...] = (0.5, 0.75, 0.9)
+    ladder: tuple[LadderStep, ...] = ()
+    pause_statuses: frozenset[str] = frozenset({"pending_customer", "pending_third_party"})
+    pause_metrics: frozenset[str] = frozenset({"restore", "resolve", "provision"})
+    priority_change: str = "recompute"
+    reopen: str = "resume"
+
+    def target(self, kind: str, cls: str, metric: str) -> dt.timedelta | None:
+        """Target of a metric for a kind and priority class (None: not tracked)."""
+        return self.targets.get((kind, cls, metric))
+
+    def pauses(self, metric: str, status: str) -> bool:
+        """True when ``status`` pauses ``metric`` under this policy."""
+        return metric in self.pause_metrics and status in self.pause_statuses
+
+    @property
+    def label(self) -> str:
+        return f"{self.id} v{self.version}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An ordered matching rule; a condition left out (None) matches anything."""
+
+    index: int
+    name: str
+    policy_id: str
+    customer_ids: frozenset[str] | None = None
+    tiers: frozenset[str] | None = None
+    kinds: frozenset[str] | None = None
+    classes: frozenset[str] | None = None
+    regions: frozenset[str] | None = None
+
+    def _conditions(self) -> tuple[tuple[str, frozenset[str] | None], ...]:
+        return (
+            ("customer_id", self.customer_ids),
+            ("tier", self.tiers),
+            ("kind", self.kinds),
+            ("priority", self.classes),
+            ("region", self.regions),
+        )
+
+    @property
+    def is_catch_all(self) -> bool:
+        return all(values is None for _, values in self._conditions())
+
+    def mismatch(self, facts: ItemFacts, cls: str | None) -> str | None:
+        """Why the rule does not match (None when it does)."""
+        actual = {
+            "customer_id": facts.customer_id,
+            "tier": facts.tier,
+            "kind": facts.kind,
+            "priority": cls,
+            "region": facts.region,
+        }
+        for name, values in self._conditions():
+            if values is not None and actual[name] not in values:
+                return f"{name} {actual[name]!r} not in {sorted(values)}"
+        return None
+
+    def covers(self, other: Rule) -> bool:
+        """True when every item ``other`` matches is matched by this rule too."""
+        for (_, mine), (_, theirs) in zip(self._conditions(), other._conditions()):
+            if mine is None:
+                continue
+            if theirs is None or not theirs <= mine:
+                return False
+        return True
+
+    def describe(self) -> str:
+        conds = [f"{n} in {sorted(v)}" for n, v in self._conditions() if v is not None]
+        return f"rule #{self.index + 1} {self.name!r} ({' and '.join(conds) or 'catch-all'}) -> {self.policy_id}"
+
+
+@dataclass(frozen=True)
+class Match:
+    """The outcome of rule matching, with the reasons needed to explain it."""
+
+    rule: Rule
+    policy: Policy
+    skipped: tuple[str, ...]
+
+    def why(self) -> list[str]:
+        lines = [f"skipped {s}" for s in self.skipped]
+        lines.append(f"matched {self.rule.describe()}; {self.policy.label} in force since {self.policy.effective_from.isoformat()}")
+        return lines
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """A validated rules file: calendars, versioned policies and ordered rules."""
+
+    version: str
+    source: str
+    calendars: Mapping[str, BusinessCalendar]
+    policies: Mapping[str, tuple[Policy, ...]]  # per id, sorted by effective_from
+    rules: tuple[Rule, ...]
+    description: str = ""
+    extras: Mapping[str, object] = field(default_factory=dict)
+
+    def policy_in_force(self, policy_id: str, at: dt.datetime) -> Policy | None:
+        """The version of ``policy_id`` in force at ``at`` (latest effective_from <= at)."""
+        chosen = None
+        for policy in self.policies.get(policy_id, ()):
+            if policy.effective_from <= at:
+                chosen = policy
+        return chosen
+
+    def match(self, facts: ItemFacts, cls: str | None, at: dt.datetime) -> Match | None:
+        """First rule matching the facts whose policy has a version in force at ``at``."""
+        skipped: list[str] = []
+        for rule in self.rules:
+            reason = rule.mismatch(facts, cls)
+            if reason is None:
+                policy = self.policy_in_force(rule.policy_id, at)
+                if policy is not None:
+                    return Match(rule, policy, tuple(skipped))
+                reason = f"no version of policy {rule.policy_id!r} in force at {at.isoformat()}"
+            skipped.append(f"rule #{rule.index + 1} {rule.name!r}: {reason}")
+        return None

@@ -1,0 +1,124 @@
+"""The faust application: topics, the customer-view table and the agent, wired once.
+
+``build_streams`` is the only place that knows how keydesk maps onto Kafka:
+
+* ``<prefix>.events``: every customer/fault/ticket/order event, plain JSON, keyed
+  by ``customer_id`` so one customer's events stay ordered on one partition;
+* ``<prefix>.dead-letters``: what could not be decoded or validated, original
+  bytes untouched, reason and source coordinates in headers;
+* the ``customer-views`` table, co-partitioned with the events topic.
+
+Nothing connects at import time; the worker starts the app.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+import orjson
+from faust.serializers import codecs
+
+from streams.event_processor import EventProcessor
+from streams.settings import Settings
+
+BATCH_MAX = 2000       # events folded per batch; table writes coalesce per customer
+BATCH_WITHIN = 0.005   # seconds a partial batch may wait: keeps the hotline's latency low
+
+
+class _Orjson(codecs.Codec):
+    """JSON through orjson: the table changelog is the hot path of every write."""
+
+    def _dumps(self, obj):
+        return orjson.dumps(obj)
+
+    def _loads(self, s):
+        return orjson.loads(s)
+
+
+class _Utf8(codecs.Codec):
+    """Keys as their UTF-8 bytes, exactly as kcat or any client would send them.
+
+    Table keys must serialise to the same bytes as the source topic's keys,
+    otherwise the murmur2 partition of a view differs from its events'.
+    """
+
+    def _dumps(self, obj):
+        return obj.encode() if isinstance(obj, str) else bytes(obj)
+
+    def _loads(self, s):
+        return bytes(s).decode()
+
+
+codecs.register("keydesk-json", _Orjson())
+codecs.register("keydesk-utf8", _Utf8())
+
+
+@dataclass
+class Streams:
+    """The running pieces the entry points need to reach."""
+
+    app: faust.App
+    events: faust.TopicT
+    dead_letters: faust.TopicT
+    views: faust.Table
+    processor: EventProcessor
+
+
+def faust_settings(settings: Settings) -> dict:
+    """Faust settings chosen for a start within seconds and failover within ~10 s.
+
+    Faust's defaults wait for more workers before recovery (``stream_recovery_delay``
+    3 s) and keep a dead worker's partitions for a minute (session timeout 60 s).
+    """
+    return {
+        "store": "memory://",
+        "autodiscover": False,
+        "topic_partitions": settings.partitions,
+        "topic_replication_factor": settings.replication,
+        "web_enabled": True,
+        "web_host": settings.http_host,
+        "web_port": settings.http_port,
+        "canonical_url": f"http://{settings.http_host}:{settings.http_port}",
+        "stream_recovery_delay": 0.0,
+        "broker_session_timeout": 10.0,
+        "broker_heartbeat_interval": 1.0,
+        "broker_commit_interval": 1.0,
+        "consumer_auto_offset_reset": "earliest",
+        "stream_wait_empty": False,
+        "producer_acks": -1,
+        "table_standby_replicas": 1,
+        "key_serializer": "keydesk-utf8",
+        "value_serializer": "raw",
+    }
+
+
+def build_streams(settings: Settings, broker: str | None = None) -> Streams:
+    """Create the app with its topics, table and agent; ``broker`` overrides (tests)."""
+    brokers = broker or [f"kafka://{server}" for server in settings.bootstrap_servers]
+    app = faust.App(settings.app_id, broker=brokers, **faust_settings(settings))
+    # Keys stay raw bytes here: a key that is not UTF-8 must reach the processor
+    # (and the dead-letter topic), not fail inside faust's key decoding.
+    events = app.topic(settings.events_topic, key_type=bytes, value_type=bytes,
+                       key_serializer="raw", value_serializer="raw",
+                       partitions=settings.partitions)
+    dead_letters = app.topic(settings.dead_letter_topic, key_type=bytes, value_type=bytes,
+                             key_serializer="raw", value_serializer="raw",
+                             partitions=settings.partitions)
+    # use_partitioner: a view is written to the changelog partition Kafka's own
+    # partitioner picks for its key, which is its events' partition, whatever
+    # mix of partitions one batch holds.
+    views = app.Table("customer-views", key_type=str, value_type=dict,
+                      partitions=settings.partitions, use_partitioner=True)
+    views.key_serializer, views.value_serializer = "keydesk-utf8", "keydesk-json"
+    processor = EventProcessor(app=app, events=events, dead_letters=dead_letters, views=views,
+                               partitions=settings.partitions)
+
+    @app.agent(events, name="fold-events")
+    async def fold_events(stream):
+        """Fold every event into its customer's view, a batch at a time."""
+        async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+            await processor.process_batch(batch)
+
+    return Streams(app=app, events=events, dead_letters=dead_letters, views=views,
+                   processor=processor)

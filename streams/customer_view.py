@@ -1,0 +1,263 @@
+"""The one-stop customer view (一站式服务) and the pure fold of events into it.
+
+A view is a plain JSON-able dict so that it can live in a faust table and be
+served as is.  :func:`fold` applies one validated event to it, in place, and
+says what happened.  Two properties hold whatever order Kafka delivers in:
+
+* idempotent: an ``event_id`` already in the view changes nothing;
+* order-aware: each item keeps its history sorted by event time; an event that
+  arrives late is inserted at its place and the item is refolded from that
+  history, so the state is what it would have been had events come in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from typing import Any
+
+from schemas.envelope import Event, utc_iso
+from schemas.event_catalogue import TIERS
+from streams import lifecycles
+
+RECENT_CLOSED_LIMIT = 20        # closed items kept with full history, newest first
+ARCHIVED_IDS_LIMIT = 10_000     # ids of items evicted from the view, to recognise stragglers
+PROFILE_EVENT_IDS_LIMIT = 200   # customer events remembered for de-duplication
+ITEM_KINDS = ("fault", "ticket", "order")
+_SEVERITY_PRIORITY = {"critical": "P1", "major": "P2", "minor": "P3", "warning": "P4"}
+
+# Payload fields copied into an item's attributes when the event is accepted.
+_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "fault.reported": ("severity", "priority", "summary", "service", "circuit_id", "location"),
+    "fault.dispatched": ("team", "engineer"),
+    "fault.restored": ("cause",),
+    "fault.closed": ("resolution",),
+    "ticket.opened": ("kind", "priority", "subject", "description"),
+    "ticket.assigned": ("assignee", "group"),
+    "ticket.priority_changed": ("priority",),
+    "ticket.resolved": ("resolution",),
+    "order.received": ("product", "urgency", "bandwidth", "sites"),
+    "order.milestone_reached": ("milestone",),
+    "order.cancelled": ("reason",),
+}
+_STATUS_EVENTS = {"fault.status_changed", "ticket.status_changed", "order.status_changed"}
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What folding one event did: ``applied``, ``rejected``, ``duplicate`` or ``archived``."""
+
+    status: str
+    state: str | None = None
+    reason: str | None = None
+    late: bool = False
+
+
+def new_view(customer_id: str) -> dict[str, Any]:
+    """An empty view: a customer we have heard nothing about yet."""
+    return {
+        "customer_id": customer_id,
+        "profile": None,
+        "profile_stamps": {},
+        "profile_event_ids": [],
+        "open": {kind: {} for kind in ITEM_KINDS},
+        "recent_closed": [],
+        "archived_ids": [],
+        "counters": {"events_applied": 0, "duplicates_ignored": 0, "transitions_rejected": 0,
+                     "late_events": 0, "closed_total": 0},
+        "last_event_at": None,
+    }
+
+
+def fold(view: dict[str, Any], event: Event) -> Outcome:
+    """Apply ``event`` to ``view`` in place; the result says what happened."""
+    if event.kind == "customer":
+        outcome = _fold_profile(view, event)
+    else:
+        outcome = _fold_item(view, event)
+    counters = view["counters"]
+    if outcome.status == "duplicate":
+        counters["duplicates_ignored"] += 1
+    elif outcome.status in ("applied", "rejected"):
+        counters["events_applied"] += 1
+        counters["transitions_rejected"] += outcome.status == "rejected"
+        counters["late_events"] += outcome.late
+        occurred = utc_iso(event.occurred_at)
+        if view["last_event_at"] is None or occurred > view["last_event_at"]:
+            view["last_event_at"] = occurred
+    return outcome
+
+
+# -- the customer profile (客户档案) -------------------------------------------------
+
+def _fold_profile(view: dict[str, Any], event: Event) -> Outcome:
+    """Merge profile fields, last writer by event time wins per field."""
+    seen = view["profile_event_ids"]
+    if event.event_id in seen:
+        return Outcome("duplicate")
+    seen.append(event.event_id)
+    del seen[:-PROFILE_EVENT_IDS_LIMIT]
+    stamp = f"{utc_iso(event.occurred_at)}|{event.event_id}"
+    stamps = view["profile_stamps"]
+    profile = view["profile"] or {}
+    late = False
+    for name, value in event.payload.items():
+        if stamps.get(name, "") < stamp:
+            profile[name] = value
+            stamps[name] = stamp
+        else:
+            late = True
+    if "tier" in profile:
+        profile["tier_label"] = TIERS[profile["tier"]]
+    view["profile"] = profile
+    return Outcome("applied", late=late)
+
+
+# -- faults, tickets and orders ---------------------------------------------------
+
+def _record(event: Event) -> dict[str, Any]:
+    return {
+        "event_id": event.event_id,
+        "event_type": event.event_type,
+        "occurred_at": utc_iso(event.occurred_at),
+        "recorded_at": utc_iso(event.recorded_at),
+        "source": event.source,
+        "actor": event.actor,
+        "payload": event.payload,
+    }
+
+
+def _sort_key(record: dict[str, Any]) -> tuple[str, str, str]:
+    return record["occurred_at"], record["recorded_at"], record["event_id"]
+
+
+def _new_item(kind: str, entity_id: str) -> dict[str, Any]:
+    return {"id": entity_id, "kind": kind, "state": None, "opened_at": None, "updated_at": None,
+            "closed_at": None, "attributes": {}, "milestones": {}, "history": []}
+
+
+def find_item(view: dict[str, Any], kind: str, entity_id: str) -> dict[str, Any] | None:
+    """The open or recently closed item, or ``None``."""
+    item = view["open"][kind].get(entity_id)
+    if item is None:
+        item = next((i for i in view["recent_closed"]
+                     if i["id"] == entity_id and i["kind"] == kind), None)
+    return item
+
+
+def _fold_item(view: dict[str, Any], event: Event) -> Outcome:
+    kind, entity_id = event.kind, event.entity_id
+    item = find_item(view, kind, entity_id)
+    if item is None:
+        if f"{kind}:{entity_id}" in view["archived_ids"]:
+            return Outcome("archived", reason=f"{kind} {entity_id} is archived")
+        item = _new_item(kind, entity_id)
+        view["open"][kind][entity_id] = item
+    history = item["history"]
+    if any(r["event_id"] == event.event_id for r in history):
+        return Outcome("duplicate", state=item["state"])
+    record = _record(event)
+    late = bool(history) and _sort_key(record) < _sort_key(history[-1])
+    history.append(record)
+    if late:
+        history.sort(key=_sort_key)
+        _refold(item)
+    else:
+        _apply(item, record)
+    _file_item(view, item)
+    return Outcome(record["outcome"], item["state"], record.get("reason"), late)
+
+
+def _refold(item: dict[str, Any]) -> None:
+    """Recompute the item from its sorted history, as if events had arrived in order."""
+    item.update(state=None, opened_at=None, updated_at=None, closed_at=None,
+                attributes={}, milestones={})
+    for record in item["history"]:
+        _apply(item, record)
+
+
+def _apply(item: dict[str, Any], record: dict[str, Any]) -> None:
+    event_type, payload, at = record["event_type"], record["payload"], record["occurred_at"]
+    result = lifecycles.transition(item["kind"], item["state"], event_type, payload)
+    if isinstance(result, lifecycles.Rejected):
+        record["outcome"], record["reason"] = "rejected", result.reason
+        return
+    record["outcome"] = "applied"
+    record.pop("reason", None)
+    item["state"] = result.state
+    item["updated_at"] = at
+    if item["opened_at"] is None:
+        item["opened_at"] = at
+    item["milestones"][event_type.partition(".")[2]] = at
+    attributes = item["attributes"]
+    for name in _ATTRIBUTES.get(event_type, ()):
+        if name in payload:
+            attributes[name] = payload[name]
+    if event_type == "fault.reported" and "priority" not in payload:
+        attributes["priority"] = _SEVERITY_PRIORITY[payload["severity"]]
+    if event_type in _STATUS_EVENTS:
+        attributes["status"] = payload["status"]
+    if event_type.endswith(".revisit_recorded"):
+        attributes["satisfaction"] = payload["satisfaction"]
+    closed = lifecycles.is_closed(item["kind"], item["state"])
+    item["closed_at"] = (item["closed_at"] or at) if closed else None
+
+
+def _file_item(view: dict[str, Any], item: dict[str, Any]) -> None:
+    """Keep the item in the open list or the recent-closed list, as its state says."""
+    kind, entity_id = item["kind"], item["id"]
+    open_items, recent = view["open"][kind], view["recent_closed"]
+    closed = lifecycles.is_closed(kind, item["state"])
+    if closed and entity_id in open_items:
+        del open_items[entity_id]
+        recent.insert(0, item)
+        view["counters"]["closed_total"] += 1
+    elif not closed and any(i is item for i in recent):
+        recent[:] = [i for i in recent if i is not item]
+        open_items[entity_id] = item
+        view["counters"]["closed_total"] -= 1
+    if closed:
+        recent.sort(key=lambda i: i["closed_at"], reverse=True)
+    for evicted in recent[RECENT_CLOSED_LIMIT:]:
+        view["archived_ids"].append(f"{evicted['kind']}:{evicted['id']}")
+    del recent[RECENT_CLOSED_LIMIT:]
+    del view["archived_ids"][:-ARCHIVED_IDS_LIMIT]
+
+
+def present(view: dict[str, Any], zone: tzinfo | None = None) -> dict[str, Any]:
+    """The view as served: bookkeeping dropped, open counts added, instants in ``zone``.
+
+    Instants are stored in UTC; staff read them in their local time, with the
+    offset shown so the value stays exact.
+    """
+    shown = {k: v for k, v in view.items()
+             if k not in ("profile_stamps", "profile_event_ids", "archived_ids")}
+    shown["open_counts"] = {kind: len(items) for kind, items in view["open"].items()}
+    return _localize(shown, zone) if zone is not None else shown
+
+
+def _localize(value: Any, zone: tzinfo) -> Any:
+    if isinstance(value, dict):
+        return {k: _localize(v, zone) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_localize(v, zone) for v in value]
+    if isinstance(value, str) and len(value) == 32 and value.endswith("+00:00") \
+            and value[10] == "T":
+        try:
+            return datetime.fromisoformat(value).astimezone(zone).isoformat(
+                timespec="microseconds")
+        except ValueError:
+            return value
+    return value
+
+
+def view_contains_event(view: dict[str, Any] | None, event_id: str) -> bool:
+    """Whether ``event_id`` has been folded into ``view`` (applied, rejected or late)."""
+    if view is None:
+        return False
+    if event_id in view["profile_event_ids"]:
+        return True
+    items = [*view["recent_closed"]]
+    for by_id in view["open"].values():
+        items.extend(by_id.values())
+    return any(r["event_id"] == event_id for item in items for r in item["history"])

@@ -1,0 +1,149 @@
+"""The glue between Kafka messages and the pure view fold.
+
+For each batch of raw messages: decode and validate (bad input goes to the
+dead-letter topic with its original bytes), make sure the event sits on its
+customer's home partition (events from clients with another partitioner, or
+with no key, are forwarded there first), fold it into the customer's view and
+write each touched view once per batch.  No domain decisions are made here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import faust
+import structlog
+from aiokafka.partitioner import murmur2
+
+from schemas.envelope import Event, InvalidEvent, decode_event
+from streams.customer_view import fold, new_view, view_contains_event
+
+DLQ_HEADER = "keydesk.dlq."
+
+
+def murmur2_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default (Java) partitioner picks for ``key``."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+class EventProcessor:
+    """Folds batches of event messages into the customer-view table."""
+
+    def __init__(self, *, app: faust.App, events: faust.TopicT, dead_letters: faust.TopicT,
+                 views: faust.Table, partitions: int | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.app = app
+        self.events = events
+        self.dead_letters = dead_letters
+        self.views = views
+        self.partitions = partitions or app.conf.topic_partitions
+        self.clock = clock
+        self.stats: Counter[str] = Counter()
+        self.log = structlog.get_logger("keydesk.events")
+        self._batch_done: asyncio.Event | None = None
+
+    def home_partition(self, customer_id: str) -> int:
+        return murmur2_partition(customer_id.encode(), self.partitions)
+
+    async def process_batch(self, batch: Sequence[faust.EventT]) -> None:
+        """Fold a batch; each customer's view is written to the table once."""
+        touched: dict[str, dict[str, Any]] = {}
+        for message in (event.message for event in batch):
+            try:
+                event = decode_event(message.value if message.value is not None else b"")
+            except InvalidEvent as exc:
+                await self.dead_letter(message, exc.reason, exc.field)
+                continue
+            key = event.customer_id.encode()
+            if message.partition != self.home_partition(event.customer_id) or message.key != key:
+                await self._forward_home(message, event, key)
+                continue
+            view = touched.get(event.customer_id)
+            if view is None:
+                view = self.views.get(event.customer_id) or new_view(event.customer_id)
+            try:
+                self._fold_one(view, event, message)
+            except Exception as exc:  # a bug must not stop the desk: park the event, go on
+                self.log.exception("event.fold_failed", event_id=event.event_id,
+                                   customer_id=event.customer_id)
+                await self.dead_letter(message, f"processing error: {exc!r}", None)
+                continue
+            touched[event.customer_id] = view
+        for customer_id, view in touched.items():
+            self.views[customer_id] = view
+        self._signal_batch_done()
+
+    def _fold_one(self, view: dict[str, Any], event: Event, message: faust.types.Message) -> None:
+        structlog.contextvars.bind_contextvars(
+            customer_id=event.customer_id, entity_id=event.entity_id, event_id=event.event_id)
+        try:
+            outcome = fold(view, event)
+            self.stats[outcome.status] += 1
+            self.log.info("event.folded", event_type=event.event_type, outcome=outcome.status,
+                          state=outcome.state, late=outcome.late, reason=outcome.reason,
+                          partition=message.partition, offset=message.offset)
+        finally:
+            structlog.contextvars.unbind_contextvars("customer_id", "entity_id", "event_id")
+
+    async def _forward_home(self, message: faust.types.Message, event: Event,
+                            key: bytes) -> None:
+        """Re-publish an event keyed or partitioned differently from Kafka's default.
+
+        A producer using another partitioner (librdkafka's default, say) or no key
+        would otherwise split a customer's state across partitions.  The copy is
+        the same bytes; folding is idempotent, so a second copy is harmless.
+        """
+        home = self.home_partition(event.customer_id)
+        await self.events.send(key=key, value=message.value, partition=home,
+                               key_serializer="raw", value_serializer="raw")
+        self.stats["forwarded"] += 1
+        self.log.info("event.forwarded_home", event_id=event.event_id,
+                      customer_id=event.customer_id, from_partition=message.partition,
+                      to_partition=home)
+
+    async def dead_letter(self, message: faust.types.Message, reason: str,
+                          field: str | None) -> None:
+        """Park an unusable message: original key and bytes, reason in headers."""
+        headers = [
+            (DLQ_HEADER + "reason", reason.encode()),
+            (DLQ_HEADER + "field", (field or "").encode()),
+            (DLQ_HEADER + "topic", message.topic.encode()),
+            (DLQ_HEADER + "partition", str(message.partition).encode()),
+            (DLQ_HEADER + "offset", str(message.offset).encode()),
+            (DLQ_HEADER + "timestamp", str(message.timestamp).encode()),
+            (DLQ_HEADER + "dead_lettered_at", repr(self.clock()).encode()),
+        ]
+        await self.dead_letters.send(key=message.key, value=message.value, headers=headers,
+                                     key_serializer="raw", value_serializer="raw")
+        self.stats["dead_lettered"] += 1
+        self.log.warning("event.dead_lettered", reason=reason, field=field, topic=message.topic,
+                         partition=message.partition, offset=message.offset)
+
+    # -- read-your-writes for the HTTP API ---------------------------------------
+
+    def _signal_batch_done(self) -> None:
+        if self._batch_done is not None:
+            self._batch_done.set()
+            self._batch_done = None
+
+    async def wait_for_event(self, customer_id: str, event_id: str, timeout: float) -> bool:
+        """Wait until this worker's view of ``customer_id`` contains ``event_id``.
+
+        Lets the hotline screen show the fault it just logged without polling.
+        """
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not view_contains_event(self.views.get(customer_id), event_id):
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return False
+            if self._batch_done is None:
+                self._batch_done = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._batch_done.wait(), remaining)
+            except TimeoutError:
+                return False
+        return True

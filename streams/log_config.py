@@ -1,0 +1,40 @@
+"""Structured logging: JSON lines in production, a readable console on a terminal.
+
+Context (customer, entity, event ids) is bound per processed event with
+contextvars, so every line written while handling an event carries them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import orjson
+import structlog
+
+
+def configure_logging(log_format: str = "auto", level: str = "info") -> None:
+    """Configure structlog once per process; framework loggers only say warnings."""
+    as_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
+    processors = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
+    ]
+    if as_json:
+        processors.append(structlog.processors.JSONRenderer(serializer=orjson.dumps))
+        factory = structlog.BytesLoggerFactory(file=sys.stderr.buffer)
+    else:
+        processors.append(structlog.dev.ConsoleRenderer())
+        factory = structlog.PrintLoggerFactory(file=sys.stderr)
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelName(level.upper())),
+        logger_factory=factory,
+        cache_logger_on_first_use=True,
+    )
+    for noisy in ("faust", "mode", "aiokafka", "aiohttp"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

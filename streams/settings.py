@@ -1,0 +1,106 @@
+"""Keydesk's settings: one typed object, read once from the environment.
+
+Every knob has a local default so that ``keydesk up`` works on a fresh clone
+(own broker, SQLite file).  A bad value fails at start with the variable named,
+never later with a stack trace.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value keydesk cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where keydesk connects and how it names things.  Field docs name the variable."""
+
+    kafka: str | None = None          # KEYDESK_KAFKA: bootstrap "host:port[,host:port]"; None = own broker
+    db_url: str = ""                  # KEYDESK_DB: SQLAlchemy URL; default SQLite file in data_dir
+    http_host: str = "127.0.0.1"      # KEYDESK_HTTP_HOST
+    http_port: int = 6066             # KEYDESK_HTTP_PORT
+    partitions: int = 4               # KEYDESK_PARTITIONS: partitions of keydesk's topics
+    replication: int = 1              # KEYDESK_REPLICATION: replication factor of new topics
+    app_id: str = "keydesk"           # KEYDESK_APP_ID: consumer group and changelog prefix
+    topic_prefix: str = "keydesk"     # KEYDESK_TOPIC_PREFIX
+    data_dir: Path = field(default_factory=lambda: Path("var"))  # KEYDESK_DATA_DIR
+    timezone: str = "Asia/Shanghai"   # KEYDESK_TIMEZONE: how instants are shown (stored in UTC)
+    log_format: str = "auto"          # KEYDESK_LOG_FORMAT: json | console | auto (console on a tty)
+    log_level: str = "info"           # KEYDESK_LOG_LEVEL
+
+    @property
+    def events_topic(self) -> str:
+        return f"{self.topic_prefix}.events"
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return f"{self.topic_prefix}.dead-letters"
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{(self.data_dir / 'keydesk.sqlite').resolve()}"
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        if not self.kafka:
+            raise SettingsError("KEYDESK_KAFKA is not set and no local broker was started")
+        return [s.strip() for s in self.kafka.split(",") if s.strip()]
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
+        """Read ``KEYDESK_*`` variables; ``overrides`` win (used by the CLI and tests)."""
+        env = os.environ if env is None else env
+        values: dict = {}
+
+        def text(name: str, attr: str) -> None:
+            if env.get(name):
+                values[attr] = env[name].strip()
+
+        def number(name: str, attr: str, low: int, high: int) -> None:
+            if env.get(name):
+                try:
+                    value = int(env[name])
+                except ValueError:
+                    raise SettingsError(f"{name}={env[name]!r} is not a whole number") from None
+                if not low <= value <= high:
+                    raise SettingsError(f"{name}={value} is outside {low}..{high}")
+                values[attr] = value
+
+        text("KEYDESK_KAFKA", "kafka")
+        text("KEYDESK_DB", "db_url")
+        text("KEYDESK_HTTP_HOST", "http_host")
+        number("KEYDESK_HTTP_PORT", "http_port", 1, 65535)
+        number("KEYDESK_PARTITIONS", "partitions", 1, 1024)
+        number("KEYDESK_REPLICATION", "replication", 1, 16)
+        text("KEYDESK_APP_ID", "app_id")
+        text("KEYDESK_TOPIC_PREFIX", "topic_prefix")
+        if env.get("KEYDESK_DATA_DIR"):
+            values["data_dir"] = Path(env["KEYDESK_DATA_DIR"])
+        text("KEYDESK_TIMEZONE", "timezone")
+        text("KEYDESK_LOG_FORMAT", "log_format")
+        text("KEYDESK_LOG_LEVEL", "log_level")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        try:
+            self.zone
+        except (ZoneInfoNotFoundError, ValueError):
+            raise SettingsError(f"KEYDESK_TIMEZONE={self.timezone!r} is not an IANA zone") from None
+        if self.log_format not in ("json", "console", "auto"):
+            raise SettingsError(f"KEYDESK_LOG_FORMAT={self.log_format!r}: use json, console or auto")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise SettingsError(f"KEYDESK_LOG_LEVEL={self.log_level!r}: use debug/info/warning/error")
