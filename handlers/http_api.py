@@ -128,10 +128,18 @@ def register_routes(streams: Streams, settings: Settings,
             return self.json({"event_id": event.event_id, "customer_id": event.customer_id},
                              status=202)
 
+    def ready() -> bool:
+        """Rebalanced and recovered: the table holds every owned customer's latest view."""
+        return not app.rebalancing and not getattr(app, "in_recovery", False)
+
     @app.page("/api/customers/{customer_id}/view")
     @app.table_route(table=views, match_info="customer_id")
     async def customer_view(web, request: Request, customer_id: str) -> Response:
         """The one-stop view; ``?wait_for=EVENT_ID&timeout=S`` waits until that event is in."""
+        if not ready():
+            # Never answer from a half-recovered table: a stale view looks like a true one.
+            return web.json({"error": "worker is rebalancing or recovering; retry shortly",
+                             "field": None}, status=503, headers={"Retry-After": "1"})
         wait_for = request.query.get("wait_for")
         if wait_for:
             try:
@@ -154,7 +162,8 @@ def register_routes(streams: Streams, settings: Settings,
         """Liveness plus what this worker owns and has done."""
         assignment = app.assignor.assigned_actives() if app.assignor else set()
         return web.json({
-            "status": "ok",
+            "status": "ok" if ready() else "recovering",
+            "ready": ready(),
             "worker": str(app.conf.canonical_url),
             "events_topic": settings.events_topic,
             "partitions": sorted(tp.partition for tp in assignment

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -45,7 +44,6 @@ def run_worker(settings: Settings,
     the worker is processing events.
     """
     configure_logging(settings.log_format, settings.log_level)
-    logging.basicConfig(level=logging.WARNING)
     ensure_topics_sync(settings)
     streams = build_worker_streams(settings)
     ready = False
@@ -65,4 +63,5 @@ def run_worker(settings: Settings,
 
     worker = faust.Worker(streams.app, loglevel="WARNING", quiet=True,
                           redirect_stdouts=False, override_logging=False)
+    worker.spinner = None  # a terminal spinner's escape codes have no place in JSON logs
     worker.execute_from_commandline()

@@ -108,9 +108,12 @@ def build_streams(settings: Settings, broker: str | None = None) -> Streams:
     # use_partitioner: a view is written to the changelog partition Kafka's own
     # partitioner picks for its key, which is its events' partition, whatever
     # mix of partitions one batch holds.
-    views = app.Table("customer-views", key_type=str, value_type=dict,
+    views = app.Table("customer-views", key_type=None, value_type=None,
                       partitions=settings.partitions, use_partitioner=True)
     views.key_serializer, views.value_serializer = "keydesk-utf8", "keydesk-json"
+    # Faust built the changelog topic when the table registered, with JSON
+    # serializers; rebuild it so recovery and standbys decode what we write.
+    views.changelog_topic = views._new_changelog_topic()
     processor = EventProcessor(app=app, events=events, dead_letters=dead_letters, views=views,
                                partitions=settings.partitions)
 

@@ -1,0 +1,87 @@
+"""Suite-wide fixtures: one real Kafka broker and one throwaway PostgreSQL per session.
+
+Both are started by the suite itself.  Under CI=true a service that cannot be
+started fails the tests that need it; elsewhere they are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def service_missing(what: str, why: str) -> None:
+    message = f"{what} unavailable: {why}"
+    if IN_CI:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap():
+    """A real Apache Kafka broker for the session (or KEYDESK_TEST_KAFKA if set)."""
+    if os.environ.get("KEYDESK_TEST_KAFKA"):
+        yield os.environ["KEYDESK_TEST_KAFKA"]
+        return
+    from handlers.local_kafka import LocalKafka, LocalKafkaError
+
+    broker = LocalKafka(partitions=4)
+    try:
+        bootstrap = broker.start()
+    except LocalKafkaError as exc:
+        service_missing("Kafka broker", str(exc))
+    try:
+        yield bootstrap
+    finally:
+        broker.stop()
+
+
+def _pg_bin(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    return str(candidates[-1]) if candidates else None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A throwaway PostgreSQL server from the local binaries; yields its SQLAlchemy URL."""
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if not (initdb and pg_ctl):
+        service_missing("PostgreSQL", "initdb/pg_ctl not found (apt-get install postgresql)")
+    root = Path(tempfile.mkdtemp(prefix="keydesk-pg-"))
+    data, port = root / "data", _free_port()
+    run_as = [] if os.geteuid() != 0 else ["runuser", "-u", "postgres", "--"]
+    if run_as:
+        shutil.chown(root, "postgres")
+    done = subprocess.run([*run_as, initdb, "-D", str(data), "-U", "keydesk", "--auth=trust",
+                           "-E", "UTF8", "--no-sync"], capture_output=True, text=True)
+    if done.returncode != 0:
+        service_missing("PostgreSQL", f"initdb failed: {done.stderr[-1000:]}")
+    started = subprocess.run(
+        [*run_as, pg_ctl, "-D", str(data), "-l", str(root / "server.log"), "-w", "-t", "60",
+         "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
+        capture_output=True, text=True)
+    if started.returncode != 0:
+        service_missing("PostgreSQL", f"pg_ctl start failed: {started.stderr[-1000:]}")
+    try:
+        yield f"postgresql+psycopg://keydesk@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*run_as, pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,152 @@
+"""Real keydesk workers (subprocesses running `keydesk worker`) against the suite's broker."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.conftest import service_missing
+
+PARTITIONS = 4
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http(method: str, url: str, body=None, raw: bytes | None = None) -> tuple[int, dict]:
+    data = raw if raw is not None else (orjson.dumps(body) if body is not None else None)
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, orjson.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        payload = exc.read()
+        try:
+            return exc.code, orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return exc.code, {"raw": payload.decode(errors="replace")}
+
+
+@dataclass
+class Desk:
+    """One keydesk deployment: a topic prefix and consumer group, with its workers."""
+
+    bootstrap: str
+    prefix: str
+    tmp: Path
+    workers: list[Worker] = field(default_factory=list)
+
+    @property
+    def events_topic(self) -> str:
+        return f"{self.prefix}.events"
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return f"{self.prefix}.dead-letters"
+
+    def env(self, port: int) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KEYDESK_")}
+        env.update(KEYDESK_KAFKA=self.bootstrap, KEYDESK_HTTP_PORT=str(port),
+                   KEYDESK_APP_ID=f"{self.prefix}-app", KEYDESK_TOPIC_PREFIX=self.prefix,
+                   KEYDESK_PARTITIONS=str(PARTITIONS), KEYDESK_LOG_FORMAT="json",
+                   KEYDESK_DATA_DIR=str(self.tmp))
+        return env
+
+    def start_worker(self) -> Worker:
+        port = free_port()
+        log = open(self.tmp / f"worker-{port}.log", "wb")
+        process = subprocess.Popen([sys.executable, "-m", "handlers.cli", "worker"],
+                                   env=self.env(port), stdout=log, stderr=subprocess.STDOUT,
+                                   cwd=Path(__file__).parents[2])
+        worker = Worker(url=f"http://127.0.0.1:{port}", process=process,
+                        log_path=self.tmp / f"worker-{port}.log")
+        self.workers.append(worker)
+        return worker
+
+    def wait_until_partitions_split(self, timeout: float = 60.0) -> None:
+        """Wait until every partition is owned by exactly one live worker, all workers busy."""
+        deadline = time.monotonic() + timeout
+        while True:
+            owned = [w.partitions() for w in self.workers if w.alive()]
+            flat = [p for ps in owned if ps for p in ps]
+            if owned and all(owned) and sorted(flat) == list(range(PARTITIONS)):
+                return
+            if time.monotonic() > deadline:
+                logs = "\n".join(w.log_path.read_text()[-3000:] for w in self.workers)
+                raise AssertionError(f"partitions not split among workers: {owned}\n{logs}")
+            time.sleep(0.1)  # polling the workers' own health reports
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+
+
+@dataclass
+class Worker:
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def partitions(self) -> list[int] | None:
+        try:
+            status, health = http("GET", f"{self.url}/api/health")
+        except (urllib.error.URLError, ConnectionError, OSError):
+            return None
+        return health.get("partitions") if status == 200 and health.get("ready") else None
+
+    def view(self, customer_id: str, wait_for: str | None = None) -> tuple[int, dict]:
+        query = f"?wait_for={wait_for}&timeout=10" if wait_for else ""
+        return http("GET", f"{self.url}/api/customers/{customer_id}/view{query}")
+
+    def stop(self) -> None:
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def new_desk(kafka_bootstrap: str, tmp: Path) -> Desk:
+    return Desk(bootstrap=kafka_bootstrap, prefix=f"kd{uuid.uuid4().hex[:8]}", tmp=tmp)
+
+
+@pytest.fixture(scope="module")
+def desk(kafka_bootstrap, tmp_path_factory):
+    """One worker on a fresh topic prefix, shared by a test module."""
+    d = new_desk(kafka_bootstrap, tmp_path_factory.mktemp("desk"))
+    d.start_worker()
+    try:
+        d.wait_until_partitions_split()
+        yield d
+    finally:
+        d.stop()
+
+
+@pytest.fixture(scope="session")
+def kcat():
+    path = shutil.which("kcat")
+    if path is None:
+        service_missing("kcat", "not on PATH (apt-get install kcat)")
+    return path
