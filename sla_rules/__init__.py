@@ -6,6 +6,40 @@ passed in. Entry points:
 - ``load_rules(path=None)`` / ``check_rules_file(path)``: the TOML rules file;
 - ``evaluate(facts, history, rules, at)``: status of every clock of an item;
 - ``explain(facts, history, rules, at)``: the human-readable derivation.
+
+Semantics chosen where the issue is silent (each is visible in ``explain``):
+
+- Business time only runs inside calendar working intervals; an instant is
+  working when its local date is a working day and its local wall time lies in
+  a span (DST gaps are skipped, repeated hours count twice). "1d" = 24 h of
+  business time. A deadline is the earliest instant the target is complete, so
+  it closes a working interval (e.g. 18:00, never 03:00 on a business calendar).
+- At the deadline instant itself a running clock counts as breached; a clock
+  met exactly at its deadline is met. Met late = state ``breached`` with
+  ``met_at`` set. Cancelled orders: running clocks become ``cancelled``.
+- Response is met by acknowledgement or, if none came, by restore/resolve/close.
+  Closing meets any still-running restore/resolve. Revisit starts at closure
+  (fault.closed, ticket.closed, order.customer_accepted) and is voided
+  (``cancelled``, listed under ``voided``) by a reopen; the next closure starts
+  a new one. Metrics not started yet are absent from ``metrics``.
+- Pauses are item status intervals (pending_* statuses); a policy chooses which
+  statuses pause which metrics (default: restore, resolve, provision; never
+  response). A reopen ends a pending status. Paused time is reported as the
+  business time that did not count, per status.
+- Priority changes touch running clocks only; the rule is re-matched with the
+  new priority but the policy version in force at the clock's start is kept.
+  ``recompute``: new target from the original start; ``from_change``: new
+  target counted from the change (``measured_from``; elapsed restarts there).
+- Reopen ``resume``: the stopped clock runs on, the time between stop and
+  reopen does not count. ``new_cycle``: a fresh clock with the full target for
+  the current priority and the same policy version; old cycles are kept in
+  ``previous_cycles``.
+- Warnings, breach and escalation steps are instants at which elapsed
+  business time reaches a fraction of / the target / target + step delay.
+  While paused they are undetermined (None) and ``next_change_at`` is None:
+  only an event can change anything.
+- Events later than ``at`` are ignored; duplicates (same event_id) count once;
+  equal instants are ordered by a fixed life-cycle precedence, then event_id.
 """
 
 from .business_calendar import BusinessCalendar

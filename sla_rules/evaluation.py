@@ -17,10 +17,10 @@ from .business_calendar import from_us, td_us, to_us, us_td
 from .clock import INF, business_measure, clip, intersect, normalise, reach_instants, subtract
 from .item_history import Timeline, Track, fold_history
 from .policies import ItemFacts, RuleSet
-from .rules_file import format_duration
 
 
-def _iso(value: dt.datetime | None) -> str | None:
+def iso_instant(value: dt.datetime | None) -> str | None:
+    """ISO-8601 in UTC with a Z suffix (None stays None)."""
     return None if value is None else value.isoformat().replace("+00:00", "Z")
 
 
@@ -40,7 +40,7 @@ class Threshold:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "label": self.label, "at_elapsed_seconds": _secs(self.at_elapsed),
-                "due_at": _iso(self.due_at), "reached": self.reached}
+                "due_at": iso_instant(self.due_at), "reached": self.reached}
 
 
 @dataclass(frozen=True)
@@ -80,16 +80,16 @@ class MetricStatus:
             "metric": self.metric, "cycle": self.cycle, "policy_id": self.policy_id,
             "policy_version": self.policy_version, "rule": self.rule, "calendar_id": self.calendar_id,
             "priority": self.priority, "target_seconds": _secs(self.target),
-            "started_at": _iso(self.started_at), "measured_from": _iso(self.measured_from),
-            "deadline": _iso(self.deadline), "elapsed_seconds": _secs(self.elapsed),
+            "started_at": iso_instant(self.started_at), "measured_from": iso_instant(self.measured_from),
+            "deadline": iso_instant(self.deadline), "elapsed_seconds": _secs(self.elapsed),
             "remaining_seconds": _secs(self.remaining), "overdue_seconds": _secs(self.overdue),
             "paused": self.paused, "pause_reason": self.pause_reason, "pause_detail": self.pause_detail,
-            "state": self.state, "met_at": _iso(self.met_at), "breached_at": _iso(self.breached_at),
-            "cancelled_at": _iso(self.cancelled_at),
+            "state": self.state, "met_at": iso_instant(self.met_at), "breached_at": iso_instant(self.breached_at),
+            "cancelled_at": iso_instant(self.cancelled_at),
             "paused_seconds_by_reason": {k: _secs(v) for k, v in sorted(self.paused_by_reason.items())},
             "warnings": [w.to_dict() for w in self.warnings],
             "escalations": [e.to_dict() for e in self.escalations],
-            "next_change_at": _iso(self.next_change_at),
+            "next_change_at": iso_instant(self.next_change_at),
             "previous_cycles": [c.to_dict() for c in self.previous_cycles],
             "trace": list(self.trace),
         }
@@ -113,10 +113,10 @@ class ItemEvaluation:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "at": _iso(self.at), "customer_id": self.customer_id, "entity_id": self.entity_id,
+            "at": iso_instant(self.at), "customer_id": self.customer_id, "entity_id": self.entity_id,
             "kind": self.kind, "priority": self.priority, "rules_version": self.rules_version,
             "metrics": {name: status.to_dict() for name, status in self.metrics.items()},
-            "next_change_at": _iso(self.next_change_at),
+            "next_change_at": iso_instant(self.next_change_at),
             "match_trace": list(self.match_trace), "notes": list(self.notes),
             "voided": [v.to_dict() for v in self.voided],
         }
@@ -190,14 +190,17 @@ def measure_track(track: Track, tl: Timeline, rules: RuleSet, at_us: int) -> Met
         paused_by_reason={k: us_td(v) for k, v in paused_by.items()},
         warnings=warnings, escalations=escalations, next_change_at=_dt(next_change),
         previous_cycles=tuple(measure_track(p, tl, rules, at_us) for p in track.previous),
-        trace=tuple(track.notes) + _pause_notes(applicable, calendar.id, track.metric),
+        trace=tuple(track.notes) + _pause_notes(applicable, life),
     )
 
 
-def _pause_notes(applicable: list[list[Any]], calendar_id: str, metric: str) -> tuple[str, ...]:
+def _pause_notes(applicable: list[list[Any]], life: list[tuple[int, int]]) -> tuple[str, ...]:
+    """One line per pause that overlapped this clock's running windows."""
     notes = []
     for start, end, status, reason in applicable:
-        span = f"{_iso(from_us(start))} -> {_iso(from_us(end)) if end is not None else 'still paused'}"
+        if not intersect(life, normalise([(start, end)])):
+            continue
+        span = f"{iso_instant(from_us(start))} -> {iso_instant(from_us(end)) if end is not None else 'still paused'}"
         notes.append(f"paused {span} ({status}{': ' + reason if reason else ''})")
     return tuple(notes)
 
@@ -213,14 +216,10 @@ def evaluate(facts: ItemFacts, history: Iterable[Mapping[str, Any]], rules: Rule
     metrics = {name: measure_track(track, tl, rules, at_us) for name, track in sorted(tl.tracks.items())}
     changes = [m.next_change_at for m in metrics.values() if m.next_change_at is not None]
     return ItemEvaluation(
-        at=from_us(at_us), customer_id=facts.customer_id, entity_id=facts.entity_id, kind=facts.kind,
+        at=from_us(at_us), customer_id=facts.customer_id, entity_id=facts.entity_id, kind=tl.facts.kind,
         priority=tl.cls, rules_version=rules.version, metrics=metrics,
         next_change_at=min(changes) if changes else None,
         match_trace=tuple(tl.match.why()) if tl.match else (),
         notes=tuple(tl.notes), voided=tuple(measure_track(v, tl, rules, at_us) for v in tl.voided),
     )
 
-
-def describe_target(status: MetricStatus) -> str:
-    """Short 'target 4h, deadline ...' phrase for explanations."""
-    return f"target {format_duration(status.target)}, deadline {_iso(status.deadline) or 'undetermined (paused)'}"

@@ -13,9 +13,9 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .evaluation import ItemEvaluation, MetricStatus, _iso, evaluate
+from .evaluation import ItemEvaluation, MetricStatus, iso_instant, evaluate
 from .policies import TIERS, ItemFacts, RuleSet
-from .rules_file import format_duration
+from .durations import format_duration
 
 
 def _status_lines(status: MetricStatus, rules: RuleSet, indent: str = "  ") -> list[str]:
@@ -24,8 +24,8 @@ def _status_lines(status: MetricStatus, rules: RuleSet, indent: str = "  ") -> l
         f"{indent}{status.metric} (cycle {status.cycle}): {status.state.upper()}",
         f"{indent}  policy {status.policy_id} v{status.policy_version} via rule {status.rule!r}, priority {status.priority}",
         f"{indent}  calendar {calendar.describe()}",
-        f"{indent}  target {format_duration(status.target)} of business time, counted from {_iso(status.measured_from)}"
-        + (f" (clock started {_iso(status.started_at)})" if status.measured_from != status.started_at else ""),
+        f"{indent}  target {format_duration(status.target)} of business time, counted from {iso_instant(status.measured_from)}"
+        + (f" (clock started {iso_instant(status.started_at)})" if status.measured_from != status.started_at else ""),
     ]
     lines += [f"{indent}  - {note}" for note in status.trace]
     for reason, lost in sorted(status.paused_by_reason.items()):
@@ -35,19 +35,27 @@ def _status_lines(status: MetricStatus, rules: RuleSet, indent: str = "  ") -> l
         + (f", overdue {format_duration(status.overdue)}" if status.overdue else "")
         + (f"; PAUSED ({status.pause_reason}{': ' + status.pause_detail if status.pause_detail else ''})" if status.paused else "")
     )
-    lines.append(f"{indent}  deadline {_iso(status.deadline) or 'undetermined while paused'}")
+    deadline = iso_instant(status.deadline) or "undetermined while paused"
+    if status.deadline is not None and calendar.tz is not None:
+        deadline += f" ({status.deadline.astimezone(calendar.tz):%Y-%m-%d %H:%M} {calendar.time_zone})"
+    lines.append(f"{indent}  deadline {deadline}")
     if status.met_at:
-        lines.append(f"{indent}  met at {_iso(status.met_at)}")
+        lines.append(f"{indent}  met at {iso_instant(status.met_at)}")
     if status.breached_at:
-        lines.append(f"{indent}  breached at {_iso(status.breached_at)}")
+        lines.append(f"{indent}  breached at {iso_instant(status.breached_at)}")
     if status.cancelled_at:
-        lines.append(f"{indent}  cancelled at {_iso(status.cancelled_at)}")
+        lines.append(f"{indent}  cancelled at {iso_instant(status.cancelled_at)}")
     for step in status.warnings + status.escalations:
         what = f"warning {step.label}" if step.kind == "warning" else f"escalate to {step.label}"
-        when = _iso(step.due_at) or "not due"
+        if step.due_at is not None:
+            when = iso_instant(step.due_at)
+        elif status.paused:
+            when = "undetermined while paused"
+        else:
+            when = "never (the clock stopped first)"
         lines.append(f"{indent}  {what} at elapsed {format_duration(step.at_elapsed)}: {when}{' (reached)' if step.reached else ''}")
     if status.next_change_at:
-        lines.append(f"{indent}  next change {_iso(status.next_change_at)}")
+        lines.append(f"{indent}  next change {iso_instant(status.next_change_at)}")
     for previous in status.previous_cycles:
         lines += _status_lines(previous, rules, indent + "    ")
     return lines
@@ -56,8 +64,8 @@ def _status_lines(status: MetricStatus, rules: RuleSet, indent: str = "  ") -> l
 def format_explanation(facts: ItemFacts, evaluation: ItemEvaluation, rules: RuleSet) -> str:
     """Render an evaluation as the multi-line trace."""
     lines = [
-        f"SLA explanation for {facts.entity_id or 'item'} of customer {facts.customer_id} at {_iso(evaluation.at)}",
-        f"tier {facts.tier} ({TIERS.get(facts.tier, '?')}), kind {facts.kind}, priority {evaluation.priority}"
+        f"SLA explanation for {facts.entity_id or 'item'} of customer {facts.customer_id} at {iso_instant(evaluation.at)}",
+        f"tier {facts.tier} ({TIERS.get(facts.tier, '?')}), kind {evaluation.kind}, priority {evaluation.priority}"
         + (f", region {facts.region}" if facts.region else ""),
         f"rules {rules.source} version {rules.version}",
         "policy matching (first match wins):",
@@ -74,7 +82,7 @@ def format_explanation(facts: ItemFacts, evaluation: ItemEvaluation, rules: Rule
     for status in evaluation.voided:
         lines.append("  voided clock:")
         lines += _status_lines(status, rules, "    ")
-    lines.append(f"next change of the whole item: {_iso(evaluation.next_change_at) or 'none (waiting for an event)'}")
+    lines.append(f"next change of the whole item: {iso_instant(evaluation.next_change_at) or 'none (waiting for an event)'}")
     return "\n".join(lines)
 
 

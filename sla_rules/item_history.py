@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .business_calendar import from_us, td_us, to_us
-from .policies import SEVERITY_PRIORITY, ItemFacts, Match, Policy, Rule, RuleSet
-from .rules_file import format_duration
+from .policies import KINDS, SEVERITY_PRIORITY, ItemFacts, Match, Policy, Rule, RuleSet
+from .durations import format_duration
 
 # Tie-break for events at the same instant: the natural life-cycle order.
 PRECEDENCE = {
@@ -50,18 +50,20 @@ def _fmt(us: int) -> str:
 
 def order_events(history: Iterable[Mapping[str, Any]], until_us: int | None = None) -> list[tuple[int, Mapping[str, Any]]]:
     """Deterministic order of events up to ``until_us``, duplicates (same event_id) dropped."""
-    seen: dict[str, tuple[int, Mapping[str, Any]]] = {}
-    for event in history:
-        t = _ts(event["occurred_at"])
-        if until_us is not None and t > until_us:
-            continue
-        seen.setdefault(str(event["event_id"]), (t, event))
-
-    def key(item: tuple[int, Mapping[str, Any]]) -> tuple[int, int, str]:
+    def key(item: tuple[int, Mapping[str, Any]]) -> tuple[int, int, str, str, str]:
         t, event = item
         suffix = str(event["event_type"]).rpartition(".")[2]
-        return t, PRECEDENCE.get(suffix, 50), str(event["event_id"])
+        # the last two parts only separate (broken) duplicates deterministically
+        return t, PRECEDENCE.get(suffix, 50), str(event["event_id"]), str(event["event_type"]), repr(event.get("payload"))
 
+    seen: dict[str, tuple[int, Mapping[str, Any]]] = {}
+    for event in history:
+        item = (_ts(event["occurred_at"]), event)
+        if until_us is not None and item[0] > until_us:
+            continue
+        event_id = str(event["event_id"])
+        if event_id not in seen or key(item) < key(seen[event_id]):
+            seen[event_id] = item
     return sorted(seen.values(), key=key)
 
 
@@ -130,6 +132,7 @@ class Timeline:
         return track
 
     def meet(self, metric: str, t: int, why: str) -> None:
+        """Stop a running clock as met at ``t`` (a stopped clock is left alone)."""
         track = self.tracks.get(metric)
         if track is not None and track.running:
             track.stop(t)
@@ -137,6 +140,7 @@ class Timeline:
             track.notes.append(f"{_fmt(t)} met by {why}")
 
     def set_status(self, t: int, status: str, reason: str | None) -> None:
+        """Record a status change; pending_* statuses open an interval that may pause clocks."""
         if self.statuses and self.statuses[-1][1] is None:
             if self.statuses[-1][2] == status:
                 return
@@ -155,6 +159,10 @@ def _open(tl: Timeline, t: int, event: Mapping[str, Any]) -> None:
         return
     family = OPENING[event["event_type"]]
     payload = event.get("payload") or {}
+    kind = payload.get("kind") if family == "ticket" else family
+    if kind in KINDS and kind != tl.facts.kind:
+        tl.note(t, f"kind {kind!r} from {event['event_type']} overrides the facts' {tl.facts.kind!r}")
+        tl.facts = replace(tl.facts, kind=kind)
     if family == "fault":
         cls = payload.get("priority") or SEVERITY_PRIORITY.get(payload.get("severity", "")) or tl.facts.priority
     elif family == "ticket":
@@ -229,6 +237,9 @@ def _reopen(tl: Timeline, t: int, event: Mapping[str, Any]) -> None:
         tl.statuses[-1][1] = t  # a reopened item is being worked on again
     revisit = tl.tracks.pop("revisit", None)
     if revisit is not None:
+        if revisit.running:
+            revisit.stop(t)
+            revisit.cancelled_at = t
         revisit.notes.append(f"{_fmt(t)} voided by reopen; a new revisit clock starts at the next closure")
         tl.voided.append(revisit)
     metrics = ("restore", "resolve") if tl.family == "fault" else ("resolve",)

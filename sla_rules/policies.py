@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .business_calendar import BusinessCalendar
 
@@ -100,6 +100,7 @@ class Policy:
 
     @property
     def label(self) -> str:
+        """'id vN', as shown in traces."""
         return f"{self.id} v{self.version}"
 
 
@@ -152,6 +153,13 @@ class Rule:
                 return False
         return True
 
+    def overlaps(self, other: Rule) -> bool:
+        """True when some item could match both rules."""
+        for (_, mine), (_, theirs) in zip(self._conditions(), other._conditions()):
+            if mine is not None and theirs is not None and not mine & theirs:
+                return False
+        return True
+
     def describe(self) -> str:
         conds = [f"{n} in {sorted(v)}" for n, v in self._conditions() if v is not None]
         return f"rule #{self.index + 1} {self.name!r} ({' and '.join(conds) or 'catch-all'}) -> {self.policy_id}"
@@ -181,7 +189,6 @@ class RuleSet:
     policies: Mapping[str, tuple[Policy, ...]]  # per id, sorted by effective_from
     rules: tuple[Rule, ...]
     description: str = ""
-    extras: Mapping[str, object] = field(default_factory=dict)
 
     def policy_in_force(self, policy_id: str, at: dt.datetime) -> Policy | None:
         """The version of ``policy_id`` in force at ``at`` (latest effective_from <= at)."""

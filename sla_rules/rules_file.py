@@ -11,12 +11,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .business_calendar import WEEKDAYS, BusinessCalendar, Span
+from .durations import format_duration, parse_duration
 from .policies import (
     KINDS,
     METRICS_BY_KIND,
@@ -30,9 +30,14 @@ from .policies import (
     RuleSet,
     classes_for,
 )
+from .rule_problems import ProblemCollector, RuleProblem, RulesError
+
+__all__ = [
+    "DEFAULT_RULES_PATH", "RuleProblem", "RulesError", "check_rules_file", "format_duration",
+    "load_rules", "parse_duration", "parse_rules",
+]
 
 DEFAULT_RULES_PATH = Path(__file__).with_name("default_rules.toml")
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?$")
 _SPAN = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
 _TOP_KEYS = {"schema", "version", "description", "time_zone", "calendars", "policies", "rules"}
 _CAL_KEYS = {"always_on", "time_zone", "description", "hours", "makeup_hours", "holidays", "makeup_days", "notes"}
@@ -43,93 +48,6 @@ _POLICY_KEYS = {
 _RULE_KEYS = {"name", "policy", "customer_id", "tier", "kind", "priority", "region"}
 
 
-@dataclass(frozen=True)
-class RuleProblem:
-    """One thing wrong with a rules file."""
-
-    file: str
-    location: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.location}: {self.reason}"
-
-
-class RulesError(Exception):
-    """A rules file that cannot be used; ``problems`` lists every reason."""
-
-    def __init__(self, problems: list[RuleProblem]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
-
-
-def parse_duration(text: Any) -> dt.timedelta:
-    """'1d4h30m' style duration (d = 24 h of business time) -> timedelta."""
-    if not isinstance(text, str):
-        raise ValueError(f"duration must be a string like '4h' or '1d2h30m', got {text!r}")
-    s = text.strip().replace(" ", "")
-    if s.startswith("-"):
-        raise ValueError(f"negative duration {text!r}")
-    m = _DURATION.match(s)
-    if not s or not m:
-        raise ValueError(f"bad duration {text!r} (write e.g. '15m', '4h', '1d12h')")
-    d, h, mi = (int(g) if g else 0 for g in m.groups())
-    return dt.timedelta(days=d, hours=h, minutes=mi)
-
-
-def format_duration(delta: dt.timedelta) -> str:
-    """timedelta -> '1d4h30m' (seconds shown only when present)."""
-    total = int(delta.total_seconds())
-    sign = "-" if total < 0 else ""
-    total = abs(total)
-    d, rest = divmod(total, 86400)
-    h, rest = divmod(rest, 3600)
-    m, s = divmod(rest, 60)
-    out = "".join(f"{v}{u}" for v, u in ((d, "d"), (h, "h"), (m, "m"), (s, "s")) if v)
-    return sign + (out or "0m")
-
-
-class _Checker:
-    """Collects problems while building the rule set."""
-
-    def __init__(self, file: str, text: str) -> None:
-        self.file = file
-        self.lines = text.splitlines()
-        self.problems: list[RuleProblem] = []
-
-    def line_of(self, pattern: str, nth: int = 0) -> int | None:
-        rx = re.compile(pattern)
-        seen = 0
-        for number, line in enumerate(self.lines, 1):
-            if rx.match(line.strip()):
-                if seen == nth:
-                    return number
-                seen += 1
-        return None
-
-    def add(self, location: str, reason: str, line: int | None = None) -> None:
-        self.problems.append(RuleProblem(self.file, f"{line}:{location}" if line else location, reason))
-
-    def unknown_keys(self, table: Any, allowed: set[str], location: str, line: int | None) -> None:
-        if isinstance(table, dict):
-            for key in sorted(set(table) - allowed):
-                self.add(f"{location}.{key}", f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})", line)
-
-    def str_list(self, value: Any, location: str, line: int | None, allowed: tuple[str, ...] | None = None) -> frozenset[str] | None:
-        if value is None:
-            return None
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-            self.add(location, "must be a non-empty list of strings", line)
-            return None
-        if allowed is not None:
-            for v in value:
-                if v not in allowed:
-                    self.add(location, f"unknown value {v!r} (allowed: {', '.join(allowed)})", line)
-        return frozenset(value)
-
-
 def _to_instant(value: Any, tz: dt.tzinfo) -> dt.datetime | None:
     if isinstance(value, dt.datetime):
         return value if value.tzinfo else value.replace(tzinfo=tz)
@@ -138,7 +56,7 @@ def _to_instant(value: Any, tz: dt.tzinfo) -> dt.datetime | None:
     return None
 
 
-def _spans(ck: _Checker, value: Any, location: str, line: int | None) -> tuple[Span, ...]:
+def _spans(ck: ProblemCollector, value: Any, location: str, line: int | None) -> tuple[Span, ...]:
     if not isinstance(value, list):
         ck.add(location, "must be a list of 'HH:MM-HH:MM' strings", line)
         return ()
@@ -161,7 +79,7 @@ def _spans(ck: _Checker, value: Any, location: str, line: int | None) -> tuple[S
     return tuple(spans)
 
 
-def _dates(ck: _Checker, value: Any, location: str, line: int | None) -> list[dt.date]:
+def _dates(ck: ProblemCollector, value: Any, location: str, line: int | None) -> list[dt.date]:
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(v, dt.date) and not isinstance(v, dt.datetime) for v in value):
@@ -170,7 +88,7 @@ def _dates(ck: _Checker, value: Any, location: str, line: int | None) -> list[dt
     return list(value)
 
 
-def _calendar(ck: _Checker, cal_id: str, raw: Any) -> BusinessCalendar | None:
+def _calendar(ck: ProblemCollector, cal_id: str, raw: Any) -> BusinessCalendar | None:
     loc = f"calendars.{cal_id}"
     line = ck.line_of(rf"^\[calendars\.\"?{re.escape(cal_id)}\"?\]")
     if not isinstance(raw, dict):
@@ -217,7 +135,7 @@ def _calendar(ck: _Checker, cal_id: str, raw: Any) -> BusinessCalendar | None:
     )
 
 
-def _policy(ck: _Checker, n: int, raw: Any, calendars: dict[str, BusinessCalendar], tz: dt.tzinfo) -> Policy | None:
+def _policy(ck: ProblemCollector, n: int, raw: Any, calendars: dict[str, BusinessCalendar], tz: dt.tzinfo) -> Policy | None:
     line = ck.line_of(r"^\[\[policies\]\]", n)
     pid = raw.get("id") if isinstance(raw, dict) else None
     loc = f"policies[{n}]" + (f"(id={pid})" if pid else "")
@@ -314,7 +232,7 @@ def _policy(ck: _Checker, n: int, raw: Any, calendars: dict[str, BusinessCalenda
     )
 
 
-def _rule(ck: _Checker, n: int, raw: Any, policy_ids: set[str]) -> Rule | None:
+def _rule(ck: ProblemCollector, n: int, raw: Any, policy_ids: set[str]) -> Rule | None:
     line = ck.line_of(r"^\[\[rules\]\]", n)
     loc = f"rules[{n}]"
     if not isinstance(raw, dict):
@@ -339,7 +257,7 @@ def _rule(ck: _Checker, n: int, raw: Any, policy_ids: set[str]) -> Rule | None:
 
 def parse_rules(text: str, source: str = "<rules>") -> tuple[RuleSet | None, list[RuleProblem]]:
     """Parse and validate rules text; returns the rule set (None if invalid) and all problems."""
-    ck = _Checker(source, text)
+    ck = ProblemCollector(source, text)
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -397,6 +315,19 @@ def parse_rules(text: str, source: str = "<rules>") -> tuple[RuleSet | None, lis
                 ck.add(f"rules[{later.index}]", f"rule {later.name!r} can never match: hidden by earlier {earlier.describe()}",
                        ck.line_of(r"^\[\[rules\]\]", later.index))
                 break
+            if later.customer_ids is not None and earlier.customer_ids is None and earlier.overlaps(later):
+                # A contract override must win over tier defaults: it has to come first.
+                ck.add(f"rules[{later.index}]",
+                       f"contract rule {later.name!r} is partly hidden by earlier {earlier.describe()}; put customer rules first",
+                       ck.line_of(r"^\[\[rules\]\]", later.index))
+                break
+    for rule in rules:
+        for policy in policies.get(rule.policy_id, ()):
+            for kind in sorted(rule.kinds or KINDS):
+                if not any(k == kind for k, _, _ in policy.targets):
+                    ck.add(f"rules[{rule.index}]",
+                           f"rule {rule.name!r} sends {kind} items to {policy.label}, which has no {kind} targets",
+                           ck.line_of(r"^\[\[rules\]\]", rule.index))
     if not raw_rules:
         ck.add("rules", "at least one rule is required")
     elif not (isinstance(raw_rules[-1], dict) and set(raw_rules[-1]) <= {"name", "policy"}):

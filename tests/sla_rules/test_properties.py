@@ -10,17 +10,18 @@ so both must agree exactly.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sla_rules import BusinessCalendar, ItemFacts, LadderStep, Policy, Rule, RuleSet, evaluate
+from sla_rules import BusinessCalendar, ItemFacts, LadderStep, Policy, Rule, RuleSet, evaluate, explain, load_rules
 
 UTC = dt.timezone.utc
 MIN = dt.timedelta(minutes=1)
-PRECEDENCE = {"opened": 0, "priority_changed": 1, "status_changed": 2, "resolved": 7, "reopened": 11}
+PRECEDENCE = {"opened": 0, "priority_changed": 1, "status_changed": 2, "acknowledged": 3, "resolved": 7, "reopened": 11}
 # Windows around real DST transitions (and one zone without DST).
 ANCHORS = [
     ("Europe/Berlin", dt.datetime(2026, 3, 29, 1, 0, tzinfo=UTC)),
@@ -29,7 +30,7 @@ ANCHORS = [
     ("America/New_York", dt.datetime(2026, 11, 1, 6, 0, tzinfo=UTC)),
     ("Asia/Shanghai", dt.datetime(2026, 2, 13, 0, 0, tzinfo=UTC)),
 ]
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # --------------------------------------------------------------- brute force
@@ -55,9 +56,14 @@ class BruteCalendar:
         return any(s <= mod < e for s, e in spans)
 
 
-def brute_resolve(cal: BruteCalendar, events: list[dict], at: dt.datetime, targets: dict[str, int],
-                  ladder: list[int], priority_mode: str, reopen_mode: str, horizon_days: int = 60) -> dict:
-    """Replay a ticket minute by minute; elapsed, state, deadline and ladder instants of resolve.
+def brute_clock(cal: BruteCalendar, events: list[dict], at: dt.datetime, targets: dict[str, int],
+                ladder: list[int], priority_mode: str, reopen_mode: str, metric: str = "resolve",
+                horizon_days: int = 60) -> dict:
+    """Replay a ticket minute by minute; elapsed, state, deadline and ladder instants of one clock.
+
+    resolve: paused by pending_* statuses, stopped by resolved, runs again on
+    reopen. response: never paused, stopped by acknowledged or resolved,
+    untouched by reopen.
 
     Pass 1 replays the events up to ``at`` minute by minute. Pass 2 projects
     the clock forward without further events (from the final stop when the
@@ -78,7 +84,7 @@ def brute_resolve(cal: BruteCalendar, events: list[dict], at: dt.datetime, targe
             e = events[idx]
             kind = e["event_type"].split(".")[1]
             if kind == "status_changed":
-                paused = e["payload"]["status"].startswith("pending_")
+                paused = e["payload"]["status"].startswith("pending_") and metric == "resolve"
             elif kind == "priority_changed":
                 new = e["payload"]["priority"]
                 if new != cls:
@@ -87,10 +93,10 @@ def brute_resolve(cal: BruteCalendar, events: list[dict], at: dt.datetime, targe
                         target = targets[new]
                         if priority_mode == "from_change":
                             count, reach = 0, {}
-            elif kind == "resolved" and running:
+            elif running and (kind == "resolved" or (kind == "acknowledged" and metric == "response")):
                 running, met_at = False, t
                 snapshot = (count, dict(reach))
-            elif kind == "reopened":
+            elif kind == "reopened" and metric == "resolve":
                 paused = False
                 if not running:
                     running, met_at = True, None
@@ -160,13 +166,13 @@ def scenarios(draw):
                "payload": {"kind": "complaint", "priority": draw(st.sampled_from(["P1", "P2", "P3", "P4"])), "subject": "s"}}]
     for i in range(n):
         offset = draw(st.integers(0, 3 * 24 * 60))
-        what = draw(st.sampled_from(["pending_customer", "pending_third_party", "in_progress", "priority", "resolved", "reopened"]))
+        what = draw(st.sampled_from(["pending_customer", "pending_third_party", "in_progress", "priority", "resolved", "reopened", "acknowledged"]))
         when = start + dt.timedelta(minutes=offset)
         eid = f"e{i + 1:02d}"
         if what == "priority":
             events.append({"event_id": eid, "event_type": "ticket.priority_changed", "occurred_at": when,
                            "payload": {"priority": draw(st.sampled_from(["P1", "P2", "P3", "P4"]))}})
-        elif what in ("resolved", "reopened"):
+        elif what in ("resolved", "reopened", "acknowledged"):
             events.append({"event_id": eid, "event_type": f"ticket.{what}", "occurred_at": when, "payload": {}})
         else:
             events.append({"event_id": eid, "event_type": "ticket.status_changed", "occurred_at": when,
@@ -192,15 +198,15 @@ FACTS = ItemFacts("C-1", "gold", "complaint", entity_id="T-1")
 
 
 class TestEngineAgainstBruteForce:
-    @SETTINGS
-    @given(scenarios())
-    def test_resolve_clock_agrees_with_minute_walk(self, s):
-        """Elapsed, state, deadline and ladder instants of resolve equal the minute-by-minute replay."""
+    @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(scenarios(), st.sampled_from(["resolve", "response"]))
+    def test_clock_agrees_with_minute_walk(self, s, metric):
+        """Elapsed, state, pause, deadline and ladder instants equal the minute-by-minute replay."""
         rules = engine_rules(s)
-        status = evaluate(FACTS, s["events"], rules, s["at"]).metrics["resolve"]
+        status = evaluate(FACTS, s["events"], rules, s["at"]).metrics[metric]
         cal = BruteCalendar(None if s["week"] is None else s["tz"], s["week"], s["holidays"], s["makeups"])
         ladder = [status.target // MIN + m for m in s["ladder"]]
-        brute = brute_resolve(cal, s["events"], s["at"], s["targets"], ladder, s["priority_mode"], s["reopen_mode"])
+        brute = brute_clock(cal, s["events"], s["at"], s["targets"], ladder, s["priority_mode"], s["reopen_mode"], metric)
         assert status.elapsed // MIN == brute["elapsed"]
         assert status.state == brute["state"]
         assert status.paused == brute["paused"]
@@ -258,3 +264,63 @@ class TestInvariants:
         a = evaluate(FACTS, events, rules, s["at"]).to_dict()
         b = evaluate(FACTS, shuffled, rules, s["at"]).to_dict()
         assert a == b
+
+
+ALL_EVENTS = {
+    "fault": ["fault.acknowledged", "fault.dispatched", "fault.repair_started", "fault.restored", "fault.customer_confirmed",
+              "fault.closed", "fault.reopened", "fault.revisit_recorded", "fault.status_changed", "fault.priority_changed"],
+    "complaint": ["ticket.acknowledged", "ticket.assigned", "ticket.status_changed", "ticket.priority_changed",
+                  "ticket.resolved", "ticket.reopened", "ticket.closed", "ticket.revisit_recorded"],
+    "order": ["order.resource_confirmed", "order.resource_shortfall", "order.provisioning_started", "order.milestone_reached",
+              "order.activated", "order.customer_accepted", "order.cancelled", "order.revisit_recorded", "order.status_changed"],
+}
+OPENERS = {
+    "fault": ("fault.reported", {"severity": "major", "summary": "s", "service": "s"}),
+    "complaint": ("ticket.opened", {"kind": "complaint", "priority": "P2", "subject": "s"}),
+    "order": ("order.received", {"product": "p", "urgency": "urgent"}),
+}
+
+
+@st.composite
+def any_history(draw):
+    kind = draw(st.sampled_from(sorted(OPENERS)))
+    tier = draw(st.sampled_from(["diamond", "platinum", "gold", "vip", "business", "public"]))
+    start = dt.datetime(2026, 1, 1, tzinfo=UTC) + dt.timedelta(minutes=draw(st.integers(0, 700 * 24 * 60)))
+    opener, payload = OPENERS[kind]
+    events = [{"event_id": "open", "event_type": opener, "occurred_at": start, "payload": payload}]
+    for i in range(draw(st.integers(0, 12))):
+        event_type = draw(st.sampled_from(ALL_EVENTS[kind]))
+        payload = {
+            "status": draw(st.sampled_from(["in_progress", "pending_customer", "pending_third_party"])),
+            "priority": draw(st.sampled_from(["P1", "P2", "P3", "P4"])),
+            "reason": "r",
+        }
+        events.append({"event_id": f"e{i:02d}", "event_type": event_type,
+                       "occurred_at": start + dt.timedelta(minutes=draw(st.integers(0, 20 * 24 * 60))), "payload": payload})
+    at = start + dt.timedelta(minutes=draw(st.integers(0, 30 * 24 * 60)))
+    return ItemFacts(draw(st.sampled_from(["C-0001", "C-2"])), tier, kind), events, at
+
+
+class TestAnyHistory:
+    RULES = load_rules()
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(any_history())
+    def test_every_history_evaluates_to_consistent_json(self, case):
+        """Any sequence of contract events on the shipped rules evaluates, explains and serialises consistently."""
+        facts, events, at = case
+        evaluation = evaluate(facts, events, self.RULES, at)
+        json.dumps(evaluation.to_dict())
+        assert explain(facts, events, self.RULES, at)
+        for status in evaluation.metrics.values():
+            assert status.state in {"pending", "met", "breached", "cancelled"}
+            assert dt.timedelta(0) <= status.elapsed <= at - status.measured_from
+            assert status.elapsed + status.remaining - status.overdue == status.target
+            if status.met_at is not None:
+                assert status.started_at <= status.met_at <= at
+            if status.state == "breached":
+                assert status.breached_at is not None and status.breached_at <= at
+            if status.next_change_at is not None:
+                assert status.next_change_at > at and status.state in {"pending", "breached"}
+        if evaluation.next_change_at is not None:
+            assert evaluation.next_change_at > at
