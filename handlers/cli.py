@@ -70,9 +70,11 @@ def cmd_up(args, settings: Settings) -> int:
     from handlers.local_kafka import LocalKafka
     from handlers.startup import announce_when_ready
     from handlers.worker import run_worker
+    from sla_rules import load_rules
     from streams.log_config import configure_logging
 
     configure_logging(settings.log_format, settings.log_level)
+    load_rules(settings.sla_rules)  # an invalid rules file stops us before anything starts
     broker = None
     if not settings.kafka:
         broker = LocalKafka(partitions=settings.partitions)
@@ -98,7 +100,10 @@ def cmd_worker(args, settings: Settings) -> int:
     """A worker against KEYDESK_KAFKA (production: run one per host or container)."""
     from handlers.worker import run_worker
 
+    from sla_rules import load_rules
+
     settings.bootstrap_servers  # fail early and clearly without a broker address
+    load_rules(settings.sla_rules)
     try:
         run_worker(settings)
     except SystemExit as exc:
@@ -171,6 +176,77 @@ def cmd_publish(args, settings: Settings) -> int:
     return 1 if report.refused else 0
 
 
+def cmd_sla_check(args, settings: Settings) -> int:
+    """Validate an SLA rules file; every problem is printed as FILE:LINE:where: reason."""
+    from sla_rules import check_rules_file, load_rules
+
+    problems = check_rules_file(args.file)
+    for problem in problems:
+        print(str(problem), file=sys.stderr)
+    if problems:
+        print(f"{args.file}: {len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    rules = load_rules(args.file)
+    print(f"{args.file}: ok, version {rules.version}, {len(rules.rules)} rules, "
+          f"{len(rules.policies)} policies, {len(rules.calendars)} calendars")
+    return 0
+
+
+def _item_arg(args) -> tuple[str, str]:
+    for kind in ("fault", "ticket", "order"):
+        if getattr(args, kind):
+            return kind, getattr(args, kind)
+    raise SettingsError("name the item: --fault ID, --ticket ID or --order ID")
+
+
+def cmd_sla_explain(args, settings: Settings) -> int:
+    """How each SLA deadline of an item was derived, from the running system or a file."""
+    kind, item_id = _item_arg(args)
+    if args.events:
+        return _explain_offline(args, settings, kind, item_id)
+    query = f"?at={urllib.request.quote(args.at)}" if args.at else ""
+    status, answer = _http("GET", f"{_api_base(settings, args.api)}/api/customers/"
+                                  f"{urllib.request.quote(args.customer)}/items/{kind}/"
+                                  f"{urllib.request.quote(item_id)}/sla{query}")
+    if status != 200:
+        print(f"{status}: {answer.get('field')}: {answer.get('error')}", file=sys.stderr)
+        return 1
+    print(answer["explanation"])
+    return 0
+
+
+def _explain_offline(args, settings: Settings, kind: str, item_id: str) -> int:
+    """Fold a JSON-lines event file (pure, no broker) and explain one item."""
+    from schemas.envelope import InvalidEvent, decode_event, parse_instant
+    from sla_rules import evaluate, format_explanation, load_rules
+    from streams.customer_view import find_item, fold, new_view
+    from streams.item_sla import clock_history, item_facts
+
+    view = new_view(args.customer)
+    with open(args.events, "rb") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                event = decode_event(line)
+            except InvalidEvent as exc:
+                print(f"{args.events}:{number}: skipped: {exc}", file=sys.stderr)
+                continue
+            if event.customer_id == args.customer:
+                fold(view, event)
+    item = find_item(view, kind, item_id)
+    if item is None:
+        print(f"no {kind} {item_id} for customer {args.customer} in {args.events}",
+              file=sys.stderr)
+        return 1
+    rules = load_rules(settings.sla_rules)
+    history = clock_history(item)
+    at = parse_instant(args.at, "--at") if args.at else max(r["occurred_at"] for r in history)
+    facts = item_facts(view, item)
+    print(format_explanation(facts, evaluate(facts, history, rules, at), rules))
+    return 0
+
+
 def cmd_schemas(args, settings: Settings) -> int:
     """Write or check the published JSON Schema files."""
     from schemas.json_schema import SCHEMA_DIR, render_all, write_all
@@ -223,6 +299,20 @@ def parser() -> argparse.ArgumentParser:
                      help="send invalid lines too (they end in the dead-letter topic)")
     pub.set_defaults(run=cmd_publish)
 
+    sla = sub.add_parser("sla", help="SLA rules").add_subparsers(dest="action", required=True)
+    check = sla.add_parser("check", help=cmd_sla_check.__doc__)
+    check.add_argument("file")
+    check.set_defaults(run=cmd_sla_check)
+    explain = sla.add_parser("explain", help=cmd_sla_explain.__doc__)
+    explain.add_argument("--customer", required=True)
+    for kind in ("fault", "ticket", "order"):
+        explain.add_argument(f"--{kind}", metavar="ID")
+    explain.add_argument("--at", help="instant to evaluate at (ISO-8601 with offset); "
+                                      "default now, or the item's last event with --events")
+    explain.add_argument("--events", help="explain from a JSON-lines event file, offline")
+    explain.add_argument("--api")
+    explain.set_defaults(run=cmd_sla_explain)
+
     schemas = sub.add_parser("schemas", help=cmd_schemas.__doc__)
     schemas.add_argument("action", choices=["write", "check"])
     schemas.set_defaults(run=cmd_schemas)
@@ -230,11 +320,23 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from aiokafka.errors import KafkaConnectionError
+
+    from schemas.envelope import InvalidEvent
+    from sla_rules import RulesError
+
     args = parser().parse_args(argv)
     try:
         return args.run(args, Settings.from_env())
-    except SettingsError as exc:
+    except (SettingsError, InvalidEvent) as exc:
         print(f"keydesk: {exc}", file=sys.stderr)
+        return 2
+    except KafkaConnectionError as exc:
+        print(f"keydesk: cannot reach Kafka: {exc}", file=sys.stderr)
+        return 2
+    except RulesError as exc:
+        print(f"keydesk: refusing to start, the SLA rules file is invalid:\n{exc}",
+              file=sys.stderr)
         return 2
 
 

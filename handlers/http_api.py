@@ -20,7 +20,9 @@ from faust.web import Request, Response, View
 from schemas.envelope import InvalidEvent, event_from_dict, new_event, parse_instant
 from schemas.event_catalogue import SOURCES
 from streams.app import Streams
-from streams.customer_view import present
+from sla_rules import evaluate, format_explanation
+from streams.customer_view import ITEM_KINDS, find_item, present
+from streams.item_sla import clock_history, item_facts
 from streams.settings import Settings
 
 MAX_WAIT_SECONDS = 10.0
@@ -156,6 +158,33 @@ def register_routes(streams: Streams, settings: Settings,
                              "field": "customer_id"}, status=404)
         return web.bytes(orjson.dumps(present(view, settings.zone)),
                          content_type="application/json")
+
+    @app.page("/api/customers/{customer_id}/items/{kind}/{item_id}/sla")
+    @app.table_route(table=views, match_info="customer_id")
+    async def item_sla(web, request: Request, customer_id: str, kind: str,
+                       item_id: str) -> Response:
+        """Every clock of one item at ``?at=`` (default now), with its explanation."""
+        if not ready():
+            return web.json({"error": "worker is rebalancing or recovering; retry shortly",
+                             "field": None}, status=503, headers={"Retry-After": "1"})
+        if kind not in ITEM_KINDS:
+            return web.json({"error": f"must be one of {', '.join(ITEM_KINDS)}",
+                             "field": "kind"}, status=422)
+        try:
+            at = parse_instant(request.query["at"], "at") if "at" in request.query else clock()
+        except InvalidEvent as exc:
+            return web.json({"error": exc.reason, "field": exc.field}, status=422)
+        view = views.get(customer_id)
+        item = find_item(view, kind, item_id) if view else None
+        if item is None:
+            return web.json({"error": f"no {kind} {item_id} for customer {customer_id}",
+                             "field": "item_id"}, status=404)
+        facts, history = item_facts(view, item), clock_history(item)
+        evaluation = evaluate(facts, history, streams.rules, at)
+        return web.bytes(orjson.dumps({
+            "evaluation": evaluation.to_dict(),
+            "explanation": format_explanation(facts, evaluation, streams.rules)}),
+            content_type="application/json")
 
     @app.page("/api/health")
     async def health(web, request: Request) -> Response:

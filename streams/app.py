@@ -19,6 +19,7 @@ import faust
 import orjson
 from faust.serializers import codecs
 
+from sla_rules import RuleSet, load_rules
 from streams.event_processor import EventProcessor
 from streams.settings import Settings
 
@@ -63,6 +64,7 @@ class Streams:
     dead_letters: faust.TopicT
     views: faust.Table
     processor: EventProcessor
+    rules: RuleSet
 
 
 def faust_settings(settings: Settings) -> dict:
@@ -93,8 +95,15 @@ def faust_settings(settings: Settings) -> dict:
     }
 
 
-def build_streams(settings: Settings, broker: str | None = None) -> Streams:
-    """Create the app with its topics, table and agent; ``broker`` overrides (tests)."""
+def build_streams(settings: Settings, broker: str | None = None,
+                  rules: RuleSet | None = None) -> Streams:
+    """Create the app with its topics, table and agent; ``broker`` overrides (tests).
+
+    ``rules`` defaults to the file in ``settings.sla_rules`` (or the shipped one);
+    an invalid rules file raises :class:`sla_rules.RulesError` here, before any
+    event is consumed.
+    """
+    rules = rules or load_rules(settings.sla_rules)
     brokers = broker or [f"kafka://{server}" for server in settings.bootstrap_servers]
     app = faust.App(settings.app_id, broker=brokers, **faust_settings(settings))
     # Keys stay raw bytes here: a key that is not UTF-8 must reach the processor
@@ -115,7 +124,7 @@ def build_streams(settings: Settings, broker: str | None = None) -> Streams:
     # serializers; rebuild it so recovery and standbys decode what we write.
     views.changelog_topic = views._new_changelog_topic()
     processor = EventProcessor(app=app, events=events, dead_letters=dead_letters, views=views,
-                               partitions=settings.partitions)
+                               rules=rules, partitions=settings.partitions)
 
     @app.agent(events, name="fold-events")
     async def fold_events(stream):
@@ -124,4 +133,4 @@ def build_streams(settings: Settings, broker: str | None = None) -> Streams:
             await processor.process_batch(batch)
 
     return Streams(app=app, events=events, dead_letters=dead_letters, views=views,
-                   processor=processor)
+                   processor=processor, rules=rules)

@@ -241,8 +241,8 @@ def _localize(value: Any, zone: tzinfo) -> Any:
         return {k: _localize(v, zone) for k, v in value.items()}
     if isinstance(value, list):
         return [_localize(v, zone) for v in value]
-    if isinstance(value, str) and len(value) == 32 and value.endswith("+00:00") \
-            and value[10] == "T":
+    if isinstance(value, str) and 20 <= len(value) <= 32 and value[10:11] == "T" \
+            and (value.endswith("Z") or value.endswith("+00:00")):
         try:
             return datetime.fromisoformat(value).astimezone(zone).isoformat(
                 timespec="microseconds")

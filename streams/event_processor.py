@@ -20,7 +20,9 @@ import structlog
 from aiokafka.partitioner import murmur2
 
 from schemas.envelope import Event, InvalidEvent, decode_event
-from streams.customer_view import fold, new_view, view_contains_event
+from sla_rules import RuleSet
+from streams.customer_view import ITEM_KINDS, find_item, fold, new_view, view_contains_event
+from streams.item_sla import sla_summary
 
 DLQ_HEADER = "keydesk.dlq."
 
@@ -34,12 +36,13 @@ class EventProcessor:
     """Folds batches of event messages into the customer-view table."""
 
     def __init__(self, *, app: faust.App, events: faust.TopicT, dead_letters: faust.TopicT,
-                 views: faust.Table, partitions: int | None = None,
+                 views: faust.Table, rules: RuleSet, partitions: int | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.app = app
         self.events = events
         self.dead_letters = dead_letters
         self.views = views
+        self.rules = rules
         self.partitions = partitions or app.conf.topic_partitions
         self.clock = clock
         self.stats: Counter[str] = Counter()
@@ -50,8 +53,12 @@ class EventProcessor:
         return murmur2_partition(customer_id.encode(), self.partitions)
 
     async def process_batch(self, batch: Sequence[faust.EventT]) -> None:
-        """Fold a batch; each customer's view is written to the table once."""
+        """Fold a batch; each customer's view is written to the table once.
+
+        SLA clocks are evaluated once per touched item per batch, not per event.
+        """
         touched: dict[str, dict[str, Any]] = {}
+        touched_items: dict[str, set[tuple[str, str]]] = {}
         for message in (event.message for event in batch):
             try:
                 event = decode_event(message.value if message.value is not None else b"")
@@ -73,7 +80,14 @@ class EventProcessor:
                 await self.dead_letter(message, f"processing error: {exc!r}", None)
                 continue
             touched[event.customer_id] = view
+            items = touched_items.setdefault(event.customer_id, set())
+            if event.kind == "customer":  # a new tier may change every open clock
+                items.update((kind, item_id) for kind in ITEM_KINDS
+                             for item_id in view["open"][kind])
+            else:
+                items.add((event.kind, event.entity_id))
         for customer_id, view in touched.items():
+            self._refresh_sla(view, touched_items[customer_id])
             self.views[customer_id] = view
         self._signal_batch_done()
 
@@ -88,6 +102,18 @@ class EventProcessor:
                           partition=message.partition, offset=message.offset)
         finally:
             structlog.contextvars.unbind_contextvars("customer_id", "entity_id", "event_id")
+
+    def _refresh_sla(self, view: dict[str, Any], items: set[tuple[str, str]]) -> None:
+        for kind, item_id in items:
+            item = find_item(view, kind, item_id)
+            if item is None:
+                continue
+            try:
+                item["sla"] = sla_summary(view, item, self.rules)
+            except Exception as exc:  # an engine bug must not stop event processing
+                item["sla"] = {"error": repr(exc)}
+                self.log.exception("sla.evaluation_failed", customer_id=view["customer_id"],
+                                   entity_id=item_id)
 
     async def _forward_home(self, message: faust.types.Message, event: Event,
                             key: bytes) -> None:

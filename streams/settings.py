@@ -34,6 +34,7 @@ class Settings:
     timezone: str = "Asia/Shanghai"   # KEYDESK_TIMEZONE: how instants are shown (stored in UTC)
     log_format: str = "auto"          # KEYDESK_LOG_FORMAT: json | console | auto (console on a tty)
     log_level: str = "info"           # KEYDESK_LOG_LEVEL
+    sla_rules: Path | None = None     # KEYDESK_SLA_RULES: rules file; None = the shipped default
 
     @property
     def events_topic(self) -> str:
@@ -87,6 +88,8 @@ class Settings:
         text("KEYDESK_TOPIC_PREFIX", "topic_prefix")
         if env.get("KEYDESK_DATA_DIR"):
             values["data_dir"] = Path(env["KEYDESK_DATA_DIR"])
+        if env.get("KEYDESK_SLA_RULES"):
+            values["sla_rules"] = Path(env["KEYDESK_SLA_RULES"])
         text("KEYDESK_TIMEZONE", "timezone")
         text("KEYDESK_LOG_FORMAT", "log_format")
         text("KEYDESK_LOG_LEVEL", "log_level")

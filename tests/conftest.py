@@ -14,8 +14,15 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# In CI, property tests explore the same examples every run: a red build can be
+# reproduced, and a green one is not luck. Locally they explore new ones.
+settings.register_profile("ci", derandomize=True, deadline=None, database=None)
+if IN_CI:
+    settings.load_profile("ci")
 
 
 def service_missing(what: str, why: str) -> None:

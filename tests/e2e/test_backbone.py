@@ -67,6 +67,23 @@ class TestHotline:
         assert (item["state"], item["attributes"]["priority"]) == ("reported", "P1")
         assert item["history"][0]["actor"] == "hotline-7"
         assert item["opened_at"].endswith("+08:00")  # shown in local time
+        assert item["sla"]["metrics"]["response"]["state"] == "pending"
+        assert item["sla"]["metrics"]["restore"]["deadline"].endswith("+08:00")
+
+    def test_an_items_sla_is_explained_over_http(self, desk):
+        """Why a deadline is what it is: policy matched, calendar, pauses."""
+        customer, worker = unique("C-EXPL"), desk.workers[0]
+        post_event(desk, event("customer.registered", customer, customer=customer, tier="gold"))
+        report = fault("F-1", "reported", "09:00", customer=customer)
+        post_event(desk, report)
+        worker.view(customer, wait_for=report.event_id)
+        status, answer = http("GET", f"{worker.url}/api/customers/{customer}/items/fault/F-1/sla"
+                                     "?at=2026-11-23T10:00:00%2B08:00")
+        assert status == 200, answer
+        assert "matched rule" in answer["explanation"] and "gold" in answer["explanation"]
+        assert answer["evaluation"]["metrics"]["response"]["state"] == "breached"
+        status, answer = http("GET", f"{worker.url}/api/customers/{customer}/items/fault/F-404/sla")
+        assert (status, answer["field"]) == (404, "item_id")
 
     def test_a_ticket_and_an_order_are_placed_the_same_way(self, desk):
         """Tickets and orders have their own endpoints and show in the same view."""

@@ -52,7 +52,9 @@ class TestFoldAgent:
             report = fault("F-1", "reported", customer="C-7")
             await put(running, report.to_bytes(), b"C-7")
             await streams.processor.wait_for_event("C-7", report.event_id, timeout=5)
-        assert streams.views["C-7"]["open"]["fault"]["F-1"]["state"] == "reported"
+        item = streams.views["C-7"]["open"]["fault"]["F-1"]
+        assert item["state"] == "reported"
+        assert item["sla"]["metrics"]["response"]["state"] == "pending"
 
     async def test_garbage_goes_to_the_dead_letter_topic_and_the_next_event_is_folded(self, streams):
         """Undecodable bytes are parked with a reason; processing goes on."""
@@ -96,3 +98,6 @@ class TestFoldAgent:
         assert view["open"]["fault"]["F-1"]["milestones"]["acknowledged"] == \
             utc_iso(events[2].occurred_at)
         assert view["counters"]["duplicates_ignored"] == 1
+        # the registration arrived in the same batch: clocks use the diamond tier
+        assert view["open"]["fault"]["F-1"]["sla"]["tier_assumed"] is False
+        assert view["open"]["fault"]["F-1"]["sla"]["metrics"]["response"]["policy"].startswith("diamond")
