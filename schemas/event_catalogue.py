@@ -31,9 +31,11 @@ TICKET_KINDS = ("complaint", "service_request", "inquiry")
 ORDER_URGENCIES = ("normal", "urgent", "extra_urgent")
 WORK_STATUSES = ("in_progress", "pending_customer", "pending_third_party")
 ESCALATION_ROLES = ("account_manager", "department_head", "branch_leader", "executive")
+ITEM_KINDS = ("fault", "ticket", "order")
+SLA_METRICS = ("response", "restore", "resolve", "provision", "acceptance", "revisit")
 
 # Entity kinds and the prefix of their event types.
-ENTITY_KINDS = ("customer", "fault", "ticket", "order")
+ENTITY_KINDS = ("customer", "fault", "ticket", "order", "sla")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,13 @@ _STATUS = {
     "reason": _s("why", required=False),
 }
 _NOTHING: dict[str, Field] = {}
+_CLOCK = {
+    "item_kind": _s("fault, ticket or order", enum=ITEM_KINDS),
+    "metric": _s("the clock", enum=SLA_METRICS),
+    "cycle": Field("integer", minimum=1, maximum=1000, description="clock cycle (reopens)"),
+    "due_at": _s("the instant the step was due (ISO-8601, event time)", max_length=40),
+    "policy": _s("policy and version, e.g. diamond v1", max_length=64),
+}
 _REASON = {"reason": _s("why")}
 _NOTE = {"note": _s("free text", required=False)}
 
@@ -152,6 +161,22 @@ EVENT_TYPES: dict[str, dict[str, Field]] = {
     "order.cancelled": _REASON,
     "order.status_changed": _STATUS,
     "order.revisit_recorded": _REVISIT,
+    # SLA events: published by keydesk's timers on the SLA topic (entity_id = the
+    # item's id), except escalation_acknowledged, which a manager sends.  Their
+    # event ids are derived from (customer, item, metric, cycle, step), so the
+    # same step is one event however often a timer fires or a stream is replayed.
+    "sla.warning_reached": {**_CLOCK, "threshold": _s("e.g. 75%", max_length=16),
+                            "deadline": _s("the clock's deadline (ISO-8601)", max_length=40)},
+    "sla.breached": {**_CLOCK, "deadline": _s("the deadline that passed", max_length=40)},
+    "sla.escalation_due": {**_CLOCK, "step": Field("integer", minimum=1, maximum=20,
+                                                   description="1 = first ladder step"),
+                           "role": _s("who is escalated to", enum=ESCALATION_ROLES)},
+    "sla.met": {**_CLOCK, "deadline": _s("the deadline it was met against", max_length=40)},
+    "sla.escalation_acknowledged": {
+        "item_kind": _s("fault, ticket or order", enum=ITEM_KINDS),
+        "metric": _s("the clock", enum=SLA_METRICS),
+        "cycle": Field("integer", minimum=1, maximum=1000, description="clock cycle (reopens)"),
+        "note": _s("what the manager says", required=False)},
 }
 
 

@@ -73,6 +73,8 @@ def fold(view: dict[str, Any], event: Event) -> Outcome:
     """Apply ``event`` to ``view`` in place; the result says what happened."""
     if event.kind == "customer":
         outcome = _fold_profile(view, event)
+    elif event.kind == "sla":
+        outcome = _fold_sla(view, event)
     else:
         outcome = _fold_item(view, event)
     counters = view["counters"]
@@ -222,6 +224,28 @@ def _file_item(view: dict[str, Any], item: dict[str, Any]) -> None:
         view["archived_ids"].append(f"{evicted['kind']}:{evicted['id']}")
     del recent[RECENT_CLOSED_LIMIT:]
     del view["archived_ids"][:-ARCHIVED_IDS_LIMIT]
+
+
+# -- SLA events: timers' warnings, breaches and escalations, managers' acknowledgements
+
+def _fold_sla(view: dict[str, Any], event: Event) -> Outcome:
+    """Record an SLA event in its item's ``sla_log`` (in due-time order, once)."""
+    payload = event.payload
+    item = find_item(view, payload["item_kind"], event.entity_id)
+    if item is None:
+        return Outcome("archived", reason=f"{payload['item_kind']} {event.entity_id} "
+                                          "is not in the view")
+    log = item.setdefault("sla_log", [])
+    if any(r["event_id"] == event.event_id for r in log):
+        return Outcome("duplicate", state=item["state"])
+    record = {"event_id": event.event_id, "event_type": event.event_type,
+              "occurred_at": utc_iso(event.occurred_at), "actor": event.actor, **payload}
+    late = bool(log) and (record["occurred_at"], record["event_id"]) < \
+        (log[-1]["occurred_at"], log[-1]["event_id"])
+    log.append(record)
+    if late:
+        log.sort(key=lambda r: (r["occurred_at"], r["event_id"]))
+    return Outcome("applied", state=item["state"], late=late)
 
 
 def present(view: dict[str, Any], zone: tzinfo | None = None) -> dict[str, Any]:

@@ -84,6 +84,8 @@ class EventProcessor:
             if event.kind == "customer":  # a new tier may change every open clock
                 items.update((kind, item_id) for kind in ITEM_KINDS
                              for item_id in view["open"][kind])
+            elif event.kind == "sla":
+                items.add((event.payload["item_kind"], event.entity_id))
             else:
                 items.add((event.kind, event.entity_id))
         for customer_id, view in touched.items():

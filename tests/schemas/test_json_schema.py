@@ -53,6 +53,19 @@ SAMPLE_PAYLOADS = {
     "order.resource_shortfall": {"reason": "no spare port"},
     "order.milestone_reached": {"milestone": "fibre_laid"},
     "customer.updated": {"region": "广东省"},
+    "sla.warning_reached": {"item_kind": "fault", "metric": "restore", "cycle": 1,
+                            "due_at": "2026-11-23T01:30:00Z", "policy": "diamond v1",
+                            "threshold": "50%", "deadline": "2026-11-23T02:00:00Z"},
+    "sla.breached": {"item_kind": "fault", "metric": "restore", "cycle": 1,
+                     "due_at": "2026-11-23T02:00:00Z", "policy": "diamond v1",
+                     "deadline": "2026-11-23T02:00:00Z"},
+    "sla.escalation_due": {"item_kind": "ticket", "metric": "resolve", "cycle": 2,
+                           "due_at": "2026-11-23T02:00:00Z", "policy": "gold v1", "step": 2,
+                           "role": "department_head"},
+    "sla.met": {"item_kind": "order", "metric": "provision", "cycle": 1,
+                "due_at": "2026-11-23T02:00:00Z", "policy": "vip v1",
+                "deadline": "2026-11-25T02:00:00Z"},
+    "sla.escalation_acknowledged": {"item_kind": "fault", "metric": "restore", "cycle": 1},
 }
 
 

@@ -163,3 +163,29 @@ class TestPresentation:
         report = fault("F-1", "reported")
         assert view_contains_event(folded(report), report.event_id)
         assert not view_contains_event(folded(), report.event_id)
+
+
+def sla_event(event_type, item="F-1", when="10:00", **payload):
+    body = {"item_kind": "fault", "metric": "restore", "cycle": 1,
+            "due_at": "2026-11-23T02:00:00Z", "policy": "diamond v1"} | payload
+    return event(event_type, item, when, source="system", **body)
+
+
+class TestSlaEvents:
+    def test_a_breach_is_logged_on_its_item(self):
+        """The timer's breach event shows in the item's SLA log."""
+        view = folded(fault("F-1", "reported", "09:00"),
+                      sla_event("sla.breached", deadline="2026-11-23T02:00:00Z"))
+        log = view["open"]["fault"]["F-1"]["sla_log"]
+        assert [r["event_type"] for r in log] == ["sla.breached"]
+
+    def test_the_same_step_twice_is_logged_once(self):
+        """A timer firing twice for one step changes nothing the second time."""
+        step = sla_event("sla.escalation_due", step=1, role="account_manager")
+        view = folded(fault("F-1", "reported", "09:00"), step, step)
+        assert len(view["open"]["fault"]["F-1"]["sla_log"]) == 1
+        assert view["counters"]["duplicates_ignored"] == 1
+
+    def test_an_sla_event_for_an_unknown_item_is_not_applied(self):
+        """No item, nothing to attach the SLA event to."""
+        assert fold(new_view("C-1"), sla_event("sla.breached", deadline="x")).status == "archived"
