@@ -25,7 +25,8 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
                                 request_timeout_ms=int(timeout * 1000))
     await admin.start()
     try:
-        wanted = {settings.events_topic: {}, settings.dead_letter_topic: DEAD_LETTER_CONFIG}
+        wanted = {settings.events_topic: {}, settings.sla_topic: {},
+                  settings.dead_letter_topic: DEAD_LETTER_CONFIG}
         existing = set(await admin.list_topics())
         missing = [NewTopic(name, settings.partitions, settings.replication, topic_configs=cfg)
                    for name, cfg in wanted.items() if name not in existing]
@@ -34,12 +35,13 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
                 await admin.create_topics(missing, timeout_ms=int(timeout * 1000))
             except TopicAlreadyExistsError:
                 pass  # another worker won the race
-        for described in await admin.describe_topics([settings.events_topic]):
+        for described in await admin.describe_topics([settings.events_topic,
+                                                      settings.sla_topic]):
             count = len(described["partitions"])
             if count and count != settings.partitions:
                 raise SettingsError(
-                    f"topic {settings.events_topic} has {count} partitions but "
-                    f"KEYDESK_PARTITIONS={settings.partitions}; set it to {count}")
+                    f"topic {described['topic']} has {count} partitions but "
+                    f"KEYDESK_PARTITIONS={settings.partitions}; they must be co-partitioned")
     finally:
         await admin.close()
 

@@ -44,6 +44,7 @@ def run_worker(settings: Settings,
     the worker is processing events.
     """
     configure_logging(settings.log_format, settings.log_level)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     ensure_topics_sync(settings)
     streams = build_worker_streams(settings)
     ready = False

@@ -284,4 +284,5 @@ def view_contains_event(view: dict[str, Any] | None, event_id: str) -> bool:
     items = [*view["recent_closed"]]
     for by_id in view["open"].values():
         items.extend(by_id.values())
-    return any(r["event_id"] == event_id for item in items for r in item["history"])
+    return any(r["event_id"] == event_id for item in items
+               for r in (*item["history"], *item.get("sla_log", ())))

@@ -23,6 +23,7 @@ from schemas.envelope import Event, InvalidEvent, decode_event
 from sla_rules import RuleSet
 from streams.customer_view import ITEM_KINDS, find_item, fold, new_view, view_contains_event
 from streams.item_sla import sla_summary
+from streams.sla_timers import SlaTimers
 
 DLQ_HEADER = "keydesk.dlq."
 
@@ -37,12 +38,14 @@ class EventProcessor:
 
     def __init__(self, *, app: faust.App, events: faust.TopicT, dead_letters: faust.TopicT,
                  views: faust.Table, rules: RuleSet, partitions: int | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 replay: bool = False, clock: Callable[[], float] = time.time) -> None:
         self.app = app
         self.events = events
         self.dead_letters = dead_letters
         self.views = views
         self.rules = rules
+        self.timers = SlaTimers(rules, self.home_partition, replay=replay)
+        self.sla_topic: faust.TopicT | None = None  # set by streams.sla_agents
         self.partitions = partitions or app.conf.topic_partitions
         self.clock = clock
         self.stats: Counter[str] = Counter()
@@ -80,6 +83,8 @@ class EventProcessor:
                 await self.dead_letter(message, f"processing error: {exc!r}", None)
                 continue
             touched[event.customer_id] = view
+            if event.kind != "sla":
+                self.timers.advance(message.partition, event.occurred_at)
             items = touched_items.setdefault(event.customer_id, set())
             if event.kind == "customer":  # a new tier may change every open clock
                 items.update((kind, item_id) for kind in ITEM_KINDS
@@ -91,6 +96,8 @@ class EventProcessor:
         for customer_id, view in touched.items():
             self._refresh_sla(view, touched_items[customer_id])
             self.views[customer_id] = view
+        if self.timers.replay and touched:
+            await self.publish_steps(self.timers.tick(self.views))
         self._signal_batch_done()
 
     def _fold_one(self, view: dict[str, Any], event: Event, message: faust.types.Message) -> None:
@@ -116,6 +123,21 @@ class EventProcessor:
                 item["sla"] = {"error": repr(exc)}
                 self.log.exception("sla.evaluation_failed", customer_id=view["customer_id"],
                                    entity_id=item_id)
+                continue
+            self.timers.schedule(view, item)
+
+    async def publish_steps(self, steps: list[Event]) -> None:
+        """Publish timer step events to the SLA topic, on their customer's partition."""
+        for step in steps:
+            await self.sla_topic.send(key=step.customer_id.encode(), value=step.to_bytes(),
+                                      partition=self.home_partition(step.customer_id),
+                                      key_serializer="raw", value_serializer="raw")
+            self.stats["sla_steps_published"] += 1
+            lateness = (step.recorded_at - step.occurred_at).total_seconds()
+            self.log.info("sla.step_published", event_type=step.event_type,
+                          customer_id=step.customer_id, entity_id=step.entity_id,
+                          event_id=step.event_id, metric=step.payload["metric"],
+                          due_at=step.payload["due_at"], seconds_after_due=round(lateness, 3))
 
     async def _forward_home(self, message: faust.types.Message, event: Event,
                             key: bytes) -> None:

@@ -35,10 +35,15 @@ class Settings:
     log_format: str = "auto"          # KEYDESK_LOG_FORMAT: json | console | auto (console on a tty)
     log_level: str = "info"           # KEYDESK_LOG_LEVEL
     sla_rules: Path | None = None     # KEYDESK_SLA_RULES: rules file; None = the shipped default
+    clock: str = "live"               # KEYDESK_CLOCK: live (wall clock) | replay (event time)
 
     @property
     def events_topic(self) -> str:
         return f"{self.topic_prefix}.events"
+
+    @property
+    def sla_topic(self) -> str:
+        return f"{self.topic_prefix}.sla"
 
     @property
     def dead_letter_topic(self) -> str:
@@ -90,6 +95,7 @@ class Settings:
             values["data_dir"] = Path(env["KEYDESK_DATA_DIR"])
         if env.get("KEYDESK_SLA_RULES"):
             values["sla_rules"] = Path(env["KEYDESK_SLA_RULES"])
+        text("KEYDESK_CLOCK", "clock")
         text("KEYDESK_TIMEZONE", "timezone")
         text("KEYDESK_LOG_FORMAT", "log_format")
         text("KEYDESK_LOG_LEVEL", "log_level")
@@ -103,6 +109,8 @@ class Settings:
             self.zone
         except (ZoneInfoNotFoundError, ValueError):
             raise SettingsError(f"KEYDESK_TIMEZONE={self.timezone!r} is not an IANA zone") from None
+        if self.clock not in ("live", "replay"):
+            raise SettingsError(f"KEYDESK_CLOCK={self.clock!r}: use live or replay")
         if self.log_format not in ("json", "console", "auto"):
             raise SettingsError(f"KEYDESK_LOG_FORMAT={self.log_format!r}: use json, console or auto")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):

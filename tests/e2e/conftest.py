@@ -52,10 +52,15 @@ class Desk:
     prefix: str
     tmp: Path
     workers: list[Worker] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def events_topic(self) -> str:
         return f"{self.prefix}.events"
+
+    @property
+    def sla_topic(self) -> str:
+        return f"{self.prefix}.sla"
 
     @property
     def dead_letter_topic(self) -> str:
@@ -66,7 +71,7 @@ class Desk:
         env.update(KEYDESK_KAFKA=self.bootstrap, KEYDESK_HTTP_PORT=str(port),
                    KEYDESK_APP_ID=f"{self.prefix}-app", KEYDESK_TOPIC_PREFIX=self.prefix,
                    KEYDESK_PARTITIONS=str(PARTITIONS), KEYDESK_LOG_FORMAT="json",
-                   KEYDESK_DATA_DIR=str(self.tmp))
+                   KEYDESK_DATA_DIR=str(self.tmp), **self.extra_env)
         return env
 
     def start_worker(self) -> Worker:
@@ -128,8 +133,9 @@ class Worker:
                 self.process.wait()
 
 
-def new_desk(kafka_bootstrap: str, tmp: Path) -> Desk:
-    return Desk(bootstrap=kafka_bootstrap, prefix=f"kd{uuid.uuid4().hex[:8]}", tmp=tmp)
+def new_desk(kafka_bootstrap: str, tmp: Path, **env: str) -> Desk:
+    return Desk(bootstrap=kafka_bootstrap, prefix=f"kd{uuid.uuid4().hex[:8]}", tmp=tmp,
+                extra_env=env)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,349 @@
+"""Who receives which SLA alert, and what the alert says.  Pure: no I/O, no clock.
+
+The SLA timers publish ``sla.*`` events; this module turns one event plus the
+customer's profile (from the one-stop view) and the item into the alerts to
+send.  Sending is :mod:`handlers.alert_channels`' job.  The alert shaped for
+each chat robot (WeCom, DingTalk, Slack, generic JSON) is content too, so it
+is rendered here (end of module); the channels only transport it.
+
+Routing rules, and why:
+
+* ``sla.warning_reached`` and ``sla.breached`` go to the account manager, the
+  customer's first responsible person (第一责任人): they own the closed loop.
+* ``sla.escalation_due`` with role R goes to every escalation-chain entry whose
+  role is R (for R = account_manager the profile's account manager also counts).
+  From step 2 on the account manager gets a copy (抄送): the problem is going
+  over their head and they must not learn it from their boss.
+* ``sla.met`` and ``sla.escalation_acknowledged`` produce no alert: nothing is
+  at risk any more, and the acknowledgement already stops the timer ladder.
+  Noise would teach managers to ignore the real alerts.
+* Never silence: an unknown customer (no profile), a missing account manager, a
+  role nobody holds, or recipients with neither email nor webhook (log only)
+  produce one alert to a configurable fallback, by default the key-account
+  duty desk (大客户服务值班台), which forwards by phone.
+
+Alert ids are ``f"{event.event_id}:{recipient.key}"``.  SLA event ids are
+deterministic per (customer, item, metric, cycle, step), so after a restart or
+a replay the same alert gets the same id and receivers can drop the duplicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import urlsplit
+
+from schemas.envelope import Event
+
+EMAIL, WEBHOOK, LOG = "email", "webhook", "log"
+
+ALERTING_EVENTS = ("sla.warning_reached", "sla.breached", "sla.escalation_due")
+SILENT_EVENTS = ("sla.met", "sla.escalation_acknowledged")
+
+ITEM_KIND_LABELS = {"fault": "故障", "ticket": "工单", "order": "订单"}
+METRIC_LABELS = {"response": "响应", "restore": "修复", "resolve": "解决",
+                 "provision": "开通", "acceptance": "验收", "revisit": "回访"}
+ROLE_LABELS = {"account_manager": "客户经理", "department_head": "部门负责人",
+               "branch_leader": "分公司领导", "executive": "公司领导", "duty_desk": "值班台"}
+BEIJING = timezone(timedelta(hours=8), "UTC+8")
+WEBHOOK_FORMATS = ("generic", "wecom", "dingtalk", "slack")
+WECOM_MARKDOWN_MAX_BYTES = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """A person (or desk) who gets alerts, with the addresses they can be reached at."""
+
+    name: str
+    role: str
+    id: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    webhook: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Stable, ASCII key within one event: role plus id, or a digest of the name.
+
+        ASCII because it ends up in Message-ID and Idempotency-Key headers.
+        """
+        ident = self.id or hashlib.sha1(self.name.encode()).hexdigest()[:10]
+        return f"{self.role}-{re.sub(r'[^A-Za-z0-9._-]', '_', ident)}"
+
+    @property
+    def reachable(self) -> bool:
+        """Can a message be pushed to them (the log is not a way to reach a person)?"""
+        return bool(self.email or self.webhook)
+
+    @classmethod
+    def from_person(cls, person: Mapping[str, Any], role: str) -> Recipient:
+        def text(name: str) -> str | None:
+            value = person.get(name)
+            return value.strip() if isinstance(value, str) and value.strip() else None
+
+        return cls(name=text("name") or "(未具名)", role=text("role") or role, id=text("id"),
+                   email=text("email"), phone=text("phone"), webhook=text("webhook"))
+
+
+DUTY_DESK = Recipient(name="大客户服务值班台", role="duty_desk", id="duty-desk")
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingConfig:
+    """Deployment choices: the fallback desk, the display time zone, when to copy the AM."""
+
+    fallback: Recipient = DUTY_DESK
+    display_tz: tzinfo = BEIJING
+    copy_account_manager_from_step: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One message for one recipient; channels deliver it as they can."""
+
+    alert_id: str
+    event_id: str
+    event_type: str
+    customer_id: str
+    kind: str  # warning | breach | escalation
+    recipient: Recipient
+    channels: tuple[str, ...]
+    subject: str
+    text: str
+    fields: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    copy: bool = False
+    fallback: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The alert as JSON (the generic webhook body).  The webhook URL stays out: it is a secret."""
+        return {
+            "alert_id": self.alert_id, "event_id": self.event_id, "event_type": self.event_type,
+            "customer_id": self.customer_id, "kind": self.kind, "copy": self.copy,
+            "fallback": self.fallback,
+            "recipient": {"name": self.recipient.name, "role": self.recipient.role,
+                          "id": self.recipient.id, "email": self.recipient.email,
+                          "phone": self.recipient.phone},
+            "subject": self.subject, "text": self.text, "fields": dict(self.fields),
+        }
+
+
+def route(event: Event, profile: Mapping[str, Any] | None, item: Mapping[str, Any] | None,
+          config: RoutingConfig | None = None) -> list[Alert]:
+    """The alerts one SLA event causes; ``[]`` for events that need no one's attention."""
+    if event.event_type not in ALERTING_EVENTS:
+        return []
+    config = config or RoutingConfig()
+    facts = _facts(event, profile, item, config)
+    primary, note = _primary_recipients(event, profile)
+    alerts = [_alert(event, facts, person, config) for person in primary]
+    step = event.payload.get("step") or 0
+    manager = _account_manager(profile)
+    if (event.event_type == "sla.escalation_due" and step >= config.copy_account_manager_from_step
+            and manager is not None and all(not _same(manager, p) for p in primary)):
+        alerts.append(_alert(event, facts, manager, config, copy=True))
+    if not primary or not any(p.reachable for p in primary):
+        if primary:
+            note = "接收人无邮箱或机器人地址，请电话通知: " + "、".join(
+                f"{p.name}{' ' + p.phone if p.phone else ''}" for p in primary)
+        alerts.append(_alert(event, facts, config.fallback, config, fallback_note=note))
+    return alerts
+
+
+def _primary_recipients(event: Event, profile: Mapping[str, Any] | None,
+                        ) -> tuple[list[Recipient], str]:
+    """The people the event is for, or ``([], why nobody)``."""
+    if not profile:
+        return [], f"客户档案缺失 (no customer profile for {event.customer_id})"
+    manager = _account_manager(profile)
+    if event.event_type != "sla.escalation_due":
+        return ([manager], "") if manager else ([], "未配置客户经理 (no account manager)")
+    role = event.payload["role"]
+    people = [Recipient.from_person(p, role) for p in profile.get("escalation_chain") or ()
+              if isinstance(p, Mapping) and p.get("role") == role]
+    if role == "account_manager" and manager is not None:
+        people.insert(0, manager)
+    unique: list[Recipient] = []
+    for person in people:
+        if all(not _same(person, other) for other in unique):
+            unique.append(person)
+    if not unique:
+        return [], f"升级链中无{ROLE_LABELS.get(role, role)} (nobody holds role {role})"
+    return unique, ""
+
+
+def _account_manager(profile: Mapping[str, Any] | None) -> Recipient | None:
+    person = (profile or {}).get("account_manager")
+    if not isinstance(person, Mapping) or not person.get("name"):
+        return None
+    return Recipient.from_person({**person, "role": "account_manager"}, "account_manager")
+
+
+def _same(a: Recipient, b: Recipient) -> bool:
+    """Same person: same id, or same email, or (no id/email) same name.  Avoids double alerts."""
+    if a.id and b.id:
+        return a.id == b.id
+    if a.email and b.email:
+        return a.email.lower() == b.email.lower()
+    return a.name == b.name
+
+
+def _facts(event: Event, profile: Mapping[str, Any] | None, item: Mapping[str, Any] | None,
+           config: RoutingConfig) -> dict[str, Any]:
+    """The structured fields every alert of this event carries."""
+    p, profile = event.payload, profile or {}
+    item = item or {}
+    attrs = item.get("attributes") or {}
+    return {
+        "customer_id": event.customer_id, "customer_name": profile.get("name"),
+        "tier": profile.get("tier"), "tier_label": profile.get("tier_label"),
+        "region": profile.get("region"),
+        "item_id": item.get("id") or event.entity_id, "item_kind": p["item_kind"],
+        "item_state": item.get("state"),
+        "summary": attrs.get("summary") or attrs.get("subject"),
+        "priority": attrs.get("priority") or attrs.get("severity") or attrs.get("urgency"),
+        "service": attrs.get("service") or attrs.get("product"),
+        "metric": p["metric"], "cycle": p["cycle"], "step": p.get("step"), "role": p.get("role"),
+        "due_at": p["due_at"], "deadline": p.get("deadline"), "threshold": p.get("threshold"),
+        "policy": p["policy"], "occurred_at": event.occurred_at.astimezone(UTC).isoformat(),
+    }
+
+
+def _alert(event: Event, facts: dict[str, Any], person: Recipient, config: RoutingConfig, *,
+           copy: bool = False, fallback_note: str | None = None) -> Alert:
+    kind = {"sla.warning_reached": "warning", "sla.breached": "breach"}.get(
+        event.event_type, "escalation")
+    channels = tuple(c for c, ok in ((EMAIL, person.email), (WEBHOOK, person.webhook),
+                                     (LOG, True)) if ok)
+    fields = dict(facts, recipient_role=person.role)
+    if fallback_note is not None:
+        fields["routing_note"] = fallback_note
+    alert_id = f"{event.event_id}:{person.key}"
+    subject = _subject(kind, facts, copy=copy, fallback=fallback_note is not None)
+    text = _text(kind, facts, person, config, alert_id, copy=copy, note=fallback_note)
+    return Alert(alert_id=alert_id, event_id=event.event_id, event_type=event.event_type,
+                 customer_id=event.customer_id, kind=kind, recipient=person, channels=channels,
+                 subject=subject, text=text, fields=MappingProxyType(fields), copy=copy,
+                 fallback=fallback_note is not None)
+
+
+def _subject(kind: str, f: Mapping[str, Any], *, copy: bool, fallback: bool) -> str:
+    """One line a manager can act on from the inbox list: who, what, which clock, how bad."""
+    kind_label = ITEM_KIND_LABELS.get(f["item_kind"], f["item_kind"])
+    metric, metric_label = f["metric"], METRIC_LABELS.get(f["metric"], f["metric"])
+    customer = f["customer_name"] or f"客户 {f['customer_id']}"
+    tags = {"warning": "SLA预警", "breach": "SLA违约"}.get(kind) or f"SLA升级·第{f['step']}级"
+    tags += "·抄送" if copy else ""
+    tags += "·待转办" if fallback else ""
+    what = f"{customer} {kind_label} {f['item_id']} {metric_label}时限"
+    if kind == "warning":
+        return f"【{tags}】{what}即将到期 ({metric} {f['threshold'] or 'warning'} reached)"
+    if kind == "breach":
+        return f"【{tags}】{what}已超 ({metric} breached)"
+    role = ROLE_LABELS.get(f["role"], f["role"])
+    return f"【{tags}】{what}超时，升级至{role} ({metric} escalation step {f['step']}: {f['role']})"
+
+
+def _text(kind: str, f: Mapping[str, Any], person: Recipient, config: RoutingConfig,
+          alert_id: str, *, copy: bool, note: str | None) -> str:
+    kind_label = ITEM_KIND_LABELS.get(f["item_kind"], f["item_kind"])
+    metric_label = METRIC_LABELS.get(f["metric"], f["metric"])
+    tier = f"（{f['tier_label'] or f['tier']}）" if f["tier"] or f["tier_label"] else ""
+    item_bits = [b for b in (f["summary"], f["service"],
+                             f"优先级 {f['priority']}" if f["priority"] else None,
+                             f"状态 {f['item_state']}" if f["item_state"] else None) if b]
+    lines = [f"客户: {f['customer_name'] or '(未知客户)'}{tier} {f['customer_id']}",
+             f"事项: {kind_label} {f['item_id']}" + (f" · {' · '.join(item_bits)}" if item_bits
+                                                      else "")]
+    clock = f"时限: {metric_label} 第{f['cycle']}轮 · 策略 {f['policy']}"
+    if f["deadline"]:
+        clock += f" · 截止 {_local(f['deadline'], config.display_tz)}"
+    lines.append(clock)
+    if kind == "warning":
+        lines.append(f"已用时限 {f['threshold'] or ''}，请第一责任人跟进，避免违约。")
+        english = f"{f['metric']} SLA {f['threshold'] or 'warning'} reached"
+    elif kind == "breach":
+        lines.append(f"已于 {_local(f['deadline'] or f['due_at'], config.display_tz)} 违约，"
+                     "请立即处理并向客户反馈。")
+        english = f"{f['metric']} SLA breached"
+    else:
+        role = ROLE_LABELS.get(f["role"], f["role"])
+        lines.append(f"第{f['step']}级升级至{role}（{_local(f['due_at'], config.display_tz)}），"
+                     "请督办并回复确认。")
+        english = f"{f['metric']} SLA escalation step {f['step']} to {f['role']}"
+    if copy:
+        lines.append("您作为第一责任人收到此抄送。 (cc: you are the first responsible person)")
+    if note:
+        lines.append(f"转办原因: {note}。请值班台核实并转交。")
+    lines.append(f"English: {english} for {f['item_kind']} {f['item_id']} of customer "
+                 f"{f['customer_id']}; due {f['due_at']}; policy {f['policy']}.")
+    lines.append(f"告警编号 (alert id): {alert_id}")
+    return "\n".join(lines)
+
+
+def _local(iso: str, tz: tzinfo) -> str:
+    """An ISO instant as local wall time for humans; the raw string if it does not parse."""
+    try:
+        instant = datetime.fromisoformat(iso)
+    except (TypeError, ValueError):
+        return str(iso)
+    if instant.tzinfo is None:
+        return str(iso)
+    local = instant.astimezone(tz)
+    return f"{local:%Y-%m-%d %H:%M} ({local.tzname() or tz})"
+
+
+# ---------------------------------------------------------------- chat-robot rendering
+# The same content shaped for each receiver; pure, so it lives with the content.
+
+def webhook_format_for(url: str) -> str:
+    """Guess a robot's format from its well-known host; anything else gets generic JSON."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "qyapi.weixin.qq.com":
+        return "wecom"
+    if host in ("oapi.dingtalk.com", "api.dingtalk.com"):
+        return "dingtalk"
+    if host == "hooks.slack.com":
+        return "slack"
+    return "generic"
+
+
+def webhook_payload(fmt: str, alert: Alert) -> dict[str, Any]:
+    """The JSON body each receiver expects.
+
+    Robots reject unknown top-level keys, so for WeCom/DingTalk/Slack the alert id
+    rides inside the message text (it is already its last line) and in the
+    ``Idempotency-Key`` header; the generic body has it as ``alert_id``.
+    """
+    lines = alert.text.splitlines()
+    if fmt == "wecom":
+        content = "\n".join([f"## {alert.subject}", *(f"> {line}" for line in lines)])
+        if len(content.encode()) > WECOM_MARKDOWN_MAX_BYTES:  # keep the alert-id line
+            tail = f"\n…\n> {lines[-1]}"
+            content = _cut_utf8(content, WECOM_MARKDOWN_MAX_BYTES - len(tail.encode())) + tail
+        return {"msgtype": "markdown", "markdown": {"content": content}}
+    if fmt == "dingtalk":
+        phone = alert.recipient.phone
+        text = "\n\n".join([f"### {alert.subject}", *lines] + ([f"@{phone}"] if phone else []))
+        body: dict[str, Any] = {"msgtype": "markdown",
+                                "markdown": {"title": alert.subject[:64], "text": text}}
+        if phone:
+            body["at"] = {"atMobiles": [phone], "isAtAll": False}
+        return body
+    if fmt == "slack":
+        return {"text": f"{alert.subject}\n{alert.text}", "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": alert.subject[:150]}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": alert.text[:3000]}},
+            {"type": "context", "elements": [
+                {"type": "mrkdwn", "text": f"alert id `{alert.alert_id}`"}]},
+        ]}
+    return alert.to_dict()
+
+
+def _cut_utf8(text: str, max_bytes: int) -> str:
+    data = text.encode()
+    return text if len(data) <= max_bytes else data[:max_bytes].decode("utf-8", "ignore")
