@@ -20,11 +20,11 @@ whole days (with a per-day cache); nothing here steps minute by minute.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
-UTC = dt.timezone.utc
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
+from .instants import EPOCH, UTC, from_us, td_us, to_us, us_td  # noqa: F401  (re-exported)
+
 US = 1_000_000
 MINUTE_US = 60 * US
 HOUR_US = 60 * MINUTE_US
@@ -37,26 +37,7 @@ MAX_WALK_DAYS = 4000
 Span = tuple[int, int]  # minutes of the local day, half-open [start, end)
 
 
-def to_us(instant: dt.datetime) -> int:
-    """Aware datetime -> integer microseconds since the epoch (exact)."""
-    if instant.tzinfo is None or instant.utcoffset() is None:
-        raise ValueError(f"naive datetime {instant!r}: SLA instants must be timezone-aware")
-    return (instant - EPOCH) // dt.timedelta(microseconds=1)
-
-
-def from_us(us: int) -> dt.datetime:
-    """Integer microseconds since the epoch -> aware UTC datetime."""
-    return EPOCH + dt.timedelta(microseconds=us)
-
-
-def td_us(delta: dt.timedelta) -> int:
-    """timedelta -> integer microseconds."""
-    return delta // dt.timedelta(microseconds=1)
-
-
-def us_td(us: int) -> dt.timedelta:
-    """Integer microseconds -> timedelta."""
-    return dt.timedelta(microseconds=us)
+_EPOCH_ORDINAL = 719163  # dt.date(1970, 1, 1).toordinal()
 
 
 def _naive_us(day: dt.date) -> int:
@@ -97,8 +78,8 @@ class BusinessCalendar:
         self.holidays = frozenset(holidays)
         self.makeup_days = frozenset(makeup_days)
         self.makeup_spans = tuple(sorted(makeup_spans)) if makeup_spans is not None else self.week.get(0, ())
-        # local date -> (utc working intervals, total, utc start of the local day)
-        self._days: dict[dt.date, tuple[tuple[tuple[int, int], ...], int, int]] = {}
+        # local date ordinal -> (utc working intervals, total, utc start of the local day)
+        self._days: dict[int, tuple[tuple[tuple[int, int], ...], int, int]] = {}
 
     def __repr__(self) -> str:
         return f"BusinessCalendar({self.id!r})"
@@ -120,14 +101,17 @@ class BusinessCalendar:
         return instant.astimezone(self.tz).date() if self.tz else instant.date()
 
     def _offset_at(self, us: int) -> int:
-        return td_us(from_us(us).astimezone(self.tz).utcoffset())
+        # not through the from_us memo: these probes are never seen again
+        return td_us((EPOCH + dt.timedelta(0, 0, us)).astimezone(self.tz).utcoffset())
 
     def _day(self, day: dt.date) -> tuple[tuple[tuple[int, int], ...], int, int]:
-        cached = self._days.get(day)
-        if cached is not None:
-            return cached
+        return self._days.get(day.toordinal()) or self._compute_day(day.toordinal())
+
+    def _compute_day(self, ordinal: int) -> tuple[tuple[tuple[int, int], ...], int, int]:
+        """The cache entry of a local date (by ordinal: walks step days as plain ints)."""
         if len(self._days) > 50_000:
             self._days.clear()
+        day = dt.date.fromordinal(ordinal)
         base = _naive_us(day)
         # Probes bracket the UTC image of the local day for any offset in -14h..+14h.
         lo_probe, hi_probe = base - 16 * HOUR_US, base + 40 * HOUR_US
@@ -164,7 +148,7 @@ class BusinessCalendar:
                 merged.append((a, b))
         day_start = min((base - o for _, _, o in segments))
         result = (tuple(merged), sum(b - a for a, b in merged), day_start)
-        self._days[day] = result
+        self._days[ordinal] = result
         return result
 
     def day_intervals(self, day: dt.date) -> tuple[tuple[int, int], ...]:
@@ -195,9 +179,22 @@ class BusinessCalendar:
         if need is None and b is None:
             raise ValueError("measure_until needs a bound or an amount")
         got = 0
-        day = self.local_date(a) - dt.timedelta(days=1)
-        for _ in range(MAX_WALK_DAYS):
-            intervals, total, day_start = self._day(day)
+        # The walk starts one local day before a's local date, as far as the
+        # result goes. It actually starts from the UTC date two days before
+        # (never later, since offsets stay within a day), which needs no
+        # time-zone conversion: the extra days end before ``a`` and are skipped.
+        # The walk limit is counted from a's local date, found only if a walk
+        # gets that far.
+        days, compute_day = self._days, self._compute_day
+        ordinal = _EPOCH_ORDINAL + a // DAY_US - 2
+        limit, exact_limit = ordinal + MAX_WALK_DAYS - 3, False
+        while True:
+            if ordinal >= limit:
+                if exact_limit:
+                    break
+                limit, exact_limit = self.local_date(a).toordinal() - 1 + MAX_WALK_DAYS, True
+                continue
+            intervals, total, day_start = days.get(ordinal) or compute_day(ordinal)
             if b is not None and day_start >= b:
                 break
             if intervals:
@@ -216,8 +213,83 @@ class BusinessCalendar:
                         if need is not None and got + (e - s) >= need:
                             return need, s + (need - got)
                         got += e - s
-            day += dt.timedelta(days=1)
+            ordinal += 1
         return got, None
+
+    def reach(self, a: int, b: int | None, needs: Sequence[int]) -> tuple[int, list[int]]:
+        """``measure_until`` for several amounts (ascending) in one forward walk.
+
+        Returns ``(measured, reached)``: the instants at which the working
+        time from ``a`` completes each of ``needs``, as far as they are
+        reached before ``b``, and the working time walked (all of [a, b) when
+        some need is not reached). Same instants as one ``measure_until`` per
+        amount, each starting where the previous one was reached, but the
+        days are walked once: thresholds of one clock (warnings, breach,
+        escalation steps) are a handful of amounts close together.
+        """
+        reached: list[int] = []
+        k, n = 0, len(needs)
+        while k < n and needs[k] <= 0:
+            reached.append(a)
+            k += 1
+        if k == n:
+            return (needs[-1] if needs else 0), reached
+        if b is not None and b <= a:
+            return 0, reached
+        need = needs[k]
+        if self.always_on:
+            while b is None or need <= b - a:
+                reached.append(a + need)
+                k += 1
+                if k == n:
+                    return need, reached
+                need = needs[k]
+            return b - a, reached
+        got = 0
+        days, compute_day = self._days, self._compute_day
+        ordinal = _EPOCH_ORDINAL + a // DAY_US - 2  # see measure_until
+        limit, exact_limit = ordinal + MAX_WALK_DAYS - 3, False
+        while True:
+            if ordinal >= limit:
+                if exact_limit:
+                    break
+                limit, exact_limit = self.local_date(a).toordinal() - 1 + MAX_WALK_DAYS, True
+                continue
+            intervals, total, day_start = days.get(ordinal) or compute_day(ordinal)
+            if b is not None and day_start >= b:
+                break
+            if intervals:
+                first, last = intervals[0][0], intervals[-1][1]
+                if last <= a:
+                    pass
+                elif first >= a and (b is None or last <= b) and need - got > total:
+                    got += total  # the whole day counts: jump over it
+                else:
+                    for s, e in intervals:
+                        if s < a:
+                            s = a
+                        if b is not None and e > b:
+                            e = b
+                        if e <= s:
+                            continue
+                        while got + (e - s) >= need:  # complete: go on from there for the next amount
+                            s += need - got
+                            got = need
+                            reached.append(s)
+                            k += 1
+                            if k == n:
+                                return got, reached
+                            need = needs[k]
+                        got += e - s
+            ordinal += 1
+        if reached and reached[-1] > a:
+            # The walk gave up (MAX_WALK_DAYS). One walk per amount would have
+            # given each amount its own allowance from where the previous one
+            # was reached: do exactly that for the rest.
+            done = needs[k - 1]
+            more, rest = self.reach(reached[-1], b, [x - done for x in needs[k:]])
+            return done + more, reached + rest
+        return got, reached
 
     def working_time(self, a: int, b: int) -> int:
         """Working microseconds in [a, b)."""

@@ -25,8 +25,13 @@ Interval = tuple[int, int]
 
 def normalise(intervals: Sequence[tuple[int, int | None]]) -> list[Interval]:
     """Sort, replace open ends by INF and merge overlapping/adjacent intervals."""
+    if len(intervals) == 1:  # the usual case: one running window, one pause
+        a, b = intervals[0]
+        if b is None:
+            b = INF
+        return [(a, b)] if b > a else []
     out: list[Interval] = []
-    for a, b in sorted((a, INF if b is None else b) for a, b in intervals):
+    for a, b in sorted([(a, INF if b is None else b) for a, b in intervals]):
         if b <= a:
             continue
         if out and a <= out[-1][1]:
@@ -38,6 +43,8 @@ def normalise(intervals: Sequence[tuple[int, int | None]]) -> list[Interval]:
 
 def subtract(base: Sequence[Interval], holes: Sequence[Interval]) -> list[Interval]:
     """``base`` minus ``holes`` (both normalised)."""
+    if not holes:
+        return list(base)  # the usual case: no pause touches this clock
     out: list[Interval] = []
     j = 0
     for a, b in base:
@@ -75,11 +82,21 @@ def intersect(xs: Sequence[Interval], ys: Sequence[Interval]) -> list[Interval]:
 
 def clip(intervals: Sequence[Interval], lo: int, hi: int) -> list[Interval]:
     """Intervals restricted to [lo, hi)."""
-    return [(max(a, lo), min(b, hi)) for a, b in intervals if min(b, hi) > max(a, lo)]
+    out: list[Interval] = []
+    for a, b in intervals:
+        if a < lo:
+            a = lo
+        if b > hi:
+            b = hi
+        if b > a:
+            out.append((a, b))
+    return out
 
 
 def business_measure(calendar: BusinessCalendar, intervals: Sequence[Interval]) -> int:
     """Total working time inside finite intervals."""
+    if calendar.always_on:
+        return sum(b - a for a, b in intervals if b > a)
     return sum(calendar.working_time(a, b) for a, b in intervals)
 
 
@@ -91,18 +108,11 @@ def reach_instants(calendar: BusinessCalendar, running: Sequence[Interval], amou
     """
     result: list[int | None] = []
     got = 0
-    i = 0
     for a, b in running:
-        pos = a
-        while i < len(amounts):
-            measured, reached = calendar.measure_until(pos, None if b >= INF else b, amounts[i] - got)
-            if reached is None:
-                got += measured
-                break
-            got += measured
-            result.append(reached)
-            pos = reached
-            i += 1
-        if i == len(amounts):
+        needs = amounts if not result and not got else [amount - got for amount in amounts[len(result):]]
+        measured, reached = calendar.reach(a, None if b >= INF else b, needs)
+        result += reached
+        if len(result) == len(amounts):
             break
+        got += measured
     return result + [None] * (len(amounts) - len(result))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from functools import lru_cache
 from typing import Any
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?$")
@@ -28,8 +29,12 @@ def parse_duration(text: Any) -> dt.timedelta:
     return dt.timedelta(days=d, hours=h, minutes=mi)
 
 
+@lru_cache(maxsize=4096)
 def format_duration(delta: dt.timedelta) -> str:
-    """timedelta -> '1d4h30m' (seconds shown only when present)."""
+    """timedelta -> '1d4h30m' (seconds shown only when present).
+
+    Memoised: traces print the same few targets over and over.
+    """
     total = int(delta.total_seconds())
     sign = "-" if total < 0 else ""
     total = abs(total)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .business_calendar import from_us, td_us, to_us
+from .instants import iso_us, td_us, to_us
 from .policies import KINDS, SEVERITY_PRIORITY, ItemFacts, Match, Policy, Rule, RuleSet
 from .durations import format_duration
 
@@ -45,26 +45,36 @@ def _ts(value: Any) -> int:
 
 
 def _fmt(us: int) -> str:
-    return from_us(us).isoformat().replace("+00:00", "Z")
+    return iso_us(us)
+
+
+def _event_key(item: tuple[int, Mapping[str, Any]]) -> tuple[int, int, str, str, str]:
+    """Full ordering key; the last two parts only separate (broken) duplicates deterministically."""
+    t, event = item
+    suffix = str(event["event_type"]).rpartition(".")[2]
+    return t, PRECEDENCE.get(suffix, 50), str(event["event_id"]), str(event["event_type"]), repr(event.get("payload"))
 
 
 def order_events(history: Iterable[Mapping[str, Any]], until_us: int | None = None) -> list[tuple[int, Mapping[str, Any]]]:
-    """Deterministic order of events up to ``until_us``, duplicates (same event_id) dropped."""
-    def key(item: tuple[int, Mapping[str, Any]]) -> tuple[int, int, str, str, str]:
-        t, event = item
-        suffix = str(event["event_type"]).rpartition(".")[2]
-        # the last two parts only separate (broken) duplicates deterministically
-        return t, PRECEDENCE.get(suffix, 50), str(event["event_id"]), str(event["event_type"]), repr(event.get("payload"))
+    """Deterministic order of events up to ``until_us``, duplicates (same event_id) dropped.
 
+    Of duplicates the one with the smallest full key is kept. The survivors
+    have distinct event_ids, so (instant, precedence, event_id) already
+    orders them totally: the costly tail of the key (the payload's repr) is
+    only computed when a duplicate turns up.
+    """
     seen: dict[str, tuple[int, Mapping[str, Any]]] = {}
     for event in history:
         item = (_ts(event["occurred_at"]), event)
         if until_us is not None and item[0] > until_us:
             continue
         event_id = str(event["event_id"])
-        if event_id not in seen or key(item) < key(seen[event_id]):
+        kept = seen.get(event_id)
+        if kept is None or _event_key(item) < _event_key(kept):
             seen[event_id] = item
-    return sorted(seen.values(), key=key)
+    keyed = sorted((t, PRECEDENCE.get(str(event["event_type"]).rpartition(".")[2], 50), event_id, event)
+                   for event_id, (t, event) in seen.items())
+    return [(t, event) for t, _, _, event in keyed]
 
 
 @dataclass
@@ -115,7 +125,7 @@ class Timeline:
     def start(self, metric: str, t: int, *, policy: Policy | None = None, rule: Rule | None = None, cycle: int = 1) -> Track | None:
         """Start a metric's clock under the policy version in force at ``t`` (or a kept one)."""
         if policy is None or rule is None:
-            match = self.rules.match(self.facts, self.cls, from_us(t))
+            match = self.rules.match_index.match(self.facts, self.cls, t)
             if match is None:
                 self.note(t, f"{metric}: no rule/policy in force, clock not started")
                 return None
@@ -215,7 +225,7 @@ def _priority(tl: Timeline, t: int, event: Mapping[str, Any]) -> None:
     for track in tl.tracks.values():
         if not track.running:
             continue
-        match = tl.rules.match(tl.facts, new, from_us(track.started_at))
+        match = tl.rules.match_index.match(tl.facts, new, track.started_at)
         target = match.policy.target(tl.facts.kind, new, track.metric) if match else None
         if match is None or target is None:
             track.notes.append(f"{_fmt(t)} priority {old} -> {new}: no {track.metric} target for {new}, target kept")

@@ -12,10 +12,13 @@ this policy?" always has a one-line answer.
 from __future__ import annotations
 
 import datetime as dt
+from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 from .business_calendar import BusinessCalendar
+from .instants import from_us, to_us
 
 TIERS = {
     "diamond": "钻石",
@@ -98,7 +101,7 @@ class Policy:
         """True when ``status`` pauses ``metric`` under this policy."""
         return metric in self.pause_metrics and status in self.pause_statuses
 
-    @property
+    @cached_property
     def label(self) -> str:
         """'id vN', as shown in traces."""
         return f"{self.id} v{self.version}"
@@ -174,9 +177,14 @@ class Match:
     skipped: tuple[str, ...]
 
     def why(self) -> list[str]:
+        return list(self.trace)
+
+    @cached_property
+    def trace(self) -> tuple[str, ...]:
+        """The lines of ``why()``, rendered once: a cached Match serves many items."""
         lines = [f"skipped {s}" for s in self.skipped]
         lines.append(f"matched {self.rule.describe()}; {self.policy.label} in force since {self.policy.effective_from.isoformat()}")
-        return lines
+        return tuple(lines)
 
 
 @dataclass(frozen=True)
@@ -200,13 +208,70 @@ class RuleSet:
 
     def match(self, facts: ItemFacts, cls: str | None, at: dt.datetime) -> Match | None:
         """First rule matching the facts whose policy has a version in force at ``at``."""
+        return self.match_index.match(facts, cls, to_us(at), at)
+
+    @cached_property
+    def match_index(self) -> MatchIndex:
+        """Memo of ``match`` outcomes (a cache kept on the immutable RuleSet, not a field)."""
+        return MatchIndex(self)
+
+    def match_uncached(self, facts: ItemFacts, cls: str | None, at: dt.datetime) -> Match | None:
+        """``match`` from first principles: every rule tried in file order (the reference)."""
+        return self._try_rules(facts, cls, at)[0]
+
+    def _try_rules(self, facts: ItemFacts, cls: str | None, at: dt.datetime) -> tuple[Match | None, bool]:
+        """The first match, and whether its explanation names ``at`` itself.
+
+        It does when a matching rule was skipped because its policy had no
+        version in force yet: that line quotes the instant.
+        """
         skipped: list[str] = []
+        names_instant = False
         for rule in self.rules:
             reason = rule.mismatch(facts, cls)
             if reason is None:
                 policy = self.policy_in_force(rule.policy_id, at)
                 if policy is not None:
-                    return Match(rule, policy, tuple(skipped))
+                    return Match(rule, policy, tuple(skipped)), names_instant
                 reason = f"no version of policy {rule.policy_id!r} in force at {at.isoformat()}"
+                names_instant = True
             skipped.append(f"rule #{rule.index + 1} {rule.name!r}: {reason}")
-        return None
+        return None, names_instant
+
+
+_MISSING = object()
+
+
+class MatchIndex:
+    """``RuleSet.match`` without re-trying every rule for every clock start.
+
+    The outcome of matching depends on the facts the rules test (customer,
+    tier, kind, priority class, region) and on *which policy versions are in
+    force*, and the latter only changes at the ``effective_from`` instants of
+    the file. So an outcome is computed once per (facts, epoch between two
+    consecutive ``effective_from``) and reused. The one outcome that depends
+    on the exact instant (a matching rule whose policy has no version in force
+    yet: its "skipped" line names the instant) is never cached. The index
+    belongs to one RuleSet, which is immutable; it is bounded and starts over
+    when full.
+    """
+
+    LIMIT = 100_000
+
+    def __init__(self, rules: RuleSet) -> None:
+        self.rules = rules
+        self.epochs = sorted({to_us(p.effective_from) for versions in rules.policies.values() for p in versions})
+        self.matches: dict[tuple[str | None, ...], Match | None] = {}
+
+    def match(self, facts: ItemFacts, cls: str | None, at_us: int, at: dt.datetime | None = None) -> Match | None:
+        """``RuleSet.match`` at ``at_us`` (``at``: the same instant as given, for the trace text)."""
+        key = (facts.customer_id, facts.tier, facts.kind, cls, facts.region, bisect_right(self.epochs, at_us))
+        found = self.matches.get(key, _MISSING)
+        if found is not _MISSING:
+            return found  # type: ignore[return-value]
+        result, names_instant = self.rules._try_rules(facts, cls, from_us(at_us) if at is None else at)
+        if not names_instant:
+            if len(self.matches) >= self.LIMIT:
+                self.matches.clear()
+            self.matches[key] = result
+        return result
