@@ -247,6 +247,69 @@ def _explain_offline(args, settings: Settings, kind: str, item_id: str) -> int:
     return 0
 
 
+def cmd_sla_ack(args, settings: Settings) -> int:
+    """A manager acknowledges an escalation: the rest of that ladder stops."""
+    kind, item_id = _item_arg(args)
+    body = {"metric": args.metric, "actor": args.actor}
+    if args.note:
+        body["note"] = args.note
+    if args.cycle:
+        body["cycle"] = args.cycle
+    status, answer = _http("POST", f"{_api_base(settings, args.api)}/api/customers/"
+                                   f"{urllib.request.quote(args.customer)}/items/{kind}/"
+                                   f"{urllib.request.quote(item_id)}/acknowledge", body)
+    if status != 202:
+        print(f"refused ({status}): {answer.get('field')}: {answer.get('error')}",
+              file=sys.stderr)
+        return 2
+    print(f"acknowledged {kind} {item_id} {answer['metric']} (cycle {answer['cycle']})")
+    return 0
+
+
+def cmd_queue(args, settings: Settings) -> int:
+    """The dispatch queue: open items across customers, most urgent first."""
+    status, answer = _http("GET", f"{_api_base(settings, args.api)}/api/dispatch-queue"
+                                  f"?limit={args.limit}")
+    if status != 200:
+        print(f"{status}: {answer.get('error')}", file=sys.stderr)
+        return 1
+    if args.json:
+        _print_json(answer)
+        return 0
+    print(f"{'to breach':>10}  {'tier':9} {'prio':5} {'item':16} {'metric':9} customer")
+    for row in answer["items"]:
+        left = row["seconds_to_breach"]
+        when = "paused" if left is None else (f"{left / 60:+.0f} min" if abs(left) >= 60
+                                              else f"{left:+.0f} s")
+        print(f"{when:>10}  {row['tier'] or '?':9} {row['priority'] or '':5} "
+              f"{row['kind'][0].upper()} {row['id']:14} {row['metric'] or '':9} "
+              f"{row['customer'] or row['customer_id']}")
+    return 0
+
+
+def cmd_replay(args, settings: Settings) -> int:
+    """Replay a JSON-lines event file in event time; print the SLA step events it yields."""
+    from sla_rules import load_rules
+    from streams.replay import replay
+
+    with open(args.file, "rb") as lines:
+        result = replay(lines, load_rules(settings.sla_rules), partitions=settings.partitions)
+    out = open(args.out, "wb") if args.out else sys.stdout.buffer
+    try:
+        for step in result.steps:
+            out.write(step.to_bytes() + b"\n")
+    finally:
+        if args.out:
+            out.close()
+        else:
+            out.flush()
+    for number, reason in result.refused:
+        print(f"{args.file}:{number}: skipped: {reason}", file=sys.stderr)
+    print(f"replayed {result.events} event(s) of {len(result.views)} customer(s): "
+          f"{len(result.steps)} SLA step event(s)", file=sys.stderr)
+    return 0
+
+
 def cmd_schemas(args, settings: Settings) -> int:
     """Write or check the published JSON Schema files."""
     from schemas.json_schema import SCHEMA_DIR, render_all, write_all
@@ -312,6 +375,29 @@ def parser() -> argparse.ArgumentParser:
     explain.add_argument("--events", help="explain from a JSON-lines event file, offline")
     explain.add_argument("--api")
     explain.set_defaults(run=cmd_sla_explain)
+
+    ack = sla.add_parser("ack", help=cmd_sla_ack.__doc__)
+    ack.add_argument("--customer", required=True)
+    for kind in ("fault", "ticket", "order"):
+        ack.add_argument(f"--{kind}", metavar="ID")
+    ack.add_argument("--metric", required=True,
+                     choices=["response", "restore", "resolve", "provision", "acceptance", "revisit"])
+    ack.add_argument("--cycle", type=int)
+    ack.add_argument("--note")
+    ack.add_argument("--actor", default=os.environ.get("USER", "manager"))
+    ack.add_argument("--api")
+    ack.set_defaults(run=cmd_sla_ack)
+
+    queue = sub.add_parser("queue", help=cmd_queue.__doc__)
+    queue.add_argument("--limit", type=int, default=30)
+    queue.add_argument("--json", action="store_true")
+    queue.add_argument("--api")
+    queue.set_defaults(run=cmd_queue)
+
+    rep = sub.add_parser("replay", help=cmd_replay.__doc__)
+    rep.add_argument("file")
+    rep.add_argument("--out", help="write the step events here instead of stdout")
+    rep.set_defaults(run=cmd_replay)
 
     schemas = sub.add_parser("schemas", help=cmd_schemas.__doc__)
     schemas.add_argument("action", choices=["write", "check"])

@@ -17,7 +17,8 @@ from typing import Any
 import orjson
 from faust.web import Request, Response, View
 
-from schemas.envelope import InvalidEvent, event_from_dict, new_event, parse_instant
+from handlers.dispatch_queue import local_queue, queue_order
+from schemas.envelope import InvalidEvent, event_from_dict, new_event, parse_instant, utc_iso
 from schemas.event_catalogue import SOURCES
 from streams.app import Streams
 from sla_rules import evaluate, format_explanation
@@ -185,6 +186,75 @@ def register_routes(streams: Streams, settings: Settings,
             "evaluation": evaluation.to_dict(),
             "explanation": format_explanation(facts, evaluation, streams.rules)}),
             content_type="application/json")
+
+    @app.page("/api/customers/{customer_id}/items/{kind}/{item_id}/acknowledge")
+    class AcknowledgeView(View):
+        """A manager acknowledges an escalation: later ladder steps of that cycle stop."""
+
+        @app.table_route(table=views, match_info="customer_id")
+        async def post(self, request: Request, customer_id: str, kind: str,
+                       item_id: str) -> Response:
+            if not ready():
+                return self.json({"error": "worker is rebalancing or recovering; retry shortly",
+                                  "field": None}, status=503, headers={"Retry-After": "1"})
+            try:
+                body = await _json_body(request)
+            except BadRequest as exc:
+                return problem(self, exc)
+            view = views.get(customer_id)
+            item = find_item(view, kind, item_id) if view and kind in ITEM_KINDS else None
+            if item is None:
+                return self.json({"error": f"no {kind} {item_id} for customer {customer_id}",
+                                  "field": "item_id"}, status=404)
+            metric = body.get("metric")
+            clocks = ((item.get("sla") or {}).get("metrics") or {})
+            if metric not in clocks:
+                return self.json({"error": f"must be one of the item's clocks: "
+                                           f"{', '.join(sorted(clocks)) or 'none'}",
+                                  "field": "metric"}, status=422)
+            payload = {"item_kind": kind, "metric": metric,
+                       "cycle": body.get("cycle") or clocks[metric].get("cycle") or 1}
+            if body.get("note"):
+                payload["note"] = body["note"]
+            try:
+                event = new_event("sla.escalation_acknowledged", customer_id, item_id, payload,
+                                  source=body.get("source") or "account_manager",
+                                  actor=body.get("actor") or "manager", now=clock())
+            except InvalidEvent as exc:
+                return problem(self, BadRequest(422, (exc.field or "").removeprefix("payload."),
+                                                exc.reason))
+            sent = await streams.processor.sla_topic.send(
+                key=customer_id.encode(), value=event.to_bytes(),
+                partition=streams.processor.home_partition(customer_id),
+                key_serializer="raw", value_serializer="raw")
+            await sent
+            return self.json({"event_id": event.event_id, **payload}, status=202)
+
+    @app.page("/api/dispatch-queue")
+    async def dispatch_queue(web, request: Request) -> Response:
+        """Open items across customers, most urgent first (零时延): every worker's, merged."""
+        try:
+            limit = max(1, min(int(request.query.get("limit", "50")), 1000))
+        except ValueError:
+            return web.json({"error": "must be a whole number", "field": "limit"}, status=422)
+        now = clock()
+        rows = local_queue(views, streams.processor, now)
+        if request.query.get("local") != "1":
+            for url in other_workers():
+                try:
+                    async with app.http_client.get(f"{url}/api/dispatch-queue",
+                                                   params={"local": "1", "limit": str(limit)}) as r:
+                        rows.extend((await r.json())["items"])
+                except Exception as exc:  # a worker going away mid-rebalance: say so
+                    return web.json({"error": f"worker {url} did not answer: {exc!r}",
+                                     "field": None}, status=503, headers={"Retry-After": "1"})
+        rows.sort(key=queue_order)
+        return web.json({"as_of": utc_iso(now), "items": rows[:limit]})
+
+    def other_workers() -> list[str]:
+        me = str(app.conf.canonical_url).rstrip("/")
+        hosts = {str(url).rstrip("/") for url in app.router.tables_metadata()}
+        return sorted(h for h in hosts if h != me)
 
     @app.page("/api/health")
     async def health(web, request: Request) -> Response:

@@ -26,7 +26,8 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
     await admin.start()
     try:
         wanted = {settings.events_topic: {}, settings.sla_topic: {},
-                  settings.dead_letter_topic: DEAD_LETTER_CONFIG}
+                  settings.dead_letter_topic: DEAD_LETTER_CONFIG,
+                  settings.alerts_failed_topic: DEAD_LETTER_CONFIG}
         existing = set(await admin.list_topics())
         missing = [NewTopic(name, settings.partitions, settings.replication, topic_configs=cfg)
                    for name, cfg in wanted.items() if name not in existing]

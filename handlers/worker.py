@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 import faust
 import structlog
 
+from handlers.alert_sender import register_alert_agent
 from handlers.http_api import register_routes
 from handlers.kafka_topics import ensure_topics_sync
 from streams.app import Streams, build_streams
@@ -33,6 +34,7 @@ def build_worker_streams(settings: Settings) -> Streams:
     """Everything one worker process runs: agent, table and HTTP API."""
     streams = build_streams(settings)
     register_routes(streams, settings)
+    register_alert_agent(streams, settings)
     return streams
 
 

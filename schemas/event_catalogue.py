@@ -102,6 +102,8 @@ _CLOCK = {
     "cycle": Field("integer", minimum=1, maximum=1000, description="clock cycle (reopens)"),
     "due_at": _s("the instant the step was due (ISO-8601, event time)", max_length=40),
     "policy": _s("policy and version, e.g. diamond v1", max_length=64),
+    "caused_by": _s("event id of the item's last event before the step: what set the clock "
+                    "on its course", required=False, max_length=64),
 }
 _REASON = {"reason": _s("why")}
 _NOTE = {"note": _s("free text", required=False)}

@@ -21,8 +21,8 @@ from aiokafka.partitioner import murmur2
 
 from schemas.envelope import Event, InvalidEvent, decode_event
 from sla_rules import RuleSet
-from streams.customer_view import ITEM_KINDS, find_item, fold, new_view, view_contains_event
-from streams.item_sla import sla_summary
+from streams.customer_view import find_item, fold, new_view, view_contains_event
+from streams.item_sla import items_touched_by, sla_summary
 from streams.sla_timers import SlaTimers
 
 DLQ_HEADER = "keydesk.dlq."
@@ -83,16 +83,12 @@ class EventProcessor:
                 await self.dead_letter(message, f"processing error: {exc!r}", None)
                 continue
             touched[event.customer_id] = view
-            if event.kind != "sla":
-                self.timers.advance(message.partition, event.occurred_at)
-            items = touched_items.setdefault(event.customer_id, set())
-            if event.kind == "customer":  # a new tier may change every open clock
-                items.update((kind, item_id) for kind in ITEM_KINDS
-                             for item_id in view["open"][kind])
-            elif event.kind == "sla":
-                items.add((event.payload["item_kind"], event.entity_id))
+            if event.kind == "sla":
+                self.timers.folded(event.event_id)
             else:
-                items.add((event.kind, event.entity_id))
+                self.timers.advance(message.partition, event.occurred_at)
+            touched_items.setdefault(event.customer_id, set()).update(
+                items_touched_by(view, event))
         for customer_id, view in touched.items():
             self._refresh_sla(view, touched_items[customer_id])
             self.views[customer_id] = view

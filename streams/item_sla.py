@@ -7,12 +7,14 @@ time ("at event time"), so replaying the same events gives the same view.
 
 from __future__ import annotations
 
+import bisect
 import uuid
 from datetime import datetime
 from typing import Any
 
 from schemas.envelope import Event, event_from_dict, utc_iso
 from sla_rules import ItemFacts, RuleSet, evaluate
+from sla_rules.instants import iso_instant
 
 #: Tier assumed while a customer's profile has not arrived (the strictest
 #: assumption would page managers for a stranger; the loosest never alerts).
@@ -21,6 +23,25 @@ _SUMMARY_FIELDS = ("state", "deadline", "target_seconds", "elapsed_seconds",
                    "remaining_seconds", "overdue_seconds", "paused", "pause_reason",
                    "met_at", "breached_at", "cancelled_at", "calendar_id", "cycle",
                    "next_change_at")
+
+
+def items_touched_by(view: dict[str, Any], event: Event) -> set[tuple[str, str]]:
+    """The items whose clocks an event may change: (kind, id) pairs.
+
+    A customer event may change the tier, hence every open clock of the customer.
+    (Measured: re-summarising items for their own step events made a third of
+    the timer's evaluations find nothing; BENCHMARKS.md, "SLA timers".)
+    """
+    if event.kind == "customer":
+        return {(kind, item_id) for kind in ("fault", "ticket", "order")
+                for item_id in view["open"][kind]}
+    if event.kind == "sla":
+        # A step coming back from the SLA topic changes no clock; an acknowledgement
+        # stops a ladder, so its item is looked at again.
+        if event.event_type == "sla.escalation_acknowledged":
+            return {(event.payload["item_kind"], event.entity_id)}
+        return set()
+    return {(event.kind, event.entity_id)}
 
 
 def item_facts(view: dict[str, Any], item: dict[str, Any]) -> ItemFacts:
@@ -42,22 +63,35 @@ def clock_history(item: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def sla_summary(view: dict[str, Any], item: dict[str, Any], rules: RuleSet) -> dict | None:
-    """Each clock's state as of the item's latest event; ``None`` before it opened."""
+    """Each clock's state as of the item's latest event; ``None`` before it opened.
+
+    Reads the evaluation's attributes rather than ``to_dict()``: the worker calls
+    this for every touched item, and the traces and thresholds it does not keep
+    are then never rendered.
+    """
     history = clock_history(item)
     if not history or item["state"] is None:
         return None
     at = max(r["occurred_at"] for r in history)
     evaluation = evaluate(item_facts(view, item), history, rules, at)
-    evaluated = evaluation.to_dict()
     metrics = {}
-    for name, status in evaluated["metrics"].items():
-        summary = {field: status.get(field) for field in _SUMMARY_FIELDS}
-        summary["policy"] = f"{status['policy_id']} v{status['policy_version']}"
-        summary["paused_seconds_by_reason"] = status.get("paused_seconds_by_reason") or {}
-        metrics[name] = summary
-    return {"as_of": evaluated["at"], "rules_version": evaluation.rules_version,
+    for name, m in evaluation.metrics.items():
+        metrics[name] = {
+            "state": m.state, "deadline": iso_instant(m.deadline),
+            "target_seconds": m.target.total_seconds(), "elapsed_seconds": m.elapsed.total_seconds(),
+            "remaining_seconds": m.remaining.total_seconds(),
+            "overdue_seconds": m.overdue.total_seconds(), "paused": m.paused,
+            "pause_reason": m.pause_reason, "met_at": iso_instant(m.met_at),
+            "breached_at": iso_instant(m.breached_at), "cancelled_at": iso_instant(m.cancelled_at),
+            "calendar_id": m.calendar_id, "cycle": m.cycle,
+            "next_change_at": iso_instant(m.next_change_at),
+            "policy": f"{m.policy_id} v{m.policy_version}",
+            "paused_seconds_by_reason": {k: v.total_seconds()
+                                         for k, v in sorted(m.paused_by_reason.items())},
+        }
+    return {"as_of": iso_instant(evaluation.at), "rules_version": evaluation.rules_version,
             "tier_assumed": not (view.get("profile") or {}).get("tier"),
-            "next_change_at": evaluated["next_change_at"], "metrics": metrics}
+            "next_change_at": iso_instant(evaluation.next_change_at), "metrics": metrics}
 
 
 # -- timer steps: what is due for an item at an instant ---------------------------
@@ -102,6 +136,11 @@ def due_steps(view: dict[str, Any], item: dict[str, Any], rules: RuleSet, now: d
              if r["event_type"] == "sla.escalation_acknowledged"}
     customer_id, kind, item_id = view["customer_id"], item["kind"], item["id"]
     due: list[Event] = []
+    instants = [r["occurred_at"] for r in history]  # history is in event-time order
+
+    def cause(at: str) -> str:
+        index = bisect.bisect_right(instants, datetime.fromisoformat(at)) - 1
+        return history[max(index, 0)]["event_id"]
 
     def add(event_type: str, metric: str, cycle: int, step_name: str, at: str, policy: str,
             **payload) -> None:
@@ -114,27 +153,26 @@ def due_steps(view: dict[str, Any], item: dict[str, Any], rules: RuleSet, now: d
             "recorded_at": at if replay else utc_iso(now), "source": "system",
             "actor": "keydesk-sla-timer",
             "payload": {"item_kind": kind, "metric": metric, "cycle": cycle, "due_at": at,
-                        "policy": policy, **payload}}))
+                        "policy": policy, "caused_by": cause(at), **payload}}))
 
-    for name, status in evaluation.metrics.items():
-        s = status.to_dict()
-        policy, cycle, deadline = f"{s['policy_id']} v{s['policy_version']}", s["cycle"], s["deadline"]
-        for warning in s["warnings"]:
-            if warning["reached"] and warning["due_at"]:
-                add("sla.warning_reached", name, cycle, f"warning:{warning['label']}",
-                    warning["due_at"], policy, threshold=warning["label"],
-                    deadline=deadline or warning["due_at"])
-        if s["breached_at"]:
-            add("sla.breached", name, cycle, "breach", s["breached_at"], policy,
-                deadline=s["breached_at"])
+    for name, m in evaluation.metrics.items():
+        policy, cycle, deadline = f"{m.policy_id} v{m.policy_version}", m.cycle, m.deadline
+        for warning in m.warnings:
+            if warning.reached and warning.due_at:
+                add("sla.warning_reached", name, cycle, f"warning:{warning.label}",
+                    iso_instant(warning.due_at), policy, threshold=warning.label,
+                    deadline=iso_instant(deadline or warning.due_at))
+        if m.breached_at:
+            add("sla.breached", name, cycle, "breach", iso_instant(m.breached_at), policy,
+                deadline=iso_instant(m.breached_at))
         ack_at = acked.get((name, cycle))
-        for number, step in enumerate(s["escalations"], start=1):
-            if step["reached"] and step["due_at"] and (
-                    ack_at is None or datetime.fromisoformat(step["due_at"]) <= ack_at):
-                add("sla.escalation_due", name, cycle, f"step:{number}", step["due_at"],
-                    policy, step=number, role=step["label"])
-        if s["state"] == "met" and s["met_at"] and deadline:
-            add("sla.met", name, cycle, "met", s["met_at"], policy, deadline=deadline)
+        for number, step in enumerate(m.escalations, start=1):
+            if step.reached and step.due_at and (ack_at is None or step.due_at <= ack_at):
+                add("sla.escalation_due", name, cycle, f"step:{number}", iso_instant(step.due_at),
+                    policy, step=number, role=step.label)
+        if m.state == "met" and m.met_at and deadline:
+            add("sla.met", name, cycle, "met", iso_instant(m.met_at), policy,
+                deadline=iso_instant(deadline))
     due.sort(key=lambda e: (e.occurred_at, _STEP_ORDER[e.event_type],
                             e.payload.get("step", 0), e.event_id))
     return due, evaluation.next_change_at

@@ -36,6 +36,12 @@ class Settings:
     log_level: str = "info"           # KEYDESK_LOG_LEVEL
     sla_rules: Path | None = None     # KEYDESK_SLA_RULES: rules file; None = the shipped default
     clock: str = "live"               # KEYDESK_CLOCK: live (wall clock) | replay (event time)
+    alert_delivery: str = ""          # KEYDESK_ALERTS: send | log; default send live, log in replay
+    smtp: str | None = None           # KEYDESK_SMTP: host:port of the mail relay for alerts
+    smtp_from: str = "keydesk@localhost"  # KEYDESK_SMTP_FROM
+    smtp_starttls: bool = False       # KEYDESK_SMTP_STARTTLS=1
+    smtp_user: str | None = None      # KEYDESK_SMTP_USER
+    smtp_password: str | None = field(default=None, repr=False)  # KEYDESK_SMTP_PASSWORD
 
     @property
     def events_topic(self) -> str:
@@ -44,6 +50,10 @@ class Settings:
     @property
     def sla_topic(self) -> str:
         return f"{self.topic_prefix}.sla"
+
+    @property
+    def alerts_failed_topic(self) -> str:
+        return f"{self.topic_prefix}.alerts-failed"
 
     @property
     def dead_letter_topic(self) -> str:
@@ -96,10 +106,20 @@ class Settings:
         if env.get("KEYDESK_SLA_RULES"):
             values["sla_rules"] = Path(env["KEYDESK_SLA_RULES"])
         text("KEYDESK_CLOCK", "clock")
+        text("KEYDESK_ALERTS", "alert_delivery")
+        text("KEYDESK_SMTP", "smtp")
+        text("KEYDESK_SMTP_FROM", "smtp_from")
+        text("KEYDESK_SMTP_USER", "smtp_user")
+        text("KEYDESK_SMTP_PASSWORD", "smtp_password")
+        if env.get("KEYDESK_SMTP_STARTTLS"):
+            values["smtp_starttls"] = env["KEYDESK_SMTP_STARTTLS"].lower() in ("1", "true", "yes")
         text("KEYDESK_TIMEZONE", "timezone")
         text("KEYDESK_LOG_FORMAT", "log_format")
         text("KEYDESK_LOG_LEVEL", "log_level")
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if not values.get("alert_delivery"):
+            # a replay of old events computes the same alerts but only logs them
+            values["alert_delivery"] = "log" if values.get("clock") == "replay" else "send"
         settings = cls(**values)
         settings.validate()
         return settings
@@ -109,6 +129,10 @@ class Settings:
             self.zone
         except (ZoneInfoNotFoundError, ValueError):
             raise SettingsError(f"KEYDESK_TIMEZONE={self.timezone!r} is not an IANA zone") from None
+        if self.alert_delivery not in ("send", "log", ""):
+            raise SettingsError(f"KEYDESK_ALERTS={self.alert_delivery!r}: use send or log")
+        if self.smtp and not self.smtp.rpartition(":")[2].isdigit():
+            raise SettingsError(f"KEYDESK_SMTP={self.smtp!r}: use host:port")
         if self.clock not in ("live", "replay"):
             raise SettingsError(f"KEYDESK_CLOCK={self.clock!r}: use live or replay")
         if self.log_format not in ("json", "console", "auto"):

@@ -51,6 +51,9 @@ class SlaTimers:
         self.replay = replay
         self.indexes: dict[int, DeadlineIndex] = {}
         self.watermarks: dict[int, datetime] = {}
+        # Steps published but not yet folded back into their item's log: not
+        # published again meanwhile (after a restart they may be; ids dedupe).
+        self.in_flight: set[str] = set()
 
     def __len__(self) -> int:
         return sum(len(index) for index in self.indexes.values())
@@ -92,6 +95,10 @@ class SlaTimers:
             self.indexes.pop(partition, None)
             self.watermarks.pop(partition, None)
 
+    def folded(self, event_id: str) -> None:
+        """A step event came back through the SLA topic and is in its item's log."""
+        self.in_flight.discard(event_id)
+
     def advance(self, partition: int, occurred_at: datetime) -> None:
         """Replay: move a partition's watermark to a folded event's time."""
         current = self.watermarks.get(partition)
@@ -114,7 +121,10 @@ class SlaTimers:
                 if item is None:
                     continue
                 events, next_at = due_steps(view, item, self.rules, at, replay=self.replay)
-                due.extend(events)
+                for step in events:
+                    if step.event_id not in self.in_flight:
+                        self.in_flight.add(step.event_id)
+                        due.append(step)
                 index.schedule(key, to_us(next_at) if next_at else None, partition)
         return due
 

@@ -89,3 +89,80 @@ class TestLiveTimers:
             assert breach["event_id"] in {r["event_id"] for r in log}
         finally:
             desk.stop()
+
+
+class TestReplayMode:
+    async def test_a_worker_in_replay_mode_publishes_what_the_replay_command_computes(
+            self, kafka_bootstrap, tmp_path):
+        """Event-time replay through Kafka gives the in-process replay's step events, twice."""
+        from sla_rules import load_rules
+        from streams.replay import replay
+        from tests.streams.test_replay import recorded_day
+
+        lines = [e.to_bytes() for e in recorded_day()]
+        expected = {s.event_id: s.to_wire() for s in replay(lines, load_rules(), 4).steps}
+        assert expected
+        for attempt in range(2):
+            desk = new_desk(kafka_bootstrap, tmp_path / f"run{attempt}", KEYDESK_CLOCK="replay")
+            (tmp_path / f"run{attempt}").mkdir()
+            try:
+                desk.start_worker()
+                desk.wait_until_partitions_split()
+                from handlers.event_publisher import publish_lines
+                await publish_lines(desk.bootstrap, desk.events_topic, lines)
+                published = await read_topic_until(desk, set(expected))
+                assert {k: v for k, v in published.items()} == expected
+            finally:
+                desk.stop()
+
+
+async def read_topic_until(desk, ids: set[str], timeout_s: float = 60.0) -> dict:
+    consumer = AIOKafkaConsumer(desk.sla_topic, bootstrap_servers=desk.bootstrap,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    seen: dict[str, dict] = {}
+    deadline = datetime.now(UTC) + timedelta(seconds=timeout_s)
+    try:
+        while datetime.now(UTC) < deadline and not ids <= set(seen):
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                for record in records:
+                    step = orjson.loads(record.value)
+                    seen[step["event_id"]] = step
+    finally:
+        await consumer.stop()
+    return seen
+
+
+class TestDispatchQueue:
+    def test_either_worker_lists_every_customers_items_most_urgent_first(
+            self, kafka_bootstrap, tmp_path):
+        """The queue merges both workers' partitions and orders by time to breach."""
+        desk = new_desk(kafka_bootstrap, tmp_path)
+        try:
+            desk.start_worker()
+            desk.start_worker()
+            desk.wait_until_partitions_split()
+            now = datetime.now(UTC).replace(microsecond=0)
+            tiers = ["diamond", "gold", "business", "platinum", "vip", "public"]
+            posted = []
+            for n, tier in enumerate(tiers):
+                customer = f"C-Q{n}-{uuid.uuid4().hex[:4]}"
+                for e in (event("customer.registered", customer, customer=customer, tier=tier),
+                          fault(f"F-{n}", "reported", now - timedelta(minutes=n),
+                                customer=customer, severity="major")):
+                    http("POST", f"{desk.workers[0].url}/api/events", raw=e.to_bytes())
+                    posted.append(e)
+            for e in posted:
+                assert desk.workers[0].view(e.customer_id, wait_for=e.event_id)[0] == 200
+            answers = [http("GET", f"{w.url}/api/dispatch-queue?limit=100") for w in desk.workers]
+            assert all(status == 200 for status, _ in answers), answers
+            mine = {e.customer_id for e in posted}
+            lists = [[(r["customer_id"], r["id"]) for r in a["items"] if r["customer_id"] in mine]
+                     for _, a in answers]
+            assert lists[0] == lists[1] and len(lists[0]) == len(tiers)
+            rows = [r for r in answers[0][1]["items"] if r["customer_id"] in mine]
+            waits = [r["seconds_to_breach"] for r in rows]
+            assert waits == sorted(waits)
+            assert rows[0]["tier"] == "diamond"  # P2 faults: diamond's clock is the tightest
+        finally:
+            desk.stop()

@@ -66,3 +66,25 @@ class TestSummary:
         """No opening event, no SLA."""
         view = view_of(fault("F-1", "acknowledged"))
         assert sla_summary(view, view["open"]["fault"]["F-1"], rules) is None
+
+
+class TestSummaryMatchesTheEngine:
+    def test_the_summary_is_the_engines_own_figures(self, rules):
+        """Every kept field equals the engine's to_dict() for the same evaluation."""
+        from sla_rules import evaluate
+        from streams.item_sla import clock_history, item_facts
+        view = view_of(ticket("T-1", "opened", "09:00", priority="P2"),
+                       ticket("T-1", "status_changed", "09:30", status="pending_third_party"),
+                       ticket("T-1", "status_changed", "10:00", status="in_progress"),
+                       ticket("T-1", "acknowledged", "10:05"), tier="vip")
+        item = view["open"]["ticket"]["T-1"]
+        summary = sla_summary(view, item, rules)
+        history = clock_history(item)
+        full = evaluate(item_facts(view, item), history, rules,
+                        max(r["occurred_at"] for r in history)).to_dict()
+        for name, kept in summary["metrics"].items():
+            for field, value in kept.items():
+                if field == "policy":
+                    continue
+                assert value == full["metrics"][name][field], (name, field)
+        assert summary["next_change_at"] == full["next_change_at"]

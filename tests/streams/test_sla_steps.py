@@ -88,3 +88,14 @@ class TestDueSteps:
         view = diamond_view(fault("F-1", "reported", "09:00"))
         due, next_at = due_steps(view, view["open"]["fault"]["F-1"], rules, at("09:00"))
         assert due == [] and next_at == at("09:02:30")
+
+
+class TestCausation:
+    def test_each_step_cites_the_event_that_set_its_clock(self, rules):
+        """The breach cites the report; nothing later had changed the response clock."""
+        report = fault("F-1", "reported", "09:00")
+        view = diamond_view(report, fault("F-1", "dispatched", "09:10"))
+        due, _ = due_steps(view, view["open"]["fault"]["F-1"], rules, at("09:20"))
+        breach = next(e for e in due if e.event_type == "sla.breached"
+                      and e.payload["metric"] == "response")
+        assert breach.payload["caused_by"] == report.event_id

@@ -1,0 +1,144 @@
+"""Sending escalation alerts: a consumer of the SLA topic in every worker.
+
+For each warning, breach or ladder step it routes alerts to the customer's
+people (``alert_routing``), sends each alert id once (``alert_channels``), and
+records every outcome on the item in the one-stop view, so whoever looks at the
+customer sees who was told what and whether it arrived.  Alerts that still fail
+after the dispatcher's retries go to ``<prefix>.alerts-failed`` with the reasons:
+kept and visible, never lost.
+
+Exactly once: alert ids are derived from the step (its event id) and the
+recipient; an id already delivered is skipped, so a re-published step, a
+restart or a rebalance sends nothing twice.  The narrow window that remains (a
+crash after a send, before the outcome is recorded) repeats the same id, which
+receivers can use to de-duplicate (``Message-ID``, ``Idempotency-Key``); the
+outcome is flushed to the changelog before the next alert, so that window is
+the few milliseconds between the receiver's acceptance and the broker's ack.
+On a rebalance the worker finishes the events in hand before the partition
+moves (faust's ``stream_wait_empty``), so the new owner recovers their outcomes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+import orjson
+import structlog
+
+from handlers.alert_channels import (Dispatcher, EmailChannel, LogChannel, RetryPolicy,
+                                     WebhookChannel)
+from handlers.alert_routing import ALERTING_EVENTS, RoutingConfig, route
+from schemas.envelope import InvalidEvent, decode_event, utc_iso
+from streams.app import Streams
+from streams.customer_view import find_item
+from streams.settings import Settings
+
+log = structlog.get_logger("keydesk.alerts")
+ALERTS_KEPT_PER_ITEM = 200
+
+
+# One alert may hold its partition's alert stream (and a rebalance, which waits
+# for events in hand) for at most ~3 x 5 s + 1 + 2 s; longer outages end on the
+# alerts-failed topic instead of stalling every other customer's alerts.
+IN_AGENT_RETRY = RetryPolicy(attempts=3, base_delay=1.0, max_delay=4.0)
+CHANNEL_TIMEOUT = 5.0
+
+
+def build_dispatcher(settings: Settings) -> Dispatcher:
+    """Channels as configured: email only with an SMTP server, webhooks and the log always."""
+    channels: list[Any] = [LogChannel()]
+    if settings.alert_delivery == "send":
+        channels.append(WebhookChannel(timeout=CHANNEL_TIMEOUT))
+        if settings.smtp:
+            host, _, port = settings.smtp.rpartition(":")
+            channels.append(EmailChannel(host, int(port), settings.smtp_from,
+                                         starttls=settings.smtp_starttls,
+                                         username=settings.smtp_user,
+                                         password=settings.smtp_password,
+                                         timeout=CHANNEL_TIMEOUT))
+    return Dispatcher(channels, retry=IN_AGENT_RETRY)
+
+
+class AlertSender:
+    """Routes and sends the alerts of one SLA step event, once per alert id."""
+
+    def __init__(self, streams: Streams, dispatcher: Dispatcher, failed: faust.TopicT,
+                 config: RoutingConfig | None = None) -> None:
+        self.views = streams.views
+        self.flush = streams.app.producer.flush
+        self.stats = streams.processor.stats  # shown by /api/health
+        self.dispatcher = dispatcher
+        self.failed = failed
+        self.config = config or RoutingConfig()
+
+    async def handle(self, raw: bytes) -> int:
+        """Send what a step event calls for; returns how many alerts were sent now."""
+        try:
+            event = decode_event(raw)
+        except InvalidEvent:
+            return 0  # the fold agent dead-letters it
+        if event.event_type not in ALERTING_EVENTS:
+            return 0
+        view = self.views.get(event.customer_id)
+        item = find_item(view, event.payload["item_kind"], event.entity_id) if view else None
+        sent = 0
+        for alert in route(event, (view or {}).get("profile"), item, self.config):
+            if item is not None and _delivered(item, alert.alert_id):
+                continue
+            usable = tuple(c for c in alert.channels if c in self.dispatcher.channels)
+            report = await self.dispatcher.dispatch(_with_channels(alert, usable))
+            sent += 1
+            outcome = {r.channel: {"status": str(r.status), "attempts": r.attempts,
+                                   "reason": r.reason} for r in report.results}
+            if item is not None:
+                _record(item, alert, outcome, report.delivered)
+                # Durable before the next alert: a crash now repeats nothing sent.
+                self.views[event.customer_id] = view
+                await self.flush()
+                self.stats["alerts_recorded"] += 1  # durable: in the changelog
+            if report.failures:
+                await self.failed.send(
+                    key=event.customer_id.encode(), key_serializer="raw", value_serializer="raw",
+                    value=orjson.dumps({"alert": alert.to_dict(), "outcome": outcome,
+                                        "failed_at": utc_iso(datetime.now(UTC))}))
+                log.warning("alert.kept_failed", alert_id=alert.alert_id,
+                            customer_id=event.customer_id, outcome=outcome)
+        return sent
+
+
+def _with_channels(alert, channels):
+    from dataclasses import replace
+    return replace(alert, channels=channels)
+
+
+def _delivered(item: dict[str, Any], alert_id: str) -> bool:
+    return any(a["alert_id"] == alert_id and a["delivered"] for a in item.get("alerts", ()))
+
+
+def _record(item: dict[str, Any], alert, outcome: dict, delivered: bool) -> None:
+    alerts = item.setdefault("alerts", [])
+    alerts[:] = [a for a in alerts if a["alert_id"] != alert.alert_id]
+    alerts.append({"alert_id": alert.alert_id, "event_id": alert.event_id,
+                   "event_type": alert.event_type, "recipient": alert.recipient.name,
+                   "role": alert.recipient.role, "copy": alert.copy, "delivered": delivered,
+                   "channels": outcome, "at": utc_iso(datetime.now(UTC))})
+    del alerts[:-ALERTS_KEPT_PER_ITEM]
+
+
+def register_alert_agent(streams: Streams, settings: Settings) -> AlertSender:
+    """The ``send-alerts`` agent on the SLA topic, and the failed-alerts topic."""
+    app = streams.app
+    failed = app.topic(settings.alerts_failed_topic, key_type=bytes, value_type=bytes,
+                       key_serializer="raw", value_serializer="raw",
+                       partitions=settings.partitions)
+    sender = AlertSender(streams, build_dispatcher(settings), failed)
+
+    @app.agent(streams.processor.sla_topic, name="send-alerts")
+    async def send_alerts(stream):
+        """Alerts go out one step at a time, in the order steps became due."""
+        async for event in stream.events():
+            await sender.handle(event.message.value)
+
+    return sender

@@ -1,0 +1,67 @@
+"""Replaying a recorded stream in event time, in process, at full speed.
+
+The same fold, SLA evaluation and timer steps as the worker in replay mode
+(``KEYDESK_CLOCK=replay``), without Kafka: events are folded in file order, each
+partition's watermark follows its events' ``occurred_at``, and the step events
+due by each watermark are produced and folded back as the SLA topic would.
+Used by ``keydesk replay`` to answer "what would the SLA timers have said?".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas.envelope import Event, InvalidEvent, decode_event
+from sla_rules import RuleSet
+from streams.customer_view import find_item, fold, new_view
+from streams.event_processor import murmur2_partition
+from streams.item_sla import items_touched_by, sla_summary
+from streams.sla_timers import SlaTimers
+
+
+@dataclass
+class ReplayResult:
+    """What a replay produced: the step events in order, the views, refused lines."""
+
+    steps: list[Event] = field(default_factory=list)
+    views: dict[str, dict[str, Any]] = field(default_factory=dict)
+    events: int = 0
+    refused: list[tuple[int, str]] = field(default_factory=list)
+
+
+def replay(lines: Iterable[bytes], rules: RuleSet, partitions: int = 4) -> ReplayResult:
+    """Fold ``lines`` (JSON events) and return every SLA step event they lead to."""
+    result = ReplayResult()
+    views = result.views
+    timers = SlaTimers(rules, lambda c: murmur2_partition(c.encode(), partitions), replay=True)
+
+    def apply(event: Event) -> None:
+        view = views.setdefault(event.customer_id, new_view(event.customer_id))
+        fold(view, event)
+        for kind, item_id in items_touched_by(view, event):
+            item = find_item(view, kind, item_id)
+            if item is not None:
+                item["sla"] = sla_summary(view, item, rules)
+                timers.schedule(view, item)
+
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            event = decode_event(line)
+        except InvalidEvent as exc:
+            result.refused.append((number, str(exc)))
+            continue
+        result.events += 1
+        apply(event)
+        if event.kind == "sla":
+            timers.folded(event.event_id)
+            continue
+        timers.advance(timers.partition_of(event.customer_id), event.occurred_at)
+        for step in timers.tick(views):
+            result.steps.append(step)
+            apply(step)
+            timers.folded(step.event_id)
+    return result
