@@ -91,3 +91,30 @@ class TestSlaCommands:
         refused = subprocess.run([sys.executable, "-m", "handlers.cli", "worker"], env=env,
                                  capture_output=True, text=True, timeout=60)
         assert refused.returncode == 2 and "invalid" in refused.stderr
+
+
+class TestTimerCommands:
+    def test_replay_prints_the_same_step_events_every_time(self, desk, tmp_path):
+        """`keydesk replay` on a recorded stream is byte-for-byte repeatable."""
+        from tests.streams.test_replay import recorded_day
+        file = tmp_path / "day.jsonl"
+        file.write_bytes(b"\n".join(e.to_bytes() for e in recorded_day()))
+        first = keydesk(desk, "replay", str(file))
+        second = keydesk(desk, "replay", str(file))
+        steps = [orjson.loads(line) for line in first.stdout.splitlines()]
+        assert first.stdout == second.stdout and steps
+        assert {s["event_type"] for s in steps} >= {"sla.breached", "sla.escalation_due"}
+        assert "SLA step event(s)" in first.stderr
+
+    def test_queue_and_acknowledge(self, desk):
+        """The queue lists a fresh P1 fault; a manager acknowledges its response clock."""
+        customer = f"C-QA-{uuid.uuid4().hex[:6]}"
+        done = keydesk(desk, "fault", "log", "--customer", customer, "--severity", "critical",
+                       "--summary", "中断", "--service", "MPLS VPN", "--wait")
+        fault_id = done.stdout.splitlines()[0]
+        queue = orjson.loads(keydesk(desk, "queue", "--json", "--limit", "1000").stdout)
+        assert fault_id in {row["id"] for row in queue["items"]}
+        assert fault_id in keydesk(desk, "queue", "--limit", "1000").stdout
+        acked = keydesk(desk, "sla", "ack", "--customer", customer, "--fault", fault_id,
+                        "--metric", "response", "--note", "已派单")
+        assert "acknowledged fault" in acked.stdout and "cycle 1" in acked.stdout
