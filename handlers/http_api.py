@@ -135,14 +135,17 @@ def register_routes(streams: Streams, settings: Settings,
         """Rebalanced and recovered: the table holds every owned customer's latest view."""
         return not app.rebalancing and not getattr(app, "in_recovery", False)
 
+    def recovering(web) -> Response:
+        # Never answer from a half-recovered table: a stale view looks like a true one.
+        return web.json({"error": "worker is rebalancing or recovering; retry shortly",
+                         "field": None}, status=503, headers={"Retry-After": "1"})
+
     @app.page("/api/customers/{customer_id}/view")
     @app.table_route(table=views, match_info="customer_id")
     async def customer_view(web, request: Request, customer_id: str) -> Response:
         """The one-stop view; ``?wait_for=EVENT_ID&timeout=S`` waits until that event is in."""
         if not ready():
-            # Never answer from a half-recovered table: a stale view looks like a true one.
-            return web.json({"error": "worker is rebalancing or recovering; retry shortly",
-                             "field": None}, status=503, headers={"Retry-After": "1"})
+            return recovering(web)
         wait_for = request.query.get("wait_for")
         if wait_for:
             try:
@@ -166,8 +169,7 @@ def register_routes(streams: Streams, settings: Settings,
                        item_id: str) -> Response:
         """Every clock of one item at ``?at=`` (default now), with its explanation."""
         if not ready():
-            return web.json({"error": "worker is rebalancing or recovering; retry shortly",
-                             "field": None}, status=503, headers={"Retry-After": "1"})
+            return recovering(web)
         if kind not in ITEM_KINDS:
             return web.json({"error": f"must be one of {', '.join(ITEM_KINDS)}",
                              "field": "kind"}, status=422)
@@ -195,8 +197,7 @@ def register_routes(streams: Streams, settings: Settings,
         async def post(self, request: Request, customer_id: str, kind: str,
                        item_id: str) -> Response:
             if not ready():
-                return self.json({"error": "worker is rebalancing or recovering; retry shortly",
-                                  "field": None}, status=503, headers={"Retry-After": "1"})
+                return recovering(self)
             try:
                 body = await _json_body(request)
             except BadRequest as exc:

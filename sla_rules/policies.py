@@ -20,18 +20,12 @@ from functools import cached_property
 from .business_calendar import BusinessCalendar
 from .instants import from_us, to_us
 
-TIERS = {
-    "diamond": "钻石",
-    "platinum": "白金",
-    "gold": "黄金",
-    "vip": "贵宾",
-    "business": "商业",
-    "public": "公众",
-}
-PRIORITIES = ("P1", "P2", "P3", "P4")
-URGENCIES = ("normal", "urgent", "extra_urgent")
-KINDS = ("fault", "complaint", "service_request", "inquiry", "order")
-METRICS = ("response", "restore", "resolve", "provision", "acceptance", "revisit")
+# The vocabulary is the wire contract's: one place for tiers, priorities, metrics.
+from schemas.event_catalogue import ORDER_URGENCIES as URGENCIES  # noqa: E402
+from schemas.event_catalogue import PRIORITIES, TICKET_KINDS, TIERS  # noqa: E402
+from schemas.event_catalogue import SLA_METRICS as METRICS  # noqa: E402
+
+KINDS = ("fault", *TICKET_KINDS, "order")
 METRICS_BY_KIND = {
     "fault": ("response", "restore", "resolve", "revisit"),
     "complaint": ("response", "resolve", "revisit"),
