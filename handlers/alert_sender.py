@@ -14,12 +14,16 @@ crash after a send, before the outcome is recorded) repeats the same id, which
 receivers can use to de-duplicate (``Message-ID``, ``Idempotency-Key``); the
 outcome is flushed to the changelog before the next alert, so that window is
 the few milliseconds between the receiver's acceptance and the broker's ack.
-On a rebalance the worker finishes the events in hand before the partition
-moves (faust's ``stream_wait_empty``), so the new owner recovers their outcomes.
+On a rebalance the sender hands over explicitly (:meth:`AlertSender.on_revoked`):
+the revocation waits for the alert in flight to be sent and recorded, no new
+alert starts until the rebalance is over, and then only if this worker still
+owns the customer's partition; otherwise the new owner, which has recovered
+every recorded outcome, sends it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,6 +46,7 @@ ALERTS_KEPT_PER_ITEM = 200
 # One alert may hold its partition's alert stream (and a rebalance, which waits
 # for events in hand) for at most ~3 x 5 s + 1 + 2 s; longer outages end on the
 # alerts-failed topic instead of stalling every other customer's alerts.
+HANDOVER_SECONDS = 30.0  # longer than one alert's retry budget below
 IN_AGENT_RETRY = RetryPolicy(attempts=3, base_delay=1.0, max_delay=4.0)
 CHANNEL_TIMEOUT = 5.0
 
@@ -66,12 +71,37 @@ class AlertSender:
 
     def __init__(self, streams: Streams, dispatcher: Dispatcher, failed: faust.TopicT,
                  config: RoutingConfig | None = None) -> None:
+        self.app = streams.app
+        self.partition_of = streams.processor.home_partition
+        self.sla_topic = streams.processor.sla_topic.get_topic_name()
         self.views = streams.views
         self.flush = streams.app.producer.flush
+        self.idle = asyncio.Event()      # set while no alert is being sent
+        self.idle.set()
+        self.settled = asyncio.Event()   # set while no rebalance is under way
+        self.settled.set()
         self.stats = streams.processor.stats  # shown by /api/health
         self.dispatcher = dispatcher
         self.failed = failed
         self.config = config or RoutingConfig()
+
+    async def on_revoked(self) -> None:
+        """Rebalance begins: stop starting alerts, let the one in flight finish."""
+        self.settled.clear()
+        try:
+            await asyncio.wait_for(self.idle.wait(), HANDOVER_SECONDS)
+        except TimeoutError:
+            log.warning("alert.handover_timeout", seconds=HANDOVER_SECONDS)
+
+    def on_settled(self) -> None:
+        """Rebalance done (and tables recovered): alerts may go out again."""
+        self.settled.set()
+
+    async def _may_send(self, customer_id: str) -> bool:
+        await self.settled.wait()
+        partition = self.partition_of(customer_id)
+        return any(tp.topic == self.sla_topic and tp.partition == partition
+                   for tp in self.app.assignor.assigned_actives())
 
     async def handle(self, raw: bytes) -> int:
         """Send what a step event calls for; returns how many alerts were sent now."""
@@ -87,25 +117,37 @@ class AlertSender:
         for alert in route(event, (view or {}).get("profile"), item, self.config):
             if item is not None and _delivered(item, alert.alert_id):
                 continue
-            usable = tuple(c for c in alert.channels if c in self.dispatcher.channels)
-            report = await self.dispatcher.dispatch(_with_channels(alert, usable))
-            sent += 1
-            outcome = {r.channel: {"status": str(r.status), "attempts": r.attempts,
-                                   "reason": r.reason} for r in report.results}
-            if item is not None:
-                _record(item, alert, outcome, report.delivered)
-                # Durable before the next alert: a crash now repeats nothing sent.
-                self.views[event.customer_id] = view
-                await self.flush()
-                self.stats["alerts_recorded"] += 1  # durable: in the changelog
-            if report.failures:
-                await self.failed.send(
-                    key=event.customer_id.encode(), key_serializer="raw", value_serializer="raw",
-                    value=orjson.dumps({"alert": alert.to_dict(), "outcome": outcome,
-                                        "failed_at": utc_iso(datetime.now(UTC))}))
-                log.warning("alert.kept_failed", alert_id=alert.alert_id,
-                            customer_id=event.customer_id, outcome=outcome)
+            if not await self._may_send(event.customer_id):
+                log.info("alert.left_to_new_owner", alert_id=alert.alert_id,
+                         customer_id=event.customer_id)
+                return sent
+            self.idle.clear()
+            try:
+                sent += await self._send(event, view, item, alert)
+            finally:
+                self.idle.set()
         return sent
+
+    async def _send(self, event, view, item, alert) -> int:
+        """Dispatch one alert, record the outcome durably, keep what failed."""
+        usable = tuple(c for c in alert.channels if c in self.dispatcher.channels)
+        report = await self.dispatcher.dispatch(_with_channels(alert, usable))
+        outcome = {r.channel: {"status": str(r.status), "attempts": r.attempts,
+                               "reason": r.reason} for r in report.results}
+        if item is not None:
+            _record(item, alert, outcome, report.delivered)
+            # Durable before the next alert: a crash now repeats nothing sent.
+            self.views[event.customer_id] = view
+            await self.flush()
+            self.stats["alerts_recorded"] += 1  # durable: in the changelog
+        if report.failures:
+            await self.failed.send(
+                key=event.customer_id.encode(), key_serializer="raw", value_serializer="raw",
+                value=orjson.dumps({"alert": alert.to_dict(), "outcome": outcome,
+                                    "failed_at": utc_iso(datetime.now(UTC))}))
+            log.warning("alert.kept_failed", alert_id=alert.alert_id,
+                        customer_id=event.customer_id, outcome=outcome)
+        return 1
 
 
 def _with_channels(alert, channels):
@@ -134,6 +176,16 @@ def register_alert_agent(streams: Streams, settings: Settings) -> AlertSender:
                        key_serializer="raw", value_serializer="raw",
                        partitions=settings.partitions)
     sender = AlertSender(streams, build_dispatcher(settings), failed)
+
+    @app.on_partitions_revoked.connect
+    async def _hand_over(sender_app, revoked, **kwargs) -> None:
+        await sender.on_revoked()
+
+    @app.on_rebalance_complete.connect
+    async def _resume(sender_app, **kwargs) -> None:
+        sender.on_settled()
+
+    sender.hooks = (_hand_over, _resume)  # keep the receivers referenced with the sender
 
     @app.agent(streams.processor.sla_topic, name="send-alerts")
     async def send_alerts(stream):

@@ -119,10 +119,13 @@ def cmd_broker(args, settings: Settings) -> int:
     from streams.log_config import configure_logging
 
     configure_logging(settings.log_format, settings.log_level)
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    # Blocked first: sigwait only receives signals that would not kill us outright.
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     broker = LocalKafka(partitions=settings.partitions)
     print(broker.start(), flush=True)
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        signal.sigwait(stop_signals)
     finally:
         broker.stop()
     return 0

@@ -20,11 +20,19 @@ import orjson
 from faust.serializers import codecs
 
 from sla_rules import RuleSet, load_rules
+from streams.consumer_tuning import consumer_urls
+from streams.event_batches import event_batches
 from streams.event_processor import EventProcessor
-from streams.settings import Settings
+from streams.settings import Settings, SettingsError
+from streams.sla_agents import register_sla_agents
 
-BATCH_MAX = 2000       # events folded per batch; table writes coalesce per customer
-BATCH_WITHIN = 0.005   # seconds a partial batch may wait: keeps the hotline's latency low
+# A batch closes when full, when no event came for BATCH_WITHIN, or BATCH_LINGER
+# after its first event (streams/event_batches.py): a lone hotline event waits
+# BATCH_WITHIN, a backlog is folded in large batches (table writes coalesce per
+# customer).
+BATCH_MAX = 4000       # events folded per batch at most
+BATCH_WITHIN = 0.005   # seconds without a new event that close a partial batch
+BATCH_LINGER = 0.1     # seconds a batch may collect events at most
 
 
 class _Orjson(codecs.Codec):
@@ -72,9 +80,20 @@ def faust_settings(settings: Settings) -> dict:
 
     Faust's defaults wait for more workers before recovery (``stream_recovery_delay``
     3 s) and keep a dead worker's partitions for a minute (session timeout 60 s).
+
+    Throughput (BENCHMARKS.md, "Worker throughput (issue 2)"): the consumer is
+    ``streams.consumer_tuning``'s (no tasks spawned per message), selected by the
+    ``keydesk-kafka://`` scheme of ``broker_consumer``; producers stay on the
+    plain ``broker``.
     """
+    try:
+        tuned_consumer = {"broker_consumer": consumer_urls(settings.bootstrap_servers)}
+    except SettingsError:  # no broker in the settings: the caller passes its own
+        tuned_consumer = {}
     return {
+        **tuned_consumer,
         "store": "memory://",
+        "datadir": str(settings.data_dir / "faust"),  # not <app id>-data in the cwd
         "autodiscover": False,
         "topic_partitions": settings.partitions,
         "topic_replication_factor": settings.replication,
@@ -87,6 +106,9 @@ def faust_settings(settings: Settings) -> dict:
         "broker_heartbeat_interval": 1.0,
         "broker_commit_interval": 1.0,
         "consumer_auto_offset_reset": "earliest",
+        # Not waiting for every event in hand on revocation: a suspended stream can
+        # hold one unacked forever. The alert sender hands over by itself
+        # (handlers/alert_sender.py).
         "stream_wait_empty": False,
         "producer_acks": -1,
         "table_standby_replicas": 1,
@@ -124,13 +146,16 @@ def build_streams(settings: Settings, broker: str | None = None,
     # serializers; rebuild it so recovery and standbys decode what we write.
     views.changelog_topic = views._new_changelog_topic()
     processor = EventProcessor(app=app, events=events, dead_letters=dead_letters, views=views,
-                               rules=rules, partitions=settings.partitions)
+                               rules=rules, partitions=settings.partitions,
+                               replay=settings.clock == "replay")
 
     @app.agent(events, name="fold-events")
     async def fold_events(stream):
         """Fold every event into its customer's view, a batch at a time."""
-        async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+        async for batch in event_batches(stream, BATCH_MAX, idle=BATCH_WITHIN,
+                                         linger=BATCH_LINGER):
             await processor.process_batch(batch)
 
+    register_sla_agents(app, settings, processor)
     return Streams(app=app, events=events, dead_letters=dead_letters, views=views,
                    processor=processor, rules=rules)

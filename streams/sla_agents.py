@@ -24,8 +24,8 @@ LIVE_TICK_SECONDS = 0.2  # alerts leave within this much of their due instant
 log = structlog.get_logger("keydesk.sla_timers")
 
 
-def register_sla_agents(app: faust.App, settings: Settings, processor: EventProcessor,
-                        batch_max: int, batch_within: float) -> faust.TopicT:
+def register_sla_agents(app: faust.App, settings: Settings,
+                        processor: EventProcessor) -> faust.TopicT:
     """Declare the SLA topic and its agent, the live tick and the rebalance hooks."""
     sla_topic = app.topic(settings.sla_topic, key_type=bytes, value_type=bytes,
                           key_serializer="raw", value_serializer="raw",
@@ -35,9 +35,14 @@ def register_sla_agents(app: faust.App, settings: Settings, processor: EventProc
 
     @app.agent(sla_topic, name="fold-sla-events")
     async def fold_sla_events(stream):
-        """Fold step events and acknowledgements into the items' SLA logs."""
-        async for batch in stream.take_events(batch_max, within=batch_within):
-            await processor.process_batch(batch)
+        """Fold step events and acknowledgements into the items' SLA logs.
+
+        One at a time: the SLA topic is low volume, and an event parked in a
+        batching buffer is an unacked event a rebalance (``stream_wait_empty``)
+        or a shutdown would wait for.
+        """
+        async for event in stream.events():
+            await processor.process_batch([event])
 
     if not timers.replay:
         @app.timer(interval=LIVE_TICK_SECONDS)

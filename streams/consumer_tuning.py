@@ -1,0 +1,162 @@
+"""A faust Kafka consumer whose message drain loop does not spawn tasks per message.
+
+Why this exists (measured on faust-streaming 0.15.3, see BENCHMARKS.md, issue 2):
+faust's ``Consumer._drain_messages`` hands every fetched message to the
+conductor through ``Service.wait_first(callback(message), suspend_flow.wait())``.
+``wait_first`` wraps the callback *and* three event waits (``suspend_flow``,
+``stopped``, ``crashed``) in fresh tasks, runs ``asyncio.wait`` on them and
+cancels the losers: four tasks, a wait and three cancellations for each Kafka
+message.  On the worker that was the single largest framework cost per event.
+
+:class:`Consumer` keeps the drain loop of 0.15.3 line for line (read-offset
+bookkeeping, gap tracking for acks, ``commit_every`` commits, the periodic
+``sleep(0)``) and only awaits ``callback(message)`` directly while the flow is
+not suspended.  Nothing in faust 0.15.3 ever sets ``suspend_flow``; should it be
+set (by a future faust, or by hand), the original ``wait_first`` race is used for
+that message, so the behaviour there is exactly faust's.
+
+Stopping is unchanged: the drain loop runs inside the Fetcher service's task,
+and a rebalance or shutdown stops the Fetcher (``App._stop_fetcher``), which
+cancels that task; a callback blocked on flow control or a full stream buffer
+is cancelled with it, as faust's own ``wait_first`` futures were.  Offsets are
+still only acknowledged by the streams after processing, and committed by
+faust's ``Consumer.commit``, which flushes the producer first: at-least-once is
+untouched.
+
+The consumer is selected through the broker URL scheme ``keydesk-kafka://``,
+registered here as an alias of this module's :class:`Transport`; see
+``streams.app.faust_settings`` (``broker_consumer``).  Only the consumer uses it,
+producers keep faust's plain aiokafka transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import AsyncIterator, ClassVar, cast
+
+import faust
+from faust.transport import drivers
+from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import ConsumerT
+from mode import Service, ServiceT
+
+#: The faust release whose ``Consumer._drain_messages`` this module mirrors.
+PINNED_FAUST = "0.15.3"
+#: URL scheme of the keydesk consumer transport (``keydesk-kafka://host:port``).
+SCHEME = "keydesk-kafka"
+
+log = logging.getLogger(__name__)
+
+
+class Consumer(faust_aiokafka.Consumer):
+    """faust's aiokafka consumer, draining fetched messages without per-message tasks."""
+
+    async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover
+        """faust 0.15.3 ``Consumer._drain_messages`` minus the per-message ``wait_first``.
+
+        On any other faust version this defers to faust's own implementation,
+        since the loop below is a copy of 0.15.3's and may not match a newer one.
+        """
+        if faust.__version__ != PINNED_FAUST:
+            log.warning("faust %s is not %s: using faust's own drain loop",
+                        faust.__version__, PINNED_FAUST)
+            return await super()._drain_messages(fetcher)
+        callback = self.callback
+        getmany = self.getmany
+        consumer_should_stop = cast(Service, self)._stopped.is_set
+        fetcher_should_stop = cast(Service, fetcher)._stopped.is_set
+        flow_suspended = self.suspend_flow.is_set
+
+        get_read_offset = self._read_offset.__getitem__
+        set_read_offset = self._read_offset.__setitem__
+        flag_consumer_fetching = CONSUMER_FETCHING
+        set_flag = self.diag.set_flag
+        unset_flag = self.diag.unset_flag
+        commit_every = self._commit_every
+        acks_enabled_for = self.app.topics.acks_enabled_for
+
+        yield_every = 100
+        num_since_yield = 0
+        sleep = asyncio.sleep
+
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                set_flag(flag_consumer_fetching)
+                ait = cast(AsyncIterator, getmany(timeout=1.0))
+
+                # Sleeping because sometimes getmany is called in a loop
+                # never releasing to the event loop
+                await self.sleep(0)
+                if not self.should_stop:
+                    async for tp, message in ait:
+                        num_since_yield += 1
+                        if num_since_yield > yield_every:
+                            await sleep(0)
+                            num_since_yield = 0
+
+                        offset = message.offset
+                        r_offset = get_read_offset(tp)
+                        if r_offset is None or offset >= r_offset:
+                            gap = offset - (r_offset or 0)
+                            # We have a gap in income messages
+                            if gap > 1 and r_offset:
+                                acks_enabled = acks_enabled_for(message.topic)
+                                if acks_enabled:
+                                    await self._add_gap(tp, r_offset + 1, offset)
+                            if commit_every is not None:
+                                if self._n_acked >= commit_every:
+                                    self._n_acked = 0
+                                    await self.commit()
+                            if flow_suspended():
+                                # faust's own race (never taken on 0.15.3).
+                                await self.wait_first(
+                                    callback(message), self.suspend_flow.wait()
+                                )
+                            else:
+                                await callback(message)
+                            set_read_offset(tp, offset)
+                        else:
+                            self.log.dev(
+                                "DROPPED MESSAGE ROFF %r: k=%r v=%r",
+                                offset,
+                                message.key,
+                                message.value,
+                            )
+                    unset_flag(flag_consumer_fetching)
+
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                # we're already stopping so ignore
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                # we're already stopping so ignore
+                self.log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+        finally:
+            unset_flag(flag_consumer_fetching)
+
+
+class Transport(faust_aiokafka.Transport):
+    """faust's aiokafka transport with :class:`Consumer` as its consumer."""
+
+    Consumer: ClassVar[type[ConsumerT]] = Consumer
+
+
+def register() -> str:
+    """Make ``keydesk-kafka://`` resolve to :class:`Transport`; returns the scheme."""
+    drivers.TRANSPORTS.aliases.setdefault(SCHEME, f"{__name__}:Transport")
+    return SCHEME
+
+
+def consumer_urls(bootstrap_servers: list[str]) -> list[str]:
+    """``broker_consumer`` URLs for the given ``host:port`` servers."""
+    return [f"{register()}://{server}" for server in bootstrap_servers]

@@ -1,0 +1,155 @@
+"""Batches of events taken straight from a faust stream's channel queue.
+
+Why not ``Stream.take_events`` (measured on faust-streaming 0.15.3, see
+BENCHMARKS.md, "Worker throughput (issue 2)"):
+
+* every event goes through the stream iterator *and* an ``async`` buffering
+  processor (``add_to_buffer``), then is acked with one ``await stream.ack()``
+  each: several coroutine frames and awaits per event;
+* ``take_events(max, within)`` yields whatever arrived in ``within`` seconds.
+  The drain loop, the stream and the processing share one thread, so under a
+  backlog a 5 ms window held ~23 events (873 batches for 20,000 events): table
+  writes and SLA refreshes barely coalesce per customer.
+
+:func:`event_batches` reads the events from the channel queue in bulk and
+closes a batch when it holds ``max_events``, when no further event arrived for
+``idle`` seconds, or when the first event of the batch is ``linger`` seconds
+old.  A lone hotline event therefore waits ``idle`` (not a fixed window), a
+backlog is folded in large batches.
+
+Per event it does what faust 0.15.3's ``Stream._py_aiter`` does (that method is
+the reference; keep them in step on upgrades): skip (and ack) events from a
+stale consumer generation or taken while flow control is suspended (a rebalance),
+track the message as unacked for acking topics, call the stream sensors, and
+ack only after the batch was processed -- in a ``finally``, like
+``take_events``, so a crashing batch does not block the partition's offsets
+forever (the agent crashes, as before).  Offsets become committable only after
+the acks, and faust's ``Consumer.commit`` flushes the producer (changelog,
+dead letters) before committing: at-least-once is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import faust
+from faust.exceptions import Skip
+from faust.types import EventT, StreamT
+from mode.utils.futures import maybe_async
+
+#: The faust release whose ``Stream._py_aiter`` per-event bookkeeping is mirrored.
+PINNED_FAUST = "0.15.3"
+
+
+async def event_batches(stream: StreamT, max_events: int, *, idle: float,
+                        linger: float) -> AsyncIterator[list[EventT]]:
+    """Yield lists of up to ``max_events`` events from ``stream``; ack them afterwards.
+
+    ``idle``: a batch is closed once no event arrived for this long (seconds).
+    ``linger``: and at the latest this long after its first event arrived.
+    """
+    if faust.__version__ != PINNED_FAUST:  # pragma: no cover - guards an upgrade
+        async for batch in stream.take_events(max_events, within=idle):
+            yield list(batch)
+        return
+    app = stream.app
+    channel = stream.channel
+    queue = channel.queue
+    errors = queue._errors
+    loop = asyncio.get_running_loop()
+    flow_active = app.flow_control.is_active
+    consumer = app.consumer
+    add_unacked = consumer.unacked.add
+    acking_topics = app.topics.acking_topics
+    on_message_in = app.sensors.on_message_in
+    on_event_in = app.sensors.on_stream_event_in
+    on_event_out = app.sensors.on_stream_event_out
+    on_message_out = app.sensors.on_message_out
+
+    processors = stream._processors  # none in keydesk; the agent test harness adds one
+
+    async def process(event: EventT) -> None:
+        """Run the stream's processors on a taken event, as faust's iterator does."""
+        value = event.value
+        try:
+            for processor in processors:
+                value = await maybe_async(processor(value))
+        except Skip:
+            skipped.append(batch.pop())
+            states.pop()
+
+    batch: list[EventT] = []
+    states: list = []
+    skipped: list[EventT] = []
+
+    def take(item) -> bool:
+        if not isinstance(item, EventT):  # plain values are not acked by faust either
+            raise TypeError(f"event_batches needs events, the channel gave {item!r}")
+        message = item.message
+        if not flow_active() or message.generation_id != app.consumer_generation_id:
+            skipped.append(item)  # faust skips these and acks them (Stream._py_aiter)
+            return False
+        if message.topic in acking_topics and not message.tracked:
+            message.tracked = True
+            add_unacked(message)
+            on_message_in(message.tp, message.offset, message)
+        states.append(on_event_in(message.tp, message.offset, stream, item))
+        batch.append(item)
+        return True
+
+    def ack(events: list[EventT], sensor_states: list | None) -> None:
+        for n, event in enumerate(events):
+            last = event.ack()
+            message = event.message
+            on_event_out(message.tp, message.offset, stream, event,
+                         sensor_states[n] if sensor_states is not None else None)
+            if last:
+                on_message_out(message.tp, message.offset, message)
+
+    pending_error: BaseException | None = None
+    try:
+        while True:
+            if pending_error is not None:
+                raise pending_error
+            if take(await queue.get()) and processors:
+                await process(batch[-1])
+            first = last = loop.time()
+            while len(batch) < max_events and not errors:
+                if not queue.empty():
+                    while len(batch) < max_events and not queue.empty() and not errors:
+                        if take(queue.get_nowait()) and processors:
+                            await process(batch[-1])
+                    last = loop.time()
+                    continue
+                wait = min(last + idle, first + linger) - loop.time()
+                if wait <= 0:
+                    break
+                try:
+                    # Queue.get leaves the item in the queue until it returns, so
+                    # a timeout loses nothing (and 3.11's wait_for returns a
+                    # result that raced with the timeout).
+                    item = await asyncio.wait_for(queue.get(), wait)
+                except TimeoutError:
+                    break
+                except StopAsyncIteration as exc:  # thrown into the channel: end
+                    pending_error = exc            # after this batch
+                    break
+                if take(item) and processors:
+                    await process(batch[-1])
+                last = loop.time()
+            if skipped:
+                ack(skipped, None)
+                skipped.clear()
+            if not batch:
+                continue
+            try:
+                yield batch
+            finally:
+                done, done_states = batch, states
+                batch, states = [], []
+                ack(done, done_states)
+    except StopAsyncIteration:
+        # faust ends a stream by throwing this into its channel (Stream._py_aiter
+        # returns on it); an async generator may not raise it.
+        return
