@@ -45,7 +45,11 @@ Semantics chosen where the issue is silent (each is visible in ``explain``):
 from .business_calendar import BusinessCalendar
 from .evaluation import ItemEvaluation, MetricStatus, Threshold, evaluate
 from .explanation import explain, format_explanation
+from .item_history import HANDLERS as _HANDLERS
 from .item_history import order_events
+
+#: Event types the engine reads; any other event cannot move a clock by itself.
+CLOCK_EVENT_TYPES = frozenset(_HANDLERS)
 from .policies import (
     KINDS,
     METRICS,
@@ -72,7 +76,7 @@ from .rules_file import (
 )
 
 __all__ = [
-    "BusinessCalendar", "DEFAULT_RULES_PATH", "ItemEvaluation", "ItemFacts", "KINDS", "LadderStep", "METRICS",
+    "BusinessCalendar", "CLOCK_EVENT_TYPES", "DEFAULT_RULES_PATH", "ItemEvaluation", "ItemFacts", "KINDS", "LadderStep", "METRICS",
     "Match", "MetricStatus", "PRIORITIES", "Policy", "ROLES", "Rule", "RuleProblem", "RuleSet", "RulesError",
     "TIERS", "Threshold", "URGENCIES", "check_rules_file", "evaluate", "explain", "format_duration",
     "format_explanation", "load_rules", "order_events", "parse_duration", "parse_rules",

@@ -22,7 +22,7 @@ from aiokafka.partitioner import murmur2
 
 from schemas.envelope import Event, InvalidEvent, decode_event
 from sla_rules import RuleSet
-from streams.customer_view import find_item, fold, new_view, view_contains_event
+from streams.customer_view import Outcome, find_item, fold, new_view, view_contains_event
 from streams.item_sla import items_touched_by, sla_summary
 from streams.sla_timers import SlaTimers
 
@@ -82,7 +82,7 @@ class EventProcessor:
             if view is None:
                 view = self.views.get(event.customer_id) or new_view(event.customer_id)
             try:
-                self._fold_one(view, event, message)
+                outcome = self._fold_one(view, event, message)
             except Exception as exc:  # a bug must not stop the desk: park the event, go on
                 self.log.exception("event.fold_failed", event_id=event.event_id,
                                    customer_id=event.customer_id)
@@ -94,7 +94,7 @@ class EventProcessor:
             else:
                 self.timers.advance(message.partition, event.occurred_at)
             touched_items.setdefault(event.customer_id, set()).update(
-                items_touched_by(view, event))
+                items_touched_by(view, event, outcome))
         for customer_id, view in touched.items():
             self._refresh_sla(view, touched_items[customer_id])
             self.views[customer_id] = view
@@ -102,7 +102,8 @@ class EventProcessor:
             await self.publish_steps(self.timers.tick(self.views))
         self._signal_batch_done()
 
-    def _fold_one(self, view: dict[str, Any], event: Event, message: faust.types.Message) -> None:
+    def _fold_one(self, view: dict[str, Any], event: Event,
+                  message: faust.types.Message) -> Outcome:
         structlog.contextvars.bind_contextvars(
             customer_id=event.customer_id, entity_id=event.entity_id, event_id=event.event_id)
         try:
@@ -111,6 +112,7 @@ class EventProcessor:
             self.log.info("event.folded", event_type=event.event_type, outcome=outcome.status,
                           state=outcome.state, late=outcome.late, reason=outcome.reason,
                           partition=message.partition, offset=message.offset)
+            return outcome
         finally:
             structlog.contextvars.unbind_contextvars("customer_id", "entity_id", "event_id")
 

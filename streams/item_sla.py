@@ -13,7 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from schemas.envelope import Event, event_from_dict, utc_iso
-from sla_rules import ItemFacts, RuleSet, evaluate
+from streams.customer_view import Outcome
+from sla_rules import CLOCK_EVENT_TYPES, ItemFacts, RuleSet, evaluate
 from sla_rules.instants import iso_instant
 
 #: Tier assumed while a customer's profile has not arrived (the strictest
@@ -25,21 +26,29 @@ _SUMMARY_FIELDS = ("state", "deadline", "target_seconds", "elapsed_seconds",
                    "next_change_at")
 
 
-def items_touched_by(view: dict[str, Any], event: Event) -> set[tuple[str, str]]:
-    """The items whose clocks an event may change: (kind, id) pairs.
+def items_touched_by(view: dict[str, Any], event: Event,
+                     outcome: Outcome | None = None) -> set[tuple[str, str]]:
+    """The items whose clocks folding ``event`` may have changed: (kind, id) pairs.
 
     A customer event may change the tier, hence every open clock of the customer.
-    (Measured: re-summarising items for their own step events made a third of
-    the timer's evaluations find nothing; BENCHMARKS.md, "SLA timers".)
+    A duplicate or a rejected transition changes nothing; an event type the
+    engine does not read changes nothing either, unless it arrived late (a
+    refold can turn an earlier rejected event into an applied one).  A step
+    coming back from the SLA topic changes no clock; an acknowledgement stops
+    a ladder.  (Measured: re-summarising items for their own step events made a
+    third of the timer's evaluations find nothing; BENCHMARKS.md.)
     """
+    if outcome is not None and outcome.status != "applied":
+        return set()
     if event.kind == "customer":
         return {(kind, item_id) for kind in ("fault", "ticket", "order")
                 for item_id in view["open"][kind]}
     if event.kind == "sla":
-        # A step coming back from the SLA topic changes no clock; an acknowledgement
-        # stops a ladder, so its item is looked at again.
         if event.event_type == "sla.escalation_acknowledged":
             return {(event.payload["item_kind"], event.entity_id)}
+        return set()
+    late = outcome is not None and outcome.late
+    if event.event_type not in CLOCK_EVENT_TYPES and not late:
         return set()
     return {(event.kind, event.entity_id)}
 

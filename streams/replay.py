@@ -39,8 +39,8 @@ def replay(lines: Iterable[bytes], rules: RuleSet, partitions: int = 4) -> Repla
 
     def apply(event: Event) -> None:
         view = views.setdefault(event.customer_id, new_view(event.customer_id))
-        fold(view, event)
-        for kind, item_id in items_touched_by(view, event):
+        outcome = fold(view, event)
+        for kind, item_id in items_touched_by(view, event, outcome):
             item = find_item(view, kind, item_id)
             if item is not None:
                 item["sla"] = sla_summary(view, item, rules)

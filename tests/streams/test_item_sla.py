@@ -88,3 +88,26 @@ class TestSummaryMatchesTheEngine:
                     continue
                 assert value == full["metrics"][name][field], (name, field)
         assert summary["next_change_at"] == full["next_change_at"]
+
+
+class TestWhichItemsToReevaluate:
+    def test_only_events_that_can_move_a_clock_touch_their_item(self):
+        """A dispatch in order moves no clock; a restore does; a duplicate nothing."""
+        from streams.item_sla import items_touched_by
+        from tests.builders import order
+        view = view_of(fault("F-1", "reported", "09:00"))
+        dispatched, restored = fault("F-1", "dispatched", "09:05"), fault("F-1", "restored", "09:50")
+        assert items_touched_by(view, dispatched, fold(view, dispatched)) == set()
+        assert items_touched_by(view, restored, fold(view, restored)) == {("fault", "F-1")}
+        assert items_touched_by(view, restored, fold(view, restored)) == set()  # duplicate
+
+    def test_a_late_event_of_any_type_touches_its_item(self):
+        """Confirming resources late can turn a rejected activation into an applied one."""
+        from streams.item_sla import items_touched_by
+        from tests.builders import order
+        view = view_of(order("O-1", "received", "09:00"), order("O-1", "activated", "12:00"))
+        confirmed = order("O-1", "resource_confirmed", "10:00")
+        outcome = fold(view, confirmed)
+        assert outcome.late
+        assert items_touched_by(view, confirmed, outcome) == {("order", "O-1")}
+        assert view["open"]["order"]["O-1"]["state"] == "activated"
