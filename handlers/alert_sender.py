@@ -24,6 +24,7 @@ every recorded outcome, sends it.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -151,7 +152,6 @@ class AlertSender:
 
 
 def _with_channels(alert, channels):
-    from dataclasses import replace
     return replace(alert, channels=channels)
 
 

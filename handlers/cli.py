@@ -220,22 +220,17 @@ def cmd_sla_explain(args, settings: Settings) -> int:
 
 def _explain_offline(args, settings: Settings, kind: str, item_id: str) -> int:
     """Fold a JSON-lines event file (pure, no broker) and explain one item."""
-    from schemas.envelope import InvalidEvent, decode_event, parse_instant
+    from schemas.envelope import InvalidEvent, decode_lines, parse_instant
     from sla_rules import evaluate, format_explanation, load_rules
     from streams.customer_view import find_item, fold, new_view
     from streams.item_sla import clock_history, item_facts
 
     view = new_view(args.customer)
     with open(args.events, "rb") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                event = decode_event(line)
-            except InvalidEvent as exc:
-                print(f"{args.events}:{number}: skipped: {exc}", file=sys.stderr)
-                continue
-            if event.customer_id == args.customer:
+        for number, _, event in decode_lines(lines):
+            if isinstance(event, InvalidEvent):
+                print(f"{args.events}:{number}: skipped: {event}", file=sys.stderr)
+            elif event.customer_id == args.customer:
                 fold(view, event)
     item = find_item(view, kind, item_id)
     if item is None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 
-from schemas.envelope import InvalidEvent, decode_event
+from schemas.envelope import InvalidEvent, decode_lines
 
 
 @dataclass
@@ -33,17 +33,14 @@ async def publish_lines(bootstrap: str, topic: str, lines: Iterable[bytes], *,
     await producer.start()
     try:
         pending = []
-        for number, line in enumerate(lines, start=1):
-            line = line.strip()
-            if not line:
-                continue
+        for number, line, event in decode_lines(lines):
             key = None
-            try:
-                key = decode_event(line).customer_id.encode()
-            except InvalidEvent as exc:
+            if isinstance(event, InvalidEvent):
                 if validate:
-                    report.refused.append((number, str(exc)))
+                    report.refused.append((number, str(event)))
                     continue
+            else:
+                key = event.customer_id.encode()
             pending.append(await producer.send(topic, line, key=key))
             report.sent += 1
             if len(pending) >= 10_000:

@@ -10,6 +10,7 @@ the original bytes to the dead-letter topic.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -105,6 +106,22 @@ def decode_event(raw: bytes | str) -> Event:
     except orjson.JSONDecodeError as exc:
         raise InvalidEvent(None, f"not valid UTF-8 JSON: {exc}") from None
     return event_from_dict(obj)
+
+
+def decode_lines(lines: Iterable[bytes]) -> Iterator[tuple[int, bytes, Event | InvalidEvent]]:
+    """Each non-blank line of a JSON-lines event file: its number, bytes, and event or error.
+
+    Errors are yielded, not raised, so that a file with one bad line still
+    reports every line (publish, replay and offline explain all read files).
+    """
+    for number, line in enumerate(lines, start=1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            yield number, line, decode_event(line)
+        except InvalidEvent as exc:
+            yield number, line, exc
 
 
 def event_from_dict(obj: Any) -> Event:

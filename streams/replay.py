@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.envelope import Event, InvalidEvent, decode_event
+from schemas.envelope import Event, InvalidEvent, decode_lines
 from sla_rules import RuleSet
 from streams.customer_view import find_item, fold, new_view
 from streams.event_processor import murmur2_partition
@@ -46,13 +46,9 @@ def replay(lines: Iterable[bytes], rules: RuleSet, partitions: int = 4) -> Repla
                 item["sla"] = sla_summary(view, item, rules)
                 timers.schedule(view, item)
 
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            event = decode_event(line)
-        except InvalidEvent as exc:
-            result.refused.append((number, str(exc)))
+    for number, _, event in decode_lines(lines):
+        if isinstance(event, InvalidEvent):
+            result.refused.append((number, str(event)))
             continue
         result.events += 1
         apply(event)

@@ -98,3 +98,14 @@ class TestRejections:
                 "recorded_at": "2026-11-23T09:00:00+08:00", "source": "account_manager",
                 "actor": "AM-1", "payload": {"region": "广州"}}
         assert reason_for(body).field == "entity_id"
+
+
+class TestEventFiles:
+    def test_each_line_is_numbered_and_a_bad_one_does_not_stop_the_rest(self):
+        """Blank lines are skipped; a bad line yields its error; later lines still decode."""
+        from schemas.envelope import decode_lines
+        good = fault("F-1", "reported")
+        rows = list(decode_lines([good.to_bytes() + b"\n", b"   \n", b"{oops\n", good.to_bytes()]))
+        assert [number for number, _, _ in rows] == [1, 3, 4]
+        assert rows[0][2] == good and rows[2][2] == good
+        assert isinstance(rows[1][2], InvalidEvent) and rows[1][1] == b"{oops"
