@@ -27,6 +27,16 @@ class TestFaultLoop:
         """A network alarm may restore before anyone touched it."""
         assert walk("fault", "reported", "restored") == Accepted("restored")
 
+    @pytest.mark.parametrize("then", ["dispatched", "repair_started", "restored"])
+    def test_a_fault_back_in_progress_after_waiting_for_the_customer_goes_on(self, then):
+        """pending_customer, then in_progress: the repair must still be able to finish."""
+        state = None
+        for step, payload in [("reported", {}), ("status_changed", {"status": "pending_customer"}),
+                              ("status_changed", {"status": "in_progress"}), (then, {})]:
+            outcome = transition("fault", state, f"fault.{step}", payload)
+            assert isinstance(outcome, Accepted), outcome
+            state = outcome.state
+
     def test_closing_needs_service_restored_first(self):
         """The loop is not closed while the service is still down."""
         outcome = walk("fault", "reported", "dispatched", "closed")
