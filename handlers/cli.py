@@ -322,6 +322,37 @@ def cmd_schemas(args, settings: Settings) -> int:
     return 1 if stale else 0
 
 
+def cmd_sink(args, settings: Settings) -> int:
+    """Only the SQL sink (KEYDESK_DB), in a process of its own, until Ctrl-C."""
+    from handlers.sink_runner import run_sink
+    from streams.log_config import configure_logging
+
+    configure_logging(settings.log_format, settings.log_level)
+    settings = replace(settings, kafka=_bootstrap(settings, args.kafka))
+    return run_sink(settings)
+
+
+def cmd_db(args, settings: Settings) -> int:
+    """The reporting database: apply migrations, or show revision, rows and sink lag."""
+    from handlers.reporting_status import database_status
+    from schemas.reporting_db import open_engine, upgrade
+
+    engine = open_engine(settings.database_url)
+    if args.action == "upgrade":
+        upgrade(engine)
+        print(f"{engine.url.render_as_string()}: schema up to date")
+        return 0
+    kafka = args.kafka or settings.kafka
+    if kafka is None:
+        try:
+            kafka = _bootstrap(settings, None)
+        except SettingsError:
+            kafka = None  # lag needs Kafka; the rest is still worth showing
+    status = asyncio.run(database_status(engine, replace(settings, kafka=kafka)))
+    _print_json(status)
+    return 0 if status["revision"] == status["head"] else 1
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="keydesk", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -396,6 +427,14 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("file")
     rep.add_argument("--out", help="write the step events here instead of stdout")
     rep.set_defaults(run=cmd_replay)
+
+    sink = sub.add_parser("sink", help=cmd_sink.__doc__)
+    sink.add_argument("--kafka", help="bootstrap servers (default: KEYDESK_KAFKA or `up`'s)")
+    sink.set_defaults(run=cmd_sink)
+    db = sub.add_parser("db", help=cmd_db.__doc__)
+    db.add_argument("action", choices=["upgrade", "status"])
+    db.add_argument("--kafka", help="bootstrap servers, for the sink's lag")
+    db.set_defaults(run=cmd_db)
 
     schemas = sub.add_parser("schemas", help=cmd_schemas.__doc__)
     schemas.add_argument("action", choices=["write", "check"])

@@ -257,6 +257,16 @@ def register_routes(streams: Streams, settings: Settings,
         hosts = {str(url).rstrip("/") for url in app.router.tables_metadata()}
         return sorted(h for h in hosts if h != me)
 
+    @app.page("/api/sink")
+    async def sink_status(web, request: Request) -> Response:
+        """The SQL sink in this worker: state, records behind per partition, totals."""
+        if streams.sink is None:
+            return web.json({"error": "no SQL sink runs in this worker (KEYDESK_SINK=off)",
+                             "field": None}, status=404)
+        if streams.sink.status.state in ("running", "retrying"):
+            await streams.sink.lag()
+        return web.json(streams.sink.status.to_dict())
+
     @app.page("/api/health")
     async def health(web, request: Request) -> Response:
         """Liveness plus what this worker owns and has done."""

@@ -11,6 +11,7 @@ import structlog
 
 from handlers.alert_sender import register_alert_agent
 from handlers.http_api import register_routes
+from handlers.sink_runner import register_sink_service
 from handlers.kafka_topics import ensure_topics_sync
 from streams.app import Streams, build_streams
 from streams.log_config import configure_logging
@@ -31,10 +32,12 @@ def seconds_since_process_start() -> float:
 
 
 def build_worker_streams(settings: Settings) -> Streams:
-    """Everything one worker process runs: agent, table and HTTP API."""
+    """Everything one worker process runs: agents, table, HTTP API and (unless off) the sink."""
     streams = build_streams(settings)
     register_routes(streams, settings)
     register_alert_agent(streams, settings)
+    if settings.sink == "on":
+        register_sink_service(streams, settings)
     return streams
 
 

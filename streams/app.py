@@ -14,6 +14,7 @@ Nothing connects at import time; the worker starts the app.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import faust
 import orjson
@@ -73,6 +74,7 @@ class Streams:
     views: faust.Table
     processor: EventProcessor
     rules: RuleSet
+    sink: Any = None  # the SQL sink when this worker runs one (handlers/sink_runner.py)
 
 
 def faust_settings(settings: Settings) -> dict:

@@ -37,6 +37,7 @@ class Settings:
     sla_rules: Path | None = None     # KEYDESK_SLA_RULES: rules file; None = the shipped default
     clock: str = "live"               # KEYDESK_CLOCK: live (wall clock) | replay (event time)
     alert_delivery: str = ""          # KEYDESK_ALERTS: send | log; default send live, log in replay
+    sink: str = "on"                  # KEYDESK_SINK: on = the worker also feeds KEYDESK_DB | off
     smtp: str | None = None           # KEYDESK_SMTP: host:port of the mail relay for alerts
     smtp_from: str = "keydesk@localhost"  # KEYDESK_SMTP_FROM
     smtp_starttls: bool = False       # KEYDESK_SMTP_STARTTLS=1
@@ -54,6 +55,11 @@ class Settings:
     @property
     def alerts_failed_topic(self) -> str:
         return f"{self.topic_prefix}.alerts-failed"
+
+    @property
+    def sink_group(self) -> str:
+        """The consumer group of the SQL sink (its own: it reads at its own pace)."""
+        return f"{self.app_id}-sql-sink"
 
     @property
     def dead_letter_topic(self) -> str:
@@ -107,6 +113,7 @@ class Settings:
             values["sla_rules"] = Path(env["KEYDESK_SLA_RULES"])
         text("KEYDESK_CLOCK", "clock")
         text("KEYDESK_ALERTS", "alert_delivery")
+        text("KEYDESK_SINK", "sink")
         text("KEYDESK_SMTP", "smtp")
         text("KEYDESK_SMTP_FROM", "smtp_from")
         text("KEYDESK_SMTP_USER", "smtp_user")
@@ -133,6 +140,8 @@ class Settings:
             raise SettingsError(f"KEYDESK_ALERTS={self.alert_delivery!r}: use send or log")
         if self.smtp and not self.smtp.rpartition(":")[2].isdigit():
             raise SettingsError(f"KEYDESK_SMTP={self.smtp!r}: use host:port")
+        if self.sink not in ("on", "off"):
+            raise SettingsError(f"KEYDESK_SINK={self.sink!r}: use on or off")
         if self.clock not in ("live", "replay"):
             raise SettingsError(f"KEYDESK_CLOCK={self.clock!r}: use live or replay")
         if self.log_format not in ("json", "console", "auto"):

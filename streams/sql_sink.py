@@ -20,6 +20,7 @@ a second copy from the sink would only duplicate the dead letters.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -35,6 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from schemas.envelope import Event, InvalidEvent, decode_event
+from schemas.reporting_db import upgrade
 from schemas.reporting_tables import (Customer, EventRecord, Item, Revisit, SinkPosition,
                                       SlaOutcome, SlaPausedTime, SlaStep)
 from sla_rules import RuleSet
@@ -74,6 +76,10 @@ class SinkWriter:
             raise ValueError(f"KEYDESK_DB: unsupported database {dialect!r} "
                              "(sqlite or postgresql)")
         self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+    def prepare(self) -> None:
+        """Bring the schema up to date (Alembic); safe to repeat."""
+        upgrade(self.engine)
 
     def positions(self, topic: str) -> dict[int, int]:
         """The next offset per partition of ``topic`` as of the last committed batch."""
@@ -270,6 +276,9 @@ class SqlSink(ConsumerRebalanceListener):
 
     async def run(self) -> None:
         """Consume until :meth:`stop`; the consumer is closed on the way out."""
+        if not await self._prepare_database():
+            self.status.state = "stopped"
+            return
         consumer = self._consumer
         await consumer.start()
         consumer.subscribe(self.topics, listener=self)
@@ -290,6 +299,20 @@ class SqlSink(ConsumerRebalanceListener):
 
     async def stop(self) -> None:
         self._stopping.set()
+
+    async def _prepare_database(self) -> bool:
+        """Migrate the schema, waiting for a database that is not up yet; False if stopped."""
+        delay, (_, ceiling) = self.backoff[0], self.backoff
+        while not self._stopping.is_set():
+            try:
+                await asyncio.to_thread(self.writer.prepare)
+                return True
+            except SQLAlchemyError as exc:
+                await self._database_down(exc, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            delay = min(delay * 2, ceiling)
+        return False
 
     async def _store(self, tp: TopicPartition, records: list[tuple[int, bytes | None]]) -> None:
         """Write one partition's batch, retrying while the database is down, then commit."""
@@ -319,7 +342,8 @@ class SqlSink(ConsumerRebalanceListener):
     async def _database_down(self, exc: Exception, delay: float) -> None:
         self.status.state, self.status.last_error = "retrying", _short(exc)
         self.status.retries += 1
-        self._consumer.pause(*self._consumer.assignment())
+        if self._consumer.assignment():
+            self._consumer.pause(*self._consumer.assignment())
         log.warning("sink.database_unavailable", error=self.status.last_error,
                     retry_in_seconds=delay, retries=self.status.retries)
         async with self.progress:
