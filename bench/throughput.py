@@ -98,7 +98,8 @@ def keydesk_worker(bootstrap: str, prefix: str, total: int, partitions: int,
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYDESK_")}
     env.update(KEYDESK_KAFKA=bootstrap, KEYDESK_TOPIC_PREFIX=prefix, KEYDESK_APP_ID=f"{prefix}-app",
                KEYDESK_PARTITIONS=str(partitions), KEYDESK_LOG_FORMAT="json",
-               KEYDESK_HTTP_PORT=str(port), KEYDESK_DATA_DIR=str(workdir))
+               KEYDESK_HTTP_PORT=str(port), KEYDESK_DATA_DIR=str(workdir),
+               KEYDESK_SINK="off")  # the worker alone, as measured before the sink existed
     with open(log_path, "wb") as log:
         worker = subprocess.Popen([sys.executable, "-m", "handlers.cli", "worker"], env=env,
                                   stderr=log, stdout=subprocess.DEVNULL, cwd=ROOT)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import structlog
@@ -19,10 +19,10 @@ log = structlog.get_logger("keydesk.up")
 DEMO_CUSTOMER = "C-GOV-001"
 
 
-async def _publish(streams: Streams, raw: bytes, customer_id: str) -> None:
+async def _publish(streams: Streams, raw: bytes, customer_id: str):
     sent = await streams.events.send(key=customer_id.encode(), value=raw,
                                      key_serializer="raw", value_serializer="raw")
-    await sent
+    return await sent
 
 
 def announce_when_ready(settings: Settings, *, samples: Path | None, demo: bool,
@@ -42,6 +42,8 @@ def announce_when_ready(settings: Settings, *, samples: Path | None, demo: bool,
             f"  Kafka       {settings.kafka}{' (own Apache Kafka broker)' if own_broker else ''}"
             f", topic {settings.events_topic}, dead letters {settings.dead_letter_topic}\n"
             f"  HTTP API    {http}/api/health\n"
+            f"  database    {settings.database_url} "
+            f"({'fed by the sink' if streams.sink else 'KEYDESK_SINK=off'}; keydesk db status)\n"
             f"  a view      {http}/api/customers/{DEMO_CUSTOMER}/view\n"
             f"  samples     {loaded} key-account customers loaded\n"
             f"  log a fault keydesk fault log --customer {DEMO_CUSTOMER} --severity critical "
@@ -49,19 +51,19 @@ def announce_when_ready(settings: Settings, *, samples: Path | None, demo: bool,
             "  Ctrl-C stops the worker and the broker.\n")
         out.flush()
         if demo:
-            await _demo(streams, http)
+            await _demo(streams, http, settings)
 
     return on_ready
 
 
-async def _demo(streams: Streams, http: str) -> None:
+async def _demo(streams: Streams, http: str, settings: Settings) -> None:
     """Log one fault the way the hotline does and show it arriving in the view."""
     started = time.perf_counter()
     event = command_to_event(
         {"customer_id": DEMO_CUSTOMER, "severity": "critical", "service": "MPLS VPN",
          "summary": "省政府专网 MPLS VPN 中断 (demo)", "circuit_id": "GZ-MPLS-0001",
          "actor": "hotline-demo"}, "fault.reported", "fault_id", "F", datetime.now(UTC))
-    await _publish(streams, event.to_bytes(), DEMO_CUSTOMER)
+    sent = await _publish(streams, event.to_bytes(), DEMO_CUSTOMER)
     arrived = await streams.processor.wait_for_event(DEMO_CUSTOMER, event.event_id, 10.0)
     elapsed_ms = (time.perf_counter() - started) * 1000
     fault = streams.views.get(DEMO_CUSTOMER)["open"]["fault"].get(event.entity_id) \
@@ -71,4 +73,18 @@ async def _demo(streams: Streams, http: str) -> None:
         + (f"in the one-stop view after {elapsed_ms:.0f} ms, state {fault['state']}\n"
            f"  curl -s {http}/api/customers/{DEMO_CUSTOMER}/view\n" if fault else
            "NOT in the view after 10 s\n"))
+    if streams.sink is not None:
+        today = datetime.now(settings.zone).date()
+        try:
+            await streams.sink.wait_until_stored(
+                {(sent.topic_partition.topic, sent.topic_partition.partition): sent.offset + 1},
+                timeout=30)
+            sys.stdout.write(
+                f"  in the reporting database after {(time.perf_counter() - started) * 1000:.0f}"
+                " ms, with its SLA clocks\n"
+                f"  keydesk report compliance --from {today} --to {today + timedelta(days=1)} "
+                "--group-by tier\n")
+        except TimeoutError:
+            sys.stdout.write(f"  NOT in the reporting database after 30 s: "
+                             f"{streams.sink.status.to_dict()}\n")
     sys.stdout.flush()
