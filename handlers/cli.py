@@ -15,6 +15,7 @@ from pathlib import Path
 
 import orjson
 
+from handlers.report_commands import add_report_parser
 from streams.settings import Settings, SettingsError
 
 SAMPLES = Path(__file__).with_name("samples") / "customers.jsonl"
@@ -436,6 +437,7 @@ def parser() -> argparse.ArgumentParser:
     db.add_argument("--kafka", help="bootstrap servers, for the sink's lag")
     db.set_defaults(run=cmd_db)
 
+    add_report_parser(sub)
     schemas = sub.add_parser("schemas", help=cmd_schemas.__doc__)
     schemas.add_argument("action", choices=["write", "check"])
     schemas.set_defaults(run=cmd_schemas)

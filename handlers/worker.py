@@ -11,6 +11,7 @@ import structlog
 
 from handlers.alert_sender import register_alert_agent
 from handlers.http_api import register_routes
+from handlers.report_commands import register_report_routes
 from handlers.sink_runner import register_sink_service
 from handlers.kafka_topics import ensure_topics_sync
 from streams.app import Streams, build_streams
@@ -35,6 +36,7 @@ def build_worker_streams(settings: Settings) -> Streams:
     """Everything one worker process runs: agents, table, HTTP API and (unless off) the sink."""
     streams = build_streams(settings)
     register_routes(streams, settings)
+    register_report_routes(streams, settings)
     register_alert_agent(streams, settings)
     if settings.sink == "on":
         register_sink_service(streams, settings)

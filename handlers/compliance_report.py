@@ -1,0 +1,477 @@
+"""The SLA compliance report, computed in SQL from the reporting database.
+
+Every figure is defined in ``docs/compliance_reports.md``; this module is the
+SQL reading of those definitions.  Aggregation happens in the database (GROUP
+BY with CASE, COUNT and SUM) so that a year of a million closed items on
+PostgreSQL is a handful of scans, not a million rows shipped to Python.  Only
+portable SQLAlchemy Core constructs are used, so the same queries run on the
+SQLite file of a fresh clone: week boundaries, for example, are computed here
+in the report's time zone (DST included) and compared as plain instants,
+instead of relying on a dialect's date functions.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from contextlib import suppress
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, Engine, and_, case, func, or_, select
+
+from schemas.reporting_tables import Item, Revisit, SlaOutcome, SlaPausedTime, SlaStep
+
+DIMENSIONS = ("tier", "customer", "priority", "kind", "region", "account_manager", "policy")
+_DIMENSION_COLUMNS = {"tier": Item.tier, "customer": Item.customer_id, "priority": Item.priority,
+                      "kind": Item.kind, "region": Item.region,
+                      "account_manager": Item.account_manager_id, "policy": Item.policy}
+FAMILIES = ("response", "repair", "provision")
+MTTR_BUCKETS = (("0-1h", 3600), ("1-2h", 7200), ("2-4h", 14400), ("4-8h", 28800),
+                ("8-24h", 86400), ("1-3d", 259200), (">3d", None))
+NO_VALUE = "-"  # the group of items without a region, account manager, ...
+
+
+class ReportArgumentError(ValueError):
+    """A report argument that cannot be used; ``field`` names it for the CLI and the API."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason = field, reason
+
+
+@dataclass(frozen=True)
+class Figures:
+    """One line of the report: the figures of ``docs/compliance_reports.md`` for a group."""
+
+    items: int = 0
+    response_met: int = 0
+    response_breached: int = 0
+    response_open: int = 0
+    response_met_pct: float | None = None
+    repair_met: int = 0
+    repair_breached: int = 0
+    repair_open: int = 0
+    repair_met_pct: float | None = None
+    provision_met: int = 0
+    provision_breached: int = 0
+    provision_open: int = 0
+    provision_met_pct: float | None = None
+    mtta_business_s: float | None = None
+    mtta_calendar_s: float | None = None
+    mttr_business_s: float | None = None
+    mttr_calendar_s: float | None = None
+    paused_s: dict[str, float] = field(default_factory=dict)
+    breaches: int = 0
+    closed: int = 0
+    revisit_rate_pct: float | None = None
+    avg_satisfaction: float | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """An SLA step event of a breached clock: warning, breach, escalation, met, ack."""
+
+    event_type: str
+    occurred_at: datetime
+    step: int | None
+    role: str | None
+    threshold: str | None
+    actor: str | None
+    note: str | None
+
+
+@dataclass(frozen=True)
+class Breach:
+    """A breached clock (metric and cycle) of an item, with its escalation history."""
+
+    customer_id: str
+    item_kind: str
+    item_id: str
+    metric: str
+    cycle: int
+    tier: str
+    priority: str | None
+    deadline: datetime | None
+    met_at: datetime | None
+    overdue: bool  # still pending at ``as_of``, past its deadline and not paused
+    steps: tuple[Step, ...] = ()
+
+
+@dataclass(frozen=True)
+class Week:
+    """Compliance of the items opened in one local week (Monday 00:00).
+
+    Only weeks in which an item was opened are listed (the docs' "per week of
+    ``opened_at``"); a chart places them by date, so a quiet week is a gap.
+    """
+
+    week_start: date
+    items: int
+    response_met_pct: float | None
+    repair_met_pct: float | None
+    provision_met_pct: float | None
+
+
+@dataclass(frozen=True)
+class ComplianceReport:
+    """Everything the report shows; ``to_dict`` is the JSON shape shared with the oracle."""
+
+    period_start: datetime
+    period_end: datetime
+    as_of: datetime
+    group_by: tuple[str, ...]
+    zone: ZoneInfo
+    groups: list[tuple[dict[str, str], Figures]]
+    total: Figures
+    breaches: list[Breach]
+    weekly_trend: list[Week]
+    breaches_by_tier: dict[str, int]
+    mttr_distribution: list[tuple[str, int]]
+
+    def to_dict(self) -> dict:
+        return {
+            "period": {"from": iso(self.period_start), "to": iso(self.period_end)},
+            "as_of": iso(self.as_of), "group_by": list(self.group_by),
+            "timezone": self.zone.key,
+            "groups": [{"key": dict(key), **asdict(figures)} for key, figures in self.groups],
+            "total": asdict(self.total),
+            "breaches": [_breach_dict(b) for b in self.breaches],
+            "weekly_trend": [{**asdict(w), "week_start": w.week_start.isoformat()}
+                             for w in self.weekly_trend],
+            "breaches_by_tier": dict(self.breaches_by_tier),
+            "mttr_distribution": [{"bucket": b, "count": n} for b, n in self.mttr_distribution],
+        }
+
+
+def iso(instant: datetime | None) -> str | None:
+    """The report's spelling of an instant: UTC, ``isoformat()``."""
+    return None if instant is None else instant.astimezone(UTC).isoformat()
+
+
+def _breach_dict(breach: Breach) -> dict:
+    steps = [{**asdict(s), "occurred_at": iso(s.occurred_at)} for s in breach.steps]
+    return {**asdict(breach), "deadline": iso(breach.deadline), "met_at": iso(breach.met_at),
+            "steps": steps}
+
+
+# -- arguments -------------------------------------------------------------------------
+
+def parse_period(from_text: str, to_text: str, zone: ZoneInfo) -> tuple[datetime, datetime]:
+    """``[from, to)`` as aware instants; dates are local midnights in ``zone``."""
+    start, end = parse_bound(from_text, zone, "from"), parse_bound(to_text, zone, "to")
+    if end <= start:
+        raise ReportArgumentError("to", f"{to_text} must be after from ({from_text})")
+    return start, end
+
+
+def parse_bound(text: str, zone: ZoneInfo, name: str) -> datetime:
+    """A local date (midnight in ``zone``) or an ISO instant with an offset, taken as is."""
+    text = text.strip()
+    with suppress(ValueError):
+        return datetime.combine(date.fromisoformat(text), time(), tzinfo=zone)
+    try:
+        instant = datetime.fromisoformat(text)
+    except ValueError:
+        raise ReportArgumentError(name, f"{text!r} is neither a date (2026-11-01) nor an ISO "
+                                        f"instant with an offset") from None
+    if instant.utcoffset() is None:
+        raise ReportArgumentError(name, f"{text!r} has no UTC offset; "
+                                        f"give a date or e.g. 2026-11-01T00:00:00+08:00")
+    return instant
+
+
+def parse_group_by(text: str | Sequence[str] | None) -> tuple[str, ...]:
+    """``"tier,customer"`` or a list of names, checked against :data:`DIMENSIONS`."""
+    names = text.split(",") if isinstance(text, str) else list(text or ())
+    names = [n.strip() for n in names if n.strip()]
+    for name in names:
+        if name not in DIMENSIONS:
+            raise ReportArgumentError("group_by", f"unknown dimension {name!r}; "
+                                                  f"use {', '.join(DIMENSIONS)}")
+    if len(set(names)) != len(names):
+        raise ReportArgumentError("group_by", f"a dimension is listed twice in "
+                                              f"{','.join(names)}")
+    return tuple(names)
+
+
+# -- the report --------------------------------------------------------------------------
+
+def compliance_report(engine: Engine, *, period_start: datetime, period_end: datetime,
+                      as_of: datetime, group_by: Sequence[str] = (),
+                      zone: ZoneInfo) -> ComplianceReport:
+    """The report of items opened in ``[period_start, period_end)``, true at ``as_of``."""
+    dims = parse_group_by(group_by)
+    for name, value in (("period_start", period_start), ("period_end", period_end),
+                        ("as_of", as_of)):
+        if value.utcoffset() is None:
+            raise ValueError(f"{name} must be an aware datetime")
+    scope = _Scope(period_start, period_end, as_of)
+    weeks = week_starts(period_start, period_end, zone)
+    with _snapshot(engine) as connection:
+        total = _figures_by(connection, scope, {})[()]  # no GROUP BY: always one row
+        groups = _figures_by(connection, scope, {f"k{i}": _dimension(d)
+                                                 for i, d in enumerate(dims)}) \
+            if dims else {(): total}
+        trend = _figures_by(connection, scope, {"week": _week_index(weeks)}, full=False)
+        breaches = _breaches(connection, scope)
+        mttr = _mttr_distribution(connection, scope)
+    return ComplianceReport(
+        period_start=period_start, period_end=period_end, as_of=as_of, group_by=dims,
+        zone=zone, groups=[(dict(zip(dims, key)), groups[key]) for key in sorted(groups)],
+        total=total, breaches=breaches,
+        weekly_trend=[_week(weeks[i], figures) for (i,), figures in sorted(trend.items())],
+        breaches_by_tier=dict(sorted(Counter(b.tier for b in breaches).items())),
+        mttr_distribution=mttr)
+
+
+def _snapshot(engine: Engine) -> Connection:
+    """A connection whose queries all see one snapshot on PostgreSQL.
+
+    The sink writes while reports are read; under the default READ COMMITTED
+    the total, the groups and the breach list could each see a different
+    moment and disagree.  (SQLite's driver reads outside a transaction, each
+    query seeing the latest commit; a fresh clone's SQLite is single-user.)
+    """
+    connection = engine.connect()
+    if engine.dialect.name == "postgresql":
+        connection = connection.execution_options(isolation_level="REPEATABLE READ")
+    return connection
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """What every query of one report shares: the opening period and the as-of instant."""
+
+    start: datetime
+    end: datetime
+    as_of: datetime
+
+    def items(self):
+        """The report's population: items opened in the period."""
+        return and_(Item.opened_at >= self.start, Item.opened_at < self.end)
+
+
+def _dimension(name: str):
+    return func.coalesce(_DIMENSION_COLUMNS[name], NO_VALUE)
+
+
+def week_starts(start: datetime, end: datetime, zone: ZoneInfo) -> list[datetime]:
+    """Local Mondays 00:00 of every week that overlaps ``[start, end)`` (the CASE's edges).
+
+    Computed on local dates and then placed in ``zone``, so a week that crosses
+    a DST change still starts at local midnight (it is 167 or 169 hours long).
+    """
+    local = start.astimezone(zone).date()
+    first = local - timedelta(days=local.weekday())
+    starts = [datetime.combine(first, time(), tzinfo=zone)]
+    while (monday := datetime.combine(first + timedelta(weeks=len(starts)), time(),
+                                      tzinfo=zone)) < end:
+        starts.append(monday)
+    return starts
+
+
+def _week_index(weeks: list[datetime]):
+    """The number of the week an item was opened in (latest matching Monday wins)."""
+    return case(*[(Item.opened_at >= monday, i) for i, monday in reversed(list(enumerate(weeks)))])
+
+
+def _week(start: datetime, figures: Figures) -> Week:
+    return Week(start.date(), figures.items, figures.response_met_pct, figures.repair_met_pct,
+                figures.provision_met_pct)
+
+
+def _clock_family():
+    """Which percentage a clock counts in: response, repair, provision, or other."""
+    kind, metric = SlaOutcome.item_kind, SlaOutcome.metric
+    return case(
+        (and_(metric == "response", kind.in_(("fault", "ticket"))), "response"),
+        (or_(and_(kind == "fault", metric == "restore"),
+             and_(kind == "ticket", metric == "resolve")), "repair"),
+        (and_(kind == "order", metric == "provision"), "provision"),
+        else_="other")
+
+
+def _overdue(as_of: datetime):
+    """Pending, running and past its deadline: counts as breached (docs: "As of")."""
+    return and_(SlaOutcome.state == "pending", SlaOutcome.paused.is_(False),
+                SlaOutcome.deadline < as_of)
+
+
+def _clock_outcome(as_of: datetime):
+    return case((SlaOutcome.state == "met", "met"),
+                (or_(SlaOutcome.state == "breached", _overdue(as_of)), "breached"),
+                else_="open")
+
+
+def _counted_clocks():
+    """Clocks of the items in scope; cancelled clocks count nowhere."""
+    return and_(SlaOutcome.customer_id == Item.customer_id, SlaOutcome.item_kind == Item.kind,
+                SlaOutcome.item_id == Item.item_id, SlaOutcome.state != "cancelled")
+
+
+def _count(condition):
+    return func.sum(case((condition, 1), else_=0))
+
+
+def _int(total) -> int:
+    """A SQL SUM as an int: NULL over no rows, Decimal on PostgreSQL."""
+    return int(total or 0)
+
+
+def _ratio(part, whole, scale: float = 1.0) -> float | None:
+    """``scale × part / whole``; a percentage or mean over nothing is null, not 0."""
+    return None if not whole else scale * float(part) / int(whole)
+
+
+def _figures_by(connection: Connection, scope: _Scope, keys: dict,
+                full: bool = True) -> dict[tuple, Figures]:
+    """Figures per distinct value of ``keys`` (labelled SQL expressions over items).
+
+    Each query groups by the keys of an inner select, so that GROUP BY names a
+    column, not a repeated expression with bound parameters (PostgreSQL refuses
+    those).  ``full=False`` computes only items and clock counts (the trend).
+    """
+    items = _item_rows(connection, scope, keys)
+    clocks = _clock_rows(connection, scope, keys)
+    paused = _paused_rows(connection, scope, keys) if full else {}
+    return {key: _figures(items[key], clocks.get(key), paused.get(key, {})) for key in items}
+
+
+def _item_rows(connection: Connection, scope: _Scope, keys: dict) -> dict[tuple, dict]:
+    ranked = select(
+        Revisit.customer_id, Revisit.item_kind, Revisit.item_id, Revisit.satisfaction,
+        func.row_number().over(
+            partition_by=(Revisit.customer_id, Revisit.item_kind, Revisit.item_id),
+            order_by=(Revisit.occurred_at.desc(), Revisit.event_id.desc())).label("rank"),
+    ).subquery()
+    closed = and_(Item.closed, ~and_(Item.kind == "order",
+                                     func.coalesce(Item.state, "") == "cancelled"))
+    rows = select(
+        *[expr.label(name) for name, expr in keys.items()],
+        case((closed, 1), else_=0).label("closed"),
+        ranked.c.satisfaction.label("satisfaction"),
+    ).select_from(Item).outerjoin(ranked, and_(
+        ranked.c.customer_id == Item.customer_id, ranked.c.item_kind == Item.kind,
+        ranked.c.item_id == Item.item_id, ranked.c.rank == 1),
+    ).where(scope.items()).subquery()
+    key_columns = [rows.c[name] for name in keys]
+    query = select(
+        *key_columns, func.count().label("items"), func.sum(rows.c.closed).label("closed"),
+        _count(and_(rows.c.closed == 1, rows.c.satisfaction.is_not(None))).label("revisited"),
+        func.sum(rows.c.satisfaction).label("satisfaction_sum"),
+        func.count(rows.c.satisfaction).label("satisfaction_n"),
+    ).group_by(*key_columns)
+    return {tuple(row[:len(keys)]): row._mapping for row in connection.execute(query)}
+
+
+def _clock_rows(connection: Connection, scope: _Scope, keys: dict) -> dict[tuple, dict]:
+    rows = select(
+        *[expr.label(name) for name, expr in keys.items()],
+        _clock_family().label("family"), _clock_outcome(scope.as_of).label("outcome"),
+        SlaOutcome.met_at, SlaOutcome.business_seconds, SlaOutcome.calendar_seconds,
+    ).select_from(Item).join(SlaOutcome, _counted_clocks()).where(scope.items()).subquery()
+    key_columns = [rows.c[name] for name in keys]
+    counts = [_count(and_(rows.c.family == family, rows.c.outcome == outcome))
+              .label(f"{family}_{outcome}")
+              for family in FAMILIES for outcome in ("met", "breached", "open")]
+    means = []
+    for name, family in (("mtta", "response"), ("mttr", "repair")):
+        stopped = and_(rows.c.family == family, rows.c.met_at.is_not(None))
+        for measure in ("business", "calendar"):
+            value = case((stopped, rows.c[f"{measure}_seconds"]))
+            means += [func.sum(value).label(f"{name}_{measure}_sum"),
+                      func.count(value).label(f"{name}_{measure}_n")]
+    query = select(*key_columns, *counts, *means,
+                   _count(rows.c.outcome == "breached").label("breaches")
+                   ).group_by(*key_columns)
+    return {tuple(row[:len(keys)]): row._mapping for row in connection.execute(query)}
+
+
+def _paused_rows(connection: Connection, scope: _Scope,
+                 keys: dict) -> dict[tuple, dict[str, float]]:
+    """Paused seconds by reason over restore (faults), resolve (tickets), provision clocks."""
+    pause_metric = or_(and_(Item.kind == "fault", SlaPausedTime.metric == "restore"),
+                       and_(Item.kind == "ticket", SlaPausedTime.metric == "resolve"),
+                       and_(Item.kind == "order", SlaPausedTime.metric == "provision"))
+    rows = select(
+        *[expr.label(name) for name, expr in keys.items()],
+        SlaPausedTime.reason, SlaPausedTime.seconds,
+    ).select_from(Item).join(SlaOutcome, _counted_clocks()).join(SlaPausedTime, and_(
+        SlaPausedTime.customer_id == SlaOutcome.customer_id,
+        SlaPausedTime.item_kind == SlaOutcome.item_kind,
+        SlaPausedTime.item_id == SlaOutcome.item_id, SlaPausedTime.metric == SlaOutcome.metric,
+        SlaPausedTime.cycle == SlaOutcome.cycle),
+    ).where(scope.items(), pause_metric).subquery()
+    key_columns = [rows.c[name] for name in keys]
+    query = (select(*key_columns, rows.c.reason, func.sum(rows.c.seconds))
+             .group_by(*key_columns, rows.c.reason).order_by(rows.c.reason))
+    paused: dict[tuple, dict[str, float]] = defaultdict(dict)
+    for *key, reason, seconds in connection.execute(query):
+        paused[tuple(key)][reason] = float(seconds)
+    return paused
+
+
+def _figures(items, clocks, paused: dict[str, float]) -> Figures:
+    counts = {}
+    if clocks is not None:
+        for family in FAMILIES:
+            met, breached = _int(clocks[f"{family}_met"]), _int(clocks[f"{family}_breached"])
+            counts |= {f"{family}_met": met, f"{family}_breached": breached,
+                       f"{family}_open": _int(clocks[f"{family}_open"]),
+                       f"{family}_met_pct": _ratio(met, met + breached, 100.0)}
+        for name in ("mtta_business", "mtta_calendar", "mttr_business", "mttr_calendar"):
+            counts[f"{name}_s"] = _ratio(clocks[f"{name}_sum"] or 0, clocks[f"{name}_n"])
+        counts["breaches"] = _int(clocks["breaches"])
+    return Figures(
+        items=_int(items["items"]), closed=_int(items["closed"]), paused_s=paused,
+        revisit_rate_pct=_ratio(items["revisited"], items["closed"], 100.0),
+        avg_satisfaction=_ratio(items["satisfaction_sum"] or 0, items["satisfaction_n"]),
+        **counts)
+
+
+def _breaches(connection: Connection, scope: _Scope) -> list[Breach]:
+    """Every breached clock of the items in scope, overdue ones included, with its steps."""
+    breached = or_(SlaOutcome.state == "breached", _overdue(scope.as_of))
+    clocks = select(
+        SlaOutcome.customer_id, SlaOutcome.item_kind, SlaOutcome.item_id, SlaOutcome.metric,
+        SlaOutcome.cycle, _dimension("tier").label("tier"),
+        _dimension("priority").label("priority"), SlaOutcome.deadline, SlaOutcome.met_at,
+        (SlaOutcome.state == "pending").label("overdue"),
+    ).select_from(Item).join(SlaOutcome, _counted_clocks()).where(scope.items(), breached)
+    steps = _steps_of(connection, clocks.subquery())
+    found = [Breach(**{**row._mapping, "overdue": bool(row.overdue)},
+                    steps=tuple(steps.get(tuple(row[:5]), ())))
+             for row in connection.execute(clocks)]
+    undated = datetime.min.replace(tzinfo=UTC)  # none in practice; first, like the oracle
+    return sorted(found, key=lambda b: (b.deadline or undated, b.customer_id, b.item_kind,
+                                        b.item_id, b.metric, b.cycle))
+
+
+def _steps_of(connection: Connection, clocks) -> dict[tuple, list[Step]]:
+    query = select(
+        SlaStep.customer_id, SlaStep.item_kind, SlaStep.item_id, SlaStep.metric, SlaStep.cycle,
+        SlaStep.event_type, SlaStep.occurred_at, SlaStep.step, SlaStep.role, SlaStep.threshold,
+        SlaStep.actor, SlaStep.note,
+    ).join(clocks, and_(
+        clocks.c.customer_id == SlaStep.customer_id, clocks.c.item_kind == SlaStep.item_kind,
+        clocks.c.item_id == SlaStep.item_id, clocks.c.metric == SlaStep.metric,
+        clocks.c.cycle == SlaStep.cycle),
+    ).order_by(SlaStep.occurred_at, SlaStep.event_id)
+    steps: dict[tuple, list[Step]] = defaultdict(list)
+    for row in connection.execute(query):
+        steps[tuple(row[:5])].append(Step(*row[5:]))
+    return steps
+
+
+def _mttr_distribution(connection: Connection, scope: _Scope) -> list[tuple[str, int]]:
+    """Restore/resolve clocks with a ``met_at``, counted by business time to restore."""
+    seconds = SlaOutcome.business_seconds
+    bucket = case(*[(seconds < limit, i) for i, (_, limit) in enumerate(MTTR_BUCKETS) if limit],
+                  else_=len(MTTR_BUCKETS) - 1).label("bucket")
+    rows = select(bucket).select_from(Item).join(SlaOutcome, _counted_clocks()).where(
+        scope.items(), _clock_family() == "repair", SlaOutcome.met_at.is_not(None)).subquery()
+    counts = dict(connection.execute(
+        select(rows.c.bucket, func.count()).group_by(rows.c.bucket)).all())
+    return [(name, int(counts.get(i, 0))) for i, (name, _) in enumerate(MTTR_BUCKETS)]

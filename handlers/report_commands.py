@@ -1,0 +1,162 @@
+"""Entry points of the compliance report: ``keydesk report compliance`` and its HTTP route.
+
+Both read the same arguments (``from``, ``to``, ``group_by``, ``as_of``,
+``format``) through :func:`report_request`, so the command line and the API
+accept and refuse exactly the same things, and name the culprit the same way.
+The report reads the reporting database directly; no worker or broker is needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import orjson
+from sqlalchemy import Engine
+
+from handlers.compliance_report import (DIMENSIONS, ComplianceReport, ReportArgumentError,
+                                        compliance_report, parse_bound, parse_group_by,
+                                        parse_period)
+from handlers.report_output import as_csv, as_html, as_json, as_table
+from schemas.reporting_db import current_revision, open_engine
+from streams.settings import Settings
+
+FORMATS: dict[str, tuple[str, Callable[[ComplianceReport, ZoneInfo], str]]] = {
+    "table": ("text/plain; charset=utf-8", as_table),
+    "csv": ("text/csv; charset=utf-8", lambda report, zone: as_csv(report)),
+    "json": ("application/json", lambda report, zone: as_json(report)),
+    "html": ("text/html; charset=utf-8", as_html),
+}
+OPTIONS = {"from": "--from", "to": "--to", "group_by": "--group-by", "as_of": "--as-of",
+           "format": "--format"}  # the CLI's spelling of each field
+
+
+class ReportUnavailable(Exception):
+    """The reporting database has no tables yet: nothing was ever projected into it."""
+
+
+@dataclass(frozen=True)
+class ReportRequest:
+    """What to report, checked: aware instants, known dimensions, a known format."""
+
+    period_start: datetime
+    period_end: datetime
+    as_of: datetime
+    group_by: tuple[str, ...]
+    format: str
+
+
+def report_request(values: Mapping[str, str | None], zone: ZoneInfo,
+                   now: datetime) -> ReportRequest:
+    """Check the raw arguments; :class:`ReportArgumentError` names the first bad one."""
+    for required in ("from", "to"):
+        if not values.get(required):
+            raise ReportArgumentError(required, "is required: a local date such as 2026-11-01 "
+                                                "or an ISO instant with an offset")
+    start, end = parse_period(values["from"], values["to"], zone)
+    as_of = parse_bound(values["as_of"], zone, "as_of") if values.get("as_of") else now
+    fmt = values.get("format") or "json"
+    if fmt not in FORMATS:
+        raise ReportArgumentError("format", f"{fmt!r}: use one of {', '.join(FORMATS)}")
+    return ReportRequest(start, end, as_of, parse_group_by(values.get("group_by")), fmt)
+
+
+def build_report(engine: Engine, request: ReportRequest, zone: ZoneInfo) -> ComplianceReport:
+    """The report, or :class:`ReportUnavailable` for a database the sink never migrated."""
+    if current_revision(engine) is None:
+        raise ReportUnavailable(f"the reporting database {engine.url.render_as_string()} has "
+                                f"no tables yet; the sink creates them when it starts")
+    return compliance_report(engine, period_start=request.period_start,
+                             period_end=request.period_end, as_of=request.as_of,
+                             group_by=request.group_by, zone=zone)
+
+
+# -- command line ----------------------------------------------------------------------
+
+def add_report_parser(subparsers) -> None:
+    """Add ``report compliance ...`` to the ``keydesk`` command's subparsers."""
+    report = subparsers.add_parser("report", help="reports from the reporting database")
+    kinds = report.add_subparsers(dest="report", required=True)
+    compliance = kinds.add_parser("compliance", help=run_report.__doc__)
+    compliance.add_argument("--from", dest="from_", required=True, metavar="DATE",
+                            help="first local date (or ISO instant) of the opening period")
+    compliance.add_argument("--to", required=True, metavar="DATE",
+                            help="end of the period, exclusive")
+    compliance.add_argument("--group-by", default="", metavar="DIM,...",
+                            help=f"any of {', '.join(DIMENSIONS)}")
+    compliance.add_argument("--as-of", metavar="INSTANT",
+                            help="instant the figures are true at (default now)")
+    compliance.add_argument("--format", choices=list(FORMATS), default="table")
+    compliance.add_argument("--output", metavar="FILE", help="write here instead of stdout")
+    compliance.set_defaults(run=run_report)
+
+
+def run_report(args: argparse.Namespace, settings: Settings,
+               clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> int:
+    """SLA compliance of the items opened in a period, grouped, in the chosen format."""
+    values = {"from": args.from_, "to": args.to, "group_by": args.group_by,
+              "as_of": args.as_of, "format": args.format}
+    try:
+        request = report_request(values, settings.zone, clock())
+    except ReportArgumentError as exc:
+        print(f"keydesk: {OPTIONS[exc.field]}: {exc.reason}", file=sys.stderr)
+        return 2
+    engine = open_engine(settings.database_url)
+    try:
+        report = build_report(engine, request, settings.zone)
+    except ReportUnavailable as exc:
+        print(f"keydesk: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    text = FORMATS[request.format][1](report, settings.zone)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+# -- HTTP --------------------------------------------------------------------------------
+
+def report_response(engine: Engine, query: Mapping[str, str], zone: ZoneInfo,
+                    now: datetime) -> tuple[int, str, bytes]:
+    """Status, content type and body for ``GET /api/reports/compliance?...`` (blocking)."""
+    try:
+        request = report_request(query, zone, now)
+        report = build_report(engine, request, zone)
+    except ReportArgumentError as exc:
+        return _problem(422, exc.field, exc.reason)
+    except ReportUnavailable as exc:
+        return _problem(503, None, str(exc))
+    content_type, render = FORMATS[request.format]
+    return 200, content_type, render(report, zone).encode()
+
+
+def _problem(status: int, field: str | None, reason: str) -> tuple[int, str, bytes]:
+    """The API's error shape (``handlers/http_api.py``): the reason and the field at fault."""
+    return status, "application/json", orjson.dumps({"error": reason, "field": field})
+
+
+def register_report_routes(streams, settings: Settings,
+                           clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    """Attach ``GET /api/reports/compliance`` to the streams' faust app.
+
+    The queries run in a thread (``asyncio.to_thread``): a report over a year
+    of items takes seconds, and the worker's event loop must keep consuming.
+    """
+    engine = open_engine(settings.database_url)
+
+    @streams.app.page("/api/reports/compliance")
+    async def compliance(web, request):
+        status, content_type, body = await asyncio.to_thread(
+            report_response, engine, dict(request.query), settings.zone, clock())
+        # a header, not content_type=: aiohttp refuses a charset in that argument
+        return web.bytes(body, status=status, headers={"Content-Type": content_type})
