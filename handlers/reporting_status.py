@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import Engine, func, select
 
 from schemas.reporting_db import current_revision, head_revision
@@ -36,14 +37,19 @@ async def database_status(engine: Engine, settings: Settings) -> dict[str, Any]:
 
 
 async def _lag(settings: Settings, positions: dict[tuple[str, int], int]) -> dict[str, Any]:
+    topics = [settings.events_topic, settings.sla_topic]
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
+                                request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        partitions = [TopicPartition(d["topic"], p["partition"])
+                      for d in await admin.describe_topics(topics) for p in d["partitions"]]
+    finally:
+        await admin.close()
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
                                 request_timeout_ms=10_000)
     await consumer.start()
     try:
-        await consumer.topics()  # metadata of every topic, so partitions_for_topic answers
-        partitions = [TopicPartition(topic, p) for topic in (settings.events_topic,
-                                                             settings.sla_topic)
-                      for p in sorted(consumer.partitions_for_topic(topic) or ())]
         ends = await consumer.end_offsets(partitions) if partitions else {}
     finally:
         await consumer.stop()

@@ -43,7 +43,7 @@ def announce_when_ready(settings: Settings, *, samples: Path | None, demo: bool,
             f", topic {settings.events_topic}, dead letters {settings.dead_letter_topic}\n"
             f"  HTTP API    {http}/api/health\n"
             f"  database    {settings.database_url} "
-            f"({'fed by the sink' if streams.sink else 'KEYDESK_SINK=off'}; keydesk db status)\n"
+            f"({'fed by the sink' if settings.sink == 'on' else 'KEYDESK_SINK=off'}; keydesk db status)\n"
             f"  a view      {http}/api/customers/{DEMO_CUSTOMER}/view\n"
             f"  samples     {loaded} key-account customers loaded\n"
             f"  log a fault keydesk fault log --customer {DEMO_CUSTOMER} --severity critical "

@@ -41,4 +41,4 @@ def test_a_logged_fault_is_in_the_default_sqlite_database_with_its_clocks(desk):
     assert report["database"].endswith("keydesk.sqlite") and report["revision"] == report["head"]
     assert report["rows"]["event_log"] >= 1 and report["rows"]["items"] >= 1
     assert report["rows"]["sla_outcomes"] >= 3  # response, restore, resolve
-    assert report["sink_lag"]["total"] == 0
+    assert report["sink_lag"]["total"] == 0 and len(report["sink_lag"]["partitions"]) == 8
