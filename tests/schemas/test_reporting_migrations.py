@@ -1,0 +1,48 @@
+"""The Alembic migrations build exactly the tables the models declare, on both databases."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import insert, inspect, select
+
+from schemas.reporting_db import current_revision, head_revision, open_engine, upgrade
+from schemas.reporting_tables import REPORTING_TABLES, Customer
+
+
+@pytest.fixture
+def engine(reporting_db_url):
+    engine = open_engine(reporting_db_url)
+    yield engine
+    engine.dispose()
+
+
+def test_an_empty_database_is_migrated_to_the_models_and_a_second_upgrade_is_a_no_op(engine):
+    assert current_revision(engine) is None
+    upgrade(engine)
+    upgrade(engine)
+    assert current_revision(engine) == head_revision()
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(context, REPORTING_TABLES) == []
+    assert set(inspect(engine).get_table_names()) == set(REPORTING_TABLES.tables) | {
+        "alembic_version"}
+
+
+def test_instants_come_back_aware_and_in_utc_whatever_zone_they_were_written_in(engine):
+    upgrade(engine)
+    beijing = datetime(2026, 11, 23, 9, 0, tzinfo=timezone(timedelta(hours=8)))
+    with engine.begin() as conn:
+        conn.execute(insert(Customer), {"customer_id": "C-1", "profile": {}, "updated_at": beijing})
+        stored = conn.execute(select(Customer.updated_at)).scalar_one()
+    assert stored == beijing and stored.tzinfo is not None and stored.utcoffset() == timedelta(0)
+
+
+def test_a_naive_instant_is_refused_rather_than_guessed(engine):
+    upgrade(engine)
+    with pytest.raises(Exception, match="naive datetime"), engine.begin() as conn:
+        conn.execute(insert(Customer), {"customer_id": "C-1", "profile": {},
+                                        "updated_at": datetime(2026, 11, 23, 9, 0)})
