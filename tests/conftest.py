@@ -7,12 +7,7 @@ started fails the tests that need it; elsewhere they are skipped with the reason
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
 import uuid
-from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -52,47 +47,20 @@ def kafka_bootstrap():
         broker.stop()
 
 
-def _pg_bin(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
-    return str(candidates[-1]) if candidates else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def postgres_url():
     """A throwaway PostgreSQL server from the local binaries; yields its SQLAlchemy URL."""
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-    if not (initdb and pg_ctl):
-        service_missing("PostgreSQL", "initdb/pg_ctl not found (apt-get install postgresql)")
-    root = Path(tempfile.mkdtemp(prefix="keydesk-pg-"))
-    data, port = root / "data", _free_port()
-    run_as = [] if os.geteuid() != 0 else ["runuser", "-u", "postgres", "--"]
-    if run_as:
-        shutil.chown(root, "postgres")
-    done = subprocess.run([*run_as, initdb, "-D", str(data), "-U", "keydesk", "--auth=trust",
-                           "-E", "UTF8", "--no-sync"], capture_output=True, text=True)
-    if done.returncode != 0:
-        service_missing("PostgreSQL", f"initdb failed: {done.stderr[-1000:]}")
-    started = subprocess.run(
-        [*run_as, pg_ctl, "-D", str(data), "-l", str(root / "server.log"), "-w", "-t", "60",
-         "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
-        capture_output=True, text=True)
-    if started.returncode != 0:
-        service_missing("PostgreSQL", f"pg_ctl start failed: {started.stderr[-1000:]}")
+    from handlers.local_postgres import LocalPostgres, LocalPostgresError
+
+    server = LocalPostgres(fsync=False)
     try:
-        yield f"postgresql+psycopg://keydesk@127.0.0.1:{port}/postgres"
+        url = server.start()
+    except LocalPostgresError as exc:
+        service_missing("PostgreSQL", str(exc))
+    try:
+        yield url
     finally:
-        subprocess.run([*run_as, pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+        server.stop()
 
 
 @pytest.fixture
