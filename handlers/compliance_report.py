@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, and_, case, func, or_, select
 
-from schemas.reporting_tables import Item, Revisit, SlaOutcome, SlaPausedTime, SlaStep
+from schemas.reporting_tables import Item, SlaOutcome, SlaPausedTime, SlaStep
 
 DIMENSIONS = ("tier", "customer", "priority", "kind", "region", "account_manager", "policy")
 _DIMENSION_COLUMNS = {"tier": Item.tier, "customer": Item.customer_id, "priority": Item.priority,
@@ -200,8 +200,12 @@ def parse_group_by(text: str | Sequence[str] | None) -> tuple[str, ...]:
 
 def compliance_report(engine: Engine, *, period_start: datetime, period_end: datetime,
                       as_of: datetime, group_by: Sequence[str] = (),
-                      zone: ZoneInfo) -> ComplianceReport:
-    """The report of items opened in ``[period_start, period_end)``, true at ``as_of``."""
+                      zone: ZoneInfo, breach_limit: int | None = None) -> ComplianceReport:
+    """The report of items opened in ``[period_start, period_end)``, true at ``as_of``.
+
+    ``breach_limit``: list at most that many breaches, earliest deadline first
+    (the counts in the figures are always complete).
+    """
     dims = parse_group_by(group_by)
     for name, value in (("period_start", period_start), ("period_end", period_end),
                         ("as_of", as_of)):
@@ -209,21 +213,23 @@ def compliance_report(engine: Engine, *, period_start: datetime, period_end: dat
             raise ValueError(f"{name} must be an aware datetime")
     scope = _Scope(period_start, period_end, as_of)
     weeks = week_starts(period_start, period_end, zone)
+    keys = {f"k{i}": _dimension(d) for i, d in enumerate(dims)}
     with _snapshot(engine) as connection:
-        total = _figures_by(connection, scope, {})[()]  # no GROUP BY: always one row
-        groups = _figures_by(connection, scope, {f"k{i}": _dimension(d)
-                                                 for i, d in enumerate(dims)}) \
-            if dims else {(): total}
-        trend = _figures_by(connection, scope, {"week": _week_index(weeks)}, full=False)
-        breaches = _breaches(connection, scope)
-        mttr = _mttr_distribution(connection, scope)
+        items = _item_sums(connection, scope, keys, weeks)
+        clocks = _clock_sums(connection, scope, keys, weeks)
+        paused = _paused_sums(connection, scope, keys)
+        breaches = _breaches(connection, scope, breach_limit)
+    by_group = _rollup(items, clocks, paused, lambda key: key[:len(dims)])
+    by_week = _rollup(items, clocks, {}, lambda key: key[len(dims):len(dims) + 1])
+    total = _rollup(items, clocks, paused, lambda key: ())
+    groups = by_group if dims else {(): total.get((), Figures())}
     return ComplianceReport(
         period_start=period_start, period_end=period_end, as_of=as_of, group_by=dims,
         zone=zone, groups=[(dict(zip(dims, key)), groups[key]) for key in sorted(groups)],
-        total=total, breaches=breaches,
-        weekly_trend=[_week(weeks[i], figures) for (i,), figures in sorted(trend.items())],
-        breaches_by_tier=dict(sorted(Counter(b.tier for b in breaches).items())),
-        mttr_distribution=mttr)
+        total=total.get((), Figures()), breaches=breaches,
+        weekly_trend=[_week(weeks[i], figures) for (i,), figures in sorted(by_week.items())],
+        breaches_by_tier=_breaches_by_tier(clocks, len(dims)),
+        mttr_distribution=_mttr_distribution(clocks, len(dims)))
 
 
 def _snapshot(engine: Engine) -> Connection:
@@ -311,10 +317,6 @@ def _counted_clocks():
                 SlaOutcome.item_id == Item.item_id, SlaOutcome.state != "cancelled")
 
 
-def _count(condition):
-    return func.sum(case((condition, 1), else_=0))
-
-
 def _int(total) -> int:
     """A SQL SUM as an int: NULL over no rows, Decimal on PostgreSQL."""
     return int(total or 0)
@@ -325,73 +327,62 @@ def _ratio(part, whole, scale: float = 1.0) -> float | None:
     return None if not whole else scale * float(part) / int(whole)
 
 
-def _figures_by(connection: Connection, scope: _Scope, keys: dict,
-                full: bool = True) -> dict[tuple, Figures]:
-    """Figures per distinct value of ``keys`` (labelled SQL expressions over items).
+# One pass per table: every sum is taken at the finest grain the report needs
+# (its dimensions, the week, and for clocks the tier, family, outcome and MTTR
+# bucket) and the total, the groups, the weekly trend, breaches by tier and the
+# MTTR distribution are all added up from those rows in Python.  Every figure
+# is a count or a sum, so nothing is lost, and a million items are read once.
 
-    Each query groups by the keys of an inner select, so that GROUP BY names a
-    column, not a repeated expression with bound parameters (PostgreSQL refuses
-    those).  ``full=False`` computes only items and clock counts (the trend).
-    """
-    items = _item_rows(connection, scope, keys)
-    clocks = _clock_rows(connection, scope, keys)
-    paused = _paused_rows(connection, scope, keys) if full else {}
-    return {key: _figures(items[key], clocks.get(key), paused.get(key, {})) for key in items}
-
-
-def _item_rows(connection: Connection, scope: _Scope, keys: dict) -> dict[tuple, dict]:
-    ranked = select(
-        Revisit.customer_id, Revisit.item_kind, Revisit.item_id, Revisit.satisfaction,
-        func.row_number().over(
-            partition_by=(Revisit.customer_id, Revisit.item_kind, Revisit.item_id),
-            order_by=(Revisit.occurred_at.desc(), Revisit.event_id.desc())).label("rank"),
-    ).subquery()
+def _item_sums(connection: Connection, scope: _Scope, keys: dict,
+               weeks: list[datetime]) -> dict[tuple, dict]:
     closed = and_(Item.closed, ~and_(Item.kind == "order",
                                      func.coalesce(Item.state, "") == "cancelled"))
     rows = select(
         *[expr.label(name) for name, expr in keys.items()],
+        _week_index(weeks).label("week"),
         case((closed, 1), else_=0).label("closed"),
-        ranked.c.satisfaction.label("satisfaction"),
-    ).select_from(Item).outerjoin(ranked, and_(
-        ranked.c.customer_id == Item.customer_id, ranked.c.item_kind == Item.kind,
-        ranked.c.item_id == Item.item_id, ranked.c.rank == 1),
+        case((and_(closed, Item.revisit_count > 0), 1), else_=0).label("revisited"),
+        Item.last_satisfaction.label("satisfaction"),
     ).where(scope.items()).subquery()
-    key_columns = [rows.c[name] for name in keys]
+    key_columns = [*(rows.c[name] for name in keys), rows.c.week]
     query = select(
         *key_columns, func.count().label("items"), func.sum(rows.c.closed).label("closed"),
-        _count(and_(rows.c.closed == 1, rows.c.satisfaction.is_not(None))).label("revisited"),
+        func.sum(rows.c.revisited).label("revisited"),
         func.sum(rows.c.satisfaction).label("satisfaction_sum"),
         func.count(rows.c.satisfaction).label("satisfaction_n"),
     ).group_by(*key_columns)
-    return {tuple(row[:len(keys)]): row._mapping for row in connection.execute(query)}
+    return {tuple(row[:len(key_columns)]): _numbers(row._mapping, len(key_columns))
+            for row in connection.execute(query)}
 
 
-def _clock_rows(connection: Connection, scope: _Scope, keys: dict) -> dict[tuple, dict]:
+def _clock_sums(connection: Connection, scope: _Scope, keys: dict,
+                weeks: list[datetime]) -> dict[tuple, dict]:
+    """Per (keys, week, tier, family, outcome, MTTR bucket): clocks and time-to-met sums."""
+    seconds = SlaOutcome.business_seconds
+    bucket = case(*[(seconds < limit, i) for i, (_, limit) in enumerate(MTTR_BUCKETS) if limit],
+                  else_=len(MTTR_BUCKETS) - 1)
     rows = select(
         *[expr.label(name) for name, expr in keys.items()],
+        _week_index(weeks).label("week"), _dimension("tier").label("tier"),
         _clock_family().label("family"), _clock_outcome(scope.as_of).label("outcome"),
-        SlaOutcome.met_at, SlaOutcome.business_seconds, SlaOutcome.calendar_seconds,
+        case((SlaOutcome.met_at.is_not(None), bucket), else_=-1).label("bucket"),
+        SlaOutcome.business_seconds, SlaOutcome.calendar_seconds, SlaOutcome.met_at,
     ).select_from(Item).join(SlaOutcome, _counted_clocks()).where(scope.items()).subquery()
-    key_columns = [rows.c[name] for name in keys]
-    counts = [_count(and_(rows.c.family == family, rows.c.outcome == outcome))
-              .label(f"{family}_{outcome}")
-              for family in FAMILIES for outcome in ("met", "breached", "open")]
-    means = []
-    for name, family in (("mtta", "response"), ("mttr", "repair")):
-        stopped = and_(rows.c.family == family, rows.c.met_at.is_not(None))
-        for measure in ("business", "calendar"):
-            value = case((stopped, rows.c[f"{measure}_seconds"]))
-            means += [func.sum(value).label(f"{name}_{measure}_sum"),
-                      func.count(value).label(f"{name}_{measure}_n")]
-    query = select(*key_columns, *counts, *means,
-                   _count(rows.c.outcome == "breached").label("breaches")
-                   ).group_by(*key_columns)
-    return {tuple(row[:len(keys)]): row._mapping for row in connection.execute(query)}
+    key_columns = [*(rows.c[name] for name in keys), rows.c.week, rows.c.tier, rows.c.family,
+                   rows.c.outcome, rows.c.bucket]
+    stopped = rows.c.met_at.is_not(None)
+    query = select(
+        *key_columns, func.count().label("clocks"),
+        func.sum(case((stopped, rows.c.business_seconds))).label("business_sum"),
+        func.sum(case((stopped, rows.c.calendar_seconds))).label("calendar_sum"),
+        func.count(case((stopped, rows.c.calendar_seconds))).label("calendar_n"),
+    ).group_by(*key_columns)
+    return {tuple(row[:len(key_columns)]): _numbers(row._mapping, len(key_columns))
+            for row in connection.execute(query)}
 
 
-def _paused_rows(connection: Connection, scope: _Scope,
-                 keys: dict) -> dict[tuple, dict[str, float]]:
-    """Paused seconds by reason over restore (faults), resolve (tickets), provision clocks."""
+def _paused_sums(connection: Connection, scope: _Scope, keys: dict) -> dict[tuple, dict]:
+    """Paused seconds per (keys, reason) over restore (faults), resolve (tickets), provision."""
     pause_metric = or_(and_(Item.kind == "fault", SlaPausedTime.metric == "restore"),
                        and_(Item.kind == "ticket", SlaPausedTime.metric == "resolve"),
                        and_(Item.kind == "order", SlaPausedTime.metric == "provision"))
@@ -405,34 +396,87 @@ def _paused_rows(connection: Connection, scope: _Scope,
         SlaPausedTime.cycle == SlaOutcome.cycle),
     ).where(scope.items(), pause_metric).subquery()
     key_columns = [rows.c[name] for name in keys]
-    query = (select(*key_columns, rows.c.reason, func.sum(rows.c.seconds))
-             .group_by(*key_columns, rows.c.reason).order_by(rows.c.reason))
-    paused: dict[tuple, dict[str, float]] = defaultdict(dict)
-    for *key, reason, seconds in connection.execute(query):
-        paused[tuple(key)][reason] = float(seconds)
+    query = select(*key_columns, rows.c.reason, func.sum(rows.c.seconds).label("seconds")
+                   ).group_by(*key_columns, rows.c.reason)
+    paused: dict[tuple, dict] = defaultdict(dict)
+    for *key, reason, total in connection.execute(query):
+        paused[(*key, None)][reason] = float(total)  # None: no week, see _rollup
     return paused
 
 
-def _figures(items, clocks, paused: dict[str, float]) -> Figures:
-    counts = {}
-    if clocks is not None:
-        for family in FAMILIES:
-            met, breached = _int(clocks[f"{family}_met"]), _int(clocks[f"{family}_breached"])
-            counts |= {f"{family}_met": met, f"{family}_breached": breached,
-                       f"{family}_open": _int(clocks[f"{family}_open"]),
-                       f"{family}_met_pct": _ratio(met, met + breached, 100.0)}
-        for name in ("mtta_business", "mtta_calendar", "mttr_business", "mttr_calendar"):
-            counts[f"{name}_s"] = _ratio(clocks[f"{name}_sum"] or 0, clocks[f"{name}_n"])
-        counts["breaches"] = _int(clocks["breaches"])
+def _numbers(row, skip: int) -> dict[str, float]:
+    return {name: float(value or 0) for name, value in list(row.items())[skip:]}
+
+
+def _rollup(items: dict, clocks: dict, paused: dict, project) -> dict[tuple, Figures]:
+    """Figures per ``project(key)`` of the fine-grained sums; keys start (dims..., week)."""
+    item_sums: dict[tuple, Counter] = defaultdict(Counter)
+    for key, sums in items.items():
+        item_sums[project(key)].update(sums)
+    clock_sums: dict[tuple, Counter] = defaultdict(Counter)
+    for key, sums in clocks.items():
+        family, outcome, bucket = key[-3:]
+        target = clock_sums[project(key[:-4])]  # drop tier, family, outcome, bucket
+        target[f"{family}_{outcome}"] += sums["clocks"]
+        if outcome == "breached":
+            target["breaches"] += sums["clocks"]
+        if bucket != -1 and family in ("response", "repair"):
+            name = "mtta" if family == "response" else "mttr"
+            target[f"{name}_n"] += sums["clocks"]
+            target[f"{name}_business_sum"] += sums["business_sum"]
+            target[f"{name}_calendar_sum"] += sums["calendar_sum"]
+            target[f"{name}_calendar_n"] += sums["calendar_n"]
+    paused_sums: dict[tuple, Counter] = defaultdict(Counter)
+    for key, reasons in paused.items():
+        paused_sums[project(key)].update(reasons)
+    return {key: _figures(sums, clock_sums.get(key, Counter()), paused_sums.get(key, {}))
+            for key, sums in item_sums.items()}
+
+
+def _figures(items: Counter, clocks: Counter, paused: dict[str, float]) -> Figures:
+    counts: dict = {}
+    for family in FAMILIES:
+        met, breached = int(clocks[f"{family}_met"]), int(clocks[f"{family}_breached"])
+        counts |= {f"{family}_met": met, f"{family}_breached": breached,
+                   f"{family}_open": int(clocks[f"{family}_open"]),
+                   f"{family}_met_pct": _ratio(met, met + breached, 100.0)}
+    for name in ("mtta", "mttr"):
+        counts[f"{name}_business_s"] = _ratio(clocks[f"{name}_business_sum"], clocks[f"{name}_n"])
+        counts[f"{name}_calendar_s"] = _ratio(clocks[f"{name}_calendar_sum"],
+                                              clocks[f"{name}_calendar_n"])
     return Figures(
-        items=_int(items["items"]), closed=_int(items["closed"]), paused_s=paused,
+        items=int(items["items"]), closed=int(items["closed"]),
+        paused_s=dict(sorted(paused.items())), breaches=int(clocks["breaches"]),
         revisit_rate_pct=_ratio(items["revisited"], items["closed"], 100.0),
-        avg_satisfaction=_ratio(items["satisfaction_sum"] or 0, items["satisfaction_n"]),
-        **counts)
+        avg_satisfaction=_ratio(items["satisfaction_sum"], items["satisfaction_n"]), **counts)
 
 
-def _breaches(connection: Connection, scope: _Scope) -> list[Breach]:
-    """Every breached clock of the items in scope, overdue ones included, with its steps."""
+def _breaches_by_tier(clocks: dict, dims: int) -> dict[str, int]:
+    """Breached clocks of any metric per tier (complete, whatever the breach list shows)."""
+    by_tier: Counter = Counter()
+    for key, sums in clocks.items():
+        tier, outcome = key[dims + 1], key[dims + 3]
+        if outcome == "breached":
+            by_tier[tier] += int(sums["clocks"])
+    return dict(sorted(by_tier.items()))
+
+
+def _mttr_distribution(clocks: dict, dims: int) -> list[tuple[str, int]]:
+    """Restore/resolve clocks with a ``met_at``, counted by business time to restore."""
+    counts: Counter = Counter()
+    for key, sums in clocks.items():
+        family, bucket = key[dims + 2], key[dims + 4]
+        if family == "repair" and bucket != -1:
+            counts[int(bucket)] += int(sums["clocks"])
+    return [(name, counts[i]) for i, (name, _) in enumerate(MTTR_BUCKETS)]
+
+
+def _breaches(connection: Connection, scope: _Scope, limit: int | None) -> list[Breach]:
+    """The breached clocks of the items in scope, overdue ones included, with their steps.
+
+    With a ``limit``, the first that many by deadline: at a million items the full
+    list (hundreds of thousands of clocks and their steps) was most of the time.
+    """
     breached = or_(SlaOutcome.state == "breached", _overdue(scope.as_of))
     clocks = select(
         SlaOutcome.customer_id, SlaOutcome.item_kind, SlaOutcome.item_id, SlaOutcome.metric,
@@ -440,6 +484,10 @@ def _breaches(connection: Connection, scope: _Scope) -> list[Breach]:
         _dimension("priority").label("priority"), SlaOutcome.deadline, SlaOutcome.met_at,
         (SlaOutcome.state == "pending").label("overdue"),
     ).select_from(Item).join(SlaOutcome, _counted_clocks()).where(scope.items(), breached)
+    if limit is not None:
+        clocks = clocks.order_by(SlaOutcome.deadline.asc().nulls_first(), SlaOutcome.customer_id,
+                                 SlaOutcome.item_kind, SlaOutcome.item_id, SlaOutcome.metric,
+                                 SlaOutcome.cycle).limit(limit)
     steps = _steps_of(connection, clocks.subquery())
     found = [Breach(**{**row._mapping, "overdue": bool(row.overdue)},
                     steps=tuple(steps.get(tuple(row[:5]), ())))
@@ -463,15 +511,3 @@ def _steps_of(connection: Connection, clocks) -> dict[tuple, list[Step]]:
     for row in connection.execute(query):
         steps[tuple(row[:5])].append(Step(*row[5:]))
     return steps
-
-
-def _mttr_distribution(connection: Connection, scope: _Scope) -> list[tuple[str, int]]:
-    """Restore/resolve clocks with a ``met_at``, counted by business time to restore."""
-    seconds = SlaOutcome.business_seconds
-    bucket = case(*[(seconds < limit, i) for i, (_, limit) in enumerate(MTTR_BUCKETS) if limit],
-                  else_=len(MTTR_BUCKETS) - 1).label("bucket")
-    rows = select(bucket).select_from(Item).join(SlaOutcome, _counted_clocks()).where(
-        scope.items(), _clock_family() == "repair", SlaOutcome.met_at.is_not(None)).subquery()
-    counts = dict(connection.execute(
-        select(rows.c.bucket, func.count()).group_by(rows.c.bucket)).all())
-    return [(name, int(counts.get(i, 0))) for i, (name, _) in enumerate(MTTR_BUCKETS)]

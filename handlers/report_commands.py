@@ -34,7 +34,12 @@ FORMATS: dict[str, tuple[str, Callable[[ComplianceReport, ZoneInfo], str]]] = {
     "html": ("text/html; charset=utf-8", as_html),
 }
 OPTIONS = {"from": "--from", "to": "--to", "group_by": "--group-by", "as_of": "--as-of",
-           "format": "--format"}  # the CLI's spelling of each field
+           "format": "--format", "breaches": "--breaches"}  # the CLI's spelling of each field
+
+
+#: Breaches listed unless asked otherwise: a report is read by people; an export of
+#: every breach is ``--breaches 0``. The figures always count all of them.
+DEFAULT_BREACHES = 200
 
 
 class ReportUnavailable(Exception):
@@ -50,6 +55,7 @@ class ReportRequest:
     as_of: datetime
     group_by: tuple[str, ...]
     format: str
+    breach_limit: int | None = DEFAULT_BREACHES
 
 
 def report_request(values: Mapping[str, str | None], zone: ZoneInfo,
@@ -64,7 +70,18 @@ def report_request(values: Mapping[str, str | None], zone: ZoneInfo,
     fmt = values.get("format") or "json"
     if fmt not in FORMATS:
         raise ReportArgumentError("format", f"{fmt!r}: use one of {', '.join(FORMATS)}")
-    return ReportRequest(start, end, as_of, parse_group_by(values.get("group_by")), fmt)
+    return ReportRequest(start, end, as_of, parse_group_by(values.get("group_by")), fmt,
+                         _breach_limit(values.get("breaches")))
+
+
+def _breach_limit(text: str | None) -> int | None:
+    """How many breaches to list: a whole number, 0 = all; default :data:`DEFAULT_BREACHES`."""
+    if text is None or text == "":
+        return DEFAULT_BREACHES
+    if not str(text).isdigit():
+        raise ReportArgumentError("breaches", f"{text!r}: a whole number of breaches to list, "
+                                              f"0 for all")
+    return int(text) or None
 
 
 def build_report(engine: Engine, request: ReportRequest, zone: ZoneInfo) -> ComplianceReport:
@@ -74,7 +91,8 @@ def build_report(engine: Engine, request: ReportRequest, zone: ZoneInfo) -> Comp
                                 f"no tables yet; the sink creates them when it starts")
     return compliance_report(engine, period_start=request.period_start,
                              period_end=request.period_end, as_of=request.as_of,
-                             group_by=request.group_by, zone=zone)
+                             group_by=request.group_by, zone=zone,
+                             breach_limit=request.breach_limit)
 
 
 # -- command line ----------------------------------------------------------------------
@@ -93,6 +111,9 @@ def add_report_parser(subparsers) -> None:
     compliance.add_argument("--as-of", metavar="INSTANT",
                             help="instant the figures are true at (default now)")
     compliance.add_argument("--format", choices=list(FORMATS), default="table")
+    compliance.add_argument("--breaches", metavar="N",
+                            help=f"list the first N breaches by deadline (default "
+                                 f"{DEFAULT_BREACHES}; 0 = all); the counts are always complete")
     compliance.add_argument("--output", metavar="FILE", help="write here instead of stdout")
     compliance.set_defaults(run=run_report)
 
@@ -101,7 +122,7 @@ def run_report(args: argparse.Namespace, settings: Settings,
                clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> int:
     """SLA compliance of the items opened in a period, grouped, in the chosen format."""
     values = {"from": args.from_, "to": args.to, "group_by": args.group_by,
-              "as_of": args.as_of, "format": args.format}
+              "as_of": args.as_of, "format": args.format, "breaches": args.breaches}
     try:
         request = report_request(values, settings.zone, clock())
     except ReportArgumentError as exc:

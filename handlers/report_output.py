@@ -96,7 +96,7 @@ def as_table(report: ComplianceReport, zone: ZoneInfo) -> str:
            f"{local_time(report.period_end, zone)}, as of {local_time(report.as_of, zone)}",
            "", line(header), line(["-" * w for w in widths]), *map(line, rows[:-1]),
            line(["-" * w for w in widths]), line(rows[-1]), "",
-           f"Breaches: {len(report.breaches)}"]
+           f"Breaches: {report.total.breaches}" + _listed(report)]
     for breach in report.breaches[:TABLE_BREACHES]:
         out.append(f"  due {local_time(breach.deadline, zone)}  {breach.customer_id}  "
                    f"{_breach_what(breach)}  {breach.tier}  {_breach_outcome(breach, zone)}")
@@ -158,7 +158,7 @@ def as_html(report: ComplianceReport, zone: ZoneInfo) -> str:
         bar_chart(list(report.breaches_by_tier.items()), "Breaches by tier", gap=0.3),
         "</div><div><h2>Time to restore (business hours)</h2>",
         bar_chart(report.mttr_distribution, "MTTR distribution", gap=0.02),
-        "</div></div>", f"<h2>Breaches ({len(report.breaches)})</h2>",
+        "</div></div>", f"<h2>Breaches ({report.total.breaches}){escape(_listed(report))}</h2>",
         _breach_table(report.breaches, zone), "</body></html>\n"])
 
 
@@ -189,6 +189,12 @@ def _group_table(report: ComplianceReport) -> str:
     return (f"<table><thead><tr>{head}</tr></thead><tbody>"
             + "".join(row(k, f) for k, f in lines[:-1])
             + f"</tbody><tfoot>{row(*lines[-1])}</tfoot></table>")
+
+
+def _listed(report: ComplianceReport) -> str:
+    """Say so when the breach list is shorter than the count (``--breaches``)."""
+    shown = len(report.breaches)
+    return f", the first {shown} by deadline" if shown < report.total.breaches else ""
 
 
 def _breach_table(breaches: list[Breach], zone: ZoneInfo) -> str:

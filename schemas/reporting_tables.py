@@ -128,6 +128,10 @@ class Item(Base):
     account_manager_name: Mapped[str | None] = mapped_column(String(2000))
     policy: Mapped[str | None]
     reopen_count: Mapped[int] = mapped_column(Integer)
+    # From ``revisits``, kept here so a report over a million items reads one table
+    # for its item figures instead of ranking every revisit (migration 0002).
+    revisit_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_satisfaction: Mapped[int | None] = mapped_column(Integer)  # of the latest revisit
     attributes: Mapped[dict[str, Any]]
     milestones: Mapped[dict[str, Any]]
 

@@ -97,6 +97,7 @@ def item_rows(customer_id: str, kind: str, item_id: str, item_events: Sequence[E
         "region": profile.get("region"), "account_manager_id": manager.get("id"),
         "account_manager_name": manager.get("name"), "policy": None,
         "reopen_count": sum(r["event_type"].endswith(".reopened") for r in applied),
+        "revisit_count": 0, "last_satisfaction": None,
         "attributes": attributes, "milestones": item["milestones"],
     }
     rows = ItemRows(row)
@@ -118,6 +119,9 @@ def item_rows(customer_id: str, kind: str, item_id: str, item_events: Sequence[E
                       "satisfaction": r["payload"]["satisfaction"],
                       "comment": r["payload"].get("comment"), "actor": r["actor"]}
                      for r in applied if r["event_type"].endswith(".revisit_recorded")]
+    if rows.revisits:
+        latest = max(rows.revisits, key=lambda r: (r["occurred_at"], r["event_id"]))
+        row.update(revisit_count=len(rows.revisits), last_satisfaction=latest["satisfaction"])
     return rows
 
 

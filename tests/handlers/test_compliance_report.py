@@ -86,6 +86,7 @@ def item(item_id: str, kind: str = "fault", *, opened: datetime | None = None,
             "last_event_at": opened, "priority": "P1", "subtype": None, "tier": tier,
             "tier_assumed": False, "region": "广州", "account_manager_id": "AM-1",
             "account_manager_name": "李敏", "policy": f"{tier} v1", "reopen_count": 0,
+            "revisit_count": 0, "last_satisfaction": None,
             "attributes": {}, "milestones": {}} | columns
 
 
@@ -127,11 +128,26 @@ def step(of: dict, event_type: str, when: datetime, event_id: str | None = None,
 
 
 def store(engine, *rows: dict) -> None:
-    """Insert rows, each into the table its keys belong to."""
+    """Insert rows, each into the table its keys belong to.
+
+    An item's revisit summary is filled from the revisits stored with it, as the
+    sink's projection does.
+    """
     tables = {frozenset(c.name for c in t.__table__.columns): t.__table__
               for t in REPORT_TABLES}
+    revisits: dict[tuple, list[dict]] = {}
+    for row in rows:
+        if "satisfaction" in row:
+            revisits.setdefault((row["customer_id"], row["item_kind"], row["item_id"]),
+                                []).append(row)
     with engine.begin() as connection:
         for row in rows:
+            if tables[frozenset(row)] is Item.__table__:
+                calls = revisits.get((row["customer_id"], row["kind"], row["item_id"]), [])
+                if calls:
+                    latest = max(calls, key=lambda r: (r["occurred_at"], r["event_id"]))
+                    row = row | {"revisit_count": len(calls),
+                                 "last_satisfaction": latest["satisfaction"]}
             connection.execute(insert(tables[frozenset(row)]), row)
 
 
@@ -360,6 +376,18 @@ class TestBreachList:
         assert [b["item_id"] for b in result["breaches"]] == ["F-2", "F-1", "F-3"]
         assert result["breaches_by_tier"] == {"diamond": 2, "gold": 1}
 
+    def test_a_shortened_breach_list_keeps_the_earliest_and_every_count(self, engine):
+        """A report for people lists a few breaches; the figures still count them all."""
+        late, early, gold = item("F-1"), item("F-2"), item("F-3", tier="gold")
+        store(engine, late, early, gold,
+              clock(late, "restore", "breached", deadline=local(12)),
+              clock(early, "response", "breached", deadline=local(11)),
+              clock(gold, "restore", "pending", deadline=local(13)))
+        result = compliance_report(engine, period_start=PERIOD[0], period_end=PERIOD[1],
+                                   as_of=AS_OF, zone=BEIJING, breach_limit=1).to_dict()
+        assert [b["item_id"] for b in result["breaches"]] == ["F-2"]
+        assert result["total"]["breaches"] == 3
+        assert result["breaches_by_tier"] == {"diamond": 2, "gold": 1}
 
     def test_a_missing_priority_is_a_dash_as_in_the_groups(self, engine):
         order = item("O-1", "order", priority=None)

@@ -184,6 +184,7 @@ class TestCommand:
         (("--from", "yesterday", "--to", "2026-11-01"), "--from"),
         (("--from", "2026-11-01", "--to", "2026-12-01", "--as-of", "2026-11-05T09:00"),
          "--as-of"),
+        (("--from", "2026-11-01", "--to", "2026-12-01", "--breaches", "-3"), "--breaches"),
     ])
     def test_bad_arguments_are_named_and_exit_2(self, settings, capsys, argv, option):
         assert run_report(cli(*argv), settings) == 2

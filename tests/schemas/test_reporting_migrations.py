@@ -46,3 +46,24 @@ def test_a_naive_instant_is_refused_rather_than_guessed(engine):
     with pytest.raises(Exception, match="naive datetime"), engine.begin() as conn:
         conn.execute(insert(Customer), {"customer_id": "C-1", "profile": {},
                                         "updated_at": datetime(2026, 11, 23, 9, 0)})
+
+
+def test_the_revisit_summary_migration_fills_existing_items_from_their_revisits(engine):
+    upgrade(engine, "0001")
+    opened = datetime(2026, 11, 23, 1, 0, tzinfo=timezone.utc)
+    item = {"customer_id": "C-1", "kind": "fault", "item_id": "F-1", "state": "closed",
+            "closed": True, "last_event_at": opened, "tier": "gold", "tier_assumed": False,
+            "reopen_count": 0, "attributes": {}, "milestones": {}}
+    revisits = [{"event_id": f"R-{n}", "customer_id": "C-1", "item_kind": "fault",
+                 "item_id": "F-1", "occurred_at": opened + timedelta(hours=n),
+                 "satisfaction": score} for n, score in ((1, 2), (3, 5), (2, 4))]
+    with engine.begin() as conn:
+        conn.execute(insert(REPORTING_TABLES.tables["items"]), item)
+        conn.execute(insert(REPORTING_TABLES.tables["items"]), {**item, "item_id": "F-2"})
+        conn.execute(insert(REPORTING_TABLES.tables["revisits"]), revisits)
+    upgrade(engine)
+    with engine.connect() as conn:
+        items = REPORTING_TABLES.tables["items"]
+        rows = conn.execute(select(items.c.item_id, items.c.revisit_count,
+                                   items.c.last_satisfaction).order_by(items.c.item_id)).all()
+    assert rows == [("F-1", 3, 5), ("F-2", 0, None)]
