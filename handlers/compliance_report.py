@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, and_, case, func, or_, select
+from sqlalchemy import Connection, Engine, and_, case, func, or_, select, text
 
 from schemas.reporting_tables import Item, SlaOutcome, SlaPausedTime, SlaStep
 
@@ -31,6 +31,7 @@ FAMILIES = ("response", "repair", "provision")
 MTTR_BUCKETS = (("0-1h", 3600), ("1-2h", 7200), ("2-4h", 14400), ("4-8h", 28800),
                 ("8-24h", 86400), ("1-3d", 259200), (">3d", None))
 NO_VALUE = "-"  # the group of items without a region, account manager, ...
+REPORT_WORK_MEM = "64MB"  # PostgreSQL memory per sort/hash of a report's queries
 
 
 class ReportArgumentError(ValueError):
@@ -217,6 +218,7 @@ def compliance_report(engine: Engine, *, period_start: datetime, period_end: dat
     with _snapshot(engine) as connection:
         items = _item_sums(connection, scope, keys, weeks)
         clocks = _clock_sums(connection, scope, keys, weeks)
+        spread = _clock_spread(connection, scope)
         paused = _paused_sums(connection, scope, keys)
         breaches = _breaches(connection, scope, breach_limit)
     by_group = _rollup(items, clocks, paused, lambda key: key[:len(dims)])
@@ -228,8 +230,7 @@ def compliance_report(engine: Engine, *, period_start: datetime, period_end: dat
         zone=zone, groups=[(dict(zip(dims, key)), groups[key]) for key in sorted(groups)],
         total=total.get((), Figures()), breaches=breaches,
         weekly_trend=[_week(weeks[i], figures) for (i,), figures in sorted(by_week.items())],
-        breaches_by_tier=_breaches_by_tier(clocks, len(dims)),
-        mttr_distribution=_mttr_distribution(clocks, len(dims)))
+        breaches_by_tier=_breaches_by_tier(spread), mttr_distribution=_mttr_distribution(spread))
 
 
 def _snapshot(engine: Engine) -> Connection:
@@ -243,6 +244,10 @@ def _snapshot(engine: Engine) -> Connection:
     connection = engine.connect()
     if engine.dialect.name == "postgresql":
         connection = connection.execution_options(isolation_level="REPEATABLE READ")
+        if REPORT_WORK_MEM:
+            # For this transaction only: the clock aggregate hashes a million items'
+            # clocks; at PostgreSQL's default 4 MB it spills to disk (BENCHMARKS.md).
+            connection.execute(text(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'"))
     return connection
 
 
@@ -328,10 +333,10 @@ def _ratio(part, whole, scale: float = 1.0) -> float | None:
 
 
 # One pass per table: every sum is taken at the finest grain the report needs
-# (its dimensions, the week, and for clocks the tier, family, outcome and MTTR
-# bucket) and the total, the groups, the weekly trend, breaches by tier and the
-# MTTR distribution are all added up from those rows in Python.  Every figure
-# is a count or a sum, so nothing is lost, and a million items are read once.
+# (its dimensions and the week; for clocks also family and outcome) and the
+# total, the groups and the weekly trend are added up from those rows in
+# Python.  Every figure is a count or a sum, so nothing is lost.  Breaches by
+# tier and the MTTR distribution take one more, coarse pass (_clock_spread).
 
 def _item_sums(connection: Connection, scope: _Scope, keys: dict,
                weeks: list[datetime]) -> dict[tuple, dict]:
@@ -351,34 +356,47 @@ def _item_sums(connection: Connection, scope: _Scope, keys: dict,
         func.sum(rows.c.satisfaction).label("satisfaction_sum"),
         func.count(rows.c.satisfaction).label("satisfaction_n"),
     ).group_by(*key_columns)
-    return {tuple(row[:len(key_columns)]): _numbers(row._mapping, len(key_columns))
-            for row in connection.execute(query)}
+    return _split(connection, query, len(key_columns))
 
 
 def _clock_sums(connection: Connection, scope: _Scope, keys: dict,
-                weeks: list[datetime]) -> dict[tuple, dict]:
-    """Per (keys, week, tier, family, outcome, MTTR bucket): clocks and time-to-met sums."""
-    seconds = SlaOutcome.business_seconds
-    bucket = case(*[(seconds < limit, i) for i, (_, limit) in enumerate(MTTR_BUCKETS) if limit],
-                  else_=len(MTTR_BUCKETS) - 1)
+                weeks: list[datetime]) -> list[tuple[tuple, tuple]]:
+    """Per (keys, week, family, outcome): clocks, stopped clocks and their time-to-met sums."""
     rows = select(
         *[expr.label(name) for name, expr in keys.items()],
-        _week_index(weeks).label("week"), _dimension("tier").label("tier"),
+        _week_index(weeks).label("week"),
         _clock_family().label("family"), _clock_outcome(scope.as_of).label("outcome"),
-        case((SlaOutcome.met_at.is_not(None), bucket), else_=-1).label("bucket"),
         SlaOutcome.business_seconds, SlaOutcome.calendar_seconds, SlaOutcome.met_at,
     ).select_from(Item).join(SlaOutcome, _counted_clocks()).where(scope.items()).subquery()
-    key_columns = [*(rows.c[name] for name in keys), rows.c.week, rows.c.tier, rows.c.family,
-                   rows.c.outcome, rows.c.bucket]
+    key_columns = [*(rows.c[name] for name in keys), rows.c.week, rows.c.family,
+                   rows.c.outcome]
     stopped = rows.c.met_at.is_not(None)
     query = select(
         *key_columns, func.count().label("clocks"),
+        func.count(case((stopped, 1))).label("stopped"),
         func.sum(case((stopped, rows.c.business_seconds))).label("business_sum"),
         func.sum(case((stopped, rows.c.calendar_seconds))).label("calendar_sum"),
         func.count(case((stopped, rows.c.calendar_seconds))).label("calendar_n"),
     ).group_by(*key_columns)
-    return {tuple(row[:len(key_columns)]): _numbers(row._mapping, len(key_columns))
-            for row in connection.execute(query)}
+    return _split(connection, query, len(key_columns))
+
+
+def _clock_spread(connection: Connection, scope: _Scope) -> list[tuple[tuple, tuple]]:
+    """Per (tier, family, outcome, MTTR bucket), the whole period: breaches by tier, MTTR.
+
+    A query of its own, not more keys on :func:`_clock_sums`: grouped by customer,
+    tier and bucket there multiplied the rows shipped to Python several times.
+    """
+    seconds = SlaOutcome.business_seconds
+    bucket = case(*[(seconds < limit, i) for i, (_, limit) in enumerate(MTTR_BUCKETS) if limit],
+                  else_=len(MTTR_BUCKETS) - 1)
+    rows = select(
+        _dimension("tier").label("tier"), _clock_family().label("family"),
+        _clock_outcome(scope.as_of).label("outcome"),
+        case((SlaOutcome.met_at.is_not(None), bucket), else_=-1).label("bucket"),
+    ).select_from(Item).join(SlaOutcome, _counted_clocks()).where(scope.items()).subquery()
+    key_columns = [rows.c.tier, rows.c.family, rows.c.outcome, rows.c.bucket]
+    return _split(connection, select(*key_columns, func.count()).group_by(*key_columns), 4)
 
 
 def _paused_sums(connection: Connection, scope: _Scope, keys: dict) -> dict[tuple, dict]:
@@ -404,32 +422,40 @@ def _paused_sums(connection: Connection, scope: _Scope, keys: dict) -> dict[tupl
     return paused
 
 
-def _numbers(row, skip: int) -> dict[str, float]:
-    return {name: float(value or 0) for name, value in list(row.items())[skip:]}
+def _split(connection: Connection, query, width: int) -> list[tuple[tuple, tuple]]:
+    """(key, numbers) per result row; plain tuples, as a grouping by customer has many."""
+    return [(row[:width], tuple(float(v or 0) for v in row[width:]))
+            for row in connection.execute(query)]
 
 
-def _rollup(items: dict, clocks: dict, paused: dict, project) -> dict[tuple, Figures]:
+_ITEM_SUMS = ("items", "closed", "revisited", "satisfaction_sum", "satisfaction_n")
+
+
+def _rollup(items: list, clocks: list, paused: dict, project) -> dict[tuple, Figures]:
     """Figures per ``project(key)`` of the fine-grained sums; keys start (dims..., week)."""
-    item_sums: dict[tuple, Counter] = defaultdict(Counter)
-    for key, sums in items.items():
-        item_sums[project(key)].update(sums)
+    item_sums: dict[tuple, list[float]] = {}
+    for key, numbers in items:
+        target = item_sums.setdefault(project(key), [0.0] * len(numbers))
+        for i, value in enumerate(numbers):
+            target[i] += value
     clock_sums: dict[tuple, Counter] = defaultdict(Counter)
-    for key, sums in clocks.items():
-        family, outcome, bucket = key[-3:]
-        target = clock_sums[project(key[:-4])]  # drop tier, family, outcome, bucket
-        target[f"{family}_{outcome}"] += sums["clocks"]
+    for key, (clocks_n, stopped, business_sum, calendar_sum, calendar_n) in clocks:
+        family, outcome = key[-2:]
+        target = clock_sums[project(key[:-2])]  # drop family and outcome
+        target[f"{family}_{outcome}"] += clocks_n
         if outcome == "breached":
-            target["breaches"] += sums["clocks"]
-        if bucket != -1 and family in ("response", "repair"):
+            target["breaches"] += clocks_n
+        if family in ("response", "repair"):
             name = "mtta" if family == "response" else "mttr"
-            target[f"{name}_n"] += sums["clocks"]
-            target[f"{name}_business_sum"] += sums["business_sum"]
-            target[f"{name}_calendar_sum"] += sums["calendar_sum"]
-            target[f"{name}_calendar_n"] += sums["calendar_n"]
+            target[f"{name}_n"] += stopped
+            target[f"{name}_business_sum"] += business_sum
+            target[f"{name}_calendar_sum"] += calendar_sum
+            target[f"{name}_calendar_n"] += calendar_n
     paused_sums: dict[tuple, Counter] = defaultdict(Counter)
     for key, reasons in paused.items():
         paused_sums[project(key)].update(reasons)
-    return {key: _figures(sums, clock_sums.get(key, Counter()), paused_sums.get(key, {}))
+    return {key: _figures(Counter(dict(zip(_ITEM_SUMS, sums))), clock_sums.get(key, Counter()),
+                          paused_sums.get(key, {}))
             for key, sums in item_sums.items()}
 
 
@@ -451,23 +477,21 @@ def _figures(items: Counter, clocks: Counter, paused: dict[str, float]) -> Figur
         avg_satisfaction=_ratio(items["satisfaction_sum"], items["satisfaction_n"]), **counts)
 
 
-def _breaches_by_tier(clocks: dict, dims: int) -> dict[str, int]:
+def _breaches_by_tier(spread: list) -> dict[str, int]:
     """Breached clocks of any metric per tier (complete, whatever the breach list shows)."""
     by_tier: Counter = Counter()
-    for key, sums in clocks.items():
-        tier, outcome = key[dims + 1], key[dims + 3]
+    for (tier, _family, outcome, _bucket), (clocks,) in spread:
         if outcome == "breached":
-            by_tier[tier] += int(sums["clocks"])
+            by_tier[tier] += int(clocks)
     return dict(sorted(by_tier.items()))
 
 
-def _mttr_distribution(clocks: dict, dims: int) -> list[tuple[str, int]]:
+def _mttr_distribution(spread: list) -> list[tuple[str, int]]:
     """Restore/resolve clocks with a ``met_at``, counted by business time to restore."""
     counts: Counter = Counter()
-    for key, sums in clocks.items():
-        family, bucket = key[dims + 2], key[dims + 4]
+    for (_tier, family, _outcome, bucket), (clocks,) in spread:
         if family == "repair" and bucket != -1:
-            counts[int(bucket)] += int(sums["clocks"])
+            counts[int(bucket)] += int(clocks)
     return [(name, counts[i]) for i, (name, _) in enumerate(MTTR_BUCKETS)]
 
 
