@@ -217,8 +217,10 @@ def compliance_report(engine: Engine, *, period_start: datetime, period_end: dat
     keys = {f"k{i}": _dimension(d) for i, d in enumerate(dims)}
     with _snapshot(engine) as connection:
         items = _item_sums(connection, scope, keys, weeks)
-        clocks = _clock_sums(connection, scope, keys, weeks)
-        spread = _clock_spread(connection, scope)
+        clocks, spread = _clock_sums(connection, scope, keys, weeks,
+                                     with_spread="customer" not in dims)
+        if spread is None:
+            spread = _clock_spread(connection, scope)
         paused = _paused_sums(connection, scope, keys)
         breaches = _breaches(connection, scope, breach_limit)
     by_group = _rollup(items, clocks, paused, lambda key: key[:len(dims)])
@@ -336,7 +338,8 @@ def _ratio(part, whole, scale: float = 1.0) -> float | None:
 # (its dimensions and the week; for clocks also family and outcome) and the
 # total, the groups and the weekly trend are added up from those rows in
 # Python.  Every figure is a count or a sum, so nothing is lost.  Breaches by
-# tier and the MTTR distribution take one more, coarse pass (_clock_spread).
+# tier and the MTTR distribution come from the same pass, or from a coarse one
+# of their own when the report is grouped by customer (_clock_sums).
 
 def _item_sums(connection: Connection, scope: _Scope, keys: dict,
                weeks: list[datetime]) -> dict[tuple, dict]:
@@ -359,17 +362,26 @@ def _item_sums(connection: Connection, scope: _Scope, keys: dict,
     return _split(connection, query, len(key_columns))
 
 
-def _clock_sums(connection: Connection, scope: _Scope, keys: dict,
-                weeks: list[datetime]) -> list[tuple[tuple, tuple]]:
-    """Per (keys, week, family, outcome): clocks, stopped clocks and their time-to-met sums."""
+def _clock_sums(connection: Connection, scope: _Scope, keys: dict, weeks: list[datetime],
+                with_spread: bool) -> tuple[list, list | None]:
+    """Per (keys, week, family, outcome): clocks, stopped clocks and their time-to-met sums.
+
+    ``with_spread``: the same pass also keys by tier and MTTR bucket and returns
+    the spread (see :func:`_clock_spread`) too; worth it unless the keys are many
+    already (by customer, it multiplied the rows shipped to Python several times).
+    """
+    spread_keys = [_dimension("tier").label("tier"), _mttr_bucket().label("bucket")] \
+        if with_spread else []
     rows = select(
         *[expr.label(name) for name, expr in keys.items()],
         _week_index(weeks).label("week"),
         _clock_family().label("family"), _clock_outcome(scope.as_of).label("outcome"),
+        *spread_keys,
         SlaOutcome.business_seconds, SlaOutcome.calendar_seconds, SlaOutcome.met_at,
     ).select_from(Item).join(SlaOutcome, _counted_clocks()).where(scope.items()).subquery()
+    width = len(keys) + 3  # the keys, week, family, outcome
     key_columns = [*(rows.c[name] for name in keys), rows.c.week, rows.c.family,
-                   rows.c.outcome]
+                   rows.c.outcome, *(rows.c[c.name] for c in spread_keys)]
     stopped = rows.c.met_at.is_not(None)
     query = select(
         *key_columns, func.count().label("clocks"),
@@ -378,22 +390,34 @@ def _clock_sums(connection: Connection, scope: _Scope, keys: dict,
         func.sum(case((stopped, rows.c.calendar_seconds))).label("calendar_sum"),
         func.count(case((stopped, rows.c.calendar_seconds))).label("calendar_n"),
     ).group_by(*key_columns)
-    return _split(connection, query, len(key_columns))
+    sums = _split(connection, query, len(key_columns))
+    if not with_spread:
+        return sums, None
+    merged: dict[tuple, list[float]] = {}
+    spread: Counter = Counter()
+    for key, numbers in sums:
+        target = merged.setdefault(key[:width], [0.0] * len(numbers))
+        for i, value in enumerate(numbers):
+            target[i] += value
+        family, outcome, tier, bucket = key[width - 2:]
+        spread[(tier, family, outcome, bucket)] += numbers[0]
+    return ([(key, tuple(numbers)) for key, numbers in merged.items()],
+            [(key, (clocks,)) for key, clocks in spread.items()])
 
 
-def _clock_spread(connection: Connection, scope: _Scope) -> list[tuple[tuple, tuple]]:
-    """Per (tier, family, outcome, MTTR bucket), the whole period: breaches by tier, MTTR.
-
-    A query of its own, not more keys on :func:`_clock_sums`: grouped by customer,
-    tier and bucket there multiplied the rows shipped to Python several times.
-    """
+def _mttr_bucket():
+    """The MTTR distribution's bucket of a stopped clock's business time; -1 if running."""
     seconds = SlaOutcome.business_seconds
     bucket = case(*[(seconds < limit, i) for i, (_, limit) in enumerate(MTTR_BUCKETS) if limit],
                   else_=len(MTTR_BUCKETS) - 1)
+    return case((SlaOutcome.met_at.is_not(None), bucket), else_=-1)
+
+
+def _clock_spread(connection: Connection, scope: _Scope) -> list[tuple[tuple, tuple]]:
+    """Per (tier, family, outcome, MTTR bucket), the whole period: breaches by tier, MTTR."""
     rows = select(
         _dimension("tier").label("tier"), _clock_family().label("family"),
-        _clock_outcome(scope.as_of).label("outcome"),
-        case((SlaOutcome.met_at.is_not(None), bucket), else_=-1).label("bucket"),
+        _clock_outcome(scope.as_of).label("outcome"), _mttr_bucket().label("bucket"),
     ).select_from(Item).join(SlaOutcome, _counted_clocks()).where(scope.items()).subquery()
     key_columns = [rows.c.tier, rows.c.family, rows.c.outcome, rows.c.bucket]
     return _split(connection, select(*key_columns, func.count()).group_by(*key_columns), 4)

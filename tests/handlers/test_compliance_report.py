@@ -422,6 +422,23 @@ class TestTrendAndDistribution:
             {"bucket": "8-24h", "count": 0}, {"bucket": "1-3d", "count": 0},
             {"bucket": ">3d", "count": 1}]
 
+    @pytest.mark.parametrize("group_by", [("customer",), ("customer", "kind")])
+    def test_grouped_by_customer_the_tiers_and_buckets_are_the_same(self, engine, group_by):
+        """By customer they come from a pass of their own; the figures must not change."""
+        rows = []
+        for n, (tier, seconds) in enumerate([("diamond", HOUR - 1), ("gold", 5 * HOUR),
+                                             ("gold", 72 * HOUR)]):
+            fault = item(f"F-{n}", customer=f"C-{n}", tier=tier)
+            rows += [fault, clock(fault, "restore", "breached", met_at=local(12),
+                                  business=seconds),
+                     clock(fault, "response", "met", met_at=local(10, "09:05"), business=300)]
+        store(engine, *rows)
+        whole, grouped = report(engine), report(engine, group_by=group_by)
+        assert grouped["breaches_by_tier"] == whole["breaches_by_tier"] == {"diamond": 1,
+                                                                            "gold": 2}
+        assert grouped["mttr_distribution"] == whole["mttr_distribution"]
+        assert grouped["total"] == whole["total"]
+
 
 class TestArguments:
     def test_a_local_date_is_local_midnight(self):
