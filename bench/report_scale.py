@@ -26,19 +26,18 @@ import random
 import statistics
 import sys
 import time
-import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import event, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import handlers.compliance_report as report_module  # noqa: E402
 from bench.event_mix import TIER_WEIGHTS, TIERS  # noqa: E402
-from handlers.local_postgres import LocalPostgres  # noqa: E402
+from handlers.local_postgres import LocalPostgres, create_database  # noqa: E402
 from handlers.report_commands import DEFAULT_BREACHES  # noqa: E402
 from schemas.reporting_db import open_engine, upgrade  # noqa: E402
 
@@ -330,15 +329,6 @@ def explain(engine, group_by: tuple[str, ...]) -> None:
         raw.close()
 
 
-def fresh_database(server_url: str, label: str) -> str:
-    name = f"report_{label}_{uuid.uuid4().hex[:6]}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return server_url.rsplit("/", 1)[0] + f"/{name}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=1_000_000)
@@ -355,7 +345,7 @@ def main() -> None:
     try:
         urls, figures = {}, defaultdict(dict)
         for label, count in (("baseline", args.baseline_items), ("large", args.items)):
-            urls[label] = fresh_database(server_url, label)
+            urls[label] = create_database(server_url, f"report_{label}")
             started = time.perf_counter()
             counts = load(urls[label], count)
             print(f"loaded {count:,} items in {time.perf_counter() - started:.0f} s: "

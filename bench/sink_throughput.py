@@ -38,7 +38,7 @@ import uuid
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -46,7 +46,7 @@ from bench.event_mix import generate  # noqa: E402
 from bench.throughput import keydesk_worker, publish  # noqa: E402
 from handlers.kafka_topics import ensure_topics  # noqa: E402
 from handlers.local_kafka import LocalKafka  # noqa: E402
-from handlers.local_postgres import LocalPostgres  # noqa: E402
+from handlers.local_postgres import LocalPostgres, create_database  # noqa: E402
 from schemas.envelope import InvalidEvent, decode_event  # noqa: E402
 from schemas.reporting_db import open_engine, upgrade  # noqa: E402
 from schemas.reporting_tables import EventRecord, Item  # noqa: E402
@@ -133,15 +133,6 @@ def check(url: str, want: dict[str, int], got: dict[str, float]) -> str:
     return f"event_log {events} = distinct events, items {items}"
 
 
-def fresh_postgres_db(server_url: str) -> str:
-    name = f"sinkbench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return server_url.rsplit("/", 1)[0] + f"/{name}"
-
-
 def profile_write(url: str, batch: int, before: int = 20_000, top: int = 10) -> str:
     """cProfile of one ``SinkWriter.write`` of ``batch`` records after ``before`` stored."""
     messages = [value for _, value in generate(before + batch)]
@@ -181,7 +172,7 @@ def main() -> None:
     if args.profile:
         try:
             print(profile_write(f"sqlite:///{workdir / 'profile.sqlite'}", args.profile))
-            print(profile_write(fresh_postgres_db(server_url), args.profile))
+            print(profile_write(create_database(server_url), args.profile))
         finally:
             postgres.stop()
             shutil.rmtree(workdir, ignore_errors=True)
@@ -208,7 +199,7 @@ def main() -> None:
             w, _ = keydesk_worker(bootstrap, prefix, args.events, args.partitions, workdir)
             print(f"(w)  keydesk worker            {w:>8,.0f} events/s", flush=True)
         targets = {"s1": ("SQLite", lambda: f"sqlite:///{workdir / 'sink.sqlite'}"),
-                   "s2": ("PostgreSQL", lambda: fresh_postgres_db(server_url))}
+                   "s2": ("PostgreSQL", lambda: create_database(server_url))}
         for name, (label, make_url) in targets.items():
             if name not in runs:
                 continue

@@ -7,7 +7,6 @@ started fails the tests that need it; elsewhere they are skipped with the reason
 from __future__ import annotations
 
 import os
-import uuid
 
 import pytest
 from hypothesis import settings
@@ -66,18 +65,13 @@ def postgres_url():
 @pytest.fixture
 def fresh_postgres(postgres_url):
     """An empty database of its own on the throwaway server, dropped afterwards."""
-    from sqlalchemy import create_engine, text
+    from handlers.local_postgres import create_database, drop_database
 
-    name = f"keydesk_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = create_database(postgres_url)
     try:
-        yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
+        yield url
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        drop_database(postgres_url, url)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -23,6 +23,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from handlers.compliance_report import compliance_report
+from handlers.local_postgres import create_database, drop_database
 from schemas.envelope import Event, decode_event
 from schemas.reporting_db import open_engine
 from schemas.reporting_tables import EventRecord
@@ -79,13 +80,7 @@ def fed_database(month, kafka_bootstrap, postgres_url, tmp_path_factory):
     Yields the database URL, the raw events, and the SLA steps the worker's timers
     published, read back from the SLA topic by a plain consumer.
     """
-    from sqlalchemy import create_engine, text
-
-    name = f"agreement_{int(time.time())}"
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = postgres_url.rsplit("/", 1)[0] + f"/{name}"
+    url = create_database(postgres_url, "agreement")
     path, events = month
     desk = new_desk(kafka_bootstrap, tmp_path_factory.mktemp("agreement"),
                     KEYDESK_CLOCK="replay", KEYDESK_DB=url)
@@ -102,9 +97,7 @@ def fed_database(month, kafka_bootstrap, postgres_url, tmp_path_factory):
         yield url, events, steps, desk
     finally:
         desk.stop()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        drop_database(postgres_url, url)
 
 
 async def end_offsets(desk) -> dict[str, int]:

@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import create_engine, insert, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import insert, text
 
 from handlers.compliance_report import (DIMENSIONS, compliance_report, parse_group_by,
                                         parse_period, week_starts)
+from handlers.local_postgres import create_database, drop_database
 from schemas.reporting_db import open_engine, upgrade
 from schemas.reporting_tables import Item, Revisit, SlaOutcome, SlaPausedTime, SlaStep
 
@@ -38,21 +38,12 @@ REPORT_TABLES = (Item, SlaOutcome, SlaPausedTime, Revisit, SlaStep)
 @pytest.fixture(scope="session")
 def postgres_reporting(postgres_url):
     """One migrated PostgreSQL database for the session; tests empty it before use."""
-    name = f"report_{uuid.uuid4().hex[:12]}"
-    _admin(postgres_url, f'CREATE DATABASE "{name}"')
-    engine = open_engine(make_url(postgres_url).set(database=name)
-                         .render_as_string(hide_password=False))
+    url = create_database(postgres_url, "report")
+    engine = open_engine(url)
     upgrade(engine)
     yield engine
     engine.dispose()
-    _admin(postgres_url, f'DROP DATABASE "{name}"')
-
-
-def _admin(server_url: str, statement: str) -> None:
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(statement))
-    admin.dispose()
+    drop_database(postgres_url, url)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
