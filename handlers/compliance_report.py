@@ -14,16 +14,15 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, and_, case, func, or_, select, text
 
+from handlers.report_arguments import parse_group_by
 from schemas.reporting_tables import Item, SlaOutcome, SlaPausedTime, SlaStep
 
-DIMENSIONS = ("tier", "customer", "priority", "kind", "region", "account_manager", "policy")
 _DIMENSION_COLUMNS = {"tier": Item.tier, "customer": Item.customer_id, "priority": Item.priority,
                       "kind": Item.kind, "region": Item.region,
                       "account_manager": Item.account_manager_id, "policy": Item.policy}
@@ -32,14 +31,6 @@ MTTR_BUCKETS = (("0-1h", 3600), ("1-2h", 7200), ("2-4h", 14400), ("4-8h", 28800)
                 ("8-24h", 86400), ("1-3d", 259200), (">3d", None))
 NO_VALUE = "-"  # the group of items without a region, account manager, ...
 REPORT_WORK_MEM = "64MB"  # PostgreSQL memory per sort/hash of a report's queries
-
-
-class ReportArgumentError(ValueError):
-    """A report argument that cannot be used; ``field`` names it for the CLI and the API."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field, self.reason = field, reason
 
 
 @dataclass(frozen=True)
@@ -155,46 +146,6 @@ def _breach_dict(breach: Breach) -> dict:
     steps = [{**asdict(s), "occurred_at": iso(s.occurred_at)} for s in breach.steps]
     return {**asdict(breach), "deadline": iso(breach.deadline), "met_at": iso(breach.met_at),
             "steps": steps}
-
-
-# -- arguments -------------------------------------------------------------------------
-
-def parse_period(from_text: str, to_text: str, zone: ZoneInfo) -> tuple[datetime, datetime]:
-    """``[from, to)`` as aware instants; dates are local midnights in ``zone``."""
-    start, end = parse_bound(from_text, zone, "from"), parse_bound(to_text, zone, "to")
-    if end <= start:
-        raise ReportArgumentError("to", f"{to_text} must be after from ({from_text})")
-    return start, end
-
-
-def parse_bound(text: str, zone: ZoneInfo, name: str) -> datetime:
-    """A local date (midnight in ``zone``) or an ISO instant with an offset, taken as is."""
-    text = text.strip()
-    with suppress(ValueError):
-        return datetime.combine(date.fromisoformat(text), time(), tzinfo=zone)
-    try:
-        instant = datetime.fromisoformat(text)
-    except ValueError:
-        raise ReportArgumentError(name, f"{text!r} is neither a date (2026-11-01) nor an ISO "
-                                        f"instant with an offset") from None
-    if instant.utcoffset() is None:
-        raise ReportArgumentError(name, f"{text!r} has no UTC offset; "
-                                        f"give a date or e.g. 2026-11-01T00:00:00+08:00")
-    return instant
-
-
-def parse_group_by(text: str | Sequence[str] | None) -> tuple[str, ...]:
-    """``"tier,customer"`` or a list of names, checked against :data:`DIMENSIONS`."""
-    names = text.split(",") if isinstance(text, str) else list(text or ())
-    names = [n.strip() for n in names if n.strip()]
-    for name in names:
-        if name not in DIMENSIONS:
-            raise ReportArgumentError("group_by", f"unknown dimension {name!r}; "
-                                                  f"use {', '.join(DIMENSIONS)}")
-    if len(set(names)) != len(names):
-        raise ReportArgumentError("group_by", f"a dimension is listed twice in "
-                                              f"{','.join(names)}")
-    return tuple(names)
 
 
 # -- the report --------------------------------------------------------------------------

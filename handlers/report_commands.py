@@ -20,9 +20,9 @@ from zoneinfo import ZoneInfo
 import orjson
 from sqlalchemy import Engine
 
-from handlers.compliance_report import (DIMENSIONS, ComplianceReport, ReportArgumentError,
-                                        compliance_report, parse_bound, parse_group_by,
-                                        parse_period)
+from handlers.compliance_report import ComplianceReport, compliance_report
+from handlers.report_arguments import (DIMENSIONS, ReportArgumentError, parse_bound,
+                                       parse_group_by, parse_period)
 from handlers.report_output import as_csv, as_html, as_json, as_table
 from schemas.reporting_db import current_revision, open_engine
 from streams.settings import Settings

@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import insert, text
 
-from handlers.compliance_report import (DIMENSIONS, compliance_report, parse_group_by,
-                                        parse_period, week_starts)
+from handlers.compliance_report import compliance_report, week_starts
+from handlers.report_arguments import DIMENSIONS, parse_group_by, parse_period
 from handlers.local_postgres import create_database, drop_database
 from schemas.reporting_db import open_engine, upgrade
 from schemas.reporting_tables import Item, Revisit, SlaOutcome, SlaPausedTime, SlaStep
