@@ -52,9 +52,10 @@ def _log_end(task: asyncio.Future) -> None:
 
 def run_sink(settings: Settings) -> int:
     """Run the sink in the foreground until SIGINT/SIGTERM."""
-    sink = build_sink(settings, load_rules(settings.sla_rules))
+    rules = load_rules(settings.sla_rules)
 
     async def main() -> None:
+        sink = build_sink(settings, rules)  # its consumer belongs to this loop
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, lambda: loop.create_task(sink.stop()))
