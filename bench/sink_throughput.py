@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import io
-import os
 import pstats
 import shutil
 import sys
@@ -43,15 +43,12 @@ from sqlalchemy import func, select
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.event_mix import generate  # noqa: E402
-from bench.throughput import keydesk_worker, publish  # noqa: E402
-from handlers.kafka_topics import ensure_topics  # noqa: E402
-from handlers.local_kafka import LocalKafka  # noqa: E402
+from bench.throughput import bench_events_topic, keydesk_worker, publish  # noqa: E402
 from handlers.local_postgres import LocalPostgres, create_database  # noqa: E402
 from schemas.envelope import InvalidEvent, decode_event  # noqa: E402
 from schemas.reporting_db import open_engine, upgrade  # noqa: E402
 from schemas.reporting_tables import EventRecord, Item  # noqa: E402
 from sla_rules import load_rules  # noqa: E402
-from streams.settings import Settings  # noqa: E402
 from streams.sql_sink import SinkWriter, SqlSink  # noqa: E402
 
 
@@ -177,16 +174,10 @@ def main() -> None:
             postgres.stop()
             shutil.rmtree(workdir, ignore_errors=True)
         return
-    broker = None
-    bootstrap = os.environ.get("KEYDESK_KAFKA")
-    if not bootstrap:
-        broker = LocalKafka(partitions=args.partitions, heap="2g")
-        bootstrap = broker.start()
+    broker = contextlib.ExitStack()
     try:
-        prefix = f"sinkbench{uuid.uuid4().hex[:6]}"
-        settings = Settings(kafka=bootstrap, topic_prefix=prefix, partitions=args.partitions)
-        asyncio.run(ensure_topics(settings))
-        topic = settings.events_topic
+        settings = broker.enter_context(bench_events_topic(args.partitions, "sinkbench"))
+        bootstrap, prefix, topic = settings.kafka, settings.topic_prefix, settings.events_topic
         want = expected(args.events)
         print(f"mix: {want['records']} records, {want['events']} distinct events, "
               f"{want['items']} items, {want['refused']} invalid", flush=True)
@@ -213,8 +204,7 @@ def main() -> None:
                   f"{got['batches']:.0f} batches){ratios}\n     checked: {verdict}, "
                   f"{got['duplicates']:.0f} duplicates skipped", flush=True)
     finally:
-        if broker is not None:
-            broker.stop()
+        broker.close()
         if postgres is not None:
             postgres.stop()
         shutil.rmtree(workdir, ignore_errors=True)

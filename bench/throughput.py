@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -77,6 +78,27 @@ async def bare_consumer(bootstrap: str, topic: str, total: int) -> float:
     finally:
         await consumer.stop()
     return seen / (time.perf_counter() - first)
+
+
+@contextlib.contextmanager
+def bench_events_topic(partitions: int, label: str):
+    """The broker (``KEYDESK_KAFKA``, else a local one for this run) and a fresh events topic.
+
+    Yields the settings of a new topic prefix, so each run measures its own events.
+    """
+    broker = None
+    bootstrap = os.environ.get("KEYDESK_KAFKA")
+    if not bootstrap:
+        broker = LocalKafka(partitions=partitions, heap="2g")
+        bootstrap = broker.start()
+    try:
+        settings = Settings(kafka=bootstrap, topic_prefix=f"{label}{uuid.uuid4().hex[:6]}",
+                            partitions=partitions)
+        asyncio.run(ensure_topics(settings))
+        yield settings
+    finally:
+        if broker is not None:
+            broker.stop()
 
 
 def naive_faust(bootstrap: str, topic: str, total: int, partitions: int) -> float:
@@ -158,16 +180,8 @@ def main() -> None:
                         help="which of (b) and (c) to run after (a): 'bc' (default), 'b' or 'c'")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="keydesk-bench-"))
-    broker = None
-    bootstrap = os.environ.get("KEYDESK_KAFKA")
-    if not bootstrap:
-        broker = LocalKafka(partitions=args.partitions, heap="2g")
-        bootstrap = broker.start()
-    try:
-        prefix = f"bench{uuid.uuid4().hex[:6]}"
-        settings = Settings(kafka=bootstrap, topic_prefix=prefix, partitions=args.partitions)
-        asyncio.run(ensure_topics(settings))
-        topic = settings.events_topic
+    with bench_events_topic(args.partitions, "bench") as settings:
+        bootstrap, prefix, topic = settings.kafka, settings.topic_prefix, settings.events_topic
         rate_publish = asyncio.run(publish(bootstrap, topic, args.events))
         print(f"published {args.events} events at {rate_publish:,.0f}/s", flush=True)
         a = asyncio.run(bare_consumer(bootstrap, topic, args.events))
@@ -180,9 +194,6 @@ def main() -> None:
             c, extra = keydesk_worker(bootstrap, prefix, args.events, args.partitions, workdir)
             print(f"(c) keydesk worker           {c:>10,.0f} events/s", flush=True)
             print((f"c/b = {c / b:.1f}x   " if b else "") + f"c/a = {c / a:.3f}", flush=True)
-    finally:
-        if broker is not None:
-            broker.stop()
 
 
 if __name__ == "__main__":

@@ -156,26 +156,24 @@ def create_database(server_url: str, prefix: str = "keydesk") -> str:
     Tests and benchmarks each take a database of their own on one throwaway
     server: starting a server costs seconds, creating a database a fraction.
     """
-    from sqlalchemy import create_engine, text
-
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        admin.dispose()
+    _administer(server_url, f'CREATE DATABASE "{name}"')
     return server_url.rsplit("/", 1)[0] + f"/{name}"
 
 
 def drop_database(server_url: str, database_url: str) -> None:
     """Drop a database made by :func:`create_database`, closing its connections."""
+    name = database_url.rsplit("/", 1)[1]
+    _administer(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _administer(server_url: str, statement: str) -> None:
+    """One statement outside a transaction (CREATE/DROP DATABASE cannot run in one)."""
     from sqlalchemy import create_engine, text
 
-    name = database_url.rsplit("/", 1)[1]
     admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(statement))
     finally:
         admin.dispose()
