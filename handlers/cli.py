@@ -116,15 +116,20 @@ def cmd_broker(args, settings: Settings) -> int:
     """Only the local Apache Kafka broker, in the foreground (for tools and benchmarks)."""
     import signal
 
-    from handlers.local_kafka import LocalKafka
+    from handlers.local_kafka import LocalKafka, LocalKafkaError
     from streams.log_config import configure_logging
 
     configure_logging(settings.log_format, settings.log_level)
     stop_signals = {signal.SIGINT, signal.SIGTERM}
     # Blocked first: sigwait only receives signals that would not kill us outright.
     signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-    broker = LocalKafka(partitions=settings.partitions)
-    print(broker.start(), flush=True)
+    # with --data-dir (and --port) the broker keeps its data and address across runs
+    broker = LocalKafka(args.data_dir, partitions=settings.partitions, port=args.port)
+    try:
+        print(broker.start(), flush=True)
+    except LocalKafkaError as exc:  # e.g. the port or the data dir is someone else's
+        print(f"keydesk: {exc}", file=sys.stderr)
+        return 2
     try:
         signal.sigwait(stop_signals)
     finally:
@@ -363,7 +368,13 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--no-samples", action="store_true", help="do not load sample customers")
     up.set_defaults(run=cmd_up)
     sub.add_parser("worker", help=cmd_worker.__doc__).set_defaults(run=cmd_worker)
-    sub.add_parser("broker", help=cmd_broker.__doc__).set_defaults(run=cmd_broker)
+    broker = sub.add_parser("broker", help=cmd_broker.__doc__)
+    broker.add_argument("--data-dir", dest="data_dir", type=Path, metavar="DIR",
+                        help="keep the broker's data here across runs (default: a temporary "
+                             "directory, removed when it stops)")
+    broker.add_argument("--port", type=int, metavar="N",
+                        help="listen on this port (default: a free one)")
+    broker.set_defaults(run=cmd_broker)
 
     fault = sub.add_parser("fault", help="faults").add_subparsers(dest="action", required=True)
     log = fault.add_parser("log", help=cmd_fault_log.__doc__)
