@@ -24,10 +24,15 @@ log = structlog.get_logger("keydesk.sink")
 
 
 def build_sink(settings: Settings, rules: RuleSet) -> SqlSink:
-    """A sink for ``KEYDESK_DB`` reading the events and SLA topics."""
+    """A sink for ``KEYDESK_DB`` reading the events and SLA topics.
+
+    Events it cannot write go to the desk's dead-letter topic, next to the ones
+    the worker parks, so one topic holds everything that needs a person.
+    """
     writer = SinkWriter(open_engine(settings.database_url), rules, settings.sink_group)
     return SqlSink(writer, settings.bootstrap_servers,
-                   [settings.events_topic, settings.sla_topic])
+                   [settings.events_topic, settings.sla_topic],
+                   dead_letter_topic=settings.dead_letter_topic)
 
 
 def register_sink_service(streams: Streams, settings: Settings) -> None:
