@@ -49,7 +49,8 @@ from schemas.envelope import InvalidEvent, decode_event  # noqa: E402
 from schemas.reporting_db import open_engine, upgrade  # noqa: E402
 from schemas.reporting_tables import EventRecord, Item  # noqa: E402
 from sla_rules import load_rules  # noqa: E402
-from streams.sql_sink import SinkWriter, SqlSink  # noqa: E402
+from streams.sink_writer import SinkWriter  # noqa: E402
+from streams.sql_sink import SqlSink  # noqa: E402
 
 
 def expected(total: int) -> dict[str, int]:

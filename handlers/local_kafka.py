@@ -1,10 +1,10 @@
 """A real single-node Apache Kafka broker (KRaft) for local runs and the test suite.
 
 When no bootstrap address is configured, keydesk runs its own broker rather than a
-mock: the jars of Apache Kafka come from Maven Central through a small pom
-(``local_kafka.pom.xml``, ``mvn dependency:copy-dependencies``) into a cache folder
-once.  The first start formats a KRaft log directory (a temporary one unless a
-``data_dir`` is given) on free loopback ports, or on the ``port`` asked for.
+mock, on the jars of Apache Kafka that ``handlers/kafka_jars.py`` fetches from Maven
+Central into a cache folder once.  The first start formats a KRaft log directory (a
+temporary one unless a ``data_dir`` is given) on free loopback ports, or on the
+``port`` asked for.
 
 The broker can be stopped and started again *in place*, which is what a restart test
 needs: a ``LocalKafka`` keeps its ports once picked, and a data directory that is
@@ -43,46 +43,14 @@ from pathlib import Path
 
 import structlog
 
-KAFKA_VERSION = "3.9.1"
-POM = Path(__file__).with_name("local_kafka.pom.xml")
+from handlers.kafka_jars import KAFKA_VERSION, LocalKafkaError, fetch_jars
+
 READY_LINE = "Kafka Server started"
 BIND_FAILED = "Address already in use"
 HOST = "127.0.0.1"
 HELD_WAIT = 10.0  # seconds a port or the log directory may stay taken before we give up
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 log = structlog.get_logger("keydesk.local_kafka")
-
-
-class LocalKafkaError(RuntimeError):
-    """The local broker could not be fetched or started; the message says why."""
-
-
-def cache_dir() -> Path:
-    """Where the broker jars are kept between runs (``KEYDESK_CACHE`` or ~/.cache/keydesk)."""
-    return Path(os.environ.get("KEYDESK_CACHE") or Path.home() / ".cache" / "keydesk")
-
-
-def fetch_jars(version: str = KAFKA_VERSION) -> Path:
-    """Fetch the broker's jars through Maven once; returns the folder holding them."""
-    lib = cache_dir() / f"kafka-{version}" / "lib"
-    done = lib / ".complete"
-    if done.exists():
-        return lib
-    for tool in ("java", "mvn"):
-        if shutil.which(tool) is None:
-            raise LocalKafkaError(f"`{tool}` is not on PATH: the local broker needs Java 17 "
-                                  "and Maven (or set KEYDESK_KAFKA to an existing cluster)")
-    lib.mkdir(parents=True, exist_ok=True)
-    log.info("local_kafka.fetching_jars", version=version, into=str(lib))
-    result = subprocess.run(
-        ["mvn", "-q", "-B", "-f", str(POM), f"-Dkafka.version={version}",
-         "dependency:copy-dependencies", f"-DoutputDirectory={lib}", "-DincludeScope=runtime"],
-        capture_output=True, text=True)
-    if result.returncode != 0 or not any(lib.glob(f"kafka_2.13-{version}.jar")):
-        raise LocalKafkaError("fetching Apache Kafka jars from Maven Central failed:\n"
-                              + (result.stdout + result.stderr)[-4000:])
-    done.write_text(version)
-    return lib
 
 
 def _free_port(*taken: int | None) -> int:

@@ -18,7 +18,8 @@ from schemas.reporting_db import open_engine
 from sla_rules import RuleSet, load_rules
 from streams.app import Streams
 from streams.settings import Settings
-from streams.sql_sink import SinkWriter, SqlSink
+from streams.sink_writer import SinkWriter
+from streams.sql_sink import SqlSink
 
 log = structlog.get_logger("keydesk.sink")
 

@@ -1,6 +1,6 @@
 """From stored events to the reporting database's derived rows: pure functions.
 
-The sink (``streams/sql_sink.py``) keeps every event in ``event_log``; each
+The sink (``streams/sink_writer.py``) keeps every event in ``event_log``; each
 derived row (customer, item, SLA outcome, paused time, revisit) is computed
 here from *all* stored events of its customer or item, never patched
 incrementally.  That is what makes the projection idempotent and order-proof:

@@ -1,31 +1,25 @@
 """The sink: Kafka topics into the reporting database, in batches per partition.
 
-Two layers.  :class:`SinkWriter` is the database side, synchronous and testable
-on its own: one partition's batch of records becomes one transaction that
-appends new events to ``event_log`` (by event id: a redelivered or duplicated
-event inserts nothing), recomputes the derived rows of every customer and item
-the new events touch (``streams/sql_projection.py``), and records the
-partition's next offset in ``sink_positions``.  :class:`SqlSink` is the Kafka
-side: an aiokafka consumer in its own group that commits offsets to Kafka only
-after the transaction has committed.  When the database is unreachable it
-pauses its partitions, retries the same batch with backoff while staying in
-the group, and resumes where it stopped: nothing is lost (offsets were not
-committed) and nothing is doubled (event ids).
+This module is the Kafka side.  :class:`SqlSink` is an aiokafka consumer in its
+own group that hands each partition's batch to a
+:class:`~streams.sink_writer.SinkWriter` (the database side,
+``streams/sink_writer.py``: one batch, one transaction) and commits offsets to
+Kafka only after the transaction has committed.  When the database is
+unreachable it pauses its partitions, retries the same batch with backoff
+while staying in the group, and resumes where it stopped: nothing is lost
+(offsets were not committed) and nothing is doubled (event ids).
 
 Every record read ends stored, refused or dead-lettered; none can stop a
 partition, because a partition that stops freezes the reporting database for
 every customer on it:
 
-* A record the decoder refuses (any exception, not only ``InvalidEvent``: an
-  instant that overflows, an ``event_type`` that is a list) is skipped here and
-  counted.  The worker's fold agents read the same topics and send such records
-  to the dead-letter topic with their bytes; a second copy from the sink would
-  only duplicate the dead letters.
+* A record the decoder refuses is skipped and counted by the writer; the
+  worker's fold agents dead-letter it with its bytes.
 * An event that decodes but cannot be written (the projection raises on it,
-  the database refuses one of its values) is found by bisecting the batch
-  under savepoints; the rest of the batch is written, and the event is sent to
-  the dead-letter topic (stage ``sql-sink``) before the position passes it.
-  The worker folded it, so nobody else would keep it.
+  the database refuses one of its values) is isolated by the writer, the rest
+  of the batch is written, and this module sends the event to the dead-letter
+  topic (stage ``sql-sink``) before the position passes it.  The worker folded
+  it, so nobody else would keep it.
 * Anything else (the database or the broker away, a bug in this module) is not
   the records' fault: the sink says so in :attr:`SqlSink.status`, waits and
   retries the same batch.  Only :meth:`SqlSink.stop` ends the loop.
@@ -37,312 +31,24 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import ConsumerRecord
-from sqlalchemy import Connection, Engine, delete, select, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import (DataError, DBAPIError, DisconnectionError, IntegrityError,
-                            NotSupportedError, PendingRollbackError, ResourceClosedError,
-                            SQLAlchemyError)
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.exc import SQLAlchemyError
 
-from schemas.envelope import Event, InvalidEvent, decode_event
-from schemas.reporting_db import upgrade
-from schemas.reporting_tables import (Customer, EventRecord, Item, Revisit, SinkPosition,
-                                      SlaOutcome, SlaPausedTime, SlaStep)
-from sla_rules import RuleSet
-from streams import sql_projection as projection
 from streams.event_processor import DLQ_HEADER
 from streams.settings import Settings
+from streams.sink_writer import SinkWriter, WriteResult, short_error, utc_now
 
 log = structlog.get_logger("keydesk.sink")
 
-ITEM_KINDS = ("fault", "ticket", "order")
-_CHUNK = 400  # items per IN (...) list: well under SQLite's bound-parameter limit
 DLQ_STAGE = b"sql-sink"  # keydesk.dlq.stage: which reader parked the record
 
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-@dataclass
-class Unwritable:
-    """An event of a batch that decoded but could not be written, and why."""
-
-    offset: int
-    reason: str
-
-
-@dataclass
-class WriteResult:
-    """What one batch did to the database."""
-
-    stored: int = 0        # events new to event_log
-    duplicates: int = 0    # events already there (redelivery, a producer's retry)
-    refused: int = 0       # records that are not valid events
-    items: int = 0         # items whose derived rows were recomputed
-    customers: int = 0
-    next_offset: int = 0   # the batch's end: the position once `unwritable` are dead-lettered
-    unwritable: list[Unwritable] = field(default_factory=list)
-
-    @property
-    def saved_offset(self) -> int:
-        """The position written with the batch: not past a record still to be dead-lettered."""
-        return min((u.offset for u in self.unwritable), default=self.next_offset)
-
-
-# SQLSTATE classes that blame the values written, whichever exception class the driver
-# maps them to: 22 data exception, 23 integrity violation, 54 program limit exceeded
-# (psycopg calls that one OperationalError; it is a value too big to index, say).
-_RECORD_SQLSTATES = ("22", "23", "54")
-# SQLite's names for the same: a value too big, of the wrong type, out of range.
-_RECORD_SQLITE_ERRORS = ("SQLITE_TOOBIG", "SQLITE_CONSTRAINT", "SQLITE_MISMATCH", "SQLITE_RANGE")
-
-
-def blames_the_records(exc: BaseException) -> bool:
-    """Whether ``exc``, raised while writing some records, is about those records.
-
-    Yes for a value the database refuses (data and integrity errors), a value
-    that cannot be bound, and any exception of the projection code: isolating
-    the records and dead-lettering the culprits lets the rest through.  No for
-    the database being away (operational and interface errors, a lost
-    connection, an exhausted pool), a schema that does not match (programming
-    errors: a missing table fails every record alike) and a connection that
-    must be rolled back first: dead-lettering on those would empty the topic
-    into the dead-letter queue, so the batch is retried instead.
-    """
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
-            return False
-        sqlstate = getattr(exc.orig, "sqlstate", None)
-        if sqlstate:
-            return sqlstate[:2] in _RECORD_SQLSTATES
-        if getattr(exc.orig, "sqlite_errorname", "").startswith(_RECORD_SQLITE_ERRORS):
-            return True
-        return isinstance(exc, (DataError, IntegrityError, NotSupportedError))
-    if isinstance(exc, (DisconnectionError, PoolTimeout, PendingRollbackError,
-                        ResourceClosedError)):
-        return False
-    return True  # a value that failed to bind (StatementError), a projection bug, ...
-
-
-class SinkWriter:
-    """Writes one partition's records to the database as one transaction."""
-
-    def __init__(self, engine: Engine, rules: RuleSet, group_id: str) -> None:
-        self.engine = engine
-        self.rules = rules
-        self.group_id = group_id
-        dialect = engine.dialect.name
-        if dialect not in ("postgresql", "sqlite"):
-            raise ValueError(f"KEYDESK_DB: unsupported database {dialect!r} "
-                             "(sqlite or postgresql)")
-        self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        self._sqlite = dialect == "sqlite"
-
-    def prepare(self) -> None:
-        """Bring the schema up to date (Alembic); safe to repeat."""
-        upgrade(self.engine)
-
-    def positions(self, topic: str) -> dict[int, int]:
-        """The next offset per partition of ``topic`` as of the last committed batch."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(SinkPosition.partition, SinkPosition.next_offset).where(
-                SinkPosition.group_id == self.group_id, SinkPosition.topic == topic))
-            return dict(rows.all())
-
-    def write(self, topic: str, partition: int,
-              records: Sequence[tuple[int, bytes | None]]) -> WriteResult:
-        """Store ``records`` (offset, value) read from ``topic``/``partition``; one transaction.
-
-        A record the decoder refuses, with whatever exception, is counted and
-        skipped (the worker dead-letters it).  An event that cannot be written
-        is isolated and listed in ``unwritable``; the others are written, and
-        the saved position stops at the first unwritable one, so that it is
-        not passed before the caller has dead-lettered it and called
-        :meth:`save_position`.  A database that is away raises: nothing is
-        written and the caller retries the batch.
-        """
-        result = WriteResult(next_offset=records[-1][0] + 1)
-        events: list[tuple[int, Event]] = []
-        for offset, value in records:
-            try:
-                events.append((offset, decode_event(value or b"")))
-            except Exception as exc:  # not only InvalidEvent: a refused record never stops us
-                result.refused += 1
-                reason = str(exc) if isinstance(exc, InvalidEvent) else _short(exc)
-                log.warning("sink.record_refused", topic=topic, partition=partition,
-                            offset=offset, reason=reason)
-        with self.engine.begin() as conn:
-            self._begin(conn)
-            self._write_isolating(conn, topic, partition, events, _now(), result)
-            result.duplicates = len(events) - result.stored - len(result.unwritable)
-            self._save_position(conn, topic, partition, result.saved_offset)
-        return result
-
-    def save_position(self, topic: str, partition: int, offset: int) -> None:
-        """Record ``offset`` as the partition's next (once its unwritable events are parked)."""
-        with self.engine.begin() as conn:
-            self._save_position(conn, topic, partition, offset)
-
-    def _begin(self, conn: Connection) -> None:
-        # pysqlite opens its transaction lazily, at the first INSERT; a SAVEPOINT issued
-        # before that is the outermost one, and releasing it would commit half a batch.
-        if self._sqlite and not conn.connection.dbapi_connection.in_transaction:
-            conn.exec_driver_sql("BEGIN")
-
-    # -- isolating the events that cannot be written --------------------------------
-
-    def _write_isolating(self, conn: Connection, topic: str, partition: int,
-                         events: list[tuple[int, Event]], stored_at: datetime,
-                         result: WriteResult) -> None:
-        """Write ``events`` under a savepoint; if that fails for their sake, each half alone.
-
-        A batch with one bad event costs about three writes of the batch
-        (halves that succeed are kept), instead of one transaction per event.
-        """
-        if not events:
-            return
-        part = WriteResult()
-        try:
-            with conn.begin_nested():
-                self._write_events(conn, topic, partition, events, stored_at, part)
-        except Exception as exc:
-            if not blames_the_records(exc):
-                raise
-            if len(events) > 1:
-                middle = len(events) // 2
-                self._write_isolating(conn, topic, partition, events[:middle], stored_at, result)
-                self._write_isolating(conn, topic, partition, events[middle:], stored_at, result)
-                return
-            offset, event = events[0]
-            result.unwritable.append(Unwritable(offset, f"cannot be written: {_short(exc)}"))
-            log.exception("sink.event_unwritable", topic=topic, partition=partition,
-                          offset=offset, event_id=event.event_id, event_type=event.event_type,
-                          customer_id=event.customer_id, entity_id=event.entity_id)
-            return
-        result.stored += part.stored
-        result.items += part.items
-        result.customers += part.customers
-
-    def _write_events(self, conn: Connection, topic: str, partition: int,
-                      events: list[tuple[int, Event]], stored_at: datetime,
-                      result: WriteResult) -> None:
-        rows: dict[str, dict[str, Any]] = {}
-        by_id: dict[str, Event] = {}
-        for offset, event in events:
-            if event.event_id not in rows:
-                rows[event.event_id] = projection.event_row(event, topic, partition, offset,
-                                                            stored_at)
-                by_id[event.event_id] = event
-        new_ids = self._append_events(conn, list(rows.values()))
-        result.stored = len(new_ids)
-        self._project(conn, [by_id[i] for i in new_ids], result)
-
-    # -- the audit log and the SLA steps: append once per event id ------------------
-
-    def _append_events(self, conn: Connection, rows: list[dict[str, Any]]) -> list[str]:
-        if not rows:
-            return []
-        statement = self._insert(EventRecord).on_conflict_do_nothing().returning(
-            EventRecord.event_id)
-        inserted = set(conn.execute(statement, rows).scalars().all())
-        return [r["event_id"] for r in rows if r["event_id"] in inserted]
-
-    def _project(self, conn: Connection, new_events: list[Event], result: WriteResult) -> None:
-        steps = [projection.step_row(e) for e in new_events if e.kind == "sla"]
-        if steps:
-            conn.execute(self._insert(SlaStep).on_conflict_do_nothing(), steps)
-        items = {(e.customer_id, e.kind, e.entity_id) for e in new_events if e.kind in ITEM_KINDS}
-        profile_changes: dict[str, datetime] = {}
-        for e in new_events:
-            if e.kind == "customer":
-                since = profile_changes.get(e.customer_id)
-                profile_changes[e.customer_id] = min(since, e.occurred_at) if since else e.occurred_at
-        customer_events = self._customer_events(
-            conn, set(profile_changes) | {customer for customer, _, _ in items})
-        for customer_id in sorted(profile_changes):
-            row = projection.customer_row(customer_id, customer_events.get(customer_id, []))
-            self._upsert(conn, Customer, [row], ("customer_id",))
-        result.customers = len(profile_changes)
-        # A profile change re-measures the items whose latest event is at or after it.
-        for customer_id, since in profile_changes.items():
-            items.update(conn.execute(
-                select(Item.customer_id, Item.kind, Item.item_id).where(
-                    Item.customer_id == customer_id, Item.last_event_at >= since)).all())
-        self._recompute_items(conn, sorted(items), customer_events)
-        result.items = len(items)
-
-    # -- derived rows: recomputed from every stored event of the item ---------------
-
-    def _recompute_items(self, conn: Connection, items: list[tuple[str, str, str]],
-                         customer_events: dict[str, list[Event]]) -> None:
-        for chunk in _chunks(items, _CHUNK):
-            item_events = self._item_events(conn, chunk)
-            derived = [projection.item_rows(c, k, i, item_events[(c, k, i)],
-                                            customer_events.get(c, []), self.rules)
-                       for c, k, i in chunk]
-            keys = tuple_(SlaOutcome.customer_id, SlaOutcome.item_kind, SlaOutcome.item_id)
-            conn.execute(delete(SlaOutcome).where(keys.in_(chunk)))
-            conn.execute(delete(SlaPausedTime).where(tuple_(
-                SlaPausedTime.customer_id, SlaPausedTime.item_kind,
-                SlaPausedTime.item_id).in_(chunk)))
-            conn.execute(delete(Revisit).where(tuple_(
-                Revisit.customer_id, Revisit.item_kind, Revisit.item_id).in_(chunk)))
-            self._upsert(conn, Item, [d.item for d in derived], ("customer_id", "kind", "item_id"))
-            for table, rows in ((SlaOutcome, [o for d in derived for o in d.outcomes]),
-                                (SlaPausedTime, [p for d in derived for p in d.paused]),
-                                (Revisit, [r for d in derived for r in d.revisits])):
-                if rows:
-                    conn.execute(self._insert(table), rows)
-
-    def _item_events(self, conn: Connection, items: list[tuple[str, str, str]]
-                     ) -> dict[tuple[str, str, str], list[Event]]:
-        by_item: dict[tuple[str, str, str], list[Event]] = {key: [] for key in items}
-        keys = tuple_(EventRecord.customer_id, EventRecord.entity_kind, EventRecord.entity_id)
-        for row in conn.execute(select(EventRecord.__table__).where(keys.in_(items))):
-            by_item[(row.customer_id, row.entity_kind, row.entity_id)].append(
-                projection.event_from_row(row))
-        return by_item
-
-    def _customer_events(self, conn: Connection, customers: set[str]) -> dict[str, list[Event]]:
-        by_customer: dict[str, list[Event]] = {}
-        for chunk in _chunks(sorted(customers), _CHUNK):
-            statement = select(EventRecord.__table__).where(EventRecord.entity_kind == "customer",
-                                                  EventRecord.customer_id.in_(chunk))
-            for row in conn.execute(statement):
-                by_customer.setdefault(row.customer_id, []).append(projection.event_from_row(row))
-        return by_customer
-
-    def _upsert(self, conn: Connection, table: type, rows: list[dict[str, Any]],
-                key: tuple[str, ...]) -> None:
-        if not rows:
-            return
-        statement = self._insert(table)
-        updated = {name: statement.excluded[name] for name in rows[0] if name not in key}
-        conn.execute(statement.on_conflict_do_update(index_elements=list(key), set_=updated), rows)
-
-    def _save_position(self, conn: Connection, topic: str, partition: int, offset: int) -> None:
-        self._upsert(conn, SinkPosition, [{"group_id": self.group_id, "topic": topic,
-                                           "partition": partition, "next_offset": offset,
-                                           "updated_at": _now()}],
-                     ("group_id", "topic", "partition"))
-
-
-def _chunks(values: Sequence, size: int) -> Iterable[list]:
-    for start in range(0, len(values), size):
-        yield list(values[start:start + size])
-
-
-# -- the Kafka side ------------------------------------------------------------------
 
 @dataclass
 class SinkStatus:
@@ -427,7 +133,7 @@ class SqlSink(ConsumerRebalanceListener):
             positions = {topic: await asyncio.to_thread(self.writer.positions, topic)
                          for topic in {tp.topic for tp in assigned}}
         except Exception as exc:  # database down: Kafka's committed offsets will do
-            log.warning("sink.positions_unavailable", error=_short(exc))
+            log.warning("sink.positions_unavailable", error=short_error(exc))
             return
         for tp in assigned:
             offset = positions[tp.topic].get(tp.partition)
@@ -494,7 +200,7 @@ class SqlSink(ConsumerRebalanceListener):
                 try:
                     await self._measure_lag()
                 except Exception as exc:  # only the progress line misses it
-                    log.warning("sink.lag_unavailable", error=_short(exc))
+                    log.warning("sink.lag_unavailable", error=short_error(exc))
                 log.info("sink.progress", **self.status.to_dict())
                 next_progress = time.monotonic() + self.progress_every
             if self._stopping.is_set():
@@ -527,7 +233,7 @@ class SqlSink(ConsumerRebalanceListener):
                     await client.stop()
                 except Exception as exc:  # stopping anyway
                     log.warning("sink.close_failed", client=type(client).__name__,
-                                error=_short(exc))
+                                error=short_error(exc))
 
     async def _store(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
         """Write one partition's batch, park its unwritable events, then commit.
@@ -615,9 +321,9 @@ class SqlSink(ConsumerRebalanceListener):
         """Show a failure in the status and the log; the caller retries after ``delay``."""
         status = self.status
         if status.retrying_from is None:
-            status.retrying_from, status.retrying_since = time.monotonic(), _now().isoformat()
-        status.state, status.last_error = "retrying", _short(exc)
-        status.last_error_at = _now().isoformat()
+            status.retrying_from, status.retrying_since = time.monotonic(), utc_now().isoformat()
+        status.state, status.last_error = "retrying", short_error(exc)
+        status.last_error_at = utc_now().isoformat()
         status.retries += 1
         if self._consumer.assignment():
             self._consumer.pause(*self._consumer.assignment())
@@ -652,8 +358,8 @@ class SqlSink(ConsumerRebalanceListener):
         except (CommitFailedError, KafkaError) as exc:
             # The database holds the position; a new owner starts from there.
             log.warning("sink.commit_failed", topic=tp.topic, partition=tp.partition,
-                        error=_short(exc))
-        self.status.last_commit_at = _now().isoformat()
+                        error=short_error(exc))
+        self.status.last_commit_at = utc_now().isoformat()
         async with self.progress:
             self.progress.notify_all()
 
@@ -678,7 +384,7 @@ class SqlSink(ConsumerRebalanceListener):
         try:
             return await self._measure_lag()
         except KafkaError as exc:
-            log.warning("sink.lag_unavailable", error=_short(exc))
+            log.warning("sink.lag_unavailable", error=short_error(exc))
             return self.status.lag
 
     async def wait_for(self, condition: Callable[[SinkStatus], bool],
@@ -693,7 +399,3 @@ class SqlSink(ConsumerRebalanceListener):
         """Wait until every (topic, partition) has been stored up to its end offset."""
         await self.wait_for(lambda status: all(status.positions.get(f"{t}:{p}", 0) >= end
                                                for (t, p), end in ends.items()), timeout)
-
-
-def _short(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]

@@ -21,7 +21,8 @@ from schemas.reporting_tables import (Customer, EventRecord, Item, Revisit, Sink
                                       SlaOutcome, SlaStep)
 from sla_rules import load_rules
 from streams.settings import Settings
-from streams.sql_sink import SinkWriter, SqlSink
+from streams.sink_writer import SinkWriter
+from streams.sql_sink import SqlSink
 from tests.builders import event, fault, ticket
 
 RULES = load_rules()

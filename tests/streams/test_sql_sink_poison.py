@@ -23,9 +23,10 @@ from handlers.kafka_topics import ensure_topics
 from schemas.envelope import decode_event
 from schemas.reporting_db import open_engine, upgrade
 from schemas.reporting_tables import EventRecord, Item, SinkPosition
+from streams import sink_writer
 from streams import sql_projection as projection
-from streams import sql_sink
-from streams.sql_sink import SinkWriter, SqlSink, blames_the_records
+from streams.sink_writer import SinkWriter, blames_the_records
+from streams.sql_sink import SqlSink
 from tests.builders import event, fault
 from tests.streams.test_sql_sink import A_FAULT, DIAMOND, RULES, Desk, count, records, running
 
@@ -101,7 +102,7 @@ class TestWriter:
     @pytest.mark.parametrize("decoder", DECODERS.values(), ids=DECODERS.keys())
     def test_a_record_the_decoder_raises_anything_on_is_refused_and_its_neighbours_stored(
             self, engine, monkeypatch, decoder):
-        monkeypatch.setattr(sql_sink, "decode_event", decoder)
+        monkeypatch.setattr(sink_writer, "decode_event", decoder)
         writer = SinkWriter(engine, RULES, "sink")
         batch = [A_FAULT[0].to_bytes(), *UNDECODABLE.values(), A_FAULT[1].to_bytes()]
         result = writer.write("keydesk.events", 0, list(enumerate(batch)))
@@ -265,7 +266,7 @@ def keyed(e) -> tuple[bytes, bytes]:
 async def test_records_the_decoder_raises_on_are_refused_and_the_partition_keeps_flowing(
         kafka_bootstrap, engine, monkeypatch, decoder):
     """The issue's reproduction: a registration, a fault, each poison, five more faults."""
-    monkeypatch.setattr(sql_sink, "decode_event", decoder)
+    monkeypatch.setattr(sink_writer, "decode_event", decoder)
     desk = await new_desk(kafka_bootstrap)
     valid = [DIAMOND, *(fault(f"F-{n}", "reported", f"09:0{n}") for n in range(1, 7))]
     await desk.send([keyed(valid[0]), keyed(valid[1]),
