@@ -4,14 +4,20 @@ Urgency is time to breach: the earliest deadline among an item's running clocks,
 minus now (already breached items come first, most overdue first); ties go to
 the higher tier, then the higher priority.  Paused items have no deadline and
 come after every running one.  Each worker lists the customers of its own
-partitions; the HTTP API merges every worker's list.
+partitions; ``GET /api/dispatch-queue`` merges every worker's list.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from faust.web import Request, Response
+
+from handlers.http_guard import Slots, query_number
+from handlers.input_limits import DEFAULT_QUEUE_LIMIT, MAX_CONCURRENT_QUEUES, MAX_QUEUE_LIMIT
+from schemas.envelope import utc_iso
 from streams.customer_view import ITEM_KINDS
 
 TIER_RANK = {"diamond": 0, "platinum": 1, "gold": 2, "vip": 3, "business": 4, "public": 5}
@@ -62,3 +68,40 @@ def queue_order(row: dict[str, Any]) -> tuple:
     return (row["paused"], waiting if waiting is not None else float("inf"),
             TIER_RANK.get(row["tier"], 9), PRIORITY_RANK.get(row["priority"], 9),
             row["customer_id"], row["id"])
+
+
+def register_dispatch_queue_route(app, views, processor, clock: Callable[[], datetime]) -> None:
+    """``GET /api/dispatch-queue[?limit=N]``: this worker's rows and every other worker's.
+
+    Each call walks every owned view, and without ``local=1`` asks every other
+    worker to do the same: at most :data:`MAX_CONCURRENT_QUEUES` at once (429
+    beyond), each peer call bounded by the app's HTTP client deadline.
+    """
+    queues = Slots(MAX_CONCURRENT_QUEUES, "dispatch queue reads")
+
+    def other_workers() -> list[str]:
+        me = str(app.conf.canonical_url).rstrip("/")
+        hosts = {str(url).rstrip("/") for url in app.router.tables_metadata()}
+        return sorted(h for h in hosts if h != me)
+
+    @app.page("/api/dispatch-queue")
+    async def dispatch_queue(web, request: Request) -> Response:
+        """Open items across customers, most urgent first (零时延): every worker's, merged."""
+        limit = int(query_number(request, "limit", DEFAULT_QUEUE_LIMIT, 1, MAX_QUEUE_LIMIT,
+                                 whole=True))
+        with queues.take():
+            now = clock()
+            rows = local_queue(views, processor, now)
+            if request.query.get("local") != "1":
+                for url in other_workers():
+                    try:
+                        async with app.http_client.get(f"{url}/api/dispatch-queue",
+                                                       params={"local": "1",
+                                                               "limit": str(limit)}) as r:
+                            rows.extend((await r.json())["items"])
+                    except Exception as exc:  # a worker going away mid-rebalance: say so
+                        return web.json({"error": f"worker {url} did not answer: {exc!r}"[:300],
+                                         "field": None}, status=503,
+                                        headers={"Retry-After": "1"})
+        rows.sort(key=queue_order)
+        return web.json({"as_of": utc_iso(now), "items": rows[:limit]})

@@ -1,41 +1,59 @@
 """The HTTP API, served by every worker through faust's web server.
 
-Writes (log a fault, open a ticket, place an order, post a raw event) become
-validated events on the events topic; the answer is 202 once the broker has
-acknowledged the event.  Reads of a customer's one-stop view are routed by
-faust to the worker that owns that customer's partition, so any worker answers
-for any customer.  Invalid requests get a 4xx whose body names the field.
+Writes (log a fault, open a ticket, place an order, post a raw event,
+acknowledge an escalation) are taken by whichever worker receives them: it
+validates the body and publishes the event, and answers 202 once the broker
+has acknowledged it.  Writes are never forwarded by faust's table routing,
+which passes on a request's method and headers but not its body (faust 0.15.3,
+``Router._route_req``): the owner waited for a body that never came (issue 9).
+Only reads are routed: a customer's one-stop view and an item's clocks are
+answered by the worker that owns the customer's partition, so any worker
+answers for any customer.  keydesk routes them itself (``routed_read`` in
+:func:`register_routes`), not through ``@app.table_route``: faust finds the
+owner through the producer's metadata for the table's changelog topic, which a
+worker that has not written to that topic lacks (a ``TypeError``: a 500); and it
+forwards every request header while dropping the answer's.  Every refusal is a
+4xx whose body names the field; the bounds are in ``handlers/input_limits.py``,
+their enforcement in ``handlers/http_guard.py``.
 """
 
 from __future__ import annotations
 
+import functools
 import secrets
-from collections.abc import Callable
+import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
+import aiohttp
 import orjson
 from faust.web import Request, Response, View
+from yarl import URL
 
-from handlers.dispatch_queue import local_queue, queue_order
-from schemas.envelope import InvalidEvent, event_from_dict, new_event, parse_instant, utc_iso
+from handlers.dispatch_queue import register_dispatch_queue_route
+from handlers.http_guard import (BadRequest, Slots, check_instant_years, install_http_guard,
+                                 query_number, read_json_object)
+from handlers.input_limits import (DEFAULT_WAIT_SECONDS, MAX_CONCURRENT_WAITS, MAX_CYCLE,
+                                   MAX_ID_LENGTH, MAX_NOTE_LENGTH, MAX_WAIT_SECONDS,
+                                   OWNER_CHECK_TIMEOUT_SECONDS)
+
+ROUTED_HEADER = "X-Keydesk-Routed"  # set on a forwarded read: it is never forwarded again
+from handlers.worker_health import WorkerHealth
+from schemas.envelope import InvalidEvent, event_from_dict, new_event, parse_instant
 from schemas.event_catalogue import SOURCES
+from sla_rules import METRICS, evaluate, format_explanation
 from streams.app import Streams
-from sla_rules import evaluate, format_explanation
 from streams.customer_view import ITEM_KINDS, find_item, present
 from streams.item_sla import clock_history, item_facts
 from streams.settings import Settings
 
-MAX_WAIT_SECONDS = 10.0
 _ENVELOPE_KEYS = {"customer_id", "actor", "source", "occurred_at"}
+_ACK_FIELDS = ("metric", "cycle", "actor", "note", "source")
 
-
-class BadRequest(Exception):
-    """A request keydesk will not act on; ``field`` names the culprit."""
-
-    def __init__(self, status: int, field: str | None, reason: str) -> None:
-        super().__init__(reason)
-        self.status, self.field, self.reason = status, field, reason
+__all__ = ["BadRequest", "acknowledgement", "command_to_event", "new_entity_id",
+           "register_routes"]
 
 
 def new_entity_id(prefix: str) -> str:
@@ -44,21 +62,12 @@ def new_entity_id(prefix: str) -> str:
     return f"{prefix}-" + "".join(secrets.choice(alphabet) for _ in range(10))
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
-    try:
-        body = orjson.loads(await request.read())
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(400, None, f"body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise BadRequest(400, None, "body must be a JSON object")
-    return body
-
-
 def command_to_event(body: dict[str, Any], event_type: str, id_field: str, id_prefix: str,
                      now: datetime, default_source: str = "hotline"):
     """Turn a command body (envelope keys + payload fields) into a validated event.
 
-    Field errors name the request's own field (``severity``), not the payload path.
+    Field errors name the request's own field (``severity``, ``fault_id``), not
+    the envelope's or the payload's path.
     """
     customer_id = body.get("customer_id")
     if not isinstance(customer_id, str) or not customer_id.strip():
@@ -66,6 +75,7 @@ def command_to_event(body: dict[str, Any], event_type: str, id_field: str, id_pr
     entity_id = body.get(id_field) or new_entity_id(id_prefix)
     occurred_at = None
     if body.get("occurred_at") is not None:
+        check_instant_years(body, "occurred_at")
         try:
             occurred_at = parse_instant(body["occurred_at"], "occurred_at")
         except InvalidEvent as exc:
@@ -78,31 +88,80 @@ def command_to_event(body: dict[str, Any], event_type: str, id_field: str, id_pr
                           now=now)
     except InvalidEvent as exc:
         field = exc.field.removeprefix("payload.") if exc.field else None
-        raise BadRequest(422, field, exc.reason) from None
+        raise BadRequest(422, id_field if field == "entity_id" else field, exc.reason) from None
     return event
+
+
+def acknowledgement(body: dict[str, Any], kind: str) -> tuple[str, int | None, dict[str, Any]]:
+    """The checked fields of an acknowledgement: metric, cycle (or ``None``) and the rest.
+
+    Checked here, on whichever worker receives it, against the rules'
+    vocabulary; whether the item has that clock is for its owner to say.
+    """
+    unknown = sorted(set(body) - set(_ACK_FIELDS))
+    if unknown:
+        raise BadRequest(422, unknown[0][:64], f"unknown field; send {', '.join(_ACK_FIELDS)}")
+    if kind not in ITEM_KINDS:
+        raise BadRequest(422, "kind", f"must be one of {', '.join(ITEM_KINDS)}")
+    metric = body.get("metric")
+    if not isinstance(metric, str) or metric not in METRICS:
+        raise BadRequest(422, "metric", f"must be one of {', '.join(METRICS)}")
+    cycle = body.get("cycle")
+    if cycle is not None and (not isinstance(cycle, int) or isinstance(cycle, bool)
+                              or not 1 <= cycle <= MAX_CYCLE):
+        raise BadRequest(422, "cycle", f"must be a whole number from 1 to {MAX_CYCLE}")
+    note = body.get("note")
+    if note is not None and not isinstance(note, str):
+        raise BadRequest(422, "note", "must be a string")
+    if note and len(note) > MAX_NOTE_LENGTH:
+        raise BadRequest(422, "note", f"longer than {MAX_NOTE_LENGTH} characters")
+    actor, source = body.get("actor") or "manager", body.get("source") or "account_manager"
+    if not isinstance(actor, str) or not actor.strip() or len(actor) > MAX_ID_LENGTH:
+        raise BadRequest(422, "actor", f"must be a staff id of at most {MAX_ID_LENGTH} "
+                                       f"characters")
+    if source not in SOURCES:
+        raise BadRequest(422, "source", f"must be one of {', '.join(SOURCES)}")
+    extra = {"note": note} if note and note.strip() else {}
+    return metric, cycle, {"source": source, "actor": actor, **extra}
+
+
+def _event_id(text: str) -> str:
+    """An event id as the envelope spells it (a UUID), or a 422 naming ``wait_for``."""
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise BadRequest(422, "wait_for", "must be an event id (a UUID) returned by a "
+                                          "write") from None
+
+
+def _item_clocks(item: dict[str, Any]) -> dict[str, int]:
+    """Each clock of an item as stored in the view, with its current cycle."""
+    metrics = (item.get("sla") or {}).get("metrics") or {}
+    return {name: int(m.get("cycle") or 1) for name, m in metrics.items()}
 
 
 def register_routes(streams: Streams, settings: Settings,
                     clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-    """Attach the API to the streams' faust app."""
+    """Attach the API, and the guard every route runs behind, to the streams' faust app."""
     app, views = streams.app, streams.views
+    install_http_guard(app)
+    # The faust table whose partition owners serve a customer's reads: the
+    # views table, or the customer-header table of a store that splits views.
+    routing = getattr(views, "customers", views)
+    waits = Slots(MAX_CONCURRENT_WAITS, "read-your-writes waits")
 
-    def problem(view: View, exc: BadRequest) -> Response:
-        return view.json({"error": exc.reason, "field": exc.field}, status=exc.status)
-
-    async def publish(event) -> None:
-        sent = await streams.events.send(key=event.customer_id.encode(), value=event.to_bytes(),
-                                         key_serializer="raw", value_serializer="raw")
+    async def publish(event, topic=None) -> None:
+        topic = topic or streams.events
+        sent = await topic.send(key=event.customer_id.encode(), value=event.to_bytes(),
+                                partition=streams.processor.home_partition(event.customer_id),
+                                key_serializer="raw", value_serializer="raw")
         await sent  # 202 means the broker has it, not that it sits in a buffer
 
     def command_view(event_type: str, id_field: str, id_prefix: str) -> type[View]:
         class CommandView(View):
             async def post(self, request: Request) -> Response:
-                try:
-                    body = await _json_body(request)
-                    event = command_to_event(body, event_type, id_field, id_prefix, clock())
-                except BadRequest as exc:
-                    return problem(self, exc)
+                body = await read_json_object(request)
+                event = command_to_event(body, event_type, id_field, id_prefix, clock())
                 await publish(event)
                 return self.json({id_field: event.entity_id, "event_id": event.event_id,
                                   "customer_id": event.customer_id,
@@ -116,45 +175,80 @@ def register_routes(streams: Streams, settings: Settings,
 
     @app.page("/api/events")
     class RawEventView(View):
-        """Any event of the catalogue, as its JSON envelope (what a Kafka client would send)."""
+        """Any customer, fault, ticket or order event, as its JSON envelope."""
 
         async def post(self, request: Request) -> Response:
+            body = await read_json_object(request)
+            if str(body.get("event_type")).startswith("sla."):  # the timers' own, or the ack's
+                raise BadRequest(422, "event_type", "SLA events are written by keydesk's "
+                                 "timers; acknowledge through POST /api/customers/{id}/items/"
+                                 "{kind}/{item_id}/acknowledge")
+            check_instant_years(body, "occurred_at", "recorded_at")
             try:
-                body = await _json_body(request)
-                try:
-                    event = event_from_dict(body)
-                except InvalidEvent as exc:
-                    raise BadRequest(422, exc.field, exc.reason) from None
-            except BadRequest as exc:
-                return problem(self, exc)
+                event = event_from_dict(body)
+            except InvalidEvent as exc:
+                raise BadRequest(422, exc.field, exc.reason) from None
             await publish(event)
             return self.json({"event_id": event.event_id, "customer_id": event.customer_id},
                              status=202)
 
-    def ready() -> bool:
-        """Rebalanced and recovered: the table holds every owned customer's latest view."""
-        return not app.rebalancing and not getattr(app, "in_recovery", False)
+    worker_health = WorkerHealth(app, streams.processor, sink_of=lambda: streams.sink)
+    ready = worker_health.ready
 
     def recovering(web) -> Response:
         # Never answer from a half-recovered table: a stale view looks like a true one.
         return web.json({"error": "worker is rebalancing or recovering; retry shortly",
                          "field": None}, status=503, headers={"Retry-After": "1"})
 
+    def is_me(url: URL) -> bool:
+        me = URL(str(app.conf.canonical_url))
+        return (url.host, url.port) == (me.host, me.port)
+
+    def owner_of(customer_id: str) -> URL | None:
+        """The worker whose active partitions hold the customer; ``None`` before assignment."""
+        partition = streams.processor.home_partition(customer_id)
+        topic = routing.changelog_topic.get_topic_name()
+        for url, topics in app.router.table_metadata(routing.name).items():
+            if partition in topics.get(topic, ()):
+                return URL(str(url))
+        return None
+
+    def routed_read(handler: Callable[..., Awaitable[Response]]):
+        """Answer here if this worker owns the customer, else ask the owner: GETs only.
+
+        Only the path and query travel (no body, no caller's headers); the
+        owner's status, body, content type and ``Retry-After`` come back.
+        """
+        @functools.wraps(handler)
+        async def read(web, request: Request, customer_id: str, **kwargs) -> Response:
+            owner = owner_of(customer_id)
+            if owner is not None and is_me(owner):
+                return await handler(web, request, customer_id, **kwargs)
+            if owner is None or ROUTED_HEADER in request.headers:  # no owner, or a loop
+                return recovering(web)
+            async with app.http_client.get(owner.join(request.rel_url),
+                                           headers={ROUTED_HEADER: "1"}) as answer:
+                body = await answer.read()
+                headers = {"Content-Type": answer.headers.get("Content-Type",
+                                                              "application/json")}
+                if "Retry-After" in answer.headers:
+                    headers["Retry-After"] = answer.headers["Retry-After"]
+                return web.bytes(body, status=answer.status, headers=headers)
+        return read
+
     @app.page("/api/customers/{customer_id}/view")
-    @app.table_route(table=views, match_info="customer_id")
+    @routed_read
     async def customer_view(web, request: Request, customer_id: str) -> Response:
         """The one-stop view; ``?wait_for=EVENT_ID&timeout=S`` waits until that event is in."""
         if not ready():
             return recovering(web)
-        wait_for = request.query.get("wait_for")
-        if wait_for:
-            try:
-                timeout = min(float(request.query.get("timeout", "2")), MAX_WAIT_SECONDS)
-            except ValueError:
-                return web.json({"error": "must be a number of seconds", "field": "timeout"},
-                                status=422)
-            if not await streams.processor.wait_for_event(customer_id, wait_for, timeout):
-                return web.json({"error": f"event {wait_for} not in the view after {timeout} s",
+        if request.query.get("wait_for"):
+            event_id = _event_id(request.query["wait_for"])
+            timeout = query_number(request, "timeout", DEFAULT_WAIT_SECONDS, 0, MAX_WAIT_SECONDS)
+            with waits.take():
+                arrived = await streams.processor.wait_for_event(customer_id, event_id, timeout)
+            if not arrived:
+                return web.json({"error": f"event {event_id} not in the view after {timeout} s",
                                  "field": "wait_for"}, status=504)
         view = views.get(customer_id)
         if view is None:
@@ -164,7 +258,7 @@ def register_routes(streams: Streams, settings: Settings,
                          content_type="application/json")
 
     @app.page("/api/customers/{customer_id}/items/{kind}/{item_id}/sla")
-    @app.table_route(table=views, match_info="customer_id")
+    @routed_read
     async def item_sla(web, request: Request, customer_id: str, kind: str,
                        item_id: str) -> Response:
         """Every clock of one item at ``?at=`` (default now), with its explanation."""
@@ -173,6 +267,7 @@ def register_routes(streams: Streams, settings: Settings,
         if kind not in ITEM_KINDS:
             return web.json({"error": f"must be one of {', '.join(ITEM_KINDS)}",
                              "field": "kind"}, status=422)
+        check_instant_years(request.query, "at")
         try:
             at = parse_instant(request.query["at"], "at") if "at" in request.query else clock()
         except InvalidEvent as exc:
@@ -189,73 +284,82 @@ def register_routes(streams: Streams, settings: Settings,
             "explanation": format_explanation(facts, evaluation, streams.rules)}),
             content_type="application/json")
 
+    async def owner_clocks(customer_id: str, kind: str, item_id: str) -> dict[str, int] | None:
+        """The item's clocks (metric: current cycle) as its owner knows them.
+
+        ``None`` when the owner cannot tell now (rebalancing, recovering, not
+        answering within the check's deadline); a 404 when it says there is no
+        such item.  On another worker this is a routed *read* (a GET, no body).
+        """
+        owner = owner_of(customer_id)
+        if owner is None:
+            return None
+        if is_me(owner):
+            if not ready():
+                return None
+            view = views.get(customer_id)
+            item = find_item(view, kind, item_id) if view else None
+            if item is None:
+                raise BadRequest(404, "item_id", f"no {kind} {item_id} for customer {customer_id}")
+            return _item_clocks(item)
+        path = (f"/api/customers/{quote(customer_id, safe='')}/items/{kind}/"
+                f"{quote(item_id, safe='')}/sla")
+        try:
+            async with app.http_client.get(
+                    owner.join(URL(path, encoded=True)), headers={ROUTED_HEADER: "1"},
+                    timeout=aiohttp.ClientTimeout(total=OWNER_CHECK_TIMEOUT_SECONDS)) as answer:
+                found = orjson.loads(await answer.read())
+                status = answer.status
+        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
+            return None
+        if not isinstance(found, dict):
+            return None
+        if status == 404 and found.get("field") == "item_id":
+            raise BadRequest(404, "item_id", f"no {kind} {item_id} for customer {customer_id}")
+        try:
+            return {name: int(m.get("cycle") or 1)
+                    for name, m in found["evaluation"]["metrics"].items()} \
+                if status == 200 else None
+        except (KeyError, TypeError, AttributeError, ValueError):  # not what our owner sends
+            return None
+
     @app.page("/api/customers/{customer_id}/items/{kind}/{item_id}/acknowledge")
     class AcknowledgeView(View):
-        """A manager acknowledges an escalation: later ladder steps of that cycle stop."""
+        """A manager acknowledges an escalation: later ladder steps of that cycle stop.
 
-        @app.table_route(table=views, match_info="customer_id")
+        Taken by any worker (no table routing: see the module's docstring) and
+        published to the SLA topic on the customer's home partition, where the
+        owner folds it into the item's ``sla_log``.
+        """
+
         async def post(self, request: Request, customer_id: str, kind: str,
                        item_id: str) -> Response:
-            if not ready():
-                return recovering(self)
-            try:
-                body = await _json_body(request)
-            except BadRequest as exc:
-                return problem(self, exc)
-            view = views.get(customer_id)
-            item = find_item(view, kind, item_id) if view and kind in ITEM_KINDS else None
-            if item is None:
-                return self.json({"error": f"no {kind} {item_id} for customer {customer_id}",
-                                  "field": "item_id"}, status=404)
-            metric = body.get("metric")
-            clocks = ((item.get("sla") or {}).get("metrics") or {})
-            if metric not in clocks:
-                return self.json({"error": f"must be one of the item's clocks: "
-                                           f"{', '.join(sorted(clocks)) or 'none'}",
-                                  "field": "metric"}, status=422)
+            metric, cycle, extra = acknowledgement(await read_json_object(request), kind)
+            clocks = await owner_clocks(customer_id, kind, item_id)
+            if clocks is not None and metric not in clocks:
+                raise BadRequest(422, "metric", f"must be one of the item's clocks: "
+                                                f"{', '.join(sorted(clocks)) or 'none'}")
+            if cycle is None and clocks is None:
+                # Which cycle runs is the owner's to say; guessing 1 would leave a
+                # reopened item's ladder running behind a 202.
+                raise BadRequest(503, "cycle", "the worker owning this customer cannot say "
+                                 "which cycle of the clock runs right now; retry, or give "
+                                 "cycle", {"Retry-After": "1"})
             payload = {"item_kind": kind, "metric": metric,
-                       "cycle": body.get("cycle") or clocks[metric].get("cycle") or 1}
-            if body.get("note"):
-                payload["note"] = body["note"]
+                       "cycle": cycle or clocks[metric]}
+            if "note" in extra:
+                payload["note"] = extra["note"]
             try:
                 event = new_event("sla.escalation_acknowledged", customer_id, item_id, payload,
-                                  source=body.get("source") or "account_manager",
-                                  actor=body.get("actor") or "manager", now=clock())
+                                  source=extra["source"], actor=extra["actor"], now=clock())
             except InvalidEvent as exc:
-                return problem(self, BadRequest(422, (exc.field or "").removeprefix("payload."),
-                                                exc.reason))
-            sent = await streams.processor.sla_topic.send(
-                key=customer_id.encode(), value=event.to_bytes(),
-                partition=streams.processor.home_partition(customer_id),
-                key_serializer="raw", value_serializer="raw")
-            await sent
-            return self.json({"event_id": event.event_id, **payload}, status=202)
+                raise BadRequest(422, (exc.field or "").removeprefix("payload.") or None,
+                                 exc.reason) from None
+            await publish(event, streams.processor.sla_topic)
+            return self.json({"event_id": event.event_id, **payload,
+                              "item_checked": clocks is not None}, status=202)
 
-    @app.page("/api/dispatch-queue")
-    async def dispatch_queue(web, request: Request) -> Response:
-        """Open items across customers, most urgent first (零时延): every worker's, merged."""
-        try:
-            limit = max(1, min(int(request.query.get("limit", "50")), 1000))
-        except ValueError:
-            return web.json({"error": "must be a whole number", "field": "limit"}, status=422)
-        now = clock()
-        rows = local_queue(views, streams.processor, now)
-        if request.query.get("local") != "1":
-            for url in other_workers():
-                try:
-                    async with app.http_client.get(f"{url}/api/dispatch-queue",
-                                                   params={"local": "1", "limit": str(limit)}) as r:
-                        rows.extend((await r.json())["items"])
-                except Exception as exc:  # a worker going away mid-rebalance: say so
-                    return web.json({"error": f"worker {url} did not answer: {exc!r}",
-                                     "field": None}, status=503, headers={"Retry-After": "1"})
-        rows.sort(key=queue_order)
-        return web.json({"as_of": utc_iso(now), "items": rows[:limit]})
-
-    def other_workers() -> list[str]:
-        me = str(app.conf.canonical_url).rstrip("/")
-        hosts = {str(url).rstrip("/") for url in app.router.tables_metadata()}
-        return sorted(h for h in hosts if h != me)
+    register_dispatch_queue_route(app, views, streams.processor, clock)
 
     @app.page("/api/sink")
     async def sink_status(web, request: Request) -> Response:
@@ -269,15 +373,15 @@ def register_routes(streams: Streams, settings: Settings,
 
     @app.page("/api/health")
     async def health(web, request: Request) -> Response:
-        """Liveness plus what this worker owns and has done."""
+        """The truth about this worker (handlers/worker_health.py), what it owns and has done."""
         assignment = app.assignor.assigned_actives() if app.assignor else set()
+        status, verdict = await worker_health.report()
         return web.json({
-            "status": "ok" if ready() else "recovering",
-            "ready": ready(),
+            **verdict,
             "worker": str(app.conf.canonical_url),
             "events_topic": settings.events_topic,
             "partitions": sorted(tp.partition for tp in assignment
                                  if tp.topic == settings.events_topic),
             "processed": dict(streams.processor.stats),
             "sources": list(SOURCES),
-        })
+        }, status=status)

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import sys
+import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,9 +21,14 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import orjson
-from sqlalchemy import Engine
+import structlog
+from sqlalchemy import Engine, event
+from sqlalchemy.exc import OperationalError
 
 from handlers.compliance_report import ComplianceReport, compliance_report
+from handlers.http_guard import Slots
+from handlers.input_limits import (MAX_CONCURRENT_REPORTS, MAX_REPORT_BREACHES,
+                                   REPORT_RETRY_AFTER_SECONDS, REPORT_TIME_LIMIT_SECONDS)
 from handlers.report_arguments import (DIMENSIONS, ReportArgumentError, parse_bound,
                                        parse_group_by, parse_period)
 from handlers.report_output import as_csv, as_html, as_json, as_table
@@ -58,9 +66,13 @@ class ReportRequest:
     breach_limit: int | None = DEFAULT_BREACHES
 
 
-def report_request(values: Mapping[str, str | None], zone: ZoneInfo,
-                   now: datetime) -> ReportRequest:
-    """Check the raw arguments; :class:`ReportArgumentError` names the first bad one."""
+def report_request(values: Mapping[str, str | None], zone: ZoneInfo, now: datetime,
+                   max_breaches: int | None = None) -> ReportRequest:
+    """Check the raw arguments; :class:`ReportArgumentError` names the first bad one.
+
+    ``max_breaches``: the most breaches that may be listed (the HTTP API's
+    bound); ``None`` lets ``breaches=0`` list them all (the CLI).
+    """
     for required in ("from", "to"):
         if not values.get(required):
             raise ReportArgumentError(required, "is required: a local date such as 2026-11-01 "
@@ -69,18 +81,23 @@ def report_request(values: Mapping[str, str | None], zone: ZoneInfo,
     as_of = parse_bound(values["as_of"], zone, "as_of") if values.get("as_of") else now
     fmt = values.get("format") or "json"
     if fmt not in FORMATS:
-        raise ReportArgumentError("format", f"{fmt!r}: use one of {', '.join(FORMATS)}")
+        raise ReportArgumentError("format", f"{fmt[:20]!r}: use one of {', '.join(FORMATS)}")
     return ReportRequest(start, end, as_of, parse_group_by(values.get("group_by")), fmt,
-                         _breach_limit(values.get("breaches")))
+                         _breach_limit(values.get("breaches"), max_breaches))
 
 
-def _breach_limit(text: str | None) -> int | None:
+def _breach_limit(text: str | None, most: int | None = None) -> int | None:
     """How many breaches to list: a whole number, 0 = all; default :data:`DEFAULT_BREACHES`."""
     if text is None or text == "":
         return DEFAULT_BREACHES
-    if not str(text).isdigit():
-        raise ReportArgumentError("breaches", f"{text!r}: a whole number of breaches to list, "
-                                              f"0 for all")
+    text = str(text).strip()
+    # ASCII digits only ("²".isdigit() holds), and few: int() refuses 4,300 of them.
+    if not (text.isascii() and text.isdigit()) or len(text) > 12:
+        raise ReportArgumentError("breaches", f"{text[:20]!r}: a whole number of breaches to "
+                                              f"list, 0 for all")
+    if most is not None and not 1 <= int(text) <= most:
+        raise ReportArgumentError("breaches", f"from 1 to {most} over HTTP "
+                                              f"(keydesk report compliance --breaches 0 lists all)")
     return int(text) or None
 
 
@@ -147,37 +164,123 @@ def run_report(args: argparse.Namespace, settings: Settings,
 
 # -- HTTP --------------------------------------------------------------------------------
 
+log = structlog.get_logger("keydesk.reports")
+
+
+class QueryDeadline:
+    """The instant (``time.monotonic()``) after which the report's queries are interrupted.
+
+    Installed on the HTTP route's own engine: SQLite checks it in a progress
+    handler, PostgreSQL gets the time left as ``statement_timeout`` before each
+    statement.  ``math.inf`` (between reports) interrupts nothing.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.at = math.inf
+        if engine.dialect.name == "sqlite":
+            @event.listens_for(engine, "connect")
+            def _progress(dbapi_connection, record) -> None:
+                dbapi_connection.set_progress_handler(self._passed, 20_000)
+        elif engine.dialect.name == "postgresql":
+            @event.listens_for(engine, "before_cursor_execute")
+            def _timeout(connection, cursor, statement, parameters, context, many) -> None:
+                if self.at != math.inf:
+                    left_ms = max(1, int((self.at - time.monotonic()) * 1000))
+                    cursor.execute(f"SET LOCAL statement_timeout = {left_ms}")
+
+    def _passed(self) -> int:
+        return int(time.monotonic() > self.at)
+
+    def passed(self) -> bool:
+        return bool(self._passed())
+
+
 def report_response(engine: Engine, query: Mapping[str, str], zone: ZoneInfo,
-                    now: datetime) -> tuple[int, str, bytes]:
+                    now: datetime, deadline: QueryDeadline | None = None,
+                    time_limit: float = REPORT_TIME_LIMIT_SECONDS) -> tuple[int, str, bytes]:
     """Status, content type and body for ``GET /api/reports/compliance?...`` (blocking)."""
     try:
-        request = report_request(query, zone, now)
-        report = build_report(engine, request, zone)
+        request = report_request(query, zone, now, max_breaches=MAX_REPORT_BREACHES)
+        if deadline is not None:
+            deadline.at = time.monotonic() + time_limit
+        try:
+            report = build_report(engine, request, zone)
+        finally:
+            if deadline is not None:
+                timed_out, deadline.at = deadline.passed(), math.inf
     except ReportArgumentError as exc:
         return _problem(422, exc.field, exc.reason)
     except ReportUnavailable as exc:
         return _problem(503, None, str(exc))
+    except OperationalError as exc:
+        if deadline is not None and timed_out:
+            return _problem(422, "to", f"the report did not finish within {time_limit:g} s "
+                                       f"over HTTP; ask for a shorter period, or use "
+                                       f"keydesk report compliance")
+        log.warning("report.database_unavailable", error=str(exc).splitlines()[0][:300])
+        return _problem(503, None, "the reporting database did not answer; retry later")
     content_type, render = FORMATS[request.format]
     return 200, content_type, render(report, zone).encode()
 
 
 def _problem(status: int, field: str | None, reason: str) -> tuple[int, str, bytes]:
-    """The API's error shape (``handlers/http_api.py``): the reason and the field at fault."""
+    """The API's error shape (``handlers/http_guard.py``): the reason and the field at fault."""
     return status, "application/json", orjson.dumps({"error": reason, "field": field})
+
+
+def _in_daemon_thread(fn: Callable[[], tuple], done: Callable[[], None]) -> asyncio.Future:
+    """Run ``fn`` in a thread of its own; ``done`` runs on the loop once the thread ends.
+
+    A daemon thread, not ``asyncio.to_thread``: the default executor's threads
+    are joined at exit, so a worker asked to stop waited for a report nobody
+    would read (issue 9); a report only reads, so abandoning it loses nothing.
+    ``done`` frees the report's slot when the work ends, not when the caller
+    stops waiting.
+    """
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def settle(result, error) -> None:
+        done()
+        if not future.done():
+            future.set_exception(error) if error is not None else future.set_result(result)
+
+    def run() -> None:
+        result, error = None, None
+        try:
+            result = fn()
+        except BaseException as exc:  # handed to the awaiting handler, which logs it
+            error = exc
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:  # the loop is closed: the worker is stopping
+            pass
+
+    threading.Thread(target=run, name="keydesk-report", daemon=True).start()
+    return future
 
 
 def register_report_routes(streams, settings: Settings,
                            clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
     """Attach ``GET /api/reports/compliance`` to the streams' faust app.
 
-    The queries run in a thread (``asyncio.to_thread``): a report over a year
-    of items takes seconds, and the worker's event loop must keep consuming.
+    The queries run in a thread: a report over a year of items takes seconds,
+    and the worker's event loop must keep consuming and heartbeating.  One
+    report at a time per worker (:data:`MAX_CONCURRENT_REPORTS`; the next gets
+    a 429 with ``Retry-After``), interrupted after
+    :data:`REPORT_TIME_LIMIT_SECONDS`.
     """
     engine = open_engine(settings.database_url)
+    deadline = QueryDeadline(engine)
+    reports = Slots(MAX_CONCURRENT_REPORTS, "compliance reports",
+                    retry_after=REPORT_RETRY_AFTER_SECONDS)
 
     @streams.app.page("/api/reports/compliance")
     async def compliance(web, request):
-        status, content_type, body = await asyncio.to_thread(
-            report_response, engine, dict(request.query), settings.zone, clock())
+        query, now = dict(request.query), clock()
+        reports.acquire()
+        status, content_type, body = await _in_daemon_thread(
+            lambda: report_response(engine, query, settings.zone, now, deadline),
+            reports.release)
         # a header, not content_type=: aiohttp refuses a charset in that argument
         return web.bytes(body, status=status, headers={"Content-Type": content_type})

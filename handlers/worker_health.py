@@ -1,0 +1,141 @@
+"""What ``/api/health`` says: whether this worker is doing its job, and if not, what is wrong.
+
+Issue 9 found the endpoint saying ``ok`` while the fold agent had crashed, the
+sink had stopped on one record and the broker was gone.  A health check that
+only says the process is alive is worse than none: it tells the load balancer
+and the operator that a desk losing events is fine.  So every condition that
+stops events, steps or alerts from flowing is checked here and named:
+
+* ``broker``: the cluster does not answer a metadata request (probed at most
+  once per :data:`PROBE_EVERY` seconds, within :data:`PROBE_TIMEOUT`);
+* ``group``: the consumer is not a member of its group (no coordinator, or no
+  generation): its partitions are nobody's or somebody else's;
+* ``agent``: an agent's actor has stopped with an exception;
+* ``events``: a batch of events has been retried for more than
+  :data:`STUCK_AFTER` seconds (the broker refuses the dead letters, say);
+* ``sink``: the SQL sink is stopped, or retrying for more than :data:`STUCK_AFTER`.
+
+``recovering`` (rebalancing or table recovery, a normal few seconds) is not a
+problem but not ready either.  The answer is 200 for ``ok`` and ``recovering``
+and 503 for ``degraded``, so a load balancer takes a degraded worker out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+
+PROBE_EVERY = 2.0     # seconds between broker probes (health may be polled often)
+PROBE_TIMEOUT = 2.0   # seconds a metadata request may take before the broker counts as down
+STUCK_AFTER = 30.0    # seconds of retrying after which a retrying part counts as down
+_NO_GENERATION = -1   # aiokafka's DEFAULT_GENERATION_ID: not in a group
+
+
+@dataclass
+class _Probe:
+    at: float = 0.0
+    error: str | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class WorkerHealth:
+    """Collects the worker's problems; :meth:`report` is the endpoint's body."""
+
+    def __init__(self, app: faust.App, processor: Any, sink_of=lambda: None,
+                 clock=time.monotonic, wall=time.time) -> None:
+        self.app = app
+        self.processor = processor
+        self.sink_of = sink_of  # the sink is attached after the routes are built
+        self.clock = clock
+        self.wall = wall
+        self._probe = _Probe()
+
+    def ready(self) -> bool:
+        """Rebalanced and recovered: the views hold every owned customer's latest state."""
+        return not self.app.rebalancing and not getattr(self.app, "in_recovery", False)
+
+    async def problems(self) -> dict[str, str]:
+        problems: dict[str, str] = {}
+        if self.ready():  # while starting or rebalancing these are expected to be unsettled
+            broker = await self._broker_error()
+            if broker:
+                problems["broker"] = broker
+            group = self._group_error()
+            if group:
+                problems["group"] = group
+        for name, error in self._crashed_agents().items():
+            problems[f"agent:{name}"] = error
+        failing = getattr(self.processor, "failing_since", None)
+        if failing is not None and self.wall() - failing > STUCK_AFTER:
+            problems["events"] = (f"a batch has been retried for {self.wall() - failing:.0f} s: "
+                                  f"{self.processor.last_error}")
+        sink = self._sink_error()
+        if sink:
+            problems["sink"] = sink
+        return problems
+
+    async def report(self) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, body): ``ok``, ``recovering`` or ``degraded`` with the problems."""
+        problems = await self.problems()
+        ready = self.ready()
+        status = "degraded" if problems else ("ok" if ready else "recovering")
+        return (503 if problems else 200), {"status": status, "ready": ready and not problems,
+                                            "problems": problems}
+
+    async def _broker_error(self) -> str | None:
+        probe = self._probe
+        async with probe.lock:
+            if self.clock() - probe.at < PROBE_EVERY:
+                return probe.error
+            probe.error = await self._probe_broker()
+            probe.at = self.clock()
+            return probe.error
+
+    async def _probe_broker(self) -> str | None:
+        producer = getattr(self.app.producer, "_producer", None)
+        client = getattr(producer, "client", None)
+        if client is None:
+            return "the producer has not started"
+        try:
+            await asyncio.wait_for(client.fetch_all_metadata(), PROBE_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+            return f"no metadata from the cluster within {PROBE_TIMEOUT:.0f} s: {exc!r}"[:300]
+        return None
+
+    def _group_error(self) -> str | None:
+        thread = getattr(self.app.consumer, "_thread", None)
+        consumer = getattr(thread, "_consumer", None)
+        coordinator = getattr(consumer, "_coordinator", None)
+        if coordinator is None:
+            return "the consumer has not started"
+        if coordinator.coordinator_id is None:
+            return "no group coordinator known: the broker may be unreachable"
+        if getattr(coordinator, "generation", _NO_GENERATION) == _NO_GENERATION:
+            return "not a member of the consumer group"
+        return None
+
+    def _crashed_agents(self) -> dict[str, str]:
+        crashed = {}
+        for name, agent in self.app.agents.items():
+            for actor in list(getattr(agent, "_actors", ())):
+                task = getattr(actor, "actor_task", None)
+                if task is not None and task.done() and not task.cancelled() \
+                        and task.exception() is not None:
+                    crashed[name] = repr(task.exception())[:300]
+        return crashed
+
+    def _sink_error(self) -> str | None:
+        sink = self.sink_of()
+        if sink is None:
+            return None
+        status = sink.status
+        if status.state == "stopped":
+            return f"the SQL sink has stopped: {status.last_error}"
+        waited = status.retrying_seconds
+        if status.state == "retrying" and waited is not None and waited > STUCK_AFTER:
+            return f"the SQL sink has been retrying for {waited:.0f} s: {status.last_error}"
+        return None
