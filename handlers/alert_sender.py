@@ -37,6 +37,7 @@ from handlers.alert_channels import (Dispatcher, EmailChannel, LogChannel, Retry
 from handlers.alert_routing import ALERTING_EVENTS, RoutingConfig, route
 from schemas.envelope import InvalidEvent, decode_event, utc_iso
 from streams.app import Streams
+from streams.event_batches import event_batches
 from streams.customer_view import find_item
 from streams.settings import Settings
 
@@ -112,10 +113,13 @@ class AlertSender:
             return 0  # the fold agent dead-letters it
         if event.event_type not in ALERTING_EVENTS:
             return 0
-        view = self.views.get(event.customer_id)
-        item = find_item(view, event.payload["item_kind"], event.entity_id) if view else None
+        customer_id, kind, item_id = event.customer_id, event.payload["item_kind"], event.entity_id
+        view = self.views.get(customer_id)
+        item = find_item(view, kind, item_id) if view else None
         sent = 0
         for alert in route(event, (view or {}).get("profile"), item, self.config):
+            # Re-read after every await: the fold may have replaced the item meanwhile.
+            item = self.views.find_item(customer_id, kind, item_id)
             if item is not None and _delivered(item, alert.alert_id):
                 continue
             if not await self._may_send(event.customer_id):
@@ -124,21 +128,46 @@ class AlertSender:
                 return sent
             self.idle.clear()
             try:
-                sent += await self._send(event, view, item, alert)
+                sent += await self._send(event, alert)
             finally:
                 self.idle.set()
         return sent
 
-    async def _send(self, event, view, item, alert) -> int:
-        """Dispatch one alert, record the outcome durably, keep what failed."""
+    async def handle_or_keep(self, raw: bytes) -> int:
+        """:meth:`handle`, and a step it cannot handle is kept on the failed-alerts topic.
+
+        A bug in routing one step must not stop the alerts of every customer
+        behind it on the partition, nor vanish: it is kept with the reason.
+        """
+        try:
+            return await self.handle(raw)
+        except Exception as exc:
+            log.exception("alert.step_failed")
+            self.stats["alert_steps_failed"] += 1
+            await self.failed.send(
+                key=None, key_serializer="raw", value_serializer="raw",
+                value=orjson.dumps({"step": raw.decode(errors="replace"),
+                                    "reason": repr(exc)[:1000],
+                                    "failed_at": utc_iso(datetime.now(UTC))}))
+            return 0
+
+    async def _send(self, event, alert) -> int:
+        """Dispatch one alert, record the outcome durably, keep what failed.
+
+        The outcome is written into the item as it is *after* the dispatch (it
+        is looked up again, no await in between), and only the item's alerts
+        change: the sender owns nothing else of the view.
+        """
         usable = tuple(c for c in alert.channels if c in self.dispatcher.channels)
         report = await self.dispatcher.dispatch(_with_channels(alert, usable))
         outcome = {r.channel: {"status": str(r.status), "attempts": r.attempts,
                                "reason": r.reason} for r in report.results}
+        customer_id, kind = event.customer_id, event.payload["item_kind"]
+        item = self.views.find_item(customer_id, kind, event.entity_id)
         if item is not None:
             _record(item, alert, outcome, report.delivered)
             # Durable before the next alert: a crash now repeats nothing sent.
-            self.views[event.customer_id] = view
+            self.views.save_item(customer_id, kind, event.entity_id)
             await self.flush()
             self.stats["alerts_recorded"] += 1  # durable: in the changelog
         if report.failures:
@@ -189,8 +218,14 @@ def register_alert_agent(streams: Streams, settings: Settings) -> AlertSender:
 
     @app.agent(streams.processor.sla_topic, name="send-alerts")
     async def send_alerts(stream):
-        """Alerts go out one step at a time, in the order steps became due."""
-        async for event in stream.events():
-            await sender.handle(event.message.value)
+        """Alerts go out one step at a time, in the order steps became due.
+
+        A step is acked only once its alerts are sent and recorded, and never
+        skipped unacked-as-done on a rebalance (see ``streams.event_batches``).
+        """
+        async for batch in event_batches(stream, 1, idle=0.0, linger=0.0,
+                                         stats=streams.processor.stats):
+            for event in batch:
+                await sender.handle_or_keep(event.message.value)
 
     return sender

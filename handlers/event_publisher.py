@@ -4,6 +4,11 @@ Uses an idempotent aiokafka producer keyed by ``customer_id`` with Kafka's
 default partitioner, so events land on the partition their customer's view
 lives on.  Lines are checked against the contract first; bad lines are reported
 with their line number and, unless asked to, not sent.
+
+Managers' acknowledgements in a file (an imported history) go to the SLA topic,
+the only topic the workers take them from; the timers' own step events
+(warnings, breaches, escalations, met) are refused: the workers derive those
+from the log, and a copied one would be a forgery (issue 9).
 """
 
 from __future__ import annotations
@@ -24,9 +29,17 @@ class PublishReport:
     refused: list[tuple[int, str]] = field(default_factory=list)
 
 
+ACKNOWLEDGEMENT = "sla.escalation_acknowledged"
+
+
 async def publish_lines(bootstrap: str, topic: str, lines: Iterable[bytes], *,
-                        validate: bool = True) -> PublishReport:
-    """Send each non-blank line as one event; returns once the broker acked all."""
+                        validate: bool = True, sla_topic: str | None = None) -> PublishReport:
+    """Send each non-blank line as one event; returns once the broker acked all.
+
+    ``sla_topic``: where acknowledgements go (by default ``topic`` with its last
+    dotted part replaced by ``sla``, as the settings name it).
+    """
+    sla_topic = sla_topic or topic.rpartition(".")[0] + ".sla"
     report = PublishReport()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
                                 acks="all", linger_ms=5, max_batch_size=256 * 1024)
@@ -41,7 +54,14 @@ async def publish_lines(bootstrap: str, topic: str, lines: Iterable[bytes], *,
                     continue
             else:
                 key = event.customer_id.encode()
-            pending.append(await producer.send(topic, line, key=key))
+            target = topic
+            if not isinstance(event, InvalidEvent) and event.kind == "sla":
+                if event.event_type != ACKNOWLEDGEMENT:
+                    report.refused.append((number, f"{event.event_type}: step events are "
+                                                   "the SLA timers' own; not published"))
+                    continue
+                target = sla_topic
+            pending.append(await producer.send(target, line, key=key))
             report.sent += 1
             if len(pending) >= 10_000:
                 for fut in pending:

@@ -145,9 +145,8 @@ def register_routes(streams: Streams, settings: Settings,
     """Attach the API, and the guard every route runs behind, to the streams' faust app."""
     app, views = streams.app, streams.views
     install_http_guard(app)
-    # The faust table whose partition owners serve a customer's reads: the
-    # views table, or the customer-header table of a store that splits views.
-    routing = getattr(views, "customers", views)
+    # The faust table whose partition owners serve a customer's reads.
+    routing = views.customers
     waits = Slots(MAX_CONCURRENT_WAITS, "read-your-writes waits")
 
     async def publish(event, topic=None) -> None:

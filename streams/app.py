@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-import orjson
 from faust.serializers import codecs
 
 from sla_rules import RuleSet, load_rules
 from streams.consumer_tuning import consumer_urls
 from streams.event_batches import event_batches
-from streams.event_processor import EventProcessor
+from streams.customer_store import CustomerPartitionedTable, CustomerStore
+from streams.event_processor import EventProcessor, murmur2_partition
 from streams.settings import Settings, SettingsError
 from streams.sla_agents import register_sla_agents
 
@@ -34,16 +34,6 @@ from streams.sla_agents import register_sla_agents
 BATCH_MAX = 4000       # events folded per batch at most
 BATCH_WITHIN = 0.005   # seconds without a new event that close a partial batch
 BATCH_LINGER = 0.1     # seconds a batch may collect events at most
-
-
-class _Orjson(codecs.Codec):
-    """JSON through orjson: the table changelog is the hot path of every write."""
-
-    def _dumps(self, obj):
-        return orjson.dumps(obj)
-
-    def _loads(self, s):
-        return orjson.loads(s)
 
 
 class _Utf8(codecs.Codec):
@@ -60,7 +50,6 @@ class _Utf8(codecs.Codec):
         return bytes(s).decode()
 
 
-codecs.register("keydesk-json", _Orjson())
 codecs.register("keydesk-utf8", _Utf8())
 
 
@@ -71,7 +60,7 @@ class Streams:
     app: faust.App
     events: faust.TopicT
     dead_letters: faust.TopicT
-    views: faust.Table
+    views: CustomerStore     # the working views; ``views.customers`` routes reads to owners
     processor: EventProcessor
     rules: RuleSet
     sink: Any = None  # the SQL sink when this worker runs one (handlers/sink_runner.py)
@@ -119,6 +108,19 @@ def faust_settings(settings: Settings) -> dict:
     }
 
 
+def _customer_table(app: faust.App, name: str, partitions: int,
+                    partition_of) -> CustomerPartitionedTable:
+    """A table of raw JSON bytes whose records sit on their customer's partition."""
+    table = CustomerPartitionedTable(app, name=name, key_type=None, value_type=None,
+                                     beacon=app.tables.beacon, partitions=partitions)
+    table.partition_of = partition_of
+    table.key_serializer, table.value_serializer = "keydesk-utf8", "raw"
+    # Faust built the changelog topic when the table was made, with JSON
+    # serializers; rebuild it so recovery and standbys read back raw bytes.
+    table.changelog_topic = table._new_changelog_topic()
+    return app.tables.add(table)
+
+
 def build_streams(settings: Settings, broker: str | None = None,
                   rules: RuleSet | None = None) -> Streams:
     """Create the app with its topics, table and agent; ``broker`` overrides (tests).
@@ -130,6 +132,10 @@ def build_streams(settings: Settings, broker: str | None = None,
     rules = rules or load_rules(settings.sla_rules)
     brokers = broker or [f"kafka://{server}" for server in settings.bootstrap_servers]
     app = faust.App(settings.app_id, broker=brokers, **faust_settings(settings))
+
+    def processor_partition(customer_id: str) -> int:
+        return murmur2_partition(customer_id.encode(), settings.partitions)
+
     # Keys stay raw bytes here: a key that is not UTF-8 must reach the processor
     # (and the dead-letter topic), not fail inside faust's key decoding.
     events = app.topic(settings.events_topic, key_type=bytes, value_type=bytes,
@@ -138,15 +144,11 @@ def build_streams(settings: Settings, broker: str | None = None,
     dead_letters = app.topic(settings.dead_letter_topic, key_type=bytes, value_type=bytes,
                              key_serializer="raw", value_serializer="raw",
                              partitions=settings.partitions)
-    # use_partitioner: a view is written to the changelog partition Kafka's own
-    # partitioner picks for its key, which is its events' partition, whatever
-    # mix of partitions one batch holds.
-    views = app.Table("customer-views", key_type=None, value_type=None,
-                      partitions=settings.partitions, use_partitioner=True)
-    views.key_serializer, views.value_serializer = "keydesk-utf8", "keydesk-json"
-    # Faust built the changelog topic when the table registered, with JSON
-    # serializers; rebuild it so recovery and standbys decode what we write.
-    views.changelog_topic = views._new_changelog_topic()
+    # The views persist as bounded records in three tables on the customer's
+    # partition of the events topic (streams/customer_store.py).
+    tables = [_customer_table(app, name, settings.partitions, processor_partition)
+              for name in ("customers", "items", "item-history")]
+    views = CustomerStore(*tables, partition_of=processor_partition)
     processor = EventProcessor(app=app, events=events, dead_letters=dead_letters, views=views,
                                rules=rules, partitions=settings.partitions,
                                replay=settings.clock == "replay")
@@ -155,8 +157,8 @@ def build_streams(settings: Settings, broker: str | None = None,
     async def fold_events(stream):
         """Fold every event into its customer's view, a batch at a time."""
         async for batch in event_batches(stream, BATCH_MAX, idle=BATCH_WITHIN,
-                                         linger=BATCH_LINGER):
-            await processor.process_batch(batch)
+                                         linger=BATCH_LINGER, stats=processor.stats):
+            await processor.process_batch_until_done(batch)
 
     register_sla_agents(app, settings, processor)
     return Streams(app=app, events=events, dead_letters=dead_letters, views=views,

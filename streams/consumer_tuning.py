@@ -145,6 +145,37 @@ class Consumer(faust_aiokafka.Consumer):
             unset_flag(flag_consumer_fetching)
 
 
+    def _new_offset(self, tp):
+        """The offset to commit for ``tp``: only past offsets acked without a hole.
+
+        faust 0.15.3 lets the first acked offset be one past the committed one
+        (``min(acked) - committed > 1``) and so commits over an event that is not
+        acked yet: the one at the committed offset, which is the next to be read.
+        Here the run of acked offsets must start exactly at the committed offset
+        (gaps of compacted topics are filled in by faust's own code first).
+        """
+        acked = self._acked[tp]
+        committed = self._committed_offset[tp]
+        if acked and committed is not None:
+            self._fill_gaps(tp, acked)
+            if min(acked) > committed:
+                return None
+        return super()._new_offset(tp)
+
+    def _fill_gaps(self, tp, acked) -> None:
+        """Count the known gaps up to the highest acked offset as acked (faust's step)."""
+        gap_for_tp = self._gap[tp]
+        if not gap_for_tp:
+            return
+        max_offset = max(acked)
+        candidates = sorted(gap_for_tp.overlap(0, max_offset), key=lambda x: x.begin)
+        if candidates:
+            filler = [n for entry in candidates for n in range(entry.begin, entry.end)]
+            acked.extend(filler)
+            gap_for_tp.chop(0, max(filler[-1], max_offset + 1))
+            acked.sort()
+
+
 class Transport(faust_aiokafka.Transport):
     """faust's aiokafka transport with :class:`Consumer` as its consumer."""
 

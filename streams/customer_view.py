@@ -21,7 +21,6 @@ from schemas.event_catalogue import TIERS
 from streams import lifecycles
 
 RECENT_CLOSED_LIMIT = 20        # closed items kept with full history, newest first
-ARCHIVED_IDS_LIMIT = 10_000     # ids of items evicted from the view, to recognise stragglers
 PROFILE_EVENT_IDS_LIMIT = 200   # customer events remembered for de-duplication
 ITEM_KINDS = ("fault", "ticket", "order")
 _SEVERITY_PRIORITY = {"critical": "P1", "major": "P2", "minor": "P3", "warning": "P4"}
@@ -45,12 +44,17 @@ _STATUS_EVENTS = {"fault.status_changed", "ticket.status_changed", "order.status
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What folding one event did: ``applied``, ``rejected``, ``duplicate`` or ``archived``."""
+    """What folding one event did: ``applied``, ``rejected``, ``duplicate`` or ``archived``.
+
+    ``evicted``: items that left the view for the archive as a result (the
+    oldest recent-closed ones), as (kind, id) pairs, so the store can say so.
+    """
 
     status: str
     state: str | None = None
     reason: str | None = None
     late: bool = False
+    evicted: tuple[tuple[str, str], ...] = ()
 
 
 def new_view(customer_id: str) -> dict[str, Any]:
@@ -62,7 +66,7 @@ def new_view(customer_id: str) -> dict[str, Any]:
         "profile_event_ids": [],
         "open": {kind: {} for kind in ITEM_KINDS},
         "recent_closed": [],
-        "archived_ids": [],
+        "archived_ids": set(),  # "kind:id" of items evicted to the archive (all of them)
         "counters": {"events_applied": 0, "duplicates_ignored": 0, "transitions_rejected": 0,
                      "late_events": 0, "closed_total": 0},
         "last_event_at": None,
@@ -166,8 +170,8 @@ def _fold_item(view: dict[str, Any], event: Event) -> Outcome:
         _refold(item)
     else:
         _apply(item, record)
-    _file_item(view, item)
-    return Outcome(record["outcome"], item["state"], record.get("reason"), late)
+    evicted = _file_item(view, item)
+    return Outcome(record["outcome"], item["state"], record.get("reason"), late, evicted)
 
 
 def _refold(item: dict[str, Any]) -> None:
@@ -205,8 +209,12 @@ def _apply(item: dict[str, Any], record: dict[str, Any]) -> None:
     item["closed_at"] = (item["closed_at"] or at) if closed else None
 
 
-def _file_item(view: dict[str, Any], item: dict[str, Any]) -> None:
-    """Keep the item in the open list or the recent-closed list, as its state says."""
+def _file_item(view: dict[str, Any], item: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """Keep the item in the open list or the recent-closed list, as its state says.
+
+    Returns the items evicted to the archive.  Their ids are all remembered, so
+    a straggler for an evicted item is recognised however long ago it closed.
+    """
     kind, entity_id = item["kind"], item["id"]
     open_items, recent = view["open"][kind], view["recent_closed"]
     closed = lifecycles.is_closed(kind, item["state"])
@@ -220,10 +228,11 @@ def _file_item(view: dict[str, Any], item: dict[str, Any]) -> None:
         view["counters"]["closed_total"] -= 1
     if closed:
         recent.sort(key=lambda i: i["closed_at"], reverse=True)
-    for evicted in recent[RECENT_CLOSED_LIMIT:]:
-        view["archived_ids"].append(f"{evicted['kind']}:{evicted['id']}")
+    evicted = tuple((old["kind"], old["id"]) for old in recent[RECENT_CLOSED_LIMIT:])
+    for kind, item_id in evicted:
+        view["archived_ids"].add(f"{kind}:{item_id}")
     del recent[RECENT_CLOSED_LIMIT:]
-    del view["archived_ids"][:-ARCHIVED_IDS_LIMIT]
+    return evicted
 
 
 # -- SLA events: timers' warnings, breaches and escalations, managers' acknowledgements

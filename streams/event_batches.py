@@ -18,19 +18,32 @@ old.  A lone hotline event therefore waits ``idle`` (not a fixed window), a
 backlog is folded in large batches.
 
 Per event it does what faust 0.15.3's ``Stream._py_aiter`` does (that method is
-the reference; keep them in step on upgrades): skip (and ack) events from a
-stale consumer generation or taken while flow control is suspended (a rebalance),
-track the message as unacked for acking topics, call the stream sensors, and
-ack only after the batch was processed -- in a ``finally``, like
-``take_events``, so a crashing batch does not block the partition's offsets
-forever (the agent crashes, as before).  Offsets become committable only after
-the acks, and faust's ``Consumer.commit`` flushes the producer (changelog,
-dead letters) before committing: at-least-once is kept.
+the reference; keep them in step on upgrades): track the message as unacked for
+acking topics, call the stream sensors, and ack only after the batch was
+processed.  Two deliberate differences, both because an ack is a promise that
+the event is folded (issue 9, "a broker restart under load silently loses
+events"):
+
+* an event from a stale consumer generation, or taken while flow control is
+  suspended (a rebalance), is dropped *without* an ack.  faust acks it, which
+  puts its offset among the acked ones although nothing folded it; the next
+  commit can then jump past it.  Unacked, it is fetched again: every rebalance
+  seeks to the committed offsets before flow resumes
+  (``faust.tables.recovery.Recovery._resume_streams``);
+* a batch whose processing did not finish (the agent crashed or was cancelled
+  at shutdown) is not acked either, where faust's ``take_events`` acks in a
+  ``finally``.  Its events are redelivered to whoever owns the partition next;
+  folds are idempotent, so a second delivery is harmless.
+
+Offsets become committable only after the acks, and faust's ``Consumer.commit``
+flushes the producer (changelog, dead letters) before committing: at-least-once
+is kept.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
 
 import faust
@@ -42,13 +55,15 @@ from mode.utils.futures import maybe_async
 PINNED_FAUST = "0.15.3"
 
 
-async def event_batches(stream: StreamT, max_events: int, *, idle: float,
-                        linger: float) -> AsyncIterator[list[EventT]]:
+async def event_batches(stream: StreamT, max_events: int, *, idle: float, linger: float,
+                        stats: Counter | None = None) -> AsyncIterator[list[EventT]]:
     """Yield lists of up to ``max_events`` events from ``stream``; ack them afterwards.
 
     ``idle``: a batch is closed once no event arrived for this long (seconds).
     ``linger``: and at the latest this long after its first event arrived.
+    ``stats``: counts ``dropped_for_refetch`` (events left for the post-rebalance refetch).
     """
+    stats = stats if stats is not None else Counter()
     if faust.__version__ != PINNED_FAUST:  # pragma: no cover - guards an upgrade
         async for batch in stream.take_events(max_events, within=idle):
             yield list(batch)
@@ -81,14 +96,14 @@ async def event_batches(stream: StreamT, max_events: int, *, idle: float,
 
     batch: list[EventT] = []
     states: list = []
-    skipped: list[EventT] = []
+    skipped: list[EventT] = []  # events a stream processor skipped: done with, so acked
 
     def take(item) -> bool:
         if not isinstance(item, EventT):  # plain values are not acked by faust either
             raise TypeError(f"event_batches needs events, the channel gave {item!r}")
         message = item.message
         if not flow_active() or message.generation_id != app.consumer_generation_id:
-            skipped.append(item)  # faust skips these and acks them (Stream._py_aiter)
+            stats["dropped_for_refetch"] += 1  # no ack: the seek after the rebalance refetches
             return False
         if message.topic in acking_topics and not message.tracked:
             message.tracked = True
@@ -143,12 +158,12 @@ async def event_batches(stream: StreamT, max_events: int, *, idle: float,
                 skipped.clear()
             if not batch:
                 continue
-            try:
-                yield batch
-            finally:
-                done, done_states = batch, states
-                batch, states = [], []
-                ack(done, done_states)
+            done, done_states = batch, states
+            batch, states = [], []
+            # Resumed: the batch was processed.  Closed instead (GeneratorExit at the
+            # yield: the agent crashed or stopped): nothing is acked, all is redelivered.
+            yield done
+            ack(done, done_states)
     except StopAsyncIteration:
         # faust ends a stream by throwing this into its channel (Stream._py_aiter
         # returns on it); an async generator may not raise it.

@@ -22,11 +22,13 @@ from aiokafka.partitioner import murmur2
 
 from schemas.envelope import Event, InvalidEvent, decode_event
 from sla_rules import RuleSet
-from streams.customer_view import Outcome, find_item, fold, new_view, view_contains_event
+from streams.customer_store import CustomerStore
+from streams.customer_view import Outcome, find_item, fold, view_contains_event
 from streams.item_sla import items_touched_by, sla_summary
 from streams.sla_timers import SlaTimers
 
 DLQ_HEADER = "keydesk.dlq."
+RETRY_FIRST, RETRY_MAX = 0.2, 10.0  # seconds between retries of a batch the broker refused
 
 
 @lru_cache(maxsize=1 << 16)
@@ -39,11 +41,20 @@ def murmur2_partition(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
+def _item_of(event: Event) -> tuple[str, str] | None:
+    """The item an event changes, as (kind, id); ``None`` for customer events."""
+    if event.kind == "customer":
+        return None
+    if event.kind == "sla":
+        return event.payload["item_kind"], event.entity_id
+    return event.kind, event.entity_id
+
+
 class EventProcessor:
     """Folds batches of event messages into the customer-view table."""
 
     def __init__(self, *, app: faust.App, events: faust.TopicT, dead_letters: faust.TopicT,
-                 views: faust.Table, rules: RuleSet, partitions: int | None = None,
+                 views: CustomerStore, rules: RuleSet, partitions: int | None = None,
                  replay: bool = False, clock: Callable[[], float] = time.time) -> None:
         self.app = app
         self.events = events
@@ -57,50 +68,143 @@ class EventProcessor:
         self.stats: Counter[str] = Counter()
         self.log = structlog.get_logger("keydesk.events")
         self._batch_done: asyncio.Event | None = None
+        self._batch_customers: Any = ()
+        self.failing_since: float | None = None  # a batch has been retried since (clock())
+        self.last_error: str | None = None
 
     def home_partition(self, customer_id: str) -> int:
         return murmur2_partition(customer_id.encode(), self.partitions)
 
-    async def process_batch(self, batch: Sequence[faust.EventT]) -> None:
-        """Fold a batch; each customer's view is written to the table once.
+    async def process_batch_until_done(self, batch: Sequence[faust.EventT]) -> None:
+        """Process a batch, retrying it whole (with backoff) until it goes through.
 
-        SLA clocks are evaluated once per touched item per batch, not per event.
+        What can fail here is not one record (those are dead-lettered inside)
+        but the broker or the producer: a dead letter, a forwarded event or a
+        step that cannot be sent.  The batch's events are not acked until this
+        returns, and the customers it touched are reloaded as last written
+        before each retry, so a retry folds exactly what the first try did.
+        """
+        delay = RETRY_FIRST
+        while True:
+            try:
+                await self.process_batch(batch)
+            except Exception as exc:
+                self.stats["batch_retries"] += 1
+                self.failing_since = self.failing_since or self.clock()
+                self.last_error = repr(exc)[:500]
+                self.log.exception("events.batch_retrying", events=len(batch),
+                                   retry_in=delay, failing_for=self.clock() - self.failing_since)
+                for customer_id in self._batch_customers:
+                    self.views.reload(customer_id)
+                await asyncio.sleep(delay)  # backoff before the retry, not a synchronisation
+                delay = min(delay * 2, RETRY_MAX)
+                continue
+            self.failing_since = None
+            return
+
+    async def process_batch(self, batch: Sequence[faust.EventT]) -> None:
+        """Fold a batch; each touched customer's changed records are written once.
+
+        Every message ends folded, forwarded home or dead-lettered; nothing in
+        one message can stop the others (a fold that raises is undone and the
+        message dead-lettered with the exception as its reason).  SLA clocks
+        are evaluated once per touched item per batch, not per event.
         """
         touched: dict[str, dict[str, Any]] = {}
+        self._batch_customers = touched.keys()
         touched_items: dict[str, set[tuple[str, str]]] = {}
+        changed: dict[str, set[tuple[str, str]]] = {}
+        evicted: dict[str, set[tuple[str, str]]] = {}
+        folded: dict[str, list[Event]] = {}  # this batch's folded events, per customer
         for message in (event.message for event in batch):
-            try:
-                event = decode_event(message.value if message.value is not None else b"")
-            except InvalidEvent as exc:
-                await self.dead_letter(message, exc.reason, exc.field)
+            event = await self._decode(message)
+            if event is None:
                 continue
             key = event.customer_id.encode()
             if message.partition != self.home_partition(event.customer_id) or message.key != key:
                 await self._forward_home(message, event, key)
                 continue
-            view = touched.get(event.customer_id)
-            if view is None:
-                view = self.views.get(event.customer_id) or new_view(event.customer_id)
+            customer_id = event.customer_id
+            view = touched.get(customer_id) or self.views.view_for_update(customer_id)
             try:
                 outcome = self._fold_one(view, event, message)
-            except Exception as exc:  # a bug must not stop the desk: park the event, go on
+            except Exception as exc:  # a bug must not stop the desk: undo, park the event, go on
                 self.log.exception("event.fold_failed", event_id=event.event_id,
-                                   customer_id=event.customer_id)
+                                   customer_id=customer_id)
+                undone = self._undo(customer_id, folded.get(customer_id, ()))
+                if undone is None:
+                    touched.pop(customer_id, None)
+                else:
+                    touched[customer_id] = undone
                 await self.dead_letter(message, f"processing error: {exc!r}", None)
                 continue
-            touched[event.customer_id] = view
+            touched[customer_id] = view
+            folded.setdefault(customer_id, []).append(event)
+            if outcome.status in ("applied", "rejected"):
+                item = _item_of(event)
+                if item is not None:
+                    changed.setdefault(customer_id, set()).add(item)
+            if outcome.evicted:
+                evicted.setdefault(customer_id, set()).update(outcome.evicted)
             if event.kind == "sla":
                 self.timers.folded(event.event_id)
             else:
                 self.timers.advance(message.partition, event.occurred_at)
-            touched_items.setdefault(event.customer_id, set()).update(
+            touched_items.setdefault(customer_id, set()).update(
                 items_touched_by(view, event, outcome))
         for customer_id, view in touched.items():
-            self._refresh_sla(view, touched_items[customer_id])
-            self.views[customer_id] = view
+            refreshed = touched_items.get(customer_id, set())
+            self._refresh_sla(view, refreshed)
+            self.stats["records_written"] += self.views.save(
+                view, changed.get(customer_id, set()) | refreshed, evicted.get(customer_id, ()))
         if self.timers.replay and touched:
             await self.publish_steps(self.timers.tick(self.views))
         self._signal_batch_done()
+
+    async def _decode(self, message: faust.types.Message) -> Event | None:
+        """The message's event, or ``None`` once it has been dead-lettered.
+
+        Any exception counts as a refusal, not only the decoder's own, so that
+        no class of bad bytes can escape (issue 9).  The SLA topic and the
+        events topic carry different things: step events come only from
+        keydesk's timers (and acknowledgements only through the API, which
+        writes to the SLA topic), so a ``sla.*`` event on the events topic is a
+        forgery or a mistake and is refused, as is anything else on the SLA topic.
+        """
+        try:
+            event = decode_event(message.value if message.value is not None else b"")
+        except InvalidEvent as exc:
+            await self.dead_letter(message, exc.reason, exc.field)
+            return None
+        except Exception as exc:  # the decoder is meant to be total; this keeps it so
+            await self.dead_letter(message, f"undecodable: {exc!r}", None)
+            return None
+        on_sla_topic = self.sla_topic is not None and \
+            message.topic == self.sla_topic.get_topic_name()
+        if (event.kind == "sla") != on_sla_topic:
+            reason = (f"{event.event_type} is accepted only on the SLA topic "
+                      f"(written by keydesk's timers and its acknowledge API)"
+                      if event.kind == "sla" else
+                      f"{event.event_type} does not belong on the SLA topic; "
+                      f"publish it to the events topic")
+            await self.dead_letter(message, reason, "event_type")
+            return None
+        return event
+
+    def _undo(self, customer_id: str, earlier: Sequence[Event]) -> dict[str, Any] | None:
+        """The customer's view as before the failed fold: as last written, plus
+        this batch's earlier events folded again (folds are deterministic).
+
+        ``None`` when there is nothing to go back to (a customer new in this batch).
+        """
+        view = self.views.reload(customer_id)
+        if view is None:
+            if not earlier:
+                return None
+            view = self.views.view_for_update(customer_id)
+        for event in earlier:
+            fold(view, event)
+        return view
 
     def _fold_one(self, view: dict[str, Any], event: Event,
                   message: faust.types.Message) -> Outcome:
@@ -131,11 +235,26 @@ class EventProcessor:
             self.timers.schedule(view, item)
 
     async def publish_steps(self, steps: list[Event]) -> None:
-        """Publish timer step events to the SLA topic, on their customer's partition."""
+        """Publish timer step events to the SLA topic, on their customer's partition.
+
+        Returns once the broker has every step or refused it: a refused step is
+        handed back to the timers (due again at the next tick), never dropped.
+        """
+        sent = []
         for step in steps:
-            await self.sla_topic.send(key=step.customer_id.encode(), value=step.to_bytes(),
-                                      partition=self.home_partition(step.customer_id),
-                                      key_serializer="raw", value_serializer="raw")
+            sent.append(await self.sla_topic.send(
+                key=step.customer_id.encode(), value=step.to_bytes(),
+                partition=self.home_partition(step.customer_id),
+                key_serializer="raw", value_serializer="raw"))
+        results = await asyncio.gather(*sent, return_exceptions=True) if sent else []
+        for step, result in zip(steps, results):
+            if isinstance(result, BaseException):
+                self.timers.unsent(step)
+                self.stats["sla_steps_unsent"] += 1
+                self.log.warning("sla.step_unsent", event_id=step.event_id,
+                                 customer_id=step.customer_id, entity_id=step.entity_id,
+                                 error=repr(result)[:300])
+                continue
             self.stats["sla_steps_published"] += 1
             lateness = (step.recorded_at - step.occurred_at).total_seconds()
             self.log.info("sla.step_published", event_type=step.event_type,

@@ -51,9 +51,12 @@ class SlaTimers:
         self.replay = replay
         self.indexes: dict[int, DeadlineIndex] = {}
         self.watermarks: dict[int, datetime] = {}
-        # Steps published but not yet folded back into their item's log: not
-        # published again meanwhile (after a restart they may be; ids dedupe).
-        self.in_flight: set[str] = set()
+        # Steps published but not yet folded back into their item's log, by id,
+        # with their partition: not published again meanwhile (after a restart or
+        # a rebalance they may be; ids dedupe).  Forgotten with their partition,
+        # so that a new owner, or this worker owning it again, republishes what
+        # never came back.
+        self.in_flight: dict[str, int] = {}
 
     def __len__(self) -> int:
         return sum(len(index) for index in self.indexes.values())
@@ -80,6 +83,7 @@ class SlaTimers:
                 partitions: Iterable[int]) -> int:
         """Index every item of the views on ``partitions`` (after assignment/recovery)."""
         owned = set(partitions)
+        self._forget_in_flight(owned)
         for partition in owned:
             self.indexes[partition] = DeadlineIndex()
         for customer_id, view in views:
@@ -91,13 +95,28 @@ class SlaTimers:
 
     def drop(self, partitions: Iterable[int]) -> None:
         """Forget revoked partitions' clocks; their new owner rebuilds them."""
-        for partition in partitions:
+        gone = set(partitions)
+        for partition in gone:
             self.indexes.pop(partition, None)
             self.watermarks.pop(partition, None)
+        self._forget_in_flight(gone)
+
+    def _forget_in_flight(self, partitions: set[int]) -> None:
+        for event_id in [e for e, p in self.in_flight.items() if p in partitions]:
+            del self.in_flight[event_id]
+
+    def unsent(self, step: Event) -> None:
+        """A published step did not reach the broker: due again at the next tick."""
+        self.in_flight.pop(step.event_id, None)
+        partition = self.partition_of(step.customer_id)
+        index = self.indexes.get(partition)
+        if index is not None:
+            index.schedule((step.customer_id, step.payload["item_kind"], step.entity_id),
+                           to_us(step.occurred_at), partition)
 
     def folded(self, event_id: str) -> None:
         """A step event came back through the SLA topic and is in its item's log."""
-        self.in_flight.discard(event_id)
+        self.in_flight.pop(event_id, None)
 
     def advance(self, partition: int, occurred_at: datetime) -> None:
         """Replay: move a partition's watermark to a folded event's time."""
@@ -123,7 +142,7 @@ class SlaTimers:
                 events, next_at = due_steps(view, item, self.rules, at, replay=self.replay)
                 for step in events:
                     if step.event_id not in self.in_flight:
-                        self.in_flight.add(step.event_id)
+                        self.in_flight[step.event_id] = partition
                         due.append(step)
                 index.schedule(key, to_us(next_at) if next_at else None, partition)
         return due

@@ -1,47 +1,9 @@
 """The fold-events agent under faust's test context (memory store, no broker)."""
 
-import pytest
-from faust.types import TP
-
 from schemas.envelope import utc_iso
-from streams.app import build_streams
 from streams.event_processor import DLQ_HEADER, murmur2_partition
-from streams.settings import Settings
 from tests.builders import event, fault
-
-PARTITIONS = 4
-
-
-class RecordingTopic:
-    """Stands in for an outbound topic: keeps what was sent."""
-
-    def __init__(self):
-        self.sent = []
-
-    async def send(self, **kwargs):
-        self.sent.append(kwargs)
-
-
-@pytest.fixture
-def streams():
-    built = build_streams(Settings(kafka="unused:9092", partitions=PARTITIONS),
-                          broker="kafka://unused:9092")
-    built.app.finalize()
-    built.app.conf.store = "memory://"
-    built.app.flow_control.resume()
-    built.processor.dead_letters = RecordingTopic()
-    built.processor.events = RecordingTopic()
-    # The table's changelog asks the (unstarted) producer for Kafka's partition.
-    built.app.producer.key_partition = \
-        lambda topic, key: TP(topic, murmur2_partition(key, PARTITIONS))
-    return built
-
-
-async def put(agent, raw: bytes, key: bytes | None, partition: int | None = None):
-    if partition is None:
-        partition = murmur2_partition(key, PARTITIONS)
-    await agent.put(value=raw, key=key, partition=partition,
-                    key_serializer="raw", value_serializer="raw")
+from tests.streams.conftest import PARTITIONS, put
 
 
 class TestFoldAgent:
@@ -101,3 +63,59 @@ class TestFoldAgent:
         # the registration arrived in the same batch: clocks use the diamond tier
         assert view["open"]["fault"]["F-1"]["sla"]["tier_assumed"] is False
         assert view["open"]["fault"]["F-1"]["sla"]["metrics"]["response"]["policy"].startswith("diamond")
+
+
+class TestNothingLost:
+    async def test_a_fold_that_raises_is_undone_and_dead_lettered(self, streams, monkeypatch):
+        """A bug in one event's fold parks that event; the view is as before it, neighbours fold."""
+        from streams import customer_view, lifecycles
+
+        real = lifecycles.transition
+        poison = fault("F-1", "acknowledged", "09:05", customer="C-7")
+
+        def transition(kind, state, event_type, payload):
+            if event_type == "fault.acknowledged":
+                raise RuntimeError("a bug in the acknowledged step")
+            return real(kind, state, event_type, payload)
+
+        monkeypatch.setattr(customer_view.lifecycles, "transition", transition)
+        report = fault("F-1", "reported", "09:00", customer="C-7")
+        later = fault("F-2", "reported", "09:10", customer="C-7")
+        agent = streams.app.agents["fold-events"]
+        async with agent.test_context() as running:
+            for e in (report, poison, later):
+                await put(running, e.to_bytes(), b"C-7")
+            await streams.processor.wait_for_event("C-7", later.event_id, timeout=5)
+        view = streams.views["C-7"]
+        assert [r["event_id"] for r in view["open"]["fault"]["F-1"]["history"]] == \
+            [report.event_id]
+        assert view["open"]["fault"]["F-1"]["state"] == "reported"
+        assert "F-2" in view["open"]["fault"]
+        assert view["counters"]["events_applied"] == 2
+        sent = streams.processor.dead_letters.sent
+        assert [d["value"] for d in sent] == [poison.to_bytes()]
+        assert b"a bug in the acknowledged step" in dict(sent[0]["headers"])[DLQ_HEADER + "reason"]
+        # the tables hold exactly the working view: nothing of the failed fold leaked in
+        assert streams.views.reload("C-7")["open"]["fault"]["F-1"]["history"] == \
+            view["open"]["fault"]["F-1"]["history"]
+
+    async def test_an_sla_step_on_the_events_topic_is_refused(self, streams):
+        """A breach published on the events topic is a forgery: dead-lettered, not folded."""
+        from tests.builders import event as make
+
+        report = fault("F-1", "reported", "09:00", customer="C-7")
+        forged = make("sla.breached", "F-1", "09:01", customer="C-7", source="system",
+                      item_kind="fault", metric="response", cycle=1,
+                      due_at="2026-11-23T01:01:00+00:00", policy="forged v1",
+                      caused_by=report.event_id, deadline="2026-11-23T01:01:00+00:00")
+        after = fault("F-2", "reported", "09:02", customer="C-7")
+        agent = streams.app.agents["fold-events"]
+        async with agent.test_context() as running:
+            for e in (report, forged, after):
+                await put(running, e.to_bytes(), b"C-7")
+            await streams.processor.wait_for_event("C-7", after.event_id, timeout=5)
+        item = streams.views["C-7"]["open"]["fault"]["F-1"]
+        assert not item.get("sla_log")
+        sent = streams.processor.dead_letters.sent
+        assert [d["value"] for d in sent] == [forged.to_bytes()]
+        assert b"only on the SLA topic" in dict(sent[0]["headers"])[DLQ_HEADER + "reason"]

@@ -1,0 +1,44 @@
+"""Fixtures for the stream agents under faust's test context (memory store, no broker)."""
+
+import pytest
+from faust.types import TP
+
+from streams.app import build_streams
+from streams.event_processor import murmur2_partition
+from streams.settings import Settings
+
+PARTITIONS = 4
+
+
+class RecordingTopic:
+    """Stands in for an outbound topic: keeps what was sent."""
+
+    def __init__(self):
+        self.sent = []
+
+    async def send(self, **kwargs):
+        self.sent.append(kwargs)
+
+
+@pytest.fixture
+def streams():
+    built = build_streams(Settings(kafka="unused:9092", partitions=PARTITIONS),
+                          broker="kafka://unused:9092")
+    built.app.finalize()
+    built.app.conf.store = "memory://"
+    built.app.flow_control.resume()
+    built.processor.dead_letters = RecordingTopic()
+    built.processor.events = RecordingTopic()
+    # The table's changelog asks the (unstarted) producer for Kafka's partition.
+    built.app.producer.key_partition = \
+        lambda topic, key: TP(topic, murmur2_partition(key, PARTITIONS))
+    return built
+
+
+async def put(agent, raw: bytes, key: bytes | None, partition: int | None = None):
+    if partition is None:
+        partition = murmur2_partition(key, PARTITIONS)
+    await agent.put(value=raw, key=key, partition=partition,
+                    key_serializer="raw", value_serializer="raw")
+
+
