@@ -10,7 +10,7 @@ Field and state names follow TM Forum TMF621 (trouble ticket) and TMF641
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 SCHEMA_VERSION = 1
@@ -50,6 +50,7 @@ class Field:
     max_length: int | None = 2000
     properties: dict[str, Field] | None = None  # for "object", and array items
     description: str = ""
+    max_items: int | None = None  # for "array": bounded, so every valid event has a size limit
 
 
 def _s(description: str = "", *, required: bool = True, enum=None, max_length=2000) -> Field:
@@ -73,17 +74,13 @@ _CUSTOMER_FIELDS = {
     "region": _s("management region, e.g. province/city", required=False, max_length=120),
     "account_manager": Field("object", properties={"id": _s("staff id", max_length=64), **_PERSON},
                              description="first responsible person (第一责任人)"),
-    "escalation_chain": Field("array", properties=_CHAIN_STEP, required=False,
+    "escalation_chain": Field("array", properties=_CHAIN_STEP, required=False, max_items=16,
                               description="managers alerted on SLA breach, in ladder order"),
 }
 
 
 def _optional(fields: dict[str, Field]) -> dict[str, Field]:
-    return {
-        name: Field(f.type, False, f.enum, f.minimum, f.maximum, f.max_length, f.properties,
-                    f.description)
-        for name, f in fields.items()
-    }
+    return {name: replace(f, required=False) for name, f in fields.items()}
 
 
 _REVISIT = {
@@ -150,7 +147,7 @@ EVENT_TYPES: dict[str, dict[str, Field]] = {
         "product": _s("product, e.g. leased_line, dedicated_internet, mpls_vpn", max_length=64),
         "urgency": _s("provisioning class", enum=ORDER_URGENCIES),
         "sites": Field("array", required=False, properties={"address": _s("site address")},
-                       description="sites to connect"),
+                       max_items=32, description="sites to connect"),
         "bandwidth": _s("e.g. 100M", required=False, max_length=32),
     },
     "order.resource_confirmed": _NOTE,
