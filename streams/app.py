@@ -89,6 +89,13 @@ def faust_settings(settings: Settings) -> dict:
         "topic_partitions": settings.partitions,
         "topic_replication_factor": settings.replication,
         "web_enabled": True,
+        # faust's own pages: /table/{name}/{key} served raw table records to anyone
+        # and routed by faust's router; keydesk's API is the only door.
+        "web_tables_enabled": False,
+        "web_router_enabled": False,
+        "web_graph_enabled": False,
+        "web_stats_enabled": False,
+        "web_metrics_enabled": False,
         "web_host": settings.http_host,
         "web_port": settings.http_port,
         "canonical_url": f"http://{settings.http_host}:{settings.http_port}",
