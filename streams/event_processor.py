@@ -26,6 +26,7 @@ from streams.customer_store import CustomerStore
 from streams.customer_view import Outcome, find_item, fold, view_contains_event
 from streams.item_sla import items_touched_by, sla_summary
 from streams.sla_timers import SlaTimers
+from streams.topic_rules import misplaced
 
 DLQ_HEADER = "keydesk.dlq."
 RETRY_FIRST, RETRY_MAX = 0.2, 10.0  # seconds between retries of a batch the broker refused
@@ -179,14 +180,8 @@ class EventProcessor:
         except Exception as exc:  # the decoder is meant to be total; this keeps it so
             await self.dead_letter(message, f"undecodable: {exc!r}", None)
             return None
-        on_sla_topic = self.sla_topic is not None and \
-            message.topic == self.sla_topic.get_topic_name()
-        if (event.kind == "sla") != on_sla_topic:
-            reason = (f"{event.event_type} is accepted only on the SLA topic "
-                      f"(written by keydesk's timers and its acknowledge API)"
-                      if event.kind == "sla" else
-                      f"{event.event_type} does not belong on the SLA topic; "
-                      f"publish it to the events topic")
+        reason = misplaced(event, message.topic)
+        if reason is not None:
             await self.dead_letter(message, reason, "event_type")
             return None
         return event

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from streams.topic_rules import SLA_TOPIC_SUFFIX
+
 
 class SettingsError(ValueError):
     """An environment variable holds a value keydesk cannot use."""
@@ -50,7 +52,7 @@ class Settings:
 
     @property
     def sla_topic(self) -> str:
-        return f"{self.topic_prefix}.sla"
+        return f"{self.topic_prefix}{SLA_TOPIC_SUFFIX}"  # streams/topic_rules.py knows it by this
 
     @property
     def alerts_failed_topic(self) -> str:

@@ -40,6 +40,7 @@ from sqlalchemy.exc import (DataError, DBAPIError, DisconnectionError, Integrity
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from schemas.envelope import Event, InvalidEvent, decode_event
+from streams.topic_rules import misplaced
 from schemas.reporting_db import upgrade
 from schemas.reporting_tables import (Customer, EventRecord, Item, Revisit, SinkPosition,
                                       SlaOutcome, SlaPausedTime, SlaStep)
@@ -159,12 +160,16 @@ class SinkWriter:
         events: list[tuple[int, Event]] = []
         for offset, value in records:
             try:
-                events.append((offset, decode_event(value or b"")))
+                event = decode_event(value or b"")
+                reason = misplaced(event, topic)
             except Exception as exc:  # not only InvalidEvent: a refused record never stops us
-                result.refused += 1
                 reason = str(exc) if isinstance(exc, InvalidEvent) else short_error(exc)
-                log.warning("sink.record_refused", topic=topic, partition=partition,
-                            offset=offset, reason=reason)
+            if reason is None:
+                events.append((offset, event))
+                continue
+            result.refused += 1  # the worker dead-letters what its decoder or topic rule refuses
+            log.warning("sink.record_refused", topic=topic, partition=partition,
+                        offset=offset, reason=reason)
         with self.engine.begin() as conn:
             self._begin(conn)
             self._write_isolating(conn, topic, partition, events, utc_now(), result)

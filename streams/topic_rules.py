@@ -1,0 +1,33 @@
+"""Which events belong on which topic: one rule for the worker's fold and the SQL sink.
+
+SLA step events (warnings, breaches, escalations, met) are keydesk's timers' own
+and travel on ``<prefix>.sla``, with the managers' acknowledgements that the
+acknowledge API writes there.  The same event on the events topic is a forgery
+or a mistake (issue 9: a forged breach showed in the view and in ``sla_steps``
+while the real clock was pending), and anything else on the SLA topic does not
+belong there either.  The worker dead-letters such a record with the reason;
+the sink, which reads the same topics, refuses it so it never reaches the
+reports.  Topic ACLs (who may write ``<prefix>.sla``) stay the cluster's business.
+"""
+
+from __future__ import annotations
+
+from schemas.envelope import Event
+
+SLA_TOPIC_SUFFIX = ".sla"
+
+
+def is_sla_topic(topic: str) -> bool:
+    """Whether ``topic`` is a deployment's SLA topic (``<prefix>.sla``)."""
+    return topic.endswith(SLA_TOPIC_SUFFIX)
+
+
+def misplaced(event: Event, topic: str) -> str | None:
+    """Why ``event`` may not be taken from ``topic``, or ``None`` when it may."""
+    on_sla_topic = is_sla_topic(topic)
+    if event.kind == "sla" and not on_sla_topic:
+        return (f"{event.event_type} is accepted only on the SLA topic "
+                "(written by keydesk's timers and its acknowledge API)")
+    if event.kind != "sla" and on_sla_topic:
+        return f"{event.event_type} does not belong on the SLA topic; publish it to the events topic"
+    return None
