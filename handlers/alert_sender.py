@@ -105,8 +105,12 @@ class AlertSender:
         return any(tp.topic == self.sla_topic and tp.partition == partition
                    for tp in self.app.assignor.assigned_actives())
 
-    async def handle(self, raw: bytes) -> int:
-        """Send what a step event calls for; returns how many alerts were sent now."""
+    async def handle(self, raw: bytes) -> int | None:
+        """Send what a step event calls for; returns how many alerts were sent now.
+
+        ``None``: this worker no longer owns the customer's partition, and the
+        step (left unacked by the caller) is the new owner's to send.
+        """
         try:
             event = decode_event(raw)
         except InvalidEvent:
@@ -125,7 +129,7 @@ class AlertSender:
             if not await self._may_send(event.customer_id):
                 log.info("alert.left_to_new_owner", alert_id=alert.alert_id,
                          customer_id=event.customer_id)
-                return sent
+                return None
             self.idle.clear()
             try:
                 sent += await self._send(event, alert)
@@ -133,7 +137,7 @@ class AlertSender:
                 self.idle.set()
         return sent
 
-    async def handle_or_keep(self, raw: bytes) -> int:
+    async def handle_or_keep(self, raw: bytes) -> int | None:
         """:meth:`handle`, and a step it cannot handle is kept on the failed-alerts topic.
 
         A bug in routing one step must not stop the alerts of every customer
@@ -225,7 +229,8 @@ def register_alert_agent(streams: Streams, settings: Settings) -> AlertSender:
         """
         async for batch in event_batches(stream, 1, idle=0.0, linger=0.0,
                                          stats=streams.processor.stats):
-            for event in batch:
-                await sender.handle_or_keep(event.message.value)
+            for event in list(batch):
+                if await sender.handle_or_keep(event.message.value) is None:
+                    batch.remove(event)  # not ours any more: unacked, the new owner sends
 
     return sender

@@ -59,6 +59,9 @@ async def event_batches(stream: StreamT, max_events: int, *, idle: float, linger
                         stats: Counter | None = None) -> AsyncIterator[list[EventT]]:
     """Yield lists of up to ``max_events`` events from ``stream``; ack them afterwards.
 
+    The consumer may remove events from a yielded list that it did not handle:
+    those are not acked, so that whoever owns the partition next gets them.
+
     ``idle``: a batch is closed once no event arrived for this long (seconds).
     ``linger``: and at the latest this long after its first event arrived.
     ``stats``: counts ``dropped_for_refetch`` (events left for the post-rebalance refetch).
@@ -160,10 +163,15 @@ async def event_batches(stream: StreamT, max_events: int, *, idle: float, linger
                 continue
             done, done_states = batch, states
             batch, states = [], []
+            given = list(done)
             # Resumed: the batch was processed.  Closed instead (GeneratorExit at the
             # yield: the agent crashed or stopped): nothing is acked, all is redelivered.
             yield done
-            ack(done, done_states)
+            # Events the consumer took out of the list were not handled (the alert
+            # sender leaves a step to the partition's new owner): left unacked.
+            kept = {id(event) for event in done}
+            pairs = [(e, st) for e, st in zip(given, done_states) if id(e) in kept]
+            ack([e for e, _ in pairs], [st for _, st in pairs])
     except StopAsyncIteration:
         # faust ends a stream by throwing this into its channel (Stream._py_aiter
         # returns on it); an async generator may not raise it.
