@@ -24,12 +24,14 @@ processed.  Two deliberate differences, both because an ack is a promise that
 the event is folded (issue 9, "a broker restart under load silently loses
 events"):
 
-* an event from a stale consumer generation, or taken while flow control is
-  suspended (a rebalance), is dropped *without* an ack.  faust acks it, which
-  puts its offset among the acked ones although nothing folded it; the next
-  commit can then jump past it.  Unacked, it is fetched again: every rebalance
-  seeks to the committed offsets before flow resumes
-  (``faust.tables.recovery.Recovery._resume_streams``);
+* an event from a stale consumer generation is dropped *without* an ack.
+  faust acks it, which puts its offset among the acked ones although nothing
+  folded it; the next commit can then jump past it.  Unacked, it is fetched
+  again: every rebalance seeks to the committed offsets before flow resumes
+  (``faust.tables.recovery.Recovery._resume_streams``).  An event of the
+  current generation taken while flow is still suspended was fetched after
+  that seek and would never come again: faust skips (and acks) it too; here
+  it is held until the flow resumes and then processed;
 * a batch whose processing did not finish (the agent crashed or was cancelled
   at shutdown) is not acked either, where faust's ``take_events`` acks in a
   ``finally``.  Its events are redelivered to whoever owns the partition next;
@@ -100,13 +102,17 @@ async def event_batches(stream: StreamT, max_events: int, *, idle: float, linger
     batch: list[EventT] = []
     states: list = []
     skipped: list[EventT] = []  # events a stream processor skipped: done with, so acked
+    held: list[EventT] = []     # of the current generation, taken while flow was suspended
 
     def take(item) -> bool:
         if not isinstance(item, EventT):  # plain values are not acked by faust either
             raise TypeError(f"event_batches needs events, the channel gave {item!r}")
         message = item.message
-        if not flow_active() or message.generation_id != app.consumer_generation_id:
+        if message.generation_id != app.consumer_generation_id:
             stats["dropped_for_refetch"] += 1  # no ack: the seek after the rebalance refetches
+            return False
+        if not flow_active():
+            held.append(item)  # taken up again once flow resumes (see the loop)
             return False
         if message.topic in acking_topics and not message.tracked:
             message.tracked = True
@@ -130,7 +136,16 @@ async def event_batches(stream: StreamT, max_events: int, *, idle: float, linger
         while True:
             if pending_error is not None:
                 raise pending_error
-            if take(await queue.get()) and processors:
+            if held:
+                # Fetched after the post-rebalance seek, so never fetched again:
+                # wait for the flow to resume and take them (or drop them, should
+                # yet another rebalance have made them stale meanwhile).
+                await app.flow_control.acquire()
+                waiting, held[:] = list(held), []
+                for item in waiting:
+                    if take(item) and processors:
+                        await process(batch[-1])
+            if not batch and take(await queue.get()) and processors:
                 await process(batch[-1])
             first = last = loop.time()
             while len(batch) < max_events and not errors:
