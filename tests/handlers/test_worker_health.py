@@ -1,0 +1,83 @@
+"""What /api/health says: ok only while nothing stops events, steps or alerts from flowing."""
+
+import asyncio
+from types import SimpleNamespace
+
+from handlers.worker_health import STUCK_AFTER, WorkerHealth
+
+
+class Client:
+    def __init__(self, error=None):
+        self.error = error
+
+    async def fetch_all_metadata(self):
+        if self.error:
+            raise self.error
+        return object()
+
+
+def finished_task(exc=None):
+    loop = asyncio.get_running_loop()
+    task = loop.create_future()
+    task.set_exception(exc) if exc else task.set_result(None)
+    return task
+
+
+def worker(*, client=None, generation=3, coordinator_id=1, actors=(), failing_since=None,
+           rebalancing=False, sink=None):
+    coordinator = SimpleNamespace(coordinator_id=coordinator_id, generation=generation)
+    app = SimpleNamespace(
+        rebalancing=rebalancing, in_recovery=False,
+        producer=SimpleNamespace(_producer=SimpleNamespace(client=client or Client())),
+        consumer=SimpleNamespace(_thread=SimpleNamespace(
+            _consumer=SimpleNamespace(_coordinator=coordinator))),
+        agents={"fold-events": SimpleNamespace(_actors=list(actors))})
+    processor = SimpleNamespace(failing_since=failing_since, last_error="KafkaTimeoutError()")
+    return WorkerHealth(app, processor, sink_of=lambda: sink, wall=lambda: 1000.0)
+
+
+class TestWorkerHealth:
+    async def test_a_worker_with_nothing_wrong_is_ok(self):
+        """Broker answers, group joined, agents running, no retries: ok and ready."""
+        status, body = await worker().report()
+        assert (status, body["status"], body["ready"], body["problems"]) == (200, "ok", True, {})
+
+    async def test_an_unreachable_broker_is_named(self):
+        """A metadata request that fails makes the worker degraded, naming the broker."""
+        status, body = await worker(client=Client(ConnectionError("refused"))).report()
+        assert status == 503 and body["status"] == "degraded"
+        assert "refused" in body["problems"]["broker"]
+
+    async def test_a_worker_out_of_its_group_is_named(self):
+        """No generation means the partitions are nobody's here: degraded, naming the group."""
+        _, body = await worker(generation=-1).report()
+        assert "not a member" in body["problems"]["group"]
+
+    async def test_a_crashed_agent_is_named(self):
+        """An agent whose actor ended with an exception is reported with that exception."""
+        actor = SimpleNamespace(actor_task=finished_task(OverflowError("date value out of range")))
+        _, body = await worker(actors=[actor]).report()
+        assert "OverflowError" in body["problems"]["agent:fold-events"]
+
+    async def test_a_batch_retried_for_long_is_named_and_a_short_retry_is_not(self):
+        """Retrying past the grace period is a problem; a brief retry is not."""
+        _, stuck = await worker(failing_since=1000.0 - STUCK_AFTER - 1).report()
+        _, brief = await worker(failing_since=1000.0 - 1).report()
+        assert "KafkaTimeoutError" in stuck["problems"]["events"]
+        assert brief["problems"] == {}
+
+    async def test_a_stopped_or_long_retrying_sink_is_named(self):
+        """The SQL sink stopped, or retrying past the grace period, degrades the worker."""
+        stopped = SimpleNamespace(status=SimpleNamespace(state="stopped", last_error="boom",
+                                                         retrying_seconds=None))
+        retrying = SimpleNamespace(status=SimpleNamespace(
+            state="retrying", last_error="OperationalError", retrying_seconds=STUCK_AFTER + 5))
+        _, first = await worker(sink=stopped).report()
+        _, second = await worker(sink=retrying).report()
+        assert "stopped" in first["problems"]["sink"]
+        assert "retrying for" in second["problems"]["sink"]
+
+    async def test_a_rebalancing_worker_is_recovering_not_degraded(self):
+        """While rebalancing the group and broker checks wait: recovering, 200, not ready."""
+        status, body = await worker(rebalancing=True, generation=-1).report()
+        assert (status, body["status"], body["ready"]) == (200, "recovering", False)
