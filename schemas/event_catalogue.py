@@ -103,6 +103,14 @@ _CLOCK = {
                     "on its course", required=False, max_length=64),
 }
 _REASON = {"reason": _s("why")}
+#: Why a fault or ticket is closed without having been restored or resolved.
+UNRESOLVED_REASONS = ("duplicate", "withdrawn", "no_fault_found", "other")
+_CLOSED_UNRESOLVED = {"closed_unresolved": _s(
+    "closed without restoration/resolution, and why (duplicate, withdrawn, no_fault_found, "
+    "other); a close before the item was restored/resolved is one whether or not this is "
+    "given (then: other), and the SLA policy's close_unresolved says what it does to "
+    "running clocks; on an item already restored/resolved it changes nothing",
+    required=False, enum=UNRESOLVED_REASONS)}
 _NOTE = {"note": _s("free text", required=False)}
 
 #: event_type -> payload fields.  Adding an event type here is the whole change
@@ -124,7 +132,7 @@ EVENT_TYPES: dict[str, dict[str, Field]] = {
     "fault.repair_started": _NOTE,
     "fault.restored": {"cause": _s("root cause", required=False), **_NOTE},
     "fault.customer_confirmed": _NOTE,
-    "fault.closed": {"resolution": _s("how it was fixed", required=False)},
+    "fault.closed": {"resolution": _s("how it was fixed", required=False), **_CLOSED_UNRESOLVED},
     "fault.reopened": _REASON,
     "fault.status_changed": _STATUS,
     "fault.revisit_recorded": _REVISIT,
@@ -141,7 +149,7 @@ EVENT_TYPES: dict[str, dict[str, Field]] = {
                                 "reason": _s("why", required=False)},
     "ticket.resolved": {"resolution": _s("what was done")},
     "ticket.reopened": _REASON,
-    "ticket.closed": _NOTE,
+    "ticket.closed": {**_NOTE, **_CLOSED_UNRESOLVED},
     "ticket.revisit_recorded": _REVISIT,
     "order.received": {
         "product": _s("product, e.g. leased_line, dedicated_internet, mpls_vpn", max_length=64),

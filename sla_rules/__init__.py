@@ -18,7 +18,12 @@ Semantics chosen where the issue is silent (each is visible in ``explain``):
   met exactly at its deadline is met. Met late = state ``breached`` with
   ``met_at`` set. Cancelled orders: running clocks become ``cancelled``.
 - Response is met by acknowledgement or, if none came, by restore/resolve/close.
-  Closing meets any still-running restore/resolve. Revisit starts at closure
+  Closing meets any still-running restore/resolve. Closing a fault or ticket
+  that was not restored / resolved since it was last opened (a duplicate,
+  withdrawn, no fault found) follows the policy's ``close_unresolved``: ``stop``
+  (default) stops running clocks at the close, met or breached, and starts the
+  revisit; ``cancel`` makes them ``cancelled`` and starts no revisit. A reopen
+  brings cancelled restore/resolve (and response) clocks back like stopped ones. Revisit starts at closure
   (fault.closed, ticket.closed, order.customer_accepted) and is voided
   (``cancelled``, listed under ``voided``) by a reopen; the next closure starts
   a new one. Metrics not started yet are absent from ``metrics``.
@@ -39,7 +44,9 @@ Semantics chosen where the issue is silent (each is visible in ``explain``):
   While paused they are undetermined (None) and ``next_change_at`` is None:
   only an event can change anything.
 - Events later than ``at`` are ignored; duplicates (same event_id) count once;
-  equal instants are ordered by a fixed life-cycle precedence, then event_id.
+  events at one instant are in the lifecycle's causal order, then by
+  recorded_at, then by source position (``streams/event_order.py``: the
+  one order the view, this engine and the SQL projection share), never by id.
 """
 
 from .business_calendar import BusinessCalendar

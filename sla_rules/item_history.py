@@ -6,9 +6,12 @@ metric a ``Track`` (running windows, target, policy version, notes) and the
 item's status intervals (which become pauses). Measuring happens later in
 ``evaluation``; keeping the two apart keeps each small and testable.
 
-Ordering: events are sorted by (occurred_at, fixed precedence of the event
-type, event_id) and de-duplicated by event_id, so the order in which equal
-events arrived never changes the result.
+Ordering: events are de-duplicated by event_id and put in the one order of an
+item's events (``streams/event_order.py``, the same as the one-stop view's):
+by occurred_at, then the lifecycle's causal order, then recorded_at, then the
+source's position. Never by event id, and the order in which a caller passes
+events with their positions never changes the result (without positions the
+order given is taken as the source's).
 """
 
 from __future__ import annotations
@@ -21,17 +24,8 @@ from typing import Any
 from .instants import iso_us, td_us, to_us
 from .policies import KINDS, SEVERITY_PRIORITY, ItemFacts, Match, Policy, Rule, RuleSet
 from .durations import format_duration
+from streams.event_order import in_order, item_kind, source_key
 
-# Tie-break for events at the same instant: the natural life-cycle order.
-PRECEDENCE = {
-    "reported": 0, "opened": 0, "received": 0,
-    "priority_changed": 1, "status_changed": 2, "acknowledged": 3,
-    "assigned": 4, "dispatched": 4, "resource_confirmed": 4, "resource_shortfall": 4,
-    "repair_started": 5, "provisioning_started": 5, "milestone_reached": 5,
-    "restored": 6, "resolved": 7, "activated": 7,
-    "customer_confirmed": 8, "customer_accepted": 8, "closed": 9,
-    "revisit_recorded": 10, "reopened": 11, "cancelled": 12,
-}
 OPENING = {"fault.reported": "fault", "ticket.opened": "ticket", "order.received": "order"}
 DEFAULT_CLASS = {"fault": "P3", "ticket": "P3", "order": "normal"}
 
@@ -48,33 +42,37 @@ def _fmt(us: int) -> str:
     return iso_us(us)
 
 
-def _event_key(item: tuple[int, Mapping[str, Any]]) -> tuple[int, int, str, str, str]:
-    """Full ordering key; the last two parts only separate (broken) duplicates deterministically."""
-    t, event = item
-    suffix = str(event["event_type"]).rpartition(".")[2]
-    return t, PRECEDENCE.get(suffix, 50), str(event["event_id"]), str(event["event_type"]), repr(event.get("payload"))
+def _content_key(t: int, event: Mapping[str, Any]) -> tuple[int, str, str]:
+    """What two copies under one event_id must share to be the same event."""
+    return t, str(event["event_type"]), repr(event.get("payload"))
 
 
 def order_events(history: Iterable[Mapping[str, Any]], until_us: int | None = None) -> list[tuple[int, Mapping[str, Any]]]:
-    """Deterministic order of events up to ``until_us``, duplicates (same event_id) dropped.
+    """The item's events up to ``until_us`` in the one order, duplicates (same event_id) dropped.
 
-    Of duplicates the one with the smallest full key is kept. The survivors
-    have distinct event_ids, so (instant, precedence, event_id) already
-    orders them totally: the costly tail of the key (the payload's repr) is
-    only computed when a duplicate turns up.
+    Of identical copies the one the source delivered first is kept; of two
+    different events under one id (a broken producer) the one with the
+    smallest (instant, type, payload), whichever arrived first. The content
+    key is only computed when a duplicate turns up.
     """
-    seen: dict[str, tuple[int, Mapping[str, Any]]] = {}
-    for event in history:
-        item = (_ts(event["occurred_at"]), event)
-        if until_us is not None and item[0] > until_us:
+    seen: dict[str, tuple[int, int, Mapping[str, Any]]] = {}
+    for index, event in enumerate(history):
+        t = _ts(event["occurred_at"])
+        if until_us is not None and t > until_us:
             continue
         event_id = str(event["event_id"])
         kept = seen.get(event_id)
-        if kept is None or _event_key(item) < _event_key(kept):
-            seen[event_id] = item
-    keyed = sorted((t, PRECEDENCE.get(str(event["event_type"]).rpartition(".")[2], 50), event_id, event)
-                   for event_id, (t, event) in seen.items())
-    return [(t, event) for t, _, _, event in keyed]
+        if kept is None:
+            seen[event_id] = (t, index, event)
+            continue
+        mine, theirs = _content_key(t, event), _content_key(kept[0], kept[2])
+        if mine < theirs or (mine == theirs and source_key(event, index) < source_key(kept[2], kept[1])):
+            seen[event_id] = (t, index, event)
+    # In the order given: without a position, that is where the source put an event.
+    kept = sorted(seen.values(), key=lambda k: k[1])
+    instant_of = {id(event): t for t, _, event in kept}
+    survivors = [event for _, _, event in kept]
+    return [(instant_of[id(event)], event) for event in in_order(item_kind(survivors), survivors)]
 
 
 @dataclass
@@ -117,6 +115,7 @@ class Timeline:
     statuses: list[list[Any]] = field(default_factory=list)  # [start, end|None, status, reason]
     notes: list[str] = field(default_factory=list)
     voided: list[Track] = field(default_factory=list)
+    resolved: bool = False  # restored (faults) / resolved (tickets) since the last (re)opening
 
     # ------------------------------------------------------------- helpers
     def note(self, t: int, text: str) -> None:
@@ -205,6 +204,58 @@ def _closing(*metrics: str) -> Handler:
     return handler
 
 
+def _resolving(*metrics: str) -> Handler:
+    """Meets ``metrics``; the item counts as resolved until it is reopened."""
+    meets = _meets(*metrics)
+
+    def handler(tl: Timeline, t: int, event: Mapping[str, Any]) -> None:
+        meets(tl, t, event)
+        tl.resolved = True
+    return handler
+
+
+def _closed(*metrics: str) -> Handler:
+    """A fault or ticket closed: after its resolution a closure, else a close without one.
+
+    Closed without resolution (never restored / resolved since it was last
+    opened: a duplicate, a withdrawn request, no fault found), each running
+    clock follows the ``close_unresolved`` mode of the policy version it runs
+    under: ``stop`` ends it at the close, met or breached by the time it had
+    used (a closure like any other, so the revisit clock starts); ``cancel``
+    makes it ``cancelled``, counted nowhere, and no revisit clock starts when
+    the version in force at the close says ``cancel``. Clocks already stopped
+    (an acknowledged response) keep their outcome.
+    """
+    closing = _closing(*metrics)
+
+    def handler(tl: Timeline, t: int, event: Mapping[str, Any]) -> None:
+        if tl.resolved:
+            closing(tl, t, event)
+            return
+        reason = (event.get("payload") or {}).get("closed_unresolved") or "other"
+        tl.note(t, f"closed without resolution ({reason})")
+        for track in tl.tracks.values():
+            if not track.running:
+                continue
+            track.stop(t)
+            if track.policy.close_unresolved == "cancel":
+                track.cancelled_at = t
+                track.notes.append(f"{_fmt(t)} cancelled: closed without resolution ({reason}), "
+                                   f"{track.policy.label} close_unresolved = cancel; not counted")
+            else:
+                track.met_at = t
+                track.notes.append(f"{_fmt(t)} stopped: closed without resolution ({reason}), "
+                                   f"{track.policy.label} close_unresolved = stop")
+        match = tl.rules.match_index.match(tl.facts, tl.cls, t)
+        if match is not None and match.policy.close_unresolved == "cancel":
+            tl.note(t, f"revisit: not started, {match.policy.label} cancels the clocks of items closed without resolution")
+            return
+        revisit = tl.tracks.get("revisit")
+        if revisit is None or not revisit.running:
+            tl.start("revisit", t)
+    return handler
+
+
 def _activated(tl: Timeline, t: int, event: Mapping[str, Any]) -> None:
     tl.meet("provision", t, event["event_type"])
     if "acceptance" not in tl.tracks:
@@ -252,14 +303,22 @@ def _reopen(tl: Timeline, t: int, event: Mapping[str, Any]) -> None:
             revisit.cancelled_at = t
         revisit.notes.append(f"{_fmt(t)} voided by reopen; a new revisit clock starts at the next closure")
         tl.voided.append(revisit)
+    tl.resolved = False
+    response = tl.tracks.get("response")
+    if response is not None and response.cancelled_at is not None:
+        # cancelled by a close without resolution: never met, it runs on
+        response.windows.append([t, None])
+        response.cancelled_at = None
+        response.notes.append(f"{_fmt(t)} reopened: the cancelled clock runs again from where it stopped")
     metrics = ("restore", "resolve") if tl.family == "fault" else ("resolve",)
     for metric in metrics:
         track = tl.tracks.get(metric)
-        if track is None or track.running or track.cancelled_at is not None:
-            continue
+        if track is None or track.running:
+            continue  # (stopped clocks: met, or cancelled by a close without resolution)
         if track.policy.reopen == "resume":
             track.windows.append([t, None])
             track.met_at = None
+            track.cancelled_at = None
             track.notes.append(f"{_fmt(t)} reopened (resume): clock runs again from where it stopped")
         else:
             new = tl.start(metric, t, policy=track.policy, rule=track.rule, cycle=track.cycle + 1)
@@ -285,8 +344,8 @@ HANDLERS: dict[str, Handler] = {
     "fault.acknowledged": _meets("response"),
     # Restoring or closing proves the fault was handled: any response still
     # pending is met then (a missing acknowledgement is not an eternal breach).
-    "fault.restored": _meets("response", "restore"),
-    "fault.closed": _closing("response", "restore", "resolve"),
+    "fault.restored": _resolving("response", "restore"),
+    "fault.closed": _closed("response", "restore", "resolve"),
     "fault.reopened": _reopen,
     "fault.revisit_recorded": _meets("revisit"),
     "fault.status_changed": _status,
@@ -295,9 +354,9 @@ HANDLERS: dict[str, Handler] = {
     "ticket.acknowledged": _meets("response"),
     "ticket.status_changed": _status,
     "ticket.priority_changed": _priority,
-    "ticket.resolved": _meets("response", "resolve"),
+    "ticket.resolved": _resolving("response", "resolve"),
     "ticket.reopened": _reopen,
-    "ticket.closed": _closing("response", "resolve"),
+    "ticket.closed": _closed("response", "resolve"),
     "ticket.revisit_recorded": _meets("revisit"),
     "order.received": _open,
     "order.activated": _activated,

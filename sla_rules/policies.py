@@ -36,6 +36,9 @@ METRICS_BY_KIND = {
 ROLES = ("account_manager", "department_head", "branch_leader", "executive")
 PRIORITY_CHANGE_MODES = ("recompute", "from_change")
 REOPEN_MODES = ("resume", "new_cycle")
+#: What closing a fault or ticket without resolution does to its running clocks:
+#: ``stop`` them at the close (met or breached), or ``cancel`` them (not counted).
+CLOSE_UNRESOLVED_MODES = ("stop", "cancel")
 SEVERITY_PRIORITY = {"critical": "P1", "major": "P2", "minor": "P3", "warning": "P4"}
 
 
@@ -86,6 +89,7 @@ class Policy:
     pause_metrics: frozenset[str] = frozenset({"restore", "resolve", "provision"})
     priority_change: str = "recompute"
     reopen: str = "resume"
+    close_unresolved: str = "stop"
 
     def target(self, kind: str, cls: str, metric: str) -> dt.timedelta | None:
         """Target of a metric for a kind and priority class (None: not tracked)."""

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from .business_calendar import WEEKDAYS, BusinessCalendar, Span
 from .durations import format_duration, parse_duration
 from .policies import (
+    CLOSE_UNRESOLVED_MODES,
     KINDS,
     METRICS_BY_KIND,
     PRIORITY_CHANGE_MODES,
@@ -43,7 +44,7 @@ _TOP_KEYS = {"schema", "version", "description", "time_zone", "calendars", "poli
 _CAL_KEYS = {"always_on", "time_zone", "description", "hours", "makeup_hours", "holidays", "makeup_days", "notes"}
 _POLICY_KEYS = {
     "id", "version", "effective_from", "calendar", "description", "targets", "warnings",
-    "ladder", "pause_statuses", "pause_metrics", "priority_change", "reopen",
+    "ladder", "pause_statuses", "pause_metrics", "priority_change", "reopen", "close_unresolved",
 }
 _RULE_KEYS = {"name", "policy", "customer_id", "tier", "kind", "priority", "region"}
 
@@ -182,7 +183,8 @@ def _policy(ck: ProblemCollector, n: int, raw: Any, calendars: dict[str, Busines
     pause_metrics = ck.str_list(raw.get("pause_metrics", ["restore", "resolve", "provision"]), f"{loc}.pause_metrics", line,
                                 ("response", "restore", "resolve", "provision", "acceptance", "revisit"))
     modes = {}
-    for key, allowed, default in (("priority_change", PRIORITY_CHANGE_MODES, "recompute"), ("reopen", REOPEN_MODES, "resume")):
+    for key, allowed, default in (("priority_change", PRIORITY_CHANGE_MODES, "recompute"), ("reopen", REOPEN_MODES, "resume"),
+                                  ("close_unresolved", CLOSE_UNRESOLVED_MODES, "stop")):
         modes[key] = raw.get(key, default)
         if modes[key] not in allowed:
             ck.add(f"{loc}.{key}", f"unknown mode {modes[key]!r} (allowed: {', '.join(allowed)})", line)
@@ -229,6 +231,7 @@ def _policy(ck: ProblemCollector, n: int, raw: Any, calendars: dict[str, Busines
         description=str(raw.get("description", "")), targets=targets, warnings=tuple(float(w) for w in warnings),
         ladder=tuple(ladder), pause_statuses=pause_statuses or frozenset(), pause_metrics=pause_metrics or frozenset(),
         priority_change=modes["priority_change"], reopen=modes["reopen"],
+        close_unresolved=modes["close_unresolved"],
     )
 
 

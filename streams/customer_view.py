@@ -5,9 +5,16 @@ served as is.  :func:`fold` applies one validated event to it, in place, and
 says what happened.  Two properties hold whatever order Kafka delivers in:
 
 * idempotent: an ``event_id`` already in the view changes nothing;
-* order-aware: each item keeps its history sorted by event time; an event that
-  arrives late is inserted at its place and the item is refolded from that
-  history, so the state is what it would have been had events come in order.
+* order-aware: each item keeps its history in the one order of its events
+  (``streams/event_order.py``: event time, then the lifecycle's causal order,
+  then the source's order); an event that arrives late, or at an instant the
+  item already has events at, is put at its place and the item is refolded
+  from that history, so the state is what it would have been had events come
+  in order.  The outcome depends neither on event ids nor on arrival order.
+
+Each history record keeps where the source put the event: ``position``, the
+record's offset on the customer's partition (passed by the worker), or, when
+the caller has none, ``arrival``, the order this item received its events in.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from typing import Any
 
 from schemas.envelope import Event, utc_iso
 from schemas.event_catalogue import TIERS
-from streams import lifecycles
+from streams import event_order, lifecycles
 
 RECENT_CLOSED_LIMIT = 20        # closed items kept with full history, newest first
 PROFILE_EVENT_IDS_LIMIT = 200   # customer events remembered for de-duplication
@@ -73,14 +80,23 @@ def new_view(customer_id: str) -> dict[str, Any]:
     }
 
 
-def fold(view: dict[str, Any], event: Event) -> Outcome:
-    """Apply ``event`` to ``view`` in place; the result says what happened."""
+Position = int | tuple[int, ...]
+
+
+def fold(view: dict[str, Any], event: Event, position: Position | None = None) -> Outcome:
+    """Apply ``event`` to ``view`` in place; the result says what happened.
+
+    ``position``: where the source delivered the event (its offset on the
+    customer's partition, a file's line number).  It orders an item's events
+    that share an instant and its ``recorded_at`` once their lifecycle has
+    had its say; without it the order of folding stands in for it.
+    """
     if event.kind == "customer":
         outcome = _fold_profile(view, event)
     elif event.kind == "sla":
         outcome = _fold_sla(view, event)
     else:
-        outcome = _fold_item(view, event)
+        outcome = _fold_item(view, event, position)
     counters = view["counters"]
     if outcome.status == "duplicate":
         counters["duplicates_ignored"] += 1
@@ -121,8 +137,8 @@ def _fold_profile(view: dict[str, Any], event: Event) -> Outcome:
 
 # -- faults, tickets and orders ---------------------------------------------------
 
-def _record(event: Event) -> dict[str, Any]:
-    return {
+def _record(event: Event, position: Position | None, arrival: int) -> dict[str, Any]:
+    record = {
         "event_id": event.event_id,
         "event_type": event.event_type,
         "occurred_at": utc_iso(event.occurred_at),
@@ -131,10 +147,11 @@ def _record(event: Event) -> dict[str, Any]:
         "actor": event.actor,
         "payload": event.payload,
     }
-
-
-def _sort_key(record: dict[str, Any]) -> tuple[str, str, str]:
-    return record["occurred_at"], record["recorded_at"], record["event_id"]
+    if position is None:
+        record["arrival"] = arrival
+    else:
+        record["position"] = position
+    return record
 
 
 def _new_item(kind: str, entity_id: str) -> dict[str, Any]:
@@ -151,7 +168,7 @@ def find_item(view: dict[str, Any], kind: str, entity_id: str) -> dict[str, Any]
     return item
 
 
-def _fold_item(view: dict[str, Any], event: Event) -> Outcome:
+def _fold_item(view: dict[str, Any], event: Event, position: Position | None) -> Outcome:
     kind, entity_id = event.kind, event.entity_id
     item = find_item(view, kind, entity_id)
     if item is None:
@@ -162,34 +179,45 @@ def _fold_item(view: dict[str, Any], event: Event) -> Outcome:
     history = item["history"]
     if any(r["event_id"] == event.event_id for r in history):
         return Outcome("duplicate", state=item["state"])
-    record = _record(event)
-    late = bool(history) and _sort_key(record) < _sort_key(history[-1])
-    history.append(record)
-    if late:
-        history.sort(key=_sort_key)
-        _refold(item)
+    for index, older in enumerate(history):  # kept before positions were: their order stands
+        if "position" not in older:
+            older.setdefault("arrival", index)
+    record = _record(event, position, len(history))
+    if not history or record["occurred_at"] > history[-1]["occurred_at"]:
+        # a new latest instant: nothing before it can move (utc_iso text sorts as time)
+        history.append(record)
+        _apply(item, record, lifecycles.transition(item["kind"], item["state"],
+                                                   record["event_type"], record["payload"]))
+        late = False
     else:
-        _apply(item, record)
+        before = [(r["event_id"], r["outcome"]) for r in history]
+        history.append(record)
+        _refold(item)
+        late = [(r["event_id"], r["outcome"]) for r in history[:-1]] != before
     evicted = _file_item(view, item)
     return Outcome(record["outcome"], item["state"], record.get("reason"), late, evicted)
 
 
 def _refold(item: dict[str, Any]) -> None:
-    """Recompute the item from its sorted history, as if events had arrived in order."""
+    """Recompute the item from its history put in the one order, as if events had come in it."""
     item.update(state=None, opened_at=None, updated_at=None, closed_at=None,
                 attributes={}, milestones={})
-    for record in item["history"]:
-        _apply(item, record)
+    placed = event_order.causal_order(item["kind"], item["history"])
+    item["history"][:] = [p.record for p in placed]
+    for p in placed:
+        _apply(item, p.record, p.outcome)
 
 
-def _apply(item: dict[str, Any], record: dict[str, Any]) -> None:
+def _apply(item: dict[str, Any], record: dict[str, Any],
+           result: lifecycles.Accepted | lifecycles.Rejected) -> None:
+    """Record ``result`` (the lifecycle's outcome for ``record`` in the item's state) on the item."""
     event_type, payload, at = record["event_type"], record["payload"], record["occurred_at"]
-    result = lifecycles.transition(item["kind"], item["state"], event_type, payload)
     if isinstance(result, lifecycles.Rejected):
         record["outcome"], record["reason"] = "rejected", result.reason
         return
     record["outcome"] = "applied"
     record.pop("reason", None)
+    unresolved = lifecycles.closes_unresolved(item["kind"], item["state"], event_type)
     item["state"] = result.state
     item["updated_at"] = at
     if item["opened_at"] is None:
@@ -205,6 +233,10 @@ def _apply(item: dict[str, Any], record: dict[str, Any]) -> None:
         attributes["status"] = payload["status"]
     if event_type.endswith(".revisit_recorded"):
         attributes["satisfaction"] = payload["satisfaction"]
+    if unresolved:  # shown on the item: closed without restoration/resolution, and why
+        attributes["closed_unresolved"] = payload.get("closed_unresolved", "other")
+    elif event_type.endswith(".reopened"):
+        attributes.pop("closed_unresolved", None)
     closed = lifecycles.is_closed(item["kind"], item["state"])
     item["closed_at"] = (item["closed_at"] or at) if closed else None
 

@@ -116,7 +116,7 @@ class EventProcessor:
         touched_items: dict[str, set[tuple[str, str]]] = {}
         changed: dict[str, set[tuple[str, str]]] = {}
         evicted: dict[str, set[tuple[str, str]]] = {}
-        folded: dict[str, list[Event]] = {}  # this batch's folded events, per customer
+        folded: dict[str, list[tuple[Event, int]]] = {}  # this batch's (event, offset)s
         for message in (event.message for event in batch):
             event = await self._decode(message)
             if event is None:
@@ -140,7 +140,7 @@ class EventProcessor:
                 await self.dead_letter(message, f"processing error: {exc!r}", None)
                 continue
             touched[customer_id] = view
-            folded.setdefault(customer_id, []).append(event)
+            folded.setdefault(customer_id, []).append((event, message.offset))
             if outcome.status in ("applied", "rejected"):
                 item = _item_of(event)
                 if item is not None:
@@ -186,7 +186,8 @@ class EventProcessor:
             return None
         return event
 
-    def _undo(self, customer_id: str, earlier: Sequence[Event]) -> dict[str, Any] | None:
+    def _undo(self, customer_id: str,
+              earlier: Sequence[tuple[Event, int]]) -> dict[str, Any] | None:
         """The customer's view as before the failed fold: as last written, plus
         this batch's earlier events folded again (folds are deterministic).
 
@@ -197,8 +198,8 @@ class EventProcessor:
             if not earlier:
                 return None
             view = self.views.view_for_update(customer_id)
-        for event in earlier:
-            fold(view, event)
+        for event, offset in earlier:
+            fold(view, event, offset)
         return view
 
     def _fold_one(self, view: dict[str, Any], event: Event,
@@ -206,7 +207,7 @@ class EventProcessor:
         structlog.contextvars.bind_contextvars(
             customer_id=event.customer_id, entity_id=event.entity_id, event_id=event.event_id)
         try:
-            outcome = fold(view, event)
+            outcome = fold(view, event, message.offset)
             self.stats[outcome.status] += 1
             self.log.info("event.folded", event_type=event.event_type, outcome=outcome.status,
                           state=outcome.state, late=outcome.late, reason=outcome.reason,

@@ -65,10 +65,23 @@ def item_facts(view: dict[str, Any], item: dict[str, Any]) -> ItemFacts:
 
 
 def clock_history(item: dict[str, Any]) -> list[dict[str, Any]]:
-    """The events that happened to the item (rejected transitions do not move clocks)."""
-    return [{"event_id": r["event_id"], "event_type": r["event_type"],
-             "occurred_at": datetime.fromisoformat(r["occurred_at"]), "payload": r["payload"]}
-            for r in item["history"] if r.get("outcome") == "applied"]
+    """The events that happened to the item (rejected transitions do not move clocks).
+
+    With what the engine needs to put them in the view's order (``recorded_at``
+    and the source position), so that both read one order of events.
+    """
+    history = []
+    for r in item["history"]:
+        if r.get("outcome") != "applied":
+            continue
+        entry = {"event_id": r["event_id"], "event_type": r["event_type"],
+                 "occurred_at": datetime.fromisoformat(r["occurred_at"]),
+                 "recorded_at": r["recorded_at"], "payload": r["payload"]}
+        for name in ("position", "arrival"):
+            if name in r:
+                entry[name] = r[name]
+        history.append(entry)
+    return history
 
 
 def sla_summary(view: dict[str, Any], item: dict[str, Any], rules: RuleSet) -> dict | None:

@@ -8,6 +8,17 @@ only means "an earlier event has not arrived yet" and a later refold may accept 
 
 States follow TMF621 (trouble ticket) and TMF641 (service order) where they fit;
 see ``schemas/README.md``.
+
+Real desks close items that were never restored or resolved (duplicates,
+withdrawn requests, "no fault found"), so ``fault.closed`` and ``ticket.closed``
+may come from any open state: :func:`closes_unresolved` says which closures are
+those, and the SLA policy says what they do to running clocks
+(``close_unresolved`` in the rules file).  They also reassign resolved tickets
+for follow-up or review, so ``ticket.assigned`` is allowed in ``resolved``.
+
+These tables are also the causal order of events that share an instant
+(``streams/event_order.py``): what the lifecycle cannot accept yet waits for
+what it can.
 """
 
 from __future__ import annotations
@@ -18,6 +29,9 @@ NEW = None  # the state of an item before its opening event
 
 # Transition tables: event type -> (states it may come from, state it leads to).
 # A ``None`` target keeps the current state (events that record facts only).
+_FAULT_ACTIVE = {"reported", "acknowledged", "dispatched", "in_repair", "reopened", "pending",
+                 "in_progress"}
+_TICKET_ACTIVE = {"open", "acknowledged", "in_progress", "pending", "reopened"}
 _FAULT = {
     "fault.reported": ({NEW}, "reported"),
     "fault.acknowledged": ({"reported", "reopened"}, "acknowledged"),
@@ -30,14 +44,16 @@ _FAULT = {
     "fault.restored": ({"reported", "acknowledged", "dispatched", "in_repair", "reopened",
                         "pending", "in_progress"}, "restored"),
     "fault.customer_confirmed": ({"restored"}, "confirmed"),
-    "fault.closed": ({"restored", "confirmed"}, "closed"),
+    # from an active state: closed without restoration (duplicate, no fault found, ...)
+    "fault.closed": ({"restored", "confirmed"} | _FAULT_ACTIVE, "closed"),
     "fault.reopened": ({"restored", "confirmed", "closed"}, "reopened"),
     "fault.revisit_recorded": ({"closed"}, None),
 }
 _TICKET = {
     "ticket.opened": ({NEW}, "open"),
     "ticket.acknowledged": ({"open", "reopened"}, "acknowledged"),
-    "ticket.assigned": ({"open", "acknowledged", "in_progress", "pending", "reopened"}, None),
+    # a resolved ticket may be reassigned for follow-up or quality review
+    "ticket.assigned": (_TICKET_ACTIVE | {"resolved"}, None),
     "ticket.status_changed": ({"open", "acknowledged", "in_progress", "pending", "reopened"},
                               "<status>"),
     "ticket.priority_changed": ({"open", "acknowledged", "in_progress", "pending", "reopened"},
@@ -45,7 +61,8 @@ _TICKET = {
     "ticket.resolved": ({"open", "acknowledged", "in_progress", "pending", "reopened"},
                         "resolved"),
     "ticket.reopened": ({"resolved", "closed"}, "reopened"),
-    "ticket.closed": ({"resolved"}, "closed"),
+    # from an active state: closed without resolution (duplicate, withdrawn, ...)
+    "ticket.closed": ({"resolved"} | _TICKET_ACTIVE, "closed"),
     "ticket.revisit_recorded": ({"closed"}, None),
 }
 _ORDER = {
@@ -73,6 +90,8 @@ TRANSITIONS: dict[str, dict[str, tuple[set[str | None], str | None]]] = {
 
 #: States in which an item's loop is closed; it leaves the open list.
 CLOSED_STATES = {"fault": {"closed"}, "ticket": {"closed"}, "order": {"completed", "cancelled"}}
+#: States from which a closing event closes an item that was restored / resolved.
+_RESOLVED_STATES = {"fault.closed": {"restored", "confirmed"}, "ticket.closed": {"resolved"}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,10 +125,23 @@ def transition(kind: str, state: str | None, event_type: str,
         return Rejected(f"{event_type} not allowed in state {state}")
     if target == "<status>":
         # pending_customer / pending_third_party pause clocks; in_progress resumes.
-        target = "pending" if payload["status"].startswith("pending") else "in_progress"
+        status = payload.get("status") or ""
+        target = "pending" if status.startswith("pending") else "in_progress"
     return Accepted(state if target is None else target)
 
 
 def is_closed(kind: str, state: str | None) -> bool:
     """Whether an item in ``state`` has completed its closed loop."""
     return state in CLOSED_STATES[kind]
+
+
+def closes_unresolved(kind: str, state: str | None, event_type: str) -> bool:
+    """Whether ``event_type`` in ``state`` closes the item without restoring or resolving it.
+
+    Decided by the state, not by the payload: a fault closed before its service
+    was restored, or a ticket closed before it was resolved, was closed
+    unresolved whatever the closing event says (``closed_unresolved`` only says why).
+    """
+    resolved = _RESOLVED_STATES.get(event_type)
+    return resolved is not None and state not in resolved and \
+        state in TRANSITIONS[kind][event_type][0]

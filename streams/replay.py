@@ -4,6 +4,9 @@ The same fold, SLA evaluation and timer steps as the worker in replay mode
 (``KEYDESK_CLOCK=replay``), without Kafka: events are folded in file order, each
 partition's watermark follows its events' ``occurred_at``, and the step events
 due by each watermark are produced and folded back as the SLA topic would.
+An event's line number is its source position, as its offset is in Kafka: it
+orders an item's events that share an instant once their lifecycle has
+(``streams/event_order.py``).
 Used by ``keydesk replay`` to answer "what would the SLA timers have said?".
 """
 
@@ -37,9 +40,9 @@ def replay(lines: Iterable[bytes], rules: RuleSet, partitions: int = 4) -> Repla
     views = result.views
     timers = SlaTimers(rules, lambda c: murmur2_partition(c.encode(), partitions), replay=True)
 
-    def apply(event: Event) -> None:
+    def apply(event: Event, position: int | None = None) -> None:
         view = views.setdefault(event.customer_id, new_view(event.customer_id))
-        outcome = fold(view, event)
+        outcome = fold(view, event, position)
         for kind, item_id in items_touched_by(view, event, outcome):
             item = find_item(view, kind, item_id)
             if item is not None:
@@ -51,7 +54,7 @@ def replay(lines: Iterable[bytes], rules: RuleSet, partitions: int = 4) -> Repla
             result.refused.append((number, str(event)))
             continue
         result.events += 1
-        apply(event)
+        apply(event, number)
         if event.kind == "sla":
             timers.folded(event.event_id)
             continue

@@ -294,12 +294,15 @@ class SinkWriter:
                     conn.execute(self._insert(table), rows)
 
     def _item_events(self, conn: Connection, items: list[tuple[str, str, str]]
-                     ) -> dict[tuple[str, str, str], list[Event]]:
-        by_item: dict[tuple[str, str, str], list[Event]] = {key: [] for key in items}
+                     ) -> dict[tuple[str, str, str], list[projection.StoredEvent]]:
+        """Each item's stored events, with the (partition, offset) each was read from:
+        the source order, which orders an item's events at one instant (streams/event_order.py)."""
+        by_item: dict[tuple[str, str, str], list[projection.StoredEvent]] = {
+            key: [] for key in items}
         keys = tuple_(EventRecord.customer_id, EventRecord.entity_kind, EventRecord.entity_id)
         for row in conn.execute(select(EventRecord.__table__).where(keys.in_(items))):
             by_item[(row.customer_id, row.entity_kind, row.entity_id)].append(
-                projection.event_from_row(row))
+                projection.stored_event(row))
         return by_item
 
     def _customer_events(self, conn: Connection, customers: set[str]) -> dict[str, list[Event]]:

@@ -7,9 +7,11 @@ incrementally.  That is what makes the projection idempotent and order-proof:
 a duplicate, a late event or a replay gives the rows that in-order delivery
 would have given, because the rows are a function of the set of events.
 
-The same fold as the one-stop view (``streams/customer_view.fold``) and the
-same SLA engine are used, so the database and the live view cannot disagree on
-an item's state or clocks.  One difference is deliberate: the view measures an
+The same fold as the one-stop view (``streams/customer_view.fold``), with each
+event's stored ``(partition, offset)`` as its source position, and the same SLA
+engine are used, so the database and the live view put an item's events in
+the one order (``streams/event_order.py``) and cannot disagree on its state or
+clocks.  One difference is deliberate: the view measures an
 item under the customer's *current* profile; here an item is measured under the
 profile *as of its latest event* (event time), so that a report of last month
 does not change when a customer is upgraded today.  See docs/compliance_reports.md.
@@ -20,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from schemas.envelope import Event
 from sla_rules import RuleSet, evaluate
@@ -32,16 +34,22 @@ from streams.item_sla import UNKNOWN_TIER, clock_history, item_facts
 FIRST_CLOCK = {"fault": "response", "ticket": "response", "order": "provision"}
 
 
-def arrival_order(event: Event) -> tuple[datetime, datetime, str]:
-    """Event-time order, the order the view's fold sorts histories in."""
-    return event.occurred_at, event.recorded_at, event.event_id
+class StoredEvent(NamedTuple):
+    """An event as stored in ``event_log``, with where it was read: (partition, offset)."""
+
+    event: Event
+    position: tuple[int, int]
 
 
 def profile_view(customer_id: str, customer_events: Iterable[Event],
                  as_of: datetime | None = None) -> dict[str, Any]:
-    """A view holding only the customer's profile, from events up to ``as_of``."""
+    """A view holding only the customer's profile, from events up to ``as_of``.
+
+    Profile fields are last-writer-wins by event time, so the folding order
+    does not matter; event time keeps the fold's counters the same every time.
+    """
     view = new_view(customer_id)
-    for event in sorted(customer_events, key=arrival_order):
+    for event in sorted(customer_events, key=lambda e: (e.occurred_at, e.event_id)):
         if as_of is None or event.occurred_at <= as_of:
             fold(view, event)
     return view
@@ -69,13 +77,26 @@ class ItemRows:
     revisits: list[dict[str, Any]] = field(default_factory=list)
 
 
-def item_rows(customer_id: str, kind: str, item_id: str, item_events: Sequence[Event],
-              customer_events: Sequence[Event], rules: RuleSet) -> ItemRows:
-    """The item's row, its clocks' outcomes, paused time and revisits, from its events."""
-    events = sorted({e.event_id: e for e in item_events}.values(), key=arrival_order)
+def item_rows(customer_id: str, kind: str, item_id: str,
+              item_events: Sequence[StoredEvent | Event], customer_events: Sequence[Event],
+              rules: RuleSet) -> ItemRows:
+    """The item's row, its clocks' outcomes, paused time and revisits, from its events.
+
+    Stored events carry their source position; plain events are taken to be
+    in the order their source delivered them (the first copy of each counts).
+    """
+    positioned: dict[str, tuple[Any, Event]] = {}
+    for index, entry in enumerate(item_events):
+        event, position = entry if isinstance(entry, StoredEvent) else (entry, (index,))
+        kept = positioned.get(event.event_id)
+        if kept is None or position < kept[0]:
+            positioned[event.event_id] = (position, event)
+    # Folded in event time only to spare refolds: with positions, any order gives the same item.
+    by_time = sorted(positioned.values(), key=lambda p: (p[1].occurred_at, p[0]))
+    events = [event for _, event in by_time]
     items_view = new_view(customer_id)
-    for event in events:
-        fold(items_view, event)
+    for position, event in by_time:
+        fold(items_view, event, position)
     item = find_item(items_view, kind, item_id)
     history = clock_history(item)
     applied = [r for r in item["history"] if r.get("outcome") == "applied"]
@@ -163,6 +184,11 @@ def event_row(event: Event, topic: str, partition: int, offset: int,
             "recorded_at": event.recorded_at, "schema_version": event.schema_version,
             "source": event.source, "actor": event.actor, "payload": event.payload,
             "topic": topic, "partition": partition, "offset": offset, "stored_at": stored_at}
+
+
+def stored_event(row: Any) -> StoredEvent:
+    """An ``event_log`` row's event with its (partition, offset), its source position."""
+    return StoredEvent(event_from_row(row), (row.partition, row.offset))
 
 
 def event_from_row(row: Any) -> Event:

@@ -6,7 +6,10 @@ accounts ... many public customers), each with a region, an account manager
 faults, tickets and orders going through their closed loops: acknowledgement
 after minutes, dispatch and repair, restoration after hours (some late against
 their SLA, most on time), customer confirmation, closure and the follow-up call
-(回访) with a satisfaction score for most closed items.  Along the way: pauses
+(回访) with a satisfaction score for most closed items.  Some faults and
+tickets are closed without ever being restored or resolved (duplicates, no
+fault found, withdrawn requests), and some resolved tickets are reassigned
+for follow-up before they are closed.  Along the way: pauses
 (pending_customer / pending_third_party) and resumption, reopens of restored or
 closed faults and tickets, ticket re-prioritisation, order resource shortfalls,
 milestones, activation, acceptance and a few cancellations, a few profile
@@ -58,6 +61,7 @@ PAUSES = ("pending_customer", "pending_third_party")
 SATISFACTION = ((1, 2, 3, 4, 5), (3, 5, 15, 37, 40))
 
 LATE_SHARE = 0.02
+UNRESOLVED_SHARE = 0.03  # faults and tickets closed without restoration / resolution
 DUPLICATE_SHARE = 0.01
 _NAMESPACE = uuid.UUID("6c1e0f3a-8b7d-4f52-a1c9-3e5d7b9f0a24")
 
@@ -180,6 +184,37 @@ class _Month:
                                             "跟进中，今晚恢复", "已升级厂家支持"])},
                   source="account_manager", actor=manager["id"])
 
+    def same_instant(self, customer_id: str, item_id: str, at: datetime, *, swap: bool) -> None:
+        """The item's events at ``at`` recorded at that instant, as an importer sends them;
+        ``swap``: in the reverse of the order they were emitted in."""
+        own = self.raw[customer_id]
+        places = [n for n, (when, _, wire) in enumerate(own)
+                  if when == at and wire["entity_id"] == item_id]
+        for n in places:
+            own[n][2]["_recorded_as_occurred"] = True
+        if swap:
+            seqs = [own[n][1] for n in places][::-1]
+            for n, seq in zip(places, seqs):
+                own[n] = (own[n][0], seq, own[n][2])
+
+    def close_unresolved(self, customer: _Customer, kind: str, item_id: str, opened: datetime,
+                         reasons: tuple[str, ...]) -> None:
+        """Closed without ever being restored/resolved: seconds after opening, or hours."""
+        rng, cid = self.rng, customer.customer_id
+        last = opened
+        if rng.random() < 0.4:
+            last += self.minutes(1, 20)
+            self.emit(cid, item_id, f"{kind}.acknowledged", last, {}, source="hotline",
+                      actor="staff-desk")
+        quick = rng.random() < 0.4
+        closed = last + (timedelta(seconds=rng.randint(5, 50)) if quick
+                         else self.minutes(30, 9 * 60))
+        payload = {"closed_unresolved": rng.choice(reasons)}
+        if kind == "ticket" and rng.random() < 0.5:
+            payload["note"] = "重复工单" if payload["closed_unresolved"] == "duplicate" else "客户撤回"
+        self.emit(cid, item_id, f"{kind}.closed", closed, payload, source="hotline",
+                  actor="staff-desk")
+
     def pause(self, customer: _Customer, kind: str, item_id: str, start: datetime
               ) -> tuple[datetime, datetime]:
         """A pending_* status from ``start`` and the in_progress that ends it."""
@@ -284,6 +319,9 @@ class _Month:
         response = self.target(policy, "fault", cls, "response", "1")
         restore = self.target(policy, "fault", cls, "restore", "8")
         last = t0
+        if rng.random() < UNRESOLVED_SHARE:
+            self.close_unresolved(c, "fault", item, t0, ("duplicate", "no_fault_found", "other"))
+            return
         if rng.random() < 0.95:
             last = self.after(policy, t0, response * self.ratio(0.12)) + timedelta(seconds=1)
             self.emit(cid, item, "fault.acknowledged", last,
@@ -356,8 +394,13 @@ class _Month:
         response = self.target(policy, kind, cls, "response", "2")
         resolve = self.target(policy, kind, cls, "resolve", "16")
         last = t0
+        if rng.random() < UNRESOLVED_SHARE:
+            self.close_unresolved(c, "ticket", item, t0, ("duplicate", "withdrawn", "other"))
+            return
+        acked_at = None
         if rng.random() < 0.95:
-            last = self.after(policy, t0, response * self.ratio(0.1)) + timedelta(seconds=1)
+            last = acked_at = self.after(policy, t0, response * self.ratio(0.1)) + \
+                timedelta(seconds=1)
             self.emit(cid, item, "ticket.acknowledged", last, {}, source="hotline",
                       actor="staff-desk")
         if rng.random() < 0.9:
@@ -366,11 +409,21 @@ class _Month:
                       {"assignee": f"staff-{rng.randrange(1, 120):03d}", "group": "大客户支撑"},
                       source="system", actor="dispatcher")
         if rng.random() < 0.08:
-            last += self.minutes(5, 120)
+            # Now and then re-prioritised at the acknowledgement itself, recorded at the same
+            # instant (as an importer sends): either event may come first from the source,
+            # and that order decides the response clock (streams/event_order.py).
+            together = acked_at is not None and rng.random() < 0.3
+            if together:
+                at = acked_at
+            else:
+                last += self.minutes(5, 120)
+                at = last
             new = rng.choice([p for p in ("P1", "P2", "P3", "P4") if p != cls])
-            self.emit(cid, item, "ticket.priority_changed", last,
+            self.emit(cid, item, "ticket.priority_changed", at,
                       {"priority": new, "reason": "客户经理要求升级" if new < cls else "影响较小"},
-                      source="account_manager", actor=c.manager_at(last)["id"])
+                      source="account_manager", actor=c.manager_at(at)["id"])
+            if together:
+                self.same_instant(cid, item, at, swap=rng.random() < 0.5)
             cls = new
             resolve = self.target(policy, kind, cls, "resolve", "16")
         paused = timedelta(0)
@@ -389,6 +442,10 @@ class _Month:
         rng, cid = self.rng, c.customer_id
         self.emit(cid, item, "ticket.resolved", resolved, {"resolution": "已处理并回复客户"},
                   source="hotline", actor="staff-desk")
+        if rng.random() < 0.05:  # reassigned for follow-up or quality review, still resolved
+            self.emit(cid, item, "ticket.assigned", resolved + self.minutes(1, 25),
+                      {"assignee": f"staff-{rng.randrange(1, 120):03d}", "group": "质检"},
+                      source="system", actor="dispatcher")
         closed = None
         if rng.random() < 0.9:
             closed = resolved + self.minutes(30, 48 * 60)
@@ -495,6 +552,8 @@ class _Month:
         events = []
         for arrives, seq, wire, at in keyed:
             lag = timedelta(seconds=rng.randrange(0, 30))
+            if wire.pop("_recorded_as_occurred", False):
+                lag = timedelta(0)
             recorded = max(arrives, at + lag)
             events.append(event_from_dict({
                 "event_id": str(uuid.uuid5(_NAMESPACE, f"{self.seed}|{seq}")),

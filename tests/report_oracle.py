@@ -11,9 +11,15 @@ What is shared with production, and why that is acceptable:
   question "which events count" must have one answer);
 - ``sla_rules.evaluate``: the SLA engine, which has its own tests against a
   brute-force calculator.  What the oracle checks is everything around it.
+  The engine puts the history it is given in production's order of events
+  (``streams/event_order.py``); it is given the applied events in the oracle's
+  order with their file positions, so it reproduces that order whenever the
+  two statements of the order agree.
 
 What is *not* shared, and rebuilt here from the definitions: the
-de-duplication, the event-time fold of each item and the choice of applied
+de-duplication, the order of each item's events (stated again below, by brute
+force over the events that share an instant, from the definition in
+``docs/compliance_reports.md``), the fold of each item and the choice of applied
 events, the profile as of an item's latest event (last writer wins per field),
 the engine's facts (tier, ticket kind, priority from severity, urgency), the
 policy of the first clock, every cycle of every metric, classification as of
@@ -37,6 +43,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from itertools import permutations
 from typing import Any
 
 from schemas.envelope import Event
@@ -112,16 +119,49 @@ def profile_as_of(customer_events: Sequence[Event], instant: datetime) -> dict[s
     return profile
 
 
-def _fold(kind: str, events: list[Event]) -> tuple[str | None, list[Event]]:
-    """The item's state and its applied events, folding in event-time order."""
-    state: str | None = None
-    applied = []
-    for event in sorted(events, key=lambda e: (e.occurred_at, e.recorded_at, e.event_id)):
+#: The most events one item may have at one instant for the brute force below.
+MAX_TIED = 8
+
+
+def _run(kind: str, state: str | None, events: Sequence[Event]) -> tuple[str | None, list[Event]]:
+    """Events tried one after the other from ``state``: the state reached, the accepted ones."""
+    accepted = []
+    for event in events:
         outcome = transition(kind, state, event.event_type, event.payload)
         if isinstance(outcome, Accepted):
             state = outcome.state
-            applied.append(event)
-    return state, applied
+            accepted.append(event)
+    return state, accepted
+
+
+def fold_item(kind: str, events: list[tuple[int, Event]]) -> tuple[str | None, list[tuple[int, Event]]]:
+    """The item's state and its applied events (with their file positions), in the one order.
+
+    The order, from its definition: by event time; of the events at one
+    instant, every order is tried, and the one kept is an order in which the
+    lifecycle accepts the most of them, and of those the one whose accepted
+    events, read one by one, come earliest by (recorded_at, place in the file).
+    No event id takes part.
+    """
+    where = {id(event): (event.recorded_at, position) for position, event in events}
+    instants: dict[datetime, list[Event]] = defaultdict(list)
+    for _, event in events:
+        instants[event.occurred_at].append(event)
+    state: str | None = None
+    applied: list[Event] = []
+    for instant in sorted(instants):
+        tied = instants[instant]
+        if len(tied) > MAX_TIED:
+            raise ValueError(f"{len(tied)} events of one item at {instant}: too many for the oracle")
+        best = None
+        for order in permutations(tied):
+            end, accepted = _run(kind, state, order)
+            rank = (-len(accepted), [where[id(e)] for e in accepted])
+            if best is None or rank < best[0]:
+                best = (rank, end, accepted)
+        _, state, accepted = best
+        applied.extend(accepted)
+    return state, [(where[id(e)][1], e) for e in applied]
 
 
 def _classify(status: MetricStatus, as_of: datetime) -> tuple[str, bool]:
@@ -138,17 +178,18 @@ def measure_items(events: Iterable[Event], rules: RuleSet, as_of: datetime) -> l
     """Every item with at least one applied event, measured per the report's definitions."""
     unique = dedupe(events)
     customers: dict[str, list[Event]] = defaultdict(list)
-    items: dict[tuple[str, str, str], list[Event]] = defaultdict(list)
-    for event in unique:
+    items: dict[tuple[str, str, str], list[tuple[int, Event]]] = defaultdict(list)
+    for position, event in enumerate(unique):  # the file's order: the source's order
         if event.kind == "customer":
             customers[event.customer_id].append(event)
         elif event.kind in FIRST_CLOCK:
-            items[(event.customer_id, event.kind, event.entity_id)].append(event)
+            items[(event.customer_id, event.kind, event.entity_id)].append((position, event))
     measured = []
     for (customer_id, kind, item_id), item_events in sorted(items.items()):
-        state, applied = _fold(kind, item_events)
-        if not applied or state is None:
+        state, placed = fold_item(kind, item_events)
+        if not placed or state is None:
             continue
+        applied = [event for _, event in placed]
         latest = max(e.occurred_at for e in applied)
         profile = profile_as_of(customers.get(customer_id, ()), latest)
         tier = profile.get("tier") or UNKNOWN_TIER
@@ -170,7 +211,8 @@ def measure_items(events: Iterable[Event], rules: RuleSet, as_of: datetime) -> l
                           kind=ticket_kind if kind == "ticket" else kind, priority=priority,
                           urgency=urgency, region=profile.get("region"), entity_id=item_id)
         history = [{"event_id": e.event_id, "event_type": e.event_type,
-                    "occurred_at": e.occurred_at, "payload": e.payload} for e in applied]
+                    "occurred_at": e.occurred_at, "recorded_at": e.recorded_at,
+                    "position": position, "payload": e.payload} for position, e in placed]
         evaluation = evaluate(facts, history, rules, latest)
         first = evaluation.metrics.get(FIRST_CLOCK[kind])
         if first is not None and first.previous_cycles:
@@ -358,5 +400,5 @@ def replay_steps(events: Iterable[Event], rules: RuleSet) -> list[Event]:
     return list(result.steps)
 
 
-__all__ = ["DIMENSIONS", "MTTR_BUCKETS", "expected_report", "figures", "iso", "measure_items",
-           "profile_as_of", "replay_steps"]
+__all__ = ["DIMENSIONS", "MTTR_BUCKETS", "expected_report", "figures", "fold_item", "iso",
+           "measure_items", "profile_as_of", "replay_steps"]

@@ -8,6 +8,7 @@ business seconds equal calendar seconds there.
 from __future__ import annotations
 
 import random
+import uuid
 import subprocess
 import sys
 from datetime import datetime
@@ -294,3 +295,69 @@ class TestOnAMonth:
             {"diamond", "platinum", "gold", "vip", "business", "public"}
         assert 0 < total["repair_met_pct"] < 100 and 0 < total["revisit_rate_pct"] < 100
         assert set(total["paused_s"]) == {"pending_customer", "pending_third_party"}
+
+
+def cancelling_rules(tier: str):
+    """The shipped rules with ``tier``'s policy cancelling the clocks of items closed unresolved."""
+    from sla_rules import DEFAULT_RULES_PATH, parse_rules
+
+    marker = f'id = "{tier}"\nversion = 1\n'
+    text = DEFAULT_RULES_PATH.read_text(encoding="utf-8")
+    rules, problems = parse_rules(text.replace(marker, marker + 'close_unresolved = "cancel"\n', 1))
+    assert rules is not None, problems
+    return rules
+
+
+def duplicate_fault():
+    """A platinum P1 fault nobody acknowledged, closed after 40 min as a duplicate."""
+    c = {"customer": "C-P"}
+    return [registered("C-P", "platinum"), fault("F-1", "reported", "09:00", **c),
+            fault("F-1", "closed", "09:40", closed_unresolved="duplicate", **c)]
+
+
+class TestCloseWithoutResolution:
+    def test_under_stop_its_clocks_count_as_stopped_at_the_close(self, rules):
+        """Response (10 min) breached and met late at the close; restore (3 h) met; the item is closed."""
+        got = report(duplicate_fault(), rules, as_of=at("12:00"))
+        total = got["total"]
+        assert (total["items"], total["closed"]) == (1, 1)
+        assert (total["response_met"], total["response_breached"], total["response_open"]) == (0, 1, 0)
+        assert (total["repair_met"], total["repair_breached"], total["repair_open"]) == (1, 0, 0)
+        assert total["mttr_business_s"] == 40 * 60.0
+        assert [(b["metric"], b["met_at"]) for b in got["breaches"]] == \
+            [("response", "2026-11-23T01:40:00+00:00")]
+
+    def test_under_cancel_its_clocks_count_nowhere(self, rules):
+        """The policy cancels: no met, no breach, no open clock; the item is still opened and closed."""
+        total = report(duplicate_fault(), cancelling_rules("platinum"), as_of=at("12:00"))["total"]
+        assert (total["items"], total["closed"], total["breaches"]) == (1, 1, 0)
+        for family in ("response", "repair"):
+            assert (total[f"{family}_met"], total[f"{family}_breached"], total[f"{family}_open"]) == \
+                (0, 0, 0), family
+        assert total["response_met_pct"] is None and total["mtta_business_s"] is None
+
+
+class TestEventsAtOneInstant:
+    def test_an_acknowledgement_listed_before_its_report_still_meets_the_response(self, rules):
+        """Same occurred_at and recorded_at, the ack first in the file: the lifecycle orders them."""
+        c = {"customer": "C-P"}
+        for _ in range(20):
+            events = [registered("C-P", "platinum"),
+                      fault("F-1", "acknowledged", "09:00", event_id=str(uuid.uuid4()), **c),
+                      fault("F-1", "reported", "09:00", event_id=str(uuid.uuid4()), **c)]
+            total = report(events, rules, as_of=at("12:00"))["total"]
+            assert (total["response_met"], total["mtta_business_s"]) == (1, 0.0)
+
+    def test_events_either_order_allows_follow_the_file_never_the_ids(self, rules):
+        """Raised to P1 at the acknowledgement: priority first breaches the response, ack first meets it."""
+        c = {"customer": "C-G"}
+        outcomes = set()
+        for attempt in range(20):
+            opened = ticket("T-1", "opened", "09:00", priority="P4", **c)  # gold P4 response 8h, P1 30m
+            ack = ticket("T-1", "acknowledged", "10:00", event_id=str(uuid.uuid4()), **c)
+            raised = ticket("T-1", "priority_changed", "10:00", priority="P1",
+                            event_id=str(uuid.uuid4()), **c)
+            listed = [ack, raised] if attempt % 2 else [raised, ack]
+            total = report([registered("C-G", "gold"), opened, *listed], rules, as_of=at("12:00"))["total"]
+            outcomes.add((attempt % 2, total["response_met"], total["response_breached"]))
+        assert outcomes == {(1, 1, 0), (0, 0, 1)}

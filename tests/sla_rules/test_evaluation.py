@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from sla_rules import ItemFacts, evaluate, load_rules, parse_rules
+from sla_rules import DEFAULT_RULES_PATH, ItemFacts, evaluate, load_rules, parse_rules
 
 SH = ZoneInfo("Asia/Shanghai")
 RULES = load_rules()
@@ -18,10 +18,10 @@ M = dt.timedelta(minutes=1)
 
 
 def story(*steps, start=T0):
-    """Events from (minutes after start, event_type, payload) triples."""
+    """Events from (minutes after start, event_type, payload) triples; the source sent them in that order."""
     return [
         {"event_id": f"ev-{i:03d}", "event_type": kind, "occurred_at": start + minutes * M, "payload": payload,
-         "customer_id": "C-1", "entity_id": "X-1", "source": "test", "actor": "tester"}
+         "customer_id": "C-1", "entity_id": "X-1", "source": "test", "actor": "tester", "position": i}
         for i, (minutes, kind, payload) in enumerate(steps)
     ]
 
@@ -336,7 +336,7 @@ class TestDeterminism:
     )
 
     def test_arrival_order_is_irrelevant(self):
-        """Reversed arrival gives the identical evaluation."""
+        """Reversed arrival of events that carry their source position gives the identical evaluation."""
         assert ev(TICKET, self.HISTORY, 600).to_dict() == ev(TICKET, list(reversed(self.HISTORY)), 600).to_dict()
 
     def test_duplicates_are_ignored(self):
@@ -420,3 +420,88 @@ class TestOrderPauses:
         assert provision.elapsed == 160 * M and provision.state == "met"
         acceptance = evaluation.metrics["acceptance"]
         assert acceptance.paused is False and acceptance.elapsed == 100 * M
+
+
+def cancelling_rules():
+    """The shipped rules, with the diamond policy cancelling the clocks of items closed unresolved."""
+    text = DEFAULT_RULES_PATH.read_text(encoding="utf-8")
+    marker = 'id = "diamond"\nversion = 1\n'
+    assert marker in text
+    rules, problems = parse_rules(text.replace(marker, marker + 'close_unresolved = "cancel"\n', 1))
+    assert not problems, problems
+    return rules
+
+
+class TestCloseWithoutResolution:
+    REPORTED = {"severity": "critical", "summary": "alarm", "service": "MPLS"}
+
+    def test_a_duplicate_closed_under_stop_stops_every_running_clock_at_the_close(self):
+        """Default policy: closed unresolved after 30 min, each clock stops there, met or breached."""
+        history = story((0, "fault.reported", self.REPORTED),
+                        (30, "fault.closed", {"closed_unresolved": "duplicate"}))
+        evaluation = ev(DIAMOND_FAULT, history, 2000)
+        states = {name: (m.state, m.met_at) for name, m in evaluation.metrics.items()}
+        assert states == {"response": ("breached", T0 + 30 * M),  # 5 min target, nobody answered
+                          "restore": ("met", T0 + 30 * M), "resolve": ("met", T0 + 30 * M),
+                          "revisit": ("breached", None)}  # a closure: the follow-up call is due
+        assert any("closed without resolution (duplicate)" in note for note in evaluation.notes)
+        assert any("close_unresolved = stop" in line for line in evaluation.metrics["restore"].trace)
+
+    def test_new_to_closed_after_hours_stops_the_clocks_instead_of_leaving_them_running(self):
+        """New -> Closed after 8.8 h on business hours: response breached at the close, resolve met, nothing pending."""
+        history = story((0, "ticket.opened", {"kind": "complaint", "priority": "P2", "subject": "s"}),
+                        (528, "ticket.closed", {"closed_unresolved": "withdrawn"}))
+        evaluation = ev(BUSINESS_COMPLAINT, history, 5 * 1440)
+        response, resolve = evaluation.metrics["response"], evaluation.metrics["resolve"]
+        assert (response.state, response.met_at) == ("breached", T0 + 528 * M)
+        assert (resolve.state, resolve.met_at, resolve.next_change_at) == ("met", T0 + 528 * M, None)
+        assert resolve.elapsed == 7 * H + 18 * M  # 09:00-12:00 and 13:30-17:48 on a Monday
+
+    def test_opened_and_closed_in_the_same_minute_meets_every_clock(self):
+        """A ticket opened by mistake and closed at once: met with nothing elapsed."""
+        history = story((0, "ticket.opened", {"kind": "complaint", "priority": "P2", "subject": "s"}),
+                        (0, "ticket.closed", {"closed_unresolved": "duplicate"}))
+        evaluation = ev(BUSINESS_COMPLAINT, list(reversed(history)), 60)
+        for name in ("response", "resolve"):
+            status = evaluation.metrics[name]
+            assert (status.state, status.elapsed) == ("met", dt.timedelta(0)), name
+
+    def test_under_cancel_running_clocks_are_cancelled_and_no_revisit_starts(self):
+        """A policy that cancels: restore and resolve count nowhere; the met response stays met."""
+        history = story((0, "fault.reported", self.REPORTED), (3, "fault.acknowledged", {}),
+                        (30, "fault.closed", {"closed_unresolved": "no_fault_found"}))
+        evaluation = ev(DIAMOND_FAULT, history, 2000, rules=cancelling_rules())
+        states = {name: (m.state, m.cancelled_at) for name, m in evaluation.metrics.items()}
+        assert states == {"response": ("met", None), "restore": ("cancelled", T0 + 30 * M),
+                          "resolve": ("cancelled", T0 + 30 * M)}
+        assert evaluation.next_change_at is None
+        assert any("revisit: not started" in note for note in evaluation.notes)
+
+    def test_a_cancelled_item_reopened_runs_its_clocks_again(self):
+        """Not a duplicate after all: the reopen brings back restore, resolve and an unanswered response."""
+        history = story((0, "fault.reported", self.REPORTED),
+                        (30, "fault.closed", {"closed_unresolved": "duplicate"}),
+                        (60, "fault.reopened", {"reason": "a different fault"}))
+        evaluation = ev(DIAMOND_FAULT, history, 90, rules=cancelling_rules())
+        restore, response = evaluation.metrics["restore"], evaluation.metrics["response"]
+        assert (restore.state, restore.elapsed, restore.cancelled_at) == ("pending", 60 * M, None)
+        assert (response.state, response.elapsed) == ("breached", 60 * M)
+
+    def test_a_closure_after_the_restoration_is_a_closure_under_either_mode(self):
+        """close_unresolved only concerns items never restored: this one closes as usual."""
+        history = story((0, "fault.reported", self.REPORTED), (60, "fault.restored", {}),
+                        (90, "fault.closed", {"closed_unresolved": "duplicate"}))
+        for rules in (RULES, cancelling_rules()):
+            evaluation = ev(DIAMOND_FAULT, history, 100, rules=rules)
+            assert evaluation.metrics["restore"].met_at == T0 + 60 * M
+            assert evaluation.metrics["resolve"].state == "met"
+            assert evaluation.metrics["revisit"].state == "pending"
+
+    def test_a_reopened_fault_closed_before_its_new_restoration_is_closed_unresolved(self):
+        """Restored, reopened, then closed: the second close is without resolution."""
+        history = story((0, "fault.reported", self.REPORTED), (60, "fault.restored", {}),
+                        (70, "fault.reopened", {"reason": "again"}),
+                        (100, "fault.closed", {"closed_unresolved": "other"}))
+        evaluation = ev(DIAMOND_FAULT, history, 120, rules=cancelling_rules())
+        assert evaluation.metrics["restore"].state == "cancelled"
+        assert evaluation.metrics["restore"].elapsed == 90 * M

@@ -125,6 +125,8 @@ class TestValidation:
         ("bad warnings", 'calendar = "biz"', 'calendar = "biz"\nwarnings = [0.5, 1.5]', "warnings", "strictly between 0 and 1"),
         ("unknown ladder role", 'calendar = "biz"', 'calendar = "biz"\nladder = [{ role = "ceo", after = "1h" }]', "ladder[0]", "role must be"),
         ("unknown reopen mode", 'calendar = "biz"', 'calendar = "biz"\nreopen = "restart"', "reopen", "unknown mode"),
+        ("unknown close_unresolved mode", 'calendar = "biz"', 'calendar = "biz"\nclose_unresolved = "ignore"',
+         "close_unresolved", "unknown mode 'ignore' (allowed: stop, cancel)"),
         ("holiday that is also a make-up day", 'hours.mon', 'holidays = [2026-02-14]\nmakeup_days = [2026-02-14]\nhours.mon', "makeup_days", "both a holiday"),
         ("make-up day on a working weekday", 'hours.mon', 'makeup_days = [2026-03-02]\nhours.mon', "makeup_days", "already a working day"),
         ("missing effective_from", "effective_from = 2026-01-01\n", "", "effective_from", "required"),
@@ -148,6 +150,20 @@ class TestValidation:
         path = tmp_path / "rules.toml"
         path.write_text(MINIMAL, encoding="utf-8")
         assert check_rules_file(path) == []
+
+    @pytest.mark.parametrize(("line", "mode"), [("", "stop"), ('close_unresolved = "stop"\n', "stop"),
+                                                ('close_unresolved = "cancel"\n', "cancel")])
+    def test_close_unresolved_is_stop_unless_the_policy_says_cancel(self, tmp_path, line, mode):
+        """What closing an unresolved item does to its clocks is a per-policy setting, stop by default."""
+        path = tmp_path / "rules.toml"
+        path.write_text(MINIMAL.replace('calendar = "biz"\n', f'calendar = "biz"\n{line}', 1), encoding="utf-8")
+        assert check_rules_file(path) == []
+        (policy,) = load_rules(path).policies["std"]
+        assert policy.close_unresolved == mode
+
+    def test_the_default_rules_stop_clocks_of_items_closed_unresolved(self):
+        """Every shipped policy keeps the default: such clocks stop, met or breached."""
+        assert {p.close_unresolved for vs in load_rules().policies.values() for p in vs} == {"stop"}
 
     def test_load_rules_raises_with_every_problem(self, tmp_path):
         """load_rules refuses an invalid file and its message lists every problem, one per line."""

@@ -65,13 +65,43 @@ class TestItems:
         assert view["recent_closed"] == [] and view["counters"]["closed_total"] == 0
 
     def test_an_impossible_transition_is_recorded_not_applied(self):
-        """Closing an unrestored fault is kept in history with the reason."""
-        view = folded(fault("F-1", "reported", "09:00"), fault("F-1", "closed", "09:30"))
+        """A customer confirming a restore that never happened is kept in history with the reason."""
+        view = folded(fault("F-1", "reported", "09:00"), fault("F-1", "customer_confirmed", "09:30"))
         item = view["open"]["fault"]["F-1"]
         assert item["state"] == "reported"
         assert item["history"][1]["outcome"] == "rejected"
         assert "not allowed in state reported" in item["history"][1]["reason"]
         assert view["counters"]["transitions_rejected"] == 1
+
+    def test_a_fault_closed_without_restoration_leaves_the_open_list_and_says_why(self):
+        """A duplicate closed straight from reported is closed, with the reason shown on it."""
+        view = folded(fault("F-1", "reported", "09:00"),
+                      fault("F-1", "closed", "09:01", closed_unresolved="duplicate"))
+        item = view["recent_closed"][0]
+        assert (item["id"], item["state"], item["attributes"]["closed_unresolved"]) == \
+            ("F-1", "closed", "duplicate")
+        assert view["open"]["fault"] == {} and view["counters"]["transitions_rejected"] == 0
+
+    def test_a_ticket_closed_unresolved_without_a_reason_says_other_until_it_reopens(self):
+        """No reason given: other; reopened, the mark goes (the next close decides again)."""
+        view = folded(ticket("T-1", "opened", "09:00"), ticket("T-1", "closed", "17:48"))
+        assert view["recent_closed"][0]["attributes"]["closed_unresolved"] == "other"
+        fold(view, ticket("T-1", "reopened", "18:00"))
+        assert "closed_unresolved" not in view["open"]["ticket"]["T-1"]["attributes"]
+
+    def test_a_resolved_close_is_not_marked_unresolved(self):
+        """Resolved, then closed: a closure with resolution, whatever the close says."""
+        view = folded(ticket("T-1", "opened", "09:00"), ticket("T-1", "resolved", "10:00"),
+                      ticket("T-1", "closed", "11:00", closed_unresolved="duplicate"))
+        assert "closed_unresolved" not in view["recent_closed"][0]["attributes"]
+
+    def test_a_resolved_ticket_reassigned_for_review_stays_resolved(self):
+        """Reassignment after resolution is applied and moves nothing."""
+        view = folded(ticket("T-1", "opened", "09:00"), ticket("T-1", "resolved", "10:00"),
+                      ticket("T-1", "assigned", "10:05", assignee="qa-1"))
+        item = view["open"]["ticket"]["T-1"]
+        assert (item["state"], item["attributes"]["assignee"]) == ("resolved", "qa-1")
+        assert item["history"][-1]["outcome"] == "applied"
 
     def test_kinds_do_not_collide(self):
         """A fault, a ticket and an order with the same id are different items."""
@@ -138,13 +168,46 @@ LOOP = [fault("F-1", "reported", "09:00"), fault("F-1", "acknowledged", "09:02")
         ticket("T-1", "priority_changed", "09:21", priority="P1"), ticket("T-1", "resolved", "12:00")]
 
 
+class TestSourcePositions:
+    def test_a_record_keeps_its_position_or_else_its_arrival(self):
+        """The worker's offset is kept on the record; without one, the order of folding."""
+        view = new_view("C-1")
+        fold(view, fault("F-1", "reported", "09:00"), 41)
+        fold(view, fault("F-1", "acknowledged", "09:01"))
+        first, second = view["open"]["fault"]["F-1"]["history"]
+        assert (first["position"], "arrival" in first) == (41, False)
+        assert (second["arrival"], "position" in second) == (1, False)
+
+    def test_records_kept_before_positions_keep_their_order(self):
+        """A stored history without positions or arrivals is taken in its stored order."""
+        view = folded(fault("F-1", "reported", "09:00"),
+                      ticket("T-1", "opened", "09:00"),
+                      ticket("T-1", "status_changed", "09:05", status="pending_customer"),
+                      ticket("T-1", "status_changed", "09:05", status="in_progress"))
+        history = view["open"]["ticket"]["T-1"]["history"]
+        for record in history:
+            record.pop("arrival")  # as stored before this change
+        history[1:] = history[:0:-1]  # stored order: in_progress last -> first
+        fold(view, ticket("T-1", "acknowledged", "09:05"))
+        assert view["open"]["ticket"]["T-1"]["attributes"]["status"] == "pending_customer"
+
+    def test_a_late_event_at_a_shared_instant_is_late_only_if_it_moved_something(self):
+        """An event at the latest instant that goes last changes nothing before it: not late."""
+        view = folded(fault("F-1", "reported", "09:00"))
+        assert fold(view, fault("F-1", "acknowledged", "09:00")).late is False
+        assert fold(view, fault("F-1", "status_changed", "08:59", status="in_progress")).late is True
+
+
 class TestArrivalOrderDoesNotMatter:
     @settings(max_examples=200, deadline=None)
-    @given(st.permutations(LOOP), st.lists(st.sampled_from(LOOP), max_size=4))
+    @given(st.permutations(range(len(LOOP))), st.lists(st.sampled_from(range(len(LOOP))), max_size=4))
     def test_any_arrival_order_with_duplicates_gives_the_in_order_items(self, arrival, dupes):
-        """Shuffled and redelivered events fold to the same items as the ordered stream."""
-        expected = folded(*LOOP)
-        actual = folded(*arrival, *dupes)
+        """Shuffled and redelivered events, each with its offset, fold to the same items as the ordered stream."""
+        expected, actual = new_view("C-1"), new_view("C-1")
+        for offset, e in enumerate(LOOP):
+            fold(expected, e, offset)
+        for offset in [*arrival, *dupes]:
+            fold(actual, LOOP[offset], offset)
         for key in ("open", "recent_closed", "profile"):
             assert actual[key] == expected[key]
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from streams.lifecycles import Accepted, Rejected, is_closed, transition
+from streams.lifecycles import Accepted, Rejected, closes_unresolved, is_closed, transition
 
 
 def walk(kind: str, *steps: str, payloads: dict | None = None):
@@ -37,10 +37,25 @@ class TestFaultLoop:
             assert isinstance(outcome, Accepted), outcome
             state = outcome.state
 
-    def test_closing_needs_service_restored_first(self):
-        """The loop is not closed while the service is still down."""
-        outcome = walk("fault", "reported", "dispatched", "closed")
-        assert outcome == Rejected("fault.closed not allowed in state dispatched")
+    @pytest.mark.parametrize("before", [(), ("acknowledged",), ("dispatched",),
+                                        ("dispatched", "repair_started"), ("restored", "reopened")])
+    def test_a_fault_may_be_closed_without_being_restored(self, before):
+        """Duplicates and "no fault found" are closed from any open state, and say so."""
+        state = walk("fault", "reported", *before).state
+        assert transition("fault", state, "fault.closed", {}) == Accepted("closed")
+        assert closes_unresolved("fault", state, "fault.closed")
+
+    @pytest.mark.parametrize("after", ["restored", "customer_confirmed"])
+    def test_closing_a_restored_fault_is_a_closure_with_resolution(self, after):
+        """Closed once the service is back (confirmed or not): the loop closed resolved."""
+        steps = ("reported", "restored") + (("customer_confirmed",) if after == "customer_confirmed" else ())
+        state = walk("fault", *steps).state
+        assert not closes_unresolved("fault", state, "fault.closed")
+
+    def test_a_closed_fault_cannot_be_closed_again(self):
+        """A second close is refused: the loop is closed already."""
+        assert walk("fault", "reported", "closed", "closed") == \
+            Rejected("fault.closed not allowed in state closed")
 
     def test_reopening_a_closed_fault(self):
         """A fault that comes back reopens and can be worked again."""
@@ -76,10 +91,24 @@ class TestTicketLoop:
         """Re-prioritising does not move a ticket along its loop."""
         assert walk("ticket", "opened", "acknowledged", "priority_changed") == Accepted("acknowledged")
 
-    def test_closing_needs_a_resolution(self):
-        """A ticket is resolved before it is closed."""
-        assert isinstance(walk("ticket", "opened", "closed"), Rejected)
+    @pytest.mark.parametrize("before", [(), ("acknowledged",), ("status_changed",),
+                                        ("resolved", "reopened")])
+    def test_a_ticket_may_be_closed_without_a_resolution(self, before):
+        """Duplicates and withdrawn requests are closed from any open state, and say so."""
+        payloads = {"status_changed": {"status": "pending_customer"}}
+        state = walk("ticket", "opened", *before, payloads=payloads).state
+        assert transition("ticket", state, "ticket.closed", {}) == Accepted("closed")
+        assert closes_unresolved("ticket", state, "ticket.closed")
+
+    def test_closing_a_resolved_ticket_is_a_closure_with_resolution(self):
+        """Resolved, then closed: the usual closed loop."""
         assert walk("ticket", "opened", "resolved", "closed") == Accepted("closed")
+        assert not closes_unresolved("ticket", "resolved", "ticket.closed")
+
+    def test_a_resolved_ticket_may_be_reassigned_and_stays_resolved(self):
+        """Reassigned for follow-up or quality review: the ticket is still resolved."""
+        assert walk("ticket", "opened", "resolved", "assigned") == Accepted("resolved")
+        assert isinstance(walk("ticket", "opened", "resolved", "closed", "assigned"), Rejected)
 
     def test_reopen_after_resolution(self):
         """The customer disagrees with the resolution: the ticket reopens."""

@@ -67,3 +67,27 @@ class TestReplay:
         shuffled = day[:2] + sorted(day[2:], key=lambda e: (e.customer_id != "C-G", e.occurred_at))
         assert sorted(summary(replay(lines(day), rules))) == \
             sorted(summary(replay(lines(shuffled), rules)))
+
+
+class TestEventsAtOneInstant:
+    def test_a_file_listing_the_acknowledgement_before_its_report_replays_as_acknowledged(self, rules):
+        """Same minute, ack first in the file, random ids: no response breach, every time."""
+        import uuid
+
+        for _ in range(20):
+            day = [event("customer.registered", "C-D", customer="C-D", tier="diamond"),
+                   fault("F-1", "acknowledged", "09:00", customer="C-D", event_id=str(uuid.uuid4())),
+                   fault("F-1", "reported", "09:00", customer="C-D", event_id=str(uuid.uuid4()))]
+            result = replay(lines(day), rules)
+            assert [s[2] for s in summary(result) if s[3] == "response"] == ["sla.met"]
+            item = result.views["C-D"]["open"]["fault"]["F-1"]
+            assert [r["position"] for r in item["history"]] == [3, 2]  # line numbers
+
+    def test_the_line_order_decides_between_events_the_lifecycle_allows_either_way(self, rules):
+        """Two assignments in one minute: the later line is the assignee."""
+        day = [ticket("T-1", "opened", "09:00", customer="C-G"),
+               ticket("T-1", "assigned", "09:30", customer="C-G", assignee="zz-first"),
+               ticket("T-1", "assigned", "09:30", customer="C-G", assignee="aa-second")]
+        for listed in (day, [day[0], day[2], day[1]]):
+            item = replay(lines(listed), rules).views["C-G"]["open"]["ticket"]["T-1"]
+            assert item["attributes"]["assignee"] == listed[2].payload["assignee"]

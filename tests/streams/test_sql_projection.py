@@ -111,3 +111,42 @@ def test_late_response_is_a_breach_with_its_met_instant(minutes):
     response = outcome(rows, "response")
     assert response["met_at"] == ack
     assert response["state"] == ("met" if minutes <= 5 else "breached")
+
+
+def test_stored_events_are_ordered_by_their_offsets_not_by_the_order_they_are_loaded_in():
+    from streams.sql_projection import StoredEvent
+
+    opened = ticket("T-1", "opened", "09:00")
+    # ids in the opposite order to the offsets: the ids must not matter
+    first = ticket("T-1", "assigned", "09:30", assignee="first", event_id="f" * 8 + "-0000-4000-8000-" + "0" * 12)
+    second = ticket("T-1", "assigned", "09:30", assignee="second", event_id="0" * 8 + "-0000-4000-8000-" + "f" * 12)
+    for loaded in ([opened, first, second], [second, first, opened]):
+        positions = {opened.event_id: 3, first.event_id: 7, second.event_id: 9}
+        rows = item_rows("C-1", "ticket", "T-1", [StoredEvent(e, (1, positions[e.event_id])) for e in loaded],
+                         [DIAMOND], RULES)
+        assert rows.item["attributes"]["assignee"] == "second"
+
+
+def test_an_item_closed_without_resolution_is_closed_with_its_clocks_stopped():
+    rows = rows_of([fault("F-1", "reported", "09:00"),
+                    fault("F-1", "closed", "09:30", closed_unresolved="no_fault_found")])
+    assert (rows.item["state"], rows.item["closed"]) == ("closed", True)
+    assert rows.item["attributes"]["closed_unresolved"] == "no_fault_found"
+    states = {(o["metric"], o["state"]) for o in rows.outcomes}
+    assert states == {("response", "breached"), ("restore", "met"), ("resolve", "met"),
+                      ("revisit", "pending")}
+
+
+def test_under_a_cancelling_policy_the_outcome_rows_say_cancelled():
+    from sla_rules import DEFAULT_RULES_PATH, parse_rules
+
+    marker = 'id = "diamond"\nversion = 1\n'
+    rules, _ = parse_rules(DEFAULT_RULES_PATH.read_text(encoding="utf-8").replace(
+        marker, marker + 'close_unresolved = "cancel"\n', 1))
+    rows = item_rows("C-1", "fault", "F-1", [fault("F-1", "reported", "09:00"),
+                                             fault("F-1", "acknowledged", "09:02"),
+                                             fault("F-1", "closed", "09:30", closed_unresolved="duplicate")],
+                     [DIAMOND], rules)
+    assert {(o["metric"], o["state"], o["cancelled_at"]) for o in rows.outcomes} == {
+        ("response", "met", None), ("restore", "cancelled", at("09:30")),
+        ("resolve", "cancelled", at("09:30"))}

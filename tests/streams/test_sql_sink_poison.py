@@ -78,7 +78,7 @@ def projection_fails_on(monkeypatch, poison) -> None:
     real = projection.item_rows
 
     def item_rows(customer_id, kind, item_id, item_events, *args):
-        if any(e.event_id == poison.event_id for e in item_events):
+        if any(stored.event.event_id == poison.event_id for stored in item_events):
             raise InjectedBug(f"cannot project {poison.event_id}")
         return real(customer_id, kind, item_id, item_events, *args)
 
