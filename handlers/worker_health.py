@@ -9,7 +9,8 @@ stops events, steps or alerts from flowing is checked here and named:
 * ``broker``: the cluster does not answer a metadata request (probed at most
   once per :data:`PROBE_EVERY` seconds, within :data:`PROBE_TIMEOUT`);
 * ``group``: the consumer is not a member of its group (no coordinator, or no
-  generation): its partitions are nobody's or somebody else's;
+  generation) for :data:`GROUP_GRACE` seconds: its partitions are nobody's or
+  somebody else's;
 * ``agent``: an agent's actor has stopped with an exception;
 * ``events``: a batch of events has been retried for more than
   :data:`STUCK_AFTER` seconds (the broker refuses the dead letters, say);
@@ -32,6 +33,7 @@ import faust
 PROBE_EVERY = 2.0     # seconds between broker probes (health may be polled often)
 PROBE_TIMEOUT = 2.0   # seconds a metadata request may take before the broker counts as down
 STUCK_AFTER = 30.0    # seconds of retrying after which a retrying part counts as down
+GROUP_GRACE = 10.0    # seconds the group may look unsettled after a rebalance (session timeout)
 _NO_GENERATION = -1   # aiokafka's DEFAULT_GENERATION_ID: not in a group
 
 
@@ -53,6 +55,7 @@ class WorkerHealth:
         self.clock = clock
         self.wall = wall
         self._probe = _Probe()
+        self._group_bad_since: float | None = None
 
     def ready(self) -> bool:
         """Rebalanced and recovered: the views hold every owned customer's latest state."""
@@ -64,7 +67,7 @@ class WorkerHealth:
             broker = await self._broker_error()
             if broker:
                 problems["broker"] = broker
-            group = self._group_error()
+            group = self._lasting(self._group_error())
             if group:
                 problems["group"] = group
         for name, error in self._crashed_agents().items():
@@ -105,6 +108,17 @@ class WorkerHealth:
         except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
             return f"no metadata from the cluster within {PROBE_TIMEOUT:.0f} s: {exc!r}"[:300]
         return None
+
+    def _lasting(self, error: str | None) -> str | None:
+        """``error`` once it has lasted :data:`GROUP_GRACE` seconds: right after a
+        rebalance the coordinator is briefly unknown, which is not a problem yet."""
+        if error is None:
+            self._group_bad_since = None
+            return None
+        if self._group_bad_since is None:
+            self._group_bad_since = self.clock()
+        waited = self.clock() - self._group_bad_since
+        return f"{error} (for {waited:.0f} s)" if waited >= GROUP_GRACE else None
 
     def _group_error(self) -> str | None:
         thread = getattr(self.app.consumer, "_thread", None)

@@ -3,7 +3,7 @@
 import asyncio
 from types import SimpleNamespace
 
-from handlers.worker_health import STUCK_AFTER, WorkerHealth
+from handlers.worker_health import GROUP_GRACE, STUCK_AFTER, WorkerHealth
 
 
 class Client:
@@ -48,10 +48,16 @@ class TestWorkerHealth:
         assert status == 503 and body["status"] == "degraded"
         assert "refused" in body["problems"]["broker"]
 
-    async def test_a_worker_out_of_its_group_is_named(self):
-        """No generation means the partitions are nobody's here: degraded, naming the group."""
-        _, body = await worker(generation=-1).report()
-        assert "not a member" in body["problems"]["group"]
+    async def test_a_worker_out_of_its_group_for_long_is_named_but_not_at_first(self):
+        """No generation for the grace period is degraded; the first moments are not."""
+        now = [0.0]
+        health = worker(generation=-1)
+        health.clock = lambda: now[0]
+        _, first = await health.report()
+        now[0] = GROUP_GRACE + 1
+        _, later = await health.report()
+        assert "group" not in first["problems"]
+        assert "not a member" in later["problems"]["group"]
 
     async def test_a_crashed_agent_is_named(self):
         """An agent whose actor ended with an exception is reported with that exception."""
