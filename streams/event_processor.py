@@ -51,6 +51,11 @@ def _item_of(event: Event) -> tuple[str, str] | None:
     return event.kind, event.entity_id
 
 
+async def _refused(exc: Exception) -> None:
+    """A send that failed before it reached the producer, as an awaitable failure."""
+    raise exc
+
+
 class EventProcessor:
     """Folds batches of event messages into the customer-view table."""
 
@@ -236,12 +241,15 @@ class EventProcessor:
         Returns once the broker has every step or refused it: a refused step is
         handed back to the timers (due again at the next tick), never dropped.
         """
-        sent = []
+        sent: list[Any] = []
         for step in steps:
-            sent.append(await self.sla_topic.send(
-                key=step.customer_id.encode(), value=step.to_bytes(),
-                partition=self.home_partition(step.customer_id),
-                key_serializer="raw", value_serializer="raw"))
+            try:
+                sent.append(await self.sla_topic.send(
+                    key=step.customer_id.encode(), value=step.to_bytes(),
+                    partition=self.home_partition(step.customer_id),
+                    key_serializer="raw", value_serializer="raw"))
+            except Exception as exc:  # producer not ready (shutdown), buffer full: later
+                sent.append(_refused(exc))
         results = await asyncio.gather(*sent, return_exceptions=True) if sent else []
         for step, result in zip(steps, results):
             if isinstance(result, BaseException):

@@ -119,3 +119,22 @@ class TestNothingLost:
         sent = streams.processor.dead_letters.sent
         assert [d["value"] for d in sent] == [forged.to_bytes()]
         assert b"only on the SLA topic" in dict(sent[0]["headers"])[DLQ_HEADER + "reason"]
+
+    async def test_a_step_the_producer_refuses_is_handed_back_to_the_timers(self, streams):
+        """A step that cannot be sent is not left in flight: the next tick publishes it again."""
+        from tests.builders import event as make
+
+        class RefusingTopic:
+            async def send(self, **kwargs):
+                raise RuntimeError("producer service not yet started")
+
+        step = make("sla.breached", "F-1", "09:01", customer="C-7", source="system",
+                    item_kind="fault", metric="response", cycle=1,
+                    due_at="2026-11-23T01:01:00+00:00", policy="p v1",
+                    caused_by="00000000-0000-4000-8000-000000000000",
+                    deadline="2026-11-23T01:01:00+00:00")
+        streams.processor.sla_topic = RefusingTopic()
+        streams.processor.timers.in_flight[step.event_id] = 1
+        await streams.processor.publish_steps([step])
+        assert step.event_id not in streams.processor.timers.in_flight
+        assert streams.processor.stats["sla_steps_unsent"] == 1
