@@ -99,7 +99,16 @@ def _dir_is_unlocked(lock: Path) -> bool:
 
 
 def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A random KRaft cluster id that no command line can mistake for an option.
+
+    The id is URL-safe base64, so one in 64 starts with ``-``, and
+    ``kafka-storage format -t -xyz`` then fails with "expected one argument".
+    Kafka's own ``Uuid.randomUuid`` draws again in that case; so do we.
+    """
+    while (cluster_id := base64.urlsafe_b64encode(uuid.uuid4().bytes)
+           .rstrip(b"=").decode()).startswith("-"):
+        pass
+    return cluster_id
 
 
 def _die_with_parent() -> Callable[[], None] | None:
@@ -237,7 +246,7 @@ class LocalKafka:
             return cluster_id
         cluster_id = _cluster_id()
         fmt = subprocess.run([*java, "kafka.tools.StorageTool", "format", "--ignore-formatted",
-                              "-t", cluster_id, "-c", str(config)],
+                              f"--cluster-id={cluster_id}", "-c", str(config)],
                              capture_output=True, text=True)
         if fmt.returncode != 0:
             raise LocalKafkaError(f"formatting KRaft storage failed: {fmt.stderr[-2000:]}")
