@@ -11,14 +11,15 @@ with the number of a customer's items or of an item's events:
 * ``customers``: the customer's header: profile, per-field stamps, the last
   :data:`~streams.customer_view.PROFILE_EVENT_IDS_LIMIT` profile event ids,
   counters (a few KB);
-* ``items``: one record per item with everything but its history (state,
-  attributes, SLA summary, SLA log, alerts), plus how many history chunks it has;
-  an item evicted from the view (past the recent-closed limit) becomes a stub
-  that only says so, and its chunks are deleted;
-* ``item-history``: the item's history in event-time order, cut into chunks of at
-  most :data:`CHUNK_RECORDS` records and :data:`CHUNK_BYTES` bytes (one event is
-  at most ``schemas.envelope.MAX_EVENT_BYTES``, so any chunk stays far below
-  Kafka's limit).
+* ``items``: one record per item with everything but its history and SLA log
+  (state, attributes, SLA summary, the last alerts), plus how many chunks each of
+  those two has; an item evicted from the view (past the recent-closed limit)
+  becomes a stub that only says so, and its chunks are deleted;
+* ``item-history``: the item's history in event-time order, and its SLA log (the
+  step events and acknowledgements, which grow with every reopen cycle), each cut
+  into chunks of at most :data:`CHUNK_RECORDS` records and :data:`CHUNK_BYTES`
+  bytes (one event is at most ``schemas.envelope.MAX_EVENT_BYTES``, so any chunk
+  stays far below Kafka's limit).
 
 All three are co-partitioned with the events topic: every record goes to the
 partition of its customer, whatever its key (:class:`CustomerPartitionedTable`).
@@ -30,6 +31,8 @@ stays in Kafka and in the SQL ``event_log``.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -52,8 +55,18 @@ def item_key(customer_id: str, kind: str, item_id: str) -> str:
     return orjson.dumps([customer_id, kind, item_id]).decode()
 
 
-def chunk_key(customer_id: str, kind: str, item_id: str, number: int) -> str:
-    return orjson.dumps([customer_id, kind, item_id, number]).decode()
+def chunk_key(customer_id: str, kind: str, item_id: str, number: int,
+              part: str = "history") -> str:
+    """An ``item-history`` key: chunk ``number`` of the item's history or SLA log."""
+    if part == "history":  # the key of the history chunks as first written
+        return orjson.dumps([customer_id, kind, item_id, number]).decode()
+    return orjson.dumps([customer_id, kind, item_id, part, number]).decode()
+
+
+#: The item fields persisted as chunks, each with its chunk count in the item record.
+CHUNKED = {"history": "history_chunks", "sla_log": "sla_log_chunks"}
+#: How much rebuilding work runs between two yields to the event loop (seconds).
+REBUILD_SLICE = 0.02
 
 
 def customer_of_key(key: str) -> str:
@@ -109,7 +122,14 @@ class CustomerStore:
         self._views: dict[str, dict[str, Any]] = {}
         # What was last written, per record key: a hash of its bytes (and chunk counts).
         self._written: dict[str, int] = {}
-        self._chunk_counts: dict[str, int] = {}
+        self._chunk_counts: dict[tuple[str, str], int] = {}  # (item key, part) -> chunks
+        # The item record keys of each customer, so that one customer is reloaded
+        # without scanning every item of the partition.
+        self._item_keys: dict[str, set[str]] = {}
+        # Bumped whenever working copies are dropped or rebuilt: a batch that
+        # began under another generation holds views that are no longer the
+        # working copy, and must neither save them nor have its events acked.
+        self.generation = 0
 
     # -- reading the working copy ------------------------------------------------
 
@@ -180,21 +200,26 @@ class CustomerStore:
     def _write_item(self, customer_id: str, item: dict[str, Any]) -> int:
         kind, item_id = item["kind"], item["id"]
         key = item_key(customer_id, kind, item_id)
-        chunks = _chunks(item["history"])
+        self._item_keys.setdefault(customer_id, set()).add(key)
+        record = {k: v for k, v in item.items() if k not in CHUNKED}
         written = 0
-        for number, chunk in enumerate(chunks):
-            written += self._put(self.history, chunk_key(customer_id, kind, item_id, number), chunk)
-        for number in range(len(chunks), self._chunk_counts.get(key, 0)):
-            self._delete(self.history, chunk_key(customer_id, kind, item_id, number))
-        self._chunk_counts[key] = len(chunks)
-        record = {k: v for k, v in item.items() if k != "history"}
-        record["history_chunks"] = len(chunks)
+        for part, count_field in CHUNKED.items():
+            chunks = _chunks(item.get(part) or ())
+            for number, chunk in enumerate(chunks):
+                written += self._put(self.history,
+                                     chunk_key(customer_id, kind, item_id, number, part), chunk)
+            for number in range(len(chunks), self._chunk_counts.get((key, part), 0)):
+                self._delete(self.history, chunk_key(customer_id, kind, item_id, number, part))
+            self._chunk_counts[(key, part)] = len(chunks)
+            record[count_field] = len(chunks)
         return written + self._put(self.items_table, key, orjson.dumps(record))
 
     def _write_stub(self, customer_id: str, kind: str, item_id: str) -> int:
         key = item_key(customer_id, kind, item_id)
-        for number in range(self._chunk_counts.pop(key, 0)):
-            self._delete(self.history, chunk_key(customer_id, kind, item_id, number))
+        self._item_keys.setdefault(customer_id, set()).add(key)
+        for part in CHUNKED:
+            for number in range(self._chunk_counts.pop((key, part), 0)):
+                self._delete(self.history, chunk_key(customer_id, kind, item_id, number, part))
         return self._put(self.items_table, key, orjson.dumps(
             {"id": item_id, "kind": kind, "archived": True}))
 
@@ -203,27 +228,43 @@ class CustomerStore:
     def drop(self, partitions: Iterable[int]) -> int:
         """Forget the working copies of revoked partitions; returns how many."""
         gone = set(partitions)
-        dropped = [c for c in self._views if self.partition_of(c) in gone]
+        self.generation += 1
+        dropped = [c for c in {*self._views, *self._item_keys} if self.partition_of(c) in gone]
         for customer_id in dropped:
-            del self._views[customer_id]
+            self._views.pop(customer_id, None)
+            self._item_keys.pop(customer_id, None)
         return len(dropped)
 
-    def rebuild(self, partitions: Iterable[int]) -> int:
-        """Rebuild the working copies of ``partitions`` from the tables (after recovery)."""
+    async def rebuild(self, partitions: Iterable[int]) -> int:
+        """Rebuild the working copies of ``partitions`` from the tables (after recovery).
+
+        In slices that yield to the event loop: with 100,000 customers this is
+        tens of seconds of work, and done in one go it starved the consumer's
+        heartbeat, faust's keepalive thread and ``/api/health`` for as long
+        (BENCHMARKS.md).  faust awaits ``on_rebalance_complete`` handlers before
+        it resumes the streams, so no event is folded into a half-built view.
+        """
         owned = set(partitions)
+        self.generation += 1
         mine = self.partition_of
-        headers: dict[str, dict[str, Any]] = {}
+        pace = _Pace()
+        headers: dict[str, bytes] = {}
         for key, value in list(self.customers.items()):
             if mine(key) in owned:
-                headers[key] = orjson.loads(value)
-        items: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+                headers[key] = value
+            await pace.maybe_yield()
+        items: dict[str, list[tuple[str, bytes]]] = {}
         for key, value in list(self.items_table.items()):
             customer_id = customer_of_key(key)
             if mine(customer_id) in owned:
-                items.setdefault(customer_id, []).append((key, orjson.loads(value)))
+                items.setdefault(customer_id, []).append((key, value))
+            await pace.maybe_yield()
         for customer_id in {*headers, *items}:
+            header = headers.get(customer_id)
             self._views[customer_id] = self._assemble(
-                customer_id, headers.get(customer_id), items.get(customer_id, ()))
+                customer_id, orjson.loads(header) if header is not None else None,
+                [(key, orjson.loads(value)) for key, value in items.get(customer_id, ())])
+            await pace.maybe_yield()
         return len(headers.keys() | items.keys())
 
     def reload(self, customer_id: str) -> dict[str, Any] | None:
@@ -232,9 +273,11 @@ class CustomerStore:
         ``None``, and no working copy, when nothing was ever written for it.
         """
         header = self.customers.get(customer_id)
-        prefix = orjson.dumps([customer_id])[:-1] + b","
-        records = [(key, orjson.loads(value)) for key, value in list(self.items_table.items())
-                   if key.encode().startswith(prefix)]
+        records = []
+        for key in sorted(self._item_keys.get(customer_id, ())):
+            value = self.items_table.get(key)
+            if value is not None:
+                records.append((key, orjson.loads(value)))
         if header is None and not records:
             self._views.pop(customer_id, None)
             return None
@@ -248,24 +291,29 @@ class CustomerStore:
         if header is not None:
             view.update(header)
             self._written[customer_id] = hash(orjson.dumps({k: view[k] for k in _HEADER_FIELDS}))
+        keys = self._item_keys[customer_id] = set()
         closed = []
         for key, record in records:
+            keys.add(key)
             self._written[key] = hash(orjson.dumps(record))
             kind, item_id = record["kind"], record["id"]
             if record.get("archived"):
                 view["archived_ids"].add(f"{kind}:{item_id}")
-                self._chunk_counts.pop(key, None)
+                for part in CHUNKED:
+                    self._chunk_counts.pop((key, part), None)
                 continue
-            count = record.pop("history_chunks", 0)
-            history = []
-            for number in range(count):
-                ckey = chunk_key(customer_id, kind, item_id, number)
-                chunk = self.history.get(ckey)
-                if chunk is not None:
-                    self._written[ckey] = hash(chunk)
-                    history.extend(orjson.loads(chunk))
-            self._chunk_counts[key] = count
-            record["history"] = history
+            for part, count_field in CHUNKED.items():
+                count = record.pop(count_field, 0)
+                values: list[dict[str, Any]] = []
+                for number in range(count):
+                    ckey = chunk_key(customer_id, kind, item_id, number, part)
+                    chunk = self.history.get(ckey)
+                    if chunk is not None:
+                        self._written[ckey] = hash(chunk)
+                        values.extend(orjson.loads(chunk))
+                self._chunk_counts[(key, part)] = count
+                if part == "history" or values:
+                    record[part] = values
             if lifecycles.is_closed(kind, record["state"]):
                 closed.append(record)
             elif kind in ITEM_KINDS:
@@ -273,3 +321,15 @@ class CustomerStore:
         closed.sort(key=lambda i: i["closed_at"] or "", reverse=True)
         view["recent_closed"] = closed
         return view
+
+
+class _Pace:
+    """Yields to the event loop once per :data:`REBUILD_SLICE` of work."""
+
+    def __init__(self) -> None:
+        self.since = time.monotonic()
+
+    async def maybe_yield(self) -> None:
+        if time.monotonic() - self.since >= REBUILD_SLICE:
+            await asyncio.sleep(0)  # let heartbeats and HTTP answers run; not a wait
+            self.since = time.monotonic()

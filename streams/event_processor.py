@@ -92,6 +92,7 @@ class EventProcessor:
         """
         delay = RETRY_FIRST
         while True:
+            generation = self.views.generation
             try:
                 await self.process_batch(batch)
             except Exception as exc:
@@ -100,8 +101,9 @@ class EventProcessor:
                 self.last_error = repr(exc)[:500]
                 self.log.exception("events.batch_retrying", events=len(batch),
                                    retry_in=delay, failing_for=self.clock() - self.failing_since)
-                for customer_id in self._batch_customers:
-                    self.views.reload(customer_id)
+                if self.views.generation == generation:  # else dropped: they stay dropped
+                    for customer_id in self._batch_customers:
+                        self.views.reload(customer_id)
                 await asyncio.sleep(delay)  # backoff before the retry, not a synchronisation
                 delay = min(delay * 2, RETRY_MAX)
                 continue
@@ -122,14 +124,21 @@ class EventProcessor:
         changed: dict[str, set[tuple[str, str]]] = {}
         evicted: dict[str, set[tuple[str, str]]] = {}
         folded: dict[str, list[tuple[Event, int]]] = {}  # this batch's (event, offset)s
-        for message in (event.message for event in batch):
+        generation = self.views.generation
+        settled: set[int] = set()  # events done with outside the views (parked, forwarded)
+        for taken in list(batch):
+            message = taken.message
             event = await self._decode(message)
             if event is None:
+                settled.add(id(taken))
                 continue
             key = event.customer_id.encode()
             if message.partition != self.home_partition(event.customer_id) or message.key != key:
                 await self._forward_home(message, event, key)
+                settled.add(id(taken))
                 continue
+            if not self._still_ours(generation, message):
+                return self._abandon(batch, settled)
             customer_id = event.customer_id
             view = touched.get(customer_id) or self.views.view_for_update(customer_id)
             try:
@@ -158,6 +167,8 @@ class EventProcessor:
                 self.timers.advance(message.partition, event.occurred_at)
             touched_items.setdefault(customer_id, set()).update(
                 items_touched_by(view, event, outcome))
+        if batch and not self._still_ours(generation, batch[-1].message):
+            return self._abandon(batch, settled)
         for customer_id, view in touched.items():
             refreshed = touched_items.get(customer_id, set())
             self._refresh_sla(view, refreshed)
@@ -165,6 +176,33 @@ class EventProcessor:
                 view, changed.get(customer_id, set()) | refreshed, evicted.get(customer_id, ()))
         if self.timers.replay and touched:
             await self.publish_steps(self.timers.tick(self.views))
+        self._signal_batch_done()
+
+    def _still_ours(self, generation: int, message: faust.types.Message) -> bool:
+        """Whether the views this batch folds into are still this worker's working copy.
+
+        Not if they were dropped since the batch began (a revocation ran at one
+        of its awaits), nor if the message is of an older consumer generation
+        than the current one (its partition was reassigned since it was fetched).
+        """
+        return (self.views.generation == generation
+                and message.generation_id == self.app.consumer_generation_id)
+
+    def _abandon(self, batch: list[faust.EventT], settled: set[int]) -> None:
+        """Leave a batch whose views were dropped under it (a rebalance began at an await).
+
+        Its folds went into views that are no longer the working copy, so nothing
+        is saved, and every event not already settled (dead-lettered or forwarded)
+        is taken out of the batch, which leaves it unacked: the partition's owner
+        after the rebalance, this worker or another, folds it again from the
+        tables.  Found by the kill -9 fault test: a batch that went on after the
+        drop saved a new, empty view over the customer's records, and a
+        registration and a fault folded long before were gone.
+        """
+        kept = [event for event in batch if id(event) in settled]
+        self.stats["left_for_refetch"] += len(batch) - len(kept)
+        self.log.warning("events.batch_left_to_new_owner", events=len(batch) - len(kept))
+        batch[:] = kept
         self._signal_batch_done()
 
     async def _decode(self, message: faust.types.Message) -> Event | None:

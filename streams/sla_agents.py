@@ -65,7 +65,7 @@ def register_sla_agents(app: faust.App, settings: Settings,
         """Views first (from the recovered tables), then the timers from the views."""
         owned = [tp.partition for tp in app.assignor.assigned_actives()
                  if tp.topic == settings.events_topic]
-        customers = processor.views.rebuild(owned)
+        customers = await processor.views.rebuild(owned)
         count = timers.rebuild(processor.views.items(), owned)
         log.info("sla_timers.rebuilt", partitions=sorted(owned), customers=customers,
                  clocks=count, mode="replay" if timers.replay else "live")

@@ -138,3 +138,55 @@ class TestNothingLost:
         await streams.processor.publish_steps([step])
         assert step.event_id not in streams.processor.timers.in_flight
         assert streams.processor.stats["sla_steps_unsent"] == 1
+
+    async def test_a_batch_whose_partition_is_revoked_under_it_saves_nothing(self, streams):
+        """A revocation at one of a batch's awaits: the customer's records stay as they were.
+
+        The kill -9 fault test found it: the batch went on folding into a new,
+        empty working copy and saved it over the customer's header, so a
+        registration folded long before was gone, and the events folded were
+        acked. Now the batch stops, saves nothing, and leaves its events unacked.
+        """
+        registered = event("customer.registered", "C-7", customer="C-7", tier="gold")
+        agent = streams.app.agents["fold-events"]
+        async with agent.test_context() as running:
+            await put(running, registered.to_bytes(), b"C-7")
+            await streams.processor.wait_for_event("C-7", registered.event_id, timeout=5)
+        views = streams.views
+
+        class RevokingDeadLetters:
+            """Parking a message takes an await; the rebalance begins during it."""
+
+            async def send(self, **kwargs):
+                views.drop(range(PARTITIONS))
+
+        streams.processor.dead_letters = RevokingDeadLetters()
+        report = fault("F-1", "reported", "09:00", customer="C-7")
+        topic = streams.events.get_topic_name()
+        batch = [_taken(topic, b"\x00poison", b"C-7", offset=1, streams=streams),
+                 _taken(topic, report.to_bytes(), b"C-7", offset=2, streams=streams)]
+        poison = batch[0]
+        await streams.processor.process_batch(batch)
+        await views.rebuild(range(PARTITIONS))
+        assert views["C-7"]["profile"]["tier"] == "gold"
+        assert "F-1" not in views["C-7"]["open"]["fault"]
+        assert batch == [poison]  # parked, so acked; the report is left for the refetch
+
+
+class _Message:
+    def __init__(self, topic, value, key, offset, generation_id):
+        self.topic, self.value, self.key, self.offset = topic, value, key, offset
+        self.partition = murmur2_partition(key, PARTITIONS)
+        self.generation_id = generation_id
+        self.timestamp = 0.0
+
+
+class _Taken:
+    """An event as a batch holds it: only its message is read."""
+
+    def __init__(self, message):
+        self.message = message
+
+
+def _taken(topic, value, key, *, offset, streams):
+    return _Taken(_Message(topic, value, key, offset, streams.app.consumer_generation_id))
