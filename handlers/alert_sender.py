@@ -210,15 +210,15 @@ def register_alert_agent(streams: Streams, settings: Settings) -> AlertSender:
                        partitions=settings.partitions)
     sender = AlertSender(streams, build_dispatcher(settings), failed)
 
-    @app.on_partitions_revoked.connect
-    async def _hand_over(sender_app, revoked, **kwargs) -> None:
-        await sender.on_revoked()
+    # At a revocation the alert in flight finishes and records its outcome
+    # *before* the views are dropped (streams/sla_agents.py runs this hook first).
+    streams.processor.before_drop.append(sender.on_revoked)
 
     @app.on_rebalance_complete.connect
     async def _resume(sender_app, **kwargs) -> None:
         sender.on_settled()
 
-    sender.hooks = (_hand_over, _resume)  # keep the receivers referenced with the sender
+    sender.hooks = (_resume,)  # keep the receiver referenced with the sender
 
     @app.agent(streams.processor.sla_topic, name="send-alerts")
     async def send_alerts(stream):

@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections import Counter
 from functools import lru_cache
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
@@ -76,6 +76,8 @@ class EventProcessor:
         self._batch_done: asyncio.Event | None = None
         self._batch_customers: Any = ()
         self.failing_since: float | None = None  # a batch has been retried since (clock())
+        # Awaited at a revocation before the views are dropped (the alert sender's handover).
+        self.before_drop: list[Callable[[], Awaitable[None]]] = []
         self.last_error: str | None = None
 
     def home_partition(self, customer_id: str) -> int:

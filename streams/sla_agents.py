@@ -56,6 +56,13 @@ def register_sla_agents(app: faust.App, settings: Settings,
 
     @app.on_partitions_revoked.connect
     async def _drop(sender, revoked, **kwargs) -> None:
+        """Let what is under way finish with the views (an alert being sent), then drop them.
+
+        The hooks run first: an alert sent while the views were dropped could not
+        record its outcome, and the partition's next owner sent it again.
+        """
+        for hook in processor.before_drop:
+            await hook()
         partitions = [tp.partition for tp in revoked if tp.topic == settings.events_topic]
         timers.drop(partitions)
         processor.views.drop(partitions)

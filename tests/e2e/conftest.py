@@ -108,7 +108,7 @@ class Worker:
     url: str
     process: subprocess.Popen
     log_path: Path
-    killed_at: float | None = None  # time.monotonic() of a fault test's kill -9
+    killed_wall: float | None = None  # time.time() of a fault test's kill -9
 
     def alive(self) -> bool:
         return self.process.poll() is None

@@ -109,7 +109,7 @@ class FaultScenario:
 
     def kill(self, worker: Worker) -> None:
         """kill -9: no goodbye to the group, no flush, no commit."""
-        worker.killed_at = time.monotonic()
+        worker.killed_wall = time.time()
         worker.process.send_signal(signal.SIGKILL)
         worker.process.wait(30)
 

@@ -8,7 +8,6 @@ accounting wants every alert that was due exactly once.
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -18,17 +17,14 @@ class WebhookReceiver:
 
     def __init__(self) -> None:
         self.deliveries: Counter[str] = Counter()
-        self.first_received: dict[str, float] = {}  # alert id -> time.monotonic() of its first
         self._lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                key = self.headers.get("Idempotency-Key") or "(none)"
                 with receiver._lock:
-                    receiver.deliveries[key] += 1
-                    receiver.first_received.setdefault(key, time.monotonic())
+                    receiver.deliveries[self.headers.get("Idempotency-Key") or "(none)"] += 1
                 body = b'{"ok": true}'
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -48,11 +44,6 @@ class WebhookReceiver:
     def counts(self) -> Counter[str]:
         with self._lock:
             return Counter(self.deliveries)
-
-    def received_between(self, start: float, end: float) -> set[str]:
-        """The alert ids first received within ``[start, end]`` (``time.monotonic()``)."""
-        with self._lock:
-            return {key for key, at in self.first_received.items() if start <= at <= end}
 
     def start(self) -> WebhookReceiver:
         self._thread.start()
