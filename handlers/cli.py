@@ -187,7 +187,11 @@ def cmd_publish(args, settings: Settings) -> int:
 
 
 def cmd_sla_check(args, settings: Settings) -> int:
-    """Validate an SLA rules file; every problem is printed as FILE:LINE:where: reason."""
+    """Validate an SLA rules file; every problem is printed as FILE:LINE:where: reason.
+
+    Warnings (e.g. a kind without targets: its items get no clock) are printed
+    the same way, prefixed ``warning:``, and do not fail the check.
+    """
     from sla_rules import check_rules_file, load_rules
 
     problems = check_rules_file(args.file)
@@ -197,8 +201,11 @@ def cmd_sla_check(args, settings: Settings) -> int:
         print(f"{args.file}: {len(problems)} problem(s)", file=sys.stderr)
         return 1
     rules = load_rules(args.file)
+    for warning in rules.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"{args.file}: ok, version {rules.version}, {len(rules.rules)} rules, "
-          f"{len(rules.policies)} policies, {len(rules.calendars)} calendars")
+          f"{len(rules.policies)} policies, {len(rules.calendars)} calendars"
+          + (f", {len(rules.warnings)} warning(s)" if rules.warnings else ""))
     return 0
 
 

@@ -28,6 +28,13 @@ _DIMENSION_COLUMNS = {"tier": Item.tier, "customer": Item.customer_id, "priority
                       "kind": Item.kind, "region": Item.region,
                       "account_manager": Item.account_manager_id, "policy": Item.policy}
 FAMILIES = ("response", "repair", "provision")
+#: What each kind calls the clock the ``repair`` figures count (domain.md): a fault is
+#: repaired (its restore clock), a ticket resolved (its resolve clock).
+REPAIR_LABELS = {"fault": "repair", "ticket": "resolve"}
+#: The clock families of the SQL pass: ``repair`` is kept apart per kind there, so
+#: that the report knows which of its labels apply, and added up in :func:`_rollup`.
+_SQL_FAMILIES = {"response": "response", "restore": "repair", "resolve": "repair",
+                 "provision": "provision", "revisit": "revisit", "other": "other"}
 MTTR_BUCKETS = (("0-1h", 3600), ("1-2h", 7200), ("2-4h", 14400), ("4-8h", 28800),
                 ("8-24h", 86400), ("1-3d", 259200), (">3d", None))
 NO_VALUE = "-"  # the group of items without a region, account manager, ...
@@ -36,21 +43,29 @@ REPORT_WORK_MEM = "64MB"  # PostgreSQL memory per sort/hash of a report's querie
 
 @dataclass(frozen=True)
 class Figures:
-    """One line of the report: the figures of ``docs/compliance_reports.md`` for a group."""
+    """One line of the report: the figures of ``docs/compliance_reports.md`` for a group.
+
+    ``*_measured`` is false when the group has no clock of that figure at all (a
+    deployment without orders, a policy without revisit targets): its percentage
+    is then null and the outputs say "not measured", never 0 %.
+    """
 
     items: int = 0
     response_met: int = 0
     response_breached: int = 0
     response_open: int = 0
     response_met_pct: float | None = None
+    response_measured: bool = False
     repair_met: int = 0
     repair_breached: int = 0
     repair_open: int = 0
     repair_met_pct: float | None = None
+    repair_measured: bool = False
     provision_met: int = 0
     provision_breached: int = 0
     provision_open: int = 0
     provision_met_pct: float | None = None
+    provision_measured: bool = False
     mtta_business_s: float | None = None
     mtta_calendar_s: float | None = None
     mttr_business_s: float | None = None
@@ -59,6 +74,7 @@ class Figures:
     breaches: int = 0
     closed: int = 0
     revisit_rate_pct: float | None = None
+    revisit_measured: bool = False
     avg_satisfaction: float | None = None
 
 
@@ -122,6 +138,15 @@ class ComplianceReport:
     weekly_trend: list[Week]
     breaches_by_tier: dict[str, int]
     mttr_distribution: list[tuple[str, int]]
+    #: The kinds whose clocks the repair figures counted (faults' restore, tickets'
+    #: resolve); labels only, so not in ``to_dict``, whose keys are the contract.
+    repair_kinds: tuple[str, ...] = tuple(REPAIR_LABELS)
+
+    def label(self, family: str) -> str:
+        """What the report calls a clock family: the repair of faults, the resolve of tickets."""
+        if family != "repair":
+            return family
+        return "/".join(REPAIR_LABELS[kind] for kind in self.repair_kinds or REPAIR_LABELS)
 
     def to_dict(self) -> dict:
         return {
@@ -188,7 +213,8 @@ def compliance_report(engine: Engine, *, period_start: datetime, period_end: dat
         zone=zone, groups=[(dict(zip(dims, key)), groups[key]) for key in sorted(groups)],
         total=total.get((), Figures()), breaches=breaches,
         weekly_trend=[_week(weeks[i], figures) for (i,), figures in sorted(by_week.items())],
-        breaches_by_tier=_breaches_by_tier(spread), mttr_distribution=_mttr_distribution(spread))
+        breaches_by_tier=_breaches_by_tier(spread), mttr_distribution=_mttr_distribution(spread),
+        repair_kinds=_repair_kinds(clocks))
 
 
 def _snapshot(engine: Engine) -> Connection:
@@ -252,14 +278,23 @@ def _week(start: datetime, figures: Figures) -> Week:
 
 
 def _clock_family():
-    """Which percentage a clock counts in: response, repair, provision, or other."""
+    """Which figure a clock counts in (``_SQL_FAMILIES``): response, repair (a fault's
+    restore, a ticket's resolve), provision, revisit, or other."""
     kind, metric = SlaOutcome.item_kind, SlaOutcome.metric
     return case(
         (and_(metric == "response", kind.in_(("fault", "ticket"))), "response"),
-        (or_(and_(kind == "fault", metric == "restore"),
-             and_(kind == "ticket", metric == "resolve")), "repair"),
+        (and_(kind == "fault", metric == "restore"), "restore"),
+        (and_(kind == "ticket", metric == "resolve"), "resolve"),
         (and_(kind == "order", metric == "provision"), "provision"),
+        (metric == "revisit", "revisit"),
         else_="other")
+
+
+def _repair_kinds(clocks: list) -> tuple[str, ...]:
+    """The kinds with a counted restore (faults) or resolve (tickets) clock in the period."""
+    seen = {key[-2] for key, _ in clocks}
+    return tuple(kind for kind, family in (("fault", "restore"), ("ticket", "resolve"))
+                 if family in seen)
 
 
 def _overdue(as_of: datetime):
@@ -420,7 +455,7 @@ def _rollup(items: list, clocks: list, paused: dict, project) -> dict[tuple, Fig
             target[i] += value
     clock_sums: dict[tuple, Counter] = defaultdict(Counter)
     for key, (clocks_n, stopped, business_sum, calendar_sum, calendar_n) in clocks:
-        family, outcome = key[-2:]
+        family, outcome = _SQL_FAMILIES[key[-2]], key[-1]
         target = clock_sums[project(key[:-2])]  # drop family and outcome
         target[f"{family}_{outcome}"] += clocks_n
         if outcome == "breached":
@@ -443,9 +478,13 @@ def _figures(items: Counter, clocks: Counter, paused: dict[str, float]) -> Figur
     counts: dict = {}
     for family in FAMILIES:
         met, breached = int(clocks[f"{family}_met"]), int(clocks[f"{family}_breached"])
-        counts |= {f"{family}_met": met, f"{family}_breached": breached,
-                   f"{family}_open": int(clocks[f"{family}_open"]),
-                   f"{family}_met_pct": _ratio(met, met + breached, 100.0)}
+        open_ = int(clocks[f"{family}_open"])
+        counts |= {f"{family}_met": met, f"{family}_breached": breached, f"{family}_open": open_,
+                   f"{family}_met_pct": _ratio(met, met + breached, 100.0),
+                   f"{family}_measured": met + breached + open_ > 0}
+    # The revisit rate is over items, but it is measured only where a policy promises
+    # a revisit: with no revisit clock in the group it is "not measured", not 0 %.
+    revisit_measured = any(clocks[f"revisit_{outcome}"] for outcome in ("met", "breached", "open"))
     for name in ("mtta", "mttr"):
         counts[f"{name}_business_s"] = _ratio(clocks[f"{name}_business_sum"], clocks[f"{name}_n"])
         counts[f"{name}_calendar_s"] = _ratio(clocks[f"{name}_calendar_sum"],
@@ -453,7 +492,8 @@ def _figures(items: Counter, clocks: Counter, paused: dict[str, float]) -> Figur
     return Figures(
         items=int(items["items"]), closed=int(items["closed"]),
         paused_s=dict(sorted(paused.items())), breaches=int(clocks["breaches"]),
-        revisit_rate_pct=_ratio(items["revisited"], items["closed"], 100.0),
+        revisit_rate_pct=_ratio(items["revisited"], items["closed"], 100.0) if revisit_measured else None,
+        revisit_measured=revisit_measured,
         avg_satisfaction=_ratio(items["satisfaction_sum"], items["satisfaction_n"]), **counts)
 
 
@@ -470,7 +510,7 @@ def _mttr_distribution(spread: list) -> list[tuple[str, int]]:
     """Restore/resolve clocks with a ``met_at``, counted by business time to restore."""
     counts: Counter = Counter()
     for (_tier, family, _outcome, bucket), (clocks,) in spread:
-        if family == "repair" and bucket != -1:
+        if _SQL_FAMILIES[family] == "repair" and bucket != -1:
             counts[int(bucket)] += int(clocks)
     return [(name, counts[i]) for i, (name, _) in enumerate(MTTR_BUCKETS)]
 

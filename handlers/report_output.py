@@ -25,10 +25,18 @@ from handlers.compliance_report import Breach, ComplianceReport, Figures, Week
 TABLE_BREACHES = 20  # the terminal shows the first few; CSV/JSON/HTML carry them all
 SERIES = (("response_met_pct", "response", "#1f77b4"), ("repair_met_pct", "repair", "#d62728"),
           ("provision_met_pct", "provision", "#2ca02c"))
+NOT_MEASURED = "not measured"  # no clock of the figure in the group: not 0 %, not "none yet"
 
 
 def percent(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f}%"
+
+
+def measured_percent(figures: Figures, name: str) -> str:
+    """The percentage of ``name`` (response, repair, provision, revisit), or "not measured"."""
+    if not getattr(figures, f"{name}_measured"):
+        return NOT_MEASURED
+    return percent(getattr(figures, "revisit_rate_pct" if name == "revisit" else f"{name}_met_pct"))
 
 
 def hours_minutes(seconds: float | None) -> str:
@@ -47,18 +55,23 @@ def _mean(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}"
 
 
-COLUMNS: tuple[tuple[str, Callable[[Figures], str]], ...] = (
-    ("items", lambda f: str(f.items)),
-    ("response", lambda f: percent(f.response_met_pct)),
-    ("repair", lambda f: percent(f.repair_met_pct)),
-    ("provision", lambda f: percent(f.provision_met_pct)),
-    ("MTTA (bus.)", lambda f: hours_minutes(f.mtta_business_s)),
-    ("MTTR (bus.)", lambda f: hours_minutes(f.mttr_business_s)),
-    ("breaches", lambda f: str(f.breaches)),
-    ("revisit", lambda f: percent(f.revisit_rate_pct)),
-    ("avg sat.", lambda f: _mean(f.avg_satisfaction)),
-)
-"""The columns the table and the HTML file show per group, formatted for people."""
+def columns(report: ComplianceReport) -> tuple[tuple[str, Callable[[Figures], str]], ...]:
+    """The columns the table and the HTML file show per group, formatted for people.
+
+    The repair column is named for what it counts: "repair" (faults' restore
+    clocks), "resolve" (tickets'), or "repair/resolve" for both.
+    """
+    return (
+        ("items", lambda f: str(f.items)),
+        ("response", lambda f: measured_percent(f, "response")),
+        (report.label("repair"), lambda f: measured_percent(f, "repair")),
+        ("provision", lambda f: measured_percent(f, "provision")),
+        ("MTTA (bus.)", lambda f: hours_minutes(f.mtta_business_s)),
+        ("MTTR (bus.)", lambda f: hours_minutes(f.mttr_business_s)),
+        ("breaches", lambda f: str(f.breaches)),
+        ("revisit", lambda f: measured_percent(f, "revisit")),
+        ("avg sat.", lambda f: _mean(f.avg_satisfaction)),
+    )
 
 
 def _lines(report: ComplianceReport) -> list[tuple[list[str], Figures]]:
@@ -83,8 +96,9 @@ def _breach_outcome(breach: Breach, zone: ZoneInfo) -> str:
 
 def as_table(report: ComplianceReport, zone: ZoneInfo) -> str:
     """An aligned table for a terminal, then the earliest breaches."""
-    header = [*(report.group_by or ["group"]), *(name for name, _ in COLUMNS)]
-    rows = [[*key, *(show(figures) for _, show in COLUMNS)] for key, figures in _lines(report)]
+    shown = columns(report)
+    header = [*(report.group_by or ["group"]), *(name for name, _ in shown)]
+    rows = [[*key, *(show(figures) for _, show in shown)] for key, figures in _lines(report)]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     keys = max(len(report.group_by), 1)
 
@@ -105,8 +119,21 @@ def as_table(report: ComplianceReport, zone: ZoneInfo) -> str:
     return "\n".join(out) + "\n"
 
 
+def _cell(value) -> object:
+    """A CSV cell: null empty, a flag as JSON spells it, a number unformatted."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
 def as_csv(report: ComplianceReport) -> str:
-    """One row per group and a TOTAL row; numbers unformatted so they parse back exactly."""
+    """One row per group and a TOTAL row; numbers unformatted so they parse back exactly.
+
+    A figure with no clock in the group is an empty cell with its ``*_measured``
+    column ``false`` (an empty cell alone would also mean "no clock decided yet").
+    """
     figure_names = [f.name for f in fields(Figures) if f.name != "paused_s"]
     reasons = sorted({r for _, f in _lines(report) for r in f.paused_s})
     buffer = io.StringIO()
@@ -115,7 +142,7 @@ def as_csv(report: ComplianceReport) -> str:
                      *(f"paused_s_{r}" for r in reasons)])
     for key, figures in _lines(report):
         values = asdict(figures)
-        writer.writerow([*key, *("" if values[n] is None else values[n] for n in figure_names),
+        writer.writerow([*key, *(_cell(values[n]) for n in figure_names),
                          *(figures.paused_s.get(r, 0.0) for r in reasons)])
     return buffer.getvalue()
 
@@ -152,24 +179,25 @@ def as_html(report: ComplianceReport, zone: ZoneInfo) -> str:
         f"<h1>{escape(title)}</h1>",
         f'<p class="sub">Items opened in the period, figures as of '
         f"{escape(local_time(report.as_of, zone))} ({escape(zone.key)}).</p>",
-        _tiles(report.total), "<h2>By group</h2>", _group_table(report),
-        "<h2>Compliance per week</h2>", line_chart(report.weekly_trend),
+        _tiles(report), "<h2>By group</h2>", _group_table(report),
+        "<h2>Compliance per week</h2>", line_chart(report.weekly_trend, report.label("repair")),
         '<div class="charts"><div><h2>Breaches by tier</h2>',
         bar_chart(list(report.breaches_by_tier.items()), "Breaches by tier", gap=0.3),
-        "</div><div><h2>Time to restore (business hours)</h2>",
+        f"</div><div><h2>Time to {escape(report.label('repair'))} (business hours)</h2>",
         bar_chart(report.mttr_distribution, "MTTR distribution", gap=0.02),
         "</div></div>", f"<h2>Breaches ({report.total.breaches}){escape(_listed(report))}</h2>",
         _breach_table(report.breaches, zone), "</body></html>\n"])
 
 
-def _tiles(total: Figures) -> str:
+def _tiles(report: ComplianceReport) -> str:
+    total = report.total
     tiles = [("items opened", str(total.items)),
-             ("response met", percent(total.response_met_pct)),
-             ("repair met", percent(total.repair_met_pct)),
-             ("provision met", percent(total.provision_met_pct)),
+             ("response met", measured_percent(total, "response")),
+             (f"{report.label('repair')} met", measured_percent(total, "repair")),
+             ("provision met", measured_percent(total, "provision")),
              ("breaches", str(total.breaches)),
              ("MTTR (business)", hours_minutes(total.mttr_business_s)),
-             ("revisited", percent(total.revisit_rate_pct)),
+             ("revisited", measured_percent(total, "revisit")),
              ("satisfaction", _mean(total.avg_satisfaction))]
     return '<div class="tiles">' + "".join(
         f'<div class="tile"><b>{escape(value)}</b><span>{escape(label)}</span></div>'
@@ -178,12 +206,13 @@ def _tiles(total: Figures) -> str:
 
 def _group_table(report: ComplianceReport) -> str:
     keys = report.group_by or ["group"]
+    shown = columns(report)
     head = "".join(f"<th>{escape(k)}</th>" for k in keys) + "".join(
-        f'<th class="n">{escape(name)}</th>' for name, _ in COLUMNS)
+        f'<th class="n">{escape(name)}</th>' for name, _ in shown)
 
     def row(key: list[str], figures: Figures) -> str:
         return "<tr>" + "".join(f"<td>{escape(k)}</td>" for k in key) + "".join(
-            f'<td class="n">{escape(show(figures))}</td>' for _, show in COLUMNS) + "</tr>"
+            f'<td class="n">{escape(show(figures))}</td>' for _, show in shown) + "</tr>"
 
     lines = _lines(report)
     return (f"<table><thead><tr>{head}</tr></thead><tbody>"
@@ -244,7 +273,7 @@ def _axis(top_label: str, width: int) -> list[str]:
                     f'<text x="{LEFT - 4}" y="{_y(0) + 4:.1f}" text-anchor="end">0</text>']
 
 
-def line_chart(weeks: list[Week]) -> str:
+def line_chart(weeks: list[Week], repair_label: str = "repair") -> str:
     """The three percentages per week, placed by date; no data (a null, a quiet week) is a gap."""
     if not weeks:
         return _svg("Compliance per week (% met)", WIDTH, [*_axis("100%", WIDTH), _no_data(WIDTH)])
@@ -266,9 +295,10 @@ def line_chart(weeks: list[Week]) -> str:
                         f'stroke-width="2"/>')
         body += [f'<circle cx="{x:.1f}" cy="{_y(v / 100):.1f}" r="3" fill="{colour}"/>'
                  for x, v in points if v is not None]
-        body.append(f'<rect x="{LEFT + 10 + n * 110}" y="{HEIGHT - 14}" width="10" height="10" '
-                    f'fill="{colour}"/><text x="{LEFT + 24 + n * 110}" y="{HEIGHT - 5}">'
-                    f"{name} met</text>")
+        name = repair_label if name == "repair" else name
+        body.append(f'<rect x="{LEFT + 10 + n * 130}" y="{HEIGHT - 14}" width="10" height="10" '
+                    f'fill="{colour}"/><text x="{LEFT + 24 + n * 130}" y="{HEIGHT - 5}">'
+                    f"{escape(name)} met</text>")
     return _svg("Compliance per week (% met)", WIDTH, body)
 
 

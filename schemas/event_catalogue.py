@@ -66,14 +66,20 @@ _PERSON = {
 }
 _CHAIN_STEP = {"role": _s("escalation role", enum=ESCALATION_ROLES), **_PERSON}
 
+# Public customers (公众客户) have neither a tier nor an account manager, so both
+# may be left out: the SLA rules then evaluate the customer as tier public, and
+# alerts go to the duty desk (handlers/alert_routing.py).
 _CUSTOMER_FIELDS = {
     "name": _s("customer name, e.g. 省政府办公厅"),
-    "tier": _s("customer tier; labels: " + ", ".join(f"{k}={v}" for k, v in TIERS.items()),
-               enum=TIERS),
+    "tier": _s("customer tier; labels: " + ", ".join(f"{k}={v}" for k, v in TIERS.items())
+               + "; a customer without one is evaluated as public", required=False, enum=TIERS),
     "industry": _s("industry code, GB/T 4754", required=False, max_length=16),
     "region": _s("management region, e.g. province/city", required=False, max_length=120),
     "account_manager": Field("object", properties={"id": _s("staff id", max_length=64), **_PERSON},
-                             description="first responsible person (第一责任人)"),
+                             required=False,
+                             description="first responsible person (第一责任人); for a "
+                                         "customer without one (public customers) alerts go "
+                                         "to the duty desk"),
     "escalation_chain": Field("array", properties=_CHAIN_STEP, required=False, max_items=16,
                               description="managers alerted on SLA breach, in ladder order"),
 }

@@ -29,7 +29,13 @@ Semantics chosen where the issue is silent (each is visible in ``explain``):
   a new one. Metrics not started yet are absent from ``metrics``.
 - Pauses are item status intervals (pending_* statuses); a policy chooses which
   statuses pause which metrics (default: restore, resolve, provision; never
-  response). A reopen ends a pending status. Paused time is reported as the
+  response; an empty ``pause_metrics`` or ``pause_statuses`` list: no clock of
+  the policy ever pauses). A reopen ends a pending status.
+- A policy need not have targets for every kind: a deployment without orders
+  gives none. ``keydesk sla check`` warns (``RuleSet.warnings``) and accepts the
+  file; an item of such a kind has no clock, and ``RuleSet.not_measured`` says
+  why (the view's SLA summary carries it as ``not_measured``). A rule that names
+  a kind explicitly and sends it to a policy without targets for it is refused. Paused time is reported as the
   business time that did not count, per status.
 - Priority changes touch running clocks only; the rule is re-matched with the
   new priority but the policy version in force at the clock's start is kept.

@@ -6,7 +6,9 @@ recalculation modes. Policies are versioned: each version has an
 ``effective_from`` instant, and a clock keeps the version in force when it
 started. A *rule* says which policy an item gets; rules are tried in file
 order, the first match wins and the last rule must be a catch-all, so "why
-this policy?" always has a one-line answer.
+this policy?" always has a one-line answer. A policy has targets only for the
+kinds (and priority classes) it measures; an item matched to a policy without
+targets for it has no clock, and ``RuleSet.not_measured`` says why.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from __future__ import annotations
 import datetime as dt
 from bisect import bisect_right
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from .business_calendar import BusinessCalendar
 from .instants import from_us, to_us
+from .rule_problems import RuleProblem
 
 # The vocabulary is the wire contract's: one place for tiers, priorities, metrics.
 from schemas.event_catalogue import ORDER_URGENCIES as URGENCIES  # noqa: E402
@@ -98,6 +101,16 @@ class Policy:
     def pauses(self, metric: str, status: str) -> bool:
         """True when ``status`` pauses ``metric`` under this policy."""
         return metric in self.pause_metrics and status in self.pause_statuses
+
+    @cached_property
+    def kinds(self) -> frozenset[str]:
+        """The item kinds this policy has at least one target for (the others it does not measure)."""
+        return frozenset(kind for kind, _, _ in self.targets)
+
+    @cached_property
+    def kind_classes(self) -> frozenset[tuple[str, str]]:
+        """The (kind, priority class) pairs with at least one target."""
+        return frozenset((kind, cls) for kind, cls, _ in self.targets)
 
     @cached_property
     def label(self) -> str:
@@ -195,6 +208,8 @@ class RuleSet:
     policies: Mapping[str, tuple[Policy, ...]]  # per id, sorted by effective_from
     rules: tuple[Rule, ...]
     description: str = ""
+    #: What ``keydesk sla check`` warns about but accepts (e.g. a kind without targets).
+    warnings: tuple[RuleProblem, ...] = field(default=(), compare=False)
 
     def policy_in_force(self, policy_id: str, at: dt.datetime) -> Policy | None:
         """The version of ``policy_id`` in force at ``at`` (latest effective_from <= at)."""
@@ -212,6 +227,24 @@ class RuleSet:
     def match_index(self) -> MatchIndex:
         """Memo of ``match`` outcomes (a cache kept on the immutable RuleSet, not a field)."""
         return MatchIndex(self)
+
+    def not_measured(self, facts: ItemFacts, cls: str | None, at: dt.datetime) -> str | None:
+        """Why an item opened at ``at`` gets no SLA clock at all (None: the rules measure it).
+
+        A deployment gives targets only for the kinds it uses (a catch-all rule
+        need not cover orders where there are none): an item of another kind is
+        valid, it simply has no clock, and the view says why (``not_measured``
+        in the item's SLA summary).
+        """
+        match = self.match(facts, cls, at)
+        if match is None:
+            return f"no rule matched with a policy in force at {at.isoformat()}"
+        where = f"{match.policy.label} (rule {match.rule.name!r})"
+        if facts.kind not in match.policy.kinds:
+            return f"no targets for kind {facts.kind} in policy {where}"
+        if (facts.kind, cls or "") not in match.policy.kind_classes:
+            return f"no targets for {facts.kind} {cls or '(no priority)'} in policy {where}"
+        return None
 
     def match_uncached(self, facts: ItemFacts, cls: str | None, at: dt.datetime) -> Match | None:
         """``match`` from first principles: every rule tried in file order (the reference)."""

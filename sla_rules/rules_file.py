@@ -136,6 +136,14 @@ def _calendar(ck: ProblemCollector, cal_id: str, raw: Any) -> BusinessCalendar |
     )
 
 
+def _pause_list(ck: ProblemCollector, value: Any, location: str, line: int | None,
+                allowed: tuple[str, ...] | None = None) -> frozenset[str] | None:
+    """A pause_statuses / pause_metrics list; unlike other lists it may be empty (no pausing)."""
+    if value == []:
+        return frozenset()
+    return ck.str_list(value, location, line, allowed)
+
+
 def _policy(ck: ProblemCollector, n: int, raw: Any, calendars: dict[str, BusinessCalendar], tz: dt.tzinfo) -> Policy | None:
     line = ck.line_of(r"^\[\[policies\]\]", n)
     pid = raw.get("id") if isinstance(raw, dict) else None
@@ -176,12 +184,14 @@ def _policy(ck: ProblemCollector, n: int, raw: Any, calendars: dict[str, Busines
         if ladder and after < ladder[-1].after:
             ck.add(f"{sloc}.after", "ladder delays must not decrease", line)
         ladder.append(LadderStep(step["role"], after))
-    pause_statuses = ck.str_list(raw.get("pause_statuses", ["pending_customer", "pending_third_party"]), f"{loc}.pause_statuses", line)
+    # An empty list is how "no pausing" is written: no status (or no metric) pauses.
+    pause_statuses = _pause_list(ck, raw.get("pause_statuses", ["pending_customer", "pending_third_party"]),
+                                 f"{loc}.pause_statuses", line)
     for status in pause_statuses or ():
         if not status.startswith("pending_"):
             ck.add(f"{loc}.pause_statuses", f"{status!r}: only pending_* statuses can pause a clock", line)
-    pause_metrics = ck.str_list(raw.get("pause_metrics", ["restore", "resolve", "provision"]), f"{loc}.pause_metrics", line,
-                                ("response", "restore", "resolve", "provision", "acceptance", "revisit"))
+    pause_metrics = _pause_list(ck, raw.get("pause_metrics", ["restore", "resolve", "provision"]), f"{loc}.pause_metrics",
+                                line, ("response", "restore", "resolve", "provision", "acceptance", "revisit"))
     modes = {}
     for key, allowed, default in (("priority_change", PRIORITY_CHANGE_MODES, "recompute"), ("reopen", REOPEN_MODES, "resume"),
                                   ("close_unresolved", CLOSE_UNRESOLVED_MODES, "stop")):
@@ -324,13 +334,24 @@ def parse_rules(text: str, source: str = "<rules>") -> tuple[RuleSet | None, lis
                        f"contract rule {later.name!r} is partly hidden by earlier {earlier.describe()}; put customer rules first",
                        ck.line_of(r"^\[\[rules\]\]", later.index))
                 break
+    warnings = ProblemCollector(source, text)
     for rule in rules:
+        line = ck.line_of(r"^\[\[rules\]\]", rule.index)
         for policy in policies.get(rule.policy_id, ()):
-            for kind in sorted(rule.kinds or KINDS):
-                if not any(k == kind for k, _, _ in policy.targets):
+            if rule.kinds is not None:
+                # A rule that names a kind and sends it nowhere measurable is a mistake.
+                for kind in sorted(rule.kinds - policy.kinds):
                     ck.add(f"rules[{rule.index}]",
-                           f"rule {rule.name!r} sends {kind} items to {policy.label}, which has no {kind} targets",
-                           ck.line_of(r"^\[\[rules\]\]", rule.index))
+                           f"rule {rule.name!r} names kind {kind} but sends it to {policy.label}, which has no {kind} targets",
+                           line)
+                continue
+            # A deployment gives targets only for the kinds it uses: accepted, said once per rule.
+            unmeasured = [kind for kind in KINDS if kind not in policy.kinds]
+            if unmeasured:
+                warnings.add(f"rules[{rule.index}]",
+                             f"rule {rule.name!r} sends {', '.join(unmeasured)} items to {policy.label}, which has no "
+                             f"targets for {'them' if len(unmeasured) > 1 else 'that kind'}: such items get no SLA clock",
+                             line)
     if not raw_rules:
         ck.add("rules", "at least one rule is required")
     elif not (isinstance(raw_rules[-1], dict) and set(raw_rules[-1]) <= {"name", "policy"}):
@@ -341,7 +362,7 @@ def parse_rules(text: str, source: str = "<rules>") -> tuple[RuleSet | None, lis
     return RuleSet(
         version=doc["version"], source=source, calendars=calendars,
         policies={pid: tuple(sorted(vs, key=lambda p: (p.effective_from, p.version))) for pid, vs in policies.items()},
-        rules=tuple(rules), description=str(doc.get("description", "")),
+        rules=tuple(rules), description=str(doc.get("description", "")), warnings=tuple(warnings.problems),
     ), []
 
 

@@ -87,6 +87,10 @@ def clock_history(item: dict[str, Any]) -> list[dict[str, Any]]:
 def sla_summary(view: dict[str, Any], item: dict[str, Any], rules: RuleSet) -> dict | None:
     """Each clock's state as of the item's latest event; ``None`` before it opened.
 
+    An item the rules give no target for (a kind a deployment does not
+    measure) has no clock; then ``not_measured`` says why, instead of an
+    empty ``metrics`` that would look like a bug.
+
     Reads the evaluation's attributes rather than ``to_dict()``: the worker calls
     this for every touched item, and the traces and thresholds it does not keep
     are then never rendered.
@@ -95,7 +99,8 @@ def sla_summary(view: dict[str, Any], item: dict[str, Any], rules: RuleSet) -> d
     if not history or item["state"] is None:
         return None
     at = max(r["occurred_at"] for r in history)
-    evaluation = evaluate(item_facts(view, item), history, rules, at)
+    facts = item_facts(view, item)
+    evaluation = evaluate(facts, history, rules, at)
     metrics = {}
     for name, m in evaluation.metrics.items():
         metrics[name] = {
@@ -111,9 +116,16 @@ def sla_summary(view: dict[str, Any], item: dict[str, Any], rules: RuleSet) -> d
             "paused_seconds_by_reason": {k: v.total_seconds()
                                          for k, v in sorted(m.paused_by_reason.items())},
         }
-    return {"as_of": iso_instant(evaluation.at), "rules_version": evaluation.rules_version,
-            "tier_assumed": not (view.get("profile") or {}).get("tier"),
-            "next_change_at": iso_instant(evaluation.next_change_at), "metrics": metrics}
+    summary = {"as_of": iso_instant(evaluation.at), "rules_version": evaluation.rules_version,
+               "tier_assumed": not (view.get("profile") or {}).get("tier"),
+               "next_change_at": iso_instant(evaluation.next_change_at), "metrics": metrics}
+    if not metrics and not evaluation.voided:
+        # Clocks start when the item opens, so that is the instant the rules are asked at.
+        opened_at = min(r["occurred_at"] for r in history)
+        reason = rules.not_measured(facts, evaluation.priority, opened_at)
+        if reason is not None:
+            summary["not_measured"] = reason
+    return summary
 
 
 # -- timer steps: what is due for an item at an instant ---------------------------

@@ -269,8 +269,30 @@ class TestClosureAndRevisits:
         """One of two closed items was called back: 50 %."""
         called, forgotten = (item("F-1", closed=True, state="closed"),
                              item("F-2", closed=True, state="closed"))
-        store(engine, called, forgotten, revisit(called, 4, local(12)))
-        assert report(engine)["total"]["revisit_rate_pct"] == 50.0
+        store(engine, called, forgotten, revisit(called, 4, local(12)),
+              clock(called, "revisit", "met", met_at=local(12)),
+              clock(forgotten, "revisit", "breached"))
+        total = report(engine)["total"]
+        assert total["revisit_rate_pct"] == 50.0 and total["revisit_measured"] is True
+
+    def test_without_a_revisit_clock_the_revisit_rate_is_not_measured(self, engine):
+        """A policy without revisit targets: closed items but no revisit clock, so null, not 0 %."""
+        closed = item("F-1", closed=True, state="closed")
+        store(engine, closed, clock(closed, "response", "met", met_at=local(10, "09:05")),
+              clock(closed, "restore", "met", met_at=local(10, "11:00")))
+        total = report(engine)["total"]
+        assert total["closed"] == 1
+        assert total["revisit_rate_pct"] is None and total["revisit_measured"] is False
+
+    def test_the_revisit_rate_is_measured_per_group(self, engine):
+        """Grouped by kind: faults promise a revisit here, tickets do not."""
+        fault, ticket = item("F-1", closed=True, state="closed"), \
+            item("T-1", "ticket", closed=True, state="closed")
+        store(engine, fault, ticket, clock(fault, "revisit", "pending"),
+              clock(ticket, "resolve", "met", met_at=local(10, "10:00")))
+        lines = {g["key"]["kind"]: g for g in report(engine, group_by=("kind",))["groups"]}
+        assert (lines["fault"]["revisit_rate_pct"], lines["fault"]["revisit_measured"]) == (0.0, True)
+        assert (lines["ticket"]["revisit_rate_pct"], lines["ticket"]["revisit_measured"]) == (None, False)
 
     def test_satisfaction_is_the_latest_revisit_of_each_item(self, engine):
         """Latest by event time, then event id; one vote per item, however many calls."""
@@ -285,6 +307,61 @@ class TestClosureAndRevisits:
         store(engine, item("F-1"))
         total = report(engine)["total"]
         assert total["revisit_rate_pct"] is None and total["avg_satisfaction"] is None
+
+
+class TestNotMeasured:
+    def test_a_desk_without_orders_does_not_measure_provision(self, engine):
+        """Faults only: response and repair are measured, provision has no clock at all."""
+        fault = item("F-1")
+        store(engine, fault, clock(fault, "response", "met", met_at=local(10, "09:05")),
+              clock(fault, "restore", "pending"))
+        total = report(engine)["total"]
+        assert (total["response_measured"], total["repair_measured"]) == (True, True)
+        assert (total["provision_met_pct"], total["provision_measured"]) == (None, False)
+
+    def test_a_running_clock_is_measured_though_not_decided_yet(self, engine):
+        """An open clock makes the figure measured: its percentage is null for another reason."""
+        fault = item("F-1")
+        store(engine, fault, clock(fault, "restore", "pending"))
+        total = report(engine, as_of=local(10, "10:00"))["total"]
+        assert total["repair_open"] == 1
+        assert total["repair_met_pct"] is None and total["repair_measured"] is True
+
+    def test_cancelled_clocks_measure_nothing(self, engine):
+        """A clock that counts nowhere does not make its figure measured either."""
+        ticket = item("T-1", "ticket")
+        store(engine, ticket, clock(ticket, "resolve", "cancelled"))
+        assert report(engine)["total"]["repair_measured"] is False
+
+    def test_an_empty_period_measures_nothing(self, engine):
+        """No items: every figure is not measured."""
+        total = report(engine)["total"]
+        assert not any(total[f"{name}_measured"]
+                       for name in ("response", "repair", "provision", "revisit"))
+
+
+class TestRepairLabel:
+    """The repair figures count faults' restore and tickets' resolve clocks; the label says which."""
+
+    def labels(self, engine) -> str:
+        return compliance_report(engine, period_start=PERIOD[0], period_end=PERIOD[1], as_of=AS_OF,
+                                 zone=BEIJING).label("repair")
+
+    def test_a_tickets_only_report_calls_it_resolve(self, engine):
+        ticket = item("T-1", "ticket")
+        store(engine, ticket, clock(ticket, "resolve", "met", met_at=local(10, "10:00")))
+        assert self.labels(engine) == "resolve"
+
+    def test_a_faults_only_report_calls_it_repair(self, engine):
+        fault = item("F-1")
+        store(engine, fault, clock(fault, "restore", "pending"), clock(fault, "resolve", "pending"))
+        assert self.labels(engine) == "repair"
+
+    def test_both_kinds_are_named_when_both_are_counted(self, engine):
+        fault, ticket = item("F-1"), item("T-1", "ticket")
+        store(engine, fault, ticket, clock(fault, "restore", "pending"),
+              clock(ticket, "resolve", "pending"))
+        assert self.labels(engine) == "repair/resolve"
 
 
 class TestPeriodAndGroups:

@@ -32,17 +32,23 @@ def utc(day: int, hour: int, minute: int = 0) -> datetime:
 
 
 def sample_report() -> ComplianceReport:
-    """Two customers, one breach with its escalation, a trend with an empty week."""
+    """Two customers, one breach with its escalation, a trend with an empty week.
+
+    No orders (provision is not measured anywhere), and C-2 has no revisit clock.
+    """
     nasty = Figures(items=2, response_met=1, response_breached=1, response_met_pct=50.0,
-                    repair_breached=1, repair_met_pct=0.0, mttr_business_s=3900.0,
+                    response_measured=True, repair_breached=1, repair_met_pct=0.0,
+                    repair_measured=True, mttr_business_s=3900.0,
                     paused_s={"pending_customer": 600.0}, breaches=2, closed=1,
-                    revisit_rate_pct=100.0, avg_satisfaction=4.0)
-    quiet = Figures(items=1, response_met=1, response_met_pct=100.0, mtta_business_s=600.0)
+                    revisit_rate_pct=100.0, revisit_measured=True, avg_satisfaction=4.0)
+    quiet = Figures(items=1, response_met=1, response_met_pct=100.0, response_measured=True,
+                    mtta_business_s=600.0)
     total = Figures(items=3, response_met=2, response_breached=1,
-                    response_met_pct=200 / 3, repair_breached=1, repair_met_pct=0.0,
+                    response_met_pct=200 / 3, response_measured=True, repair_breached=1,
+                    repair_met_pct=0.0, repair_measured=True,
                     mtta_business_s=600.0, mttr_business_s=3900.0,
                     paused_s={"pending_customer": 600.0}, breaches=2, closed=1,
-                    revisit_rate_pct=100.0, avg_satisfaction=4.0)
+                    revisit_rate_pct=100.0, revisit_measured=True, avg_satisfaction=4.0)
     steps = (Step("sla.breached", utc(10, 5), None, None, None, None, None),
              Step("sla.escalation_due", utc(10, 5, 30), 1, "account_manager", None, None, None),
              Step("sla.escalation_acknowledged", utc(10, 6), None, None, None, "李敏",
@@ -71,7 +77,35 @@ class TestTable:
         rows = [line for line in lines if line.startswith(("C-2", NASTY, "TOTAL"))]
         ends = [m.end() for m in re.finditer(r"\S+(?: \S+)?", header)][1:]
         assert len(rows) == 3 and all(row[end - 1] != " " for row in rows for end in ends)
-        assert "1:05" in rows[-1] and "66.7%" in rows[-1] and "—" in rows[-1]
+        assert "1:05" in rows[-1] and "66.7%" in rows[-1] and "not measured" in rows[-1]
+
+    def test_a_figure_without_clocks_reads_not_measured(self):
+        """No order, no provision clock: "not measured", where a figure with clocks shows a percentage."""
+        lines = as_table(sample_report(), BEIJING).splitlines()
+        cells = [re.split(r"\s{2,}", line.strip()) for line in lines
+                 if line.startswith(("customer", "C-2", NASTY))]
+        header, nasty, quiet = (dict(zip(cells[0], row)) for row in cells)
+        assert quiet["provision"] == nasty["provision"] == "not measured"  # no orders at all
+        assert quiet["revisit"] == "not measured" and nasty["revisit"] == "100.0%"
+
+    def test_a_figure_with_only_running_clocks_is_a_dash(self):
+        """Measured but nothing decided yet is not the same as not measured."""
+        open_only = Figures(items=1, repair_open=1, repair_measured=True)
+        report = replace(sample_report(), groups=[({"customer": "C-3"}, open_only)])
+        lines = as_table(report, BEIJING).splitlines()
+        cells = [re.split(r"\s{2,}", line.strip()) for line in lines if line.startswith(("customer", "C-3"))]
+        row = dict(zip(*cells))
+        assert row["repair/resolve"] == "—"
+        assert [row[c] for c in ("response", "provision", "revisit")] == ["not measured"] * 3
+
+    def test_the_repair_column_is_named_for_the_kinds_it_counts(self):
+        """Tickets are resolved, not repaired: a tickets-only report says "resolve"."""
+        def header(kinds):
+            text = as_table(replace(sample_report(), repair_kinds=kinds), BEIJING)
+            return next(line for line in text.splitlines() if line.startswith("customer")).split()
+        assert "resolve" in header(("ticket",)) and "repair" not in header(("ticket",))
+        assert "repair" in header(("fault",)) and "resolve" not in header(("fault",))
+        assert "repair/resolve" in header(("fault", "ticket"))
 
     def test_the_breach_list_shows_local_deadlines(self):
         """A 05:00 UTC deadline reads 13:00 in Beijing, offset shown."""
@@ -92,11 +126,25 @@ class TestCsv:
         assert float(rows[0]["paused_s_pending_customer"]) == 600.0
         assert "paused_s" not in rows[0]
 
+    def test_a_figure_not_measured_is_an_empty_cell_with_a_false_flag(self):
+        """The flag tells "no clock at all" from "no clock decided yet", as in JSON."""
+        rows = list(csv.DictReader(io.StringIO(as_csv(sample_report()))))
+        assert (rows[1]["revisit_rate_pct"], rows[1]["revisit_measured"]) == ("", "false")
+        assert (rows[0]["revisit_rate_pct"], rows[0]["revisit_measured"]) == ("100.0", "true")
+        assert {r["provision_measured"] for r in rows} == {"false"}
+
 
 class TestJson:
     def test_json_round_trips_to_the_report_dict(self):
         report = sample_report()
         assert orjson.loads(as_json(report)) == report.to_dict()
+
+    def test_a_figure_not_measured_is_null_with_its_flag(self):
+        """Null plus a false flag, never 0."""
+        quiet = orjson.loads(as_json(sample_report()))["groups"][1]
+        assert (quiet["revisit_rate_pct"], quiet["revisit_measured"]) == (None, False)
+        assert (quiet["provision_met_pct"], quiet["provision_measured"]) == (None, False)
+        assert quiet["response_measured"] is True
 
 
 class TestHtml:
@@ -133,6 +181,13 @@ class TestHtml:
         """A null percentage is no data, not a drop to 0 %."""
         chart = line_chart(sample_report().weekly_trend)
         assert chart.count('stroke="#d62728"') == 1  # repair: the first week only
+
+    def test_not_measured_and_the_repair_label_reach_the_page(self):
+        """Tiles, table, legend and the MTTR chart say what a tickets-only desk measures."""
+        page = as_html(replace(sample_report(), repair_kinds=("ticket",)), BEIJING)
+        assert "<b>not measured</b><span>provision met</span>" in page
+        assert "<span>resolve met</span>" in page and ">resolve met</text>" in page
+        assert "Time to resolve (business hours)" in page and "repair" not in page
 
     def test_a_period_without_items_still_draws_three_charts(self):
         report = replace(sample_report(), weekly_trend=[], breaches_by_tier={}, breaches=[])

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from types import SimpleNamespace
 
 import pytest
 
+from handlers.cli import cmd_sla_check
 from sla_rules import (
     KINDS,
     PRIORITIES,
@@ -14,6 +16,7 @@ from sla_rules import (
     ItemFacts,
     RulesError,
     check_rules_file,
+    evaluate,
     format_duration,
     load_rules,
     parse_duration,
@@ -130,7 +133,7 @@ class TestValidation:
         ("holiday that is also a make-up day", 'hours.mon', 'holidays = [2026-02-14]\nmakeup_days = [2026-02-14]\nhours.mon', "makeup_days", "both a holiday"),
         ("make-up day on a working weekday", 'hours.mon', 'makeup_days = [2026-03-02]\nhours.mon', "makeup_days", "already a working day"),
         ("missing effective_from", "effective_from = 2026-01-01\n", "", "effective_from", "required"),
-        ("catch-all to a policy missing a kind", 'targets.inquiry.P1 = { response = "15m", resolve = "8h" }\n', "", "rules[1]", "has no inquiry targets"),
+        ("an empty list where one is required", 'tier = ["diamond"]', "tier = []", "rules[0].tier", "non-empty list"),
         ("not TOML", "schema = 1", "schema = = 1", "2:", "not valid TOML"),
     ]
 
@@ -203,3 +206,108 @@ class TestDurations:
     def test_format_round_trips(self):
         """format_duration writes what parse_duration reads."""
         assert format_duration(parse_duration("1d13h30m")) == "1d13h30m"
+
+
+NO_ORDERS = MINIMAL.replace('targets.order.urgent = { provision = "5d", acceptance = "2d" }\n', "")
+
+
+def history(*steps: tuple[str, str, dict]) -> list[dict]:
+    """An item's events as the engine reads them: (event type, UTC time on 2026-06-01, payload)."""
+    return [{"event_id": f"e{n}", "event_type": event_type, "payload": payload,
+             "occurred_at": dt.datetime.fromisoformat(f"2026-06-01T{when}+00:00")}
+            for n, (event_type, when, payload) in enumerate(steps)]
+
+
+class TestNoPausing:
+    """A desk whose contract stops the clock for nothing writes an empty list."""
+
+    @pytest.mark.parametrize("key", ["pause_metrics", "pause_statuses"])
+    def test_an_empty_pause_list_is_accepted(self, tmp_path, key):
+        """`pause_metrics = []` (or `pause_statuses = []`) is a valid policy: no pausing."""
+        path = tmp_path / "rules.toml"
+        path.write_text(MINIMAL.replace('calendar = "biz"\n', f'calendar = "24x7"\n{key} = []\n', 1), encoding="utf-8")
+        assert check_rules_file(path) == []
+        (policy,) = load_rules(path).policies["std"]
+        assert getattr(policy, key) == frozenset()
+        assert not any(policy.pauses(metric, "pending_customer") for metric in METRICS_BY_KIND["fault"])
+
+    def test_waiting_for_the_customer_does_not_stop_the_clock(self, tmp_path):
+        """Under "no pausing" a ticket pending the customer keeps using its resolve time."""
+        path = tmp_path / "rules.toml"
+        path.write_text(MINIMAL.replace('calendar = "biz"\n', 'calendar = "24x7"\npause_metrics = []\n', 1), encoding="utf-8")
+        events = history(("ticket.opened", "09:00:00", {"kind": "complaint", "priority": "P1"}),
+                         ("ticket.status_changed", "10:00:00", {"status": "pending_customer"}))
+        at = dt.datetime(2026, 6, 1, 16, 0, tzinfo=dt.timezone.utc)
+        resolve = evaluate(ItemFacts("C-1", "gold", "complaint", "P1"), events, load_rules(path), at).metrics["resolve"]
+        assert resolve.paused is False and resolve.paused_by_reason == {}
+        assert resolve.elapsed == dt.timedelta(hours=7)
+
+    def test_a_pause_list_of_something_else_than_strings_is_still_refused(self, tmp_path):
+        """Only the empty list is new: a list of numbers remains a mistake."""
+        path = tmp_path / "rules.toml"
+        path.write_text(MINIMAL.replace('calendar = "biz"\n', 'calendar = "biz"\npause_metrics = [1]\n', 1), encoding="utf-8")
+        (problem,) = check_rules_file(path)
+        assert "pause_metrics" in problem.location and "list of strings" in problem.reason
+
+
+class TestKindsWithoutTargets:
+    """A deployment gives targets only for the kinds it uses (this one takes no orders)."""
+
+    def test_a_catch_all_without_order_targets_is_accepted(self, tmp_path):
+        """No problem, but one warning per rule sending orders to a policy without order targets."""
+        path = tmp_path / "rules.toml"
+        path.write_text(NO_ORDERS, encoding="utf-8")
+        assert check_rules_file(path) == []
+        warnings = load_rules(path).warnings
+        assert [w.location.split(":")[1] for w in warnings] == ["rules[0]", "rules[1]"]
+        assert all("sends order items to std v1, which has no targets for that kind" in w.reason for w in warnings)
+        assert all(str(w).startswith(f"{path}:") for w in warnings)
+
+    def test_a_file_that_measures_every_kind_has_no_warnings(self):
+        """The shipped rules cover every kind, so checking them says nothing."""
+        assert load_rules().warnings == ()
+
+    def test_an_order_then_has_no_clock_and_the_rules_say_why(self, tmp_path):
+        """The order is valid, it is simply not measured, and the reason names kind, policy and rule."""
+        path = tmp_path / "rules.toml"
+        path.write_text(NO_ORDERS, encoding="utf-8")
+        rules = load_rules(path)
+        order = ItemFacts("C-1", "public", "order", urgency="urgent")
+        events = history(("order.received", "09:00:00", {"product": "leased_line", "urgency": "urgent"}))
+        assert evaluate(order, events, rules, AT.replace(hour=12)).metrics == {}
+        assert rules.not_measured(order, "urgent", AT) == "no targets for kind order in policy std v1 (rule 'all')"
+
+    def test_a_measured_item_has_no_reason(self, tmp_path):
+        """A fault of the same deployment is measured: nothing to explain."""
+        path = tmp_path / "rules.toml"
+        path.write_text(NO_ORDERS, encoding="utf-8")
+        assert load_rules(path).not_measured(ItemFacts("C-1", "public", "fault", "P1"), "P1", AT) is None
+
+    def test_a_priority_class_without_targets_is_not_measured_either(self, tmp_path):
+        """Targets for P1 faults only: a P3 fault has no clock, and the reason names the class."""
+        rules = load_rules(self._write(tmp_path, MINIMAL))
+        reason = rules.not_measured(ItemFacts("C-1", "public", "fault", "P3"), "P3", AT)
+        assert reason == "no targets for fault P3 in policy std v1 (rule 'all')"
+
+    def test_a_rule_that_names_a_kind_its_policy_cannot_measure_is_refused(self, tmp_path):
+        """Writing `kind = ["order"]` asks for orders to be measured: without order targets that is a mistake."""
+        text = NO_ORDERS.replace('name = "diamond"\ntier = ["diamond"]', 'name = "diamond"\ntier = ["diamond"]\nkind = ["fault", "order"]')
+        (problem,) = check_rules_file(self._write(tmp_path, text))
+        assert problem.location.endswith(":rules[0]")
+        assert problem.reason == "rule 'diamond' names kind order but sends it to std v1, which has no order targets"
+
+    def test_sla_check_warns_and_succeeds(self, tmp_path, capsys):
+        """`keydesk sla check` prints each warning as FILE:LINE:where: reason and exits 0."""
+        path = self._write(tmp_path, NO_ORDERS)
+        assert cmd_sla_check(SimpleNamespace(file=str(path)), None) == 0
+        out, err = capsys.readouterr()
+        lines = err.splitlines()
+        assert len(lines) == 2 and all(line.startswith(f"warning: {path}:") for line in lines)
+        assert "which has no targets for that kind" in lines[0]
+        assert out.startswith(f"{path}: ok,") and out.rstrip().endswith("2 warning(s)")
+
+    @staticmethod
+    def _write(tmp_path, text: str):
+        path = tmp_path / "rules.toml"
+        path.write_text(text, encoding="utf-8")
+        return path
