@@ -15,17 +15,25 @@ says what happened.  Two properties hold whatever order Kafka delivers in:
 Each history record keeps where the source put the event: ``position``, the
 record's offset on the customer's partition (passed by the worker), or, when
 the caller has none, ``arrival``, the order this item received its events in.
+
+One event per id: an id names one event of one customer, the first its log
+holds.  A later customer or item event whose id names something else of the
+customer (another item, the profile, an SLA log) is ``rejected`` with the
+reason ("event id already used for fault F-1") and folded into nothing.  The
+SQL sink applies the same rule; ``streams/event_ids.py`` says what the view
+remembers of ids and where the two can still differ.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, tzinfo
 from typing import Any
 
 from schemas.envelope import Event, utc_iso
 from schemas.event_catalogue import TIERS
-from streams import event_order, lifecycles
+from streams import event_ids, event_order, lifecycles
+from streams.event_ids import EVENT_OWNERS, PROFILE, Owner
 
 RECENT_CLOSED_LIMIT = 20        # closed items kept with full history, newest first
 PROFILE_EVENT_IDS_LIMIT = 200   # customer events remembered for de-duplication
@@ -55,6 +63,8 @@ class Outcome:
 
     ``evicted``: items that left the view for the archive as a result (the
     oldest recent-closed ones), as (kind, id) pairs, so the store can say so.
+    ``id_reused``: rejected because its id names another event of the customer
+    (then it was folded into nothing, not even a rejected history record).
     """
 
     status: str
@@ -62,6 +72,7 @@ class Outcome:
     reason: str | None = None
     late: bool = False
     evicted: tuple[tuple[str, str], ...] = ()
+    id_reused: bool = False
 
 
 def new_view(customer_id: str) -> dict[str, Any]:
@@ -75,7 +86,7 @@ def new_view(customer_id: str) -> dict[str, Any]:
         "recent_closed": [],
         "archived_ids": set(),  # "kind:id" of items evicted to the archive (all of them)
         "counters": {"events_applied": 0, "duplicates_ignored": 0, "transitions_rejected": 0,
-                     "late_events": 0, "closed_total": 0},
+                     "late_events": 0, "closed_total": 0, "ids_reused": 0},
         "last_event_at": None,
     }
 
@@ -100,6 +111,8 @@ def fold(view: dict[str, Any], event: Event, position: Position | None = None) -
     counters = view["counters"]
     if outcome.status == "duplicate":
         counters["duplicates_ignored"] += 1
+    elif outcome.id_reused:  # in no item, no clock: only counted (and logged by the caller)
+        counters["ids_reused"] = counters.get("ids_reused", 0) + 1
     elif outcome.status in ("applied", "rejected"):
         counters["events_applied"] += 1
         counters["transitions_rejected"] += outcome.status == "rejected"
@@ -110,6 +123,18 @@ def fold(view: dict[str, Any], event: Event, position: Position | None = None) -
     return outcome
 
 
+# -- one event per id (streams/event_ids.py) ------------------------------------------
+
+def _reused(view: dict[str, Any], event: Event, owner: Owner) -> Outcome | None:
+    """``duplicate`` or ``rejected`` if the id is taken (by this owner, by another), else ``None``."""
+    taken = event_ids.owners(view).get(event.event_id)
+    if taken is None:
+        return None
+    if taken == owner:
+        return Outcome("duplicate")
+    return Outcome("rejected", reason=event_ids.reuse_reason(taken), id_reused=True)
+
+
 # -- the customer profile (客户档案) -------------------------------------------------
 
 def _fold_profile(view: dict[str, Any], event: Event) -> Outcome:
@@ -117,7 +142,12 @@ def _fold_profile(view: dict[str, Any], event: Event) -> Outcome:
     seen = view["profile_event_ids"]
     if event.event_id in seen:
         return Outcome("duplicate")
+    taken = _reused(view, event, PROFILE)
+    if taken is not None:
+        return taken
     seen.append(event.event_id)
+    event_ids.owners(view)[event.event_id] = PROFILE
+    event_ids.forget_profile_ids(view, seen[:-PROFILE_EVENT_IDS_LIMIT])
     del seen[:-PROFILE_EVENT_IDS_LIMIT]
     stamp = f"{utc_iso(event.occurred_at)}|{event.event_id}"
     stamps = view["profile_stamps"]
@@ -171,14 +201,16 @@ def find_item(view: dict[str, Any], kind: str, entity_id: str) -> dict[str, Any]
 def _fold_item(view: dict[str, Any], event: Event, position: Position | None) -> Outcome:
     kind, entity_id = event.kind, event.entity_id
     item = find_item(view, kind, entity_id)
+    if item is None and f"{kind}:{entity_id}" in view["archived_ids"]:
+        return Outcome("archived", reason=f"{kind} {entity_id} is archived")
+    taken = _reused(view, event, (kind, entity_id))
+    if taken is not None:
+        return replace(taken, state=item["state"] if item is not None else None)
     if item is None:
-        if f"{kind}:{entity_id}" in view["archived_ids"]:
-            return Outcome("archived", reason=f"{kind} {entity_id} is archived")
         item = _new_item(kind, entity_id)
         view["open"][kind][entity_id] = item
     history = item["history"]
-    if any(r["event_id"] == event.event_id for r in history):
-        return Outcome("duplicate", state=item["state"])
+    event_ids.owners(view)[event.event_id] = (kind, entity_id)
     for index, older in enumerate(history):  # kept before positions were: their order stands
         if "position" not in older:
             older.setdefault("arrival", index)
@@ -261,8 +293,9 @@ def _file_item(view: dict[str, Any], item: dict[str, Any]) -> tuple[tuple[str, s
     if closed:
         recent.sort(key=lambda i: i["closed_at"], reverse=True)
     evicted = tuple((old["kind"], old["id"]) for old in recent[RECENT_CLOSED_LIMIT:])
-    for kind, item_id in evicted:
-        view["archived_ids"].add(f"{kind}:{item_id}")
+    for old in recent[RECENT_CLOSED_LIMIT:]:
+        view["archived_ids"].add(f"{old['kind']}:{old['id']}")
+        event_ids.forget_item(view, old)
     del recent[RECENT_CLOSED_LIMIT:]
     return evicted
 
@@ -279,6 +312,10 @@ def _fold_sla(view: dict[str, Any], event: Event) -> Outcome:
     log = item.setdefault("sla_log", [])
     if any(r["event_id"] == event.event_id for r in log):
         return Outcome("duplicate", state=item["state"])
+    # Never refused for an id that names something else (streams/event_ids.py):
+    # a refused step would be published again at every tick.
+    event_ids.owners(view).setdefault(event.event_id,
+                                      ("sla", payload["item_kind"], event.entity_id))
     record = {"event_id": event.event_id, "event_type": event.event_type,
               "occurred_at": utc_iso(event.occurred_at), "actor": event.actor, **payload}
     late = bool(log) and (record["occurred_at"], record["event_id"]) < \
@@ -296,7 +333,7 @@ def present(view: dict[str, Any], zone: tzinfo | None = None) -> dict[str, Any]:
     offset shown so the value stays exact.
     """
     shown = {k: v for k, v in view.items()
-             if k not in ("profile_stamps", "profile_event_ids", "archived_ids")}
+             if k not in ("profile_stamps", "profile_event_ids", "archived_ids", EVENT_OWNERS)}
     shown["open_counts"] = {kind: len(items) for kind, items in view["open"].items()}
     return _localize(shown, zone) if zone is not None else shown
 

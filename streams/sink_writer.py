@@ -23,6 +23,17 @@ No record can make a batch fail for good:
 * :func:`blames_the_records` tells those apart from failures that are not the
   records' fault (the database away, a schema that does not match): those
   raise, nothing is written, and the caller retries the same batch.
+
+One event per id, the view's rule (``streams/event_ids.py``): the first event
+stored with an id is the event that id names.  A later one for the same thing
+(the same item, the customer's profile, the same SLA log) is a duplicate; one
+for anything else is refused with the view's reason ("event id already used
+for fault F-1"): not stored, not projected, and listed in
+:attr:`WriteResult.unwritable` so that the caller parks it on the dead-letter
+topic with that reason.  Parked, not only counted, because the view cannot
+always refuse it too (an id past its bounded memory, or another customer's),
+and then the dead letter is the copy that says the reports lack an event the
+view shows.
 """
 
 from __future__ import annotations
@@ -40,6 +51,7 @@ from sqlalchemy.exc import (DataError, DBAPIError, DisconnectionError, Integrity
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from schemas.envelope import Event, InvalidEvent, decode_event
+from streams.event_ids import event_owner, reuse_reason
 from streams.topic_rules import misplaced
 from schemas.reporting_db import upgrade
 from schemas.reporting_tables import (Customer, EventRecord, Item, Revisit, SinkPosition,
@@ -60,7 +72,8 @@ def utc_now() -> datetime:
 
 @dataclass
 class Unwritable:
-    """An event of a batch that decoded but could not be written, and why."""
+    """An event of a batch that decoded but could not be written (or may not be: its id
+    names another event), and why: the reason its dead letter carries."""
 
     offset: int
     reason: str
@@ -73,6 +86,7 @@ class WriteResult:
     stored: int = 0        # events new to event_log
     duplicates: int = 0    # events already there (redelivery, a producer's retry)
     refused: int = 0       # records that are not valid events
+    reused: int = 0        # events whose id names another event (also in `unwritable`)
     items: int = 0         # items whose derived rows were recomputed
     customers: int = 0
     next_offset: int = 0   # the batch's end: the position once `unwritable` are dead-lettered
@@ -221,6 +235,8 @@ class SinkWriter:
         result.stored += part.stored
         result.items += part.items
         result.customers += part.customers
+        result.reused += part.reused
+        result.unwritable.extend(part.unwritable)
 
     def _write_events(self, conn: Connection, topic: str, partition: int,
                       events: list[tuple[int, Event]], stored_at: datetime,
@@ -234,7 +250,37 @@ class SinkWriter:
                 by_id[event.event_id] = event
         new_ids = self._append_events(conn, list(rows.values()))
         result.stored = len(new_ids)
+        new = set(new_ids)
+        holders = self._stored_events(conn, [i for i in rows if i not in new])
+        holders.update((i, by_id[i]) for i in new_ids)
+        for offset, event in events:
+            holder = holders.get(event.event_id, event)
+            if holder is not event:
+                self._check_reuse(topic, partition, offset, event, holder, result)
         self._project(conn, [by_id[i] for i in new_ids], result)
+
+    def _stored_events(self, conn: Connection, event_ids: list[str]) -> dict[str, Event]:
+        """The events ``event_log`` already holds under ``event_ids``."""
+        stored: dict[str, Event] = {}
+        for chunk in _chunks(event_ids, _CHUNK):
+            for row in conn.execute(select(EventRecord.__table__).where(
+                    EventRecord.event_id.in_(chunk))):
+                stored[row.event_id] = projection.event_from_row(row)
+        return stored
+
+    def _check_reuse(self, topic: str, partition: int, offset: int, event: Event,
+                     holder: Event, result: WriteResult) -> None:
+        """``event`` shares its id with ``holder``, stored first: a duplicate, or a refused reuse."""
+        owner = event_owner(holder)
+        if holder.customer_id == event.customer_id and owner == event_owner(event):
+            return  # a duplicate: counted as such by write()
+        reason = reuse_reason(
+            owner, None if holder.customer_id == event.customer_id else holder.customer_id)
+        result.reused += 1
+        result.unwritable.append(Unwritable(offset, reason))
+        log.warning("sink.event_id_reused", topic=topic, partition=partition, offset=offset,
+                    event_id=event.event_id, event_type=event.event_type,
+                    customer_id=event.customer_id, entity_id=event.entity_id, reason=reason)
 
     # -- the audit log and the SLA steps: append once per event id ------------------
 
