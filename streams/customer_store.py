@@ -130,6 +130,11 @@ class CustomerStore:
         # began under another generation holds views that are no longer the
         # working copy, and must neither save them nor have its events acked.
         self.generation = 0
+        # Partitions whose working copies were dropped and not rebuilt since: not
+        # this worker's (any more, or yet). A batch taken before a revocation
+        # and handed over after it must not fold into them (it would start new,
+        # empty views and save them over the customers' records).
+        self.dropped: set[int] = set()
 
     # -- reading the working copy ------------------------------------------------
 
@@ -229,6 +234,7 @@ class CustomerStore:
         """Forget the working copies of revoked partitions; returns how many."""
         gone = set(partitions)
         self.generation += 1
+        self.dropped |= gone
         dropped = [c for c in {*self._views, *self._item_keys} if self.partition_of(c) in gone]
         for customer_id in dropped:
             self._views.pop(customer_id, None)
@@ -246,6 +252,7 @@ class CustomerStore:
         """
         owned = set(partitions)
         self.generation += 1
+        self.dropped -= owned
         mine = self.partition_of
         pace = _Pace()
         headers: dict[str, bytes] = {}

@@ -184,10 +184,13 @@ class EventProcessor:
         """Whether the views this batch folds into are still this worker's working copy.
 
         Not if they were dropped since the batch began (a revocation ran at one
-        of its awaits), nor if the message is of an older consumer generation
-        than the current one (its partition was reassigned since it was fetched).
+        of its awaits), nor if the message's partition is dropped and not yet
+        rebuilt (the batch was taken before a revocation and handed over after
+        it), nor if the message is of an older consumer generation than the
+        current one (its partition was reassigned since it was fetched).
         """
         return (self.views.generation == generation
+                and message.partition not in self.views.dropped
                 and message.generation_id == self.app.consumer_generation_id)
 
     def _abandon(self, batch: list[faust.EventT], settled: set[int]) -> None:

@@ -190,3 +190,26 @@ class _Taken:
 
 def _taken(topic, value, key, *, offset, streams):
     return _Taken(_Message(topic, value, key, offset, streams.app.consumer_generation_id))
+
+
+async def test_a_batch_handed_over_after_a_revocation_folds_nothing(streams):
+    """Taken before the revocation, processed after it: the customer's records stay.
+
+    The rebalance fault test found it: the batch folded into new, empty views
+    (the working copies were already dropped) and saved them over the
+    customers' records; a fault reported seconds before was gone.
+    """
+    registered = event("customer.registered", "C-7", customer="C-7", tier="gold")
+    agent = streams.app.agents["fold-events"]
+    async with agent.test_context() as running:
+        await put(running, registered.to_bytes(), b"C-7")
+        await streams.processor.wait_for_event("C-7", registered.event_id, timeout=5)
+    views = streams.views
+    views.drop(range(PARTITIONS))                      # the revocation
+    report = fault("F-1", "reported", "09:00", customer="C-7")
+    batch = [_taken(streams.events.get_topic_name(), report.to_bytes(), b"C-7", offset=2,
+                    streams=streams)]
+    await streams.processor.process_batch(batch)       # the batch taken before it
+    await views.rebuild(range(PARTITIONS))             # the partitions come back
+    assert views["C-7"]["profile"]["tier"] == "gold"
+    assert batch == []                                 # unacked: refetched and folded then
