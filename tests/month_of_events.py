@@ -27,6 +27,12 @@ arrives after some later events of its customer) and ~1% exact duplicates
 for a seed: one ``random.Random(seed)`` and event ids derived with uuid5 from
 the seed and a counter.  Every event goes through
 :func:`schemas.envelope.event_from_dict`, so every one is valid.
+
+:class:`MonthBuilder` is also the base of ``tests/generated_log.py`` (the same
+items recorded to the minute, with the twists of a real export): what an item
+can be (:meth:`~MonthBuilder.makers`) and how the source records and lists
+events (:meth:`~MonthBuilder.instant`, :meth:`~MonthBuilder.source_order`,
+:meth:`~MonthBuilder.stamp`) are the places it differs.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from __future__ import annotations
 import math
 import random
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -77,7 +83,7 @@ def _next_month(start: datetime) -> datetime:
 
 
 @dataclass
-class _Customer:
+class GeneratedCustomer:
     customer_id: str
     tier: str
     region: str | None
@@ -102,7 +108,7 @@ class _Customer:
         return manager
 
 
-class _Month:
+class MonthBuilder:
     """The generator's state: the random source, the rules and the events so far."""
 
     def __init__(self, rng: random.Random, seed: int, month_start: datetime,
@@ -139,7 +145,7 @@ class _Month:
             return self.rng.uniform(1.05, 2.5)
         return self.rng.uniform(0.05, 0.9)
 
-    def policy(self, customer: _Customer, kind: str, at: datetime):
+    def policy(self, customer: GeneratedCustomer, kind: str, at: datetime):
         """The policy the item will (very likely) be measured under; for durations only."""
         policy_id = "contract-C-0001" if customer.customer_id == "C-0001" and kind == "fault" \
             else customer.tier_at(at)
@@ -156,7 +162,7 @@ class _Month:
     def target(self, policy, kind: str, cls: str, metric: str, fallback: str) -> timedelta:
         return policy.target(kind, cls, metric) or timedelta(hours=float(fallback))
 
-    def revisit(self, customer: _Customer, kind: str, item_id: str, closed_at: datetime,
+    def revisit(self, customer: GeneratedCustomer, kind: str, item_id: str, closed_at: datetime,
                 policy, subkind: str, cls: str, share: float) -> None:
         if self.rng.random() >= share:
             return
@@ -171,7 +177,7 @@ class _Month:
         self.emit(customer.customer_id, item_id, f"{kind}.revisit_recorded", at, payload,
                   source="account_manager", actor=customer.manager_at(at)["id"])
 
-    def acknowledge(self, customer: _Customer, kind: str, item_id: str, metric: str,
+    def acknowledge(self, customer: GeneratedCustomer, kind: str, item_id: str, metric: str,
                     deadline: datetime, before: datetime) -> None:
         """Now and then a manager acknowledges the escalation of a late clock."""
         if self.rng.random() >= 0.12 or before - deadline < timedelta(minutes=20):
@@ -197,8 +203,8 @@ class _Month:
             for n, seq in zip(places, seqs):
                 own[n] = (own[n][0], seq, own[n][2])
 
-    def close_unresolved(self, customer: _Customer, kind: str, item_id: str, opened: datetime,
-                         reasons: tuple[str, ...]) -> None:
+    def close_unresolved(self, customer: GeneratedCustomer, kind: str, item_id: str,
+                         opened: datetime, reasons: tuple[str, ...]) -> None:
         """Closed without ever being restored/resolved: seconds after opening, or hours."""
         rng, cid = self.rng, customer.customer_id
         last = opened
@@ -215,7 +221,7 @@ class _Month:
         self.emit(cid, item_id, f"{kind}.closed", closed, payload, source="hotline",
                   actor="staff-desk")
 
-    def pause(self, customer: _Customer, kind: str, item_id: str, start: datetime
+    def pause(self, customer: GeneratedCustomer, kind: str, item_id: str, start: datetime
               ) -> tuple[datetime, datetime]:
         """A pending_* status from ``start`` and the in_progress that ends it."""
         status = self.rng.choice(PAUSES)
@@ -229,7 +235,7 @@ class _Month:
 
     # -- customers -----------------------------------------------------------------
 
-    def customers(self, count: int) -> list[_Customer]:
+    def customers(self, count: int) -> list[GeneratedCustomer]:
         rng = self.rng
         manager_count = max(2, math.ceil(count / 7))
         managers = [{"id": f"AM-{n:03d}", "name": self.name(),
@@ -251,7 +257,7 @@ class _Month:
                 registered = self.month_start + self.minutes(60, 10 * 24 * 60)
             else:
                 registered = self.month_start - self.minutes(0, 3 * 24 * 60)
-            customer = _Customer(f"C-{n:04d}", tier, None if rng.random() < 0.05
+            customer = GeneratedCustomer(f"C-{n:04d}", tier, None if rng.random() < 0.05
                                  else rng.choice(REGIONS), manager, chain, registered)
             payload: dict[str, Any] = {"name": f"客户{n:04d}有限公司", "tier": tier,
                                        "industry": rng.choice(["I63", "J66", "S92", "C39"]),
@@ -264,7 +270,7 @@ class _Month:
             out.append(customer)
         return out
 
-    def updates(self, customer: _Customer, managers: list[dict[str, str]]) -> None:
+    def updates(self, customer: GeneratedCustomer, managers: list[dict[str, str]]) -> None:
         rng = self.rng
         if rng.random() >= 0.08:
             return
@@ -303,7 +309,7 @@ class _Month:
         self.item_seq[kind] += 1
         return f"{kind[0].upper()}-{self.item_seq[kind]:06d}"
 
-    def fault(self, c: _Customer, t0: datetime) -> None:
+    def fault(self, c: GeneratedCustomer, t0: datetime) -> None:
         rng, cid, item = self.rng, c.customer_id, self.new_id("fault")
         severity = rng.choices(tuple(SEVERITY_PRIORITY), (10, 25, 40, 25))[0]
         payload: dict[str, Any] = {"severity": severity, "summary": rng.choice(
@@ -350,7 +356,7 @@ class _Month:
         reopen_share = 0.5 if cid == "C-0001" else 0.06
         self.close_fault(c, item, restored, policy, cls, reopen_share, restore)
 
-    def close_fault(self, c: _Customer, item: str, restored: datetime, policy, cls: str,
+    def close_fault(self, c: GeneratedCustomer, item: str, restored: datetime, policy, cls: str,
                     reopen_share: float, restore: timedelta) -> None:
         rng, cid = self.rng, c.customer_id
         last = restored
@@ -379,7 +385,7 @@ class _Month:
         if closed is not None:
             self.revisit(c, "fault", item, closed, policy, "fault", cls, 0.85)
 
-    def ticket(self, c: _Customer, t0: datetime) -> None:
+    def ticket(self, c: GeneratedCustomer, t0: datetime) -> None:
         rng, cid, item = self.rng, c.customer_id, self.new_id("ticket")
         kind = rng.choices(("complaint", "service_request", "inquiry"), (35, 40, 25))[0]
         cls = rng.choices(("P1", "P2", "P3", "P4"), (10, 25, 45, 20))[0]
@@ -437,7 +443,7 @@ class _Month:
                              resolved)
         self.close_ticket(c, item, resolved, policy, kind, cls, resolve, 0.06)
 
-    def close_ticket(self, c: _Customer, item: str, resolved: datetime, policy, kind: str,
+    def close_ticket(self, c: GeneratedCustomer, item: str, resolved: datetime, policy, kind: str,
                      cls: str, resolve: timedelta, reopen_share: float) -> None:
         rng, cid = self.rng, c.customer_id
         self.emit(cid, item, "ticket.resolved", resolved, {"resolution": "已处理并回复客户"},
@@ -462,7 +468,7 @@ class _Month:
         if closed is not None:
             self.revisit(c, "ticket", item, closed, policy, kind, cls, 0.85)
 
-    def order(self, c: _Customer, t0: datetime) -> None:
+    def order(self, c: GeneratedCustomer, t0: datetime) -> None:
         rng, cid, item = self.rng, c.customer_id, self.new_id("order")
         urgency = rng.choices(("normal", "urgent", "extra_urgent"), (60, 30, 10))[0]
         policy = self.policy(c, "order", t0)
@@ -533,31 +539,71 @@ class _Month:
                       actor=c.manager_at(accepted)["id"])
             self.revisit(c, "order", item, accepted, policy, "order", urgency, 0.8)
 
+    # -- the whole month -------------------------------------------------------------
+
+    def makers(self) -> tuple[tuple[Callable[[GeneratedCustomer, datetime], None], float], ...]:
+        """What an item can be, with weights: each maker opens one item at an instant."""
+        return ((self.fault, 55), (self.ticket, 30), (self.order, 15))
+
+    def build(self, customers: int, items_per_customer: float) -> list[Event]:
+        """``customers`` customers, each with its items, in arrival order."""
+        rng = self.rng
+        makers, weights = zip(*self.makers())
+        for customer in self.customers(customers):
+            mean = items_per_customer * ITEM_FACTOR[customer.tier]
+            count = max(0, round(rng.gauss(mean, math.sqrt(mean))))
+            for _ in range(count):
+                maker = rng.choices(makers, weights)[0]
+                maker(customer, self.opening_instant(maker.__name__))
+        return self.arrival()
+
     # -- arrival order ---------------------------------------------------------------
 
     def arrival(self) -> list[Event]:
         """Every customer's events in event time, then late events and duplicates mixed in."""
+        return self.with_duplicates([self.stamp(arrives, seq, wire, at)
+                                     for arrives, seq, wire, at in self.arrival_keys()])
+
+    def instant(self, at: datetime) -> datetime:
+        """The instant the source records for something that happened at ``at``."""
+        return at
+
+    def arrival_keys(self) -> list[tuple[datetime, int, dict[str, Any], datetime]]:
+        """(arrives, sequence, wire dict, occurred_at) of every event, in arrival order."""
         rng = self.rng
         keyed: list[tuple[datetime, int, dict[str, Any], datetime]] = []
         for customer_id in sorted(self.raw):
-            own = sorted(self.raw[customer_id], key=lambda r: (r[0], r[1]))
+            own = self.source_order(sorted(((self.instant(at), seq, wire)
+                                            for at, seq, wire in self.raw[customer_id]),
+                                           key=lambda r: (r[0], r[1])))
             for index, (at, seq, wire) in enumerate(own):
                 arrives = at
                 later = own[index + 1:index + 6]
                 if later and rng.random() < LATE_SHARE:
                     # arrives after up to five later events of its customer
-                    arrives = rng.choice(later)[0] + self.minutes(1, 30)
+                    arrives = self.instant(rng.choice(later)[0] + self.minutes(1, 30))
                 keyed.append((arrives, seq, wire, at))
         keyed.sort(key=lambda k: (k[0], k[1]))
-        events = []
-        for arrives, seq, wire, at in keyed:
-            lag = timedelta(seconds=rng.randrange(0, 30))
-            if wire.pop("_recorded_as_occurred", False):
-                lag = timedelta(0)
-            recorded = max(arrives, at + lag)
-            events.append(event_from_dict({
-                "event_id": str(uuid.uuid5(_NAMESPACE, f"{self.seed}|{seq}")),
-                **wire, "occurred_at": utc_iso(at), "recorded_at": utc_iso(recorded)}))
+        return keyed
+
+    def source_order(self, own: list[tuple[datetime, int, dict[str, Any]]]
+                     ) -> list[tuple[datetime, int, dict[str, Any]]]:
+        """One customer's events in the order its source lists them (here: event time)."""
+        return own
+
+    def stamp(self, arrives: datetime, seq: int, wire: dict[str, Any], at: datetime) -> Event:
+        """The event as sent: its id, and recorded up to 30 s after it happened."""
+        lag = timedelta(seconds=self.rng.randrange(0, 30))
+        if wire.pop("_recorded_as_occurred", False):
+            lag = timedelta(0)
+        recorded = max(arrives, at + lag)
+        return event_from_dict({
+            "event_id": str(uuid.uuid5(_NAMESPACE, f"{self.seed}|{seq}")),
+            **wire, "occurred_at": utc_iso(at), "recorded_at": utc_iso(recorded)})
+
+    def with_duplicates(self, events: list[Event]) -> list[Event]:
+        """``events`` with ~1% sent again, identical, up to 200 events further down."""
+        rng = self.rng
         out: list[Event] = []
         pending: list[tuple[int, Event]] = []  # duplicates waiting for their place
         for index, event in enumerate(events):
@@ -581,17 +627,9 @@ def generate_month(*, customers: int = 300, month_start: datetime, seed: int = 1
     """
     if month_start.tzinfo is None or month_start.utcoffset() is None:
         raise ValueError("month_start must be an aware datetime")
-    rng = random.Random(seed)
-    month = _Month(rng, seed, month_start, _next_month(month_start), rules or _default_rules())
-    makers = (month.fault, month.ticket, month.order)
-    for customer in month.customers(customers):
-        mean = items_per_customer * ITEM_FACTOR[customer.tier]
-        count = max(0, round(rng.gauss(mean, math.sqrt(mean))))
-        for _ in range(count):
-            maker = rng.choices(makers, (55, 30, 15))[0]
-            kind = maker.__name__
-            maker(customer, month.opening_instant(kind))
-    return month.arrival()
+    month = MonthBuilder(random.Random(seed), seed, month_start, _next_month(month_start),
+                         rules or _default_rules())
+    return month.build(customers, items_per_customer)
 
 
 def write_events(events: Iterable[Event], path: str | Path) -> Path:
@@ -615,4 +653,4 @@ def read_events(path: str | Path) -> list[Event]:
     return events
 
 
-__all__ = ["generate_month", "read_events", "write_events"]
+__all__ = ["GeneratedCustomer", "MonthBuilder", "generate_month", "read_events", "write_events"]

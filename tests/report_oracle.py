@@ -274,16 +274,23 @@ def figures(items: Sequence[MeasuredItem]) -> dict[str, Any]:
     revisited = [item for item in items if item.revisits]
     out: dict[str, Any] = {"items": len(items)}
     for family, c in counts.items():
+        # measured: the group has a clock of the figure at all (met, breached or open; a
+        # cancelled clock counts nowhere); else the report says "not measured", not 0 %
         out.update({f"{family}_met": c["met"], f"{family}_breached": c["breached"],
                     f"{family}_open": c["open"],
-                    f"{family}_met_pct": _pct(c["met"], c["breached"])})
+                    f"{family}_met_pct": _pct(c["met"], c["breached"]),
+                    f"{family}_measured": sum(c.values()) > 0})
     for name in ("mtta_business_s", "mtta_calendar_s", "mttr_business_s", "mttr_calendar_s"):
         out[name] = _mean(spans[name])
     out["paused_s"] = {reason: paused[reason] for reason in sorted(paused)}
     out["breaches"] = breaches
     out["closed"] = len(closed)
+    # The rate is over closed items, but measured only where some item of the group has
+    # a revisit clock (a policy promising a revisit, a closure that started it).
+    revisit_clocks = any(clock.metric == "revisit" for item in items for clock in item.clocks)
     out["revisit_rate_pct"] = (100 * sum(1 for i in closed if i.revisits) / len(closed)
-                               if closed else None)
+                               if closed and revisit_clocks else None)
+    out["revisit_measured"] = revisit_clocks
     out["avg_satisfaction"] = _mean([float(i.revisits[-1][2]) for i in revisited])
     return out
 

@@ -337,6 +337,33 @@ class TestCloseWithoutResolution:
         assert total["response_met_pct"] is None and total["mtta_business_s"] is None
 
 
+class TestNotMeasured:
+    def test_a_figure_without_any_clock_in_the_group_is_not_measured(self, rules):
+        """Tickets only: response and repair are measured, provision is not (null, never 0 %)."""
+        total = report(gold_tickets(), rules, as_of=at("12:00"))["total"]
+        assert (total["response_measured"], total["repair_measured"]) == (True, True)
+        assert (total["provision_measured"], total["provision_met_pct"]) == (False, None)
+
+    def test_a_running_clock_is_measured_before_it_is_decided(self, rules):
+        """T-2's resolve clock runs: repair is measured though no percentage exists yet."""
+        events = [registered("C-G", "gold"), *gold_tickets()[4:]]
+        total = report(events, rules, as_of=at("10:00"))["total"]
+        assert (total["repair_measured"], total["repair_met_pct"]) == (True, None)
+
+    def test_without_a_revisit_clock_the_revisit_rate_is_not_measured(self, rules):
+        """Nothing closed yet, so no revisit clock has started."""
+        total = report(gold_tickets(), rules, as_of=at("12:00"))["total"]
+        assert (total["revisit_measured"], total["revisit_rate_pct"]) == (False, None)
+
+    def test_a_close_without_resolution_starts_a_revisit_clock_only_under_stop(self, rules):
+        """Under stop the duplicate awaits its revisit (0 %); under cancel the rate is not measured."""
+        stop = report(duplicate_fault(), rules, as_of=at("12:00"))["total"]
+        assert (stop["closed"], stop["revisit_measured"], stop["revisit_rate_pct"]) == (1, True, 0.0)
+        cancel = report(duplicate_fault(), cancelling_rules("platinum"), as_of=at("12:00"))["total"]
+        assert (cancel["closed"], cancel["revisit_measured"], cancel["revisit_rate_pct"]) == \
+            (1, False, None)
+
+
 class TestEventsAtOneInstant:
     def test_an_acknowledgement_listed_before_its_report_still_meets_the_response(self, rules):
         """Same occurred_at and recorded_at, the ack first in the file: the lifecycle orders them."""
