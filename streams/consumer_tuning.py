@@ -188,24 +188,26 @@ class Consumer(faust_aiokafka.Consumer):
             # A stopped flow or a new generation is a rebalance: it seeks every
             # partition to its committed offset, which must not be overtaken.
             if self.flow_active and self.app.consumer_generation_id == generation_id:
-                self._seek_back_unhanded(records, handed)
+                await self._seek_back_unhanded(records, handed)
 
-    def _seek_back_unhanded(self, records, handed) -> None:
-        """Seek each partition back to its first fetched record not handed on."""
-        client = self._ensure_consumer()
+    async def _seek_back_unhanded(self, records, handed) -> None:
+        """Seek each partition back to its first fetched record not handed on.
+
+        Through faust's own ``seek`` (the client lives in its own thread; this
+        also resets the read offset that faust drops older records by).
+        """
         for tp, fetched in records.items():
             last = handed.get(tp)
             left = [r.offset for r in fetched if last is None or r.offset > last]
-            if left:
-                first = min(left)
-                try:
-                    client.seek(tp, first)
-                except Exception as exc:  # no longer assigned: its next owner reads them
-                    self.log.info("Could not seek %r back to %r: %r", tp, first, exc)
-                    continue
-                self._read_offset[tp] = first
-                self.log.info("Fetched records of %r not handed on: sought back to %r",
-                              tp, first)
+            if not left:
+                continue
+            first = min(left)
+            try:
+                await self.seek(tp, first)
+            except Exception as exc:  # no longer assigned: its next owner reads them
+                self.log.info("Could not seek %r back to %r: %r", tp, first, exc)
+                continue
+            self.log.info("Fetched records of %r not handed on: sought back to %r", tp, first)
 
     def _new_offset(self, tp):
         """The offset to commit for ``tp``: only past offsets acked without a hole.
