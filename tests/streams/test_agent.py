@@ -147,11 +147,7 @@ class TestNothingLost:
         registration folded long before was gone, and the events folded were
         acked. Now the batch stops, saves nothing, and leaves its events unacked.
         """
-        registered = event("customer.registered", "C-7", customer="C-7", tier="gold")
-        agent = streams.app.agents["fold-events"]
-        async with agent.test_context() as running:
-            await put(running, registered.to_bytes(), b"C-7")
-            await streams.processor.wait_for_event("C-7", registered.event_id, timeout=5)
+        await register_gold_customer(streams)
         views = streams.views
 
         class RevokingDeadLetters:
@@ -171,6 +167,14 @@ class TestNothingLost:
         assert views["C-7"]["profile"]["tier"] == "gold"
         assert "F-1" not in views["C-7"]["open"]["fault"]
         assert batch == [poison]  # parked, so acked; the report is left for the refetch
+
+
+async def register_gold_customer(streams):
+    """C-7, a gold customer, folded and saved as a batch of its own."""
+    registered = event("customer.registered", "C-7", customer="C-7", tier="gold")
+    async with streams.app.agents["fold-events"].test_context() as running:
+        await put(running, registered.to_bytes(), b"C-7")
+        await streams.processor.wait_for_event("C-7", registered.event_id, timeout=5)
 
 
 class _Message:
@@ -199,11 +203,7 @@ async def test_a_batch_handed_over_after_a_revocation_folds_nothing(streams):
     (the working copies were already dropped) and saved them over the
     customers' records; a fault reported seconds before was gone.
     """
-    registered = event("customer.registered", "C-7", customer="C-7", tier="gold")
-    agent = streams.app.agents["fold-events"]
-    async with agent.test_context() as running:
-        await put(running, registered.to_bytes(), b"C-7")
-        await streams.processor.wait_for_event("C-7", registered.event_id, timeout=5)
+    await register_gold_customer(streams)
     views = streams.views
     views.drop(range(PARTITIONS))                      # the revocation
     report = fault("F-1", "reported", "09:00", customer="C-7")
