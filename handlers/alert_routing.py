@@ -17,6 +17,10 @@ Routing rules, and why:
 * ``sla.met`` and ``sla.escalation_acknowledged`` produce no alert: nothing is
   at risk any more, and the acknowledgement already stops the timer ladder.
   Noise would teach managers to ignore the real alerts.
+* An alert names what was in force when the step was due (the step's own
+  priority, target and policy version, not the item's priority now), and a
+  step that was already past when it became known (a priority raised past the
+  deadline) says so: "breached at 10:19 (known at 10:39, priority raised to P2)".
 * Never silence: an unknown customer (no profile), a missing account manager, a
   role nobody holds, or recipients with neither email nor webhook (log only)
   produce one alert to a configurable fallback, by default the key-account
@@ -39,6 +43,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from schemas.envelope import Event
+from schemas.event_catalogue import ORDER_URGENCIES, PRIORITIES
+from sla_rules.durations import format_duration
+from sla_rules.policies import SEVERITY_PRIORITY
 
 EMAIL, WEBHOOK, LOG = "email", "webhook", "log"
 
@@ -194,10 +201,18 @@ def _same(a: Recipient, b: Recipient) -> bool:
 
 def _facts(event: Event, profile: Mapping[str, Any] | None, item: Mapping[str, Any] | None,
            config: RoutingConfig) -> dict[str, Any]:
-    """The structured fields every alert of this event carries."""
+    """The structured fields every alert of this event carries.
+
+    ``priority`` and ``target_seconds`` are the step's: what its clock was
+    measured against when it was due (a step published before steps carried
+    them falls back to the item's priority now).  ``item_priority`` is the
+    item's priority now; ``cause`` says in words what made a late-known step
+    due.
+    """
     p, profile = event.payload, profile or {}
     item = item or {}
     attrs = item.get("attributes") or {}
+    now_priority = attrs.get("priority") or attrs.get("severity") or attrs.get("urgency")
     return {
         "customer_id": event.customer_id, "customer_name": profile.get("name"),
         "tier": profile.get("tier"), "tier_label": profile.get("tier_label"),
@@ -205,12 +220,60 @@ def _facts(event: Event, profile: Mapping[str, Any] | None, item: Mapping[str, A
         "item_id": item.get("id") or event.entity_id, "item_kind": p["item_kind"],
         "item_state": item.get("state"),
         "summary": attrs.get("summary") or attrs.get("subject"),
-        "priority": attrs.get("priority") or attrs.get("severity") or attrs.get("urgency"),
+        "priority": p.get("priority") or now_priority, "item_priority": now_priority,
+        "target_seconds": p.get("target_seconds"), "rules_version": p.get("rules_version"),
         "service": attrs.get("service") or attrs.get("product"),
         "metric": p["metric"], "cycle": p["cycle"], "step": p.get("step"), "role": p.get("role"),
         "due_at": p["due_at"], "deadline": p.get("deadline"), "threshold": p.get("threshold"),
+        "detected_at": p.get("detected_at"), "caused_by": p.get("caused_by"),
+        "cause": _cause(item, p.get("caused_by")) if p.get("detected_at") else None,
         "policy": p["policy"], "occurred_at": event.occurred_at.astimezone(UTC).isoformat(),
     }
+
+
+def _rank(cls: str | None) -> int | None:
+    """How urgent a priority (order: urgency) is, lower first; ``None`` for an unknown one."""
+    if cls in PRIORITIES:
+        return PRIORITIES.index(cls)
+    if cls in ORDER_URGENCIES:
+        return -ORDER_URGENCIES.index(cls)
+    return None
+
+
+def _cause(item: Mapping[str, Any], event_id: str | None) -> tuple[str, str] | None:
+    """What the item's event ``event_id`` did, in Chinese and English; ``None`` if unknown."""
+    history = [r for r in item.get("history") or () if r.get("outcome", "applied") == "applied"]
+    index = next((n for n, r in enumerate(history) if r.get("event_id") == event_id), None)
+    if index is None:
+        return None
+    record = history[index]
+    event_type, payload = record.get("event_type", ""), record.get("payload") or {}
+    action = event_type.partition(".")[2]
+    if action == "priority_changed":
+        new, old = payload.get("priority"), _priority_before(history[:index])
+        new_rank, old_rank = _rank(new), _rank(old)
+        if old != new and new_rank is not None and old_rank is not None:
+            raised = new_rank < old_rank
+            return (f"优先级由 {old} {'升' if raised else '降'}为 {new}",
+                    f"priority {'raised' if raised else 'lowered'} to {new}")
+        return f"优先级调整为 {new}", f"priority changed to {new}"
+    if action == "reopened":
+        return "重新打开", "reopened"
+    if action == "status_changed":
+        return f"状态改为 {payload.get('status')}", f"status changed to {payload.get('status')}"
+    return event_type, event_type
+
+
+def _priority_before(history: list[Mapping[str, Any]]) -> str | None:
+    """The item's priority (order: urgency) after ``history``, its events before the one asked about."""
+    priority = None
+    for record in history:
+        payload = record.get("payload") or {}
+        if record.get("event_type", "").endswith((".reported", ".opened", ".received",
+                                                  ".priority_changed")):
+            priority = (payload.get("priority") or payload.get("urgency")
+                        or SEVERITY_PRIORITY.get(payload.get("severity", "")) or priority)
+    return priority
 
 
 def _alert(event: Event, facts: dict[str, Any], person: Recipient, config: RoutingConfig, *,
@@ -253,40 +316,67 @@ def _text(kind: str, f: Mapping[str, Any], person: Recipient, config: RoutingCon
     kind_label = ITEM_KIND_LABELS.get(f["item_kind"], f["item_kind"])
     metric_label = METRIC_LABELS.get(f["metric"], f["metric"])
     tier = f"（{f['tier_label'] or f['tier']}）" if f["tier"] or f["tier_label"] else ""
+    now_priority = f["item_priority"] if f["item_priority"] != f["priority"] else None
     item_bits = [b for b in (f["summary"], f["service"],
-                             f"优先级 {f['priority']}" if f["priority"] else None,
+                             f"现优先级 {now_priority}" if now_priority else None,
                              f"状态 {f['item_state']}" if f["item_state"] else None) if b]
     lines = [f"客户: {f['customer_name'] or '(未知客户)'}{tier} {f['customer_id']}",
              f"事项: {kind_label} {f['item_id']}" + (f" · {' · '.join(item_bits)}" if item_bits
                                                       else "")]
-    clock = f"时限: {metric_label} 第{f['cycle']}轮 · 策略 {f['policy']}"
+    clock = f"时限: {metric_label} 第{f['cycle']}轮"
+    if f["priority"]:
+        clock += f" · 优先级 {f['priority']}"
+    if f["target_seconds"] is not None:
+        clock += f" · 目标 {format_duration(timedelta(seconds=f['target_seconds']))}"
+    clock += f" · 策略 {f['policy']}"
     if f["deadline"]:
         clock += f" · 截止 {_local(f['deadline'], config.display_tz)}"
     lines.append(clock)
+    known_zh, known_en = _known(f, config)
+    due = _local(f["due_at"], config.display_tz)
     if kind == "warning":
-        lines.append(f"已用时限 {f['threshold'] or ''}，请第一责任人跟进，避免违约。")
+        lines.append(f"已用时限 {f['threshold'] or ''}{known_zh}，请第一责任人跟进，避免违约。")
         english = f"{f['metric']} SLA {f['threshold'] or 'warning'} reached"
     elif kind == "breach":
-        lines.append(f"已于 {_local(f['deadline'] or f['due_at'], config.display_tz)} 违约，"
-                     "请立即处理并向客户反馈。")
+        lines.append(f"已于 {_local(f['deadline'] or f['due_at'], config.display_tz)} 违约"
+                     f"{known_zh}，请立即处理并向客户反馈。")
         english = f"{f['metric']} SLA breached"
     else:
         role = ROLE_LABELS.get(f["role"], f["role"])
-        lines.append(f"第{f['step']}级升级至{role}（{_local(f['due_at'], config.display_tz)}），"
-                     "请督办并回复确认。")
+        lines.append(f"第{f['step']}级升级至{role}（{due}）{known_zh}，请督办并回复确认。")
         english = f"{f['metric']} SLA escalation step {f['step']} to {f['role']}"
+    if known_en:
+        english += f" at {due} {known_en}"
     if copy:
         lines.append("您作为第一责任人收到此抄送。 (cc: you are the first responsible person)")
     if note:
         lines.append(f"转办原因: {note}。请值班台核实并转交。")
+    target = (f"target {format_duration(timedelta(seconds=f['target_seconds']))}"
+              if f["target_seconds"] is not None else None)
+    clock_en = " ".join(b for b in (f["priority"], target) if b)
     lines.append(f"English: {english} for {f['item_kind']} {f['item_id']} of customer "
-                 f"{f['customer_id']}; due {f['due_at']}; policy {f['policy']}.")
+                 f"{f['customer_id']}; due {f['due_at']}; "
+                 + (f"{clock_en}; " if clock_en else "") + f"policy {f['policy']}.")
     lines.append(f"告警编号 (alert id): {alert_id}")
     return "\n".join(lines)
 
 
-def _local(iso: str, tz: tzinfo) -> str:
-    """An ISO instant as local wall time for humans; the raw string if it does not parse."""
+def _known(f: Mapping[str, Any], config: RoutingConfig) -> tuple[str, str]:
+    """For a step already past when it became known: "（10:39 获知，...）" and "(known at 10:39, ...)"."""
+    if not f["detected_at"]:
+        return "", ""
+    known = _local(f["detected_at"], config.display_tz, since=f["due_at"])
+    zh, en = f["cause"] or (None, None)
+    return (f"（{known} 获知{'，' + zh if zh else ''}）",
+            f"(known at {known}{', ' + en if en else ''})")
+
+
+def _local(iso: str, tz: tzinfo, *, since: str | None = None) -> str:
+    """An ISO instant as local wall time for humans; the raw string if it does not parse.
+
+    With ``since`` (an earlier instant already shown), only the time of day
+    when both fall on the same local date: "10:39".
+    """
     try:
         instant = datetime.fromisoformat(iso)
     except (TypeError, ValueError):
@@ -294,6 +384,13 @@ def _local(iso: str, tz: tzinfo) -> str:
     if instant.tzinfo is None:
         return str(iso)
     local = instant.astimezone(tz)
+    if since is not None:
+        try:
+            before = datetime.fromisoformat(since).astimezone(tz)
+        except (TypeError, ValueError):
+            before = None
+        if before is not None and before.date() == local.date():
+            return f"{local:%H:%M}"
     return f"{local:%Y-%m-%d %H:%M} ({local.tzname() or tz})"
 
 

@@ -104,9 +104,24 @@ _CLOCK = {
     "metric": _s("the clock", enum=SLA_METRICS),
     "cycle": Field("integer", minimum=1, maximum=1000, description="clock cycle (reopens)"),
     "due_at": _s("the instant the step was due (ISO-8601, event time)", max_length=40),
-    "policy": _s("policy and version, e.g. diamond v1", max_length=64),
-    "caused_by": _s("event id of the item's last event before the step: what set the clock "
-                    "on its course", required=False, max_length=64),
+    "policy": _s("policy and version in force when the step was due, e.g. diamond v1",
+                 max_length=64),
+    "caused_by": _s("event id of the item's event that set the instant the step was due at "
+                    "(the opening, a priority change, a reopen, the end of a pause, ...); for "
+                    "a step only known after its instant (detected_at), the event that made "
+                    "it due", required=False, max_length=64),
+    "detected_at": _s("only on a step that was already past when it became due (a priority "
+                      "raised past the deadline): the instant (ISO-8601, event time) of the "
+                      "event that made it due, i.e. when it was known", required=False,
+                      max_length=40),
+    "priority": _s("priority (order: urgency) of the clock's cycle when the step was due, "
+                   "whose target it is measured against", required=False,
+                   enum=PRIORITIES + ORDER_URGENCIES),
+    "target_seconds": Field("integer", required=False, minimum=0, maximum=1_000_000_000,
+                            description="the target in force when the step was due, in "
+                                        "business seconds of the policy's calendar"),
+    "rules_version": _s("version of the SLA rules file the step was computed under",
+                        required=False, max_length=64),
 }
 _REASON = {"reason": _s("why")}
 #: Why a fault or ticket is closed without having been restored or resolved.

@@ -11,22 +11,27 @@ matching is memoised on the RuleSet (``MatchIndex``), the thresholds of a
 (policy, target) are planned once (``ThresholdPlan``), instants are converted
 through memos (``instants``), and a clock's detail (trace lines, warning and
 escalation steps) is only built when read (``results.RenderedOnRead``).
+
+``step_set`` (end of module) is what the SLA timers publish: the steps an
+item's whole event log leads to by an instant, evaluating each prefix of the
+log once (``StepMemo``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .clock import INF, business_measure, clip, intersect, normalise, reach_instants, subtract
 from .instants import from_us, iso_instant, iso_us, td_us, to_us, us_td
-from .results import Deferred, ItemEvaluation, MetricStatus, Threshold, assemble
-from .item_history import Timeline, Track, fold_history
+from .results import Crossing, Deferred, ItemEvaluation, MetricStatus, StepSet, Threshold, assemble
+from .item_history import HANDLERS, Timeline, Track, fold_history, order_events
 from .policies import ItemFacts, Policy, RuleSet
 
-__all__ = ["ItemEvaluation", "MetricStatus", "Threshold", "evaluate", "iso_instant", "measure_track"]
+__all__ = ["Crossing", "ItemEvaluation", "MetricStatus", "StepMemo", "StepSet", "Threshold",
+           "evaluate", "iso_instant", "measure_track", "step_set"]
 
 
 def _dt(us: int | None) -> dt.datetime | None:
@@ -173,3 +178,247 @@ def evaluate(facts: ItemFacts, history: Iterable[Mapping[str, Any]], rules: Rule
         notes=tuple(tl.notes), voided=tuple(measure_track(v, tl, rules, at_us) for v in tl.voided),
     )
 
+
+
+# ------------------------------------------------------------------ the step set
+# What the SLA timers publish, as a function of an item's event log and an
+# instant alone (not of when anyone looked, nor of how events were batched).
+#
+# The log, in the one order, is cut after each event that can move a clock
+# (``HANDLERS``; other events change no clock, so they open no window): window
+# i runs from that event's instant t_i to the next such event's, t_{i+1} (the
+# last one to the instant asked about), and sees the clocks as the events up
+# to it left them (the prefix i).  Events that share an instant (sources
+# record to the minute) give windows of no length between them; a resolve and
+# a reopen in one minute still met the clock in between.  A threshold
+# (warning, breach, ladder step) of any cycle, current or previous, belongs to
+# window i when its instant is *before* the window's end: every event at the
+# very instant of a deadline comes first (resolved exactly at the deadline is
+# met).  A met belongs to the window of the event that met the clock.  The last
+# window includes its end when asked live (everything due by now), excludes it
+# in replay (an event at the watermark's instant may still come in the next
+# batch), and a replay does not look at events at the watermark yet.  The first
+# window that has a step fixes it; a step that a later event undid (a short
+# breach, the met of a cycle a reopen resumed) still happened.
+
+_Key = tuple[str, int, str]  # (metric, cycle, step)
+_ZERO = dt.timedelta(0)
+# (kind, label, ladder number, due us, deadline us, (priority, target, policy id, version))
+_Candidate = tuple[str, str | None, int | None, int, int | None, tuple[str, dt.timedelta, str, int]]
+
+
+class StepMemo:
+    """Where each item's step set stands (``ItemSteps``), the most recently used items kept.
+
+    Keyed by the item's facts.  The SLA timers keep one per worker, so that
+    each prefix of an item's log is evaluated once however often the item is
+    ticked; a forgotten item is computed again from its whole log.  One memo
+    serves one rule set.
+    """
+
+    def __init__(self, size: int = 16_384) -> None:
+        self.size = size
+        self._items: dict[ItemFacts, ItemSteps] = {}
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, facts: ItemFacts) -> ItemSteps | None:
+        found = self._items.pop(facts, None)
+        if found is not None:
+            self._items[facts] = found  # most recently used last
+        return found
+
+    def put(self, facts: ItemFacts, steps: ItemSteps) -> None:
+        self._items[facts] = steps
+        if len(self._items) > self.size:
+            del self._items[next(iter(self._items))]
+
+
+def _us_or_none(value: dt.datetime | None) -> int | None:
+    return None if value is None else to_us(value)
+
+
+def _candidates(evaluation: ItemEvaluation) -> dict[_Key, _Candidate]:
+    """Every step the clocks of one prefix have passed or are heading for, with its instant.
+
+    A running clock: its warnings, breach (the deadline) and ladder steps
+    whose instants are known (none while paused, except those reached before
+    the pause).  A stopped clock (met, or cancelled): the thresholds *before*
+    the stop (one at the stop's own instant never happened: the event came
+    first), the breach if it had used more than its target, and met if it was
+    met in time.  Voided revisit clocks have none: they ran in the earlier
+    windows.  Instants do not depend on when the prefix is looked at.
+    """
+    found: dict[_Key, _Candidate] = {}
+    for name, current in evaluation.metrics.items():
+        for m in (*current.previous_cycles, current):
+            clock = (m.priority, m.target, m.policy_id, m.policy_version)
+            deadline = _us_or_none(m.deadline)
+            stopped = m.met_at or m.cancelled_at
+            stop = INF if stopped is None else to_us(stopped)
+            for warning in m.warnings:
+                if warning.due_at is not None and (due := to_us(warning.due_at)) < stop:
+                    found[(name, m.cycle, f"warning:{warning.label}")] = (
+                        "warning", warning.label, None, due, due if deadline is None else deadline, clock)
+            if deadline is not None and (stopped is None or m.overdue > _ZERO):
+                found[(name, m.cycle, "breach")] = ("breach", None, None, deadline, deadline, clock)
+            for number, step in enumerate(m.escalations, start=1):
+                if step.due_at is not None and (due := to_us(step.due_at)) < stop:
+                    found[(name, m.cycle, f"step:{number}")] = (
+                        "escalation", step.label, number, due, deadline, clock)
+            if m.state == "met" and m.met_at is not None and deadline is not None:
+                found[(name, m.cycle, "met")] = ("met", None, None, to_us(m.met_at), deadline, clock)
+    return found
+
+
+def _crossing(key: _Key, candidate: _Candidate, caused_by: str | None = None,
+              detected_us: int | None = None) -> Crossing:
+    kind, label, number, due, deadline, (priority, target, policy_id, version) = candidate
+    return Crossing(metric=key[0], cycle=key[1], step=key[2], kind=kind, label=label, number=number,
+                    due_at=from_us(due), deadline=_dt(deadline), priority=priority, target=target,
+                    policy_id=policy_id, policy_version=version, caused_by=caused_by,
+                    detected_at=None if detected_us is None else from_us(detected_us))
+
+
+_Window = tuple[int, int, int]  # (instant, index of its event, index after it)
+
+
+class ItemSteps:
+    """One item's log cut into windows, and the steps of the windows already closed.
+
+    A closed window (one a later event ended) never changes while the log's
+    events up to its end stay the same, so its steps are kept: ``closed``
+    maps each step first crossed in one to (window, candidate, origin).  Only
+    the last window's prefix is kept whole (``last``, with each step's
+    ``origin``: the window from which its instant has had its value).  A log
+    that grows by events placed after its last one is followed window by
+    window; any other change (an event placed before it: a late one, or one at
+    the same instant that the one order puts first) starts again from the
+    whole log.
+    """
+
+    __slots__ = ("given", "times", "places", "ids", "windows", "closed", "last", "origins")
+
+    def __init__(self) -> None:
+        self.given: tuple[str, ...] | None = None  # the history's ids as given
+        self.times: tuple[int, ...] = ()  # in the one order
+        self.places: tuple[int, ...] = ()
+        self.ids: tuple[str, ...] = ()  # in the one order
+        self.windows: list[_Window] = []
+        self.closed: dict[_Key, tuple[int, _Candidate, int]] = {}
+        self.last: dict[_Key, _Candidate] = {}
+        self.origins: dict[_Key, int] = {}
+
+
+def _windows(times: tuple[int, ...], events: list[Mapping[str, Any]], until_us: int,
+             strict: bool) -> tuple[list[_Window], int | None]:
+    """The windows of a log in the one order, and the first instant not looked at yet."""
+    windows: list[_Window] = []
+    for i, event in enumerate(events):
+        if event["event_type"] not in HANDLERS:
+            continue
+        t = times[i]
+        if t > until_us or (strict and t == until_us):
+            return windows, t
+        windows.append((t, i, i + 1))
+    return windows, None
+
+
+def _belongs(candidate: _Candidate, end: int) -> bool:
+    """Whether a step of a window's prefix happened before the window ``end``s (see above)."""
+    return candidate[3] < end or candidate[0] == "met"
+
+
+def _follow(state: ItemSteps, facts: ItemFacts, events: list[Mapping[str, Any]], ids: tuple[str, ...],
+            windows: list[_Window], rules: RuleSet) -> None:
+    """Bring ``state`` to ``windows`` of the log ``events``: close, evaluate, or start again."""
+    old = state.windows
+    keep = len(old) if old == windows[:len(old)] and state.ids[:old[-1][2] if old else 0] == \
+        ids[:old[-1][2] if old else 0] else 0
+    if keep == 0 and old:
+        state.closed, state.last, state.origins = {}, {}, {}
+    for p in range(keep, len(windows)):
+        if p > 0:  # the window before ends where this one begins
+            end = windows[p][0]
+            for key, candidate in state.last.items():
+                if key not in state.closed and _belongs(candidate, end):
+                    state.closed[key] = (p - 1, candidate, state.origins[key])
+        t, _, end_index = windows[p]
+        found = _candidates(evaluate(facts, events[:end_index], rules, from_us(t)))
+        origins = {}
+        for key, candidate in found.items():
+            before = state.last.get(key)
+            origins[key] = state.origins[key] if before is not None and before[3] == candidate[3] else p
+        state.last, state.origins = found, origins
+    state.windows, state.ids = windows, ids
+
+
+def step_set(facts: ItemFacts, history: Iterable[Mapping[str, Any]], rules: RuleSet, until: dt.datetime, *,
+             strict: bool = False, skip: Container[_Key] = (),
+             acknowledged: Mapping[tuple[str, int], dt.datetime] | None = None,
+             memo: StepMemo | None = None) -> StepSet:
+    """The steps ``history`` leads to by ``until``, each as the first window that had it saw it.
+
+    ``strict`` (replay): only steps due before ``until``, from events before it.
+    Otherwise (live) steps due at ``until`` count too.  Steps whose
+    (metric, cycle, step) is in ``skip`` (already published) are left out, and
+    so are the ladder steps of a (metric, cycle) due after its escalation was
+    ``acknowledged`` (an acknowledgement stops the rest of the ladder).
+
+    Each step's ``caused_by`` is the event that set the instant it was due at:
+    the event after which that instant has had its final value (the opening,
+    the priority change under ``recompute``, the reopen that started the cycle
+    or resumed it, the end of the pause that moved it, the resolve that met
+    it).  A step due before the event of the window that produced it (its
+    instant was already past when the event happened) was only known then: it
+    carries ``detected_at``, that event's instant, and that event is its cause.
+    ``next_at``: when the next step may be due
+    (strict: once ``until`` has passed it), ``None`` when only an event can
+    change anything.
+    """
+    until_us = to_us(until)
+    acknowledged = acknowledged or {}
+    records = history if isinstance(history, list) else list(history)
+    state = memo.get(facts) if memo is not None else None
+    if state is None:
+        state = ItemSteps()
+        if memo is not None:
+            memo.put(facts, state)
+    given = tuple(str(event["event_id"]) for event in records)
+    if given != state.given:
+        ordered = order_events(records)
+        where = {id(event): n for n, event in enumerate(records)}
+        state.given, state.times = given, tuple(t for t, _ in ordered)
+        state.places = tuple(where[id(event)] for _, event in ordered)
+    events = [records[n] for n in state.places]
+    ids = tuple(given[n] for n in state.places)
+    windows, unseen = _windows(state.times, events, until_us, strict)
+    if windows != state.windows or ids != state.ids:
+        _follow(state, facts, events, ids, windows, rules)
+
+    def stopped(key: _Key, candidate: _Candidate) -> bool:
+        ack = acknowledged.get(key[:2])
+        return candidate[0] == "escalation" and ack is not None and candidate[3] > to_us(ack)
+
+    first = dict(state.closed)
+    if windows:
+        p = len(windows) - 1
+        for key, candidate in state.last.items():
+            if key not in first and (_belongs(candidate, until_us)
+                                     or (candidate[3] == until_us and not strict)):
+                first[key] = (p, candidate, state.origins[key])
+    crossed = []
+    for key, (p, candidate, origin) in first.items():
+        if key in skip or stopped(key, candidate):
+            continue
+        due, start = candidate[3], windows[p][0]
+        crossed.append(_crossing(key, candidate, state.ids[windows[origin][1]],
+                                 start if due < start else None))
+    crossed.sort(key=lambda c: (c.due_at, c.metric, c.cycle, c.step))
+    heading = [candidate[3] for key, candidate in state.last.items()
+               if key not in first and key not in skip and not stopped(key, candidate)] if windows else []
+    if unseen is not None:
+        heading.append(unseen)
+    return StepSet(crossed=tuple(crossed), next_at=_dt(min(heading, default=None)),
+                   rules_version=rules.version)

@@ -3,7 +3,8 @@
 ``MetricStatus`` (one clock), ``Threshold`` (a warning or escalation step)
 and ``ItemEvaluation`` (all clocks of an item) are what the stream processor
 stores and the one-stop view shows, so each has a ``to_dict()`` with
-ISO-8601 instants and seconds.
+ISO-8601 instants and seconds.  ``Crossing`` and ``StepSet`` are the steps
+an event log leads to (what the SLA timers publish).
 
 Two details exist only for speed, and neither is visible in the values:
 a clock's detail (``trace``, ``warnings``, ``escalations``) may be built on
@@ -165,6 +166,51 @@ class ItemEvaluation:
             "match_trace": list(self.match_trace), "notes": list(self.notes),
             "voided": [v.to_dict() for v in self.voided],
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Crossing:
+    """One step of one clock cycle in event time: a threshold crossed, or the clock met.
+
+    ``step`` names it within its (metric, cycle): ``warning:50%``, ``breach``,
+    ``step:2`` (the second ladder step), ``met``; the SLA step event's id is
+    derived from these three, so a step is one event however often it is
+    computed.  The other fields are what was in force in the window of the
+    event log that first produced it (``evaluation.step_set``): the cycle's
+    priority, target and policy version.  ``caused_by`` is the event that set
+    the instant it was due at; ``detected_at`` is set only when that instant
+    was already past when the event happened (a priority raised past the
+    deadline): the step was only known then.
+    """
+
+    metric: str
+    cycle: int
+    step: str
+    kind: str  # warning | breach | escalation | met
+    label: str | None  # warning "50%" or ladder role
+    number: int | None  # ladder step, 1 = first
+    due_at: dt.datetime
+    deadline: dt.datetime | None
+    priority: str
+    target: dt.timedelta
+    policy_id: str
+    policy_version: int
+    caused_by: str | None = None
+    detected_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepSet:
+    """The steps an item's event log leads to by an instant (``evaluation.step_set``).
+
+    ``crossed``: every step due by then, each from the first window that had
+    it.  ``next_at``: when the next one may be due, ``None`` when only an
+    event can change anything.
+    """
+
+    crossed: tuple[Crossing, ...]
+    next_at: dt.datetime | None
+    rules_version: str
 
 
 T = TypeVar("T")

@@ -7,7 +7,6 @@ time ("at event time"), so replaying the same events gives the same view.
 
 from __future__ import annotations
 
-import bisect
 import uuid
 from datetime import datetime
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 from schemas.envelope import Event, event_from_dict, utc_iso
 from streams.customer_view import Outcome
 from sla_rules import CLOCK_EVENT_TYPES, ItemFacts, RuleSet, evaluate
+from sla_rules.evaluation import StepMemo, step_set
 from sla_rules.instants import iso_instant
 
 #: Tier assumed while a customer's profile has not arrived (the strictest
@@ -133,6 +133,8 @@ def sla_summary(view: dict[str, Any], item: dict[str, Any], rules: RuleSet) -> d
 # At one instant: the breach before the escalation it triggers.
 _STEP_ORDER = {"sla.met": 0, "sla.warning_reached": 1, "sla.breached": 2,
                "sla.escalation_due": 3}
+_EVENT_TYPES = {"warning": "sla.warning_reached", "breach": "sla.breached",
+                "escalation": "sla.escalation_due", "met": "sla.met"}
 _STEP_NAMESPACE = uuid.UUID("5d7f3c2a-9a61-4e1b-8c44-0f6b2d9e7a13")
 
 
@@ -148,65 +150,82 @@ def step_event_id(customer_id: str, item_kind: str, item_id: str, metric: str, c
     return str(uuid.uuid5(_STEP_NAMESPACE, name))
 
 
+def _logged_step(record: dict[str, Any]) -> tuple[str, int, str] | None:
+    """The (metric, cycle, step) of a step event in an item's SLA log; ``None`` for others."""
+    event_type = record["event_type"]
+    if event_type == "sla.warning_reached":
+        step = f"warning:{record.get('threshold')}"
+    elif event_type == "sla.escalation_due":
+        step = f"step:{record.get('step')}"
+    elif event_type == "sla.breached":
+        step = "breach"
+    elif event_type == "sla.met":
+        step = "met"
+    else:
+        return None
+    return record["metric"], record["cycle"], step
+
+
 def due_steps(view: dict[str, Any], item: dict[str, Any], rules: RuleSet, now: datetime, *,
-              replay: bool = False) -> tuple[list[Event], datetime | None]:
+              replay: bool = False, memo: StepMemo | None = None,
+              ) -> tuple[list[Event], datetime | None]:
     """SLA events due for ``item`` by ``now`` and not yet in its log, and the next instant.
 
-    Warnings and escalation steps come from the engine's thresholds (reached by
-    ``now``); a breach is the deadline passing; met is a clock stopped in time.
-    Paused clocks have no reached thresholds, met or cancelled clocks stop their
-    ladder, and an acknowledged escalation stops the later steps of its cycle.
+    The steps are a function of the item's event log and ``now`` alone
+    (:func:`sla_rules.evaluation.step_set`): every warning, breach, ladder
+    step and met of every cycle whose instant the log has passed, including a
+    breach a later event undid and one that was already past when an event
+    made it due (then with ``detected_at``).  ``replay``: only what is due
+    before ``now`` (a watermark), from events before it, so that a batch cut
+    at the watermark's instant changes nothing.  An acknowledged escalation
+    stops the later steps of its cycle.
+
     Each event's ``occurred_at`` is the instant it was due, so live and replay
-    runs produce the same events; ``recorded_at`` is ``now`` live, and the due
-    instant in replay (a replay must not depend on when it ran).
+    runs produce the same events; ``recorded_at`` is ``now`` live, and in
+    replay the instant it was known (due, or detected): a replay must not
+    depend on when it ran.  The payload names what was in force in that
+    window: the cycle's priority, target, policy version and the rules
+    version; ``caused_by`` is the event that set the instant it was due at.
+
+    The next instant is when the next step may be due (for a replay: due once
+    the watermark has passed it), ``None`` when only an event can change that.
     """
     history = clock_history(item)
     if not history or item["state"] is None:
         return [], None
-    evaluation = evaluate(item_facts(view, item), history, rules, now)
-    logged = {r["event_id"] for r in item.get("sla_log", ())}
+    log = item.get("sla_log", ())
+    logged = {r["event_id"] for r in log}
+    published = {key for key in map(_logged_step, log) if key is not None}
     acked = {(r["metric"], r["cycle"]): datetime.fromisoformat(r["occurred_at"])
-             for r in item.get("sla_log", ())
-             if r["event_type"] == "sla.escalation_acknowledged"}
+             for r in log if r["event_type"] == "sla.escalation_acknowledged"}
+    steps = step_set(item_facts(view, item), history, rules, now, strict=replay,
+                     skip=published, acknowledged=acked, memo=memo)
     customer_id, kind, item_id = view["customer_id"], item["kind"], item["id"]
     due: list[Event] = []
-    instants = [r["occurred_at"] for r in history]  # history is in event-time order
-
-    def cause(at: str) -> str:
-        index = bisect.bisect_right(instants, datetime.fromisoformat(at)) - 1
-        return history[max(index, 0)]["event_id"]
-
-    def add(event_type: str, metric: str, cycle: int, step_name: str, at: str, policy: str,
-            **payload) -> None:
-        event_id = step_event_id(customer_id, kind, item_id, metric, cycle, step_name)
+    for step in steps.crossed:
+        event_id = step_event_id(customer_id, kind, item_id, step.metric, step.cycle, step.step)
         if event_id in logged:
-            return
+            continue
+        at = iso_instant(step.due_at)
+        payload: dict[str, Any] = {
+            "item_kind": kind, "metric": step.metric, "cycle": step.cycle, "due_at": at,
+            "policy": f"{step.policy_id} v{step.policy_version}", "caused_by": step.caused_by,
+            "priority": step.priority or None, "target_seconds": int(step.target.total_seconds()),
+            "rules_version": steps.rules_version}
+        if step.detected_at is not None:
+            payload["detected_at"] = iso_instant(step.detected_at)
+        if step.kind == "warning":
+            payload.update(threshold=step.label, deadline=iso_instant(step.deadline))
+        elif step.kind == "escalation":
+            payload.update(step=step.number, role=step.label)
+        else:
+            payload["deadline"] = iso_instant(step.deadline)
+        known = step.detected_at or step.due_at
         due.append(event_from_dict({
-            "event_id": event_id, "event_type": event_type, "schema_version": 1,
+            "event_id": event_id, "event_type": _EVENT_TYPES[step.kind], "schema_version": 1,
             "customer_id": customer_id, "entity_id": item_id, "occurred_at": at,
-            "recorded_at": at if replay else utc_iso(now), "source": "system",
-            "actor": "keydesk-sla-timer",
-            "payload": {"item_kind": kind, "metric": metric, "cycle": cycle, "due_at": at,
-                        "policy": policy, "caused_by": cause(at), **payload}}))
-
-    for name, m in evaluation.metrics.items():
-        policy, cycle, deadline = f"{m.policy_id} v{m.policy_version}", m.cycle, m.deadline
-        for warning in m.warnings:
-            if warning.reached and warning.due_at:
-                add("sla.warning_reached", name, cycle, f"warning:{warning.label}",
-                    iso_instant(warning.due_at), policy, threshold=warning.label,
-                    deadline=iso_instant(deadline or warning.due_at))
-        if m.breached_at:
-            add("sla.breached", name, cycle, "breach", iso_instant(m.breached_at), policy,
-                deadline=iso_instant(m.breached_at))
-        ack_at = acked.get((name, cycle))
-        for number, step in enumerate(m.escalations, start=1):
-            if step.reached and step.due_at and (ack_at is None or step.due_at <= ack_at):
-                add("sla.escalation_due", name, cycle, f"step:{number}", iso_instant(step.due_at),
-                    policy, step=number, role=step.label)
-        if m.state == "met" and m.met_at and deadline:
-            add("sla.met", name, cycle, "met", iso_instant(m.met_at), policy,
-                deadline=iso_instant(deadline))
+            "recorded_at": utc_iso(known) if replay else utc_iso(now), "source": "system",
+            "actor": "keydesk-sla-timer", "payload": payload}))
     due.sort(key=lambda e: (e.occurred_at, _STEP_ORDER[e.event_type],
                             e.payload.get("step", 0), e.event_id))
-    return due, evaluation.next_change_at
+    return due, steps.next_at

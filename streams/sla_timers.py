@@ -1,17 +1,25 @@
 """SLA timers: which items need attention when, and the step events due for them.
 
 One :class:`~streams.deadline_index.DeadlineIndex` per owned partition holds the
-next instant at which each open clock changes (a warning, a breach, a ladder
-step).  A tick asks, for each item due, which step events are due and not yet
-in its log (:func:`streams.item_sla.due_steps`) and reschedules it.
+next instant at which each item may have a step due (a warning, a breach, a
+ladder step, a met).  A tick asks, for each item due, which step events are due
+and not yet in its log (:func:`streams.item_sla.due_steps`) and reschedules it.
+An item whose log changed is due from its earliest new event on: its new
+events may have made steps due in the past (a priority raised past the
+deadline) or between the events of one batch (a short breach, the met of a
+cycle a reopen ended).  Which steps are
+due depends on the log and the instant only, never on how events were batched
+or when the tick ran; each prefix of a log is evaluated once (``StepMemo``).
 
 Two clocks drive ticks:
 
-* live: the wall clock, ticked by the worker a few times a second;
+* live: the wall clock, ticked by the worker a few times a second: every step
+  due by now;
 * replay: event time: each partition's watermark is the latest ``occurred_at``
-  folded from it, so a recorded stream replays at full speed and yields the same
-  step events as it did live (their ids and instants do not depend on when the
-  tick ran).
+  folded from it, and a tick yields the steps due *before* it, from the
+  events before it (an event at the watermark's instant may still be in the
+  next batch).  So a recorded stream replays at full speed and yields the same
+  step events however it is batched, and as it did live.
 
 No I/O here: callers publish what :meth:`SlaTimers.tick` returns.
 """
@@ -26,10 +34,12 @@ from schemas.envelope import Event
 from sla_rules import RuleSet
 from streams.customer_view import ITEM_KINDS, find_item
 from streams.deadline_index import DeadlineIndex
-from streams.item_sla import due_steps
+from sla_rules.evaluation import StepMemo
+from streams.item_sla import clock_history, due_steps, item_facts
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Key = tuple[str, str, str]  # (customer_id, item kind, item id)
+_AT_ONCE = object()  # due at the next tick, whatever the clock says
 
 
 def to_us(instant: datetime) -> int:
@@ -57,6 +67,7 @@ class SlaTimers:
         # so that a new owner, or this worker owning it again, republishes what
         # never came back.
         self.in_flight: dict[str, int] = {}
+        self.memo = StepMemo()
 
     def __len__(self) -> int:
         return sum(len(index) for index in self.indexes.values())
@@ -64,20 +75,68 @@ class SlaTimers:
     # -- keeping the index in step with the views --------------------------------
 
     def schedule(self, view: dict[str, Any], item: dict[str, Any]) -> None:
-        """(Re)schedule an item after its view changed: at its next change, or now.
+        """(Re)schedule an item after its log changed: due once its new events are passed.
 
-        An item whose clocks met or breached since they were last checked (its
-        SLA summary shows a stop not yet in its log) is due at once.
+        New events may end a window with steps due before them, or make steps
+        due in the past, but only from their own instant on: so the item is due
+        at its earliest new event (replay: once the watermark has passed it),
+        or earlier if it already was.  An item the memo has not followed (new,
+        or forgotten) is due at once, one whose log lost an event too.  An item
+        without clocks (not opened, or its evaluation failed) is not scheduled.
         """
+        index, key, partition = self._slot(view, item)
+        if not (item.get("sla") or {}).get("as_of"):
+            index.cancel(key)
+            return
+        since = self._first_new(view, item)
+        if since is None:
+            return  # nothing new in its log (a profile or acknowledgement): its schedule stands
+        due = 0 if since is _AT_ONCE else self._due_us(since)
+        current = index.due_at(key)
+        index.schedule(key, due if current is None else min(current, due), partition)
+
+    def _first_new(self, view: dict[str, Any], item: dict[str, Any]) -> Any:
+        """The instant of the item's earliest event the memo has not seen, ``None`` if none."""
+        state = self.memo.get(item_facts(view, item))
+        if state is None or state.given is None:
+            return _AT_ONCE
+        seen = set(state.given)
+        history = clock_history(item)
+        new = [r["occurred_at"] for r in history if r["event_id"] not in seen]
+        if len(history) != len(seen) + len(new):
+            return _AT_ONCE
+        return min(new, default=None)
+
+    def _slot(self, view: dict[str, Any], item: dict[str, Any]
+              ) -> tuple[DeadlineIndex, Key, int]:
         customer_id = view["customer_id"]
         partition = self.partition_of(customer_id)
         index = self.indexes.setdefault(partition, DeadlineIndex())
-        key = (customer_id, item["kind"], item["id"])
+        return index, (customer_id, item["kind"], item["id"]), partition
+
+    def _schedule(self, view: dict[str, Any], item: dict[str, Any],
+                  due: datetime | None) -> None:
+        index, key, partition = self._slot(view, item)
+        index.schedule(key, self._due_us(due), partition)
+
+    def _due_us(self, instant: datetime | None) -> int | None:
+        """The index instant for a step due at ``instant``: replay takes it once past."""
+        if instant is None:
+            return None
+        return to_us(instant) + 1 if self.replay else to_us(instant)
+
+    def _schedule_known(self, view: dict[str, Any], item: dict[str, Any]) -> None:
+        """Schedule an item as its SLA summary shows it (after assignment or recovery).
+
+        At its next change, or at once when a stop is not yet in its log.  Not
+        at once for every item: that would evaluate every prefix of every open
+        item at the first tick after a restart.
+        """
         sla = item.get("sla") or {}
         due = _instant(sla.get("next_change_at"))
         if _has_unlogged_stop(item):
             due = _instant(sla.get("as_of")) or due
-        index.schedule(key, to_us(due) if due else None, partition)
+        self._schedule(view, item, due)
 
     def rebuild(self, views: Iterable[tuple[str, dict[str, Any]]],
                 partitions: Iterable[int]) -> int:
@@ -90,7 +149,7 @@ class SlaTimers:
             if self.partition_of(customer_id) not in owned:
                 continue
             for item in _items(view):
-                self.schedule(view, item)
+                self._schedule_known(view, item)
         return sum(len(self.indexes[p]) for p in owned)
 
     def drop(self, partitions: Iterable[int]) -> None:
@@ -127,7 +186,7 @@ class SlaTimers:
     # -- ticking -----------------------------------------------------------------
 
     def tick(self, views: Mapping[str, dict[str, Any]], now: datetime | None = None) -> list[Event]:
-        """The step events due now (live: ``now``; replay: each partition's watermark)."""
+        """The step events due now (live: by ``now``; replay: before each partition's watermark)."""
         due: list[Event] = []
         for partition, index in list(self.indexes.items()):
             at = self.watermarks.get(partition) if self.replay else now
@@ -139,12 +198,13 @@ class SlaTimers:
                 item = find_item(view, kind, item_id) if view else None
                 if item is None:
                     continue
-                events, next_at = due_steps(view, item, self.rules, at, replay=self.replay)
+                events, next_at = due_steps(view, item, self.rules, at, replay=self.replay,
+                                            memo=self.memo)
                 for step in events:
                     if step.event_id not in self.in_flight:
                         self.in_flight[step.event_id] = partition
                         due.append(step)
-                index.schedule(key, to_us(next_at) if next_at else None, partition)
+                index.schedule(key, self._due_us(next_at), partition)
         return due
 
 

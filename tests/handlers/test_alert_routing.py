@@ -227,3 +227,68 @@ class TestRobotRendering:
         """A generic receiver gets the alert's own JSON form."""
         alert = route(breach(), PROFILE, ITEM)[0]
         assert webhook_payload("generic", alert) == alert.to_dict()
+
+
+class TestWhatWasInForce:
+    """Alerts name the priority, target and policy the step was measured against."""
+
+    TICKET = {"id": "T-1", "kind": "ticket", "state": "open",
+              "attributes": {"priority": "P1", "subject": "账单有误"},
+              "history": [
+                  {"event_id": "e-open", "event_type": "ticket.opened", "outcome": "applied",
+                   "payload": {"priority": "P3", "kind": "complaint", "subject": "账单有误"}},
+                  {"event_id": "e-assign", "event_type": "ticket.assigned", "outcome": "applied",
+                   "payload": {"assignee": "staff-7"}},
+                  {"event_id": "e-p2", "event_type": "ticket.priority_changed",
+                   "outcome": "applied", "payload": {"priority": "P2"}},
+                  {"event_id": "e-p1", "event_type": "ticket.priority_changed",
+                   "outcome": "applied", "payload": {"priority": "P1"}}]}
+
+    def late_breach(self, **kw):
+        clock = {**CLOCK, "item_kind": "ticket", "metric": "response",
+                 "due_at": "2026-11-23T02:19:00Z", "priority": "P2", "target_seconds": 1800,
+                 "rules_version": "2026.11-1", "caused_by": "e-p2",
+                 "detected_at": "2026-11-23T02:39:00Z"}
+        return event("sla.breached", "T-1", "10:19", deadline="2026-11-23T02:19:00Z",
+                     **{**clock, **kw})
+
+    def test_a_breach_known_late_says_when_and_why(self):
+        """Breached at 10:19, only known at 10:39 when the priority was raised to P2."""
+        alert = route(self.late_breach(), PROFILE, self.TICKET)[0]
+        assert "已于 2026-11-23 10:19 (UTC+8) 违约（10:39 获知，优先级由 P3 升为 P2）" in alert.text
+        assert "breached at 2026-11-23 10:19 (UTC+8) (known at 10:39, priority raised to P2)" \
+            in alert.text
+        assert alert.fields["detected_at"] == "2026-11-23T02:39:00Z"
+
+    def test_the_priority_shown_is_the_steps_not_the_items_now(self):
+        """The item is P1 now; the breached target was P2's 30 minutes, and the text says so."""
+        alert = route(self.late_breach(), PROFILE, self.TICKET)[0]
+        assert "时限: 响应 第1轮 · 优先级 P2 · 目标 30m · 策略 diamond v1" in alert.text
+        assert "现优先级 P1" in alert.text
+        assert (alert.fields["priority"], alert.fields["item_priority"],
+                alert.fields["target_seconds"]) == ("P2", "P1", 1800)
+        assert "P2 target 30m; policy diamond v1" in alert.text
+
+    def test_a_step_known_on_time_has_no_known_at(self):
+        """Most steps were due when they became known: nothing extra is said."""
+        alert = route(self.late_breach(detected_at=None, caused_by="e-open", priority="P1"),
+                      PROFILE, self.TICKET)[0]
+        assert "获知" not in alert.text and "known at" not in alert.text
+        assert "现优先级" not in alert.text
+
+    def test_a_late_known_step_on_another_day_shows_the_date(self):
+        """Known the next day: the date is spelled out."""
+        alert = route(self.late_breach(detected_at="2026-11-24T02:39:00Z"), PROFILE,
+                      self.TICKET)[0]
+        assert "（2026-11-24 10:39 (UTC+8) 获知，" in alert.text
+
+    def test_a_ladder_step_known_late_says_so_too(self):
+        """The escalation alert carries the same note."""
+        step = event("sla.escalation_due", "T-1", "10:19", step=1, role="account_manager",
+                     **{**CLOCK, "item_kind": "ticket", "metric": "response",
+                        "due_at": "2026-11-23T02:19:00Z", "priority": "P2",
+                        "target_seconds": 1800, "caused_by": "e-p2",
+                        "detected_at": "2026-11-23T02:39:00Z"})
+        alert = route(step, PROFILE, self.TICKET)[0]
+        assert "第1级升级至客户经理（2026-11-23 10:19 (UTC+8)）（10:39 获知，优先级由 P3 升为 P2）" \
+            in alert.text

@@ -77,7 +77,9 @@ class TestEventsAtOneInstant:
         for _ in range(20):
             day = [event("customer.registered", "C-D", customer="C-D", tier="diamond"),
                    fault("F-1", "acknowledged", "09:00", customer="C-D", event_id=str(uuid.uuid4())),
-                   fault("F-1", "reported", "09:00", customer="C-D", event_id=str(uuid.uuid4()))]
+                   fault("F-1", "reported", "09:00", customer="C-D", event_id=str(uuid.uuid4())),
+                   # a replay yields what is due before the watermark: move it past 09:00
+                   event("customer.updated", "C-D", "09:30", customer="C-D", region="广州")]
             result = replay(lines(day), rules)
             assert [s[2] for s in summary(result) if s[3] == "response"] == ["sla.met"]
             item = result.views["C-D"]["open"]["fault"]["F-1"]
@@ -91,3 +93,35 @@ class TestEventsAtOneInstant:
         for listed in (day, [day[0], day[2], day[1]]):
             item = replay(lines(listed), rules).views["C-G"]["open"]["ticket"]["T-1"]
             assert item["attributes"]["assignee"] == listed[2].payload["assignee"]
+
+
+class TestTheEndOfTheInput:
+    def test_steps_due_at_the_last_instant_wait_for_an_event_past_it(self, rules):
+        """A worker cannot know its input ended, nor that nothing else happened at its
+        watermark's instant: a replay yields what is due before the last instant, as
+        the worker would; a later event (here a profile update) brings the rest."""
+        day = [event("customer.registered", "C-D", "08:00", customer="C-D", tier="diamond"),
+               fault("F-1", "reported", "09:00", customer="C-D"),
+               fault("F-1", "acknowledged", "09:03", customer="C-D")]
+        ended = [s[2:] for s in summary(replay(lines(day), rules)) if s[3] == "response"]
+        assert ended == [("sla.warning_reached", "response", "50%", "01:02")]
+        later = day + [event("customer.updated", "C-D", "09:30", customer="C-D", region="广州")]
+        assert [s[2:] for s in summary(replay(lines(later), rules)) if s[3] == "response"] == [
+            ("sla.warning_reached", "response", "50%", "01:02"), ("sla.met", "response", None, "01:03")]
+
+
+class TestBatchesOfAReplayClockWorker:
+    def test_a_resolve_and_a_reopen_in_one_minute_met_the_clock_in_between(self, rules):
+        """Resolved and reopened at 10:00 (a source recording to the minute; gold resumes):
+        the clock was met at 10:00, and the met is published even though both events
+        share the instant; the 11:00 resolve meets the resumed clock again, same step."""
+        day = [event("customer.registered", "C-G", "08:00", customer="C-G", tier="gold"),
+               ticket("T-1", "opened", "09:00", customer="C-G", priority="P1"),
+               ticket("T-1", "acknowledged", "09:05", customer="C-G"),
+               ticket("T-1", "resolved", "10:00", customer="C-G"),
+               ticket("T-1", "reopened", "10:00", customer="C-G"),
+               ticket("T-1", "resolved", "11:00", customer="C-G"),
+               ticket("T-1", "reopened", "11:20", customer="C-G"),
+               event("customer.updated", "C-G", "23:50", customer="C-G", region="深圳")]
+        steps = summary(replay(lines(day), rules))
+        assert [s[5] for s in steps if s[2] == "sla.met" and s[3] == "resolve"] == ["02:00"]
