@@ -118,7 +118,9 @@ class EventProcessor:
         Every message ends folded, forwarded home or dead-lettered; nothing in
         one message can stop the others (a fold that raises is undone and the
         message dead-lettered with the exception as its reason).  SLA clocks
-        are evaluated once per touched item per batch, not per event.
+        are evaluated once per touched item per batch, not per event, except
+        by a replay-clock worker: it evaluates and ticks after each event, as
+        ``keydesk replay`` does, so that both publish the same steps.
         """
         touched: dict[str, dict[str, Any]] = {}
         self._batch_customers = touched.keys()
@@ -128,6 +130,10 @@ class EventProcessor:
         folded: dict[str, list[tuple[Event, int]]] = {}  # this batch's (event, offset)s
         generation = self.views.generation
         settled: set[int] = set()  # events done with outside the views (parked, forwarded)
+        # Replay: the steps each event's tick made due, published once the batch is saved.
+        # A tick per event, not per batch: an event earlier than the watermark (late)
+        # or a profile change must meet the timers exactly where the replay's did.
+        steps: list[Event] = []
         for taken in list(batch):
             message = taken.message
             event = await self._decode(message)
@@ -140,7 +146,7 @@ class EventProcessor:
                 settled.add(id(taken))
                 continue
             if not self._still_ours(generation, message):
-                return self._abandon(batch, settled)
+                return self._abandon(batch, settled, steps)
             customer_id = event.customer_id
             view = touched.get(customer_id) or self.views.view_for_update(customer_id)
             try:
@@ -163,21 +169,26 @@ class EventProcessor:
                     changed.setdefault(customer_id, set()).add(item)
             if outcome.evicted:
                 evicted.setdefault(customer_id, set()).update(outcome.evicted)
+            items = items_touched_by(view, event, outcome)
+            touched_items.setdefault(customer_id, set()).update(items)
+            if self.timers.replay:  # as `keydesk replay` does: each event, then its tick
+                self._refresh_sla(view, items)
             if event.kind == "sla":
                 self.timers.folded(event.event_id)
             else:
                 self.timers.advance(message.partition, event.occurred_at)
-            touched_items.setdefault(customer_id, set()).update(
-                items_touched_by(view, event, outcome))
+                if self.timers.replay:
+                    steps.extend(self.timers.tick(self.views))
         if batch and not self._still_ours(generation, batch[-1].message):
-            return self._abandon(batch, settled)
+            return self._abandon(batch, settled, steps)
         for customer_id, view in touched.items():
             refreshed = touched_items.get(customer_id, set())
-            self._refresh_sla(view, refreshed)
+            if not self.timers.replay:
+                self._refresh_sla(view, refreshed)
             self.stats["records_written"] += self.views.save(
                 view, changed.get(customer_id, set()) | refreshed, evicted.get(customer_id, ()))
-        if self.timers.replay and touched:
-            await self.publish_steps(self.timers.tick(self.views))
+        if steps:
+            await self.publish_steps(steps)
         self._signal_batch_done()
 
     def _still_ours(self, generation: int, message: faust.types.Message) -> bool:
@@ -193,7 +204,8 @@ class EventProcessor:
                 and message.partition not in self.views.dropped
                 and message.generation_id == self.app.consumer_generation_id)
 
-    def _abandon(self, batch: list[faust.EventT], settled: set[int]) -> None:
+    def _abandon(self, batch: list[faust.EventT], settled: set[int],
+                 steps: Sequence[Event] = ()) -> None:
         """Leave a batch whose views were dropped under it (a rebalance began at an await).
 
         Its folds went into views that are no longer the working copy, so nothing
@@ -204,6 +216,8 @@ class EventProcessor:
         drop saved a new, empty view over the customer's records, and a
         registration and a fault folded long before were gone.
         """
+        for step in steps:  # computed from those views: never published, due again
+            self.timers.unsent(step)
         kept = [event for event in batch if id(event) in settled]
         self.stats["left_for_refetch"] += len(batch) - len(kept)
         self.log.warning("events.batch_left_to_new_owner", events=len(batch) - len(kept))

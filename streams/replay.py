@@ -9,17 +9,19 @@ orders an item's events that share an instant once their lifecycle has
 (``streams/event_order.py``).
 Used by ``keydesk replay`` to answer "what would the SLA timers have said?".
 
-It ticks after every event, a replay-clock worker once per batch; both yield
-the same step events because a tick yields the steps due *before* the
-watermark, from the events before it (``streams/sla_timers.py``).  So at the
+It ticks after every event, and so does a replay-clock worker (within a
+batch, publishing the batch's steps once it is saved): a late event or a
+profile change then meets the timers at the same point in both.  A tick
+yields the steps due *before* the watermark, from the events before it
+(``streams/sla_timers.py``), so a batch cut changes nothing either.  So at the
 end of the input, steps due at or after each partition's last instant are not
 produced, exactly as a worker that has consumed the same file has not
 published them (it cannot know that its input ended, nor that nothing else
 happened at that instant): a later event on the partition brings them.  For
 what a file's items have due at some later instant, ask
 :func:`streams.item_sla.due_steps` with that instant, as
-``tests/faults/oracle.py`` does.  (A file must be in event time per partition
-for this to hold: a late event cannot take back a step already published.)
+``tests/faults/oracle.py`` does.  (A late event cannot take back a step
+already published: both have published what was due before it came.)
 """
 
 from __future__ import annotations

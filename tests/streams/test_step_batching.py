@@ -1,8 +1,11 @@
 """The SLA steps of an event log do not depend on how its events were batched (issue 10).
 
-A replay-clock worker ticks once per batch, ``keydesk replay`` after every event;
-both must publish the same step events (ids, instants, payloads), and those are
-what :func:`streams.item_sla.due_steps` computes from the whole log at the end.
+Ticking the timers after every event, once per batch, or at random cuts must
+publish the same step events (ids, instants, payloads) for a log in event time,
+and those are what :func:`streams.item_sla.due_steps` computes from the whole
+log at the end.  (A replay-clock worker ticks after each event anyway, as
+``keydesk replay`` does, for late events and profile changes:
+``tests/streams/test_replay_worker.py``.)
 Histories are generated at minute precision with many events per minute:
 resolves and reopens in one minute, priorities raised past a deadline, pauses.
 """

@@ -1,0 +1,90 @@
+"""A replay-clock worker publishes the steps `keydesk replay` computes, however its batches fall.
+
+The worker folds whole batches and publishes each batch's steps once it is
+saved; `keydesk replay` ticks after every line.  Issue 10's generated log found
+three ways in which one tick per batch differed from one per event: an event
+later than the watermark (late) folded in the same batch as the events that
+moved it, a customer's tier changed in the batch that also passed a deadline,
+and an item archived by the batch before the tick saw it.  The worker now
+ticks after each event too; these tests drive its real ``process_batch``.
+"""
+
+import asyncio
+
+import pytest
+from faust.types import TP
+
+from sla_rules import load_rules
+from streams.app import build_streams
+from streams.event_processor import murmur2_partition
+from streams.replay import replay
+from streams.settings import Settings
+from tests.builders import event, ticket
+from tests.streams.conftest import PARTITIONS, RecordingTopic
+from tests.streams.test_agent import _taken
+
+
+class SlaTopic(RecordingTopic):
+    """Keeps what was sent and, as the producer does, answers each send with its delivery."""
+
+    async def send(self, **kwargs):
+        await super().send(**kwargs)
+        delivered = asyncio.get_running_loop().create_future()
+        delivered.set_result(None)
+        return delivered
+
+
+@pytest.fixture
+def worker():
+    built = build_streams(Settings(kafka="unused:9092", partitions=PARTITIONS, clock="replay"),
+                          broker="kafka://unused:9092")
+    built.app.finalize()
+    built.app.conf.store = "memory://"
+    built.app.flow_control.resume()
+    built.processor.dead_letters = RecordingTopic()
+    built.processor.events = RecordingTopic()
+    built.processor.sla_topic = SlaTopic()
+    built.app.producer.key_partition = \
+        lambda topic, key: TP(topic, murmur2_partition(key, PARTITIONS))
+    return built
+
+
+async def published_in_batches(worker, events, size):
+    """The step events the worker publishes for ``events`` cut into batches of ``size``."""
+    topic = worker.events.get_topic_name()
+    taken = [_taken(topic, e.to_bytes(), e.customer_id.encode(), offset=n, streams=worker)
+             for n, e in enumerate(events)]
+    for start in range(0, len(taken), size):
+        await worker.processor.process_batch(taken[start:start + size])
+    return {sent["value"] for sent in worker.processor.sla_topic.sent}
+
+
+def replayed(events):
+    """The step events `keydesk replay` computes for the same lines."""
+    return {step.to_bytes() for step in replay([e.to_bytes() for e in events],
+                                               load_rules(), PARTITIONS).steps}
+
+
+LATE_RESOLVE = [
+    event("customer.registered", "C-1", "08:00", customer="C-1", tier="diamond"),
+    ticket("T-1", "opened", "09:00", customer="C-1", priority="P1", kind="complaint"),
+    ticket("T-2", "opened", "15:00", customer="C-1", priority="P4", kind="inquiry"),
+    ticket("T-1", "resolved", "09:20", customer="C-1"),  # recorded hours late
+    ticket("T-2", "resolved", "15:05", customer="C-1"),
+]
+TIER_CHANGE = [
+    event("customer.registered", "C-2", "08:00", customer="C-2", tier="business"),
+    ticket("T-3", "opened", "09:00", customer="C-2", priority="P2", kind="complaint"),
+    ticket("T-4", "opened", "11:00", customer="C-2", priority="P4", kind="inquiry"),
+    event("customer.updated", "C-2", "11:30", customer="C-2", tier="diamond"),
+    ticket("T-3", "assigned", "16:00", customer="C-2", assignee="王工"),
+]
+
+
+@pytest.mark.parametrize("events", [LATE_RESOLVE, TIER_CHANGE], ids=["late-resolve", "tier-change"])
+@pytest.mark.parametrize("size", [1, 2, 100])
+async def test_a_replay_clock_worker_publishes_the_replays_steps(worker, events, size):
+    """One event per batch, two, or all in one: the steps `keydesk replay` computes."""
+    expected = replayed(events)
+    assert expected, "the case must make steps due"
+    assert await published_in_batches(worker, events, size) == expected
