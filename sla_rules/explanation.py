@@ -61,8 +61,14 @@ def _status_lines(status: MetricStatus, rules: RuleSet, indent: str = "  ") -> l
     return lines
 
 
-def format_explanation(facts: ItemFacts, evaluation: ItemEvaluation, rules: RuleSet) -> str:
-    """Render an evaluation as the multi-line trace."""
+def format_explanation(facts: ItemFacts, evaluation: ItemEvaluation, rules: RuleSet,
+                       opened_at: dt.datetime | None = None) -> str:
+    """Render an evaluation as the multi-line trace.
+
+    An item without clocks says why when the rules do not measure it (no
+    targets for its kind or priority, no rule matched when it opened at
+    ``opened_at``): "none started" alone would read like a bug.
+    """
     lines = [
         f"SLA explanation for {facts.entity_id or 'item'} of customer {facts.customer_id} at {iso_instant(evaluation.at)}",
         f"tier {facts.tier} ({TIERS.get(facts.tier, '?')}), kind {evaluation.kind}, priority {evaluation.priority}"
@@ -76,7 +82,9 @@ def format_explanation(facts: ItemFacts, evaluation: ItemEvaluation, rules: Rule
         lines += [f"  {note}" for note in evaluation.notes]
     lines.append("clocks:")
     if not evaluation.metrics:
-        lines.append("  none started")
+        reason = None if evaluation.voided or opened_at is None else \
+            rules.not_measured(facts, evaluation.priority, opened_at)
+        lines.append("  none started" + (f": not measured, {reason}" if reason else ""))
     for status in evaluation.metrics.values():
         lines += _status_lines(status, rules)
     for status in evaluation.voided:
@@ -89,4 +97,7 @@ def format_explanation(facts: ItemFacts, evaluation: ItemEvaluation, rules: Rule
 def explain(facts: ItemFacts, history: Iterable[Mapping[str, Any]], rules: RuleSet, at: dt.datetime) -> str:
     """Evaluate and explain an item in one call (what the CLI and HTTP API show)."""
     history = list(history)
-    return format_explanation(facts, evaluate(facts, history, rules, at), rules)
+    instants = [r["occurred_at"] for r in history]
+    opened_at = min((dt.datetime.fromisoformat(t) if isinstance(t, str) else t for t in instants),
+                    default=None)
+    return format_explanation(facts, evaluate(facts, history, rules, at), rules, opened_at)

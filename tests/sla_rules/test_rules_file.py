@@ -17,6 +17,7 @@ from sla_rules import (
     RulesError,
     check_rules_file,
     evaluate,
+    explain,
     format_duration,
     load_rules,
     parse_duration,
@@ -276,6 +277,15 @@ class TestKindsWithoutTargets:
         events = history(("order.received", "09:00:00", {"product": "leased_line", "urgency": "urgent"}))
         assert evaluate(order, events, rules, AT.replace(hour=12)).metrics == {}
         assert rules.not_measured(order, "urgent", AT) == "no targets for kind order in policy std v1 (rule 'all')"
+
+    def test_sla_explain_says_why_an_order_has_no_clock(self, tmp_path):
+        """`keydesk sla explain` gives the reason, not a bare "none started"."""
+        path = tmp_path / "rules.toml"
+        path.write_text(NO_ORDERS, encoding="utf-8")
+        order = ItemFacts("C-1", "public", "order", urgency="urgent")
+        events = history(("order.received", "09:00:00", {"product": "leased_line", "urgency": "urgent"}))
+        text = explain(order, events, load_rules(path), AT.replace(hour=12))
+        assert "none started: not measured, no targets for kind order in policy std v1 (rule 'all')" in text
 
     def test_a_measured_item_has_no_reason(self, tmp_path):
         """A fault of the same deployment is measured: nothing to explain."""
