@@ -5,10 +5,11 @@ default partitioner, so events land on the partition their customer's view
 lives on.  Lines are checked against the contract first; bad lines are reported
 with their line number and, unless asked to, not sent.
 
-Managers' acknowledgements in a file (an imported history) go to the SLA topic,
-the only topic the workers take them from; the timers' own step events
-(warnings, breaches, escalations, met) are refused: the workers derive those
-from the log, and a copied one would be a forgery (issue 9).
+Managers' acknowledgements in a file (an imported history) go to the events
+topic like every other event of the item's log, in file order
+(``streams/topic_rules.py``); the timers' own step events (warnings, breaches,
+escalations, met) are refused: the workers derive those from the log, and a
+copied one would be a forgery (issue 9).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaProducer
 
 from schemas.envelope import InvalidEvent, decode_lines
+from streams.topic_rules import ACKNOWLEDGEMENT
 
 
 @dataclass
@@ -29,17 +31,9 @@ class PublishReport:
     refused: list[tuple[int, str]] = field(default_factory=list)
 
 
-ACKNOWLEDGEMENT = "sla.escalation_acknowledged"
-
-
 async def publish_lines(bootstrap: str, topic: str, lines: Iterable[bytes], *,
-                        validate: bool = True, sla_topic: str | None = None) -> PublishReport:
-    """Send each non-blank line as one event; returns once the broker acked all.
-
-    ``sla_topic``: where acknowledgements go (by default ``topic`` with its last
-    dotted part replaced by ``sla``, as the settings name it).
-    """
-    sla_topic = sla_topic or topic.rpartition(".")[0] + ".sla"
+                        validate: bool = True) -> PublishReport:
+    """Send each non-blank line as one event; returns once the broker acked all."""
     report = PublishReport()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
                                 acks="all", linger_ms=5, max_batch_size=256 * 1024)
@@ -54,14 +48,12 @@ async def publish_lines(bootstrap: str, topic: str, lines: Iterable[bytes], *,
                     continue
             else:
                 key = event.customer_id.encode()
-            target = topic
-            if not isinstance(event, InvalidEvent) and event.kind == "sla":
-                if event.event_type != ACKNOWLEDGEMENT:
-                    report.refused.append((number, f"{event.event_type}: step events are "
-                                                   "the SLA timers' own; not published"))
-                    continue
-                target = sla_topic
-            pending.append(await producer.send(target, line, key=key))
+            if not isinstance(event, InvalidEvent) and event.kind == "sla" and \
+                    event.event_type != ACKNOWLEDGEMENT:
+                report.refused.append((number, f"{event.event_type}: step events are "
+                                               "the SLA timers' own; not published"))
+                continue
+            pending.append(await producer.send(topic, line, key=key))
             report.sent += 1
             if len(pending) >= 10_000:
                 for fut in pending:

@@ -325,8 +325,9 @@ def register_routes(streams: Streams, settings: Settings,
         """A manager acknowledges an escalation: later ladder steps of that cycle stop.
 
         Taken by any worker (no table routing: see the module's docstring) and
-        published to the SLA topic on the customer's home partition, where the
-        owner folds it into the item's ``sla_log``.
+        published to the events topic on the customer's home partition, in
+        order with the item's other events (``streams/topic_rules.py``), where
+        the owner folds it into the item's ``sla_log``.
         """
 
         async def post(self, request: Request, customer_id: str, kind: str,
@@ -352,7 +353,7 @@ def register_routes(streams: Streams, settings: Settings,
             except InvalidEvent as exc:
                 raise BadRequest(422, (exc.field or "").removeprefix("payload.") or None,
                                  exc.reason) from None
-            await publish(event, streams.processor.sla_topic)
+            await publish(event, streams.processor.events)
             return self.json({"event_id": event.event_id, **payload,
                               "item_checked": clocks is not None}, status=202)
 

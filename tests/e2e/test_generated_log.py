@@ -120,9 +120,7 @@ def run(request, log, kafka_bootstrap, postgres_url, tmp_path_factory):
         assert f"sent {len(events)} event(s)" in published.stdout
         ends = asyncio.run(caught_up(desk))
         wait_for_sink(desk, url, ends)
-        records = asyncio.run(read_topic(desk, desk.sla_topic, ends))
-        own = {e.event_id for e in events if e.kind == "sla"}  # managers' acknowledgements
-        steps = [s for s in records if s.event_id not in own]
+        steps = asyncio.run(read_topic(desk, desk.sla_topic, ends))  # the timers' alone
         views = {}
         for customer_id in sorted({e.customer_id for e in events}):
             status, view = desk.workers[0].view(customer_id)
@@ -313,13 +311,6 @@ def test_the_log_has_what_broke_keydesk_on_a_real_log(log, replayed):
     assert sum(s.event_type == "sla.breached" for s in replayed.steps) > 50
 
 
-# Quarantined until the engine's step set stops depending on the batching
-# (issue 10, point 4, open): the workers publish ~100 fewer steps than the replay.
-PENDING_STEP_SET = pytest.mark.xfail(
-    reason="issue 10 point 4: step set depends on the worker's batching", strict=False)
-
-
-@PENDING_STEP_SET
 def test_the_published_steps_are_exactly_the_replays(run, replayed):
     """Same ids, instants, causes and detection instants, whatever the batching and workers."""
     problem = step_disagreement(run.steps, replayed.steps)
@@ -327,7 +318,6 @@ def test_the_published_steps_are_exactly_the_replays(run, replayed):
         pytest.fail(problem, pytrace=False)
 
 
-@PENDING_STEP_SET
 @pytest.mark.parametrize("group_by", GROUPINGS, ids=lambda g: ",".join(g) or "all")
 def test_every_report_figure_is_the_oracles(run, replayed, group_by):
     """The SQL report of the database the sink fed, against the recomputation from the file."""

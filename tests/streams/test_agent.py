@@ -120,6 +120,22 @@ class TestNothingLost:
         assert [d["value"] for d in sent] == [forged.to_bytes()]
         assert b"only on the SLA topic" in dict(sent[0]["headers"])[DLQ_HEADER + "reason"]
 
+    async def test_a_managers_acknowledgement_on_the_events_topic_is_folded_in_order(self, streams):
+        """Acknowledgements travel with the item's events (issue 10): folded into its SLA log."""
+        from tests.builders import event as make
+
+        report = fault("F-1", "reported", "09:00", customer="C-7")
+        acknowledged = make("sla.escalation_acknowledged", "F-1", "09:20", customer="C-7",
+                            item_kind="fault", metric="response", cycle=1, note="已派单")
+        agent = streams.app.agents["fold-events"]
+        async with agent.test_context() as running:
+            for e in (report, acknowledged):
+                await put(running, e.to_bytes(), b"C-7")
+            await streams.processor.wait_for_event("C-7", acknowledged.event_id, timeout=5)
+        item = streams.views["C-7"]["open"]["fault"]["F-1"]
+        assert [r["event_type"] for r in item["sla_log"]] == ["sla.escalation_acknowledged"]
+        assert streams.processor.dead_letters.sent == []
+
     async def test_a_step_the_producer_refuses_is_handed_back_to_the_timers(self, streams):
         """A step that cannot be sent is not left in flight: the next tick publishes it again."""
         from tests.builders import event as make
