@@ -198,10 +198,23 @@ def _closing(*metrics: str) -> Handler:
     """Meets ``metrics`` and starts the revisit (回访) clock."""
     def handler(tl: Timeline, t: int, event: Mapping[str, Any]) -> None:
         _meets(*metrics)(tl, t, event)
-        revisit = tl.tracks.get("revisit")
-        if revisit is None or not revisit.running:
-            tl.start("revisit", t)
+        _start_revisit(tl, t)
     return handler
+
+
+def _start_revisit(tl: Timeline, t: int) -> None:
+    """Start the revisit clock at a closure, unless one runs; numbered after the earlier ones.
+
+    A reopen voids the revisit clock of the closure before it, and the next
+    closure starts a new one: cycle 2, 3, ... so that its steps have ids of
+    their own.  Numbered 1 again, they had the voided clock's ids, and its
+    warnings and breach, already published, were never published again.
+    """
+    revisit = tl.tracks.get("revisit")
+    if revisit is not None and revisit.running:
+        return
+    earlier = sum(v.metric == "revisit" for v in tl.voided) + (revisit is not None)
+    tl.start("revisit", t, cycle=earlier + 1)
 
 
 def _resolving(*metrics: str) -> Handler:
@@ -250,9 +263,7 @@ def _closed(*metrics: str) -> Handler:
         if match is not None and match.policy.close_unresolved == "cancel":
             tl.note(t, f"revisit: not started, {match.policy.label} cancels the clocks of items closed without resolution")
             return
-        revisit = tl.tracks.get("revisit")
-        if revisit is None or not revisit.running:
-            tl.start("revisit", t)
+        _start_revisit(tl, t)
     return handler
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from sla_rules import load_rules
 from streams.replay import replay
-from tests.builders import event, fault, ticket
+from tests.builders import at, event, fault, ticket
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +125,27 @@ class TestBatchesOfAReplayClockWorker:
                event("customer.updated", "C-G", "23:50", customer="C-G", region="深圳")]
         steps = summary(replay(lines(day), rules))
         assert [s[5] for s in steps if s[2] == "sla.met" and s[3] == "resolve"] == ["02:00"]
+
+
+def test_the_revisit_clock_after_a_reopen_has_steps_of_its_own(rules):
+    """Closed, never revisited, reopened, closed again: the second revisit clock breaches too.
+
+    Found in the generated log: numbered cycle 1 like the voided one, its steps had
+    that clock's ids, and were never published.
+    """
+    events = [event("customer.registered", "C-D", at("08:00", "2026-11-22"), customer="C-D",
+                    tier="diamond"),
+              fault("F-1", "reported", "09:00", customer="C-D"),
+              fault("F-1", "acknowledged", "09:05", customer="C-D"),
+              fault("F-1", "restored", "10:00", customer="C-D"),
+              fault("F-1", "closed", "10:30", customer="C-D"),
+              fault("F-1", "reopened", at("09:00", "2026-11-25"), customer="C-D"),
+              fault("F-1", "acknowledged", at("09:05", "2026-11-25"), customer="C-D"),
+              fault("F-1", "restored", at("10:00", "2026-11-25"), customer="C-D"),
+              fault("F-1", "closed", at("10:30", "2026-11-25"), customer="C-D"),
+              event("customer.updated", "C-D", at("08:00", "2026-11-30"), customer="C-D",
+                    region="广州")]
+    breaches = [(s.payload["cycle"], s.occurred_at) for s in replay(lines(events), rules).steps
+                if s.event_type == "sla.breached" and s.payload["metric"] == "revisit"]
+    assert [cycle for cycle, _ in breaches] == [1, 2]
+    assert breaches[1][1] > events[-2].occurred_at
