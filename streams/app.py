@@ -18,9 +18,10 @@ from typing import Any
 
 import faust
 from faust.serializers import codecs
+from mode.utils.objects import cached_property
 
 from sla_rules import RuleSet, load_rules
-from streams.consumer_tuning import consumer_urls
+from streams.consumer_tuning import FlowControl, consumer_urls
 from streams.event_batches import event_batches
 from streams.customer_store import CustomerPartitionedTable, CustomerStore
 from streams.event_processor import EventProcessor, murmur2_partition
@@ -64,6 +65,15 @@ class Streams:
     processor: EventProcessor
     rules: RuleSet
     sink: Any = None  # the SQL sink when this worker runs one (handlers/sink_runner.py)
+
+
+class App(faust.App):
+    """faust's app with keydesk's stream flow control (``streams.consumer_tuning.FlowControl``)."""
+
+    @cached_property
+    def flow_control(self) -> FlowControl:
+        """As faust's, but resuming a flowing stream does not empty its buffers."""
+        return FlowControl(loop=self.loop)
 
 
 def faust_settings(settings: Settings) -> dict:
@@ -138,7 +148,7 @@ def build_streams(settings: Settings, broker: str | None = None,
     """
     rules = rules or load_rules(settings.sla_rules)
     brokers = broker or [f"kafka://{server}" for server in settings.bootstrap_servers]
-    app = faust.App(settings.app_id, broker=brokers, **faust_settings(settings))
+    app = App(settings.app_id, broker=brokers, **faust_settings(settings))
 
     def processor_partition(customer_id: str) -> int:
         return murmur2_partition(customer_id.encode(), settings.partitions)

@@ -10,13 +10,6 @@ import pytest
 pytestmark = [pytest.mark.broker, pytest.mark.postgres]
 
 
-# Known open loss (issue 9, said in its note): in 2 of the last 7 runs the worker that
-# takes over the killed worker's partitions, catching up from the committed offset,
-# never receives one contiguous run of ~25 records of a partition inside a single
-# fetch (e.g. offsets 184-208 while 183 and 209 arrive together). Not yet explained;
-# the test keeps running and reporting its figures, and passes in most runs.
-@pytest.mark.xfail(reason="issue 9 open: a run of records skipped in the takeover's "
-                          "catch-up fetch, 2 of the last 7 runs", strict=False)
 def test_a_worker_killed_at_a_random_instant_and_started_again_loses_and_doubles_nothing(
         pg_scenario):
     """One of two workers is killed -9 mid-load and started again: every event, step, alert once."""

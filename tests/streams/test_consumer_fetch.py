@@ -64,3 +64,24 @@ async def test_records_handed_on_are_not_fetched_again():
     consumer, client = consumer_fetching({EVENTS: fetched(5, 6)}, active={EVENTS})
     assert [item async for item in consumer.getmany(timeout=1.0)] == [(EVENTS, 5), (EVENTS, 6)]
     assert client.sought == {}
+
+
+async def test_records_fetched_while_the_flow_is_stopped_are_not_sought_to_after_the_seek():
+    """Flow stopped (a rebalance): faust seeks all to committed; no seek back to the fetch after.
+
+    The flow may resume while that seek is awaited (the recovery resumes it);
+    seeking back then to the records fetched before would move the partitions
+    (changelogs mid-recovery too) away from the committed offsets, possibly past them.
+    """
+    consumer, client = consumer_fetching({EVENTS: fetched(209, 210)}, active={EVENTS})
+    consumer.flow_active = False
+    committed = []
+
+    async def perform_seek():
+        committed.append(True)
+        consumer.flow_active = True  # resumed by the recovery meanwhile
+
+    consumer.perform_seek = perform_seek
+    assert [item async for item in consumer.getmany(timeout=1.0)] == []
+    assert committed == [True]
+    assert client.sought == {}
