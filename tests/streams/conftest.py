@@ -22,7 +22,12 @@ class RecordingTopic:
 
 @pytest.fixture
 def streams():
-    built = build_streams(Settings(kafka="unused:9092", partitions=PARTITIONS),
+    return unstarted_streams()
+
+
+def unstarted_streams(**settings):
+    """keydesk's agents on faust's memory store, their outbound topics recording."""
+    built = build_streams(Settings(kafka="unused:9092", partitions=PARTITIONS, **settings),
                           broker="kafka://unused:9092")
     built.app.finalize()
     built.app.conf.store = "memory://"

@@ -2,25 +2,21 @@
 
 The worker folds whole batches and publishes each batch's steps once it is
 saved; `keydesk replay` ticks after every line.  Issue 10's generated log found
-three ways in which one tick per batch differed from one per event: an event
-later than the watermark (late) folded in the same batch as the events that
-moved it, a customer's tier changed in the batch that also passed a deadline,
-and an item archived by the batch before the tick saw it.  The worker now
-ticks after each event too; these tests drive its real ``process_batch``.
+that one tick per batch differed from one per event: an event later than the
+watermark (late) folded in the same batch as the events that moved it, and a
+customer's tier changed in the batch that also passed a deadline.  The worker
+now ticks after each event too; these tests drive its real ``process_batch``
+with both cases, in batches of one, two and all.
 """
 
 import asyncio
 
 import pytest
-from faust.types import TP
 
 from sla_rules import load_rules
-from streams.app import build_streams
-from streams.event_processor import murmur2_partition
 from streams.replay import replay
-from streams.settings import Settings
 from tests.builders import event, ticket
-from tests.streams.conftest import PARTITIONS, RecordingTopic
+from tests.streams.conftest import PARTITIONS, RecordingTopic, unstarted_streams
 from tests.streams.test_agent import _taken
 
 
@@ -36,16 +32,8 @@ class SlaTopic(RecordingTopic):
 
 @pytest.fixture
 def worker():
-    built = build_streams(Settings(kafka="unused:9092", partitions=PARTITIONS, clock="replay"),
-                          broker="kafka://unused:9092")
-    built.app.finalize()
-    built.app.conf.store = "memory://"
-    built.app.flow_control.resume()
-    built.processor.dead_letters = RecordingTopic()
-    built.processor.events = RecordingTopic()
+    built = unstarted_streams(clock="replay")
     built.processor.sla_topic = SlaTopic()
-    built.app.producer.key_partition = \
-        lambda topic, key: TP(topic, murmur2_partition(key, PARTITIONS))
     return built
 
 
