@@ -178,7 +178,8 @@ def cmd_publish(args, settings: Settings) -> int:
     with open(args.file, "rb") as lines:
         report = asyncio.run(publish_lines(_bootstrap(settings, args.kafka),
                                            settings.events_topic, lines,
-                                           validate=not args.no_validate))
+                                           validate=not args.no_validate,
+                                           secret=settings.signing_key))
     for number, reason in report.refused:
         print(f"{args.file}:{number}: {reason}", file=sys.stderr)
     print(f"sent {report.sent} event(s), refused {len(report.refused)}")

@@ -6,10 +6,11 @@ lives on.  Lines are checked against the contract first; bad lines are reported
 with their line number and, unless asked to, not sent.
 
 Managers' acknowledgements in a file (an imported history) go to the events
-topic like every other event of the item's log, in file order
-(``streams/topic_rules.py``); the timers' own step events (warnings, breaches,
-escalations, met) are refused: the workers derive those from the log, and a
-copied one would be a forgery (issue 9).
+topic like every other event of the item's log, in file order, signed with the
+desk's secret (``streams/desk_signature.py``); without the secret they are
+refused.  The timers' own step events (warnings, breaches, escalations, met)
+are refused: the workers derive those from the log, and a copied one would be
+a forgery (issue 9).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaProducer
 
 from schemas.envelope import InvalidEvent, decode_lines
+from streams.desk_signature import signature_headers
 from streams.topic_rules import ACKNOWLEDGEMENT
 
 
@@ -32,8 +34,11 @@ class PublishReport:
 
 
 async def publish_lines(bootstrap: str, topic: str, lines: Iterable[bytes], *,
-                        validate: bool = True) -> PublishReport:
-    """Send each non-blank line as one event; returns once the broker acked all."""
+                        validate: bool = True, secret: bytes | None = None) -> PublishReport:
+    """Send each non-blank line as one event; returns once the broker acked all.
+
+    ``secret``: the desk's, to sign acknowledgements with (none: they are refused).
+    """
     report = PublishReport()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
                                 acks="all", linger_ms=5, max_batch_size=256 * 1024)
@@ -48,12 +53,18 @@ async def publish_lines(bootstrap: str, topic: str, lines: Iterable[bytes], *,
                     continue
             else:
                 key = event.customer_id.encode()
-            if not isinstance(event, InvalidEvent) and event.kind == "sla" and \
-                    event.event_type != ACKNOWLEDGEMENT:
-                report.refused.append((number, f"{event.event_type}: step events are "
-                                               "the SLA timers' own; not published"))
-                continue
-            pending.append(await producer.send(topic, line, key=key))
+            headers = None
+            if not isinstance(event, InvalidEvent) and event.kind == "sla":
+                if event.event_type != ACKNOWLEDGEMENT:
+                    report.refused.append((number, f"{event.event_type}: step events are "
+                                                   "the SLA timers' own; not published"))
+                    continue
+                if not secret:
+                    report.refused.append((number, f"{event.event_type}: an acknowledgement "
+                                                   "needs the desk's secret to be signed"))
+                    continue
+                headers = signature_headers(secret, line)
+            pending.append(await producer.send(topic, line, key=key, headers=headers))
             report.sent += 1
             if len(pending) >= 10_000:
                 for fut in pending:

@@ -47,6 +47,7 @@ from sla_rules import METRICS, evaluate, format_explanation
 from streams.app import Streams
 from streams.customer_view import ITEM_KINDS, find_item, present
 from streams.item_sla import clock_history, item_facts
+from streams.desk_signature import signature_headers
 from streams.settings import Settings
 
 _ENVELOPE_KEYS = {"customer_id", "actor", "source", "occurred_at"}
@@ -148,11 +149,14 @@ def register_routes(streams: Streams, settings: Settings,
     routing = views.customers
     waits = Slots(MAX_CONCURRENT_WAITS, "read-your-writes waits")
 
-    async def publish(event, topic=None) -> None:
-        topic = topic or streams.events
-        sent = await topic.send(key=event.customer_id.encode(), value=event.to_bytes(),
-                                partition=streams.processor.home_partition(event.customer_id),
-                                key_serializer="raw", value_serializer="raw")
+    async def publish(event, *, signed: bool = False) -> None:
+        """Publish ``event`` on the events topic; ``signed``: as keydesk's own (an acknowledgement)."""
+        value = event.to_bytes()
+        headers = signature_headers(streams.processor.secret, value) if signed else None
+        sent = await streams.events.send(
+            key=event.customer_id.encode(), value=value, headers=headers,
+            partition=streams.processor.home_partition(event.customer_id),
+            key_serializer="raw", value_serializer="raw")
         await sent  # 202 means the broker has it, not that it sits in a buffer
 
     def command_view(event_type: str, id_field: str, id_prefix: str) -> type[View]:
@@ -326,8 +330,9 @@ def register_routes(streams: Streams, settings: Settings,
 
         Taken by any worker (no table routing: see the module's docstring) and
         published to the events topic on the customer's home partition, in
-        order with the item's other events (``streams/topic_rules.py``), where
-        the owner folds it into the item's ``sla_log``.
+        order with the item's other events and signed with the desk's secret
+        (``streams/desk_signature.py``), where the owner folds it into the
+        item's ``sla_log``.
         """
 
         async def post(self, request: Request, customer_id: str, kind: str,
@@ -353,7 +358,7 @@ def register_routes(streams: Streams, settings: Settings,
             except InvalidEvent as exc:
                 raise BadRequest(422, (exc.field or "").removeprefix("payload.") or None,
                                  exc.reason) from None
-            await publish(event, streams.processor.events)
+            await publish(event, signed=True)
             return self.json({"event_id": event.event_id, **payload,
                               "item_checked": clocks is not None}, status=202)
 

@@ -30,7 +30,8 @@ def build_sink(settings: Settings, rules: RuleSet) -> SqlSink:
     Events it cannot write go to the desk's dead-letter topic, next to the ones
     the worker parks, so one topic holds everything that needs a person.
     """
-    writer = SinkWriter(open_engine(settings.database_url), rules, settings.sink_group)
+    writer = SinkWriter(open_engine(settings.database_url), rules, settings.sink_group,
+                        secret=settings.signing_key)
     return SqlSink(writer, settings.bootstrap_servers,
                    [settings.events_topic, settings.sla_topic],
                    dead_letter_topic=settings.dead_letter_topic)

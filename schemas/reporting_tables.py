@@ -199,7 +199,10 @@ class Revisit(Base):
 
 
 class SlaStep(Base):
-    """A warning, breach, escalation step, met or acknowledgement from the SLA topic."""
+    """A warning, breach, escalation step or met (from the SLA topic), or an acknowledgement.
+
+    Acknowledgements come from the events topic, signed (``streams/desk_signature.py``).
+    """
 
     __tablename__ = "sla_steps"
 

@@ -168,7 +168,7 @@ def build_streams(settings: Settings, broker: str | None = None,
     views = CustomerStore(*tables, partition_of=processor_partition)
     processor = EventProcessor(app=app, events=events, dead_letters=dead_letters, views=views,
                                rules=rules, partitions=settings.partitions,
-                               replay=settings.clock == "replay")
+                               replay=settings.clock == "replay", secret=settings.signing_key)
 
     @app.agent(events, name="fold-events")
     async def fold_events(stream):

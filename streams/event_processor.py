@@ -23,6 +23,7 @@ from aiokafka.partitioner import murmur2
 from schemas.envelope import Event, InvalidEvent, decode_event
 from sla_rules import RuleSet
 from streams.customer_store import CustomerStore
+from streams.desk_signature import is_signed
 from streams.customer_view import Outcome, find_item, fold, view_contains_event
 from streams.item_sla import items_touched_by, sla_summary
 from streams.sla_timers import SlaTimers
@@ -61,8 +62,10 @@ class EventProcessor:
 
     def __init__(self, *, app: faust.App, events: faust.TopicT, dead_letters: faust.TopicT,
                  views: CustomerStore, rules: RuleSet, partitions: int | None = None,
-                 replay: bool = False, clock: Callable[[], float] = time.time) -> None:
+                 replay: bool = False, clock: Callable[[], float] = time.time,
+                 secret: bytes | None = None) -> None:
         self.app = app
+        self.secret = secret  # the desk's: what only keydesk may write is signed with it
         self.events = events
         self.dead_letters = dead_letters
         self.views = views
@@ -242,7 +245,8 @@ class EventProcessor:
         except Exception as exc:  # the decoder is meant to be total; this keeps it so
             await self.dead_letter(message, f"undecodable: {exc!r}", None)
             return None
-        reason = misplaced(event, message.topic)
+        reason = misplaced(event, message.topic,
+                           is_signed(self.secret, message.value, message.headers))
         if reason is not None:
             await self.dead_letter(message, reason, "event_type")
             return None

@@ -8,6 +8,7 @@ never later with a stack trace.
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ class Settings:
     smtp_starttls: bool = False       # KEYDESK_SMTP_STARTTLS=1
     smtp_user: str | None = None      # KEYDESK_SMTP_USER
     smtp_password: str | None = field(default=None, repr=False)  # KEYDESK_SMTP_PASSWORD
+    secret: str | None = field(default=None, repr=False)  # KEYDESK_SECRET; None = <data_dir>/secret
 
     @property
     def events_topic(self) -> str:
@@ -76,6 +78,35 @@ class Settings:
         if not self.kafka:
             raise SettingsError("KEYDESK_KAFKA is not set and no local broker was started")
         return [s.strip() for s in self.kafka.split(",") if s.strip()]
+
+    @property
+    def signing_key(self) -> bytes:
+        """The desk's secret (``streams/desk_signature.py``): KEYDESK_SECRET, else the data dir's.
+
+        Without KEYDESK_SECRET, the file ``secret`` in the data directory, made
+        at the first use (random, readable by its owner only): workers that
+        share a data directory share it, as a local desk's do.  Workers on
+        several machines need KEYDESK_SECRET, the same on each.  Made with a
+        hard link so that two workers starting together cannot make two.
+        """
+        if self.secret:
+            return self.secret.encode()
+        path = self.data_dir / "secret"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            draft = path.with_name(f".secret.{os.getpid()}.{secrets.token_hex(4)}")
+            draft.write_text(secrets.token_hex(32), encoding="ascii")
+            draft.chmod(0o600)
+            try:
+                os.link(draft, path)
+            except FileExistsError:
+                pass  # another worker made it first: use that one
+            finally:
+                draft.unlink()
+        key = path.read_text(encoding="ascii").strip()
+        if len(key) < 32:
+            raise SettingsError(f"{path}: the desk's secret is shorter than 32 characters")
+        return key.encode()
 
     @property
     def zone(self) -> ZoneInfo:
@@ -120,6 +151,7 @@ class Settings:
         text("KEYDESK_SMTP_FROM", "smtp_from")
         text("KEYDESK_SMTP_USER", "smtp_user")
         text("KEYDESK_SMTP_PASSWORD", "smtp_password")
+        text("KEYDESK_SECRET", "secret")
         if env.get("KEYDESK_SMTP_STARTTLS"):
             values["smtp_starttls"] = env["KEYDESK_SMTP_STARTTLS"].lower() in ("1", "true", "yes")
         text("KEYDESK_TIMEZONE", "timezone")
@@ -144,6 +176,8 @@ class Settings:
             raise SettingsError(f"KEYDESK_SMTP={self.smtp!r}: use host:port")
         if self.sink not in ("on", "off"):
             raise SettingsError(f"KEYDESK_SINK={self.sink!r}: use on or off")
+        if self.secret is not None and len(self.secret) < 32:
+            raise SettingsError("KEYDESK_SECRET is shorter than 32 characters")
         if self.clock not in ("live", "replay"):
             raise SettingsError(f"KEYDESK_CLOCK={self.clock!r}: use live or replay")
         if self.log_format not in ("json", "console", "auto"):

@@ -52,6 +52,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from schemas.envelope import Event, InvalidEvent, decode_event
 from streams.event_ids import event_owner, reuse_reason
+from streams.desk_signature import is_signed
 from streams.topic_rules import misplaced
 from schemas.reporting_db import upgrade
 from schemas.reporting_tables import (Customer, EventRecord, Item, Revisit, SinkPosition,
@@ -136,8 +137,10 @@ def blames_the_records(exc: BaseException) -> bool:
 class SinkWriter:
     """Writes one partition's records to the database as one transaction."""
 
-    def __init__(self, engine: Engine, rules: RuleSet, group_id: str) -> None:
+    def __init__(self, engine: Engine, rules: RuleSet, group_id: str,
+                 secret: bytes | None = None) -> None:
         self.engine = engine
+        self.secret = secret  # the desk's: a signed acknowledgement may come on the events topic
         self.rules = rules
         self.group_id = group_id
         dialect = engine.dialect.name
@@ -159,8 +162,9 @@ class SinkWriter:
             return dict(rows.all())
 
     def write(self, topic: str, partition: int,
-              records: Sequence[tuple[int, bytes | None]]) -> WriteResult:
-        """Store ``records`` (offset, value) read from ``topic``/``partition``; one transaction.
+              records: Sequence[tuple[int, bytes | None] | tuple[int, bytes | None, Any]]
+              ) -> WriteResult:
+        """Store ``records`` (offset, value[, headers]) read from ``topic``/``partition``; one transaction.
 
         A record the decoder refuses, with whatever exception, is counted and
         skipped (the worker dead-letters it).  An event that cannot be written
@@ -172,10 +176,11 @@ class SinkWriter:
         """
         result = WriteResult(next_offset=records[-1][0] + 1)
         events: list[tuple[int, Event]] = []
-        for offset, value in records:
+        for offset, value, *headers in records:
             try:
                 event = decode_event(value or b"")
-                reason = misplaced(event, topic)
+                reason = misplaced(event, topic,
+                                   bool(headers) and is_signed(self.secret, value, headers[0]))
             except Exception as exc:  # not only InvalidEvent: a refused record never stops us
                 reason = str(exc) if isinstance(exc, InvalidEvent) else short_error(exc)
             if reason is None:

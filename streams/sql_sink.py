@@ -261,7 +261,7 @@ class SqlSink(ConsumerRebalanceListener):
                     if result is None:
                         result = await asyncio.to_thread(
                             self.writer.write, tp.topic, tp.partition,
-                            [(r.offset, r.value) for r in records])
+                            [(r.offset, r.value, r.headers) for r in records])
                     for bad in result.unwritable:
                         if bad.offset not in parked:
                             await self._dead_letter(by_offset[bad.offset], bad.reason)

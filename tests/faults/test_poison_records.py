@@ -65,6 +65,8 @@ POISON = {
     "a breach on the events topic": an_sla_step(
         "sla.breached", due_at="2026-11-23T01:05:00+00:00", policy="diamond v1",
         deadline="2026-11-23T01:05:00+00:00"),
+    "an unsigned acknowledgement on the events topic": an_sla_step(
+        "sla.escalation_acknowledged", note="已派单"),
     "an event id in upper case": an_event_id(str.upper),
     "an event id without hyphens": an_event_id(lambda text: text.replace("-", "")),
 }

@@ -25,9 +25,13 @@ def streams():
     return unstarted_streams()
 
 
+SECRET = "a desk secret of the agent tests, 32+ characters"
+
+
 def unstarted_streams(**settings):
     """keydesk's agents on faust's memory store, their outbound topics recording."""
-    built = build_streams(Settings(kafka="unused:9092", partitions=PARTITIONS, **settings),
+    built = build_streams(Settings(kafka="unused:9092", partitions=PARTITIONS, secret=SECRET,
+                                   **settings),
                           broker="kafka://unused:9092")
     built.app.finalize()
     built.app.conf.store = "memory://"
@@ -40,10 +44,11 @@ def unstarted_streams(**settings):
     return built
 
 
-async def put(agent, raw: bytes, key: bytes | None, partition: int | None = None):
+async def put(agent, raw: bytes, key: bytes | None, partition: int | None = None,
+              headers=None):
     if partition is None:
         partition = murmur2_partition(key, PARTITIONS)
-    await agent.put(value=raw, key=key, partition=partition,
+    await agent.put(value=raw, key=key, partition=partition, headers=headers,
                     key_serializer="raw", value_serializer="raw")
 
 

@@ -3,7 +3,8 @@
 from schemas.envelope import utc_iso
 from streams.event_processor import DLQ_HEADER, murmur2_partition
 from tests.builders import event, fault
-from tests.streams.conftest import PARTITIONS, put
+from streams.desk_signature import signature_headers
+from tests.streams.conftest import PARTITIONS, SECRET, put
 
 
 class TestFoldAgent:
@@ -120,21 +121,35 @@ class TestNothingLost:
         assert [d["value"] for d in sent] == [forged.to_bytes()]
         assert b"only on the SLA topic" in dict(sent[0]["headers"])[DLQ_HEADER + "reason"]
 
-    async def test_a_managers_acknowledgement_on_the_events_topic_is_folded_in_order(self, streams):
-        """Acknowledgements travel with the item's events (issue 10): folded into its SLA log."""
+    async def test_a_signed_acknowledgement_on_the_events_topic_is_folded_an_unsigned_one_parked(
+            self, streams):
+        """Acknowledgements travel with the item's events (issue 10), signed with the desk's
+        secret by the API; one without a valid signature is a forgery (issue 9)."""
         from tests.builders import event as make
 
         report = fault("F-1", "reported", "09:00", customer="C-7")
-        acknowledged = make("sla.escalation_acknowledged", "F-1", "09:20", customer="C-7",
-                            item_kind="fault", metric="response", cycle=1, note="已派单")
+
+        def acknowledgement(when, note):
+            return make("sla.escalation_acknowledged", "F-1", when, customer="C-7",
+                        item_kind="fault", metric="response", cycle=1, note=note)
+
+        signed = acknowledgement("09:20", "已派单")
+        unsigned, wrongly = acknowledgement("09:10", "forged"), acknowledgement("09:11", "forged")
         agent = streams.app.agents["fold-events"]
         async with agent.test_context() as running:
-            for e in (report, acknowledged):
-                await put(running, e.to_bytes(), b"C-7")
-            await streams.processor.wait_for_event("C-7", acknowledged.event_id, timeout=5)
+            await put(running, report.to_bytes(), b"C-7")
+            await put(running, unsigned.to_bytes(), b"C-7")
+            await put(running, wrongly.to_bytes(), b"C-7",
+                      headers=signature_headers(b"another desk's secret", wrongly.to_bytes()))
+            await put(running, signed.to_bytes(), b"C-7",
+                      headers=signature_headers(SECRET.encode(), signed.to_bytes()))
+            await streams.processor.wait_for_event("C-7", signed.event_id, timeout=5)
         item = streams.views["C-7"]["open"]["fault"]["F-1"]
-        assert [r["event_type"] for r in item["sla_log"]] == ["sla.escalation_acknowledged"]
-        assert streams.processor.dead_letters.sent == []
+        assert [r["note"] for r in item["sla_log"]] == ["已派单"]
+        parked = streams.processor.dead_letters.sent
+        assert [d["value"] for d in parked] == [unsigned.to_bytes(), wrongly.to_bytes()]
+        assert all(b"signed with the desk's secret" in dict(d["headers"])[DLQ_HEADER + "reason"]
+                   for d in parked)
 
     async def test_a_step_the_producer_refuses_is_handed_back_to_the_timers(self, streams):
         """A step that cannot be sent is not left in flight: the next tick publishes it again."""
@@ -199,6 +214,7 @@ class _Message:
         self.partition = murmur2_partition(key, PARTITIONS)
         self.generation_id = generation_id
         self.timestamp = 0.0
+        self.headers = []
 
 
 class _Taken:

@@ -16,17 +16,15 @@ import faust
 from faust.tables.recovery import Recovery
 from faust.types import TP
 
-from streams.app import build_streams
 from streams.consumer_tuning import PINNED_FAUST
-from streams.settings import Settings
+from tests.streams.conftest import unstarted_streams
 
 EVENTS = TP("keydesk.events", 3)
 
 
 def app_with_stream_buffer():
     """The keydesk app, its flow resumed as faust's recovery does, and a stream buffer."""
-    app = build_streams(Settings(kafka="unused:9092", partitions=4),
-                        broker="kafka://unused:9092").app
+    app = unstarted_streams().app
     app.flow_control.resume()  # recovery.py: resumed before the actives are read
     # What every faust channel (so the agent's stream) buffers its events in.
     return app, app.FlowControlQueue(maxsize=100, clear_on_resume=True)

@@ -29,6 +29,19 @@ class TestDefaults:
         assert Settings.from_env({"KEYDESK_CLOCK": "replay"}).alert_delivery == "log"
         assert Settings.from_env({}).alert_delivery == "send"
 
+    def test_workers_sharing_a_data_dir_share_the_desk_secret_made_at_first_use(self, tmp_path):
+        """A local desk needs no set-up: the first worker makes the secret, the others read it."""
+        first = Settings.from_env({"KEYDESK_DATA_DIR": str(tmp_path)}).signing_key
+        again = Settings.from_env({"KEYDESK_DATA_DIR": str(tmp_path)}).signing_key
+        assert first == again and len(first) == 64
+        assert (tmp_path / "secret").stat().st_mode & 0o077 == 0
+        assert [p.name for p in tmp_path.iterdir()] == ["secret"]
+
+    def test_keydesk_secret_wins_over_the_file(self, tmp_path):
+        env = {"KEYDESK_DATA_DIR": str(tmp_path), "KEYDESK_SECRET": "s" * 32}
+        assert Settings.from_env(env).signing_key == b"s" * 32
+        assert not (tmp_path / "secret").exists()
+
 
 class TestErrors:
     @pytest.mark.parametrize("env, words", [
@@ -37,6 +50,7 @@ class TestErrors:
         ({"KEYDESK_TIMEZONE": "Mars/Olympus"}, "IANA"),
         ({"KEYDESK_CLOCK": "sundial"}, "KEYDESK_CLOCK"),
         ({"KEYDESK_SMTP": "mail.example.cn"}, "host:port"),
+        ({"KEYDESK_SECRET": "short"}, "KEYDESK_SECRET"),
     ])
     def test_a_bad_variable_is_named(self, env, words):
         """A wrong setting fails at start, naming the variable."""

@@ -20,6 +20,7 @@ from schemas.reporting_db import open_engine, upgrade
 from schemas.reporting_tables import (Customer, EventRecord, Item, Revisit, SinkPosition,
                                       SlaOutcome, SlaStep)
 from sla_rules import load_rules
+from streams.desk_signature import signature_headers
 from streams.settings import Settings
 from streams.sink_writer import SinkWriter
 from streams.sql_sink import SqlSink
@@ -88,6 +89,23 @@ class TestWriter:
         result = writer.write("keydesk.events", 1, [(7, b"{not json"), (8, A_FAULT[0].to_bytes())])
         assert (result.refused, result.stored, result.next_offset) == (1, 1, 9)
         assert count(engine, EventRecord) == 1
+
+    def test_an_acknowledgement_on_the_events_topic_is_stored_only_when_signed(self, engine):
+        """The worker's rule (streams/desk_signature.py): keydesk's own, or a forgery."""
+        secret = b"the sink test's desk secret, 32+ chars"
+        writer = SinkWriter(engine, RULES, "sink", secret=secret)
+
+        def acknowledgement(when):
+            return event("sla.escalation_acknowledged", "F-1", when, item_kind="fault",
+                         metric="response", cycle=1).to_bytes()
+
+        signed, unsigned, other = acknowledgement("09:20"), acknowledgement("09:21"), acknowledgement("09:22")
+        result = writer.write("keydesk.events", 1, [
+            (7, A_FAULT[0].to_bytes(), ()), (8, unsigned, ()),
+            (9, other, signature_headers(b"another desk's secret, 32 chars", other)),
+            (10, signed, signature_headers(secret, signed))])
+        assert (result.refused, result.stored) == (2, 2)
+        assert count(engine, SlaStep) == 1
 
     def test_a_late_profile_re_measures_the_items_it_applies_to(self, engine):
         writer = SinkWriter(engine, RULES, "sink")
