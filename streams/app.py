@@ -24,7 +24,8 @@ from sla_rules import RuleSet, load_rules
 from streams.consumer_tuning import FlowControl, consumer_urls
 from streams.event_batches import event_batches
 from streams.customer_store import CustomerPartitionedTable, CustomerStore
-from streams.event_processor import EventProcessor, murmur2_partition
+from streams.event_processor import EventProcessor
+from streams.partitioning import murmur2_partition
 from streams.settings import Settings, SettingsError
 from streams.sla_agents import register_sla_agents
 

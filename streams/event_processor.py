@@ -12,13 +12,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from functools import lru_cache
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
 import structlog
-from aiokafka.partitioner import murmur2
 
 from schemas.envelope import Event, InvalidEvent, decode_event
 from sla_rules import RuleSet
@@ -26,21 +24,12 @@ from streams.customer_store import CustomerStore
 from streams.desk_signature import is_signed
 from streams.customer_view import Outcome, find_item, fold, view_contains_event
 from streams.item_sla import items_touched_by, sla_summary
+from streams.partitioning import murmur2_partition
 from streams.sla_timers import SlaTimers
 from streams.topic_rules import misplaced
 
 DLQ_HEADER = "keydesk.dlq."
 RETRY_FIRST, RETRY_MAX = 0.2, 10.0  # seconds between retries of a batch the broker refused
-
-
-@lru_cache(maxsize=1 << 16)
-def murmur2_partition(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default (Java) partitioner picks for ``key``.
-
-    Memoised: pure-Python murmur2 ran twice per event over a few thousand
-    customer ids (~3 % of processing, BENCHMARKS.md "Worker throughput").
-    """
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def _item_of(event: Event) -> tuple[str, str] | None:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sla_rules import DEFAULT_RULES_PATH
-from streams.event_processor import murmur2_partition
+from streams.partitioning import murmur2_partition
 from tests.builders import event, fault
 from tests.e2e.conftest import PARTITIONS, http, new_desk
 

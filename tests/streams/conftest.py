@@ -4,7 +4,7 @@ import pytest
 from faust.types import TP
 
 from streams.app import build_streams
-from streams.event_processor import murmur2_partition
+from streams.partitioning import murmur2_partition
 from streams.settings import Settings
 
 PARTITIONS = 4

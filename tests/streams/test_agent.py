@@ -1,7 +1,8 @@
 """The fold-events agent under faust's test context (memory store, no broker)."""
 
 from schemas.envelope import utc_iso
-from streams.event_processor import DLQ_HEADER, murmur2_partition
+from streams.event_processor import DLQ_HEADER
+from streams.partitioning import murmur2_partition
 from tests.builders import event, fault
 from streams.desk_signature import signature_headers
 from tests.streams.conftest import PARTITIONS, SECRET, put
