@@ -1,6 +1,6 @@
 """The compliance report on PostgreSQL at one million closed items, against 10,000, in one run.
 
-Fills two fresh databases on a throwaway PostgreSQL server (handlers/local_postgres.py)
+Fills two fresh databases on a throwaway PostgreSQL server (handlers/local/postgres_server.py)
 with the derived rows the sink would have written for a month of closed items
 (items, sla_outcomes ~3.3 per item, sla_paused_time, revisits, sla_steps of
 breached clocks, customers), generated directly rather than through the SLA
@@ -8,7 +8,7 @@ engine: ~5,000 customers over every tier, kind, priority, region and account
 manager; met/breached mix by tier and metric; business and calendar seconds by
 calendar.  Rows go in through COPY (one stream per table), then ANALYZE.
 
-Then times ``handlers.compliance_report.compliance_report`` for the month at
+Then times ``handlers.reports.queries.compliance_report`` for the month at
 each grouping, in both databases, and ``SELECT count(*) FROM sla_outcomes`` as
 the floor of reading the biggest table once.  The 1M/10k ratio is the figure to
 compare across machines (100x the rows).
@@ -35,10 +35,10 @@ from sqlalchemy import event, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import handlers.compliance_report as report_module  # noqa: E402
+import handlers.reports.queries as report_module  # noqa: E402
 from bench.event_mix import TIER_WEIGHTS, TIERS  # noqa: E402
-from handlers.local_postgres import LocalPostgres, create_database  # noqa: E402
-from handlers.report_commands import DEFAULT_BREACHES  # noqa: E402
+from handlers.local.postgres_server import LocalPostgres, create_database  # noqa: E402
+from handlers.reports.commands import DEFAULT_BREACHES  # noqa: E402
 from schemas.reporting_db import open_engine, upgrade  # noqa: E402
 
 ZONE = ZoneInfo("Asia/Shanghai")

@@ -6,7 +6,7 @@ Apache Kafka broker (or KEYDESK_KAFKA), then measures over exactly those events:
   (w)  the keydesk worker alone (bench/throughput.py's (c), KEYDESK_SINK=off);
   (s1) the sink (streams/sql_sink.py) into a fresh SQLite file;
   (s2) the sink into a fresh PostgreSQL database on a throwaway server
-       (handlers/local_postgres.py, fsync off) started by this bench.
+       (handlers/local/postgres_server.py, fsync off) started by this bench.
 
 The sink runs in-process, as ``keydesk sink`` runs it: ``SinkWriter`` + ``SqlSink``
 in a fresh consumer group.  Its rate is published records / time from the sink's
@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.event_mix import generate  # noqa: E402
 from bench.throughput import bench_events_topic, keydesk_worker, publish  # noqa: E402
-from handlers.local_postgres import LocalPostgres, create_database  # noqa: E402
+from handlers.local.postgres_server import LocalPostgres, create_database  # noqa: E402
 from schemas.envelope import InvalidEvent, decode_event  # noqa: E402
 from schemas.reporting_db import open_engine, upgrade  # noqa: E402
 from schemas.reporting_tables import EventRecord, Item  # noqa: E402

@@ -530,7 +530,7 @@ def _retime(value: bytes, now: datetime) -> bytes:
 
 def escalation_latency(args) -> dict:
     from handlers.kafka_topics import ensure_topics
-    from handlers.local_kafka import LocalKafka
+    from handlers.local.kafka_broker import LocalKafka
     from streams.settings import Settings
 
     workdir = Path(tempfile.mkdtemp(prefix="keydesk-sla-bench-"))

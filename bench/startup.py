@@ -26,9 +26,9 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from handlers.event_publisher import publish_lines  # noqa: E402
+from handlers.cli.publish_file import publish_lines  # noqa: E402
 from handlers.kafka_topics import ensure_topics  # noqa: E402
-from handlers.local_kafka import LocalKafka  # noqa: E402
+from handlers.local.kafka_broker import LocalKafka  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 from tests.builders import fault  # noqa: E402
 

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.event_mix import generate  # noqa: E402
 from handlers.kafka_topics import ensure_topics  # noqa: E402
-from handlers.local_kafka import LocalKafka  # noqa: E402
+from handlers.local.kafka_broker import LocalKafka  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -117,7 +117,7 @@ def faust_settings(settings: Settings) -> dict:
         "consumer_auto_offset_reset": "earliest",
         # Not waiting for every event in hand on revocation: a suspended stream can
         # hold one unacked forever. The alert sender hands over by itself
-        # (handlers/alert_sender.py).
+        # (handlers/alerts/sender.py).
         "stream_wait_empty": False,
         "producer_acks": -1,
         "table_standby_replicas": 1,

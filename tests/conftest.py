@@ -33,7 +33,7 @@ def kafka_bootstrap():
     if os.environ.get("KEYDESK_TEST_KAFKA"):
         yield os.environ["KEYDESK_TEST_KAFKA"]
         return
-    from handlers.local_kafka import LocalKafka, LocalKafkaError
+    from handlers.local.kafka_broker import LocalKafka, LocalKafkaError
 
     broker = LocalKafka(partitions=4)
     try:
@@ -49,7 +49,7 @@ def kafka_bootstrap():
 @pytest.fixture(scope="session")
 def postgres_url():
     """A throwaway PostgreSQL server from the local binaries; yields its SQLAlchemy URL."""
-    from handlers.local_postgres import LocalPostgres, LocalPostgresError
+    from handlers.local.postgres_server import LocalPostgres, LocalPostgresError
 
     server = LocalPostgres(fsync=False)
     try:
@@ -65,7 +65,7 @@ def postgres_url():
 @pytest.fixture
 def fresh_postgres(postgres_url):
     """An empty database of its own on the throwaway server, dropped afterwards."""
-    from handlers.local_postgres import create_database, drop_database
+    from handlers.local.postgres_server import create_database, drop_database
 
     url = create_database(postgres_url)
     try:

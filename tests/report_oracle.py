@@ -27,7 +27,7 @@ policy of the first clock, every cycle of every metric, classification as of
 revisits, breaches with their steps, the weekly trend, breaches by tier and
 the MTTR buckets.  This module must not import ``streams.customer_view``,
 ``streams.item_sla``, ``streams.sql_projection``, ``streams.sql_sink``,
-``handlers.compliance_report`` or anything touching a database (a test checks
+``handlers.reports.queries`` or anything touching a database (a test checks
 the import graph).
 
 ``replay_steps`` is separate: to have SLA step events without Kafka it runs

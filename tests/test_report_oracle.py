@@ -267,7 +267,7 @@ class TestIndependence:
     def test_the_oracle_does_not_import_the_production_report_path(self):
         """Importing the oracle pulls in neither the view, the projection, the sink nor SQL."""
         forbidden = ["streams.customer_view", "streams.item_sla", "streams.sql_projection",
-                     "streams.sql_sink", "handlers.compliance_report", "schemas.reporting_db",
+                     "streams.sql_sink", "handlers.reports.queries", "schemas.reporting_db",
                      "schemas.reporting_tables", "sqlalchemy"]
         code = ("import sys, tests.report_oracle; "
                 f"print([m for m in {forbidden!r} if m in sys.modules])")

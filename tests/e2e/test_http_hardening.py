@@ -2,7 +2,7 @@
 
 Each input below once gave a 500, a wait of seconds to minutes, or a worker
 that ran out of memory (issue 9, point 5).  The bounds are the named constants
-of ``handlers/input_limits.py``.
+of ``handlers/api/input_limits.py``.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from aiohttp.test_utils import make_mocked_request
 from sqlalchemy import text
 from structlog.testing import capture_logs
 
-from handlers import report_commands
-from handlers.http_guard import BadRequest, guard_middleware, gunzip
-from handlers.input_limits import (HTTP_MEMORY_BUDGET_BYTES, MAX_BODY_BYTES, MAX_ID_LENGTH,
+from handlers.reports import commands as report_commands
+from handlers.api.http_guard import BadRequest, guard_middleware, gunzip
+from handlers.api.input_limits import (HTTP_MEMORY_BUDGET_BYTES, MAX_BODY_BYTES, MAX_ID_LENGTH,
                                    MAX_NOTE_LENGTH, MAX_REPORT_BREACHES, MAX_REPORT_DAYS)
 from schemas.reporting_db import open_engine
 from streams.settings import Settings

@@ -22,8 +22,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from handlers.compliance_report import compliance_report
-from handlers.local_postgres import create_database, drop_database
+from handlers.reports.queries import compliance_report
+from handlers.local.postgres_server import create_database, drop_database
 from schemas.envelope import Event, decode_event
 from schemas.reporting_db import open_engine
 from schemas.reporting_tables import EventRecord

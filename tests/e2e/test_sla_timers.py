@@ -108,7 +108,7 @@ class TestReplayMode:
             try:
                 desk.start_worker()
                 desk.wait_until_partitions_split()
-                from handlers.event_publisher import publish_lines
+                from handlers.cli.publish_file import publish_lines
                 await publish_lines(desk.bootstrap, desk.events_topic, lines)
                 published = await read_topic_until(desk, set(expected))
                 assert {k: v for k, v in published.items()} == expected

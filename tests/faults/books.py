@@ -22,7 +22,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import func, select
 
-from handlers.alert_routing import Alert
+from handlers.alerts.routing import Alert
 from schemas.envelope import Event
 from schemas.reporting_db import open_engine
 from schemas.reporting_tables import EventRecord, SinkPosition, SlaStep

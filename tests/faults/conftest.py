@@ -21,7 +21,7 @@ from tests.faults.webhook_receiver import WebhookReceiver
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory):
     """This module's own broker: ``kill()`` crashes it, ``start()`` brings it back in place."""
-    from handlers.local_kafka import LocalKafka, LocalKafkaError
+    from handlers.local.kafka_broker import LocalKafka, LocalKafkaError
 
     kafka = LocalKafka(tmp_path_factory.mktemp("broker"), partitions=PARTITIONS)
     try:

@@ -2,7 +2,7 @@
 
 The SLA steps due are what ``keydesk replay``'s engine (streams/replay.py) says
 the events lead to, completed by the steps due at the end of the run; the alerts
-due are what routing (handlers/alert_routing.py) makes of those steps for the
+due are what routing (handlers/alerts/routing.py) makes of those steps for the
 customers' profiles.  Neither reads anything a worker wrote.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from handlers.alert_routing import WEBHOOK, Alert, route
+from handlers.alerts.routing import WEBHOOK, Alert, route
 from schemas.envelope import Event
 from sla_rules import RuleSet
 from streams.customer_view import ITEM_KINDS, find_item, fold

@@ -1,6 +1,6 @@
 """The account managers' chat robot: a webhook endpoint on loopback that counts deliveries.
 
-Alerts carry their id in the ``Idempotency-Key`` header (handlers/alert_channels.py,
+Alerts carry their id in the ``Idempotency-Key`` header (handlers/alerts/channels.py,
 WebhookChannel), so the receiver can say how often each alert arrived: the
 accounting wants every alert that was due exactly once.
 """

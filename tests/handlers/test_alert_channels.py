@@ -24,7 +24,7 @@ from aiohttp import web
 from aiosmtpd.smtp import SMTP as SMTPServerProtocol
 from aiosmtpd.smtp import AuthResult
 
-from handlers.alert_channels import (
+from handlers.alerts.channels import (
     Dispatcher,
     EmailChannel,
     LogChannel,
@@ -33,7 +33,7 @@ from handlers.alert_channels import (
     WebhookChannel,
     message_id,
 )
-from handlers.alert_routing import (
+from handlers.alerts.routing import (
     EMAIL,
     LOG,
     WEBHOOK,

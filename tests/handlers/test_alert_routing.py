@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from handlers.alert_routing import (
+from handlers.alerts.routing import (
     DUTY_DESK,
     EMAIL,
     LOG,

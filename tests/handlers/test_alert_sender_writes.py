@@ -21,9 +21,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from handlers.alert_channels import DeliveryResult, Dispatcher, RetryPolicy, Status
-from handlers.alert_routing import EMAIL, LOG, WEBHOOK
-from handlers.alert_sender import AlertSender
+from handlers.alerts.channels import DeliveryResult, Dispatcher, RetryPolicy, Status
+from handlers.alerts.routing import EMAIL, LOG, WEBHOOK
+from handlers.alerts.sender import AlertSender
 from streams.customer_store import CustomerStore
 from streams.customer_view import find_item, fold, view_contains_event
 from tests.builders import event, fault

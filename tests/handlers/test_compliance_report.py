@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import insert, text
 
-from handlers.compliance_report import compliance_report, week_starts
-from handlers.report_arguments import DIMENSIONS, parse_group_by, parse_period
-from handlers.local_postgres import create_database, drop_database
+from handlers.reports.queries import compliance_report, week_starts
+from handlers.reports.arguments import DIMENSIONS, parse_group_by, parse_period
+from handlers.local.postgres_server import create_database, drop_database
 from schemas.reporting_db import open_engine, upgrade
 from schemas.reporting_tables import Item, Revisit, SlaOutcome, SlaPausedTime, SlaStep
 

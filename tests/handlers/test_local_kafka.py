@@ -23,8 +23,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from handlers import local_kafka
-from handlers.local_kafka import LocalKafka, LocalKafkaError
+from handlers.local import kafka_broker as local_kafka
+from handlers.local.kafka_broker import LocalKafka, LocalKafkaError
 from tests.conftest import service_missing
 
 pytestmark = pytest.mark.broker
@@ -229,7 +229,7 @@ class TestParentDeath:
         """No atexit runs after a SIGKILL: the kernel's parent-death signal ends the broker."""
         script = ("import sys, threading\n"
                   "from pathlib import Path\n"
-                  "from handlers.local_kafka import LocalKafka\n"
+                  "from handlers.local.kafka_broker import LocalKafka\n"
                   "broker = LocalKafka(Path(sys.argv[1]))\n"
                   "broker.start()\n"
                   "print('java', broker.pid, flush=True)\n"

@@ -16,9 +16,9 @@ import orjson
 import pytest
 from sqlalchemy import insert
 
-from handlers.compliance_report import Breach, ComplianceReport, Figures, Step, Week
-from handlers.report_commands import add_report_parser, register_report_routes, run_report
-from handlers.report_output import as_csv, as_html, as_json, as_table, hours_minutes, line_chart
+from handlers.reports.queries import Breach, ComplianceReport, Figures, Step, Week
+from handlers.reports.commands import add_report_parser, register_report_routes, run_report
+from handlers.reports.output import as_csv, as_html, as_json, as_table, hours_minutes, line_chart
 from schemas.reporting_db import open_engine, upgrade
 from schemas.reporting_tables import Item
 from streams.settings import Settings

@@ -3,7 +3,7 @@
 import asyncio
 from types import SimpleNamespace
 
-from handlers.worker_health import GROUP_GRACE, STUCK_AFTER, WorkerHealth
+from handlers.api.worker_health import GROUP_GRACE, STUCK_AFTER, WorkerHealth
 
 
 class Client:

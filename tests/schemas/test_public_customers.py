@@ -10,7 +10,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from handlers.alert_routing import DUTY_DESK, route
+from handlers.alerts.routing import DUTY_DESK, route
 from schemas.envelope import decode_event
 from sla_rules import load_rules
 from streams.customer_view import fold, new_view

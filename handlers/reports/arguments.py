@@ -2,7 +2,7 @@
 
 Shared by the CLI and the HTTP API, which both name the offending argument
 (:class:`ReportArgumentError` carries it) instead of failing somewhere deeper.
-Periods are bounded (``handlers/input_limits.py``): the report's cost grows with
+Periods are bounded (``handlers/api/input_limits.py``): the report's cost grows with
 the number of weeks in the period, and ``from=1000-01-01`` was 53,000 of them.
 """
 
@@ -13,7 +13,7 @@ from contextlib import suppress
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from handlers.input_limits import MAX_REPORT_DAYS, MAX_YEAR, MIN_YEAR
+from handlers.api.input_limits import MAX_REPORT_DAYS, MAX_YEAR, MIN_YEAR
 
 DIMENSIONS = ("tier", "customer", "priority", "kind", "region", "account_manager", "policy")
 

@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, and_, case, func, or_, select, text
 
-from handlers.input_limits import MAX_REPORT_DAYS
-from handlers.report_arguments import parse_group_by
+from handlers.api.input_limits import MAX_REPORT_DAYS
+from handlers.reports.arguments import parse_group_by
 from schemas.reporting_tables import Item, SlaOutcome, SlaPausedTime, SlaStep
 
 _DIMENSION_COLUMNS = {"tier": Item.tier, "customer": Item.customer_id, "priority": Item.priority,
@@ -183,7 +183,7 @@ def compliance_report(engine: Engine, *, period_start: datetime, period_end: dat
 
     ``breach_limit``: list at most that many breaches, earliest deadline first
     (the counts in the figures are always complete).  A period longer than
-    :data:`~handlers.input_limits.MAX_REPORT_DAYS` is a ``ValueError``.
+    :data:`~handlers.api.input_limits.MAX_REPORT_DAYS` is a ``ValueError``.
     """
     dims = parse_group_by(group_by)
     for name, value in (("period_start", period_start), ("period_end", period_end),

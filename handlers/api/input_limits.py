@@ -4,7 +4,7 @@ A worker serves HTTP on the same event loop that consumes Kafka and keeps
 the consumer group's heartbeats.  Unbounded input was found to exhaust it
 (issue 9): a report over 9,000 years, a wait on something that can never
 arrive, a body that inflates without end.  Each constant below bounds one
-such input; ``handlers/http_guard.py`` and the handlers enforce them and
+such input; ``handlers/api/http_guard.py`` and the handlers enforce them and
 answer a 4xx naming the field.  The README's table of bounds is this module
 in prose: change both together.
 """

@@ -4,9 +4,9 @@ A worker's web server shares the event loop that consumes Kafka and heartbeats
 to the consumer group, so a request must never hold it long nor fill its
 memory (issue 9: 3,565 hostile requests left a worker at 8.8 GB, out of its
 group).  What this module does for every route, before and around the handlers
-of ``handlers/http_api.py`` and ``handlers/report_commands.py``:
+of ``handlers/api/routes.py`` and ``handlers/reports/commands.py``:
 
-* bodies: at most :data:`~handlers.input_limits.MAX_BODY_BYTES`, counted after
+* bodies: at most :data:`~handlers.api.input_limits.MAX_BODY_BYTES`, counted after
   decompression too; ``Content-Encoding`` identity or gzip only.  aiohttp's own
   decompression is switched off: it answered a bad gzip body with a plain-text
   400 or an exception in the handler, and a bomb is better stopped by the same
@@ -19,7 +19,7 @@ of ``handlers/http_api.py`` and ``handlers/report_commands.py``:
 * :class:`Slots`: how many of a costly kind of request run at once; the next
   one is answered 429 with ``Retry-After`` at once instead of queueing.
 
-All bounds are named in ``handlers/input_limits.py``.
+All bounds are named in ``handlers/api/input_limits.py``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
-from handlers.input_limits import (BODY_ENCODINGS, BUSY_RETRY_AFTER_SECONDS, MAX_BODY_BYTES,
+from handlers.api.input_limits import (BODY_ENCODINGS, BUSY_RETRY_AFTER_SECONDS, MAX_BODY_BYTES,
                                    MAX_CONCURRENT_BODIES, MAX_ID_LENGTH, MAX_YEAR, MIN_YEAR,
                                    ROUTED_READ_TIMEOUT_SECONDS)
 

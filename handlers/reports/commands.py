@@ -25,13 +25,13 @@ import structlog
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import OperationalError
 
-from handlers.compliance_report import ComplianceReport, compliance_report
-from handlers.http_guard import Slots
-from handlers.input_limits import (MAX_CONCURRENT_REPORTS, MAX_REPORT_BREACHES,
+from handlers.reports.queries import ComplianceReport, compliance_report
+from handlers.api.http_guard import Slots
+from handlers.api.input_limits import (MAX_CONCURRENT_REPORTS, MAX_REPORT_BREACHES,
                                    REPORT_RETRY_AFTER_SECONDS, REPORT_TIME_LIMIT_SECONDS)
-from handlers.report_arguments import (DIMENSIONS, ReportArgumentError, parse_bound,
+from handlers.reports.arguments import (DIMENSIONS, ReportArgumentError, parse_bound,
                                        parse_group_by, parse_period)
-from handlers.report_output import as_csv, as_html, as_json, as_table
+from handlers.reports.output import as_csv, as_html, as_json, as_table
 from schemas.reporting_db import current_revision, open_engine
 from streams.settings import Settings
 
@@ -224,7 +224,7 @@ def report_response(engine: Engine, query: Mapping[str, str], zone: ZoneInfo,
 
 
 def _problem(status: int, field: str | None, reason: str) -> tuple[int, str, bytes]:
-    """The API's error shape (``handlers/http_guard.py``): the reason and the field at fault."""
+    """The API's error shape (``handlers/api/http_guard.py``): the reason and the field at fault."""
     return status, "application/json", orjson.dumps({"error": reason, "field": field})
 
 

@@ -9,9 +9,9 @@ from collections.abc import Awaitable, Callable
 import faust
 import structlog
 
-from handlers.alert_sender import register_alert_agent
-from handlers.http_api import register_routes
-from handlers.report_commands import register_report_routes
+from handlers.alerts.sender import register_alert_agent
+from handlers.api.routes import register_routes
+from handlers.reports.commands import register_report_routes
 from handlers.sink_runner import register_sink_service
 from handlers.kafka_topics import ensure_topics_sync
 from streams.app import Streams, build_streams

@@ -2,7 +2,7 @@
 
 The SLA timers publish ``sla.*`` events; this module turns one event plus the
 customer's profile (from the one-stop view) and the item into the alerts to
-send.  Sending is :mod:`handlers.alert_channels`' job.  The alert shaped for
+send.  Sending is :mod:`handlers.alerts.channels`' job.  The alert shaped for
 each chat robot (WeCom, DingTalk, Slack, generic JSON) is content too, so it
 is rendered here (end of module); the channels only transport it.
 

@@ -1,8 +1,8 @@
 """The jars of Apache Kafka for the local broker: fetched from Maven Central once, then cached.
 
 keydesk runs a real broker rather than a mock when no bootstrap address is
-configured (``handlers/local_kafka.py``), and a broker needs Kafka's jars.
-Rather than vendoring a distribution, a small pom (``local_kafka.pom.xml``)
+configured (``handlers/local/kafka_broker.py``), and a broker needs Kafka's jars.
+Rather than vendoring a distribution, a small pom (``kafka_broker.pom.xml``)
 names them and ``mvn dependency:copy-dependencies`` copies them into a cache
 folder that outlives the run, so only the first start on a machine pays for
 the download.  A folder is only trusted once its ``.complete`` marker is
@@ -19,7 +19,7 @@ from pathlib import Path
 import structlog
 
 KAFKA_VERSION = "3.9.1"
-POM = Path(__file__).with_name("local_kafka.pom.xml")
+POM = Path(__file__).with_name("kafka_broker.pom.xml")
 log = structlog.get_logger("keydesk.local_kafka")
 
 

@@ -32,9 +32,9 @@ import faust
 import orjson
 import structlog
 
-from handlers.alert_channels import (Dispatcher, EmailChannel, LogChannel, RetryPolicy,
+from handlers.alerts.channels import (Dispatcher, EmailChannel, LogChannel, RetryPolicy,
                                      WebhookChannel)
-from handlers.alert_routing import ALERTING_EVENTS, RoutingConfig, route
+from handlers.alerts.routing import ALERTING_EVENTS, RoutingConfig, route
 from schemas.envelope import InvalidEvent, decode_event, utc_iso
 from streams.app import Streams
 from streams.event_batches import event_batches

@@ -1,7 +1,7 @@
 """A real single-node Apache Kafka broker (KRaft) for local runs and the test suite.
 
 When no bootstrap address is configured, keydesk runs its own broker rather than a
-mock, on the jars of Apache Kafka that ``handlers/kafka_jars.py`` fetches from Maven
+mock, on the jars of Apache Kafka that ``handlers/local/kafka_jars.py`` fetches from Maven
 Central into a cache folder once.  The first start formats a KRaft log directory (a
 temporary one unless a ``data_dir`` is given) on free loopback ports, or on the
 ``port`` asked for.
@@ -43,7 +43,7 @@ from pathlib import Path
 
 import structlog
 
-from handlers.kafka_jars import KAFKA_VERSION, LocalKafkaError, fetch_jars
+from handlers.local.kafka_jars import KAFKA_VERSION, LocalKafkaError, fetch_jars
 
 READY_LINE = "Kafka Server started"
 BIND_FAILED = "Address already in use"

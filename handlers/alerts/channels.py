@@ -12,7 +12,7 @@ channel ends with a :class:`DeliveryResult` and the caller sends the failures to
 its retry / dead-letter topic.
 
 Receivers can drop duplicates after a restart: the alert id (deterministic, see
-:mod:`handlers.alert_routing`) travels as the email ``Message-ID`` and
+:mod:`handlers.alerts.routing`) travels as the email ``Message-ID`` and
 ``X-Keydesk-Alert-Id`` header, and as the webhook ``Idempotency-Key`` header and
 in the body.
 """
@@ -40,7 +40,7 @@ import aiohttp
 import orjson
 import structlog
 
-from handlers.alert_routing import (
+from handlers.alerts.routing import (
     EMAIL,
     LOG,
     WEBHOOK,

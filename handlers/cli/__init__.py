@@ -15,7 +15,7 @@ from pathlib import Path
 
 import orjson
 
-from handlers.report_commands import add_report_parser
+from handlers.reports.commands import add_report_parser
 from streams.settings import Settings, SettingsError
 
 SAMPLES = Path(__file__).with_name("samples") / "customers.jsonl"
@@ -68,9 +68,9 @@ def _print_json(obj) -> None:
 
 def cmd_up(args, settings: Settings) -> int:
     """Own broker (unless KEYDESK_KAFKA is set), worker and HTTP API, until Ctrl-C."""
-    from handlers.local_kafka import LocalKafka
-    from handlers.startup import announce_when_ready
-    from handlers.worker import run_worker
+    from handlers.local.kafka_broker import LocalKafka
+    from handlers.cli.on_ready import announce_when_ready
+    from handlers.composition import run_worker
     from sla_rules import load_rules
     from streams.log_config import configure_logging
 
@@ -99,7 +99,7 @@ def cmd_up(args, settings: Settings) -> int:
 
 def cmd_worker(args, settings: Settings) -> int:
     """A worker against KEYDESK_KAFKA (production: run one per host or container)."""
-    from handlers.worker import run_worker
+    from handlers.composition import run_worker
 
     from sla_rules import load_rules
 
@@ -116,7 +116,7 @@ def cmd_broker(args, settings: Settings) -> int:
     """Only the local Apache Kafka broker, in the foreground (for tools and benchmarks)."""
     import signal
 
-    from handlers.local_kafka import LocalKafka, LocalKafkaError
+    from handlers.local.kafka_broker import LocalKafka, LocalKafkaError
     from streams.log_config import configure_logging
 
     configure_logging(settings.log_format, settings.log_level)
@@ -173,7 +173,7 @@ def cmd_view(args, settings: Settings) -> int:
 
 def cmd_publish(args, settings: Settings) -> int:
     """Publish a JSON-lines file of events; bad lines are listed and not sent."""
-    from handlers.event_publisher import publish_lines
+    from handlers.cli.publish_file import publish_lines
 
     with open(args.file, "rb") as lines:
         report = asyncio.run(publish_lines(_bootstrap(settings, args.kafka),
@@ -348,7 +348,7 @@ def cmd_sink(args, settings: Settings) -> int:
 
 def cmd_db(args, settings: Settings) -> int:
     """The reporting database: apply migrations, or show revision, rows and sink lag."""
-    from handlers.reporting_status import database_status
+    from handlers.reports.status import database_status
     from schemas.reporting_db import open_engine, upgrade
 
     engine = open_engine(settings.database_url)
@@ -482,7 +482,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"keydesk: refusing to start, the SLA rules file is invalid:\n{exc}",
               file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

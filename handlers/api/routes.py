@@ -13,8 +13,8 @@ answers for any customer.  keydesk routes them itself (``routed_read`` in
 owner through the producer's metadata for the table's changelog topic, which a
 worker that has not written to that topic lacks (a ``TypeError``: a 500); and it
 forwards every request header while dropping the answer's.  Every refusal is a
-4xx whose body names the field; the bounds are in ``handlers/input_limits.py``,
-their enforcement in ``handlers/http_guard.py``.
+4xx whose body names the field; the bounds are in ``handlers/api/input_limits.py``,
+their enforcement in ``handlers/api/http_guard.py``.
 """
 
 from __future__ import annotations
@@ -32,15 +32,15 @@ import orjson
 from faust.web import Request, Response, View
 from yarl import URL
 
-from handlers.dispatch_queue import register_dispatch_queue_route
-from handlers.http_guard import (BadRequest, Slots, check_instant_years, install_http_guard,
+from handlers.api.dispatch_queue import register_dispatch_queue_route
+from handlers.api.http_guard import (BadRequest, Slots, check_instant_years, install_http_guard,
                                  query_number, read_body, read_json_object)
-from handlers.input_limits import (DEFAULT_WAIT_SECONDS, MAX_CONCURRENT_WAITS, MAX_CYCLE,
+from handlers.api.input_limits import (DEFAULT_WAIT_SECONDS, MAX_CONCURRENT_WAITS, MAX_CYCLE,
                                    MAX_ID_LENGTH, MAX_NOTE_LENGTH, MAX_WAIT_SECONDS,
                                    OWNER_CHECK_TIMEOUT_SECONDS)
 
 ROUTED_HEADER = "X-Keydesk-Routed"  # set on a forwarded read: it is never forwarded again
-from handlers.worker_health import WorkerHealth
+from handlers.api.worker_health import WorkerHealth
 from schemas.envelope import InvalidEvent, decode_event, new_event, parse_instant
 from schemas.event_catalogue import SOURCES
 from sla_rules import METRICS, evaluate, format_explanation
@@ -376,7 +376,7 @@ def register_routes(streams: Streams, settings: Settings,
 
     @app.page("/api/health")
     async def health(web, request: Request) -> Response:
-        """The truth about this worker (handlers/worker_health.py), what it owns and has done."""
+        """The truth about this worker (handlers/api/worker_health.py), what it owns and has done."""
         assignment = app.assignor.assigned_actives() if app.assignor else set()
         status, verdict = await worker_health.report()
         return web.json({

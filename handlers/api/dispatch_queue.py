@@ -15,8 +15,8 @@ from typing import Any
 
 from faust.web import Request, Response
 
-from handlers.http_guard import Slots, query_number
-from handlers.input_limits import DEFAULT_QUEUE_LIMIT, MAX_CONCURRENT_QUEUES, MAX_QUEUE_LIMIT
+from handlers.api.http_guard import Slots, query_number
+from handlers.api.input_limits import DEFAULT_QUEUE_LIMIT, MAX_CONCURRENT_QUEUES, MAX_QUEUE_LIMIT
 from schemas.envelope import utc_iso
 from streams.customer_view import ITEM_KINDS
 
