@@ -20,8 +20,6 @@ their enforcement in ``handlers/api/http_guard.py``.
 from __future__ import annotations
 
 import functools
-import secrets
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -32,106 +30,27 @@ import orjson
 from faust.web import Request, Response, View
 from yarl import URL
 
+from handlers.api.commands import acknowledgement, command_to_event, waited_event_id
 from handlers.api.dispatch_queue import register_dispatch_queue_route
-from handlers.api.http_guard import (BadRequest, Slots, check_instant_years, install_http_guard,
-                                 query_number, read_body, read_json_object)
-from handlers.api.input_limits import (DEFAULT_WAIT_SECONDS, MAX_CONCURRENT_WAITS, MAX_CYCLE,
-                                   MAX_ID_LENGTH, MAX_NOTE_LENGTH, MAX_WAIT_SECONDS,
-                                   OWNER_CHECK_TIMEOUT_SECONDS)
-
-ROUTED_HEADER = "X-Keydesk-Routed"  # set on a forwarded read: it is never forwarded again
+from handlers.api.http_guard import (BadRequest, Slots, check_instant_years,
+                                     install_http_guard, query_number, read_body,
+                                     read_json_object)
+from handlers.api.input_limits import (DEFAULT_WAIT_SECONDS, MAX_CONCURRENT_WAITS,
+                                       MAX_WAIT_SECONDS, OWNER_CHECK_TIMEOUT_SECONDS)
 from handlers.api.worker_health import WorkerHealth
 from schemas.envelope import InvalidEvent, decode_event, new_event, parse_instant
 from schemas.event_catalogue import SOURCES
-from sla_rules import METRICS, evaluate, format_explanation
+from sla_rules import evaluate, format_explanation
 from streams.app import Streams
 from streams.customer_view import ITEM_KINDS, find_item, present
 from streams.item_sla import clock_history, item_facts
 from streams.desk_signature import signature_headers
 from streams.settings import Settings
 
-_ENVELOPE_KEYS = {"customer_id", "actor", "source", "occurred_at"}
-_ACK_FIELDS = ("metric", "cycle", "actor", "note", "source")
-
-__all__ = ["BadRequest", "acknowledgement", "command_to_event", "new_entity_id",
-           "register_routes"]
+ROUTED_HEADER = "X-Keydesk-Routed"  # set on a forwarded read: it is never forwarded again
 
 
-def new_entity_id(prefix: str) -> str:
-    """A short id staff can read out on the phone: F-9K3M7Q2XWD."""
-    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-    return f"{prefix}-" + "".join(secrets.choice(alphabet) for _ in range(10))
-
-
-def command_to_event(body: dict[str, Any], event_type: str, id_field: str, id_prefix: str,
-                     now: datetime, default_source: str = "hotline"):
-    """Turn a command body (envelope keys + payload fields) into a validated event.
-
-    Field errors name the request's own field (``severity``, ``fault_id``), not
-    the envelope's or the payload's path.
-    """
-    customer_id = body.get("customer_id")
-    if not isinstance(customer_id, str) or not customer_id.strip():
-        raise BadRequest(422, "customer_id", "is required and must be a non-empty string")
-    entity_id = body.get(id_field) or new_entity_id(id_prefix)
-    occurred_at = None
-    if body.get("occurred_at") is not None:
-        try:
-            occurred_at = parse_instant(body["occurred_at"], "occurred_at")
-        except InvalidEvent as exc:
-            raise BadRequest(422, exc.field, exc.reason) from None
-    payload = {k: v for k, v in body.items() if k not in _ENVELOPE_KEYS | {id_field}}
-    try:
-        event = new_event(event_type, customer_id, entity_id, payload,
-                          source=body.get("source") or default_source,
-                          actor=body.get("actor") or "hotline", occurred_at=occurred_at,
-                          now=now)
-    except InvalidEvent as exc:
-        field = exc.field.removeprefix("payload.") if exc.field else None
-        raise BadRequest(422, id_field if field == "entity_id" else field, exc.reason) from None
-    return event
-
-
-def acknowledgement(body: dict[str, Any], kind: str) -> tuple[str, int | None, dict[str, Any]]:
-    """The checked fields of an acknowledgement: metric, cycle (or ``None``) and the rest.
-
-    Checked here, on whichever worker receives it, against the rules'
-    vocabulary; whether the item has that clock is for its owner to say.
-    """
-    unknown = sorted(set(body) - set(_ACK_FIELDS))
-    if unknown:
-        raise BadRequest(422, unknown[0][:64], f"unknown field; send {', '.join(_ACK_FIELDS)}")
-    if kind not in ITEM_KINDS:
-        raise BadRequest(422, "kind", f"must be one of {', '.join(ITEM_KINDS)}")
-    metric = body.get("metric")
-    if not isinstance(metric, str) or metric not in METRICS:
-        raise BadRequest(422, "metric", f"must be one of {', '.join(METRICS)}")
-    cycle = body.get("cycle")
-    if cycle is not None and (not isinstance(cycle, int) or isinstance(cycle, bool)
-                              or not 1 <= cycle <= MAX_CYCLE):
-        raise BadRequest(422, "cycle", f"must be a whole number from 1 to {MAX_CYCLE}")
-    note = body.get("note")
-    if note is not None and not isinstance(note, str):
-        raise BadRequest(422, "note", "must be a string")
-    if note and len(note) > MAX_NOTE_LENGTH:
-        raise BadRequest(422, "note", f"longer than {MAX_NOTE_LENGTH} characters")
-    actor, source = body.get("actor") or "manager", body.get("source") or "account_manager"
-    if not isinstance(actor, str) or not actor.strip() or len(actor) > MAX_ID_LENGTH:
-        raise BadRequest(422, "actor", f"must be a staff id of at most {MAX_ID_LENGTH} "
-                                       f"characters")
-    if source not in SOURCES:
-        raise BadRequest(422, "source", f"must be one of {', '.join(SOURCES)}")
-    extra = {"note": note} if note and note.strip() else {}
-    return metric, cycle, {"source": source, "actor": actor, **extra}
-
-
-def _event_id(text: str) -> str:
-    """An event id as the envelope spells it (a UUID), or a 422 naming ``wait_for``."""
-    try:
-        return str(uuid.UUID(text))
-    except ValueError:
-        raise BadRequest(422, "wait_for", "must be an event id (a UUID) returned by a "
-                                          "write") from None
+__all__ = ["register_routes"]
 
 
 def _item_clocks(item: dict[str, Any]) -> dict[str, int]:
@@ -244,7 +163,7 @@ def register_routes(streams: Streams, settings: Settings,
         if not ready():
             return recovering(web)
         if request.query.get("wait_for"):
-            event_id = _event_id(request.query["wait_for"])
+            event_id = waited_event_id(request.query["wait_for"])
             timeout = query_number(request, "timeout", DEFAULT_WAIT_SECONDS, 0, MAX_WAIT_SECONDS)
             with waits.take():
                 arrived = await streams.processor.wait_for_event(customer_id, event_id, timeout)

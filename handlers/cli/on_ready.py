@@ -10,7 +10,7 @@ from pathlib import Path
 
 import structlog
 
-from handlers.api.routes import command_to_event
+from handlers.api.commands import command_to_event
 from schemas.envelope import decode_event
 from streams.app import Streams
 from streams.settings import Settings

@@ -25,7 +25,8 @@ import structlog
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import OperationalError
 
-from handlers.reports.queries import ComplianceReport, compliance_report
+from handlers.reports.model import ComplianceReport
+from handlers.reports.queries import compliance_report
 from handlers.api.http_guard import Slots
 from handlers.api.input_limits import (MAX_CONCURRENT_REPORTS, MAX_REPORT_BREACHES,
                                    REPORT_RETRY_AFTER_SECONDS, REPORT_TIME_LIMIT_SECONDS)

@@ -1,6 +1,6 @@
 """The compliance report as a terminal table, CSV, JSON or one forwardable HTML file.
 
-Rendering only: every figure comes from :class:`~handlers.reports.queries.ComplianceReport`.
+Rendering only: every figure comes from :class:`~handlers.reports.model.ComplianceReport`.
 The HTML file is meant to be mailed to managers, so it carries everything
 inline (CSS, SVG charts drawn here) and nothing that a mail client blocks or
 that needs the network: no scripts, no external fonts, images or links.
@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from handlers.reports.queries import Breach, ComplianceReport, Figures, Week
+from handlers.reports.model import Breach, ComplianceReport, Figures, Week
 
 TABLE_BREACHES = 20  # the terminal shows the first few; CSV/JSON/HTML carry them all
 SERIES = (("response_met_pct", "response", "#1f77b4"), ("repair_met_pct", "repair", "#d62728"),

@@ -16,7 +16,7 @@ import orjson
 import pytest
 from sqlalchemy import insert
 
-from handlers.reports.queries import Breach, ComplianceReport, Figures, Step, Week
+from handlers.reports.model import Breach, ComplianceReport, Figures, Step, Week
 from handlers.reports.commands import add_report_parser, register_report_routes, run_report
 from handlers.reports.output import as_csv, as_html, as_json, as_table, hours_minutes, line_chart
 from schemas.reporting_db import open_engine, upgrade
