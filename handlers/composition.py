@@ -1,4 +1,12 @@
-"""Composition root: builds the streams, attaches the HTTP API, runs a faust worker."""
+"""Composition root: builds the streams and hands each edge what it needs, runs a faust worker.
+
+The one place that knows the processor's insides: the edges get narrow
+collaborators instead (:class:`~streams.publisher.HomePublisher` for writing
+to a customer's home partition, :class:`~streams.partitioning.Placement` for
+where customers live and which partitions this worker serves, the SLA topic
+for the alert sender), so none reaches into ``streams.processor``'s topics,
+timers or partitioner.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +24,7 @@ from handlers.sink_runner import register_sink_service
 from handlers.kafka_topics import ensure_topics_sync
 from streams.app import Streams, build_streams
 from streams.log_config import configure_logging
+from streams.partitioning import Placement
 from streams.settings import Settings
 
 log = structlog.get_logger("keydesk.worker")
@@ -35,9 +44,11 @@ def seconds_since_process_start() -> float:
 def build_worker_streams(settings: Settings) -> Streams:
     """Everything one worker process runs: agents, table, HTTP API and (unless off) the sink."""
     streams = build_streams(settings)
-    register_routes(streams, settings)
+    placement = Placement(home=streams.publisher.home_partition,
+                          owned=streams.processor.owned_partitions)
+    register_routes(streams, settings, streams.publisher, placement)
     register_report_routes(streams, settings)
-    register_alert_agent(streams, settings)
+    register_alert_agent(streams, settings, placement, streams.sla_topic)
     if settings.sink == "on":
         register_sink_service(streams, settings)
     return streams

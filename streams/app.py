@@ -26,6 +26,7 @@ from streams.event_batches import event_batches
 from streams.customer_store import CustomerPartitionedTable, CustomerStore
 from streams.event_processor import EventProcessor
 from streams.partitioning import murmur2_partition
+from streams.publisher import HomePublisher
 from streams.settings import Settings, SettingsError
 from streams.sla_agents import register_sla_agents
 
@@ -65,6 +66,11 @@ class Streams:
     views: CustomerStore     # the working views; ``views.customers`` routes reads to owners
     processor: EventProcessor
     rules: RuleSet
+    # What the edges publish with (keyed to the customer's home partition, waited
+    # for), and the SLA topic the alert sender consumes: handed to them by
+    # handlers/composition.py, so they need not reach into the processor.
+    publisher: HomePublisher
+    sla_topic: faust.TopicT
     sink: Any = None  # the SQL sink when this worker runs one (handlers/sink_runner.py)
 
 
@@ -178,6 +184,7 @@ def build_streams(settings: Settings, broker: str | None = None,
                                          linger=BATCH_LINGER, stats=processor.stats):
             await processor.process_batch_until_done(batch)
 
-    register_sla_agents(app, settings, processor)
+    sla_topic = register_sla_agents(app, settings, processor)
     return Streams(app=app, events=events, dead_letters=dead_letters, views=views,
-                   processor=processor, rules=rules)
+                   processor=processor, rules=rules, sla_topic=sla_topic,
+                   publisher=HomePublisher(events, settings.partitions, secret=processor.secret))

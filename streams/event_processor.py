@@ -25,6 +25,7 @@ from streams.desk_signature import is_signed
 from streams.customer_view import Outcome, find_item, fold, view_contains_event
 from streams.item_sla import items_touched_by, sla_summary
 from streams.partitioning import murmur2_partition
+from streams.publisher import HomePublisher
 from streams.sla_timers import SlaTimers
 from streams.topic_rules import misplaced
 
@@ -74,6 +75,14 @@ class EventProcessor:
 
     def home_partition(self, customer_id: str) -> int:
         return murmur2_partition(customer_id.encode(), self.partitions)
+
+    def owned_partitions(self) -> set[int]:
+        """The partitions whose customers this worker folds and times right now."""
+        return set(self.timers.indexes)
+
+    def _home(self, topic: faust.TopicT) -> HomePublisher:
+        # Built per use, not kept: the topics are attributes tests swap for recorders.
+        return HomePublisher(topic, self.partitions, secret=self.secret)
 
     async def process_batch_until_done(self, batch: Sequence[faust.EventT]) -> None:
         """Process a batch, retrying it whole (with backoff) until it goes through.
@@ -292,12 +301,10 @@ class EventProcessor:
         handed back to the timers (due again at the next tick), never dropped.
         """
         sent: list[Any] = []
+        home = self._home(self.sla_topic)
         for step in steps:
             try:
-                sent.append(await self.sla_topic.send(
-                    key=step.customer_id.encode(), value=step.to_bytes(),
-                    partition=self.home_partition(step.customer_id),
-                    key_serializer="raw", value_serializer="raw"))
+                sent.append(await home.enqueue(step.customer_id, step.to_bytes()))
             except Exception as exc:  # producer not ready (shutdown), buffer full: later
                 sent.append(_refused(exc))
         results = await asyncio.gather(*sent, return_exceptions=True) if sent else []
@@ -324,9 +331,9 @@ class EventProcessor:
         would otherwise split a customer's state across partitions.  The copy is
         the same bytes; folding is idempotent, so a second copy is harmless.
         """
-        home = self.home_partition(event.customer_id)
-        await self.events.send(key=key, value=message.value, partition=home,
-                               key_serializer="raw", value_serializer="raw")
+        events = self._home(self.events)
+        home = events.home_partition(event.customer_id)
+        await events.enqueue(event.customer_id, message.value)  # handed on; the ack is not awaited
         self.stats["forwarded"] += 1
         self.log.info("event.forwarded_home", event_id=event.event_id,
                       customer_id=event.customer_id, from_partition=message.partition,

@@ -8,6 +8,8 @@ pure murmur2.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from functools import lru_cache
 
 from aiokafka.partitioner import murmur2
@@ -26,3 +28,16 @@ def murmur2_partition(key: bytes, partitions: int) -> int:
 def home_partition(customer_id: str, partitions: int) -> int:
     """The partition a customer's events, view and SLA steps live on."""
     return murmur2_partition(customer_id.encode(), partitions)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a customer lives and which partitions this worker serves now.
+
+    All an edge (the dispatch queue, the HTTP API's read routing) needs to know
+    of partitions, handed to it by ``handlers/composition.py`` instead of the
+    processor and its timers.
+    """
+
+    home: Callable[[str], int]             # customer id -> its home partition
+    owned: Callable[[], Collection[int]]   # the partitions this worker folds and times

@@ -39,6 +39,7 @@ from schemas.envelope import InvalidEvent, decode_event, utc_iso
 from streams.app import Streams
 from streams.event_batches import event_batches
 from streams.customer_view import find_item
+from streams.partitioning import Placement
 from streams.settings import Settings
 
 log = structlog.get_logger("keydesk.alerts")
@@ -72,10 +73,11 @@ class AlertSender:
     """Routes and sends the alerts of one SLA step event, once per alert id."""
 
     def __init__(self, streams: Streams, dispatcher: Dispatcher, failed: faust.TopicT,
-                 config: RoutingConfig | None = None) -> None:
+                 config: RoutingConfig | None = None, *, placement: Placement,
+                 sla_topic: str) -> None:
         self.app = streams.app
-        self.partition_of = streams.processor.home_partition
-        self.sla_topic = streams.processor.sla_topic.get_topic_name()
+        self.partition_of = placement.home
+        self.sla_topic = sla_topic  # its partitions' owners send their customers' alerts
         self.views = streams.views
         self.flush = streams.app.producer.flush
         self.idle = asyncio.Event()      # set while no alert is being sent
@@ -202,13 +204,15 @@ def _record(item: dict[str, Any], alert, outcome: dict, delivered: bool) -> None
     del alerts[:-ALERTS_KEPT_PER_ITEM]
 
 
-def register_alert_agent(streams: Streams, settings: Settings) -> AlertSender:
-    """The ``send-alerts`` agent on the SLA topic, and the failed-alerts topic."""
+def register_alert_agent(streams: Streams, settings: Settings, placement: Placement,
+                         sla_topic: faust.TopicT) -> AlertSender:
+    """The ``send-alerts`` agent on ``sla_topic``, and the failed-alerts topic."""
     app = streams.app
     failed = app.topic(settings.alerts_failed_topic, key_type=bytes, value_type=bytes,
                        key_serializer="raw", value_serializer="raw",
                        partitions=settings.partitions)
-    sender = AlertSender(streams, build_dispatcher(settings), failed)
+    sender = AlertSender(streams, build_dispatcher(settings), failed, placement=placement,
+                         sla_topic=sla_topic.get_topic_name())
 
     # At a revocation the alert in flight finishes and records its outcome
     # *before* the views are dropped (streams/sla_agents.py runs this hook first).
@@ -220,7 +224,7 @@ def register_alert_agent(streams: Streams, settings: Settings) -> AlertSender:
 
     sender.hooks = (_resume,)  # keep the receiver referenced with the sender
 
-    @app.agent(streams.processor.sla_topic, name="send-alerts")
+    @app.agent(sla_topic, name="send-alerts")
     async def send_alerts(stream):
         """Alerts go out one step at a time, in the order steps became due.
 

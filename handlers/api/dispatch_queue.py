@@ -19,6 +19,7 @@ from handlers.api.http_guard import Slots, query_number
 from handlers.api.input_limits import DEFAULT_QUEUE_LIMIT, MAX_CONCURRENT_QUEUES, MAX_QUEUE_LIMIT
 from schemas.envelope import utc_iso
 from streams.customer_view import ITEM_KINDS
+from streams.partitioning import Placement
 
 TIER_RANK = {"diamond": 0, "platinum": 1, "gold": 2, "vip": 3, "business": 4, "public": 5}
 PRIORITY_RANK = {"P1": 0, "P2": 1, "P3": 2, "P4": 3, "extra_urgent": 0, "urgent": 1, "normal": 2}
@@ -48,12 +49,12 @@ def queue_row(view: dict[str, Any], item: dict[str, Any], now: datetime) -> dict
     }
 
 
-def local_queue(views, processor, now: datetime) -> list[dict[str, Any]]:
+def local_queue(views, placement: Placement, now: datetime) -> list[dict[str, Any]]:
     """Rows for every open item of the customers on this worker's partitions."""
-    owned = set(processor.timers.indexes)
+    owned = set(placement.owned())
     rows = []
     for customer_id, view in views.items():
-        if processor.home_partition(customer_id) not in owned:
+        if placement.home(customer_id) not in owned:
             continue
         for kind in ITEM_KINDS:
             for item in view["open"][kind].values():
@@ -70,7 +71,8 @@ def queue_order(row: dict[str, Any]) -> tuple:
             row["customer_id"], row["id"])
 
 
-def register_dispatch_queue_route(app, views, processor, clock: Callable[[], datetime]) -> None:
+def register_dispatch_queue_route(app, views, placement: Placement,
+                                  clock: Callable[[], datetime]) -> None:
     """``GET /api/dispatch-queue[?limit=N]``: this worker's rows and every other worker's.
 
     Each call walks every owned view, and without ``local=1`` asks every other
@@ -91,7 +93,7 @@ def register_dispatch_queue_route(app, views, processor, clock: Callable[[], dat
                                  whole=True))
         with queues.take():
             now = clock()
-            rows = local_queue(views, processor, now)
+            rows = local_queue(views, placement, now)
             if request.query.get("local") != "1":
                 for url in other_workers():
                     try:

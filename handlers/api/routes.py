@@ -44,7 +44,8 @@ from sla_rules import evaluate, format_explanation
 from streams.app import Streams
 from streams.customer_view import ITEM_KINDS, find_item, present
 from streams.item_sla import clock_history, item_facts
-from streams.desk_signature import signature_headers
+from streams.partitioning import Placement
+from streams.publisher import HomePublisher
 from streams.settings import Settings
 
 ROUTED_HEADER = "X-Keydesk-Routed"  # set on a forwarded read: it is never forwarded again
@@ -59,31 +60,26 @@ def _item_clocks(item: dict[str, Any]) -> dict[str, int]:
     return {name: int(m.get("cycle") or 1) for name, m in metrics.items()}
 
 
-def register_routes(streams: Streams, settings: Settings,
+def register_routes(streams: Streams, settings: Settings, publisher: HomePublisher,
+                    placement: Placement,
                     clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-    """Attach the API, and the guard every route runs behind, to the streams' faust app."""
+    """Attach the API, and the guard every route runs behind, to the streams' faust app.
+
+    Writes go out through ``publisher`` (to the customer's home partition, 202
+    once the broker has them); reads are routed by ``placement``.
+    """
     app, views = streams.app, streams.views
     install_http_guard(app)
     # The faust table whose partition owners serve a customer's reads.
     routing = views.customers
     waits = Slots(MAX_CONCURRENT_WAITS, "read-your-writes waits")
 
-    async def publish(event, *, signed: bool = False) -> None:
-        """Publish ``event`` on the events topic; ``signed``: as keydesk's own (an acknowledgement)."""
-        value = event.to_bytes()
-        headers = signature_headers(streams.processor.secret, value) if signed else None
-        sent = await streams.events.send(
-            key=event.customer_id.encode(), value=value, headers=headers,
-            partition=streams.processor.home_partition(event.customer_id),
-            key_serializer="raw", value_serializer="raw")
-        await sent  # 202 means the broker has it, not that it sits in a buffer
-
     def command_view(event_type: str, id_field: str, id_prefix: str) -> type[View]:
         class CommandView(View):
             async def post(self, request: Request) -> Response:
                 body = await read_json_object(request)
                 event = command_to_event(body, event_type, id_field, id_prefix, clock())
-                await publish(event)
+                await publisher.publish(event)
                 return self.json({id_field: event.entity_id, "event_id": event.event_id,
                                   "customer_id": event.customer_id,
                                   "view": f"/api/customers/{event.customer_id}/view"},
@@ -108,7 +104,7 @@ def register_routes(streams: Streams, settings: Settings,
                 event = decode_event(await read_body(request))
             except InvalidEvent as exc:
                 raise BadRequest(422, exc.field, exc.reason) from None
-            await publish(event)
+            await publisher.publish(event)
             return self.json({"event_id": event.event_id, "customer_id": event.customer_id},
                              status=202)
 
@@ -126,7 +122,7 @@ def register_routes(streams: Streams, settings: Settings,
 
     def owner_of(customer_id: str) -> URL | None:
         """The worker whose active partitions hold the customer; ``None`` before assignment."""
-        partition = streams.processor.home_partition(customer_id)
+        partition = placement.home(customer_id)
         topic = routing.changelog_topic.get_topic_name()
         for url, topics in app.router.table_metadata(routing.name).items():
             if partition in topics.get(topic, ()):
@@ -277,11 +273,11 @@ def register_routes(streams: Streams, settings: Settings,
             except InvalidEvent as exc:
                 raise BadRequest(422, (exc.field or "").removeprefix("payload.") or None,
                                  exc.reason) from None
-            await publish(event, signed=True)
+            await publisher.publish(event, signed=True)
             return self.json({"event_id": event.event_id, **payload,
                               "item_checked": clocks is not None}, status=202)
 
-    register_dispatch_queue_route(app, views, streams.processor, clock)
+    register_dispatch_queue_route(app, views, placement, clock)
 
     @app.page("/api/sink")
     async def sink_status(web, request: Request) -> Response:

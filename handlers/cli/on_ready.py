@@ -19,12 +19,6 @@ log = structlog.get_logger("keydesk.up")
 DEMO_CUSTOMER = "C-GOV-001"
 
 
-async def _publish(streams: Streams, raw: bytes, customer_id: str):
-    sent = await streams.events.send(key=customer_id.encode(), value=raw,
-                                     key_serializer="raw", value_serializer="raw")
-    return await sent
-
-
 def announce_when_ready(settings: Settings, *, samples: Path | None, demo: bool,
                         own_broker: bool) -> Callable[[Streams], Awaitable[None]]:
     async def on_ready(streams: Streams) -> None:
@@ -33,7 +27,7 @@ def announce_when_ready(settings: Settings, *, samples: Path | None, demo: bool,
             # Fixed event ids: loading the samples again on every start changes nothing.
             for line in samples.read_bytes().splitlines():
                 if line.strip():
-                    await _publish(streams, line, decode_event(line).customer_id)
+                    await streams.publisher.publish_bytes(decode_event(line).customer_id, line)
                     loaded += 1
         http = str(streams.app.conf.canonical_url).rstrip("/")
         out = sys.stdout
@@ -63,7 +57,7 @@ async def _demo(streams: Streams, http: str, settings: Settings) -> None:
         {"customer_id": DEMO_CUSTOMER, "severity": "critical", "service": "MPLS VPN",
          "summary": "省政府专网 MPLS VPN 中断 (demo)", "circuit_id": "GZ-MPLS-0001",
          "actor": "hotline-demo"}, "fault.reported", "fault_id", "F", datetime.now(UTC))
-    sent = await _publish(streams, event.to_bytes(), DEMO_CUSTOMER)
+    sent = await streams.publisher.publish(event)
     arrived = await streams.processor.wait_for_event(DEMO_CUSTOMER, event.event_id, 10.0)
     elapsed_ms = (time.perf_counter() - started) * 1000
     fault = streams.views.get(DEMO_CUSTOMER)["open"]["fault"].get(event.entity_id) \

@@ -24,6 +24,7 @@ import pytest
 from handlers.alerts.channels import DeliveryResult, Dispatcher, RetryPolicy, Status
 from handlers.alerts.routing import EMAIL, LOG, WEBHOOK
 from handlers.alerts.sender import AlertSender
+from streams.partitioning import Placement
 from streams.customer_store import CustomerStore
 from streams.customer_view import find_item, fold, view_contains_event
 from tests.builders import event, fault
@@ -99,12 +100,12 @@ def sender_over(store: Store, channels: list[GatedChannel]) -> AlertSender:
     assigned = [SimpleNamespace(topic=SLA_TOPIC, partition=PARTITION)]
     app = SimpleNamespace(producer=SimpleNamespace(flush=flush),
                           assignor=SimpleNamespace(assigned_actives=lambda: assigned))
-    processor = SimpleNamespace(home_partition=lambda customer_id: PARTITION,
-                                sla_topic=SimpleNamespace(get_topic_name=lambda: SLA_TOPIC),
-                                stats={"alerts_recorded": 0, "alert_steps_failed": 0})
+    processor = SimpleNamespace(stats={"alerts_recorded": 0, "alert_steps_failed": 0})
     streams = SimpleNamespace(app=app, processor=processor, views=store)
     dispatcher = Dispatcher(channels, retry=RetryPolicy(attempts=1, base_delay=0.0))
-    return AlertSender(streams, dispatcher, RecordingTopic())
+    placement = Placement(home=lambda customer_id: PARTITION, owned=lambda: {PARTITION})
+    return AlertSender(streams, dispatcher, RecordingTopic(), placement=placement,
+                       sla_topic=SLA_TOPIC)
 
 
 @pytest.fixture
