@@ -40,7 +40,8 @@ import faust
 import orjson
 
 from streams import lifecycles
-from streams.customer_view import ITEM_KINDS, find_item, new_view
+from streams.customer_view import find_item, new_view
+from streams.vocabulary import ITEM_KINDS
 
 CHUNK_RECORDS = 200          # history records per chunk at most
 CHUNK_BYTES = 256 * 1024     # serialised bytes per chunk at most (one record may exceed it alone)

@@ -34,11 +34,10 @@ from schemas.envelope import Event, utc_iso
 from schemas.event_catalogue import TIERS
 from streams import event_ids, event_order, lifecycles
 from streams.event_ids import EVENT_OWNERS, PROFILE, Owner
+from streams.vocabulary import ITEM_KINDS, SEVERITY_PRIORITY
 
 RECENT_CLOSED_LIMIT = 20        # closed items kept with full history, newest first
 PROFILE_EVENT_IDS_LIMIT = 200   # customer events remembered for de-duplication
-ITEM_KINDS = ("fault", "ticket", "order")
-_SEVERITY_PRIORITY = {"critical": "P1", "major": "P2", "minor": "P3", "warning": "P4"}
 
 # Payload fields copied into an item's attributes when the event is accepted.
 _ATTRIBUTES: dict[str, tuple[str, ...]] = {
@@ -260,7 +259,7 @@ def _apply(item: dict[str, Any], record: dict[str, Any],
         if name in payload:
             attributes[name] = payload[name]
     if event_type == "fault.reported" and "priority" not in payload:
-        attributes["priority"] = _SEVERITY_PRIORITY[payload["severity"]]
+        attributes["priority"] = SEVERITY_PRIORITY[payload["severity"]]
     if event_type in _STATUS_EVENTS:
         attributes["status"] = payload["status"]
     if event_type.endswith(".revisit_recorded"):

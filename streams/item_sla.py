@@ -13,6 +13,7 @@ from typing import Any
 
 from schemas.envelope import Event, event_from_dict, utc_iso
 from streams.customer_view import Outcome
+from streams.vocabulary import ITEM_KINDS
 from sla_rules import CLOCK_EVENT_TYPES, ItemFacts, RuleSet, evaluate
 from sla_rules.evaluation import StepMemo, step_set
 from sla_rules.instants import iso_instant
@@ -41,7 +42,7 @@ def items_touched_by(view: dict[str, Any], event: Event,
     if outcome is not None and outcome.status != "applied":
         return set()
     if event.kind == "customer":
-        return {(kind, item_id) for kind in ("fault", "ticket", "order")
+        return {(kind, item_id) for kind in ITEM_KINDS
                 for item_id in view["open"][kind]}
     if event.kind == "sla":
         if event.event_type == "sla.escalation_acknowledged":

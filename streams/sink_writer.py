@@ -54,6 +54,7 @@ from schemas.envelope import Event, InvalidEvent, decode_event
 from streams.event_ids import event_owner, reuse_reason
 from streams.desk_signature import is_signed
 from streams.topic_rules import misplaced
+from streams.vocabulary import ITEM_KINDS
 from schemas.reporting_db import upgrade
 from schemas.reporting_tables import (Customer, EventRecord, Item, Revisit, SinkPosition,
                                       SlaOutcome, SlaPausedTime, SlaStep)
@@ -62,7 +63,6 @@ from streams import sql_projection as projection
 
 log = structlog.get_logger("keydesk.sink")
 
-ITEM_KINDS = ("fault", "ticket", "order")
 _CHUNK = 400  # items per IN (...) list: well under SQLite's bound-parameter limit
 
 

@@ -32,7 +32,8 @@ from typing import Any
 
 from schemas.envelope import Event
 from sla_rules import RuleSet
-from streams.customer_view import ITEM_KINDS, find_item
+from streams.customer_view import find_item
+from streams.vocabulary import ITEM_KINDS
 from streams.deadline_index import DeadlineIndex
 from sla_rules.evaluation import StepMemo
 from streams.item_sla import clock_history, due_steps, item_facts

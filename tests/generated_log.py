@@ -51,6 +51,7 @@ from typing import Any
 
 from schemas.envelope import Event, event_from_dict, utc_iso
 from sla_rules import RuleSet
+from streams.vocabulary import FAULT_SEVERITIES, PRIORITIES, SEVERITY_PRIORITY
 from tests.month_of_events import GeneratedCustomer, MonthBuilder, _default_rules, _next_month
 
 #: Share of an item's same-minute events the source lists in a shuffled order.
@@ -64,7 +65,6 @@ TWIST_WEIGHT = 35
 UNRESOLVED_REASONS = {"fault": ("duplicate", "no_fault_found", "withdrawn", "other"),
                       "ticket": ("duplicate", "withdrawn", "other")}
 TICKET_KINDS = ("complaint", "service_request", "inquiry")
-PRIORITIES = ("P1", "P2", "P3", "P4")
 #: Customers of the large log: a month of them is > 100,000 events.
 LARGE_CUSTOMERS = 2000
 
@@ -146,12 +146,12 @@ class MinuteLog(MonthBuilder):
                      ) -> tuple[str, str, Any]:
         """A fault reported at ``t0``: its id, priority and policy."""
         item = self.new_id("fault")
-        severity = self.rng.choice(("critical", "major", "minor", "warning"))
+        severity = self.rng.choice(FAULT_SEVERITIES)
         self.emit(c.customer_id, item, "fault.reported", t0,
                   {"severity": severity, "summary": "专线中断", "service": "MPLS VPN",
                    "circuit_id": f"GZ-{self.rng.randrange(10**6):06d}"},
                   source=source, actor="noc" if source == "network_alarm" else "staff-desk")
-        cls = {"critical": "P1", "major": "P2", "minor": "P3", "warning": "P4"}[severity]
+        cls = SEVERITY_PRIORITY[severity]
         return item, cls, self.policy(c, "fault", t0)
 
     def ev(self, c: GeneratedCustomer, item: str, event_type: str, at: datetime,

@@ -50,6 +50,7 @@ from typing import Any
 from schemas.envelope import Event, InvalidEvent, decode_lines, event_from_dict, utc_iso
 from sla_rules import RuleSet, load_rules
 from sla_rules.instants import from_us, td_us, to_us
+from streams.vocabulary import SEVERITY_PRIORITY
 
 TIERS = ("diamond", "platinum", "gold", "vip", "business", "public")
 TIER_WEIGHTS = (2, 5, 10, 20, 28, 35)
@@ -60,7 +61,6 @@ REGIONS = ("广东/广州", "广东/深圳", "广东/佛山", "广东/东莞", "
            "江苏/南京")
 SURNAMES = "李王张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
 GIVEN = ("敏", "伟", "芳", "强", "静", "磊", "洋", "艳", "军", "杰", "娟", "涛", "明", "超")
-SEVERITY_PRIORITY = {"critical": "P1", "major": "P2", "minor": "P3", "warning": "P4"}
 SERVICES = ("MPLS VPN", "dedicated internet", "leased line", "IDC hosting", "SD-WAN")
 PRODUCTS = ("leased_line", "dedicated_internet", "mpls_vpn", "sd_wan")
 PAUSES = ("pending_customer", "pending_third_party")

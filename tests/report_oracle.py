@@ -50,11 +50,11 @@ from schemas.envelope import Event
 from sla_rules import ItemFacts, RuleSet, evaluate
 from sla_rules.results import MetricStatus
 from streams.lifecycles import Accepted, transition
+from streams.vocabulary import SEVERITY_PRIORITY
 
 DIMENSIONS = ("tier", "customer", "priority", "kind", "region", "account_manager", "policy")
 MISSING = "-"
 UNKNOWN_TIER = "public"
-SEVERITY_PRIORITY = {"critical": "P1", "major": "P2", "minor": "P3", "warning": "P4"}
 FIRST_CLOCK = {"fault": "response", "ticket": "response", "order": "provision"}
 OPENING = {"fault": "fault.reported", "ticket": "ticket.opened", "order": "order.received"}
 # (item kind, metric) -> the report's family of percentages

@@ -18,7 +18,7 @@ from handlers.api.input_limits import MAX_CYCLE, MAX_ID_LENGTH, MAX_NOTE_LENGTH
 from schemas.envelope import InvalidEvent, new_event, parse_instant
 from schemas.event_catalogue import SOURCES
 from sla_rules import METRICS
-from streams.customer_view import ITEM_KINDS
+from streams.vocabulary import ITEM_KINDS
 
 _ENVELOPE_KEYS = {"customer_id", "actor", "source", "occurred_at"}
 _ACK_FIELDS = ("metric", "cycle", "actor", "note", "source")

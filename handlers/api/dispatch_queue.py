@@ -15,11 +15,11 @@ from typing import Any
 
 from faust.web import Request, Response
 
-from handlers.api.http_guard import Slots, query_number
+from handlers.api.http_guard import Slots, error_body, query_number
 from handlers.api.input_limits import DEFAULT_QUEUE_LIMIT, MAX_CONCURRENT_QUEUES, MAX_QUEUE_LIMIT
 from schemas.envelope import utc_iso
-from streams.customer_view import ITEM_KINDS
 from streams.partitioning import Placement
+from streams.vocabulary import ITEM_KINDS
 
 TIER_RANK = {"diamond": 0, "platinum": 1, "gold": 2, "vip": 3, "business": 4, "public": 5}
 PRIORITY_RANK = {"P1": 0, "P2": 1, "P3": 2, "P4": 3, "extra_urgent": 0, "urgent": 1, "normal": 2}
@@ -102,8 +102,9 @@ def register_dispatch_queue_route(app, views, placement: Placement,
                                                                "limit": str(limit)}) as r:
                             rows.extend((await r.json())["items"])
                     except Exception as exc:  # a worker going away mid-rebalance: say so
-                        return web.json({"error": f"worker {url} did not answer: {exc!r}"[:300],
-                                         "field": None}, status=503,
+                        return web.json(error_body(f"worker {url} did not answer: {exc!r}"[:300],
+                                                   None),
+                                        status=503,
                                         headers={"Retry-After": "1"})
         rows.sort(key=queue_order)
         return web.json({"as_of": utc_iso(now), "items": rows[:limit]})

@@ -58,10 +58,19 @@ class BadRequest(Exception):
         return problem(self.status, self.field, self.reason, self.headers)
 
 
+def error_body(reason: str, field: str | None) -> dict[str, str | None]:
+    """The API's one error shape: what is wrong, and the request's field it is about (or null).
+
+    Built here only, for the guard's refusals, the routes' answers and the
+    report commands' alike, so that a client reads every refusal the same way.
+    """
+    return {"error": reason, "field": field}
+
+
 def problem(status: int, field: str | None, reason: str,
             headers: dict[str, str] | None = None) -> web.Response:
-    """The API's one error shape."""
-    return web.Response(body=orjson.dumps({"error": reason, "field": field}), status=status,
+    """A refusal as a response: :func:`error_body` with its status (and headers)."""
+    return web.Response(body=orjson.dumps(error_body(reason, field)), status=status,
                         content_type="application/json", headers=headers)
 
 

@@ -32,7 +32,7 @@ from yarl import URL
 
 from handlers.api.commands import acknowledgement, command_to_event, waited_event_id
 from handlers.api.dispatch_queue import register_dispatch_queue_route
-from handlers.api.http_guard import (BadRequest, Slots, check_instant_years,
+from handlers.api.http_guard import (BadRequest, Slots, check_instant_years, error_body,
                                      install_http_guard, query_number, read_body,
                                      read_json_object)
 from handlers.api.input_limits import (DEFAULT_WAIT_SECONDS, MAX_CONCURRENT_WAITS,
@@ -42,11 +42,12 @@ from schemas.envelope import InvalidEvent, decode_event, new_event, parse_instan
 from schemas.event_catalogue import SOURCES
 from sla_rules import evaluate, format_explanation
 from streams.app import Streams
-from streams.customer_view import ITEM_KINDS, find_item, present
+from streams.customer_view import find_item, present
 from streams.item_sla import clock_history, item_facts
 from streams.partitioning import Placement
 from streams.publisher import HomePublisher
 from streams.settings import Settings
+from streams.vocabulary import ITEM_KINDS
 
 ROUTED_HEADER = "X-Keydesk-Routed"  # set on a forwarded read: it is never forwarded again
 
@@ -113,8 +114,8 @@ def register_routes(streams: Streams, settings: Settings, publisher: HomePublish
 
     def recovering(web) -> Response:
         # Never answer from a half-recovered table: a stale view looks like a true one.
-        return web.json({"error": "worker is rebalancing or recovering; retry shortly",
-                         "field": None}, status=503, headers={"Retry-After": "1"})
+        return web.json(error_body("worker is rebalancing or recovering; retry shortly", None),
+                        status=503, headers={"Retry-After": "1"})
 
     def is_me(url: URL) -> bool:
         me = URL(str(app.conf.canonical_url))
@@ -164,12 +165,13 @@ def register_routes(streams: Streams, settings: Settings, publisher: HomePublish
             with waits.take():
                 arrived = await streams.processor.wait_for_event(customer_id, event_id, timeout)
             if not arrived:
-                return web.json({"error": f"event {event_id} not in the view after {timeout} s",
-                                 "field": "wait_for"}, status=504)
+                return web.json(error_body(f"event {event_id} not in the view after {timeout} s",
+                                           "wait_for"),
+                                status=504)
         view = views.get(customer_id)
         if view is None:
-            return web.json({"error": f"no events for customer {customer_id}",
-                             "field": "customer_id"}, status=404)
+            return web.json(error_body(f"no events for customer {customer_id}", "customer_id"),
+                            status=404)
         return web.bytes(orjson.dumps(present(view, settings.zone)),
                          content_type="application/json")
 
@@ -181,18 +183,19 @@ def register_routes(streams: Streams, settings: Settings, publisher: HomePublish
         if not ready():
             return recovering(web)
         if kind not in ITEM_KINDS:
-            return web.json({"error": f"must be one of {', '.join(ITEM_KINDS)}",
-                             "field": "kind"}, status=422)
+            return web.json(error_body(f"must be one of {', '.join(ITEM_KINDS)}", "kind"),
+                            status=422)
         check_instant_years(request.query, "at")
         try:
             at = parse_instant(request.query["at"], "at") if "at" in request.query else clock()
         except InvalidEvent as exc:
-            return web.json({"error": exc.reason, "field": exc.field}, status=422)
+            return web.json(error_body(exc.reason, exc.field), status=422)
         view = views.get(customer_id)
         item = find_item(view, kind, item_id) if view else None
         if item is None:
-            return web.json({"error": f"no {kind} {item_id} for customer {customer_id}",
-                             "field": "item_id"}, status=404)
+            return web.json(error_body(f"no {kind} {item_id} for customer {customer_id}",
+                                       "item_id"),
+                            status=404)
         facts, history = item_facts(view, item), clock_history(item)
         evaluation = evaluate(facts, history, streams.rules, at)
         return web.bytes(orjson.dumps({
@@ -283,8 +286,8 @@ def register_routes(streams: Streams, settings: Settings, publisher: HomePublish
     async def sink_status(web, request: Request) -> Response:
         """The SQL sink in this worker: state, records behind per partition, totals."""
         if streams.sink is None:
-            return web.json({"error": "no SQL sink runs in this worker (KEYDESK_SINK=off)",
-                             "field": None}, status=404)
+            return web.json(error_body("no SQL sink runs in this worker (KEYDESK_SINK=off)", None),
+                            status=404)
         if streams.sink.status.state in ("running", "retrying"):
             await streams.sink.lag()
         return web.json(streams.sink.status.to_dict())

@@ -18,6 +18,7 @@ from handlers.cli.sla import cmd_replay, cmd_sla_ack, cmd_sla_check, cmd_sla_exp
 from handlers.cli.upkeep import cmd_db, cmd_schemas
 from handlers.reports.commands import add_report_parser
 from streams.settings import Settings, SettingsError
+from streams.vocabulary import FAULT_SEVERITIES, ITEM_KINDS, PRIORITIES, SLA_METRICS
 
 __all__ = ["main", "parser"]
 
@@ -42,10 +43,10 @@ def parser() -> argparse.ArgumentParser:
     fault = sub.add_parser("fault", help="faults").add_subparsers(dest="action", required=True)
     log = fault.add_parser("log", help=cmd_fault_log.__doc__)
     log.add_argument("--customer", required=True)
-    log.add_argument("--severity", required=True, choices=["critical", "major", "minor", "warning"])
+    log.add_argument("--severity", required=True, choices=FAULT_SEVERITIES)
     log.add_argument("--summary", required=True)
     log.add_argument("--service", required=True)
-    log.add_argument("--priority", choices=["P1", "P2", "P3", "P4"])
+    log.add_argument("--priority", choices=PRIORITIES)
     log.add_argument("--circuit-id", dest="circuit_id")
     log.add_argument("--location")
     log.add_argument("--actor", default=os.environ.get("USER", "hotline"))
@@ -72,7 +73,7 @@ def parser() -> argparse.ArgumentParser:
     check.set_defaults(run=cmd_sla_check)
     explain = sla.add_parser("explain", help=cmd_sla_explain.__doc__)
     explain.add_argument("--customer", required=True)
-    for kind in ("fault", "ticket", "order"):
+    for kind in ITEM_KINDS:
         explain.add_argument(f"--{kind}", metavar="ID")
     explain.add_argument("--at", help="instant to evaluate at (ISO-8601 with offset); "
                                       "default now, or the item's last event with --events")
@@ -82,10 +83,10 @@ def parser() -> argparse.ArgumentParser:
 
     ack = sla.add_parser("ack", help=cmd_sla_ack.__doc__)
     ack.add_argument("--customer", required=True)
-    for kind in ("fault", "ticket", "order"):
+    for kind in ITEM_KINDS:
         ack.add_argument(f"--{kind}", metavar="ID")
     ack.add_argument("--metric", required=True,
-                     choices=["response", "restore", "resolve", "provision", "acceptance", "revisit"])
+                     choices=SLA_METRICS)
     ack.add_argument("--cycle", type=int)
     ack.add_argument("--note")
     ack.add_argument("--actor", default=os.environ.get("USER", "manager"))

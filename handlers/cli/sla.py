@@ -7,6 +7,7 @@ import urllib.request
 
 from handlers.cli.shared import api_base, http
 from streams.settings import Settings, SettingsError
+from streams.vocabulary import ITEM_KINDS
 
 
 def cmd_sla_check(args, settings: Settings) -> int:
@@ -33,7 +34,7 @@ def cmd_sla_check(args, settings: Settings) -> int:
 
 
 def _item_arg(args) -> tuple[str, str]:
-    for kind in ("fault", "ticket", "order"):
+    for kind in ITEM_KINDS:
         if getattr(args, kind):
             return kind, getattr(args, kind)
     raise SettingsError("name the item: --fault ID, --ticket ID or --order ID")

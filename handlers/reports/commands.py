@@ -27,7 +27,7 @@ from sqlalchemy.exc import OperationalError
 
 from handlers.reports.model import ComplianceReport
 from handlers.reports.queries import compliance_report
-from handlers.api.http_guard import Slots
+from handlers.api.http_guard import Slots, error_body
 from handlers.api.input_limits import (MAX_CONCURRENT_REPORTS, MAX_REPORT_BREACHES,
                                    REPORT_RETRY_AFTER_SECONDS, REPORT_TIME_LIMIT_SECONDS)
 from handlers.reports.arguments import (DIMENSIONS, ReportArgumentError, parse_bound,
@@ -226,7 +226,7 @@ def report_response(engine: Engine, query: Mapping[str, str], zone: ZoneInfo,
 
 def _problem(status: int, field: str | None, reason: str) -> tuple[int, str, bytes]:
     """The API's error shape (``handlers/api/http_guard.py``): the reason and the field at fault."""
-    return status, "application/json", orjson.dumps({"error": reason, "field": field})
+    return status, "application/json", orjson.dumps(error_body(reason, field))
 
 
 def _in_daemon_thread(fn: Callable[[], tuple], done: Callable[[], None]) -> asyncio.Future:
