@@ -43,7 +43,6 @@ import asyncio
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -61,6 +60,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.throughput import bench_events_topic  # noqa: E402
+from handlers.local.ports import free_port as _free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHANGHAI = timezone(timedelta(hours=8))
@@ -194,11 +194,6 @@ async def uncommitted(bootstrap: str, group: str, topic: str) -> int:
 
 
 # -- the worker ----------------------------------------------------------------------
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def worker_env(tree: Path, bootstrap: str, prefix: str, app_id: str, port: int,

@@ -32,7 +32,6 @@ import platform
 import random
 import shlex
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -55,6 +54,7 @@ from streams.deadline_index import DeadlineIndex  # noqa: E402
 from streams.item_sla import items_touched_by, sla_summary  # noqa: E402
 from streams.replay import replay  # noqa: E402
 from streams.sla_timers import SlaTimers, to_us  # noqa: E402
+from handlers.local.ports import free_port as _free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## SLA timers (issue 4)"
@@ -328,11 +328,6 @@ def replay_speed(events: int, repeats: int, partitions: int) -> dict:
 
 
 # -- 4. escalation latency in a live worker -------------------------------------------
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _rules_file(workdir: Path) -> Path:

@@ -44,6 +44,7 @@ from pathlib import Path
 import structlog
 
 from handlers.local.kafka_jars import KAFKA_VERSION, LocalKafkaError, fetch_jars
+from handlers.local.ports import free_port as _free_port
 
 READY_LINE = "Kafka Server started"
 BIND_FAILED = "Address already in use"
@@ -51,15 +52,6 @@ HOST = "127.0.0.1"
 HELD_WAIT = 10.0  # seconds a port or the log directory may stay taken before we give up
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 log = structlog.get_logger("keydesk.local_kafka")
-
-
-def _free_port(*taken: int | None) -> int:
-    while True:
-        with socket.socket() as sock:
-            sock.bind((HOST, 0))
-            port = sock.getsockname()[1]
-        if port not in taken:
-            return port
 
 
 def _port_is_free(port: int) -> bool:

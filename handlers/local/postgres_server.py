@@ -14,13 +14,14 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
 from pathlib import Path
 
 import structlog
+
+from handlers.local.ports import free_port as _free_port
 
 USER = "keydesk"
 log = structlog.get_logger("keydesk.local_postgres")
@@ -42,12 +43,6 @@ def pg_bin(name: str) -> str | None:
 
 def _version_key(text: str) -> tuple[int, str]:
     return (int(text), "") if text.isdigit() else (-1, text)  # "9" < "15"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class LocalPostgres:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,15 +17,36 @@ from pathlib import Path
 import orjson
 import pytest
 
+from handlers.local.ports import free_port
+from sla_rules import DEFAULT_RULES_PATH
 from tests.conftest import service_missing
 
 PARTITIONS = 4
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+
+#: What :func:`short_rules_file` shortens in the shipped rules: diamond P1 faults'
+#: response target, and the department head's step of their escalation ladder.
+SHORT_RESPONSE = ('P1 = { response = "5m",  restore = "2h"',
+                  'P1 = { response = "1m",  restore = "2h"')
+SHORT_LADDER = ('{ role = "department_head", after = "30m" }',
+                '{ role = "department_head", after = "1m" }')
+
+
+def short_rules_file(directory: Path, *, ladder: bool) -> Path:
+    """The shipped rules with a 1-minute response for diamond P1 faults (``ladder``: and
+    the department head 1 minute later), so that a test sees steps within minutes.
+
+    Each replacement must find its text once: shipped rules that moved on would
+    otherwise leave a test waiting for a step that is now due hours later.
+    """
+    text = DEFAULT_RULES_PATH.read_text()
+    for old, new in (SHORT_RESPONSE, SHORT_LADDER) if ladder else (SHORT_RESPONSE,):
+        assert text.count(old) == 1, f"the shipped rules no longer say {old!r} once"
+        text = text.replace(old, new)
+    path = directory / "short.toml"
+    path.write_text(text)
+    return path
 
 
 def http(method: str, url: str, body=None, raw: bytes | None = None) -> tuple[int, dict]:

@@ -14,10 +14,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sla_rules import DEFAULT_RULES_PATH
 from streams.partitioning import murmur2_partition
 from tests.builders import event, fault
-from tests.e2e.conftest import PARTITIONS, http, new_desk
+from tests.e2e.conftest import PARTITIONS, http, new_desk, short_rules_file
 
 pytestmark = pytest.mark.broker
 
@@ -31,15 +30,7 @@ ACKED_AGO, CONTROL_LAG = 90, 5
 @pytest.fixture(scope="module")
 def short_rules(tmp_path_factory):
     """Diamond P1 faults: 1 minute to respond, ladder steps 1 minute apart."""
-    text = DEFAULT_RULES_PATH.read_text()
-    text = text.replace('P1 = { response = "5m",  restore = "2h"',
-                        'P1 = { response = "1m",  restore = "2h"', 1)
-    text = text.replace('{ role = "department_head", after = "30m" }',
-                        '{ role = "department_head", after = "1m" }', 1)
-    assert 'response = "1m"' in text and 'after = "1m"' in text
-    path = tmp_path_factory.mktemp("rules") / "short.toml"
-    path.write_text(text)
-    return path
+    return short_rules_file(tmp_path_factory.mktemp("rules"), ladder=True)
 
 
 @pytest.fixture(scope="module")

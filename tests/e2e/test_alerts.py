@@ -6,7 +6,6 @@ import asyncio
 import email
 import os
 import signal
-import socket
 import threading
 import uuid
 from collections import Counter
@@ -16,17 +15,11 @@ import pytest
 from aiohttp import web
 from aiosmtpd.controller import Controller
 
-from sla_rules import DEFAULT_RULES_PATH
 from tests.builders import event, fault
-from tests.e2e.conftest import http, new_desk
+from tests.e2e.conftest import http, new_desk, short_rules_file
+from handlers.local.ports import free_port
 
 pytestmark = pytest.mark.broker
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def subject(message) -> str:
@@ -45,7 +38,6 @@ class Mailbox:
         self.messages.append(email.message_from_bytes(envelope.content))
         self.loop.call_soon_threadsafe(self.arrived.set)
         return "250 OK"
-
 
 
 class Receiver:
@@ -129,14 +121,7 @@ async def receiver():
 @pytest.fixture(scope="module")
 def short_rules(tmp_path_factory):
     """Diamond P1 faults: 1 minute to respond, ladder steps 1 minute apart."""
-    text = DEFAULT_RULES_PATH.read_text()
-    text = text.replace('P1 = { response = "5m",  restore = "2h"',
-                        'P1 = { response = "1m",  restore = "2h"', 1)
-    text = text.replace('{ role = "department_head", after = "30m" }',
-                        '{ role = "department_head", after = "1m" }', 1)
-    path = tmp_path_factory.mktemp("rules") / "short.toml"
-    path.write_text(text)
-    return path
+    return short_rules_file(tmp_path_factory.mktemp("rules"), ladder=True)
 
 
 @pytest.fixture

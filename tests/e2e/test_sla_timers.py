@@ -9,9 +9,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from sla_rules import DEFAULT_RULES_PATH
 from tests.builders import event, fault
-from tests.e2e.conftest import http, new_desk
+from tests.e2e.conftest import http, new_desk, short_rules_file
 
 pytestmark = pytest.mark.broker
 
@@ -19,13 +18,7 @@ pytestmark = pytest.mark.broker
 @pytest.fixture(scope="module")
 def short_rules(tmp_path_factory):
     """The shipped rules with a 1-minute response target for diamond P1 faults."""
-    text = DEFAULT_RULES_PATH.read_text()
-    text = text.replace('P1 = { response = "5m",  restore = "2h"',
-                        'P1 = { response = "1m",  restore = "2h"', 1)
-    assert 'response = "1m"' in text
-    path = tmp_path_factory.mktemp("rules") / "short.toml"
-    path.write_text(text)
-    return path
+    return short_rules_file(tmp_path_factory.mktemp("rules"), ladder=False)
 
 
 async def read_sla_steps(desk, entity_id: str, want: set[str], timeout_s: float = 60.0):

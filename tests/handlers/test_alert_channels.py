@@ -11,7 +11,6 @@ import base64
 import email
 import hashlib
 import hmac
-import socket
 from datetime import UTC, datetime
 from email.policy import default as email_policy
 from types import SimpleNamespace
@@ -41,6 +40,7 @@ from handlers.alerts.routing import (
     Recipient,
     route,
 )
+from handlers.local.ports import free_port
 from tests.builders import event
 
 PROFILE = {"name": "省政府办公厅", "tier": "diamond", "tier_label": "钻石",
@@ -61,13 +61,6 @@ def escalation_alert(**recipient) -> Alert:
     alerts = route(event("sla.escalation_due", "F-1", "13:30", step=2, role="department_head",
                          **CLOCK), {**PROFILE, "escalation_chain": chain}, ITEM)
     return alerts[0]
-
-
-def free_port() -> int:
-    """A port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class RecordingSleep:

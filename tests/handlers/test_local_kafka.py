@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from handlers.local import kafka_broker as local_kafka
 from handlers.local.kafka_broker import LocalKafka, LocalKafkaError
+from handlers.local.ports import free_port as _free_port
 from tests.conftest import service_missing
 
 pytestmark = pytest.mark.broker
@@ -84,12 +84,6 @@ def _java_pid(parent: subprocess.Popen) -> int | None:
         if line.startswith("java "):
             return int(line.split()[1])
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def _create_topic(bootstrap: str, topic: str) -> None:
