@@ -23,6 +23,15 @@ from streams.vocabulary import FAULT_SEVERITIES, ITEM_KINDS, PRIORITIES, SLA_MET
 __all__ = ["main", "parser"]
 
 
+def _item_parser(subparsers, name: str, command) -> argparse.ArgumentParser:
+    """A command about one item: ``--customer`` and one of ``--fault/--ticket/--order ID``."""
+    item = subparsers.add_parser(name, help=command.__doc__)
+    item.add_argument("--customer", required=True)
+    for kind in ITEM_KINDS:
+        item.add_argument(f"--{kind}", metavar="ID")
+    return item
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="keydesk", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -71,22 +80,15 @@ def parser() -> argparse.ArgumentParser:
     check = sla.add_parser("check", help=cmd_sla_check.__doc__)
     check.add_argument("file")
     check.set_defaults(run=cmd_sla_check)
-    explain = sla.add_parser("explain", help=cmd_sla_explain.__doc__)
-    explain.add_argument("--customer", required=True)
-    for kind in ITEM_KINDS:
-        explain.add_argument(f"--{kind}", metavar="ID")
+    explain = _item_parser(sla, "explain", cmd_sla_explain)
     explain.add_argument("--at", help="instant to evaluate at (ISO-8601 with offset); "
                                       "default now, or the item's last event with --events")
     explain.add_argument("--events", help="explain from a JSON-lines event file, offline")
     explain.add_argument("--api")
     explain.set_defaults(run=cmd_sla_explain)
 
-    ack = sla.add_parser("ack", help=cmd_sla_ack.__doc__)
-    ack.add_argument("--customer", required=True)
-    for kind in ITEM_KINDS:
-        ack.add_argument(f"--{kind}", metavar="ID")
-    ack.add_argument("--metric", required=True,
-                     choices=SLA_METRICS)
+    ack = _item_parser(sla, "ack", cmd_sla_ack)
+    ack.add_argument("--metric", required=True, choices=SLA_METRICS)
     ack.add_argument("--cycle", type=int)
     ack.add_argument("--note")
     ack.add_argument("--actor", default=os.environ.get("USER", "manager"))

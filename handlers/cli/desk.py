@@ -6,7 +6,7 @@ import asyncio
 import sys
 import urllib.request
 
-from handlers.cli.shared import api_base, bootstrap, http, print_json
+from handlers.cli.shared import api_base, bootstrap, http, print_json, read_or_say
 from streams.settings import Settings
 
 
@@ -35,10 +35,9 @@ def cmd_fault_log(args, settings: Settings) -> int:
 
 def cmd_view(args, settings: Settings) -> int:
     """Show a customer's one-stop view."""
-    status, view = http("GET", f"{api_base(settings, args.api)}/api/customers/"
-                                f"{urllib.request.quote(args.customer_id)}/view")
-    if status != 200:
-        print(f"{status}: {view.get('error')}", file=sys.stderr)
+    view = read_or_say(f"{api_base(settings, args.api)}/api/customers/"
+                       f"{urllib.request.quote(args.customer_id)}/view")
+    if view is None:
         return 1
     print_json(view)
     return 0
@@ -61,10 +60,8 @@ def cmd_publish(args, settings: Settings) -> int:
 
 def cmd_queue(args, settings: Settings) -> int:
     """The dispatch queue: open items across customers, most urgent first."""
-    status, answer = http("GET", f"{api_base(settings, args.api)}/api/dispatch-queue"
-                                  f"?limit={args.limit}")
-    if status != 200:
-        print(f"{status}: {answer.get('error')}", file=sys.stderr)
+    answer = read_or_say(f"{api_base(settings, args.api)}/api/dispatch-queue?limit={args.limit}")
+    if answer is None:
         return 1
     if args.json:
         print_json(answer)

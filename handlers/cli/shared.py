@@ -57,5 +57,14 @@ def http(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
         raise SettingsError(f"cannot reach the keydesk API at {url}: {exc.reason}") from None
 
 
+def read_or_say(url: str) -> dict | None:
+    """GET ``url`` from the API: its JSON answer, or ``None`` once the refusal is on stderr."""
+    status, answer = http("GET", url)
+    if status != 200:
+        print(f"{status}: {answer.get('error')}", file=sys.stderr)
+        return None
+    return answer
+
+
 def print_json(obj) -> None:
     sys.stdout.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode() + "\n")
