@@ -1,7 +1,7 @@
 """Sending escalation alerts: a consumer of the SLA topic in every worker.
 
 For each warning, breach or ladder step it routes alerts to the customer's
-people (``alert_routing``), sends each alert id once (``alert_channels``), and
+people (``routing.py``), sends each alert id once (``channels.py``), and
 records every outcome on the item in the one-stop view, so whoever looks at the
 customer sees who was told what and whether it arrived.  Alerts that still fail
 after the dispatcher's retries go to ``<prefix>.alerts-failed`` with the reasons:
