@@ -60,9 +60,6 @@ from .evaluation import ItemEvaluation, MetricStatus, Threshold, evaluate
 from .explanation import explain, format_explanation
 from .item_history import HANDLERS as _HANDLERS
 from .item_history import order_events
-
-#: Event types the engine reads; any other event cannot move a clock by itself.
-CLOCK_EVENT_TYPES = frozenset(_HANDLERS)
 from .policies import (
     KINDS,
     METRICS,
@@ -87,6 +84,9 @@ from .rules_file import (
     parse_duration,
     parse_rules,
 )
+
+#: Event types the engine reads; any other event cannot move a clock by itself.
+CLOCK_EVENT_TYPES = frozenset(_HANDLERS)
 
 __all__ = [
     "BusinessCalendar", "CLOCK_EVENT_TYPES", "DEFAULT_RULES_PATH", "ItemEvaluation", "ItemFacts", "KINDS", "LadderStep", "METRICS",

@@ -26,9 +26,9 @@ from typing import Any
 
 from .clock import INF, business_measure, clip, intersect, normalise, reach_instants, subtract
 from .instants import from_us, iso_instant, iso_us, td_us, to_us, us_td
-from .results import Crossing, Deferred, ItemEvaluation, MetricStatus, StepSet, Threshold, assemble
 from .item_history import HANDLERS, Timeline, Track, fold_history, order_events
 from .policies import ItemFacts, Policy, RuleSet
+from .results import Crossing, Deferred, ItemEvaluation, MetricStatus, StepSet, Threshold, assemble
 
 __all__ = ["Crossing", "ItemEvaluation", "MetricStatus", "StepMemo", "StepSet", "Threshold",
            "evaluate", "iso_instant", "measure_track", "step_set"]

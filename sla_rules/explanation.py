@@ -13,9 +13,9 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .evaluation import ItemEvaluation, MetricStatus, iso_instant, evaluate
-from .policies import TIERS, ItemFacts, RuleSet
 from .durations import format_duration
+from .evaluation import ItemEvaluation, MetricStatus, evaluate, iso_instant
+from .policies import TIERS, ItemFacts, RuleSet
 
 
 def _status_lines(status: MetricStatus, rules: RuleSet, indent: str = "  ") -> list[str]:

@@ -21,10 +21,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from streams.event_order import in_order, item_kind, source_key
+
+from .durations import format_duration
 from .instants import iso_us, td_us, to_us
 from .policies import KINDS, SEVERITY_PRIORITY, ItemFacts, Match, Policy, Rule, RuleSet
-from .durations import format_duration
-from streams.event_order import in_order, item_kind, source_key
 
 OPENING = {"fault.reported": "fault", "ticket.opened": "ticket", "order.received": "order"}
 DEFAULT_CLASS = {"fault": "P3", "ticket": "P3", "order": "normal"}

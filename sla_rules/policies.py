@@ -19,14 +19,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
+# The vocabulary is the wire contract's: one place for tiers, priorities, metrics.
+# Re-exported (see __all__): sla_rules and its users read it from here.
+from schemas.event_catalogue import ORDER_URGENCIES as URGENCIES
+from schemas.event_catalogue import PRIORITIES, TICKET_KINDS, TIERS
+from schemas.event_catalogue import SLA_METRICS as METRICS
+
 from .business_calendar import BusinessCalendar
 from .instants import from_us, to_us
 from .rule_problems import RuleProblem
 
-# The vocabulary is the wire contract's: one place for tiers, priorities, metrics.
-from schemas.event_catalogue import ORDER_URGENCIES as URGENCIES  # noqa: E402
-from schemas.event_catalogue import PRIORITIES, TICKET_KINDS, TIERS  # noqa: E402
-from schemas.event_catalogue import SLA_METRICS as METRICS  # noqa: E402
+__all__ = [
+    "CLOSE_UNRESOLVED_MODES", "KINDS", "METRICS", "METRICS_BY_KIND", "PRIORITIES", "PRIORITY_CHANGE_MODES",
+    "REOPEN_MODES", "ROLES", "SEVERITY_PRIORITY", "TIERS", "URGENCIES", "ItemFacts", "LadderStep", "Match",
+    "MatchIndex", "Policy", "Rule", "RuleSet", "classes_for",
+]
 
 KINDS = ("fault", *TICKET_KINDS, "order")
 METRICS_BY_KIND = {

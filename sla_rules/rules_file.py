@@ -74,7 +74,7 @@ def _spans(ck: ProblemCollector, value: Any, location: str, line: int | None) ->
             continue
         spans.append((start, end))
     spans.sort()
-    for (s1, e1), (s2, e2) in zip(spans, spans[1:]):
+    for (s1, e1), (s2, _e2) in zip(spans, spans[1:]):
         if s2 < e1:
             ck.add(location, f"spans overlap ({s1 // 60:02d}:{s1 % 60:02d} and {s2 // 60:02d}:{s2 % 60:02d})", line)
     return tuple(spans)

@@ -213,7 +213,7 @@ def _search_group(kind: str, state: str | None, group: Sequence[Record],
         counts[j] += 1
     goal = best(state, tuple(counts))
     while goal:
-        for n, i in enumerate(remaining):
+        for n, i in enumerate(remaining):  # noqa: B007 (n is read after the loop: the move taken)
             j = of[i]
             outcome = move(state, j)
             if not isinstance(outcome, Accepted):

@@ -12,10 +12,10 @@ from datetime import datetime
 from typing import Any
 
 from schemas.envelope import Event, event_from_dict, utc_iso
-from streams.customer_view import Outcome
 from sla_rules import CLOCK_EVENT_TYPES, ItemFacts, RuleSet, evaluate
 from sla_rules.evaluation import StepMemo, step_set
 from sla_rules.instants import iso_instant
+from streams.customer_view import Outcome
 
 #: Tier assumed while a customer's profile has not arrived (the strictest
 #: assumption would page managers for a stranger; the loosest never alerts).

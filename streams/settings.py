@@ -167,7 +167,7 @@ class Settings:
 
     def validate(self) -> None:
         try:
-            self.zone
+            _ = self.zone  # raises for a name that is not an IANA zone
         except (ZoneInfoNotFoundError, ValueError):
             raise SettingsError(f"KEYDESK_TIMEZONE={self.timezone!r} is not an IANA zone") from None
         if self.alert_delivery not in ("send", "log", ""):

@@ -32,9 +32,9 @@ from typing import Any
 
 from schemas.envelope import Event
 from sla_rules import RuleSet
+from sla_rules.evaluation import StepMemo
 from streams.customer_view import ITEM_KINDS, find_item
 from streams.deadline_index import DeadlineIndex
-from sla_rules.evaluation import StepMemo
 from streams.item_sla import clock_history, due_steps, item_facts
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -1,7 +1,7 @@
 """reporting tables: audit log, current state, SLA outcomes, steps, revisits
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-22
 
 The first schema of the reporting database: the append-only event log, the
