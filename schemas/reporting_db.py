@@ -40,6 +40,7 @@ def open_engine(url: str, **kwargs) -> Engine:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
+
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
 

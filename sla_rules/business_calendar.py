@@ -306,7 +306,8 @@ class BusinessCalendar:
         if self.always_on:
             return f"{self.id} (7x24{': ' + self.description if self.description else ''})"
         hours = ", ".join(
-            f"{WEEKDAYS[wd]} " + " ".join(f"{s // 60:02d}:{s % 60:02d}-{e // 60:02d}:{e % 60:02d}" for s, e in spans)
+            f"{WEEKDAYS[wd]} "
+            + " ".join(f"{s // 60:02d}:{s % 60:02d}-{e // 60:02d}:{e % 60:02d}" for s, e in spans)
             for wd, spans in sorted(self.week.items())
             if spans
         )

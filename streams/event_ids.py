@@ -129,5 +129,14 @@ def _ids_of(item: dict[str, Any]) -> Iterable[tuple[str, Owner]]:
         yield record["event_id"], ("sla", *mine)
 
 
-__all__ = ["EVENT_OWNERS", "PROFILE", "Owner", "event_owner", "forget_item",
-           "forget_profile_ids", "owner_label", "owners", "reuse_reason"]
+__all__ = [
+    "EVENT_OWNERS",
+    "PROFILE",
+    "Owner",
+    "event_owner",
+    "forget_item",
+    "forget_profile_ids",
+    "owner_label",
+    "owners",
+    "reuse_reason",
+]

@@ -123,8 +123,7 @@ def in_order(kind: str, records: Iterable[Record]) -> list[Record]:
 
 def _instants(records: Iterable[Record]) -> list[list[Record]]:
     """The records grouped by instant, in event time; each group in source order."""
-    keyed = sorted(((instant(r["occurred_at"]), n, r) for n, r in enumerate(records)),
-                   key=lambda k: k[:2])
+    keyed = sorted(((instant(r["occurred_at"]), n, r) for n, r in enumerate(records)), key=lambda k: k[:2])
     groups: list[list[tuple[int, Record]]] = []
     last = None
     for at, n, record in keyed:
@@ -133,9 +132,12 @@ def _instants(records: Iterable[Record]) -> list[list[Record]]:
         else:
             groups.append([(n, record)])
             last = at
-    return [[r for _, r in group] if len(group) == 1 else
-            [r for _, r in sorted(group, key=lambda g: (source_key(g[1], g[0]), g[0]))]
-            for group in groups]
+    return [
+        [r for _, r in group]
+        if len(group) == 1
+        else [r for _, r in sorted(group, key=lambda g: (source_key(g[1], g[0]), g[0]))]
+        for group in groups
+    ]
 
 
 def _move(kind: str, state: str | None, record: Record) -> Accepted | Rejected:
@@ -143,8 +145,7 @@ def _move(kind: str, state: str | None, record: Record) -> Accepted | Rejected:
     return lifecycles.transition(kind, state, str(record["event_type"]), record.get("payload") or {})
 
 
-def _place_group(kind: str, state: str | None, group: list[Record],
-                 placed: list[Placed]) -> str | None:
+def _place_group(kind: str, state: str | None, group: list[Record], placed: list[Placed]) -> str | None:
     """Place one instant's records (in source order) after ``placed``; the state after them."""
     fast: list[Placed] = []
     current = state
@@ -166,8 +167,7 @@ def _signature(record: Record) -> tuple[str, bool]:
     return str(record["event_type"]), str(payload.get("status") or "").startswith("pending")
 
 
-def _search_group(kind: str, state: str | None, group: Sequence[Record],
-                  placed: list[Placed]) -> str | None:
+def _search_group(kind: str, state: str | None, group: Sequence[Record], placed: list[Placed]) -> str | None:
     """The most accepted events, earliest by source order among equals (see the module doc).
 
     Records with the same signature are interchangeable for the count, so the
@@ -200,7 +200,7 @@ def _search_group(kind: str, state: str | None, group: Sequence[Record],
                     continue
                 outcome = move(at, j)
                 if isinstance(outcome, Accepted):
-                    rest = counts[:j] + (count - 1,) + counts[j + 1:]
+                    rest = counts[:j] + (count - 1,) + counts[j + 1 :]
                     result = max(result, 1 + best(outcome.state, rest))
                     if result == total:
                         break

@@ -29,20 +29,27 @@ NEW = None  # the state of an item before its opening event
 
 # Transition tables: event type -> (states it may come from, state it leads to).
 # A ``None`` target keeps the current state (events that record facts only).
-_FAULT_ACTIVE = {"reported", "acknowledged", "dispatched", "in_repair", "reopened", "pending",
-                 "in_progress"}
+_FAULT_ACTIVE = {"reported", "acknowledged", "dispatched", "in_repair", "reopened", "pending", "in_progress"}
 _TICKET_ACTIVE = {"open", "acknowledged", "in_progress", "pending", "reopened"}
 _FAULT = {
     "fault.reported": ({NEW}, "reported"),
     "fault.acknowledged": ({"reported", "reopened"}, "acknowledged"),
-    "fault.dispatched": ({"reported", "acknowledged", "dispatched", "in_repair", "reopened",
-                          "pending", "in_progress"}, "dispatched"),
-    "fault.repair_started": ({"reported", "acknowledged", "dispatched", "reopened", "pending",
-                              "in_progress"}, "in_repair"),
-    "fault.status_changed": ({"reported", "acknowledged", "dispatched", "in_repair", "reopened",
-                              "pending", "in_progress"}, "<status>"),
-    "fault.restored": ({"reported", "acknowledged", "dispatched", "in_repair", "reopened",
-                        "pending", "in_progress"}, "restored"),
+    "fault.dispatched": (
+        {"reported", "acknowledged", "dispatched", "in_repair", "reopened", "pending", "in_progress"},
+        "dispatched",
+    ),
+    "fault.repair_started": (
+        {"reported", "acknowledged", "dispatched", "reopened", "pending", "in_progress"},
+        "in_repair",
+    ),
+    "fault.status_changed": (
+        {"reported", "acknowledged", "dispatched", "in_repair", "reopened", "pending", "in_progress"},
+        "<status>",
+    ),
+    "fault.restored": (
+        {"reported", "acknowledged", "dispatched", "in_repair", "reopened", "pending", "in_progress"},
+        "restored",
+    ),
     "fault.customer_confirmed": ({"restored"}, "confirmed"),
     # from an active state: closed without restoration (duplicate, no fault found, ...)
     "fault.closed": ({"restored", "confirmed"} | _FAULT_ACTIVE, "closed"),
@@ -54,12 +61,9 @@ _TICKET = {
     "ticket.acknowledged": ({"open", "reopened"}, "acknowledged"),
     # a resolved ticket may be reassigned for follow-up or quality review
     "ticket.assigned": (_TICKET_ACTIVE | {"resolved"}, None),
-    "ticket.status_changed": ({"open", "acknowledged", "in_progress", "pending", "reopened"},
-                              "<status>"),
-    "ticket.priority_changed": ({"open", "acknowledged", "in_progress", "pending", "reopened"},
-                                None),
-    "ticket.resolved": ({"open", "acknowledged", "in_progress", "pending", "reopened"},
-                        "resolved"),
+    "ticket.status_changed": ({"open", "acknowledged", "in_progress", "pending", "reopened"}, "<status>"),
+    "ticket.priority_changed": ({"open", "acknowledged", "in_progress", "pending", "reopened"}, None),
+    "ticket.resolved": ({"open", "acknowledged", "in_progress", "pending", "reopened"}, "resolved"),
     "ticket.reopened": ({"resolved", "closed"}, "reopened"),
     # from an active state: closed without resolution (duplicate, withdrawn, ...)
     "ticket.closed": ({"resolved"} | _TICKET_ACTIVE, "closed"),
@@ -67,18 +71,20 @@ _TICKET = {
 }
 _ORDER = {
     "order.received": ({NEW}, "acknowledged"),
-    "order.resource_confirmed": ({"acknowledged", "resource_shortfall", "pending"},
-                                 "resource_confirmed"),
-    "order.resource_shortfall": ({"acknowledged", "resource_confirmed", "pending"},
-                                 "resource_shortfall"),
-    "order.status_changed": ({"acknowledged", "resource_confirmed", "resource_shortfall",
-                              "in_progress", "pending"}, "<status>"),
+    "order.resource_confirmed": ({"acknowledged", "resource_shortfall", "pending"}, "resource_confirmed"),
+    "order.resource_shortfall": ({"acknowledged", "resource_confirmed", "pending"}, "resource_shortfall"),
+    "order.status_changed": (
+        {"acknowledged", "resource_confirmed", "resource_shortfall", "in_progress", "pending"},
+        "<status>",
+    ),
     "order.provisioning_started": ({"resource_confirmed", "pending"}, "in_progress"),
     "order.milestone_reached": ({"in_progress", "pending"}, None),
     "order.activated": ({"resource_confirmed", "in_progress", "pending"}, "activated"),
     "order.customer_accepted": ({"activated"}, "completed"),
-    "order.cancelled": ({"acknowledged", "resource_confirmed", "resource_shortfall",
-                         "in_progress", "pending", "activated"}, "cancelled"),
+    "order.cancelled": (
+        {"acknowledged", "resource_confirmed", "resource_shortfall", "in_progress", "pending", "activated"},
+        "cancelled",
+    ),
     "order.revisit_recorded": ({"completed"}, None),
 }
 
@@ -108,8 +114,7 @@ class Rejected:
     reason: str
 
 
-def transition(kind: str, state: str | None, event_type: str,
-               payload: dict) -> Accepted | Rejected:
+def transition(kind: str, state: str | None, event_type: str, payload: dict) -> Accepted | Rejected:
     """The outcome of ``event_type`` happening to a ``kind`` item in ``state``."""
     table = TRANSITIONS[kind]
     rule = table.get(event_type)
@@ -143,5 +148,4 @@ def closes_unresolved(kind: str, state: str | None, event_type: str) -> bool:
     unresolved whatever the closing event says (``closed_unresolved`` only says why).
     """
     resolved = _RESOLVED_STATES.get(event_type)
-    return resolved is not None and state not in resolved and \
-        state in TRANSITIONS[kind][event_type][0]
+    return resolved is not None and state not in resolved and state in TRANSITIONS[kind][event_type][0]

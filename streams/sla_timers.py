@@ -54,8 +54,7 @@ def _instant(value: str | None) -> datetime | None:
 class SlaTimers:
     """Deadline indexes for the partitions this worker owns, and the ticks over them."""
 
-    def __init__(self, rules: RuleSet, partition_of: Callable[[str], int], *,
-                 replay: bool = False) -> None:
+    def __init__(self, rules: RuleSet, partition_of: Callable[[str], int], *, replay: bool = False) -> None:
         self.rules = rules
         self.partition_of = partition_of
         self.replay = replay
@@ -107,15 +106,13 @@ class SlaTimers:
             return _AT_ONCE
         return min(new, default=None)
 
-    def _slot(self, view: dict[str, Any], item: dict[str, Any]
-              ) -> tuple[DeadlineIndex, Key, int]:
+    def _slot(self, view: dict[str, Any], item: dict[str, Any]) -> tuple[DeadlineIndex, Key, int]:
         customer_id = view["customer_id"]
         partition = self.partition_of(customer_id)
         index = self.indexes.setdefault(partition, DeadlineIndex())
         return index, (customer_id, item["kind"], item["id"]), partition
 
-    def _schedule(self, view: dict[str, Any], item: dict[str, Any],
-                  due: datetime | None) -> None:
+    def _schedule(self, view: dict[str, Any], item: dict[str, Any], due: datetime | None) -> None:
         index, key, partition = self._slot(view, item)
         index.schedule(key, self._due_us(due), partition)
 
@@ -138,8 +135,7 @@ class SlaTimers:
             due = _instant(sla.get("as_of")) or due
         self._schedule(view, item, due)
 
-    def rebuild(self, views: Iterable[tuple[str, dict[str, Any]]],
-                partitions: Iterable[int]) -> int:
+    def rebuild(self, views: Iterable[tuple[str, dict[str, Any]]], partitions: Iterable[int]) -> int:
         """Index every item of the views on ``partitions`` (after assignment/recovery)."""
         owned = set(partitions)
         self._forget_in_flight(owned)
@@ -170,8 +166,11 @@ class SlaTimers:
         partition = self.partition_of(step.customer_id)
         index = self.indexes.get(partition)
         if index is not None:
-            index.schedule((step.customer_id, step.payload["item_kind"], step.entity_id),
-                           to_us(step.occurred_at), partition)
+            index.schedule(
+                (step.customer_id, step.payload["item_kind"], step.entity_id),
+                to_us(step.occurred_at),
+                partition,
+            )
 
     def folded(self, event_id: str) -> None:
         """A step event came back through the SLA topic and is in its item's log."""
@@ -198,8 +197,7 @@ class SlaTimers:
                 item = find_item(view, kind, item_id) if view else None
                 if item is None:
                     continue
-                events, next_at = due_steps(view, item, self.rules, at, replay=self.replay,
-                                            memo=self.memo)
+                events, next_at = due_steps(view, item, self.rules, at, replay=self.replay, memo=self.memo)
                 for step in events:
                     if step.event_id not in self.in_flight:
                         self.in_flight[step.event_id] = partition
@@ -218,8 +216,11 @@ def _has_unlogged_stop(item: dict[str, Any]) -> bool:
     metrics = (item.get("sla") or {}).get("metrics") or {}
     logged = {(r["event_type"], r["metric"], r["cycle"]) for r in item.get("sla_log", ())}
     for name, metric in metrics.items():
-        if metric.get("met_at") and metric.get("state") == "met" and \
-                ("sla.met", name, metric.get("cycle")) not in logged:
+        if (
+            metric.get("met_at")
+            and metric.get("state") == "met"
+            and ("sla.met", name, metric.get("cycle")) not in logged
+        ):
             return True
         if metric.get("breached_at") and ("sla.breached", name, metric.get("cycle")) not in logged:
             return True
