@@ -22,9 +22,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from .clock import INF, business_measure, clip, intersect, normalise, reach_instants, subtract
+from .clock import INF, Interval, business_measure, clip, intersect, normalise, reach_instants, subtract
 from .instants import from_us, iso_instant, iso_us, td_us, to_us, us_td
 from .item_history import HANDLERS, Timeline, Track, fold_history, order_events
 from .policies import ItemFacts, Policy, RuleSet
@@ -95,18 +95,22 @@ def measure_track(track: Track, tl: Timeline, rules: RuleSet, at_us: int) -> Met
     )
     stop = met_at if met_at is not None else cancelled_at
     end = at_us if stop is None else min(at_us, stop)
-    windows = normalise(track.windows)
+    # [start, end | None] lists (the last end is set when the clock stops); a start is never None
+    ran = cast("list[tuple[int, int | None]]", track.windows)
+    windows = normalise(ran)
+    applicable: list[list[Any]]
+    pauses: list[Interval]
     if track.metric in policy.pause_metrics:
         applicable = [s for s in tl.statuses if s[2] in policy.pause_statuses]
         pauses = normalise([(s[0], s[1]) for s in applicable])
     else:
-        applicable = pauses = []
+        applicable, pauses = [], []
     # running time: windows minus pauses, from measured_from, up to now (or the stop)
     elapsed = business_measure(calendar, clip(subtract(windows, pauses), max(measured_from, 0), end))
     # Thresholds: the clock as it was (or is) heading, i.e. a stopped clock
     # projected past its stop with no further pause, so a met clock still
     # shows the deadline it had.
-    projected_windows = normalise(track.windows[:-1] + [(track.windows[-1][0], None)])
+    projected_windows = normalise(ran[:-1] + [(ran[-1][0], None)])
     if pauses:
         projected_windows = subtract(projected_windows, clip(pauses, 0, INF if stop is None else stop))
     projected = clip(projected_windows, measured_from, INF)
@@ -173,8 +177,8 @@ def measure_track(track: Track, tl: Timeline, rules: RuleSet, at_us: int) -> Met
         remaining=us_td(max(target - elapsed, 0)),
         overdue=us_td(max(elapsed - target, 0)),
         paused=paused,
-        pause_reason=open_pause[2] if paused else None,
-        pause_detail=open_pause[3] if paused else None,
+        pause_reason=open_pause[2] if paused and open_pause is not None else None,
+        pause_detail=open_pause[3] if paused and open_pause is not None else None,
         state=state,
         met_at=_dt(met_at),
         breached_at=_dt(deadline) if state == "breached" else None,

@@ -72,9 +72,9 @@ def order_events(
         if mine < theirs or (mine == theirs and source_key(event, index) < source_key(kept[2], kept[1])):
             seen[event_id] = (t, index, event)
     # In the order given: without a position, that is where the source put an event.
-    kept = sorted(seen.values(), key=lambda k: k[1])
-    instant_of = {id(event): t for t, _, event in kept}
-    survivors = [event for _, _, event in kept]
+    in_source_order = sorted(seen.values(), key=lambda k: k[1])
+    instant_of = {id(event): t for t, _, event in in_source_order}
+    survivors = [event for _, _, event in in_source_order]
     return [(instant_of[id(event)], event) for event in in_order(item_kind(survivors), survivors)]
 
 

@@ -322,7 +322,8 @@ class MatchIndex:
         self.epochs = sorted(
             {to_us(p.effective_from) for versions in rules.policies.values() for p in versions}
         )
-        self.matches: dict[tuple[str | None, ...], Match | None] = {}
+        # (customer, tier, kind, priority class, region, epoch) -> the outcome
+        self.matches: dict[tuple[str, str, str, str | None, str | None, int], Match | None] = {}
 
     def match(
         self, facts: ItemFacts, cls: str | None, at_us: int, at: dt.datetime | None = None

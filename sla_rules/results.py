@@ -117,8 +117,9 @@ class MetricStatus:
     paused_by_reason: Mapping[str, dt.timedelta]
     warnings: tuple[Threshold, ...] = RenderedOnRead()  # type: ignore[assignment]
     escalations: tuple[Threshold, ...] = RenderedOnRead()  # type: ignore[assignment]
-    next_change_at: dt.datetime | None
-    previous_cycles: tuple[MetricStatus, ...]
+    # (mypy takes the RenderedOnRead fields above for defaults; they have none: see its docstring)
+    next_change_at: dt.datetime | None  # type: ignore[misc]
+    previous_cycles: tuple[MetricStatus, ...]  # type: ignore[misc]
     trace: tuple[str, ...] = RenderedOnRead()  # type: ignore[assignment]
 
     def __getstate__(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import tomllib
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -187,7 +188,7 @@ def _pause_list(
 
 
 def _policy(
-    ck: ProblemCollector, n: int, raw: Any, calendars: dict[str, BusinessCalendar], tz: dt.tzinfo
+    ck: ProblemCollector, n: int, raw: Any, calendars: Collection[str], tz: dt.tzinfo
 ) -> Policy | None:
     line = ck.line_of(r"^\[\[policies\]\]", n)
     pid = raw.get("id") if isinstance(raw, dict) else None
@@ -307,13 +308,20 @@ def _policy(
                     ck.add(mloc, f"target must be positive, got {text!r}", line)
                     continue
                 targets[(kind, cls, metric)] = target
-    if len(ck.problems) > before:
+    # (each isinstance below holds once no problem was added: it only tells the type checker)
+    if (
+        len(ck.problems) > before
+        or not isinstance(pid, str)
+        or not isinstance(version, int)
+        or effective is None
+        or not isinstance(calendar_id, str)
+    ):
         return None
     return Policy(
         id=pid,
         version=version,
         effective_from=effective,
-        calendar_id=calendar_id,  # type: ignore[arg-type]
+        calendar_id=calendar_id,
         description=str(raw.get("description", "")),
         targets=targets,
         warnings=tuple(float(w) for w in warnings),
@@ -385,7 +393,7 @@ def parse_rules(text: str, source: str = "<rules>") -> tuple[RuleSet | None, lis
         ck.add("policies", "at least one policy is required")
     known_ids = {p.get("id") for p in raw_policies if isinstance(p, dict)}
     for n, raw in enumerate(raw_policies):
-        policy = _policy(ck, n, raw, {**calendars, **{k: None for k in raw_cals}}, tz)  # type: ignore[dict-item]
+        policy = _policy(ck, n, raw, {*calendars, *raw_cals}, tz)
         if policy is None:
             continue
         versions = policies.setdefault(policy.id, [])
