@@ -163,7 +163,8 @@ def _describe(value: Any) -> str:
         return repr(value)[:40]
     if isinstance(value, int):  # str() of a huge int is slow, and refused past 4300 digits
         return "an integer of more than 38 digits"
-    return {dict: "an object", list: "an array"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {dict: "an object", list: "an array"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _require_id(obj: dict[str, Any], name: str) -> str:
@@ -199,10 +200,11 @@ def _integer(value: Any) -> int | None:
     return None
 
 
-def decode_event(raw: bytes | str) -> Event:
+def decode_event(raw: object) -> Event:
     """Decode wire bytes into a validated :class:`Event` or raise :class:`InvalidEvent`.
 
-    Any input at all gives one or the other, never a different exception.
+    Any input at all gives one or the other, never a different exception (so ``raw`` is typed
+    ``object``: wire bytes or text are what it decodes, anything else is an InvalidEvent).
     """
     if isinstance(raw, str):
         try:

@@ -10,6 +10,7 @@ Field and state names follow TM Forum TMF621 (trouble ticket) and TMF641
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -53,7 +54,13 @@ class Field:
     max_items: int | None = None  # for "array": bounded, so every valid event has a size limit
 
 
-def _s(description: str = "", *, required: bool = True, enum=None, max_length=2000) -> Field:
+def _s(
+    description: str = "",
+    *,
+    required: bool = True,
+    enum: Iterable[str] | None = None,
+    max_length: int | None = 2000,
+) -> Field:
     return Field(
         "string", required, tuple(enum) if enum else None, description=description, max_length=max_length
     )

@@ -90,7 +90,7 @@ def parse_json_text(raw: bytes) -> Any:
     return document
 
 
-class _Pairs(list):
+class _Pairs(list[tuple[str, Any]]):
     """An object's members in document order, repeats kept (for locating one)."""
 
 

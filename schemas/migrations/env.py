@@ -8,7 +8,7 @@ used, ``KEYDESK_DB``.
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import engine_from_config, pool
+from sqlalchemy import Connection, engine_from_config, pool
 
 from schemas.reporting_tables import REPORTING_TABLES
 
@@ -27,7 +27,7 @@ def run_migrations_online() -> None:
         _run(connection)
 
 
-def _run(connection) -> None:
+def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=REPORTING_TABLES,
