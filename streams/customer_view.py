@@ -177,7 +177,7 @@ def _fold_profile(view: dict[str, Any], event: Event) -> Outcome:
 
 
 def _record(event: Event, position: Position | None, arrival: int) -> dict[str, Any]:
-    record = {
+    record: dict[str, Any] = {
         "event_id": event.event_id,
         "event_type": event.event_type,
         "occurred_at": utc_iso(event.occurred_at),
@@ -209,7 +209,7 @@ def _new_item(kind: str, entity_id: str) -> dict[str, Any]:
 
 def find_item(view: dict[str, Any], kind: str, entity_id: str) -> dict[str, Any] | None:
     """The open or recently closed item, or ``None``."""
-    item = view["open"][kind].get(entity_id)
+    item: dict[str, Any] | None = view["open"][kind].get(entity_id)
     if item is None:
         item = next((i for i in view["recent_closed"] if i["id"] == entity_id and i["kind"] == kind), None)
     return item

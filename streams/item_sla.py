@@ -105,7 +105,7 @@ def clock_history(item: dict[str, Any]) -> list[dict[str, Any]]:
     return history
 
 
-def sla_summary(view: dict[str, Any], item: dict[str, Any], rules: RuleSet) -> dict | None:
+def sla_summary(view: dict[str, Any], item: dict[str, Any], rules: RuleSet) -> dict[str, Any] | None:
     """Each clock's state as of the item's latest event; ``None`` before it opened.
 
     An item the rules give no target for (a kind a deployment does not

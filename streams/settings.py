@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from streams.topic_rules import SLA_TOPIC_SUFFIX
@@ -113,10 +114,10 @@ class Settings:
         return ZoneInfo(self.timezone)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read ``KEYDESK_*`` variables; ``overrides`` win (used by the CLI and tests)."""
         env = os.environ if env is None else env
-        values: dict = {}
+        values: dict[str, Any] = {}
 
         def text(name: str, attr: str) -> None:
             if env.get(name):

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 from schemas.envelope import Event
 from sla_rules import RuleSet
@@ -58,7 +58,7 @@ class SlaTimers:
         self.rules = rules
         self.partition_of = partition_of
         self.replay = replay
-        self.indexes: dict[int, DeadlineIndex] = {}
+        self.indexes: dict[int, DeadlineIndex[Key]] = {}
         self.watermarks: dict[int, datetime] = {}
         # Steps published but not yet folded back into their item's log, by id,
         # with their partition: not published again meanwhile (after a restart or
@@ -106,7 +106,7 @@ class SlaTimers:
             return _AT_ONCE
         return min(new, default=None)
 
-    def _slot(self, view: dict[str, Any], item: dict[str, Any]) -> tuple[DeadlineIndex, Key, int]:
+    def _slot(self, view: dict[str, Any], item: dict[str, Any]) -> tuple[DeadlineIndex[Key], Key, int]:
         customer_id = view["customer_id"]
         partition = self.partition_of(customer_id)
         index = self.indexes.setdefault(partition, DeadlineIndex())
@@ -116,6 +116,10 @@ class SlaTimers:
         index, key, partition = self._slot(view, item)
         index.schedule(key, self._due_us(due), partition)
 
+    @overload
+    def _due_us(self, instant: datetime) -> int: ...
+    @overload
+    def _due_us(self, instant: None) -> None: ...
     def _due_us(self, instant: datetime | None) -> int | None:
         """The index instant for a step due at ``instant``: replay takes it once past."""
         if instant is None:
@@ -195,7 +199,7 @@ class SlaTimers:
                 customer_id, kind, item_id = key
                 view = views.get(customer_id)
                 item = find_item(view, kind, item_id) if view else None
-                if item is None:
+                if view is None or item is None:
                     continue
                 events, next_at = due_steps(view, item, self.rules, at, replay=self.replay, memo=self.memo)
                 for step in events:

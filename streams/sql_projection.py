@@ -111,6 +111,7 @@ def item_rows(
     for position, event in by_time:
         fold(items_view, event, position)
     item = find_item(items_view, kind, item_id)
+    assert item is not None  # folded from the item's own events
     history = clock_history(item)
     applied = [r for r in item["history"] if r.get("outcome") == "applied"]
     at = max((r["occurred_at"] for r in history), default=None)
