@@ -1,6 +1,6 @@
 # keydesk's two front-door commands (see README.md):
 #   make up    set up, then run broker + worker + HTTP API on local defaults with a demo
-#   make test  set up, then run the whole test suite (real Kafka broker and PostgreSQL)
+#   make test  set up, then ruff, mypy and the whole test suite (real Kafka broker and PostgreSQL)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -28,7 +28,11 @@ system-packages:
 up: setup
 	$(BIN)/keydesk up --demo
 
+# lint, format check and type check first: they take seconds, the suite takes minutes
 test: test-setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 bench: setup

@@ -30,12 +30,33 @@ from schemas.wire_formats import (
     read_instant,
 )
 
-__all__ = ["ENVELOPE_FIELDS", "ID_MAX_LENGTH", "MAX_EVENT_BYTES", "Event", "InvalidEvent",
-           "decode_event", "decode_lines", "event_from_dict", "new_event", "parse_instant",
-           "utc_iso", "validate_fields"]
+__all__ = [
+    "ENVELOPE_FIELDS",
+    "ID_MAX_LENGTH",
+    "MAX_EVENT_BYTES",
+    "Event",
+    "InvalidEvent",
+    "decode_event",
+    "decode_lines",
+    "event_from_dict",
+    "new_event",
+    "parse_instant",
+    "utc_iso",
+    "validate_fields",
+]
 
-ENVELOPE_FIELDS = ("event_id", "event_type", "schema_version", "customer_id", "entity_id",
-                   "occurred_at", "recorded_at", "source", "actor", "payload")
+ENVELOPE_FIELDS = (
+    "event_id",
+    "event_type",
+    "schema_version",
+    "customer_id",
+    "entity_id",
+    "occurred_at",
+    "recorded_at",
+    "source",
+    "actor",
+    "payload",
+)
 _ENVELOPE = frozenset(ENVELOPE_FIELDS)
 # Reasons and fields travel in Kafka headers and HTTP answers: keep them short,
 # and encodable as UTF-8 whatever the message held.
@@ -123,8 +144,9 @@ def parse_instant(value: Any, field: str) -> datetime:
 
 def _wire_instant(value: Any, field: str) -> datetime:
     if not isinstance(value, str):
-        raise InvalidEvent(field, "must be an RFC 3339 string with a UTC offset, "
-                                  "e.g. 2026-11-23T09:00:00+08:00")
+        raise InvalidEvent(
+            field, "must be an RFC 3339 string with a UTC offset, e.g. 2026-11-23T09:00:00+08:00"
+        )
     try:
         return read_instant(value)
     except ValueError as exc:
@@ -141,7 +163,8 @@ def _describe(value: Any) -> str:
         return repr(value)[:40]
     if isinstance(value, int):  # str() of a huge int is slow, and refused past 4300 digits
         return "an integer of more than 38 digits"
-    return {dict: "an object", list: "an array"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {dict: "an object", list: "an array"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _require_id(obj: dict[str, Any], name: str) -> str:
@@ -160,9 +183,12 @@ def _event_id(value: Any) -> str:
         expected = f"; send {str(uuid.UUID(value))!r}" if isinstance(value, str) else ""
     except ValueError:
         expected = ""
-    raise InvalidEvent("event_id", "must be a UUID in canonical form, 8-4-4-4-12 lowercase "
-                                   f"hex digits such as 0b0e8a3c-6f0e-4c35-9a53-0f3a2f2c9d11"
-                                   f"{expected}")
+    raise InvalidEvent(
+        "event_id",
+        "must be a UUID in canonical form, 8-4-4-4-12 lowercase "
+        f"hex digits such as 0b0e8a3c-6f0e-4c35-9a53-0f3a2f2c9d11"
+        f"{expected}",
+    )
 
 
 def _integer(value: Any) -> int | None:
@@ -174,24 +200,25 @@ def _integer(value: Any) -> int | None:
     return None
 
 
-def decode_event(raw: bytes | str) -> Event:
+def decode_event(raw: object) -> Event:
     """Decode wire bytes into a validated :class:`Event` or raise :class:`InvalidEvent`.
 
-    Any input at all gives one or the other, never a different exception.
+    Any input at all gives one or the other, never a different exception (so ``raw`` is typed
+    ``object``: wire bytes or text are what it decodes, anything else is an InvalidEvent).
     """
     if isinstance(raw, str):
         try:
             raw = raw.encode("utf-8")
         except UnicodeEncodeError:
-            raise InvalidEvent(None, "not valid UTF-8 JSON: text with an unpaired surrogate") \
-                from None
+            raise InvalidEvent(None, "not valid UTF-8 JSON: text with an unpaired surrogate") from None
     elif isinstance(raw, bytearray | memoryview):
         raw = bytes(raw)
     elif not isinstance(raw, bytes):
         raise InvalidEvent(None, f"an event is bytes of JSON, not {type(raw).__name__}")
     if len(raw) > MAX_EVENT_BYTES:
-        raise InvalidEvent(None, f"message is {len(raw)} bytes, over the limit of "
-                                 f"{MAX_EVENT_BYTES} bytes (MAX_EVENT_BYTES)")
+        raise InvalidEvent(
+            None, f"message is {len(raw)} bytes, over the limit of {MAX_EVENT_BYTES} bytes (MAX_EVENT_BYTES)"
+        )
     try:
         document = parse_json_text(raw)
     except JsonTextError as exc:
@@ -232,8 +259,9 @@ def event_from_dict(obj: Any) -> Event:
         raise InvalidEvent("event_type", f"unknown event type {_describe(event_type)}")
     version = obj.get("schema_version")
     if _integer(version) != SCHEMA_VERSION:
-        raise InvalidEvent("schema_version", f"unsupported version {_describe(version)}; "
-                                             f"this worker reads {SCHEMA_VERSION}")
+        raise InvalidEvent(
+            "schema_version", f"unsupported version {_describe(version)}; this worker reads {SCHEMA_VERSION}"
+        )
     event_id = _event_id(obj.get("event_id"))
     source = obj.get("source")
     if not isinstance(source, str) or source not in SOURCES:
@@ -313,9 +341,17 @@ def _validated(value: Any, spec: Field, where: str) -> Any:
     return items
 
 
-def new_event(event_type: str, customer_id: str, entity_id: str, payload: dict[str, Any], *,
-              source: str, actor: str, occurred_at: datetime | None = None,
-              now: datetime) -> Event:
+def new_event(
+    event_type: str,
+    customer_id: str,
+    entity_id: str,
+    payload: dict[str, Any],
+    *,
+    source: str,
+    actor: str,
+    occurred_at: datetime | None = None,
+    now: datetime,
+) -> Event:
     """Build and validate an event from our own entry points (HTTP, CLI).
 
     ``now`` is passed in (the caller's clock) so this stays free of the wall clock.

@@ -10,6 +10,7 @@ Field and state names follow TM Forum TMF621 (trouble ticket) and TMF641
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -53,9 +54,16 @@ class Field:
     max_items: int | None = None  # for "array": bounded, so every valid event has a size limit
 
 
-def _s(description: str = "", *, required: bool = True, enum=None, max_length=2000) -> Field:
-    return Field("string", required, tuple(enum) if enum else None, description=description,
-                 max_length=max_length)
+def _s(
+    description: str = "",
+    *,
+    required: bool = True,
+    enum: Iterable[str] | None = None,
+    max_length: int | None = 2000,
+) -> Field:
+    return Field(
+        "string", required, tuple(enum) if enum else None, description=description, max_length=max_length
+    )
 
 
 _PERSON = {
@@ -71,17 +79,30 @@ _CHAIN_STEP = {"role": _s("escalation role", enum=ESCALATION_ROLES), **_PERSON}
 # alerts go to the duty desk (handlers/alert_routing.py).
 _CUSTOMER_FIELDS = {
     "name": _s("customer name, e.g. 省政府办公厅"),
-    "tier": _s("customer tier; labels: " + ", ".join(f"{k}={v}" for k, v in TIERS.items())
-               + "; a customer without one is evaluated as public", required=False, enum=TIERS),
+    "tier": _s(
+        "customer tier; labels: "
+        + ", ".join(f"{k}={v}" for k, v in TIERS.items())
+        + "; a customer without one is evaluated as public",
+        required=False,
+        enum=TIERS,
+    ),
     "industry": _s("industry code, GB/T 4754", required=False, max_length=16),
     "region": _s("management region, e.g. province/city", required=False, max_length=120),
-    "account_manager": Field("object", properties={"id": _s("staff id", max_length=64), **_PERSON},
-                             required=False,
-                             description="first responsible person (第一责任人); for a "
-                                         "customer without one (public customers) alerts go "
-                                         "to the duty desk"),
-    "escalation_chain": Field("array", properties=_CHAIN_STEP, required=False, max_items=16,
-                              description="managers alerted on SLA breach, in ladder order"),
+    "account_manager": Field(
+        "object",
+        properties={"id": _s("staff id", max_length=64), **_PERSON},
+        required=False,
+        description="first responsible person (第一责任人); for a "
+        "customer without one (public customers) alerts go "
+        "to the duty desk",
+    ),
+    "escalation_chain": Field(
+        "array",
+        properties=_CHAIN_STEP,
+        required=False,
+        max_items=16,
+        description="managers alerted on SLA breach, in ladder order",
+    ),
 }
 
 
@@ -90,8 +111,9 @@ def _optional(fields: dict[str, Field]) -> dict[str, Field]:
 
 
 _REVISIT = {
-    "satisfaction": Field("integer", minimum=1, maximum=5,
-                          description="customer satisfaction on the follow-up call, 1-5"),
+    "satisfaction": Field(
+        "integer", minimum=1, maximum=5, description="customer satisfaction on the follow-up call, 1-5"
+    ),
     "comment": _s("what the customer said", required=False),
 }
 _STATUS = {
@@ -104,34 +126,52 @@ _CLOCK = {
     "metric": _s("the clock", enum=SLA_METRICS),
     "cycle": Field("integer", minimum=1, maximum=1000, description="clock cycle (reopens)"),
     "due_at": _s("the instant the step was due (ISO-8601, event time)", max_length=40),
-    "policy": _s("policy and version in force when the step was due, e.g. diamond v1",
-                 max_length=64),
-    "caused_by": _s("event id of the item's event that set the instant the step was due at "
-                    "(the opening, a priority change, a reopen, the end of a pause, ...); for "
-                    "a step only known after its instant (detected_at), the event that made "
-                    "it due", required=False, max_length=64),
-    "detected_at": _s("only on a step that was already past when it became due (a priority "
-                      "raised past the deadline): the instant (ISO-8601, event time) of the "
-                      "event that made it due, i.e. when it was known", required=False,
-                      max_length=40),
-    "priority": _s("priority (order: urgency) of the clock's cycle when the step was due, "
-                   "whose target it is measured against", required=False,
-                   enum=PRIORITIES + ORDER_URGENCIES),
-    "target_seconds": Field("integer", required=False, minimum=0, maximum=1_000_000_000,
-                            description="the target in force when the step was due, in "
-                                        "business seconds of the policy's calendar"),
-    "rules_version": _s("version of the SLA rules file the step was computed under",
-                        required=False, max_length=64),
+    "policy": _s("policy and version in force when the step was due, e.g. diamond v1", max_length=64),
+    "caused_by": _s(
+        "event id of the item's event that set the instant the step was due at "
+        "(the opening, a priority change, a reopen, the end of a pause, ...); for "
+        "a step only known after its instant (detected_at), the event that made "
+        "it due",
+        required=False,
+        max_length=64,
+    ),
+    "detected_at": _s(
+        "only on a step that was already past when it became due (a priority "
+        "raised past the deadline): the instant (ISO-8601, event time) of the "
+        "event that made it due, i.e. when it was known",
+        required=False,
+        max_length=40,
+    ),
+    "priority": _s(
+        "priority (order: urgency) of the clock's cycle when the step was due, "
+        "whose target it is measured against",
+        required=False,
+        enum=PRIORITIES + ORDER_URGENCIES,
+    ),
+    "target_seconds": Field(
+        "integer",
+        required=False,
+        minimum=0,
+        maximum=1_000_000_000,
+        description="the target in force when the step was due, in business seconds of the policy's calendar",
+    ),
+    "rules_version": _s(
+        "version of the SLA rules file the step was computed under", required=False, max_length=64
+    ),
 }
 _REASON = {"reason": _s("why")}
 #: Why a fault or ticket is closed without having been restored or resolved.
 UNRESOLVED_REASONS = ("duplicate", "withdrawn", "no_fault_found", "other")
-_CLOSED_UNRESOLVED = {"closed_unresolved": _s(
-    "closed without restoration/resolution, and why (duplicate, withdrawn, no_fault_found, "
-    "other); a close before the item was restored/resolved is one whether or not this is "
-    "given (then: other), and the SLA policy's close_unresolved says what it does to "
-    "running clocks; on an item already restored/resolved it changes nothing",
-    required=False, enum=UNRESOLVED_REASONS)}
+_CLOSED_UNRESOLVED = {
+    "closed_unresolved": _s(
+        "closed without restoration/resolution, and why (duplicate, withdrawn, no_fault_found, "
+        "other); a close before the item was restored/resolved is one whether or not this is "
+        "given (then: other), and the SLA policy's close_unresolved says what it does to "
+        "running clocks; on an item already restored/resolved it changes nothing",
+        required=False,
+        enum=UNRESOLVED_REASONS,
+    )
+}
 _NOTE = {"note": _s("free text", required=False)}
 
 #: event_type -> payload fields.  Adding an event type here is the whole change
@@ -141,8 +181,11 @@ EVENT_TYPES: dict[str, dict[str, Field]] = {
     "customer.updated": _optional(_CUSTOMER_FIELDS),
     "fault.reported": {
         "severity": _s("fault severity", enum=FAULT_SEVERITIES),
-        "priority": _s("SLA priority; defaults from severity (critical=P1 ... warning=P4)",
-                       required=False, enum=PRIORITIES),
+        "priority": _s(
+            "SLA priority; defaults from severity (critical=P1 ... warning=P4)",
+            required=False,
+            enum=PRIORITIES,
+        ),
         "summary": _s("what the customer or the alarm reports"),
         "service": _s("affected service, e.g. MPLS VPN, dedicated internet"),
         "circuit_id": _s("affected circuit", required=False, max_length=120),
@@ -166,8 +209,10 @@ EVENT_TYPES: dict[str, dict[str, Field]] = {
     "ticket.acknowledged": _NOTE,
     "ticket.assigned": {"assignee": _s("staff id or name"), "group": _s("team", required=False)},
     "ticket.status_changed": _STATUS,
-    "ticket.priority_changed": {"priority": _s("new priority", enum=PRIORITIES),
-                                "reason": _s("why", required=False)},
+    "ticket.priority_changed": {
+        "priority": _s("new priority", enum=PRIORITIES),
+        "reason": _s("why", required=False),
+    },
     "ticket.resolved": {"resolution": _s("what was done")},
     "ticket.reopened": _REASON,
     "ticket.closed": {**_NOTE, **_CLOSED_UNRESOLVED},
@@ -175,15 +220,22 @@ EVENT_TYPES: dict[str, dict[str, Field]] = {
     "order.received": {
         "product": _s("product, e.g. leased_line, dedicated_internet, mpls_vpn", max_length=64),
         "urgency": _s("provisioning class", enum=ORDER_URGENCIES),
-        "sites": Field("array", required=False, properties={"address": _s("site address")},
-                       max_items=32, description="sites to connect"),
+        "sites": Field(
+            "array",
+            required=False,
+            properties={"address": _s("site address")},
+            max_items=32,
+            description="sites to connect",
+        ),
         "bandwidth": _s("e.g. 100M", required=False, max_length=32),
     },
     "order.resource_confirmed": _NOTE,
     "order.resource_shortfall": _REASON,
     "order.provisioning_started": _NOTE,
-    "order.milestone_reached": {"milestone": _s("e.g. fibre_laid, equipment_installed",
-                                                max_length=120), **_NOTE},
+    "order.milestone_reached": {
+        "milestone": _s("e.g. fibre_laid, equipment_installed", max_length=120),
+        **_NOTE,
+    },
     "order.activated": _NOTE,
     "order.customer_accepted": _NOTE,
     "order.cancelled": _REASON,
@@ -193,18 +245,24 @@ EVENT_TYPES: dict[str, dict[str, Field]] = {
     # item's id), except escalation_acknowledged, which a manager sends.  Their
     # event ids are derived from (customer, item, metric, cycle, step), so the
     # same step is one event however often a timer fires or a stream is replayed.
-    "sla.warning_reached": {**_CLOCK, "threshold": _s("e.g. 75%", max_length=16),
-                            "deadline": _s("the clock's deadline (ISO-8601)", max_length=40)},
+    "sla.warning_reached": {
+        **_CLOCK,
+        "threshold": _s("e.g. 75%", max_length=16),
+        "deadline": _s("the clock's deadline (ISO-8601)", max_length=40),
+    },
     "sla.breached": {**_CLOCK, "deadline": _s("the deadline that passed", max_length=40)},
-    "sla.escalation_due": {**_CLOCK, "step": Field("integer", minimum=1, maximum=20,
-                                                   description="1 = first ladder step"),
-                           "role": _s("who is escalated to", enum=ESCALATION_ROLES)},
+    "sla.escalation_due": {
+        **_CLOCK,
+        "step": Field("integer", minimum=1, maximum=20, description="1 = first ladder step"),
+        "role": _s("who is escalated to", enum=ESCALATION_ROLES),
+    },
     "sla.met": {**_CLOCK, "deadline": _s("the deadline it was met against", max_length=40)},
     "sla.escalation_acknowledged": {
         "item_kind": _s("fault, ticket or order", enum=ITEM_KINDS),
         "metric": _s("the clock", enum=SLA_METRICS),
         "cycle": Field("integer", minimum=1, maximum=1000, description="clock cycle (reopens)"),
-        "note": _s("what the manager says", required=False)},
+        "note": _s("what the manager says", required=False),
+    },
 }
 
 

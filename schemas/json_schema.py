@@ -36,10 +36,12 @@ _INSTANT = {
     "format": "date-time",
     "pattern": INSTANT_PATTERN,
 }
-_INSTANT_RULE = (f"RFC 3339 date-time with a UTC offset (naive times are refused), dated "
-                 f"{FIRST_DAY} to {LAST_DAY} as written; on {FIRST_DAY} the offset must be "
-                 f"UTC or west of it, on {LAST_DAY} UTC or east of it; 1-9 fractional digits, "
-                 "kept to the microsecond")
+_INSTANT_RULE = (
+    f"RFC 3339 date-time with a UTC offset (naive times are refused), dated "
+    f"{FIRST_DAY} to {LAST_DAY} as written; on {FIRST_DAY} the offset must be "
+    f"UTC or west of it, on {LAST_DAY} UTC or east of it; 1-9 fractional digits, "
+    "kept to the microsecond"
+)
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
@@ -87,9 +89,12 @@ def _object_schema(fields: dict[str, Field]) -> dict[str, Any]:
 def _entity_id_schema(event_type: str) -> dict[str, Any]:
     if not event_type.startswith("customer."):
         return {**_ID, "description": "the fault, ticket or order id"}
-    return {**_ID, EQUALS_KEYWORD: "customer_id",
-            "description": "the customer id: must equal customer_id (checked by the decoder; "
-                           "JSON Schema cannot compare two fields)"}
+    return {
+        **_ID,
+        EQUALS_KEYWORD: "customer_id",
+        "description": "the customer id: must equal customer_id (checked by the decoder; "
+        "JSON Schema cannot compare two fields)",
+    }
 
 
 def event_schema(event_type: str) -> dict[str, Any]:
@@ -99,27 +104,39 @@ def event_schema(event_type: str) -> dict[str, Any]:
         "$id": f"https://keydesk.dev/schemas/v{SCHEMA_VERSION}/{event_type}.schema.json",
         "title": event_type,
         "description": f"One event as UTF-8 JSON text of at most {MAX_EVENT_BYTES} bytes, "
-                       "with no key twice in one object (I-JSON, RFC 7493); the decoder checks "
-                       "both, which JSON Schema cannot state",
+        "with no key twice in one object (I-JSON, RFC 7493); the decoder checks "
+        "both, which JSON Schema cannot state",
         MAX_BYTES_KEYWORD: MAX_EVENT_BYTES,
         "type": "object",
         "properties": {
-            "event_id": {"type": "string", "format": "uuid", "pattern": EVENT_ID_PATTERN,
-                         "description": "canonical UUID: lowercase hex, hyphenated 8-4-4-4-12"},
+            "event_id": {
+                "type": "string",
+                "format": "uuid",
+                "pattern": EVENT_ID_PATTERN,
+                "description": "canonical UUID: lowercase hex, hyphenated 8-4-4-4-12",
+            },
             "event_type": {"const": event_type},
             "schema_version": {"const": SCHEMA_VERSION},
             "customer_id": _ID,
             "entity_id": _entity_id_schema(event_type),
-            "occurred_at": {**_INSTANT,
-                            "description": f"when it happened (event time): {_INSTANT_RULE}"},
-            "recorded_at": {**_INSTANT,
-                            "description": f"when a system recorded it: {_INSTANT_RULE}"},
+            "occurred_at": {**_INSTANT, "description": f"when it happened (event time): {_INSTANT_RULE}"},
+            "recorded_at": {**_INSTANT, "description": f"when a system recorded it: {_INSTANT_RULE}"},
             "source": {"enum": list(SOURCES)},
             "actor": {**_ID, "description": "who: staff id, alarm system, customer portal user"},
             "payload": _object_schema(EVENT_TYPES[event_type]),
         },
-        "required": ["event_id", "event_type", "schema_version", "customer_id", "entity_id",
-                     "occurred_at", "recorded_at", "source", "actor", "payload"],
+        "required": [
+            "event_id",
+            "event_type",
+            "schema_version",
+            "customer_id",
+            "entity_id",
+            "occurred_at",
+            "recorded_at",
+            "source",
+            "actor",
+            "payload",
+        ],
         "additionalProperties": False,
     }
     return schema
@@ -128,8 +145,8 @@ def event_schema(event_type: str) -> dict[str, Any]:
 def render_all() -> dict[str, bytes]:
     """File name -> file bytes for every event type."""
     return {
-        f"{event_type}.schema.json": orjson.dumps(event_schema(event_type),
-                                                   option=orjson.OPT_INDENT_2) + b"\n"
+        f"{event_type}.schema.json": orjson.dumps(event_schema(event_type), option=orjson.OPT_INDENT_2)
+        + b"\n"
         for event_type in EVENT_TYPES
     }
 

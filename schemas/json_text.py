@@ -53,8 +53,7 @@ def _finite(text: str) -> float:
     return number
 
 
-_STRICT = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_no_constant,
-                           parse_float=_finite)
+_STRICT = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_no_constant, parse_float=_finite)
 # Only an escape can produce a surrogate (UTF-8 cannot encode one), so the rare
 # text that has one is the only one whose strings are searched.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
@@ -66,29 +65,32 @@ def parse_json_text(raw: bytes) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise JsonTextError(None, f"not valid UTF-8 JSON: {exc.reason} at byte {exc.start}") \
-            from None
+        raise JsonTextError(None, f"not valid UTF-8 JSON: {exc.reason} at byte {exc.start}") from None
     if text.startswith("\ufeff"):
         raise JsonTextError(None, "not valid UTF-8 JSON: starts with a byte order mark")
     try:
         document = _STRICT.decode(text)
     except _RepeatedKey:
-        raise JsonTextError(_first_repeated_key(text), "key appears twice in one object; "
-                                                       "one of the values would be lost") from None
+        raise JsonTextError(
+            _first_repeated_key(text), "key appears twice in one object; one of the values would be lost"
+        ) from None
     except json.JSONDecodeError as exc:
-        raise JsonTextError(None, f"not valid UTF-8 JSON: {exc.msg} at line {exc.lineno} "
-                                  f"column {exc.colno}") from None
+        raise JsonTextError(
+            None, f"not valid UTF-8 JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
     except RecursionError:
         raise JsonTextError(None, "not valid UTF-8 JSON: nested too deeply") from None
     except ValueError as exc:  # _Refused, or an integer of more than 4300 digits
         raise JsonTextError(None, f"not valid UTF-8 JSON: {str(exc)[:120]}") from None
     if _SURROGATE_ESCAPE.search(text) and _has_unpaired_surrogate(document):
-        raise JsonTextError(None, "not valid UTF-8 JSON: a \\u escape names half of a "
-                                  "surrogate pair, which is not a character")
+        raise JsonTextError(
+            None,
+            "not valid UTF-8 JSON: a \\u escape names half of a surrogate pair, which is not a character",
+        )
     return document
 
 
-class _Pairs(list):
+class _Pairs(list[tuple[str, Any]]):
     """An object's members in document order, repeats kept (for locating one)."""
 
 

@@ -33,8 +33,9 @@ EVENT_ID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 # Whitespace as Python's str.isspace() and ECMA-262's \s understand it, together:
 # the two differ (U+001C..U+001F, U+0085 for Python; U+FEFF for ECMA), so the
 # class is spelled out and means the same to every validator and to the decoder.
-_WHITESPACE = ("\\t\\n\\v\\f\\r \\x1c-\\x1f\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029"
-               "\\u202f\\u205f\\u3000\\ufeff")
+_WHITESPACE = (
+    "\\t\\n\\v\\f\\r \\x1c-\\x1f\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff"
+)
 #: A string that is not blank: it has at least one character that is not whitespace.
 NON_BLANK_PATTERN = f"[^{_WHITESPACE}]"
 _NON_BLANK = re.compile(NON_BLANK_PATTERN)
@@ -59,16 +60,13 @@ def _instant_pattern() -> str:
     inner_years = "(197[1-9]|19[89][0-9]|2[0-8][0-9][0-9]|29[0-8][0-9]|299[0-8])"
     # every fourth year, but of the century years only those divisible by 400: 2000, 2400, 2800
     leap_years = "(19(7[26]|8[048]|9[26])|2[0-9](0[48]|[2468][048]|[13579][26])|2000|2400|2800)"
-    inner_dates = (f"({inner_years}-{any_day}|1970-{not_jan_1}|2999-{not_dec_31}"
-                   f"|{leap_years}-02-29)")
+    inner_dates = f"({inner_years}-{any_day}|1970-{not_jan_1}|2999-{not_dec_31}|{leap_years}-02-29)"
     time = "[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?"
     hours_minutes = "([01][0-9]|2[0-3]):[0-5][0-9]"
     any_offset = f"([Zz]|[+-]{hours_minutes})"
     utc_or_west = f"([Zz]|\\+00:00|-{hours_minutes})"
     utc_or_east = f"([Zz]|-00:00|\\+{hours_minutes})"
-    return (f"^({inner_dates}{time}{any_offset}"
-            f"|1970-01-01{time}{utc_or_west}"
-            f"|2999-12-31{time}{utc_or_east})$")
+    return f"^({inner_dates}{time}{any_offset}|1970-01-01{time}{utc_or_west}|2999-12-31{time}{utc_or_east})$"
 
 
 #: What the schema says an instant is; the decoder's :func:`read_instant` agrees.
@@ -104,8 +102,10 @@ def read_instant(value: str) -> datetime:
     if _INSTANT_SHAPE.fullmatch(value) is None:
         if _NAIVE_SHAPE.fullmatch(value):
             raise ValueError("has no UTC offset; send e.g. 2026-11-23T09:00:00+08:00")
-        raise ValueError("not an ISO-8601 instant in RFC 3339 form, "
-                         "such as 2026-11-23T09:00:00+08:00 or 2026-11-23T01:00:00.5Z")
+        raise ValueError(
+            "not an ISO-8601 instant in RFC 3339 form, "
+            "such as 2026-11-23T09:00:00+08:00 or 2026-11-23T01:00:00.5Z"
+        )
     try:
         # fromisoformat (3.11) reads T or t and any number of fraction digits, but not "z"
         written = datetime.fromisoformat(value[:-1] + "Z" if value[-1] == "z" else value)
@@ -121,8 +121,12 @@ def check_range(written: datetime) -> None:
     if not FIRST_DAY <= day <= LAST_DAY:
         raise ValueError(f"outside the supported range: dates {FIRST_DAY} to {LAST_DAY}")
     if day == FIRST_DAY and offset > _NO_OFFSET:
-        raise ValueError(f"on {FIRST_DAY} write the instant in UTC or west of it "
-                         "(Z, +00:00 or -HH:MM), so that it stays in range in UTC")
+        raise ValueError(
+            f"on {FIRST_DAY} write the instant in UTC or west of it "
+            "(Z, +00:00 or -HH:MM), so that it stays in range in UTC"
+        )
     if day == LAST_DAY and offset < _NO_OFFSET:
-        raise ValueError(f"on {LAST_DAY} write the instant in UTC or east of it "
-                         "(Z, -00:00 or +HH:MM), so that it stays in range in UTC")
+        raise ValueError(
+            f"on {LAST_DAY} write the instant in UTC or east of it "
+            "(Z, -00:00 or +HH:MM), so that it stays in range in UTC"
+        )

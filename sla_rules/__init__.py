@@ -60,9 +60,6 @@ from .evaluation import ItemEvaluation, MetricStatus, Threshold, evaluate
 from .explanation import explain, format_explanation
 from .item_history import HANDLERS as _HANDLERS
 from .item_history import order_events
-
-#: Event types the engine reads; any other event cannot move a clock by itself.
-CLOCK_EVENT_TYPES = frozenset(_HANDLERS)
 from .policies import (
     KINDS,
     METRICS,
@@ -88,9 +85,37 @@ from .rules_file import (
     parse_rules,
 )
 
+#: Event types the engine reads; any other event cannot move a clock by itself.
+CLOCK_EVENT_TYPES = frozenset(_HANDLERS)
+
 __all__ = [
-    "BusinessCalendar", "CLOCK_EVENT_TYPES", "DEFAULT_RULES_PATH", "ItemEvaluation", "ItemFacts", "KINDS", "LadderStep", "METRICS",
-    "Match", "MetricStatus", "PRIORITIES", "Policy", "ROLES", "Rule", "RuleProblem", "RuleSet", "RulesError",
-    "TIERS", "Threshold", "URGENCIES", "check_rules_file", "evaluate", "explain", "format_duration",
-    "format_explanation", "load_rules", "order_events", "parse_duration", "parse_rules",
+    "BusinessCalendar",
+    "CLOCK_EVENT_TYPES",
+    "DEFAULT_RULES_PATH",
+    "ItemEvaluation",
+    "ItemFacts",
+    "KINDS",
+    "LadderStep",
+    "METRICS",
+    "Match",
+    "MetricStatus",
+    "PRIORITIES",
+    "Policy",
+    "ROLES",
+    "Rule",
+    "RuleProblem",
+    "RuleSet",
+    "RulesError",
+    "TIERS",
+    "Threshold",
+    "URGENCIES",
+    "check_rules_file",
+    "evaluate",
+    "explain",
+    "format_duration",
+    "format_explanation",
+    "load_rules",
+    "order_events",
+    "parse_duration",
+    "parse_rules",
 ]

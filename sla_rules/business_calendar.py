@@ -102,7 +102,9 @@ class BusinessCalendar:
 
     def _offset_at(self, us: int) -> int:
         # not through the from_us memo: these probes are never seen again
-        return td_us((EPOCH + dt.timedelta(0, 0, us)).astimezone(self.tz).utcoffset())
+        offset = (EPOCH + dt.timedelta(0, 0, us)).astimezone(self.tz).utcoffset()
+        assert offset is not None  # astimezone() gives an aware instant, which has an offset
+        return td_us(offset)
 
     def _day(self, day: dt.date) -> tuple[tuple[tuple[int, int], ...], int, int]:
         return self._days.get(day.toordinal()) or self._compute_day(day.toordinal())
@@ -116,6 +118,7 @@ class BusinessCalendar:
         # Probes bracket the UTC image of the local day for any offset in -14h..+14h.
         lo_probe, hi_probe = base - 16 * HOUR_US, base + 40 * HOUR_US
         o1, o2 = self._offset_at(lo_probe), self._offset_at(hi_probe)
+        segments: list[tuple[int | None, int | None, int]]  # (from, to, UTC offset), None: open
         if o1 == o2:
             segments = [(None, None, o1)]
         else:
@@ -172,7 +175,7 @@ class BusinessCalendar:
             return 0, None
         if self.always_on:
             if b is None:
-                return need, a + need  # type: ignore[operator]
+                return need, a + need  # type: ignore[operator, return-value]  # need=None needs a finite b
             if need is not None and need <= b - a:
                 return need, a + need
             return b - a, None
@@ -306,7 +309,8 @@ class BusinessCalendar:
         if self.always_on:
             return f"{self.id} (7x24{': ' + self.description if self.description else ''})"
         hours = ", ".join(
-            f"{WEEKDAYS[wd]} " + " ".join(f"{s // 60:02d}:{s % 60:02d}-{e // 60:02d}:{e % 60:02d}" for s, e in spans)
+            f"{WEEKDAYS[wd]} "
+            + " ".join(f"{s // 60:02d}:{s % 60:02d}-{e // 60:02d}:{e % 60:02d}" for s, e in spans)
             for wd, spans in sorted(self.week.items())
             if spans
         )

@@ -100,7 +100,9 @@ def business_measure(calendar: BusinessCalendar, intervals: Sequence[Interval]) 
     return sum(calendar.working_time(a, b) for a, b in intervals)
 
 
-def reach_instants(calendar: BusinessCalendar, running: Sequence[Interval], amounts: Sequence[int]) -> list[int | None]:
+def reach_instants(
+    calendar: BusinessCalendar, running: Sequence[Interval], amounts: Sequence[int]
+) -> list[int | None]:
     """Earliest instant at which running business time reaches each amount.
 
     ``amounts`` must be sorted ascending; None means "not reached": the
@@ -109,7 +111,7 @@ def reach_instants(calendar: BusinessCalendar, running: Sequence[Interval], amou
     result: list[int | None] = []
     got = 0
     for a, b in running:
-        needs = amounts if not result and not got else [amount - got for amount in amounts[len(result):]]
+        needs = amounts if not result and not got else [amount - got for amount in amounts[len(result) :]]
         measured, reached = calendar.reach(a, None if b >= INF else b, needs)
         result += reached
         if len(result) == len(amounts):

@@ -22,16 +22,26 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from .clock import INF, business_measure, clip, intersect, normalise, reach_instants, subtract
+from .clock import INF, Interval, business_measure, clip, intersect, normalise, reach_instants, subtract
 from .instants import from_us, iso_instant, iso_us, td_us, to_us, us_td
-from .results import Crossing, Deferred, ItemEvaluation, MetricStatus, StepSet, Threshold, assemble
 from .item_history import HANDLERS, Timeline, Track, fold_history, order_events
 from .policies import ItemFacts, Policy, RuleSet
+from .results import Crossing, Deferred, ItemEvaluation, MetricStatus, StepSet, Threshold, assemble
 
-__all__ = ["Crossing", "ItemEvaluation", "MetricStatus", "StepMemo", "StepSet", "Threshold",
-           "evaluate", "iso_instant", "measure_track", "step_set"]
+__all__ = [
+    "Crossing",
+    "ItemEvaluation",
+    "MetricStatus",
+    "StepMemo",
+    "StepSet",
+    "Threshold",
+    "evaluate",
+    "iso_instant",
+    "measure_track",
+    "step_set",
+]
 
 
 def _dt(us: int | None) -> dt.datetime | None:
@@ -77,21 +87,30 @@ def measure_track(track: Track, tl: Timeline, rules: RuleSet, at_us: int) -> Met
     """Status of one clock cycle at ``at_us`` (see ``clock`` for the arithmetic)."""
     policy = track.policy
     calendar = rules.calendars[policy.calendar_id]
-    target, measured_from, met_at, cancelled_at = track.target, track.measured_from, track.met_at, track.cancelled_at
+    target, measured_from, met_at, cancelled_at = (
+        track.target,
+        track.measured_from,
+        track.met_at,
+        track.cancelled_at,
+    )
     stop = met_at if met_at is not None else cancelled_at
     end = at_us if stop is None else min(at_us, stop)
-    windows = normalise(track.windows)
+    # [start, end | None] lists (the last end is set when the clock stops); a start is never None
+    ran = cast("list[tuple[int, int | None]]", track.windows)
+    windows = normalise(ran)
+    applicable: list[list[Any]]
+    pauses: list[Interval]
     if track.metric in policy.pause_metrics:
         applicable = [s for s in tl.statuses if s[2] in policy.pause_statuses]
         pauses = normalise([(s[0], s[1]) for s in applicable])
     else:
-        applicable = pauses = []
+        applicable, pauses = [], []
     # running time: windows minus pauses, from measured_from, up to now (or the stop)
     elapsed = business_measure(calendar, clip(subtract(windows, pauses), max(measured_from, 0), end))
     # Thresholds: the clock as it was (or is) heading, i.e. a stopped clock
     # projected past its stop with no further pause, so a met clock still
     # shows the deadline it had.
-    projected_windows = normalise(track.windows[:-1] + [(track.windows[-1][0], None)])
+    projected_windows = normalise(ran[:-1] + [(ran[-1][0], None)])
     if pauses:
         projected_windows = subtract(projected_windows, clip(pauses, 0, INF if stop is None else stop))
     projected = clip(projected_windows, measured_from, INF)
@@ -106,8 +125,16 @@ def measure_track(track: Track, tl: Timeline, rules: RuleSet, at_us: int) -> Met
             due = instants[amount]
             if due is not None and stop is not None and due > stop:
                 due = None  # the clock stopped first: this step never happens
-            out.append(assemble(Threshold, kind=kind, label=label, at_elapsed=at_elapsed, due_at=_dt(due),
-                                reached=due is not None and due <= at_us))
+            out.append(
+                assemble(
+                    Threshold,
+                    kind=kind,
+                    label=label,
+                    at_elapsed=at_elapsed,
+                    due_at=_dt(due),
+                    reached=due is not None and due <= at_us,
+                )
+            )
         return tuple(out)
 
     open_pause = next((s for s in applicable if s[0] <= end and (s[1] is None or s[1] > end)), None)
@@ -134,16 +161,32 @@ def measure_track(track: Track, tl: Timeline, rules: RuleSet, at_us: int) -> Met
 
     notes = tuple(track.notes)
     return assemble(
-        MetricStatus, metric=track.metric, cycle=track.cycle, policy_id=policy.id, policy_version=policy.version,
-        rule=track.rule.name, calendar_id=calendar.id, priority=track.cls, target=us_td(target),
-        started_at=from_us(track.started_at), measured_from=from_us(measured_from),
-        deadline=_dt(deadline), elapsed=us_td(elapsed), remaining=us_td(max(target - elapsed, 0)),
-        overdue=us_td(max(elapsed - target, 0)), paused=paused,
-        pause_reason=open_pause[2] if paused else None, pause_detail=open_pause[3] if paused else None,
-        state=state, met_at=_dt(met_at), breached_at=_dt(deadline) if state == "breached" else None,
-        cancelled_at=_dt(cancelled_at), paused_by_reason={k: us_td(v) for k, v in paused_by.items()},
+        MetricStatus,
+        metric=track.metric,
+        cycle=track.cycle,
+        policy_id=policy.id,
+        policy_version=policy.version,
+        rule=track.rule.name,
+        calendar_id=calendar.id,
+        priority=track.cls,
+        target=us_td(target),
+        started_at=from_us(track.started_at),
+        measured_from=from_us(measured_from),
+        deadline=_dt(deadline),
+        elapsed=us_td(elapsed),
+        remaining=us_td(max(target - elapsed, 0)),
+        overdue=us_td(max(elapsed - target, 0)),
+        paused=paused,
+        pause_reason=open_pause[2] if paused and open_pause is not None else None,
+        pause_detail=open_pause[3] if paused and open_pause is not None else None,
+        state=state,
+        met_at=_dt(met_at),
+        breached_at=_dt(deadline) if state == "breached" else None,
+        cancelled_at=_dt(cancelled_at),
+        paused_by_reason={k: us_td(v) for k, v in paused_by.items()},
         warnings=Deferred(lambda: steps("warning", plan.warnings)),
-        escalations=Deferred(lambda: steps("escalation", plan.escalations)), next_change_at=_dt(next_change),
+        escalations=Deferred(lambda: steps("escalation", plan.escalations)),
+        next_change_at=_dt(next_change),
         previous_cycles=tuple(measure_track(p, tl, rules, at_us) for p in track.previous),
         trace=Deferred(lambda: notes + _pause_notes(applicable, life)) if applicable else notes,
     )
@@ -160,7 +203,9 @@ def _pause_notes(applicable: list[list[Any]], life: list[tuple[int, int]]) -> tu
     return tuple(notes)
 
 
-def evaluate(facts: ItemFacts, history: Iterable[Mapping[str, Any]], rules: RuleSet, at: dt.datetime) -> ItemEvaluation:
+def evaluate(
+    facts: ItemFacts, history: Iterable[Mapping[str, Any]], rules: RuleSet, at: dt.datetime
+) -> ItemEvaluation:
     """Evaluate every SLA clock of one item at instant ``at`` (aware datetime).
 
     Only events with ``occurred_at <= at`` count. Metrics whose clock has not
@@ -171,13 +216,19 @@ def evaluate(facts: ItemFacts, history: Iterable[Mapping[str, Any]], rules: Rule
     metrics = {name: measure_track(track, tl, rules, at_us) for name, track in sorted(tl.tracks.items())}
     changes = [m.next_change_at for m in metrics.values() if m.next_change_at is not None]
     return assemble(
-        ItemEvaluation, at=from_us(at_us), customer_id=facts.customer_id, entity_id=facts.entity_id,
-        kind=tl.facts.kind, priority=tl.cls, rules_version=rules.version, metrics=metrics,
+        ItemEvaluation,
+        at=from_us(at_us),
+        customer_id=facts.customer_id,
+        entity_id=facts.entity_id,
+        kind=tl.facts.kind,
+        priority=tl.cls,
+        rules_version=rules.version,
+        metrics=metrics,
         next_change_at=min(changes) if changes else None,
         match_trace=tl.match.trace if tl.match else (),
-        notes=tuple(tl.notes), voided=tuple(measure_track(v, tl, rules, at_us) for v in tl.voided),
+        notes=tuple(tl.notes),
+        voided=tuple(measure_track(v, tl, rules, at_us) for v in tl.voided),
     )
-
 
 
 # ------------------------------------------------------------------ the step set
@@ -260,25 +311,50 @@ def _candidates(evaluation: ItemEvaluation) -> dict[_Key, _Candidate]:
             for warning in m.warnings:
                 if warning.due_at is not None and (due := to_us(warning.due_at)) < stop:
                     found[(name, m.cycle, f"warning:{warning.label}")] = (
-                        "warning", warning.label, None, due, due if deadline is None else deadline, clock)
+                        "warning",
+                        warning.label,
+                        None,
+                        due,
+                        due if deadline is None else deadline,
+                        clock,
+                    )
             if deadline is not None and (stopped is None or m.overdue > _ZERO):
                 found[(name, m.cycle, "breach")] = ("breach", None, None, deadline, deadline, clock)
             for number, step in enumerate(m.escalations, start=1):
                 if step.due_at is not None and (due := to_us(step.due_at)) < stop:
                     found[(name, m.cycle, f"step:{number}")] = (
-                        "escalation", step.label, number, due, deadline, clock)
+                        "escalation",
+                        step.label,
+                        number,
+                        due,
+                        deadline,
+                        clock,
+                    )
             if m.state == "met" and m.met_at is not None and deadline is not None:
                 found[(name, m.cycle, "met")] = ("met", None, None, to_us(m.met_at), deadline, clock)
     return found
 
 
-def _crossing(key: _Key, candidate: _Candidate, caused_by: str | None = None,
-              detected_us: int | None = None) -> Crossing:
+def _crossing(
+    key: _Key, candidate: _Candidate, caused_by: str | None = None, detected_us: int | None = None
+) -> Crossing:
     kind, label, number, due, deadline, (priority, target, policy_id, version) = candidate
-    return Crossing(metric=key[0], cycle=key[1], step=key[2], kind=kind, label=label, number=number,
-                    due_at=from_us(due), deadline=_dt(deadline), priority=priority, target=target,
-                    policy_id=policy_id, policy_version=version, caused_by=caused_by,
-                    detected_at=None if detected_us is None else from_us(detected_us))
+    return Crossing(
+        metric=key[0],
+        cycle=key[1],
+        step=key[2],
+        kind=kind,
+        label=label,
+        number=number,
+        due_at=from_us(due),
+        deadline=_dt(deadline),
+        priority=priority,
+        target=target,
+        policy_id=policy_id,
+        policy_version=version,
+        caused_by=caused_by,
+        detected_at=None if detected_us is None else from_us(detected_us),
+    )
 
 
 _Window = tuple[int, int, int]  # (instant, index of its event, index after it)
@@ -311,8 +387,9 @@ class ItemSteps:
         self.origins: dict[_Key, int] = {}
 
 
-def _windows(times: tuple[int, ...], events: list[Mapping[str, Any]], until_us: int,
-             strict: bool) -> tuple[list[_Window], int | None]:
+def _windows(
+    times: tuple[int, ...], events: list[Mapping[str, Any]], until_us: int, strict: bool
+) -> tuple[list[_Window], int | None]:
     """The windows of a log in the one order, and the first instant not looked at yet."""
     windows: list[_Window] = []
     for i, event in enumerate(events):
@@ -330,12 +407,22 @@ def _belongs(candidate: _Candidate, end: int) -> bool:
     return candidate[3] < end or candidate[0] == "met"
 
 
-def _follow(state: ItemSteps, facts: ItemFacts, events: list[Mapping[str, Any]], ids: tuple[str, ...],
-            windows: list[_Window], rules: RuleSet) -> None:
+def _follow(
+    state: ItemSteps,
+    facts: ItemFacts,
+    events: list[Mapping[str, Any]],
+    ids: tuple[str, ...],
+    windows: list[_Window],
+    rules: RuleSet,
+) -> None:
     """Bring ``state`` to ``windows`` of the log ``events``: close, evaluate, or start again."""
     old = state.windows
-    keep = len(old) if old == windows[:len(old)] and state.ids[:old[-1][2] if old else 0] == \
-        ids[:old[-1][2] if old else 0] else 0
+    keep = (
+        len(old)
+        if old == windows[: len(old)]
+        and state.ids[: old[-1][2] if old else 0] == ids[: old[-1][2] if old else 0]
+        else 0
+    )
     if keep == 0 and old:
         state.closed, state.last, state.origins = {}, {}, {}
     for p in range(keep, len(windows)):
@@ -354,10 +441,17 @@ def _follow(state: ItemSteps, facts: ItemFacts, events: list[Mapping[str, Any]],
     state.windows, state.ids = windows, ids
 
 
-def step_set(facts: ItemFacts, history: Iterable[Mapping[str, Any]], rules: RuleSet, until: dt.datetime, *,
-             strict: bool = False, skip: Container[_Key] = (),
-             acknowledged: Mapping[tuple[str, int], dt.datetime] | None = None,
-             memo: StepMemo | None = None) -> StepSet:
+def step_set(
+    facts: ItemFacts,
+    history: Iterable[Mapping[str, Any]],
+    rules: RuleSet,
+    until: dt.datetime,
+    *,
+    strict: bool = False,
+    skip: Container[_Key] = (),
+    acknowledged: Mapping[tuple[str, int], dt.datetime] | None = None,
+    memo: StepMemo | None = None,
+) -> StepSet:
     """The steps ``history`` leads to by ``until``, each as the first window that had it saw it.
 
     ``strict`` (replay): only steps due before ``until``, from events before it.
@@ -405,20 +499,30 @@ def step_set(facts: ItemFacts, history: Iterable[Mapping[str, Any]], rules: Rule
     if windows:
         p = len(windows) - 1
         for key, candidate in state.last.items():
-            if key not in first and (_belongs(candidate, until_us)
-                                     or (candidate[3] == until_us and not strict)):
+            if key not in first and (
+                _belongs(candidate, until_us) or (candidate[3] == until_us and not strict)
+            ):
                 first[key] = (p, candidate, state.origins[key])
     crossed = []
     for key, (p, candidate, origin) in first.items():
         if key in skip or stopped(key, candidate):
             continue
         due, start = candidate[3], windows[p][0]
-        crossed.append(_crossing(key, candidate, state.ids[windows[origin][1]],
-                                 start if due < start else None))
+        crossed.append(
+            _crossing(key, candidate, state.ids[windows[origin][1]], start if due < start else None)
+        )
     crossed.sort(key=lambda c: (c.due_at, c.metric, c.cycle, c.step))
-    heading = [candidate[3] for key, candidate in state.last.items()
-               if key not in first and key not in skip and not stopped(key, candidate)] if windows else []
+    heading = (
+        [
+            candidate[3]
+            for key, candidate in state.last.items()
+            if key not in first and key not in skip and not stopped(key, candidate)
+        ]
+        if windows
+        else []
+    )
     if unseen is not None:
         heading.append(unseen)
-    return StepSet(crossed=tuple(crossed), next_at=_dt(min(heading, default=None)),
-                   rules_version=rules.version)
+    return StepSet(
+        crossed=tuple(crossed), next_at=_dt(min(heading, default=None)), rules_version=rules.version
+    )

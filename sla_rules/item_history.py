@@ -21,10 +21,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from streams.event_order import in_order, item_kind, source_key
+
+from .durations import format_duration
 from .instants import iso_us, td_us, to_us
 from .policies import KINDS, SEVERITY_PRIORITY, ItemFacts, Match, Policy, Rule, RuleSet
-from .durations import format_duration
-from streams.event_order import in_order, item_kind, source_key
 
 OPENING = {"fault.reported": "fault", "ticket.opened": "ticket", "order.received": "order"}
 DEFAULT_CLASS = {"fault": "P3", "ticket": "P3", "order": "normal"}
@@ -47,7 +48,9 @@ def _content_key(t: int, event: Mapping[str, Any]) -> tuple[int, str, str]:
     return t, str(event["event_type"]), repr(event.get("payload"))
 
 
-def order_events(history: Iterable[Mapping[str, Any]], until_us: int | None = None) -> list[tuple[int, Mapping[str, Any]]]:
+def order_events(
+    history: Iterable[Mapping[str, Any]], until_us: int | None = None
+) -> list[tuple[int, Mapping[str, Any]]]:
     """The item's events up to ``until_us`` in the one order, duplicates (same event_id) dropped.
 
     Of identical copies the one the source delivered first is kept; of two
@@ -69,9 +72,9 @@ def order_events(history: Iterable[Mapping[str, Any]], until_us: int | None = No
         if mine < theirs or (mine == theirs and source_key(event, index) < source_key(kept[2], kept[1])):
             seen[event_id] = (t, index, event)
     # In the order given: without a position, that is where the source put an event.
-    kept = sorted(seen.values(), key=lambda k: k[1])
-    instant_of = {id(event): t for t, _, event in kept}
-    survivors = [event for _, _, event in kept]
+    in_source_order = sorted(seen.values(), key=lambda k: k[1])
+    instant_of = {id(event): t for t, _, event in in_source_order}
+    survivors = [event for _, _, event in in_source_order]
     return [(instant_of[id(event)], event) for event in in_order(item_kind(survivors), survivors)]
 
 
@@ -121,7 +124,9 @@ class Timeline:
     def note(self, t: int, text: str) -> None:
         self.notes.append(f"{_fmt(t)} {text}")
 
-    def start(self, metric: str, t: int, *, policy: Policy | None = None, rule: Rule | None = None, cycle: int = 1) -> Track | None:
+    def start(
+        self, metric: str, t: int, *, policy: Policy | None = None, rule: Rule | None = None, cycle: int = 1
+    ) -> Track | None:
         """Start a metric's clock under the policy version in force at ``t`` (or a kept one)."""
         if policy is None or rule is None:
             match = self.rules.match_index.match(self.facts, self.cls, t)
@@ -133,10 +138,17 @@ class Timeline:
                 self.match = match
         target = policy.target(self.facts.kind, self.cls or "", metric)
         if target is None:
-            self.note(t, f"{metric}: {policy.label} has no {metric} target for {self.facts.kind} {self.cls}; not tracked")
+            self.note(
+                t,
+                f"{metric}: {policy.label} has no {metric} target for {self.facts.kind} {self.cls}; "
+                "not tracked",
+            )
             return None
         track = Track(metric, cycle, policy, rule, self.cls or "", td_us(target), t, t, [[t, None]])
-        track.notes.append(f"{_fmt(t)} started (cycle {cycle}) under {policy.label}, {self.facts.kind} {self.cls}: target {format_duration(target)}")
+        track.notes.append(
+            f"{_fmt(t)} started (cycle {cycle}) under {policy.label}, {self.facts.kind} {self.cls}: "
+            f"target {format_duration(target)}"
+        )
         self.tracks[metric] = track
         return track
 
@@ -173,7 +185,9 @@ def _open(tl: Timeline, t: int, event: Mapping[str, Any]) -> None:
         tl.note(t, f"kind {kind!r} from {event['event_type']} overrides the facts' {tl.facts.kind!r}")
         tl.facts = replace(tl.facts, kind=kind)
     if family == "fault":
-        cls = payload.get("priority") or SEVERITY_PRIORITY.get(payload.get("severity", "")) or tl.facts.priority
+        cls = (
+            payload.get("priority") or SEVERITY_PRIORITY.get(payload.get("severity", "")) or tl.facts.priority
+        )
     elif family == "ticket":
         cls = payload.get("priority") or tl.facts.priority
     else:
@@ -182,7 +196,11 @@ def _open(tl: Timeline, t: int, event: Mapping[str, Any]) -> None:
         cls = DEFAULT_CLASS[family]
         tl.note(t, f"no priority on the opening event or the facts: assumed {cls}")
     tl.family, tl.cls, tl.opened_at = family, cls, t
-    metrics = {"fault": ("response", "restore", "resolve"), "ticket": ("response", "resolve"), "order": ("provision",)}[family]
+    metrics = {
+        "fault": ("response", "restore", "resolve"),
+        "ticket": ("response", "resolve"),
+        "order": ("provision",),
+    }[family]
     for metric in metrics:
         tl.start(metric, t)
 
@@ -191,14 +209,17 @@ def _meets(*metrics: str) -> Handler:
     def handler(tl: Timeline, t: int, event: Mapping[str, Any]) -> None:
         for metric in metrics:
             tl.meet(metric, t, event["event_type"])
+
     return handler
 
 
 def _closing(*metrics: str) -> Handler:
     """Meets ``metrics`` and starts the revisit (回访) clock."""
+
     def handler(tl: Timeline, t: int, event: Mapping[str, Any]) -> None:
         _meets(*metrics)(tl, t, event)
         _start_revisit(tl, t)
+
     return handler
 
 
@@ -224,6 +245,7 @@ def _resolving(*metrics: str) -> Handler:
     def handler(tl: Timeline, t: int, event: Mapping[str, Any]) -> None:
         meets(tl, t, event)
         tl.resolved = True
+
     return handler
 
 
@@ -253,17 +275,26 @@ def _closed(*metrics: str) -> Handler:
             track.stop(t)
             if track.policy.close_unresolved == "cancel":
                 track.cancelled_at = t
-                track.notes.append(f"{_fmt(t)} cancelled: closed without resolution ({reason}), "
-                                   f"{track.policy.label} close_unresolved = cancel; not counted")
+                track.notes.append(
+                    f"{_fmt(t)} cancelled: closed without resolution ({reason}), "
+                    f"{track.policy.label} close_unresolved = cancel; not counted"
+                )
             else:
                 track.met_at = t
-                track.notes.append(f"{_fmt(t)} stopped: closed without resolution ({reason}), "
-                                   f"{track.policy.label} close_unresolved = stop")
+                track.notes.append(
+                    f"{_fmt(t)} stopped: closed without resolution ({reason}), "
+                    f"{track.policy.label} close_unresolved = stop"
+                )
         match = tl.rules.match_index.match(tl.facts, tl.cls, t)
         if match is not None and match.policy.close_unresolved == "cancel":
-            tl.note(t, f"revisit: not started, {match.policy.label} cancels the clocks of items closed without resolution")
+            tl.note(
+                t,
+                f"revisit: not started, {match.policy.label} cancels the clocks of items "
+                "closed without resolution",
+            )
             return
         _start_revisit(tl, t)
+
     return handler
 
 
@@ -290,15 +321,19 @@ def _priority(tl: Timeline, t: int, event: Mapping[str, Any]) -> None:
         match = tl.rules.match_index.match(tl.facts, new, track.started_at)
         target = match.policy.target(tl.facts.kind, new, track.metric) if match else None
         if match is None or target is None:
-            track.notes.append(f"{_fmt(t)} priority {old} -> {new}: no {track.metric} target for {new}, target kept")
+            track.notes.append(
+                f"{_fmt(t)} priority {old} -> {new}: no {track.metric} target for {new}, target kept"
+            )
             continue
         mode = track.policy.priority_change
         if mode == "from_change":
             track.measured_from = t
         track.notes.append(
-            f"{_fmt(t)} priority {old} -> {new} ({mode}): target {format_duration(dt.timedelta(microseconds=track.target))}"
+            f"{_fmt(t)} priority {old} -> {new} ({mode}): "
+            f"target {format_duration(dt.timedelta(microseconds=track.target))}"
             f" -> {format_duration(target)} under {match.policy.label}, counted from "
-            + ("the change" if mode == "from_change" else "the original start"))
+            + ("the change" if mode == "from_change" else "the original start")
+        )
         track.policy, track.rule, track.cls, track.target = match.policy, match.rule, new, td_us(target)
 
 
@@ -338,7 +373,9 @@ def _reopen(tl: Timeline, t: int, event: Mapping[str, Any]) -> None:
                 continue
             new.previous = track.previous + [track]
             track.previous = []
-            new.notes.insert(0, f"{_fmt(t)} reopened (new_cycle): cycle {track.cycle} closed, new cycle with full target")
+            new.notes.insert(
+                0, f"{_fmt(t)} reopened (new_cycle): cycle {track.cycle} closed, new cycle with full target"
+            )
 
 
 def _cancel(tl: Timeline, t: int, event: Mapping[str, Any]) -> None:
@@ -378,7 +415,9 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-def fold_history(facts: ItemFacts, history: Iterable[Mapping[str, Any]], rules: RuleSet, at_us: int) -> Timeline:
+def fold_history(
+    facts: ItemFacts, history: Iterable[Mapping[str, Any]], rules: RuleSet, at_us: int
+) -> Timeline:
     """Replay the history (events up to ``at_us``) into a Timeline."""
     tl = Timeline(facts, rules)
     for t, event in order_events(history, at_us):

@@ -19,14 +19,37 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
+# The vocabulary is the wire contract's: one place for tiers, priorities, metrics.
+# Re-exported (see __all__): sla_rules and its users read it from here.
+from schemas.event_catalogue import ORDER_URGENCIES as URGENCIES
+from schemas.event_catalogue import PRIORITIES, TICKET_KINDS, TIERS
+from schemas.event_catalogue import SLA_METRICS as METRICS
+
 from .business_calendar import BusinessCalendar
 from .instants import from_us, to_us
 from .rule_problems import RuleProblem
 
-# The vocabulary is the wire contract's: one place for tiers, priorities, metrics.
-from schemas.event_catalogue import ORDER_URGENCIES as URGENCIES  # noqa: E402
-from schemas.event_catalogue import PRIORITIES, TICKET_KINDS, TIERS  # noqa: E402
-from schemas.event_catalogue import SLA_METRICS as METRICS  # noqa: E402
+__all__ = [
+    "CLOSE_UNRESOLVED_MODES",
+    "KINDS",
+    "METRICS",
+    "METRICS_BY_KIND",
+    "PRIORITIES",
+    "PRIORITY_CHANGE_MODES",
+    "REOPEN_MODES",
+    "ROLES",
+    "SEVERITY_PRIORITY",
+    "TIERS",
+    "URGENCIES",
+    "ItemFacts",
+    "LadderStep",
+    "Match",
+    "MatchIndex",
+    "Policy",
+    "Rule",
+    "RuleSet",
+    "classes_for",
+]
 
 KINDS = ("fault", *TICKET_KINDS, "order")
 METRICS_BY_KIND = {
@@ -176,7 +199,9 @@ class Rule:
 
     def describe(self) -> str:
         conds = [f"{n} in {sorted(v)}" for n, v in self._conditions() if v is not None]
-        return f"rule #{self.index + 1} {self.name!r} ({' and '.join(conds) or 'catch-all'}) -> {self.policy_id}"
+        return (
+            f"rule #{self.index + 1} {self.name!r} ({' and '.join(conds) or 'catch-all'}) -> {self.policy_id}"
+        )
 
 
 @dataclass(frozen=True)
@@ -194,7 +219,10 @@ class Match:
     def trace(self) -> tuple[str, ...]:
         """The lines of ``why()``, rendered once: a cached Match serves many items."""
         lines = [f"skipped {s}" for s in self.skipped]
-        lines.append(f"matched {self.rule.describe()}; {self.policy.label} in force since {self.policy.effective_from.isoformat()}")
+        lines.append(
+            f"matched {self.rule.describe()}; {self.policy.label} "
+            f"in force since {self.policy.effective_from.isoformat()}"
+        )
         return tuple(lines)
 
 
@@ -291,10 +319,15 @@ class MatchIndex:
 
     def __init__(self, rules: RuleSet) -> None:
         self.rules = rules
-        self.epochs = sorted({to_us(p.effective_from) for versions in rules.policies.values() for p in versions})
-        self.matches: dict[tuple[str | None, ...], Match | None] = {}
+        self.epochs = sorted(
+            {to_us(p.effective_from) for versions in rules.policies.values() for p in versions}
+        )
+        # (customer, tier, kind, priority class, region, epoch) -> the outcome
+        self.matches: dict[tuple[str, str, str, str | None, str | None, int], Match | None] = {}
 
-    def match(self, facts: ItemFacts, cls: str | None, at_us: int, at: dt.datetime | None = None) -> Match | None:
+    def match(
+        self, facts: ItemFacts, cls: str | None, at_us: int, at: dt.datetime | None = None
+    ) -> Match | None:
         """``RuleSet.match`` at ``at_us`` (``at``: the same instant as given, for the trace text)."""
         key = (facts.customer_id, facts.tier, facts.kind, cls, facts.region, bisect_right(self.epochs, at_us))
         found = self.matches.get(key, _MISSING)

@@ -37,8 +37,13 @@ class Threshold:
     reached: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "label": self.label, "at_elapsed_seconds": _secs(self.at_elapsed),
-                "due_at": iso_instant(self.due_at), "reached": self.reached}
+        return {
+            "kind": self.kind,
+            "label": self.label,
+            "at_elapsed_seconds": _secs(self.at_elapsed),
+            "due_at": iso_instant(self.due_at),
+            "reached": self.reached,
+        }
 
 
 class Deferred:
@@ -112,8 +117,9 @@ class MetricStatus:
     paused_by_reason: Mapping[str, dt.timedelta]
     warnings: tuple[Threshold, ...] = RenderedOnRead()  # type: ignore[assignment]
     escalations: tuple[Threshold, ...] = RenderedOnRead()  # type: ignore[assignment]
-    next_change_at: dt.datetime | None
-    previous_cycles: tuple[MetricStatus, ...]
+    # (mypy takes the RenderedOnRead fields above for defaults; they have none: see its docstring)
+    next_change_at: dt.datetime | None  # type: ignore[misc]
+    previous_cycles: tuple[MetricStatus, ...]  # type: ignore[misc]
     trace: tuple[str, ...] = RenderedOnRead()  # type: ignore[assignment]
 
     def __getstate__(self) -> dict[str, Any]:
@@ -123,14 +129,26 @@ class MetricStatus:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "metric": self.metric, "cycle": self.cycle, "policy_id": self.policy_id,
-            "policy_version": self.policy_version, "rule": self.rule, "calendar_id": self.calendar_id,
-            "priority": self.priority, "target_seconds": _secs(self.target),
-            "started_at": iso_instant(self.started_at), "measured_from": iso_instant(self.measured_from),
-            "deadline": iso_instant(self.deadline), "elapsed_seconds": _secs(self.elapsed),
-            "remaining_seconds": _secs(self.remaining), "overdue_seconds": _secs(self.overdue),
-            "paused": self.paused, "pause_reason": self.pause_reason, "pause_detail": self.pause_detail,
-            "state": self.state, "met_at": iso_instant(self.met_at), "breached_at": iso_instant(self.breached_at),
+            "metric": self.metric,
+            "cycle": self.cycle,
+            "policy_id": self.policy_id,
+            "policy_version": self.policy_version,
+            "rule": self.rule,
+            "calendar_id": self.calendar_id,
+            "priority": self.priority,
+            "target_seconds": _secs(self.target),
+            "started_at": iso_instant(self.started_at),
+            "measured_from": iso_instant(self.measured_from),
+            "deadline": iso_instant(self.deadline),
+            "elapsed_seconds": _secs(self.elapsed),
+            "remaining_seconds": _secs(self.remaining),
+            "overdue_seconds": _secs(self.overdue),
+            "paused": self.paused,
+            "pause_reason": self.pause_reason,
+            "pause_detail": self.pause_detail,
+            "state": self.state,
+            "met_at": iso_instant(self.met_at),
+            "breached_at": iso_instant(self.breached_at),
             "cancelled_at": iso_instant(self.cancelled_at),
             "paused_seconds_by_reason": {k: _secs(v) for k, v in sorted(self.paused_by_reason.items())},
             "warnings": [w.to_dict() for w in self.warnings],
@@ -159,11 +177,16 @@ class ItemEvaluation:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "at": iso_instant(self.at), "customer_id": self.customer_id, "entity_id": self.entity_id,
-            "kind": self.kind, "priority": self.priority, "rules_version": self.rules_version,
+            "at": iso_instant(self.at),
+            "customer_id": self.customer_id,
+            "entity_id": self.entity_id,
+            "kind": self.kind,
+            "priority": self.priority,
+            "rules_version": self.rules_version,
             "metrics": {name: status.to_dict() for name, status in self.metrics.items()},
             "next_change_at": iso_instant(self.next_change_at),
-            "match_trace": list(self.match_trace), "notes": list(self.notes),
+            "match_trace": list(self.match_trace),
+            "notes": list(self.notes),
             "voided": [v.to_dict() for v in self.voided],
         }
 

@@ -59,9 +59,13 @@ class ProblemCollector:
     def unknown_keys(self, table: Any, allowed: set[str], location: str, line: int | None) -> None:
         if isinstance(table, dict):
             for key in sorted(set(table) - allowed):
-                self.add(f"{location}.{key}", f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})", line)
+                self.add(
+                    f"{location}.{key}", f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})", line
+                )
 
-    def str_list(self, value: Any, location: str, line: int | None, allowed: tuple[str, ...] | None = None) -> frozenset[str] | None:
+    def str_list(
+        self, value: Any, location: str, line: int | None, allowed: tuple[str, ...] | None = None
+    ) -> frozenset[str] | None:
         if value is None:
             return None
         if isinstance(value, str):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import tomllib
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -34,17 +35,43 @@ from .policies import (
 from .rule_problems import ProblemCollector, RuleProblem, RulesError
 
 __all__ = [
-    "DEFAULT_RULES_PATH", "RuleProblem", "RulesError", "check_rules_file", "format_duration",
-    "load_rules", "parse_duration", "parse_rules",
+    "DEFAULT_RULES_PATH",
+    "RuleProblem",
+    "RulesError",
+    "check_rules_file",
+    "format_duration",
+    "load_rules",
+    "parse_duration",
+    "parse_rules",
 ]
 
 DEFAULT_RULES_PATH = Path(__file__).with_name("default_rules.toml")
 _SPAN = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
 _TOP_KEYS = {"schema", "version", "description", "time_zone", "calendars", "policies", "rules"}
-_CAL_KEYS = {"always_on", "time_zone", "description", "hours", "makeup_hours", "holidays", "makeup_days", "notes"}
+_CAL_KEYS = {
+    "always_on",
+    "time_zone",
+    "description",
+    "hours",
+    "makeup_hours",
+    "holidays",
+    "makeup_days",
+    "notes",
+}
 _POLICY_KEYS = {
-    "id", "version", "effective_from", "calendar", "description", "targets", "warnings",
-    "ladder", "pause_statuses", "pause_metrics", "priority_change", "reopen", "close_unresolved",
+    "id",
+    "version",
+    "effective_from",
+    "calendar",
+    "description",
+    "targets",
+    "warnings",
+    "ladder",
+    "pause_statuses",
+    "pause_metrics",
+    "priority_change",
+    "reopen",
+    "close_unresolved",
 }
 _RULE_KEYS = {"name", "policy", "customer_id", "tier", "kind", "priority", "region"}
 
@@ -74,16 +101,22 @@ def _spans(ck: ProblemCollector, value: Any, location: str, line: int | None) ->
             continue
         spans.append((start, end))
     spans.sort()
-    for (s1, e1), (s2, e2) in zip(spans, spans[1:]):
+    for (s1, e1), (s2, _e2) in zip(spans, spans[1:]):
         if s2 < e1:
-            ck.add(location, f"spans overlap ({s1 // 60:02d}:{s1 % 60:02d} and {s2 // 60:02d}:{s2 % 60:02d})", line)
+            ck.add(
+                location,
+                f"spans overlap ({s1 // 60:02d}:{s1 % 60:02d} and {s2 // 60:02d}:{s2 % 60:02d})",
+                line,
+            )
     return tuple(spans)
 
 
 def _dates(ck: ProblemCollector, value: Any, location: str, line: int | None) -> list[dt.date]:
     if value is None:
         return []
-    if not isinstance(value, list) or not all(isinstance(v, dt.date) and not isinstance(v, dt.datetime) for v in value):
+    if not isinstance(value, list) or not all(
+        isinstance(v, dt.date) and not isinstance(v, dt.datetime) for v in value
+    ):
         ck.add(location, "must be a list of dates (YYYY-MM-DD, unquoted)", line)
         return []
     return list(value)
@@ -103,7 +136,9 @@ def _calendar(ck: ProblemCollector, cal_id: str, raw: Any) -> BusinessCalendar |
         return BusinessCalendar(cal_id, week=None, description=description)
     tz_name = raw.get("time_zone")
     if not tz_name:
-        ck.add(loc, "calendar without time zone (set time_zone, e.g. 'Asia/Shanghai', or always_on = true)", line)
+        ck.add(
+            loc, "calendar without time zone (set time_zone, e.g. 'Asia/Shanghai', or always_on = true)", line
+        )
         return None
     try:
         ZoneInfo(tz_name)
@@ -122,7 +157,9 @@ def _calendar(ck: ProblemCollector, cal_id: str, raw: Any) -> BusinessCalendar |
         week[WEEKDAYS.index(day_name)] = _spans(ck, value, f"{loc}.hours.{day_name}", line)
     if not any(week.values()):
         ck.add(f"{loc}.hours", "no working time in the week", line)
-    makeup_spans = _spans(ck, raw["makeup_hours"], f"{loc}.makeup_hours", line) if "makeup_hours" in raw else None
+    makeup_spans = (
+        _spans(ck, raw["makeup_hours"], f"{loc}.makeup_hours", line) if "makeup_hours" in raw else None
+    )
     holidays = _dates(ck, raw.get("holidays"), f"{loc}.holidays", line)
     makeups = _dates(ck, raw.get("makeup_days"), f"{loc}.makeup_days", line)
     for day in sorted(set(holidays) & set(makeups)):
@@ -131,20 +168,28 @@ def _calendar(ck: ProblemCollector, cal_id: str, raw: Any) -> BusinessCalendar |
         if week.get(day.weekday()):
             ck.add(f"{loc}.makeup_days", f"{day} is a {WEEKDAYS[day.weekday()]}, already a working day", line)
     return BusinessCalendar(
-        cal_id, time_zone=tz_name, week=week, holidays=holidays, makeup_days=makeups,
-        makeup_spans=makeup_spans, description=description,
+        cal_id,
+        time_zone=tz_name,
+        week=week,
+        holidays=holidays,
+        makeup_days=makeups,
+        makeup_spans=makeup_spans,
+        description=description,
     )
 
 
-def _pause_list(ck: ProblemCollector, value: Any, location: str, line: int | None,
-                allowed: tuple[str, ...] | None = None) -> frozenset[str] | None:
+def _pause_list(
+    ck: ProblemCollector, value: Any, location: str, line: int | None, allowed: tuple[str, ...] | None = None
+) -> frozenset[str] | None:
     """A pause_statuses / pause_metrics list; unlike other lists it may be empty (no pausing)."""
     if value == []:
         return frozenset()
     return ck.str_list(value, location, line, allowed)
 
 
-def _policy(ck: ProblemCollector, n: int, raw: Any, calendars: dict[str, BusinessCalendar], tz: dt.tzinfo) -> Policy | None:
+def _policy(
+    ck: ProblemCollector, n: int, raw: Any, calendars: Collection[str], tz: dt.tzinfo
+) -> Policy | None:
     line = ck.line_of(r"^\[\[policies\]\]", n)
     pid = raw.get("id") if isinstance(raw, dict) else None
     loc = f"policies[{n}]" + (f"(id={pid})" if pid else "")
@@ -163,7 +208,11 @@ def _policy(ck: ProblemCollector, n: int, raw: Any, calendars: dict[str, Busines
         ck.add(f"{loc}.effective_from", "effective_from date (YYYY-MM-DD) is required", line)
     calendar_id = raw.get("calendar")
     if calendar_id not in calendars:
-        ck.add(f"{loc}.calendar", f"unknown calendar {calendar_id!r} (defined: {', '.join(sorted(calendars))})", line)
+        ck.add(
+            f"{loc}.calendar",
+            f"unknown calendar {calendar_id!r} (defined: {', '.join(sorted(calendars))})",
+            line,
+        )
     warnings = raw.get("warnings", [0.5, 0.75, 0.9])
     if not isinstance(warnings, list) or not all(isinstance(w, (int, float)) and 0 < w < 1 for w in warnings):
         ck.add(f"{loc}.warnings", "warnings must be fractions of the target strictly between 0 and 1", line)
@@ -185,16 +234,28 @@ def _policy(ck: ProblemCollector, n: int, raw: Any, calendars: dict[str, Busines
             ck.add(f"{sloc}.after", "ladder delays must not decrease", line)
         ladder.append(LadderStep(step["role"], after))
     # An empty list is how "no pausing" is written: no status (or no metric) pauses.
-    pause_statuses = _pause_list(ck, raw.get("pause_statuses", ["pending_customer", "pending_third_party"]),
-                                 f"{loc}.pause_statuses", line)
+    pause_statuses = _pause_list(
+        ck,
+        raw.get("pause_statuses", ["pending_customer", "pending_third_party"]),
+        f"{loc}.pause_statuses",
+        line,
+    )
     for status in pause_statuses or ():
         if not status.startswith("pending_"):
             ck.add(f"{loc}.pause_statuses", f"{status!r}: only pending_* statuses can pause a clock", line)
-    pause_metrics = _pause_list(ck, raw.get("pause_metrics", ["restore", "resolve", "provision"]), f"{loc}.pause_metrics",
-                                line, ("response", "restore", "resolve", "provision", "acceptance", "revisit"))
+    pause_metrics = _pause_list(
+        ck,
+        raw.get("pause_metrics", ["restore", "resolve", "provision"]),
+        f"{loc}.pause_metrics",
+        line,
+        ("response", "restore", "resolve", "provision", "acceptance", "revisit"),
+    )
     modes = {}
-    for key, allowed, default in (("priority_change", PRIORITY_CHANGE_MODES, "recompute"), ("reopen", REOPEN_MODES, "resume"),
-                                  ("close_unresolved", CLOSE_UNRESOLVED_MODES, "stop")):
+    for key, allowed, default in (
+        ("priority_change", PRIORITY_CHANGE_MODES, "recompute"),
+        ("reopen", REOPEN_MODES, "resume"),
+        ("close_unresolved", CLOSE_UNRESOLVED_MODES, "stop"),
+    ):
         modes[key] = raw.get(key, default)
         if modes[key] not in allowed:
             ck.add(f"{loc}.{key}", f"unknown mode {modes[key]!r} (allowed: {', '.join(allowed)})", line)
@@ -214,7 +275,11 @@ def _policy(ck: ProblemCollector, n: int, raw: Any, calendars: dict[str, Busines
         for cls, metrics in per_class.items():
             cloc = f"{kloc}.{cls}"
             if cls not in classes_for(kind):
-                ck.add(cloc, f"unknown priority class {cls!r} for {kind} (allowed: {', '.join(classes_for(kind))})", line)
+                ck.add(
+                    cloc,
+                    f"unknown priority class {cls!r} for {kind} (allowed: {', '.join(classes_for(kind))})",
+                    line,
+                )
                 continue
             if not isinstance(metrics, dict):
                 ck.add(cloc, "must be a table of metric = duration", line)
@@ -222,25 +287,49 @@ def _policy(ck: ProblemCollector, n: int, raw: Any, calendars: dict[str, Busines
             for metric, text in metrics.items():
                 mloc = f"{cloc}.{metric}"
                 if metric not in METRICS_BY_KIND[kind]:
-                    ck.add(mloc, f"metric {metric!r} does not apply to {kind} (allowed: {', '.join(METRICS_BY_KIND[kind])})", line)
+                    ck.add(
+                        mloc,
+                        f"metric {metric!r} does not apply to {kind} "
+                        f"(allowed: {', '.join(METRICS_BY_KIND[kind])})",
+                        line,
+                    )
                     continue
                 try:
                     target = parse_duration(text)
                 except ValueError as exc:
-                    reason = f"negative target {text!r}" if isinstance(text, str) and text.strip().startswith("-") else str(exc)
+                    reason = (
+                        f"negative target {text!r}"
+                        if isinstance(text, str) and text.strip().startswith("-")
+                        else str(exc)
+                    )
                     ck.add(mloc, reason, line)
                     continue
                 if target <= dt.timedelta(0):
                     ck.add(mloc, f"target must be positive, got {text!r}", line)
                     continue
                 targets[(kind, cls, metric)] = target
-    if len(ck.problems) > before:
+    # (each isinstance below holds once no problem was added: it only tells the type checker)
+    if (
+        len(ck.problems) > before
+        or not isinstance(pid, str)
+        or not isinstance(version, int)
+        or effective is None
+        or not isinstance(calendar_id, str)
+    ):
         return None
     return Policy(
-        id=pid, version=version, effective_from=effective, calendar_id=calendar_id,  # type: ignore[arg-type]
-        description=str(raw.get("description", "")), targets=targets, warnings=tuple(float(w) for w in warnings),
-        ladder=tuple(ladder), pause_statuses=pause_statuses or frozenset(), pause_metrics=pause_metrics or frozenset(),
-        priority_change=modes["priority_change"], reopen=modes["reopen"],
+        id=pid,
+        version=version,
+        effective_from=effective,
+        calendar_id=calendar_id,
+        description=str(raw.get("description", "")),
+        targets=targets,
+        warnings=tuple(float(w) for w in warnings),
+        ladder=tuple(ladder),
+        pause_statuses=pause_statuses or frozenset(),
+        pause_metrics=pause_metrics or frozenset(),
+        priority_change=modes["priority_change"],
+        reopen=modes["reopen"],
         close_unresolved=modes["close_unresolved"],
     )
 
@@ -262,7 +351,9 @@ def _rule(ck: ProblemCollector, n: int, raw: Any, policy_ids: set[str]) -> Rule 
         customer_ids=ck.str_list(raw.get("customer_id"), f"{loc}.customer_id", line),
         tiers=ck.str_list(raw.get("tier"), f"{loc}.tier", line, tuple(TIERS)),
         kinds=ck.str_list(raw.get("kind"), f"{loc}.kind", line, KINDS),
-        classes=ck.str_list(raw.get("priority"), f"{loc}.priority", line, classes_for("fault") + classes_for("order")),
+        classes=ck.str_list(
+            raw.get("priority"), f"{loc}.priority", line, classes_for("fault") + classes_for("order")
+        ),
         regions=ck.str_list(raw.get("region"), f"{loc}.region", line),
     )
     return rule if len(ck.problems) == before else None
@@ -302,17 +393,23 @@ def parse_rules(text: str, source: str = "<rules>") -> tuple[RuleSet | None, lis
         ck.add("policies", "at least one policy is required")
     known_ids = {p.get("id") for p in raw_policies if isinstance(p, dict)}
     for n, raw in enumerate(raw_policies):
-        policy = _policy(ck, n, raw, {**calendars, **{k: None for k in raw_cals}}, tz)  # type: ignore[dict-item]
+        policy = _policy(ck, n, raw, {*calendars, *raw_cals}, tz)
         if policy is None:
             continue
         versions = policies.setdefault(policy.id, [])
         for other in versions:
             if other.version == policy.version:
-                ck.add(f"policies[{n}](id={policy.id}).version", f"version {policy.version} defined twice", ck.line_of(r"^\[\[policies\]\]", n))
+                ck.add(
+                    f"policies[{n}](id={policy.id}).version",
+                    f"version {policy.version} defined twice",
+                    ck.line_of(r"^\[\[policies\]\]", n),
+                )
             elif (other.version < policy.version) != (other.effective_from < policy.effective_from):
-                ck.add(f"policies[{n}](id={policy.id}).effective_from",
-                       f"version {policy.version} and version {other.version} are effective in the wrong order",
-                       ck.line_of(r"^\[\[policies\]\]", n))
+                ck.add(
+                    f"policies[{n}](id={policy.id}).effective_from",
+                    f"version {policy.version} and version {other.version} are effective in the wrong order",
+                    ck.line_of(r"^\[\[policies\]\]", n),
+                )
         versions.append(policy)
     rules: list[Rule] = []
     raw_rules = doc.get("rules", [])
@@ -325,14 +422,20 @@ def parse_rules(text: str, source: str = "<rules>") -> tuple[RuleSet | None, lis
             if earlier.index >= later.index:
                 break
             if earlier.covers(later):
-                ck.add(f"rules[{later.index}]", f"rule {later.name!r} can never match: hidden by earlier {earlier.describe()}",
-                       ck.line_of(r"^\[\[rules\]\]", later.index))
+                ck.add(
+                    f"rules[{later.index}]",
+                    f"rule {later.name!r} can never match: hidden by earlier {earlier.describe()}",
+                    ck.line_of(r"^\[\[rules\]\]", later.index),
+                )
                 break
             if later.customer_ids is not None and earlier.customer_ids is None and earlier.overlaps(later):
                 # A contract override must win over tier defaults: it has to come first.
-                ck.add(f"rules[{later.index}]",
-                       f"contract rule {later.name!r} is partly hidden by earlier {earlier.describe()}; put customer rules first",
-                       ck.line_of(r"^\[\[rules\]\]", later.index))
+                ck.add(
+                    f"rules[{later.index}]",
+                    f"contract rule {later.name!r} is partly hidden by earlier {earlier.describe()}; "
+                    "put customer rules first",
+                    ck.line_of(r"^\[\[rules\]\]", later.index),
+                )
                 break
     warnings = ProblemCollector(source, text)
     for rule in rules:
@@ -341,28 +444,44 @@ def parse_rules(text: str, source: str = "<rules>") -> tuple[RuleSet | None, lis
             if rule.kinds is not None:
                 # A rule that names a kind and sends it nowhere measurable is a mistake.
                 for kind in sorted(rule.kinds - policy.kinds):
-                    ck.add(f"rules[{rule.index}]",
-                           f"rule {rule.name!r} names kind {kind} but sends it to {policy.label}, which has no {kind} targets",
-                           line)
+                    ck.add(
+                        f"rules[{rule.index}]",
+                        f"rule {rule.name!r} names kind {kind} but sends it to {policy.label}, "
+                        f"which has no {kind} targets",
+                        line,
+                    )
                 continue
             # A deployment gives targets only for the kinds it uses: accepted, said once per rule.
             unmeasured = [kind for kind in KINDS if kind not in policy.kinds]
             if unmeasured:
-                warnings.add(f"rules[{rule.index}]",
-                             f"rule {rule.name!r} sends {', '.join(unmeasured)} items to {policy.label}, which has no "
-                             f"targets for {'them' if len(unmeasured) > 1 else 'that kind'}: such items get no SLA clock",
-                             line)
+                warnings.add(
+                    f"rules[{rule.index}]",
+                    f"rule {rule.name!r} sends {', '.join(unmeasured)} items to {policy.label}, "
+                    f"which has no targets for {'them' if len(unmeasured) > 1 else 'that kind'}: "
+                    "such items get no SLA clock",
+                    line,
+                )
     if not raw_rules:
         ck.add("rules", "at least one rule is required")
     elif not (isinstance(raw_rules[-1], dict) and set(raw_rules[-1]) <= {"name", "policy"}):
-        ck.add(f"rules[{len(raw_rules) - 1}]", "the last rule must be a catch-all (only name and policy)",
-               ck.line_of(r"^\[\[rules\]\]", len(raw_rules) - 1))
+        ck.add(
+            f"rules[{len(raw_rules) - 1}]",
+            "the last rule must be a catch-all (only name and policy)",
+            ck.line_of(r"^\[\[rules\]\]", len(raw_rules) - 1),
+        )
     if ck.problems:
         return None, ck.problems
     return RuleSet(
-        version=doc["version"], source=source, calendars=calendars,
-        policies={pid: tuple(sorted(vs, key=lambda p: (p.effective_from, p.version))) for pid, vs in policies.items()},
-        rules=tuple(rules), description=str(doc.get("description", "")), warnings=tuple(warnings.problems),
+        version=doc["version"],
+        source=source,
+        calendars=calendars,
+        policies={
+            pid: tuple(sorted(vs, key=lambda p: (p.effective_from, p.version)))
+            for pid, vs in policies.items()
+        },
+        rules=tuple(rules),
+        description=str(doc.get("description", "")),
+        warnings=tuple(warnings.problems),
     ), []
 
 

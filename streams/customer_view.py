@@ -84,8 +84,14 @@ def new_view(customer_id: str) -> dict[str, Any]:
         "open": {kind: {} for kind in ITEM_KINDS},
         "recent_closed": [],
         "archived_ids": set(),  # "kind:id" of items evicted to the archive (all of them)
-        "counters": {"events_applied": 0, "duplicates_ignored": 0, "transitions_rejected": 0,
-                     "late_events": 0, "closed_total": 0, "ids_reused": 0},
+        "counters": {
+            "events_applied": 0,
+            "duplicates_ignored": 0,
+            "transitions_rejected": 0,
+            "late_events": 0,
+            "closed_total": 0,
+            "ids_reused": 0,
+        },
         "last_event_at": None,
     }
 
@@ -124,6 +130,7 @@ def fold(view: dict[str, Any], event: Event, position: Position | None = None) -
 
 # -- one event per id (streams/event_ids.py) ------------------------------------------
 
+
 def _reused(view: dict[str, Any], event: Event, owner: Owner) -> Outcome | None:
     """``duplicate`` or ``rejected`` if the id is taken (by this owner, by another), else ``None``."""
     taken = event_ids.owners(view).get(event.event_id)
@@ -135,6 +142,7 @@ def _reused(view: dict[str, Any], event: Event, owner: Owner) -> Outcome | None:
 
 
 # -- the customer profile (客户档案) -------------------------------------------------
+
 
 def _fold_profile(view: dict[str, Any], event: Event) -> Outcome:
     """Merge profile fields, last writer by event time wins per field."""
@@ -166,8 +174,9 @@ def _fold_profile(view: dict[str, Any], event: Event) -> Outcome:
 
 # -- faults, tickets and orders ---------------------------------------------------
 
+
 def _record(event: Event, position: Position | None, arrival: int) -> dict[str, Any]:
-    record = {
+    record: dict[str, Any] = {
         "event_id": event.event_id,
         "event_type": event.event_type,
         "occurred_at": utc_iso(event.occurred_at),
@@ -184,16 +193,24 @@ def _record(event: Event, position: Position | None, arrival: int) -> dict[str, 
 
 
 def _new_item(kind: str, entity_id: str) -> dict[str, Any]:
-    return {"id": entity_id, "kind": kind, "state": None, "opened_at": None, "updated_at": None,
-            "closed_at": None, "attributes": {}, "milestones": {}, "history": []}
+    return {
+        "id": entity_id,
+        "kind": kind,
+        "state": None,
+        "opened_at": None,
+        "updated_at": None,
+        "closed_at": None,
+        "attributes": {},
+        "milestones": {},
+        "history": [],
+    }
 
 
 def find_item(view: dict[str, Any], kind: str, entity_id: str) -> dict[str, Any] | None:
     """The open or recently closed item, or ``None``."""
-    item = view["open"][kind].get(entity_id)
+    item: dict[str, Any] | None = view["open"][kind].get(entity_id)
     if item is None:
-        item = next((i for i in view["recent_closed"]
-                     if i["id"] == entity_id and i["kind"] == kind), None)
+        item = next((i for i in view["recent_closed"] if i["id"] == entity_id and i["kind"] == kind), None)
     return item
 
 
@@ -217,8 +234,11 @@ def _fold_item(view: dict[str, Any], event: Event, position: Position | None) ->
     if not history or record["occurred_at"] > history[-1]["occurred_at"]:
         # a new latest instant: nothing before it can move (utc_iso text sorts as time)
         history.append(record)
-        _apply(item, record, lifecycles.transition(item["kind"], item["state"],
-                                                   record["event_type"], record["payload"]))
+        _apply(
+            item,
+            record,
+            lifecycles.transition(item["kind"], item["state"], record["event_type"], record["payload"]),
+        )
         late = False
     else:
         before = [(r["event_id"], r["outcome"]) for r in history]
@@ -231,16 +251,16 @@ def _fold_item(view: dict[str, Any], event: Event, position: Position | None) ->
 
 def _refold(item: dict[str, Any]) -> None:
     """Recompute the item from its history put in the one order, as if events had come in it."""
-    item.update(state=None, opened_at=None, updated_at=None, closed_at=None,
-                attributes={}, milestones={})
+    item.update(state=None, opened_at=None, updated_at=None, closed_at=None, attributes={}, milestones={})
     placed = event_order.causal_order(item["kind"], item["history"])
     item["history"][:] = [p.record for p in placed]
     for p in placed:
         _apply(item, p.record, p.outcome)
 
 
-def _apply(item: dict[str, Any], record: dict[str, Any],
-           result: lifecycles.Accepted | lifecycles.Rejected) -> None:
+def _apply(
+    item: dict[str, Any], record: dict[str, Any], result: lifecycles.Accepted | lifecycles.Rejected
+) -> None:
     """Record ``result`` (the lifecycle's outcome for ``record`` in the item's state) on the item."""
     event_type, payload, at = record["event_type"], record["payload"], record["occurred_at"]
     if isinstance(result, lifecycles.Rejected):
@@ -301,24 +321,30 @@ def _file_item(view: dict[str, Any], item: dict[str, Any]) -> tuple[tuple[str, s
 
 # -- SLA events: timers' warnings, breaches and escalations, managers' acknowledgements
 
+
 def _fold_sla(view: dict[str, Any], event: Event) -> Outcome:
     """Record an SLA event in its item's ``sla_log`` (in due-time order, once)."""
     payload = event.payload
     item = find_item(view, payload["item_kind"], event.entity_id)
     if item is None:
-        return Outcome("archived", reason=f"{payload['item_kind']} {event.entity_id} "
-                                          "is not in the view")
+        return Outcome("archived", reason=f"{payload['item_kind']} {event.entity_id} is not in the view")
     log = item.setdefault("sla_log", [])
     if any(r["event_id"] == event.event_id for r in log):
         return Outcome("duplicate", state=item["state"])
     # Never refused for an id that names something else (streams/event_ids.py):
     # a refused step would be published again at every tick.
-    event_ids.owners(view).setdefault(event.event_id,
-                                      ("sla", payload["item_kind"], event.entity_id))
-    record = {"event_id": event.event_id, "event_type": event.event_type,
-              "occurred_at": utc_iso(event.occurred_at), "actor": event.actor, **payload}
-    late = bool(log) and (record["occurred_at"], record["event_id"]) < \
-        (log[-1]["occurred_at"], log[-1]["event_id"])
+    event_ids.owners(view).setdefault(event.event_id, ("sla", payload["item_kind"], event.entity_id))
+    record = {
+        "event_id": event.event_id,
+        "event_type": event.event_type,
+        "occurred_at": utc_iso(event.occurred_at),
+        "actor": event.actor,
+        **payload,
+    }
+    late = bool(log) and (record["occurred_at"], record["event_id"]) < (
+        log[-1]["occurred_at"],
+        log[-1]["event_id"],
+    )
     log.append(record)
     if late:
         log.sort(key=lambda r: (r["occurred_at"], r["event_id"]))
@@ -331,8 +357,11 @@ def present(view: dict[str, Any], zone: tzinfo | None = None) -> dict[str, Any]:
     Instants are stored in UTC; staff read them in their local time, with the
     offset shown so the value stays exact.
     """
-    shown = {k: v for k, v in view.items()
-             if k not in ("profile_stamps", "profile_event_ids", "archived_ids", EVENT_OWNERS)}
+    shown = {
+        k: v
+        for k, v in view.items()
+        if k not in ("profile_stamps", "profile_event_ids", "archived_ids", EVENT_OWNERS)
+    }
     shown["open_counts"] = {kind: len(items) for kind, items in view["open"].items()}
     return _localize(shown, zone) if zone is not None else shown
 
@@ -342,11 +371,14 @@ def _localize(value: Any, zone: tzinfo) -> Any:
         return {k: _localize(v, zone) for k, v in value.items()}
     if isinstance(value, list):
         return [_localize(v, zone) for v in value]
-    if isinstance(value, str) and 20 <= len(value) <= 32 and value[10:11] == "T" \
-            and (value.endswith("Z") or value.endswith("+00:00")):
+    if (
+        isinstance(value, str)
+        and 20 <= len(value) <= 32
+        and value[10:11] == "T"
+        and (value.endswith("Z") or value.endswith("+00:00"))
+    ):
         try:
-            return datetime.fromisoformat(value).astimezone(zone).isoformat(
-                timespec="microseconds")
+            return datetime.fromisoformat(value).astimezone(zone).isoformat(timespec="microseconds")
         except ValueError:
             return value
     return value
@@ -361,5 +393,6 @@ def view_contains_event(view: dict[str, Any] | None, event_id: str) -> bool:
     items = [*view["recent_closed"]]
     for by_id in view["open"].values():
         items.extend(by_id.values())
-    return any(r["event_id"] == event_id for item in items
-               for r in (*item["history"], *item.get("sla_log", ())))
+    return any(
+        r["event_id"] == event_id for item in items for r in (*item["history"], *item.get("sla_log", ()))
+    )

@@ -16,28 +16,31 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Hashable, Iterable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
 
 
-class DeadlineIndex:
+class DeadlineIndex(Generic[K]):
     """Next due instant per key, for the partitions this worker owns."""
 
     __slots__ = ("_heap", "_due", "_partition")
 
     def __init__(self) -> None:
-        self._heap: list[tuple[int, Hashable]] = []
-        self._due: dict[Hashable, int] = {}
-        self._partition: dict[Hashable, int] = {}
+        self._heap: list[tuple[int, K]] = []
+        self._due: dict[K, int] = {}
+        self._partition: dict[K, int] = {}
 
     def __len__(self) -> int:
         return len(self._due)
 
-    def __contains__(self, key: Hashable) -> bool:
+    def __contains__(self, key: K) -> bool:
         return key in self._due
 
-    def due_at(self, key: Hashable) -> int | None:
+    def due_at(self, key: K) -> int | None:
         return self._due.get(key)
 
-    def schedule(self, key: Hashable, due: int | None, partition: int) -> None:
+    def schedule(self, key: K, due: int | None, partition: int) -> None:
         """Set (or move) ``key``'s next due instant; ``None`` cancels it."""
         if due is None:
             self.cancel(key)
@@ -50,7 +53,7 @@ class DeadlineIndex:
         if len(self._heap) > 2 * len(self._due) + 1024:
             self._compact()
 
-    def cancel(self, key: Hashable) -> None:
+    def cancel(self, key: K) -> None:
         """Forget ``key`` (its heap entry goes stale and is skipped later)."""
         self._due.pop(key, None)
         self._partition.pop(key, None)
@@ -62,7 +65,7 @@ class DeadlineIndex:
             heapq.heappop(heap)
         return heap[0][0] if heap else None
 
-    def pop_due(self, now: int) -> list[Hashable]:
+    def pop_due(self, now: int) -> list[K]:
         """Remove and return every key due at or before ``now``, earliest first."""
         heap, due = self._heap, self._due
         fired = []

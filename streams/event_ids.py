@@ -118,7 +118,8 @@ def forget_profile_ids(view: dict[str, Any], event_ids: Iterable[str]) -> None:
 
 def _held_items(view: dict[str, Any]) -> list[dict[str, Any]]:
     items = [item for by_id in view["open"].values() for item in by_id.values()]
-    return items + view["recent_closed"]
+    closed: list[dict[str, Any]] = view["recent_closed"]
+    return items + closed
 
 
 def _ids_of(item: dict[str, Any]) -> Iterable[tuple[str, Owner]]:
@@ -129,5 +130,14 @@ def _ids_of(item: dict[str, Any]) -> Iterable[tuple[str, Owner]]:
         yield record["event_id"], ("sla", *mine)
 
 
-__all__ = ["EVENT_OWNERS", "PROFILE", "Owner", "event_owner", "forget_item",
-           "forget_profile_ids", "owner_label", "owners", "reuse_reason"]
+__all__ = [
+    "EVENT_OWNERS",
+    "PROFILE",
+    "Owner",
+    "event_owner",
+    "forget_item",
+    "forget_profile_ids",
+    "owner_label",
+    "owners",
+    "reuse_reason",
+]

@@ -43,19 +43,21 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from streams import lifecycles
 from streams.lifecycles import NEW, Accepted, Rejected
 
 Record = Mapping[str, Any]
+#: the records' own type: what goes in comes out (the view gives its dicts, to mutate them)
+R = TypeVar("R", bound=Record)
 
 
 @dataclass(frozen=True, slots=True)
-class Placed:
+class Placed(Generic[R]):
     """A record at its place in the order, and what the lifecycle made of it there."""
 
-    record: Record
+    record: R
     outcome: Accepted | Rejected
 
 
@@ -93,7 +95,7 @@ def item_kind(records: Iterable[Record]) -> str:
     return ""
 
 
-def causal_order(kind: str, records: Iterable[Record], state: str | None = NEW) -> list[Placed]:
+def causal_order(kind: str, records: Iterable[R], state: str | None = NEW) -> list[Placed[R]]:
     """``records`` (one item's, each event once) in the one order, with each one's outcome.
 
     ``state`` is the item's state before the first record (new, by default).
@@ -102,13 +104,13 @@ def causal_order(kind: str, records: Iterable[Record], state: str | None = NEW) 
     groups = _instants(records)
     if kind not in lifecycles.TRANSITIONS:
         return [Placed(r, Rejected(f"{kind!r} items have no lifecycle")) for g in groups for r in g]
-    placed: list[Placed] = []
+    placed: list[Placed[R]] = []
     for group in groups:
         state = _place_group(kind, state, group, placed)
     return placed
 
 
-def in_order(kind: str, records: Iterable[Record]) -> list[Record]:
+def in_order(kind: str, records: Iterable[R]) -> list[R]:
     """``records`` in the one order, without their outcomes (what the SLA engine needs).
 
     With no two records at one instant the order is event time alone, and the
@@ -121,11 +123,10 @@ def in_order(kind: str, records: Iterable[Record]) -> list[Record]:
     return [p.record for p in causal_order(kind, [r for group in groups for r in group])]
 
 
-def _instants(records: Iterable[Record]) -> list[list[Record]]:
+def _instants(records: Iterable[R]) -> list[list[R]]:
     """The records grouped by instant, in event time; each group in source order."""
-    keyed = sorted(((instant(r["occurred_at"]), n, r) for n, r in enumerate(records)),
-                   key=lambda k: k[:2])
-    groups: list[list[tuple[int, Record]]] = []
+    keyed = sorted(((instant(r["occurred_at"]), n, r) for n, r in enumerate(records)), key=lambda k: k[:2])
+    groups: list[list[tuple[int, R]]] = []
     last = None
     for at, n, record in keyed:
         if groups and at == last:
@@ -133,9 +134,12 @@ def _instants(records: Iterable[Record]) -> list[list[Record]]:
         else:
             groups.append([(n, record)])
             last = at
-    return [[r for _, r in group] if len(group) == 1 else
-            [r for _, r in sorted(group, key=lambda g: (source_key(g[1], g[0]), g[0]))]
-            for group in groups]
+    return [
+        [r for _, r in group]
+        if len(group) == 1
+        else [r for _, r in sorted(group, key=lambda g: (source_key(g[1], g[0]), g[0]))]
+        for group in groups
+    ]
 
 
 def _move(kind: str, state: str | None, record: Record) -> Accepted | Rejected:
@@ -143,10 +147,9 @@ def _move(kind: str, state: str | None, record: Record) -> Accepted | Rejected:
     return lifecycles.transition(kind, state, str(record["event_type"]), record.get("payload") or {})
 
 
-def _place_group(kind: str, state: str | None, group: list[Record],
-                 placed: list[Placed]) -> str | None:
+def _place_group(kind: str, state: str | None, group: list[R], placed: list[Placed[R]]) -> str | None:
     """Place one instant's records (in source order) after ``placed``; the state after them."""
-    fast: list[Placed] = []
+    fast: list[Placed[R]] = []
     current = state
     for record in group:
         outcome = _move(kind, current, record)
@@ -166,8 +169,7 @@ def _signature(record: Record) -> tuple[str, bool]:
     return str(record["event_type"]), str(payload.get("status") or "").startswith("pending")
 
 
-def _search_group(kind: str, state: str | None, group: Sequence[Record],
-                  placed: list[Placed]) -> str | None:
+def _search_group(kind: str, state: str | None, group: Sequence[R], placed: list[Placed[R]]) -> str | None:
     """The most accepted events, earliest by source order among equals (see the module doc).
 
     Records with the same signature are interchangeable for the count, so the
@@ -200,7 +202,7 @@ def _search_group(kind: str, state: str | None, group: Sequence[Record],
                     continue
                 outcome = move(at, j)
                 if isinstance(outcome, Accepted):
-                    rest = counts[:j] + (count - 1,) + counts[j + 1:]
+                    rest = counts[:j] + (count - 1,) + counts[j + 1 :]
                     result = max(result, 1 + best(outcome.state, rest))
                     if result == total:
                         break
@@ -213,7 +215,7 @@ def _search_group(kind: str, state: str | None, group: Sequence[Record],
         counts[j] += 1
     goal = best(state, tuple(counts))
     while goal:
-        for n, i in enumerate(remaining):
+        for n, i in enumerate(remaining):  # noqa: B007 (n is read after the loop: the move taken)
             j = of[i]
             outcome = move(state, j)
             if not isinstance(outcome, Accepted):
@@ -222,6 +224,7 @@ def _search_group(kind: str, state: str | None, group: Sequence[Record],
             if 1 + best(outcome.state, tuple(counts)) == goal:
                 break
             counts[j] += 1
+        assert isinstance(outcome, Accepted)  # best() counted a move that keeps the goal: it was found
         del remaining[n]
         placed.append(Placed(group[i], outcome))
         state, goal = outcome.state, goal - 1

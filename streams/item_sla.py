@@ -17,18 +17,32 @@ from streams.vocabulary import ITEM_KINDS
 from sla_rules import CLOCK_EVENT_TYPES, ItemFacts, RuleSet, evaluate
 from sla_rules.evaluation import StepMemo, step_set
 from sla_rules.instants import iso_instant
+from streams.customer_view import Outcome
 
 #: Tier assumed while a customer's profile has not arrived (the strictest
 #: assumption would page managers for a stranger; the loosest never alerts).
 UNKNOWN_TIER = "public"
-_SUMMARY_FIELDS = ("state", "deadline", "target_seconds", "elapsed_seconds",
-                   "remaining_seconds", "overdue_seconds", "paused", "pause_reason",
-                   "met_at", "breached_at", "cancelled_at", "calendar_id", "cycle",
-                   "next_change_at")
+_SUMMARY_FIELDS = (
+    "state",
+    "deadline",
+    "target_seconds",
+    "elapsed_seconds",
+    "remaining_seconds",
+    "overdue_seconds",
+    "paused",
+    "pause_reason",
+    "met_at",
+    "breached_at",
+    "cancelled_at",
+    "calendar_id",
+    "cycle",
+    "next_change_at",
+)
 
 
-def items_touched_by(view: dict[str, Any], event: Event,
-                     outcome: Outcome | None = None) -> set[tuple[str, str]]:
+def items_touched_by(
+    view: dict[str, Any], event: Event, outcome: Outcome | None = None
+) -> set[tuple[str, str]]:
     """The items whose clocks folding ``event`` may have changed: (kind, id) pairs.
 
     A customer event may change the tier, hence every open clock of the customer.
@@ -59,10 +73,15 @@ def item_facts(view: dict[str, Any], item: dict[str, Any]) -> ItemFacts:
     profile = view.get("profile") or {}
     attributes = item["attributes"]
     kind = attributes.get("kind", "complaint") if item["kind"] == "ticket" else item["kind"]
-    return ItemFacts(customer_id=view["customer_id"], tier=profile.get("tier", UNKNOWN_TIER),
-                     kind=kind, priority=attributes.get("priority"),
-                     urgency=attributes.get("urgency"), region=profile.get("region"),
-                     entity_id=item["id"])
+    return ItemFacts(
+        customer_id=view["customer_id"],
+        tier=profile.get("tier", UNKNOWN_TIER),
+        kind=kind,
+        priority=attributes.get("priority"),
+        urgency=attributes.get("urgency"),
+        region=profile.get("region"),
+        entity_id=item["id"],
+    )
 
 
 def clock_history(item: dict[str, Any]) -> list[dict[str, Any]]:
@@ -75,9 +94,13 @@ def clock_history(item: dict[str, Any]) -> list[dict[str, Any]]:
     for r in item["history"]:
         if r.get("outcome") != "applied":
             continue
-        entry = {"event_id": r["event_id"], "event_type": r["event_type"],
-                 "occurred_at": datetime.fromisoformat(r["occurred_at"]),
-                 "recorded_at": r["recorded_at"], "payload": r["payload"]}
+        entry = {
+            "event_id": r["event_id"],
+            "event_type": r["event_type"],
+            "occurred_at": datetime.fromisoformat(r["occurred_at"]),
+            "recorded_at": r["recorded_at"],
+            "payload": r["payload"],
+        }
         for name in ("position", "arrival"):
             if name in r:
                 entry[name] = r[name]
@@ -85,7 +108,7 @@ def clock_history(item: dict[str, Any]) -> list[dict[str, Any]]:
     return history
 
 
-def sla_summary(view: dict[str, Any], item: dict[str, Any], rules: RuleSet) -> dict | None:
+def sla_summary(view: dict[str, Any], item: dict[str, Any], rules: RuleSet) -> dict[str, Any] | None:
     """Each clock's state as of the item's latest event; ``None`` before it opened.
 
     An item the rules give no target for (a kind a deployment does not
@@ -105,21 +128,30 @@ def sla_summary(view: dict[str, Any], item: dict[str, Any], rules: RuleSet) -> d
     metrics = {}
     for name, m in evaluation.metrics.items():
         metrics[name] = {
-            "state": m.state, "deadline": iso_instant(m.deadline),
-            "target_seconds": m.target.total_seconds(), "elapsed_seconds": m.elapsed.total_seconds(),
+            "state": m.state,
+            "deadline": iso_instant(m.deadline),
+            "target_seconds": m.target.total_seconds(),
+            "elapsed_seconds": m.elapsed.total_seconds(),
             "remaining_seconds": m.remaining.total_seconds(),
-            "overdue_seconds": m.overdue.total_seconds(), "paused": m.paused,
-            "pause_reason": m.pause_reason, "met_at": iso_instant(m.met_at),
-            "breached_at": iso_instant(m.breached_at), "cancelled_at": iso_instant(m.cancelled_at),
-            "calendar_id": m.calendar_id, "cycle": m.cycle,
+            "overdue_seconds": m.overdue.total_seconds(),
+            "paused": m.paused,
+            "pause_reason": m.pause_reason,
+            "met_at": iso_instant(m.met_at),
+            "breached_at": iso_instant(m.breached_at),
+            "cancelled_at": iso_instant(m.cancelled_at),
+            "calendar_id": m.calendar_id,
+            "cycle": m.cycle,
             "next_change_at": iso_instant(m.next_change_at),
             "policy": f"{m.policy_id} v{m.policy_version}",
-            "paused_seconds_by_reason": {k: v.total_seconds()
-                                         for k, v in sorted(m.paused_by_reason.items())},
+            "paused_seconds_by_reason": {k: v.total_seconds() for k, v in sorted(m.paused_by_reason.items())},
         }
-    summary = {"as_of": iso_instant(evaluation.at), "rules_version": evaluation.rules_version,
-               "tier_assumed": not (view.get("profile") or {}).get("tier"),
-               "next_change_at": iso_instant(evaluation.next_change_at), "metrics": metrics}
+    summary = {
+        "as_of": iso_instant(evaluation.at),
+        "rules_version": evaluation.rules_version,
+        "tier_assumed": not (view.get("profile") or {}).get("tier"),
+        "next_change_at": iso_instant(evaluation.next_change_at),
+        "metrics": metrics,
+    }
     if not metrics and not evaluation.voided:
         # Clocks start when the item opens, so that is the instant the rules are asked at.
         opened_at = min(r["occurred_at"] for r in history)
@@ -132,15 +164,17 @@ def sla_summary(view: dict[str, Any], item: dict[str, Any], rules: RuleSet) -> d
 # -- timer steps: what is due for an item at an instant ---------------------------
 
 # At one instant: the breach before the escalation it triggers.
-_STEP_ORDER = {"sla.met": 0, "sla.warning_reached": 1, "sla.breached": 2,
-               "sla.escalation_due": 3}
-_EVENT_TYPES = {"warning": "sla.warning_reached", "breach": "sla.breached",
-                "escalation": "sla.escalation_due", "met": "sla.met"}
+_STEP_ORDER = {"sla.met": 0, "sla.warning_reached": 1, "sla.breached": 2, "sla.escalation_due": 3}
+_EVENT_TYPES = {
+    "warning": "sla.warning_reached",
+    "breach": "sla.breached",
+    "escalation": "sla.escalation_due",
+    "met": "sla.met",
+}
 _STEP_NAMESPACE = uuid.UUID("5d7f3c2a-9a61-4e1b-8c44-0f6b2d9e7a13")
 
 
-def step_event_id(customer_id: str, item_kind: str, item_id: str, metric: str, cycle: int,
-                  step: str) -> str:
+def step_event_id(customer_id: str, item_kind: str, item_id: str, metric: str, cycle: int, step: str) -> str:
     """The id of an SLA step event: the same step always has the same id.
 
     That is what makes timers exactly-once in effect: a timer that fires twice, a
@@ -167,9 +201,15 @@ def _logged_step(record: dict[str, Any]) -> tuple[str, int, str] | None:
     return record["metric"], record["cycle"], step
 
 
-def due_steps(view: dict[str, Any], item: dict[str, Any], rules: RuleSet, now: datetime, *,
-              replay: bool = False, memo: StepMemo | None = None,
-              ) -> tuple[list[Event], datetime | None]:
+def due_steps(
+    view: dict[str, Any],
+    item: dict[str, Any],
+    rules: RuleSet,
+    now: datetime,
+    *,
+    replay: bool = False,
+    memo: StepMemo | None = None,
+) -> tuple[list[Event], datetime | None]:
     """SLA events due for ``item`` by ``now`` and not yet in its log, and the next instant.
 
     The steps are a function of the item's event log and ``now`` alone
@@ -197,10 +237,21 @@ def due_steps(view: dict[str, Any], item: dict[str, Any], rules: RuleSet, now: d
     log = item.get("sla_log", ())
     logged = {r["event_id"] for r in log}
     published = {key for key in map(_logged_step, log) if key is not None}
-    acked = {(r["metric"], r["cycle"]): datetime.fromisoformat(r["occurred_at"])
-             for r in log if r["event_type"] == "sla.escalation_acknowledged"}
-    steps = step_set(item_facts(view, item), history, rules, now, strict=replay,
-                     skip=published, acknowledged=acked, memo=memo)
+    acked = {
+        (r["metric"], r["cycle"]): datetime.fromisoformat(r["occurred_at"])
+        for r in log
+        if r["event_type"] == "sla.escalation_acknowledged"
+    }
+    steps = step_set(
+        item_facts(view, item),
+        history,
+        rules,
+        now,
+        strict=replay,
+        skip=published,
+        acknowledged=acked,
+        memo=memo,
+    )
     customer_id, kind, item_id = view["customer_id"], item["kind"], item["id"]
     due: list[Event] = []
     for step in steps.crossed:
@@ -209,10 +260,16 @@ def due_steps(view: dict[str, Any], item: dict[str, Any], rules: RuleSet, now: d
             continue
         at = iso_instant(step.due_at)
         payload: dict[str, Any] = {
-            "item_kind": kind, "metric": step.metric, "cycle": step.cycle, "due_at": at,
-            "policy": f"{step.policy_id} v{step.policy_version}", "caused_by": step.caused_by,
-            "priority": step.priority or None, "target_seconds": int(step.target.total_seconds()),
-            "rules_version": steps.rules_version}
+            "item_kind": kind,
+            "metric": step.metric,
+            "cycle": step.cycle,
+            "due_at": at,
+            "policy": f"{step.policy_id} v{step.policy_version}",
+            "caused_by": step.caused_by,
+            "priority": step.priority or None,
+            "target_seconds": int(step.target.total_seconds()),
+            "rules_version": steps.rules_version,
+        }
         if step.detected_at is not None:
             payload["detected_at"] = iso_instant(step.detected_at)
         if step.kind == "warning":
@@ -222,11 +279,21 @@ def due_steps(view: dict[str, Any], item: dict[str, Any], rules: RuleSet, now: d
         else:
             payload["deadline"] = iso_instant(step.deadline)
         known = step.detected_at or step.due_at
-        due.append(event_from_dict({
-            "event_id": event_id, "event_type": _EVENT_TYPES[step.kind], "schema_version": 1,
-            "customer_id": customer_id, "entity_id": item_id, "occurred_at": at,
-            "recorded_at": utc_iso(known) if replay else utc_iso(now), "source": "system",
-            "actor": "keydesk-sla-timer", "payload": payload}))
-    due.sort(key=lambda e: (e.occurred_at, _STEP_ORDER[e.event_type],
-                            e.payload.get("step", 0), e.event_id))
+        due.append(
+            event_from_dict(
+                {
+                    "event_id": event_id,
+                    "event_type": _EVENT_TYPES[step.kind],
+                    "schema_version": 1,
+                    "customer_id": customer_id,
+                    "entity_id": item_id,
+                    "occurred_at": at,
+                    "recorded_at": utc_iso(known) if replay else utc_iso(now),
+                    "source": "system",
+                    "actor": "keydesk-sla-timer",
+                    "payload": payload,
+                }
+            )
+        )
+    due.sort(key=lambda e: (e.occurred_at, _STEP_ORDER[e.event_type], e.payload.get("step", 0), e.event_id))
     return due, steps.next_at

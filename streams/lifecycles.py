@@ -23,66 +23,84 @@ what it can.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 NEW = None  # the state of an item before its opening event
 
 # Transition tables: event type -> (states it may come from, state it leads to).
 # A ``None`` target keeps the current state (events that record facts only).
-_FAULT_ACTIVE = {"reported", "acknowledged", "dispatched", "in_repair", "reopened", "pending",
-                 "in_progress"}
-_TICKET_ACTIVE = {"open", "acknowledged", "in_progress", "pending", "reopened"}
-_FAULT = {
+_FAULT_ACTIVE: set[str | None] = {
+    "reported",
+    "acknowledged",
+    "dispatched",
+    "in_repair",
+    "reopened",
+    "pending",
+    "in_progress",
+}
+_TICKET_ACTIVE: set[str | None] = {"open", "acknowledged", "in_progress", "pending", "reopened"}
+#: event type -> (states it may come from, state it leads to)
+_Table = dict[str, tuple[set[str | None], str | None]]
+_FAULT: _Table = {
     "fault.reported": ({NEW}, "reported"),
     "fault.acknowledged": ({"reported", "reopened"}, "acknowledged"),
-    "fault.dispatched": ({"reported", "acknowledged", "dispatched", "in_repair", "reopened",
-                          "pending", "in_progress"}, "dispatched"),
-    "fault.repair_started": ({"reported", "acknowledged", "dispatched", "reopened", "pending",
-                              "in_progress"}, "in_repair"),
-    "fault.status_changed": ({"reported", "acknowledged", "dispatched", "in_repair", "reopened",
-                              "pending", "in_progress"}, "<status>"),
-    "fault.restored": ({"reported", "acknowledged", "dispatched", "in_repair", "reopened",
-                        "pending", "in_progress"}, "restored"),
+    "fault.dispatched": (
+        {"reported", "acknowledged", "dispatched", "in_repair", "reopened", "pending", "in_progress"},
+        "dispatched",
+    ),
+    "fault.repair_started": (
+        {"reported", "acknowledged", "dispatched", "reopened", "pending", "in_progress"},
+        "in_repair",
+    ),
+    "fault.status_changed": (
+        {"reported", "acknowledged", "dispatched", "in_repair", "reopened", "pending", "in_progress"},
+        "<status>",
+    ),
+    "fault.restored": (
+        {"reported", "acknowledged", "dispatched", "in_repair", "reopened", "pending", "in_progress"},
+        "restored",
+    ),
     "fault.customer_confirmed": ({"restored"}, "confirmed"),
     # from an active state: closed without restoration (duplicate, no fault found, ...)
-    "fault.closed": ({"restored", "confirmed"} | _FAULT_ACTIVE, "closed"),
+    "fault.closed": (_FAULT_ACTIVE | {"restored", "confirmed"}, "closed"),
     "fault.reopened": ({"restored", "confirmed", "closed"}, "reopened"),
     "fault.revisit_recorded": ({"closed"}, None),
 }
-_TICKET = {
+_TICKET: _Table = {
     "ticket.opened": ({NEW}, "open"),
     "ticket.acknowledged": ({"open", "reopened"}, "acknowledged"),
     # a resolved ticket may be reassigned for follow-up or quality review
     "ticket.assigned": (_TICKET_ACTIVE | {"resolved"}, None),
-    "ticket.status_changed": ({"open", "acknowledged", "in_progress", "pending", "reopened"},
-                              "<status>"),
-    "ticket.priority_changed": ({"open", "acknowledged", "in_progress", "pending", "reopened"},
-                                None),
-    "ticket.resolved": ({"open", "acknowledged", "in_progress", "pending", "reopened"},
-                        "resolved"),
+    "ticket.status_changed": ({"open", "acknowledged", "in_progress", "pending", "reopened"}, "<status>"),
+    "ticket.priority_changed": ({"open", "acknowledged", "in_progress", "pending", "reopened"}, None),
+    "ticket.resolved": ({"open", "acknowledged", "in_progress", "pending", "reopened"}, "resolved"),
     "ticket.reopened": ({"resolved", "closed"}, "reopened"),
     # from an active state: closed without resolution (duplicate, withdrawn, ...)
-    "ticket.closed": ({"resolved"} | _TICKET_ACTIVE, "closed"),
+    "ticket.closed": (_TICKET_ACTIVE | {"resolved"}, "closed"),
     "ticket.revisit_recorded": ({"closed"}, None),
 }
-_ORDER = {
+_ORDER: _Table = {
     "order.received": ({NEW}, "acknowledged"),
-    "order.resource_confirmed": ({"acknowledged", "resource_shortfall", "pending"},
-                                 "resource_confirmed"),
-    "order.resource_shortfall": ({"acknowledged", "resource_confirmed", "pending"},
-                                 "resource_shortfall"),
-    "order.status_changed": ({"acknowledged", "resource_confirmed", "resource_shortfall",
-                              "in_progress", "pending"}, "<status>"),
+    "order.resource_confirmed": ({"acknowledged", "resource_shortfall", "pending"}, "resource_confirmed"),
+    "order.resource_shortfall": ({"acknowledged", "resource_confirmed", "pending"}, "resource_shortfall"),
+    "order.status_changed": (
+        {"acknowledged", "resource_confirmed", "resource_shortfall", "in_progress", "pending"},
+        "<status>",
+    ),
     "order.provisioning_started": ({"resource_confirmed", "pending"}, "in_progress"),
     "order.milestone_reached": ({"in_progress", "pending"}, None),
     "order.activated": ({"resource_confirmed", "in_progress", "pending"}, "activated"),
     "order.customer_accepted": ({"activated"}, "completed"),
-    "order.cancelled": ({"acknowledged", "resource_confirmed", "resource_shortfall",
-                         "in_progress", "pending", "activated"}, "cancelled"),
+    "order.cancelled": (
+        {"acknowledged", "resource_confirmed", "resource_shortfall", "in_progress", "pending", "activated"},
+        "cancelled",
+    ),
     "order.revisit_recorded": ({"completed"}, None),
 }
 
-TRANSITIONS: dict[str, dict[str, tuple[set[str | None], str | None]]] = {
+TRANSITIONS: dict[str, _Table] = {
     "fault": _FAULT,
     "ticket": _TICKET,
     "order": _ORDER,
@@ -108,8 +126,9 @@ class Rejected:
     reason: str
 
 
-def transition(kind: str, state: str | None, event_type: str,
-               payload: dict) -> Accepted | Rejected:
+def transition(
+    kind: str, state: str | None, event_type: str, payload: Mapping[str, Any]
+) -> Accepted | Rejected:
     """The outcome of ``event_type`` happening to a ``kind`` item in ``state``."""
     table = TRANSITIONS[kind]
     rule = table.get(event_type)
@@ -127,7 +146,10 @@ def transition(kind: str, state: str | None, event_type: str,
         # pending_customer / pending_third_party pause clocks; in_progress resumes.
         status = payload.get("status") or ""
         target = "pending" if status.startswith("pending") else "in_progress"
-    return Accepted(state if target is None else target)
+    if target is None:
+        assert state is not None  # a None target records a fact: no opening event has one
+        return Accepted(state)
+    return Accepted(target)
 
 
 def is_closed(kind: str, state: str | None) -> bool:
@@ -143,5 +165,4 @@ def closes_unresolved(kind: str, state: str | None, event_type: str) -> bool:
     unresolved whatever the closing event says (``closed_unresolved`` only says why).
     """
     resolved = _RESOLVED_STATES.get(event_type)
-    return resolved is not None and state not in resolved and \
-        state in TRANSITIONS[kind][event_type][0]
+    return resolved is not None and state not in resolved and state in TRANSITIONS[kind][event_type][0]

@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from streams.topic_rules import SLA_TOPIC_SUFFIX
@@ -25,26 +26,26 @@ class SettingsError(ValueError):
 class Settings:
     """Where keydesk connects and how it names things.  Field docs name the variable."""
 
-    kafka: str | None = None          # KEYDESK_KAFKA: bootstrap "host:port[,host:port]"; None = own broker
-    db_url: str = ""                  # KEYDESK_DB: SQLAlchemy URL; default SQLite file in data_dir
-    http_host: str = "127.0.0.1"      # KEYDESK_HTTP_HOST
-    http_port: int = 6066             # KEYDESK_HTTP_PORT
-    partitions: int = 4               # KEYDESK_PARTITIONS: partitions of keydesk's topics
-    replication: int = 1              # KEYDESK_REPLICATION: replication factor of new topics
-    app_id: str = "keydesk"           # KEYDESK_APP_ID: consumer group and changelog prefix
-    topic_prefix: str = "keydesk"     # KEYDESK_TOPIC_PREFIX
+    kafka: str | None = None  # KEYDESK_KAFKA: bootstrap "host:port[,host:port]"; None = own broker
+    db_url: str = ""  # KEYDESK_DB: SQLAlchemy URL; default SQLite file in data_dir
+    http_host: str = "127.0.0.1"  # KEYDESK_HTTP_HOST
+    http_port: int = 6066  # KEYDESK_HTTP_PORT
+    partitions: int = 4  # KEYDESK_PARTITIONS: partitions of keydesk's topics
+    replication: int = 1  # KEYDESK_REPLICATION: replication factor of new topics
+    app_id: str = "keydesk"  # KEYDESK_APP_ID: consumer group and changelog prefix
+    topic_prefix: str = "keydesk"  # KEYDESK_TOPIC_PREFIX
     data_dir: Path = field(default_factory=lambda: Path("var"))  # KEYDESK_DATA_DIR
-    timezone: str = "Asia/Shanghai"   # KEYDESK_TIMEZONE: how instants are shown (stored in UTC)
-    log_format: str = "auto"          # KEYDESK_LOG_FORMAT: json | console | auto (console on a tty)
-    log_level: str = "info"           # KEYDESK_LOG_LEVEL
-    sla_rules: Path | None = None     # KEYDESK_SLA_RULES: rules file; None = the shipped default
-    clock: str = "live"               # KEYDESK_CLOCK: live (wall clock) | replay (event time)
-    alert_delivery: str = ""          # KEYDESK_ALERTS: send | log; default send live, log in replay
-    sink: str = "on"                  # KEYDESK_SINK: on = the worker also feeds KEYDESK_DB | off
-    smtp: str | None = None           # KEYDESK_SMTP: host:port of the mail relay for alerts
+    timezone: str = "Asia/Shanghai"  # KEYDESK_TIMEZONE: how instants are shown (stored in UTC)
+    log_format: str = "auto"  # KEYDESK_LOG_FORMAT: json | console | auto (console on a tty)
+    log_level: str = "info"  # KEYDESK_LOG_LEVEL
+    sla_rules: Path | None = None  # KEYDESK_SLA_RULES: rules file; None = the shipped default
+    clock: str = "live"  # KEYDESK_CLOCK: live (wall clock) | replay (event time)
+    alert_delivery: str = ""  # KEYDESK_ALERTS: send | log; default send live, log in replay
+    sink: str = "on"  # KEYDESK_SINK: on = the worker also feeds KEYDESK_DB | off
+    smtp: str | None = None  # KEYDESK_SMTP: host:port of the mail relay for alerts
     smtp_from: str = "keydesk@localhost"  # KEYDESK_SMTP_FROM
-    smtp_starttls: bool = False       # KEYDESK_SMTP_STARTTLS=1
-    smtp_user: str | None = None      # KEYDESK_SMTP_USER
+    smtp_starttls: bool = False  # KEYDESK_SMTP_STARTTLS=1
+    smtp_user: str | None = None  # KEYDESK_SMTP_USER
     smtp_password: str | None = field(default=None, repr=False)  # KEYDESK_SMTP_PASSWORD
     secret: str | None = field(default=None, repr=False)  # KEYDESK_SECRET; None = <data_dir>/secret
 
@@ -113,10 +114,10 @@ class Settings:
         return ZoneInfo(self.timezone)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read ``KEYDESK_*`` variables; ``overrides`` win (used by the CLI and tests)."""
         env = os.environ if env is None else env
-        values: dict = {}
+        values: dict[str, Any] = {}
 
         def text(name: str, attr: str) -> None:
             if env.get(name):
@@ -167,7 +168,7 @@ class Settings:
 
     def validate(self) -> None:
         try:
-            self.zone
+            _ = self.zone  # raises for a name that is not an IANA zone
         except (ZoneInfoNotFoundError, ValueError):
             raise SettingsError(f"KEYDESK_TIMEZONE={self.timezone!r} is not an IANA zone") from None
         if self.alert_delivery not in ("send", "log", ""):

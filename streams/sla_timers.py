@@ -28,14 +28,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 from schemas.envelope import Event
 from sla_rules import RuleSet
+from sla_rules.evaluation import StepMemo
 from streams.customer_view import find_item
 from streams.vocabulary import ITEM_KINDS
 from streams.deadline_index import DeadlineIndex
-from sla_rules.evaluation import StepMemo
 from streams.item_sla import clock_history, due_steps, item_facts
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -55,12 +55,11 @@ def _instant(value: str | None) -> datetime | None:
 class SlaTimers:
     """Deadline indexes for the partitions this worker owns, and the ticks over them."""
 
-    def __init__(self, rules: RuleSet, partition_of: Callable[[str], int], *,
-                 replay: bool = False) -> None:
+    def __init__(self, rules: RuleSet, partition_of: Callable[[str], int], *, replay: bool = False) -> None:
         self.rules = rules
         self.partition_of = partition_of
         self.replay = replay
-        self.indexes: dict[int, DeadlineIndex] = {}
+        self.indexes: dict[int, DeadlineIndex[Key]] = {}
         self.watermarks: dict[int, datetime] = {}
         # Steps published but not yet folded back into their item's log, by id,
         # with their partition: not published again meanwhile (after a restart or
@@ -108,18 +107,20 @@ class SlaTimers:
             return _AT_ONCE
         return min(new, default=None)
 
-    def _slot(self, view: dict[str, Any], item: dict[str, Any]
-              ) -> tuple[DeadlineIndex, Key, int]:
+    def _slot(self, view: dict[str, Any], item: dict[str, Any]) -> tuple[DeadlineIndex[Key], Key, int]:
         customer_id = view["customer_id"]
         partition = self.partition_of(customer_id)
         index = self.indexes.setdefault(partition, DeadlineIndex())
         return index, (customer_id, item["kind"], item["id"]), partition
 
-    def _schedule(self, view: dict[str, Any], item: dict[str, Any],
-                  due: datetime | None) -> None:
+    def _schedule(self, view: dict[str, Any], item: dict[str, Any], due: datetime | None) -> None:
         index, key, partition = self._slot(view, item)
         index.schedule(key, self._due_us(due), partition)
 
+    @overload
+    def _due_us(self, instant: datetime) -> int: ...
+    @overload
+    def _due_us(self, instant: None) -> None: ...
     def _due_us(self, instant: datetime | None) -> int | None:
         """The index instant for a step due at ``instant``: replay takes it once past."""
         if instant is None:
@@ -139,8 +140,7 @@ class SlaTimers:
             due = _instant(sla.get("as_of")) or due
         self._schedule(view, item, due)
 
-    def rebuild(self, views: Iterable[tuple[str, dict[str, Any]]],
-                partitions: Iterable[int]) -> int:
+    def rebuild(self, views: Iterable[tuple[str, dict[str, Any]]], partitions: Iterable[int]) -> int:
         """Index every item of the views on ``partitions`` (after assignment/recovery)."""
         owned = set(partitions)
         self._forget_in_flight(owned)
@@ -171,8 +171,11 @@ class SlaTimers:
         partition = self.partition_of(step.customer_id)
         index = self.indexes.get(partition)
         if index is not None:
-            index.schedule((step.customer_id, step.payload["item_kind"], step.entity_id),
-                           to_us(step.occurred_at), partition)
+            index.schedule(
+                (step.customer_id, step.payload["item_kind"], step.entity_id),
+                to_us(step.occurred_at),
+                partition,
+            )
 
     def folded(self, event_id: str) -> None:
         """A step event came back through the SLA topic and is in its item's log."""
@@ -197,10 +200,9 @@ class SlaTimers:
                 customer_id, kind, item_id = key
                 view = views.get(customer_id)
                 item = find_item(view, kind, item_id) if view else None
-                if item is None:
+                if view is None or item is None:
                     continue
-                events, next_at = due_steps(view, item, self.rules, at, replay=self.replay,
-                                            memo=self.memo)
+                events, next_at = due_steps(view, item, self.rules, at, replay=self.replay, memo=self.memo)
                 for step in events:
                     if step.event_id not in self.in_flight:
                         self.in_flight[step.event_id] = partition
@@ -219,8 +221,11 @@ def _has_unlogged_stop(item: dict[str, Any]) -> bool:
     metrics = (item.get("sla") or {}).get("metrics") or {}
     logged = {(r["event_type"], r["metric"], r["cycle"]) for r in item.get("sla_log", ())}
     for name, metric in metrics.items():
-        if metric.get("met_at") and metric.get("state") == "met" and \
-                ("sla.met", name, metric.get("cycle")) not in logged:
+        if (
+            metric.get("met_at")
+            and metric.get("state") == "met"
+            and ("sla.met", name, metric.get("cycle")) not in logged
+        ):
             return True
         if metric.get("breached_at") and ("sla.breached", name, metric.get("cycle")) not in logged:
             return True

@@ -41,8 +41,9 @@ class StoredEvent(NamedTuple):
     position: tuple[int, int]
 
 
-def profile_view(customer_id: str, customer_events: Iterable[Event],
-                 as_of: datetime | None = None) -> dict[str, Any]:
+def profile_view(
+    customer_id: str, customer_events: Iterable[Event], as_of: datetime | None = None
+) -> dict[str, Any]:
     """A view holding only the customer's profile, from events up to ``as_of``.
 
     Profile fields are last-writer-wins by event time, so the folding order
@@ -61,10 +62,17 @@ def customer_row(customer_id: str, customer_events: Sequence[Event]) -> dict[str
         return None
     profile = profile_view(customer_id, customer_events)["profile"] or {}
     manager = profile.get("account_manager") or {}
-    return {"customer_id": customer_id, "name": profile.get("name"), "tier": profile.get("tier"),
-            "industry": profile.get("industry"), "region": profile.get("region"),
-            "account_manager_id": manager.get("id"), "account_manager_name": manager.get("name"),
-            "profile": profile, "updated_at": max(e.occurred_at for e in customer_events)}
+    return {
+        "customer_id": customer_id,
+        "name": profile.get("name"),
+        "tier": profile.get("tier"),
+        "industry": profile.get("industry"),
+        "region": profile.get("region"),
+        "account_manager_id": manager.get("id"),
+        "account_manager_name": manager.get("name"),
+        "profile": profile,
+        "updated_at": max(e.occurred_at for e in customer_events),
+    }
 
 
 @dataclass
@@ -77,9 +85,14 @@ class ItemRows:
     revisits: list[dict[str, Any]] = field(default_factory=list)
 
 
-def item_rows(customer_id: str, kind: str, item_id: str,
-              item_events: Sequence[StoredEvent | Event], customer_events: Sequence[Event],
-              rules: RuleSet) -> ItemRows:
+def item_rows(
+    customer_id: str,
+    kind: str,
+    item_id: str,
+    item_events: Sequence[StoredEvent | Event],
+    customer_events: Sequence[Event],
+    rules: RuleSet,
+) -> ItemRows:
     """The item's row, its clocks' outcomes, paused time and revisits, from its events.
 
     Stored events carry their source position; plain events are taken to be
@@ -98,6 +111,7 @@ def item_rows(customer_id: str, kind: str, item_id: str,
     for position, event in by_time:
         fold(items_view, event, position)
     item = find_item(items_view, kind, item_id)
+    assert item is not None  # folded from the item's own events
     history = clock_history(item)
     applied = [r for r in item["history"] if r.get("outcome") == "applied"]
     at = max((r["occurred_at"] for r in history), default=None)
@@ -106,20 +120,32 @@ def item_rows(customer_id: str, kind: str, item_id: str,
     manager = profile.get("account_manager") or {}
     attributes = item["attributes"]
     row = {
-        "customer_id": customer_id, "kind": kind, "item_id": item_id, "state": item["state"],
+        "customer_id": customer_id,
+        "kind": kind,
+        "item_id": item_id,
+        "state": item["state"],
         "closed": item["closed_at"] is not None,
-        "opened_at": _instant(item["opened_at"]), "updated_at": _instant(item["updated_at"]),
+        "opened_at": _instant(item["opened_at"]),
+        "updated_at": _instant(item["updated_at"]),
         "closed_at": _instant(item["closed_at"]),
         "last_event_at": max(e.occurred_at for e in events),
         "priority": attributes.get("urgency") if kind == "order" else attributes.get("priority"),
-        "subtype": {"fault": attributes.get("severity"), "ticket": attributes.get("kind"),
-                    "order": attributes.get("product")}[kind],
-        "tier": profile.get("tier", UNKNOWN_TIER), "tier_assumed": "tier" not in profile,
-        "region": profile.get("region"), "account_manager_id": manager.get("id"),
-        "account_manager_name": manager.get("name"), "policy": None,
+        "subtype": {
+            "fault": attributes.get("severity"),
+            "ticket": attributes.get("kind"),
+            "order": attributes.get("product"),
+        }[kind],
+        "tier": profile.get("tier", UNKNOWN_TIER),
+        "tier_assumed": "tier" not in profile,
+        "region": profile.get("region"),
+        "account_manager_id": manager.get("id"),
+        "account_manager_name": manager.get("name"),
+        "policy": None,
         "reopen_count": sum(r["event_type"].endswith(".reopened") for r in applied),
-        "revisit_count": 0, "last_satisfaction": None,
-        "attributes": attributes, "milestones": item["milestones"],
+        "revisit_count": 0,
+        "last_satisfaction": None,
+        "attributes": attributes,
+        "milestones": item["milestones"],
     }
     rows = ItemRows(row)
     if at is None:
@@ -129,17 +155,32 @@ def item_rows(customer_id: str, kind: str, item_id: str,
     for metric, status in evaluation.metrics.items():
         for clock in (*status.previous_cycles, status):
             rows.outcomes.append({**key, **_outcome(clock, at)})
-            rows.paused.extend({**key, "metric": metric, "cycle": clock.cycle, "reason": reason,
-                                "seconds": spent.total_seconds()}
-                               for reason, spent in sorted(clock.paused_by_reason.items()))
+            rows.paused.extend(
+                {
+                    **key,
+                    "metric": metric,
+                    "cycle": clock.cycle,
+                    "reason": reason,
+                    "seconds": spent.total_seconds(),
+                }
+                for reason, spent in sorted(clock.paused_by_reason.items())
+            )
     first = evaluation.metrics.get(FIRST_CLOCK[kind])
     if first is not None:
         first = (first.previous_cycles or (first,))[0]
         row["policy"] = f"{first.policy_id} v{first.policy_version}"
-    rows.revisits = [{"event_id": r["event_id"], **key, "occurred_at": _instant(r["occurred_at"]),
-                      "satisfaction": r["payload"]["satisfaction"],
-                      "comment": r["payload"].get("comment"), "actor": r["actor"]}
-                     for r in applied if r["event_type"].endswith(".revisit_recorded")]
+    rows.revisits = [
+        {
+            "event_id": r["event_id"],
+            **key,
+            "occurred_at": _instant(r["occurred_at"]),
+            "satisfaction": r["payload"]["satisfaction"],
+            "comment": r["payload"].get("comment"),
+            "actor": r["actor"],
+        }
+        for r in applied
+        if r["event_type"].endswith(".revisit_recorded")
+    ]
     if rows.revisits:
         latest = max(rows.revisits, key=lambda r: (r["occurred_at"], r["event_id"]))
         row.update(revisit_count=len(rows.revisits), last_satisfaction=latest["satisfaction"])
@@ -149,12 +190,21 @@ def item_rows(customer_id: str, kind: str, item_id: str,
 def _outcome(clock: MetricStatus, at: datetime) -> dict[str, Any]:
     stopped = clock.met_at
     return {
-        "metric": clock.metric, "cycle": clock.cycle, "policy_id": clock.policy_id,
-        "policy_version": clock.policy_version, "calendar_id": clock.calendar_id,
-        "priority": clock.priority, "target_seconds": clock.target.total_seconds(),
-        "started_at": clock.started_at, "deadline": clock.deadline, "state": clock.state,
-        "paused": clock.paused, "pause_reason": clock.pause_reason, "met_at": clock.met_at,
-        "breached_at": clock.breached_at, "cancelled_at": clock.cancelled_at,
+        "metric": clock.metric,
+        "cycle": clock.cycle,
+        "policy_id": clock.policy_id,
+        "policy_version": clock.policy_version,
+        "calendar_id": clock.calendar_id,
+        "priority": clock.priority,
+        "target_seconds": clock.target.total_seconds(),
+        "started_at": clock.started_at,
+        "deadline": clock.deadline,
+        "state": clock.state,
+        "paused": clock.paused,
+        "pause_reason": clock.pause_reason,
+        "met_at": clock.met_at,
+        "breached_at": clock.breached_at,
+        "cancelled_at": clock.cancelled_at,
         "business_seconds": clock.elapsed.total_seconds(),
         "calendar_seconds": (stopped - clock.started_at).total_seconds() if stopped else None,
         "paused_seconds": sum(d.total_seconds() for d in clock.paused_by_reason.values()),
@@ -166,24 +216,44 @@ def step_row(event: Event) -> dict[str, Any]:
     """The ``sla_steps`` row of an SLA event (timer step or acknowledgement)."""
     payload = event.payload
     deadline = payload.get("deadline")
-    return {"event_id": event.event_id, "event_type": event.event_type,
-            "customer_id": event.customer_id, "item_kind": payload["item_kind"],
-            "item_id": event.entity_id, "metric": payload["metric"], "cycle": payload["cycle"],
-            "occurred_at": event.occurred_at, "step": payload.get("step"),
-            "role": payload.get("role"), "threshold": payload.get("threshold"),
-            "deadline": datetime.fromisoformat(deadline) if deadline else None,
-            "policy": payload.get("policy"), "actor": event.actor, "note": payload.get("note")}
+    return {
+        "event_id": event.event_id,
+        "event_type": event.event_type,
+        "customer_id": event.customer_id,
+        "item_kind": payload["item_kind"],
+        "item_id": event.entity_id,
+        "metric": payload["metric"],
+        "cycle": payload["cycle"],
+        "occurred_at": event.occurred_at,
+        "step": payload.get("step"),
+        "role": payload.get("role"),
+        "threshold": payload.get("threshold"),
+        "deadline": datetime.fromisoformat(deadline) if deadline else None,
+        "policy": payload.get("policy"),
+        "actor": event.actor,
+        "note": payload.get("note"),
+    }
 
 
-def event_row(event: Event, topic: str, partition: int, offset: int,
-              stored_at: datetime) -> dict[str, Any]:
+def event_row(event: Event, topic: str, partition: int, offset: int, stored_at: datetime) -> dict[str, Any]:
     """The ``event_log`` row: the event as read, and where it was read from."""
-    return {"event_id": event.event_id, "event_type": event.event_type,
-            "customer_id": event.customer_id, "entity_kind": event.kind,
-            "entity_id": event.entity_id, "occurred_at": event.occurred_at,
-            "recorded_at": event.recorded_at, "schema_version": event.schema_version,
-            "source": event.source, "actor": event.actor, "payload": event.payload,
-            "topic": topic, "partition": partition, "offset": offset, "stored_at": stored_at}
+    return {
+        "event_id": event.event_id,
+        "event_type": event.event_type,
+        "customer_id": event.customer_id,
+        "entity_kind": event.kind,
+        "entity_id": event.entity_id,
+        "occurred_at": event.occurred_at,
+        "recorded_at": event.recorded_at,
+        "schema_version": event.schema_version,
+        "source": event.source,
+        "actor": event.actor,
+        "payload": event.payload,
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "stored_at": stored_at,
+    }
 
 
 def stored_event(row: Any) -> StoredEvent:
@@ -193,10 +263,18 @@ def stored_event(row: Any) -> StoredEvent:
 
 def event_from_row(row: Any) -> Event:
     """The event back from its ``event_log`` row (it was validated when first read)."""
-    return Event(event_id=row.event_id, event_type=row.event_type, customer_id=row.customer_id,
-                 entity_id=row.entity_id, occurred_at=row.occurred_at,
-                 recorded_at=row.recorded_at, source=row.source, actor=row.actor,
-                 payload=row.payload, schema_version=row.schema_version)
+    return Event(
+        event_id=row.event_id,
+        event_type=row.event_type,
+        customer_id=row.customer_id,
+        entity_id=row.entity_id,
+        occurred_at=row.occurred_at,
+        recorded_at=row.recorded_at,
+        source=row.source,
+        actor=row.actor,
+        payload=row.payload,
+        schema_version=row.schema_version,
+    )
 
 
 def _instant(value: str | None) -> datetime | None:

@@ -14,9 +14,10 @@ On the SLA topic it met the events in whatever order the worker happened to
 fetch the two topics, so whether a ladder step due after it was published
 depended on that (issue 10: a replay-clock worker published ladder steps that
 `keydesk replay`, reading the same file in order, had stopped).  Unsigned on
-the events topic, it is a forgery or a mistake like a step there.  The worker dead-letters such a record with the reason;
-the sink, which reads the same topics, refuses it so it never reaches the
-reports.  Topic ACLs (who may write ``<prefix>.sla``) stay the cluster's business.
+the events topic, it is a forgery or a mistake like a step there.  The worker
+dead-letters such a record with the reason; the sink, which reads the same
+topics, refuses it so it never reaches the reports.  Topic ACLs (who may write
+``<prefix>.sla``) stay the cluster's business.
 """
 
 from __future__ import annotations
@@ -41,11 +42,12 @@ def misplaced(event: Event, topic: str, signed: bool = False) -> str | None:
     if event.event_type == ACKNOWLEDGEMENT:
         if on_sla_topic or signed:
             return None
-        return (f"{event.event_type} on the events topic is accepted only from keydesk's "
-                "acknowledge API or keydesk publish (signed with the desk's secret)")
+        return (
+            f"{event.event_type} on the events topic is accepted only from keydesk's "
+            "acknowledge API or keydesk publish (signed with the desk's secret)"
+        )
     if event.kind == "sla" and not on_sla_topic:
-        return (f"{event.event_type} is accepted only on the SLA topic "
-                "(written by keydesk's timers)")
+        return f"{event.event_type} is accepted only on the SLA topic (written by keydesk's timers)"
     if event.kind != "sla" and on_sla_topic:
         return f"{event.event_type} does not belong on the SLA topic; publish it to the events topic"
     return None

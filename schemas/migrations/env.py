@@ -8,7 +8,7 @@ used, ``KEYDESK_DB``.
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import engine_from_config, pool
+from sqlalchemy import Connection, engine_from_config, pool
 
 from schemas.reporting_tables import REPORTING_TABLES
 
@@ -20,17 +20,21 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    engine = engine_from_config(config.get_section(config.config_ini_section, {}),
-                                prefix="sqlalchemy.", poolclass=pool.NullPool)
+    engine = engine_from_config(
+        config.get_section(config.config_ini_section, {}), prefix="sqlalchemy.", poolclass=pool.NullPool
+    )
     with engine.connect() as connection:
         _run(connection)
 
 
-def _run(connection) -> None:
-    context.configure(connection=connection, target_metadata=REPORTING_TABLES,
-                      # SQLite cannot ALTER most things: batch mode copies the table.
-                      render_as_batch=connection.dialect.name == "sqlite",
-                      compare_type=True)
+def _run(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=REPORTING_TABLES,
+        # SQLite cannot ALTER most things: batch mode copies the table.
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -20,18 +20,18 @@ down_revision = "0001"
 branch_labels = None
 depends_on = None
 
-_SAME_ITEM = ("r.customer_id = items.customer_id AND r.item_kind = items.kind "
-              "AND r.item_id = items.item_id")
+_SAME_ITEM = "r.customer_id = items.customer_id AND r.item_kind = items.kind AND r.item_id = items.item_id"
 
 
 def upgrade() -> None:
     with op.batch_alter_table("items", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("revisit_count", sa.Integer(), server_default="0",
-                                      nullable=False))
+        batch_op.add_column(sa.Column("revisit_count", sa.Integer(), server_default="0", nullable=False))
         batch_op.add_column(sa.Column("last_satisfaction", sa.Integer(), nullable=True))
-    op.execute(f"UPDATE items SET revisit_count = (SELECT count(*) FROM revisits r "
-               f"WHERE {_SAME_ITEM}), last_satisfaction = (SELECT r.satisfaction FROM revisits r "
-               f"WHERE {_SAME_ITEM} ORDER BY r.occurred_at DESC, r.event_id DESC LIMIT 1)")
+    op.execute(
+        f"UPDATE items SET revisit_count = (SELECT count(*) FROM revisits r "
+        f"WHERE {_SAME_ITEM}), last_satisfaction = (SELECT r.satisfaction FROM revisits r "
+        f"WHERE {_SAME_ITEM} ORDER BY r.occurred_at DESC, r.event_id DESC LIMIT 1)"
+    )
 
 
 def downgrade() -> None:
