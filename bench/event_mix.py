@@ -15,26 +15,56 @@ import orjson
 
 TIERS = ["diamond", "platinum", "gold", "vip", "business", "public"]
 TIER_WEIGHTS = [1, 3, 6, 20, 30, 40]
-FAULT_LOOP = ["reported", "acknowledged", "dispatched", "repair_started", "restored",
-              "customer_confirmed", "closed", "revisit_recorded"]
-TICKET_LOOP = ["opened", "acknowledged", "assigned", "status_changed", "resolved", "closed",
-               "revisit_recorded"]
-ORDER_LOOP = ["received", "resource_confirmed", "provisioning_started", "milestone_reached",
-              "activated", "customer_accepted", "revisit_recorded"]
+FAULT_LOOP = [
+    "reported",
+    "acknowledged",
+    "dispatched",
+    "repair_started",
+    "restored",
+    "customer_confirmed",
+    "closed",
+    "revisit_recorded",
+]
+TICKET_LOOP = [
+    "opened",
+    "acknowledged",
+    "assigned",
+    "status_changed",
+    "resolved",
+    "closed",
+    "revisit_recorded",
+]
+ORDER_LOOP = [
+    "received",
+    "resource_confirmed",
+    "provisioning_started",
+    "milestone_reached",
+    "activated",
+    "customer_accepted",
+    "revisit_recorded",
+]
 PAYLOADS = {
-    "fault.reported": lambda r: {"severity": r.choice(["critical", "major", "minor", "warning"]),
-                                 "summary": "专线中断", "service": r.choice(["MPLS VPN", "DIA", "leased line"]),
-                                 "circuit_id": f"GZ-{r.randrange(10**6):06d}"},
+    "fault.reported": lambda r: {
+        "severity": r.choice(["critical", "major", "minor", "warning"]),
+        "summary": "专线中断",
+        "service": r.choice(["MPLS VPN", "DIA", "leased line"]),
+        "circuit_id": f"GZ-{r.randrange(10**6):06d}",
+    },
     "fault.dispatched": lambda r: {"team": f"team-{r.randrange(40)}"},
     "fault.revisit_recorded": lambda r: {"satisfaction": r.randint(3, 5)},
-    "ticket.opened": lambda r: {"kind": r.choice(["complaint", "service_request", "inquiry"]),
-                                "priority": r.choice(["P1", "P2", "P3", "P4"]), "subject": "账单疑问"},
+    "ticket.opened": lambda r: {
+        "kind": r.choice(["complaint", "service_request", "inquiry"]),
+        "priority": r.choice(["P1", "P2", "P3", "P4"]),
+        "subject": "账单疑问",
+    },
     "ticket.assigned": lambda r: {"assignee": f"staff-{r.randrange(200)}"},
     "ticket.status_changed": lambda r: {"status": "pending_customer", "reason": "awaiting documents"},
     "ticket.resolved": lambda r: {"resolution": "explained and credited"},
     "ticket.revisit_recorded": lambda r: {"satisfaction": r.randint(1, 5)},
-    "order.received": lambda r: {"product": r.choice(["leased_line", "mpls_vpn", "dedicated_internet"]),
-                                 "urgency": r.choice(["normal", "urgent", "extra_urgent"])},
+    "order.received": lambda r: {
+        "product": r.choice(["leased_line", "mpls_vpn", "dedicated_internet"]),
+        "urgency": r.choice(["normal", "urgent", "extra_urgent"]),
+    },
     "order.milestone_reached": lambda r: {"milestone": "fibre_laid"},
     "order.revisit_recorded": lambda r: {"satisfaction": r.randint(2, 5)},
 }
@@ -42,14 +72,23 @@ PAYLOADS = {
 
 def _envelope(rng, event_type, customer, entity, at, seq) -> dict:
     payload = PAYLOADS.get(event_type, lambda r: {})(rng)
-    return {"event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-            "event_type": event_type, "schema_version": 1, "customer_id": customer,
-            "entity_id": entity, "occurred_at": at.isoformat(), "recorded_at": at.isoformat(),
-            "source": "system", "actor": "bench", "payload": payload}
+    return {
+        "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "event_type": event_type,
+        "schema_version": 1,
+        "customer_id": customer,
+        "entity_id": entity,
+        "occurred_at": at.isoformat(),
+        "recorded_at": at.isoformat(),
+        "source": "system",
+        "actor": "bench",
+        "payload": payload,
+    }
 
 
-def generate(total: int, customers: int = 2000, seed: int = 7,
-             late_share: float = 0.03, duplicate_share: float = 0.01) -> Iterator[tuple[bytes, bytes]]:
+def generate(
+    total: int, customers: int = 2000, seed: int = 7, late_share: float = 0.03, duplicate_share: float = 0.01
+) -> Iterator[tuple[bytes, bytes]]:
     """Yield ``(key, value)`` wire messages, ``total`` of them."""
     rng = random.Random(seed)
     start = datetime(2026, 11, 2, tzinfo=UTC)
@@ -57,20 +96,29 @@ def generate(total: int, customers: int = 2000, seed: int = 7,
     produced = 0
     for cid in ids:
         at = start
-        body = {"event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-                "event_type": "customer.registered", "schema_version": 1, "customer_id": cid,
-                "entity_id": cid, "occurred_at": at.isoformat(), "recorded_at": at.isoformat(),
-                "source": "account_manager", "actor": "bench",
-                "payload": {"name": f"客户{cid}", "tier": rng.choices(TIERS, TIER_WEIGHTS)[0],
-                            "account_manager": {"id": "AM-1", "name": "李敏"}}}
+        body = {
+            "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "event_type": "customer.registered",
+            "schema_version": 1,
+            "customer_id": cid,
+            "entity_id": cid,
+            "occurred_at": at.isoformat(),
+            "recorded_at": at.isoformat(),
+            "source": "account_manager",
+            "actor": "bench",
+            "payload": {
+                "name": f"客户{cid}",
+                "tier": rng.choices(TIERS, TIER_WEIGHTS)[0],
+                "account_manager": {"id": "AM-1", "name": "李敏"},
+            },
+        }
         yield cid.encode(), orjson.dumps(body)
         produced += 1
     seq = 0
     held: list[tuple[bytes, bytes]] = []
     while produced < total:
         cid = rng.choice(ids)
-        kind, loop = rng.choice([("fault", FAULT_LOOP), ("ticket", TICKET_LOOP),
-                                 ("order", ORDER_LOOP)])
+        kind, loop = rng.choice([("fault", FAULT_LOOP), ("ticket", TICKET_LOOP), ("order", ORDER_LOOP)])
         seq += 1
         entity = f"{kind[0].upper()}-{seq:07d}"
         at = start + timedelta(minutes=rng.randrange(60 * 24 * 28))

@@ -28,10 +28,21 @@ class Envelope(faust.Record, serializer="json", validation=True):
 
 
 def main() -> None:
-    bootstrap, topic, total = os.environ["BENCH_KAFKA"], os.environ["BENCH_TOPIC"], int(os.environ["BENCH_TOTAL"])
-    app = faust.App(f"bench-naive-{os.getpid()}", broker=f"kafka://{bootstrap}", store="memory://",
-                    autodiscover=False, web_enabled=False, stream_recovery_delay=0.0,
-                    consumer_auto_offset_reset="earliest", topic_partitions=int(os.environ["BENCH_PARTITIONS"]))
+    bootstrap, topic, total = (
+        os.environ["BENCH_KAFKA"],
+        os.environ["BENCH_TOPIC"],
+        int(os.environ["BENCH_TOTAL"]),
+    )
+    app = faust.App(
+        f"bench-naive-{os.getpid()}",
+        broker=f"kafka://{bootstrap}",
+        store="memory://",
+        autodiscover=False,
+        web_enabled=False,
+        stream_recovery_delay=0.0,
+        consumer_auto_offset_reset="earliest",
+        topic_partitions=int(os.environ["BENCH_PARTITIONS"]),
+    )
     events = app.topic(topic, key_type=str, value_type=Envelope)
     counts = app.Table("counts", default=int)
     state = {"n": 0, "first": None}

@@ -70,31 +70,45 @@ def _children_cpu() -> float:
 def replay_once(tree: Path, log: Path, out: Path) -> dict:
     """One `keydesk replay` of ``log`` by ``tree``'s code: seconds, events, steps."""
     started, cpu = time.perf_counter(), _children_cpu()
-    done = subprocess.run([sys.executable, "-m", "handlers.cli", "replay", str(log),
-                           "--out", str(out)], cwd=tree, env=tree_env(tree),
-                          capture_output=True, timeout=REPLAY_TIMEOUT)
+    done = subprocess.run(
+        [sys.executable, "-m", "handlers.cli", "replay", str(log), "--out", str(out)],
+        cwd=tree,
+        env=tree_env(tree),
+        capture_output=True,
+        timeout=REPLAY_TIMEOUT,
+    )
     seconds = time.perf_counter() - started
     cpu_seconds = _children_cpu() - cpu  # the replay's own CPU time: what neighbours change least
     summary = _SUMMARY.search(done.stderr)
     if done.returncode != 0 or summary is None:
-        raise RuntimeError(f"replay by {tree} failed ({done.returncode}): "
-                           f"{done.stderr[-2000:].decode(errors='replace')}")
+        raise RuntimeError(
+            f"replay by {tree} failed ({done.returncode}): {done.stderr[-2000:].decode(errors='replace')}"
+        )
     events, customers, steps = (int(n) for n in summary.groups())
-    return {"seconds": round(seconds, 2), "cpu_seconds": round(cpu_seconds, 2),
-            "events": events, "customers": customers, "steps": steps,
-            "events_per_s": round(events / seconds, 1),
-            "events_per_cpu_s": round(events / cpu_seconds, 1),
-            "skipped_lines": done.stderr.count(b": skipped: "),
-            "steps_sha256": hashlib.sha256(b"".join(sorted(out.read_bytes().splitlines()))
-                                           ).hexdigest()[:16]}
+    return {
+        "seconds": round(seconds, 2),
+        "cpu_seconds": round(cpu_seconds, 2),
+        "events": events,
+        "customers": customers,
+        "steps": steps,
+        "events_per_s": round(events / seconds, 1),
+        "events_per_cpu_s": round(events / cpu_seconds, 1),
+        "skipped_lines": done.stderr.count(b": skipped: "),
+        "steps_sha256": hashlib.sha256(b"".join(sorted(out.read_bytes().splitlines()))).hexdigest()[:16],
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tree", type=Path, default=None,
-                        help="the other checkout (the 'before'); without it only this one runs")
-    parser.add_argument("--log", type=Path, default=None,
-                        help="replay this JSON-lines file instead of generating the log")
+    parser.add_argument(
+        "--tree",
+        type=Path,
+        default=None,
+        help="the other checkout (the 'before'); without it only this one runs",
+    )
+    parser.add_argument(
+        "--log", type=Path, default=None, help="replay this JSON-lines file instead of generating the log"
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed of the generated log")
     parser.add_argument("--repeats", type=int, default=1, help="rounds, trees alternating")
     args = parser.parse_args()
@@ -106,43 +120,56 @@ def main() -> None:
         print(f"generated {log} in {time.perf_counter() - started:.1f} s", flush=True)
     lines = sum(1 for line in log.open("rb") if line.strip())
     if lines < MIN_EVENTS:
-        print(f"warning: {lines} events, fewer than the {MIN_EVENTS:,} the figure is for",
-              file=sys.stderr, flush=True)
+        print(
+            f"warning: {lines} events, fewer than the {MIN_EVENTS:,} the figure is for",
+            file=sys.stderr,
+            flush=True,
+        )
     trees = {"after": ROOT}
     if args.tree is not None:
         trees = {"before": args.tree.resolve(), **trees}
-    figures: dict = {"log": str(log), "lines": lines,
-                     "seed": args.seed if args.log is None else None,
-                     "code": {name: worker_code(tree, tree_env(tree))
-                              for name, tree in trees.items()},
-                     "load_average_start": Path("/proc/loadavg").read_text().split()[:3],
-                     "runs": {name: [] for name in trees}}
+    figures: dict = {
+        "log": str(log),
+        "lines": lines,
+        "seed": args.seed if args.log is None else None,
+        "code": {name: worker_code(tree, tree_env(tree)) for name, tree in trees.items()},
+        "load_average_start": Path("/proc/loadavg").read_text().split()[:3],
+        "runs": {name: [] for name in trees},
+    }
     for round_ in range(args.repeats):
         order = list(trees) if round_ % 2 == 0 else list(reversed(trees))
         for name in order:
             run = replay_once(trees[name], log, workdir / f"steps-{name}.jsonl")
             figures["runs"][name].append(run)
-            print(f"round {round_ + 1} {name:6} {run['events']:,} events in {run['seconds']:.1f} s"
-                  f" = {run['events_per_s']:,.0f} events/s ({run['cpu_seconds']:.1f} s CPU ="
-                  f" {run['events_per_cpu_s']:,.0f} events/CPU-s), {run['steps']:,} steps"
-                  f" ({run['customers']:,} customers, {run['skipped_lines']} lines skipped)",
-                  flush=True)
+            print(
+                f"round {round_ + 1} {name:6} {run['events']:,} events in {run['seconds']:.1f} s"
+                f" = {run['events_per_s']:,.0f} events/s ({run['cpu_seconds']:.1f} s CPU ="
+                f" {run['events_per_cpu_s']:,.0f} events/CPU-s), {run['steps']:,} steps"
+                f" ({run['customers']:,} customers, {run['skipped_lines']} lines skipped)",
+                flush=True,
+            )
     figures["load_average_end"] = Path("/proc/loadavg").read_text().split()[:3]
     runs = figures["runs"]
     for name in runs:
         wall = [r["events_per_s"] for r in runs[name]]
         cpu = [r["events_per_cpu_s"] for r in runs[name]]
-        print(f"{name:6} {spread(wall, '{:,.0f}')} events/s wall clock, "
-              f"{spread(cpu, '{:,.0f}')} events/CPU-s", flush=True)
+        print(
+            f"{name:6} {spread(wall, '{:,.0f}')} events/s wall clock, {spread(cpu, '{:,.0f}')} events/CPU-s",
+            flush=True,
+        )
     if "before" in runs:
         for figure in ("events_per_s", "events_per_cpu_s"):
             ratios = [a[figure] / b[figure] for a, b in zip(runs["after"], runs["before"])]
             figures[f"ratio_{figure}"] = [round(r, 3) for r in ratios]
             figures[f"ratio_{figure}_median"] = round(statistics.median(ratios), 3)
-            print(f"after/before {figure}: {spread(ratios, '{:.2f}')}x (median [min-max] "
-                  f"over {len(ratios)} round(s))", flush=True)
-        figures["same_steps"] = [a["steps_sha256"] == b["steps_sha256"]
-                                 for a, b in zip(runs["after"], runs["before"])]
+            print(
+                f"after/before {figure}: {spread(ratios, '{:.2f}')}x (median [min-max] "
+                f"over {len(ratios)} round(s))",
+                flush=True,
+            )
+        figures["same_steps"] = [
+            a["steps_sha256"] == b["steps_sha256"] for a, b in zip(runs["after"], runs["before"])
+        ]
         print(f"same step events before and after: {figures['same_steps']}", flush=True)
     print(orjson.dumps(figures).decode(), flush=True)
 

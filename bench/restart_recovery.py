@@ -64,13 +64,14 @@ from handlers.local.ports import free_port as _free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHANGHAI = timezone(timedelta(hours=8))
-FOLD_TIMEOUT = 3600.0   # seconds the first worker may take to fold everything
+FOLD_TIMEOUT = 3600.0  # seconds the first worker may take to fold everything
 READY_TIMEOUT = 1800.0  # seconds the restarted worker may take to be ready
-STOP_TIMEOUT = 60.0     # seconds after SIGTERM before a worker is killed
+STOP_TIMEOUT = 60.0  # seconds after SIGTERM before a worker is killed
 OUTCOMES = ("applied", "duplicate", "rejected", "archived", "dead_lettered")
 
 
 # -- the state to recover -----------------------------------------------------------
+
 
 def customer_id(number: int) -> str:
     return f"C-{number:07d}"
@@ -86,26 +87,63 @@ def customer_events(customers: int, at: datetime, seed: int = 9):
     instant = at.astimezone(SHANGHAI).replace(microsecond=0).isoformat()
 
     def envelope(event_type: str, cid: str, entity: str, source: str, payload: dict) -> bytes:
-        return orjson.dumps({
-            "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-            "event_type": event_type, "schema_version": 1, "customer_id": cid,
-            "entity_id": entity, "occurred_at": instant, "recorded_at": instant,
-            "source": source, "actor": "bench", "payload": payload})
+        return orjson.dumps(
+            {
+                "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                "event_type": event_type,
+                "schema_version": 1,
+                "customer_id": cid,
+                "entity_id": entity,
+                "occurred_at": instant,
+                "recorded_at": instant,
+                "source": source,
+                "actor": "bench",
+                "payload": payload,
+            }
+        )
 
     for number in range(customers):
         cid = customer_id(number)
-        yield cid.encode(), envelope("customer.registered", cid, cid, "account_manager", {
-            "name": f"客户{cid}", "tier": "public",
-            "account_manager": {"id": f"AM-{number % 60}", "name": "李敏"}})
-        yield cid.encode(), envelope("fault.reported", cid, fault_id(number), "system", {
-            "severity": "warning", "summary": "专线中断", "service": "MPLS VPN",
-            "circuit_id": f"GZ-{number:07d}"})
+        yield (
+            cid.encode(),
+            envelope(
+                "customer.registered",
+                cid,
+                cid,
+                "account_manager",
+                {
+                    "name": f"客户{cid}",
+                    "tier": "public",
+                    "account_manager": {"id": f"AM-{number % 60}", "name": "李敏"},
+                },
+            ),
+        )
+        yield (
+            cid.encode(),
+            envelope(
+                "fault.reported",
+                cid,
+                fault_id(number),
+                "system",
+                {
+                    "severity": "warning",
+                    "summary": "专线中断",
+                    "service": "MPLS VPN",
+                    "circuit_id": f"GZ-{number:07d}",
+                },
+            ),
+        )
 
 
 async def publish(bootstrap: str, topic: str, customers: int, at: datetime) -> float:
     """Publish the events; returns the seconds it took."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all",
-                                linger_ms=20, max_batch_size=512 * 1024)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=20,
+        max_batch_size=512 * 1024,
+    )
     await producer.start()
     started = time.perf_counter()
     try:
@@ -123,6 +161,7 @@ async def publish(bootstrap: str, topic: str, customers: int, at: datetime) -> f
 
 # -- the broker's side of the figures -------------------------------------------------
 
+
 async def _end_offsets(bootstrap: str, topics: list[str]) -> dict[TopicPartition, int]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -130,8 +169,7 @@ async def _end_offsets(bootstrap: str, topics: list[str]) -> dict[TopicPartition
         described = await admin.describe_topics(topics) if topics else []
     finally:
         await admin.close()
-    partitions = [TopicPartition(d["topic"], p["partition"]) for d in described
-                  for p in d["partitions"]]
+    partitions = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
     try:
@@ -149,16 +187,22 @@ async def changelog_records(bootstrap: str, app_id: str) -> dict[str, dict[str, 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        topics = sorted(t for t in await admin.list_topics()
-                        if t.startswith(f"{app_id}-") and t.endswith("-changelog"))
+        topics = sorted(
+            t for t in await admin.list_topics() if t.startswith(f"{app_id}-") and t.endswith("-changelog")
+        )
     finally:
         await admin.close()
     ends = await _end_offsets(bootstrap, topics)
-    figures = {topic[len(app_id) + 1:]: {"records": sum(o for tp, o in ends.items()
-                                                        if tp.topic == topic), "bytes": 0}
-               for topic in topics}
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                max_partition_fetch_bytes=4 * 1024 * 1024)
+    figures = {
+        topic[len(app_id) + 1 :]: {
+            "records": sum(o for tp, o in ends.items() if tp.topic == topic),
+            "bytes": 0,
+        }
+        for topic in topics
+    }
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=4 * 1024 * 1024
+    )
     await consumer.start()
     try:
         wanted = [tp for tp, end in ends.items() if end > 0]
@@ -170,8 +214,9 @@ async def changelog_records(bootstrap: str, app_id: str) -> dict[str, dict[str, 
             if not batch:
                 raise RuntimeError(f"changelog read stalled with {left} left")
             for tp, records in batch.items():
-                figures[tp.topic[len(app_id) + 1:]]["bytes"] += sum(
-                    len(r.key or b"") + len(r.value or b"") for r in records)
+                figures[tp.topic[len(app_id) + 1 :]]["bytes"] += sum(
+                    len(r.key or b"") + len(r.value or b"") for r in records
+                )
                 if records[-1].offset + 1 >= left[tp]:
                     del left[tp]
                     consumer.pause(tp)
@@ -196,27 +241,46 @@ async def uncommitted(bootstrap: str, group: str, topic: str) -> int:
 # -- the worker ----------------------------------------------------------------------
 
 
-def worker_env(tree: Path, bootstrap: str, prefix: str, app_id: str, port: int,
-               data_dir: Path, partitions: int) -> dict[str, str]:
+def worker_env(
+    tree: Path, bootstrap: str, prefix: str, app_id: str, port: int, data_dir: Path, partitions: int
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYDESK_")}
-    env.update(PYTHONPATH=str(tree), KEYDESK_KAFKA=bootstrap, KEYDESK_TOPIC_PREFIX=prefix,
-               KEYDESK_APP_ID=app_id, KEYDESK_PARTITIONS=str(partitions),
-               KEYDESK_HTTP_PORT=str(port), KEYDESK_DATA_DIR=str(data_dir),
-               KEYDESK_SINK="off", KEYDESK_LOG_FORMAT="json")
+    env.update(
+        PYTHONPATH=str(tree),
+        KEYDESK_KAFKA=bootstrap,
+        KEYDESK_TOPIC_PREFIX=prefix,
+        KEYDESK_APP_ID=app_id,
+        KEYDESK_PARTITIONS=str(partitions),
+        KEYDESK_HTTP_PORT=str(port),
+        KEYDESK_DATA_DIR=str(data_dir),
+        KEYDESK_SINK="off",
+        KEYDESK_LOG_FORMAT="json",
+    )
     return env
 
 
 def worker_code(tree: Path, env: dict[str, str]) -> str:
     """Where the workers' ``streams`` package comes from (proof of which tree runs)."""
-    done = subprocess.run([sys.executable, "-c", "import streams; print(streams.__file__)"],
-                          env=env, cwd=tree, capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", "import streams; print(streams.__file__)"],
+        env=env,
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return str(Path(done.stdout.strip()).parent.parent)
 
 
 def start_worker(tree: Path, env: dict[str, str], log_path: Path) -> subprocess.Popen:
     with open(log_path, "wb") as log:
-        return subprocess.Popen([sys.executable, "-m", "handlers.cli", "worker"], env=env,
-                                stderr=log, stdout=subprocess.DEVNULL, cwd=tree)
+        return subprocess.Popen(
+            [sys.executable, "-m", "handlers.cli", "worker"],
+            env=env,
+            stderr=log,
+            stdout=subprocess.DEVNULL,
+            cwd=tree,
+        )
 
 
 def stop_worker(worker: subprocess.Popen) -> dict:
@@ -230,15 +294,13 @@ def stop_worker(worker: subprocess.Popen) -> dict:
         worker.kill()
         code = worker.wait(10)
         killed = True
-    return {"stop_seconds": round(time.perf_counter() - started, 2), "killed": killed,
-            "exit_code": code}
+    return {"stop_seconds": round(time.perf_counter() - started, 2), "killed": killed, "exit_code": code}
 
 
 def health(port: int, timeout: float = 5.0) -> tuple[int, dict] | None:
     """(status, body) of ``GET /api/health``; ``None`` while nothing answers."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health",
-                                    timeout=timeout) as answer:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=timeout) as answer:
             return answer.status, orjson.loads(answer.read())
     except urllib.error.HTTPError as exc:  # 503: degraded, or an old worker's recovering
         try:
@@ -255,8 +317,7 @@ def wait_folded(port: int, total: int, worker: subprocess.Popen) -> tuple[float,
     processed: dict = {}
     while time.perf_counter() - started < FOLD_TIMEOUT:
         if worker.poll() is not None:
-            raise RuntimeError(f"worker exited with {worker.returncode} while folding: "
-                               f"{processed}")
+            raise RuntimeError(f"worker exited with {worker.returncode} while folding: {processed}")
         answer = health(port)
         if answer is not None:
             processed = answer[1].get("processed", {})
@@ -306,12 +367,14 @@ def time_to_ready(port: int, worker: subprocess.Popen, started: float, partition
                 statuses.append(label)
             if status == 200 and body.get("ready") is True:
                 if owned == partitions:
-                    return {"restart_to_ready_s": round(now, 2),
-                            "restart_to_first_http_s": round(first_answer, 2),
-                            "ready_without_partitions_s": unassigned_ready,
-                            "longest_health_silence_s": round(silence, 2),
-                            "health_states": statuses,
-                            "processed_at_ready": body.get("processed")}
+                    return {
+                        "restart_to_ready_s": round(now, 2),
+                        "restart_to_first_http_s": round(first_answer, 2),
+                        "ready_without_partitions_s": unassigned_ready,
+                        "longest_health_silence_s": round(silence, 2),
+                        "health_states": statuses,
+                        "processed_at_ready": body.get("processed"),
+                    }
                 if unassigned_ready is None:
                     unassigned_ready = round(now, 2)
         time.sleep(0.05)
@@ -336,8 +399,9 @@ def check_views(port: int, customers: int, sample: int, seed: int = 11) -> dict:
     for number in numbers:
         cid = customer_id(number)
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/customers/{cid}/view",
-                                        timeout=30) as answer:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/api/customers/{cid}/view", timeout=30
+            ) as answer:
                 view = orjson.loads(answer.read())
         except urllib.error.HTTPError as exc:
             bad.append(f"{cid}: HTTP {exc.code} {exc.read()[:200]!r}")
@@ -363,45 +427,60 @@ def log_marks(log_path: Path, started_wall: datetime) -> dict:
             event = record.get("event")
             if event in wanted and event not in marks:
                 at = datetime.fromisoformat(record["timestamp"])
-                marks[event] = {"at_s": round((at - started_wall).total_seconds(), 2),
-                                **{k: record[k] for k in ("seconds_since_start", "customers",
-                                                          "clocks") if k in record}}
+                marks[event] = {
+                    "at_s": round((at - started_wall).total_seconds(), 2),
+                    **{k: record[k] for k in ("seconds_since_start", "customers", "clocks") if k in record},
+                }
             if record.get("level") in ("warning", "error", "critical"):
-                marks.setdefault("warnings", []).append(
-                    f"{record.get('event')!s:.200}"[:200])
+                marks.setdefault("warnings", []).append(f"{record.get('event')!s:.200}"[:200])
     return marks
 
 
 # -- the run -------------------------------------------------------------------------
 
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--tree", type=Path, default=ROOT,
-                        help="checkout of keydesk the workers run from (default: this one)")
+    parser.add_argument(
+        "--tree", type=Path, default=ROOT, help="checkout of keydesk the workers run from (default: this one)"
+    )
     parser.add_argument("--sample", type=int, default=20, help="views checked after the restart")
-    parser.add_argument("--at", type=datetime.fromisoformat, default=None,
-                        help="instant of the events (default: now; SLA clocks start then)")
-    parser.add_argument("--py-spy", type=Path, default=None, metavar="PATH",
-                        help="py-spy executable: profile the restarted worker from its start "
-                             "until ready (collapsed stacks, restart-profile.txt in the log "
-                             "folder); slows it down, so not for the figure itself")
+    parser.add_argument(
+        "--at",
+        type=datetime.fromisoformat,
+        default=None,
+        help="instant of the events (default: now; SLA clocks start then)",
+    )
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="py-spy executable: profile the restarted worker from its start "
+        "until ready (collapsed stacks, restart-profile.txt in the log "
+        "folder); slows it down, so not for the figure itself",
+    )
     args = parser.parse_args()
     tree = args.tree.resolve()
     at = args.at or datetime.now(UTC)
     workdir = Path(tempfile.mkdtemp(prefix="keydesk-restart-"))
-    figures: dict = {"customers": args.customers, "events": 2 * args.customers,
-                     "partitions": args.partitions,
-                     "load_average_start": Path("/proc/loadavg").read_text().split()[:3]}
+    figures: dict = {
+        "customers": args.customers,
+        "events": 2 * args.customers,
+        "partitions": args.partitions,
+        "load_average_start": Path("/proc/loadavg").read_text().split()[:3],
+    }
     with bench_events_topic(args.partitions, "restart") as settings:
         bootstrap, prefix = settings.kafka, settings.topic_prefix
         app_id = f"{prefix}-app"
         port = _free_port()
         env = worker_env(tree, bootstrap, prefix, app_id, port, workdir / "data", args.partitions)
         figures["worker_code"] = worker_code(tree, env)
-        figures["publish_s"] = round(asyncio.run(
-            publish(bootstrap, settings.events_topic, args.customers, at)), 1)
+        figures["publish_s"] = round(
+            asyncio.run(publish(bootstrap, settings.events_topic, args.customers, at)), 1
+        )
         print(f"published {figures['events']} events in {figures['publish_s']} s", flush=True)
 
         first = start_worker(tree, env, workdir / "worker-1.log")
@@ -409,14 +488,14 @@ def main() -> None:
             seconds, processed = wait_folded(port, figures["events"], first)
             figures["fold_s"] = round(seconds, 1)
             figures["processed_first_worker"] = processed
-            figures["uncommitted_before_stop"] = wait_committed(
-                bootstrap, app_id, settings.events_topic)
+            figures["uncommitted_before_stop"] = wait_committed(bootstrap, app_id, settings.events_topic)
         finally:
             figures["first_worker_stop"] = stop_worker(first)
-        print(f"first worker folded {processed} in {figures['fold_s']} s; "
-              f"stop {figures['first_worker_stop']}", flush=True)
-        figures["uncommitted_after_stop"] = asyncio.run(
-            uncommitted(bootstrap, app_id, settings.events_topic))
+        print(
+            f"first worker folded {processed} in {figures['fold_s']} s; stop {figures['first_worker_stop']}",
+            flush=True,
+        )
+        figures["uncommitted_after_stop"] = asyncio.run(uncommitted(bootstrap, app_id, settings.events_topic))
         changelogs = asyncio.run(changelog_records(bootstrap, app_id))
         figures["changelog_records"] = sum(c["records"] for c in changelogs.values())
         figures["changelog_mib"] = round(sum(c["bytes"] for c in changelogs.values()) / 2**20, 1)
@@ -429,10 +508,22 @@ def main() -> None:
         if args.py_spy:
             with open(workdir / "py-spy.log", "wb") as spy_log:
                 profiler = subprocess.Popen(
-                    [str(args.py_spy), "record", "--pid", str(second.pid), "--rate", "100",
-                     "--format", "raw", "--threads", "--output",
-                     str(workdir / "restart-profile.txt")],
-                    stdout=subprocess.DEVNULL, stderr=spy_log)
+                    [
+                        str(args.py_spy),
+                        "record",
+                        "--pid",
+                        str(second.pid),
+                        "--rate",
+                        "100",
+                        "--format",
+                        "raw",
+                        "--threads",
+                        "--output",
+                        str(workdir / "restart-profile.txt"),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=spy_log,
+                )
         try:
             figures.update(time_to_ready(port, second, started, args.partitions))
             if profiler is not None:

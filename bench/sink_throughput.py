@@ -78,8 +78,9 @@ async def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[tuple
     return {(tp.topic, tp.partition): end for tp, end in ends.items()}
 
 
-async def run_sink(url: str, bootstrap: str, topic: str,
-                   ends: dict[tuple[str, int], int]) -> dict[str, float]:
+async def run_sink(
+    url: str, bootstrap: str, topic: str, ends: dict[tuple[str, int], int]
+) -> dict[str, float]:
     """The sink from a fresh group until every partition is stored; timings and totals."""
     records = sum(ends.values())
     writer = SinkWriter(open_engine(url), load_rules(), f"sinkbench-{uuid.uuid4().hex[:8]}")
@@ -103,10 +104,15 @@ async def run_sink(url: str, bootstrap: str, topic: str,
         await asyncio.wait_for(running, 60)
         writer.engine.dispose()
     totals = sink.status.totals
-    return {"rate": records / (done - started), "seconds": done - started,
-            "steady": (records - first["records"]) / max(done - first["at"], 1e-9),
-            "batches": totals["batches"], "stored": totals["stored"],
-            "duplicates": totals["duplicates"], "refused": totals["refused"]}
+    return {
+        "rate": records / (done - started),
+        "seconds": done - started,
+        "steady": (records - first["records"]) / max(done - first["at"], 1e-9),
+        "batches": totals["batches"],
+        "stored": totals["stored"],
+        "duplicates": totals["duplicates"],
+        "refused": totals["refused"],
+    }
 
 
 def check(url: str, want: dict[str, int], got: dict[str, float]) -> str:
@@ -120,8 +126,7 @@ def check(url: str, want: dict[str, int], got: dict[str, float]) -> str:
         engine.dispose()
     problems = []
     if events != want["events"] or got["stored"] != want["events"]:
-        problems.append(f"event_log {events} / stored {got['stored']:.0f}, "
-                        f"expected {want['events']}")
+        problems.append(f"event_log {events} / stored {got['stored']:.0f}, expected {want['events']}")
     if items != want["items"]:
         problems.append(f"items {items}, expected {want['items']}")
     if got["refused"] != want["refused"]:
@@ -138,7 +143,7 @@ def profile_write(url: str, batch: int, before: int = 20_000, top: int = 10) -> 
     upgrade(engine)
     writer = SinkWriter(engine, load_rules(), "profile")
     for start in range(0, before, batch):
-        writer.write("bench.events", 0, list(enumerate(messages[start:start + batch], start)))
+        writer.write("bench.events", 0, list(enumerate(messages[start : start + batch], start)))
     records = list(enumerate(messages[before:], before))
     profiler = cProfile.Profile()
     started = time.perf_counter()
@@ -149,19 +154,26 @@ def profile_write(url: str, batch: int, before: int = 20_000, top: int = 10) -> 
     engine.dispose()
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(top + 15)
-    return (f"{engine.dialect.name}: {len(records)} records, {result.stored} stored, "
-            f"{result.items} items recomputed, {seconds:.2f} s "
-            f"({len(records) / seconds:,.0f} records/s, profiler on)\n{out.getvalue()}")
+    return (
+        f"{engine.dialect.name}: {len(records)} records, {result.stored} stored, "
+        f"{result.items} items recomputed, {seconds:.2f} s "
+        f"({len(records) / seconds:,.0f} records/s, profiler on)\n{out.getvalue()}"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--only", default="w,s1,s2",
-                        help="comma-separated runs among w, s1, s2 (default all three)")
-    parser.add_argument("--profile", type=int, metavar="BATCH",
-                        help="only profile one SinkWriter.write of BATCH records, then exit")
+    parser.add_argument(
+        "--only", default="w,s1,s2", help="comma-separated runs among w, s1, s2 (default all three)"
+    )
+    parser.add_argument(
+        "--profile",
+        type=int,
+        metavar="BATCH",
+        help="only profile one SinkWriter.write of BATCH records, then exit",
+    )
     args = parser.parse_args()
     runs = {name.strip() for name in args.only.split(",")}
     workdir = Path(tempfile.mkdtemp(prefix="keydesk-sinkbench-"))
@@ -180,30 +192,39 @@ def main() -> None:
         settings = broker.enter_context(bench_events_topic(args.partitions, "sinkbench"))
         bootstrap, prefix, topic = settings.kafka, settings.topic_prefix, settings.events_topic
         want = expected(args.events)
-        print(f"mix: {want['records']} records, {want['events']} distinct events, "
-              f"{want['items']} items, {want['refused']} invalid", flush=True)
+        print(
+            f"mix: {want['records']} records, {want['events']} distinct events, "
+            f"{want['items']} items, {want['refused']} invalid",
+            flush=True,
+        )
         rate_publish = asyncio.run(publish(bootstrap, topic, args.events))
         ends = asyncio.run(end_offsets(bootstrap, topic, args.partitions))
-        print(f"published {args.events} events at {rate_publish:,.0f}/s "
-              f"({args.partitions} partitions)", flush=True)
+        print(
+            f"published {args.events} events at {rate_publish:,.0f}/s ({args.partitions} partitions)",
+            flush=True,
+        )
         w = None
         if "w" in runs:
             w, _ = keydesk_worker(bootstrap, prefix, args.events, args.partitions, workdir)
             print(f"(w)  keydesk worker            {w:>8,.0f} events/s", flush=True)
-        targets = {"s1": ("SQLite", lambda: f"sqlite:///{workdir / 'sink.sqlite'}"),
-                   "s2": ("PostgreSQL", lambda: create_database(server_url))}
+        targets = {
+            "s1": ("SQLite", lambda: f"sqlite:///{workdir / 'sink.sqlite'}"),
+            "s2": ("PostgreSQL", lambda: create_database(server_url)),
+        }
         for name, (label, make_url) in targets.items():
             if name not in runs:
                 continue
             url = make_url()
             got = asyncio.run(run_sink(url, bootstrap, topic, ends))
             verdict = check(url, want, got)
-            ratios = (f"   {name}/w = {got['rate'] / w:.2f} (steady {got['steady'] / w:.2f})"
-                      if w else "")
-            print(f"({name}) sink into {label:<10} {got['rate']:>8,.0f} events/s "
-                  f"(steady {got['steady']:,.0f}/s, {got['seconds']:.1f} s, "
-                  f"{got['batches']:.0f} batches){ratios}\n     checked: {verdict}, "
-                  f"{got['duplicates']:.0f} duplicates skipped", flush=True)
+            ratios = f"   {name}/w = {got['rate'] / w:.2f} (steady {got['steady'] / w:.2f})" if w else ""
+            print(
+                f"({name}) sink into {label:<10} {got['rate']:>8,.0f} events/s "
+                f"(steady {got['steady']:,.0f}/s, {got['seconds']:.1f} s, "
+                f"{got['batches']:.0f} batches){ratios}\n     checked: {verdict}, "
+                f"{got['duplicates']:.0f} duplicates skipped",
+                flush=True,
+            )
     finally:
         broker.close()
         if postgres is not None:

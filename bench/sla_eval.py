@@ -59,7 +59,7 @@ sys.path.insert(0, str(ROOT))
 import sla_rules  # noqa: E402
 
 SH = ZoneInfo("Asia/Shanghai")
-UTC = dt.timezone.utc
+UTC = dt.UTC
 T0 = dt.datetime(2026, 3, 2, 10, 0, tzinfo=SH)
 AT = T0 + dt.timedelta(days=2, hours=3)
 
@@ -79,55 +79,97 @@ def history() -> list[dict]:
 
 
 def _events(start: dt.datetime, steps: list[tuple[int, str, dict]]) -> list[dict]:
-    return [{"event_id": f"e{i}", "event_type": k, "occurred_at": start + dt.timedelta(minutes=m), "payload": p}
-            for i, (m, k, p) in enumerate(steps)]
+    return [
+        {"event_id": f"e{i}", "event_type": k, "occurred_at": start + dt.timedelta(minutes=m), "payload": p}
+        for i, (m, k, p) in enumerate(steps)
+    ]
 
 
 def worker_history() -> list[dict]:
     """The worker-call case: a P1 fault, acknowledged, parked with the customer for an hour (UTC instants)."""
     start = dt.datetime(2026, 11, 23, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
-    return _events(start, [
-        (0, "fault.reported", {"severity": "critical", "summary": "专线中断", "service": "MPLS VPN"}),
-        (5, "fault.acknowledged", {}),
-        (20, "fault.status_changed", {"status": "pending_customer"}),
-        (80, "fault.status_changed", {"status": "in_progress"}),
-    ])
+    return _events(
+        start,
+        [
+            (0, "fault.reported", {"severity": "critical", "summary": "专线中断", "service": "MPLS VPN"}),
+            (5, "fault.acknowledged", {}),
+            (20, "fault.status_changed", {"status": "pending_customer"}),
+            (80, "fault.status_changed", {"status": "in_progress"}),
+        ],
+    )
 
 
 MIX_STORIES = {
     "fault": [
         [(0, "fault.reported", {"severity": "major"})],
-        [(0, "fault.reported", {"severity": "critical"}), (4, "fault.acknowledged", {}), (9, "fault.dispatched", {}),
-         (30, "fault.status_changed", {"status": "pending_third_party", "reason": "carrier"}),
-         (95, "fault.status_changed", {"status": "in_progress"})],
-        [(0, "fault.reported", {"severity": "minor"}), (6, "fault.acknowledged", {}), (10, "fault.dispatched", {}),
-         (40, "fault.priority_changed", {"priority": "P2"}), (50, "fault.repair_started", {}),
-         (70, "fault.status_changed", {"status": "pending_customer", "reason": "access"}),
-         (130, "fault.status_changed", {"status": "in_progress"}), (200, "fault.restored", {}),
-         (230, "fault.customer_confirmed", {}), (260, "fault.closed", {}), (400, "fault.reopened", {"reason": "down again"}),
-         (460, "fault.restored", {}), (500, "fault.closed", {}), (1900, "fault.revisit_recorded", {})],
+        [
+            (0, "fault.reported", {"severity": "critical"}),
+            (4, "fault.acknowledged", {}),
+            (9, "fault.dispatched", {}),
+            (30, "fault.status_changed", {"status": "pending_third_party", "reason": "carrier"}),
+            (95, "fault.status_changed", {"status": "in_progress"}),
+        ],
+        [
+            (0, "fault.reported", {"severity": "minor"}),
+            (6, "fault.acknowledged", {}),
+            (10, "fault.dispatched", {}),
+            (40, "fault.priority_changed", {"priority": "P2"}),
+            (50, "fault.repair_started", {}),
+            (70, "fault.status_changed", {"status": "pending_customer", "reason": "access"}),
+            (130, "fault.status_changed", {"status": "in_progress"}),
+            (200, "fault.restored", {}),
+            (230, "fault.customer_confirmed", {}),
+            (260, "fault.closed", {}),
+            (400, "fault.reopened", {"reason": "down again"}),
+            (460, "fault.restored", {}),
+            (500, "fault.closed", {}),
+            (1900, "fault.revisit_recorded", {}),
+        ],
     ],
     "complaint": [
         [(0, "ticket.opened", {"kind": "complaint", "priority": "P2", "subject": "bill"})],
-        [(0, "ticket.opened", {"kind": "complaint", "priority": "P3", "subject": "bill"}), (25, "ticket.acknowledged", {}),
-         (30, "ticket.assigned", {}), (90, "ticket.status_changed", {"status": "pending_customer", "reason": "documents"})],
-        [(0, "ticket.opened", {"kind": "complaint", "priority": "P3", "subject": "bill"}), (20, "ticket.acknowledged", {}),
-         (22, "ticket.assigned", {}), (60, "ticket.status_changed", {"status": "pending_customer", "reason": "documents"}),
-         (200, "ticket.status_changed", {"status": "in_progress"}), (300, "ticket.priority_changed", {"priority": "P2"}),
-         (1500, "ticket.status_changed", {"status": "pending_third_party", "reason": "bank"}),
-         (1700, "ticket.status_changed", {"status": "in_progress"}), (1800, "ticket.resolved", {}),
-         (1900, "ticket.closed", {}), (2500, "ticket.reopened", {"reason": "not credited"}),
-         (2600, "ticket.resolved", {}), (2700, "ticket.closed", {})],
+        [
+            (0, "ticket.opened", {"kind": "complaint", "priority": "P3", "subject": "bill"}),
+            (25, "ticket.acknowledged", {}),
+            (30, "ticket.assigned", {}),
+            (90, "ticket.status_changed", {"status": "pending_customer", "reason": "documents"}),
+        ],
+        [
+            (0, "ticket.opened", {"kind": "complaint", "priority": "P3", "subject": "bill"}),
+            (20, "ticket.acknowledged", {}),
+            (22, "ticket.assigned", {}),
+            (60, "ticket.status_changed", {"status": "pending_customer", "reason": "documents"}),
+            (200, "ticket.status_changed", {"status": "in_progress"}),
+            (300, "ticket.priority_changed", {"priority": "P2"}),
+            (1500, "ticket.status_changed", {"status": "pending_third_party", "reason": "bank"}),
+            (1700, "ticket.status_changed", {"status": "in_progress"}),
+            (1800, "ticket.resolved", {}),
+            (1900, "ticket.closed", {}),
+            (2500, "ticket.reopened", {"reason": "not credited"}),
+            (2600, "ticket.resolved", {}),
+            (2700, "ticket.closed", {}),
+        ],
     ],
     "order": [
         [(0, "order.received", {"product": "leased_line", "urgency": "urgent"})],
-        [(0, "order.received", {"product": "leased_line", "urgency": "normal"}), (60, "order.resource_confirmed", {}),
-         (300, "order.provisioning_started", {}), (2000, "order.milestone_reached", {})],
-        [(0, "order.received", {"product": "leased_line", "urgency": "extra_urgent"}), (60, "order.resource_shortfall", {}),
-         (70, "order.status_changed", {"status": "pending_third_party", "reason": "fibre"}),
-         (1500, "order.status_changed", {"status": "in_progress"}), (1600, "order.resource_confirmed", {}),
-         (1700, "order.provisioning_started", {}), (2400, "order.milestone_reached", {}), (3000, "order.activated", {}),
-         (4000, "order.customer_accepted", {}), (7000, "order.revisit_recorded", {})],
+        [
+            (0, "order.received", {"product": "leased_line", "urgency": "normal"}),
+            (60, "order.resource_confirmed", {}),
+            (300, "order.provisioning_started", {}),
+            (2000, "order.milestone_reached", {}),
+        ],
+        [
+            (0, "order.received", {"product": "leased_line", "urgency": "extra_urgent"}),
+            (60, "order.resource_shortfall", {}),
+            (70, "order.status_changed", {"status": "pending_third_party", "reason": "fibre"}),
+            (1500, "order.status_changed", {"status": "in_progress"}),
+            (1600, "order.resource_confirmed", {}),
+            (1700, "order.provisioning_started", {}),
+            (2400, "order.milestone_reached", {}),
+            (3000, "order.activated", {}),
+            (4000, "order.customer_accepted", {}),
+            (7000, "order.revisit_recorded", {}),
+        ],
     ],
 }
 
@@ -135,10 +177,13 @@ MIX_STORIES = {
 def mix_cases(engine: ModuleType, shift_minutes: int = 0) -> list[tuple]:
     """(facts, history, at) for every tier x kind x story: the realistic mix (54 items)."""
     cases = []
-    for n, (tier, (kind, stories)) in enumerate(itertools.product(
-            ("diamond", "platinum", "gold", "vip", "business", "public"), MIX_STORIES.items())):
+    for n, (tier, (kind, stories)) in enumerate(
+        itertools.product(("diamond", "platinum", "gold", "vip", "business", "public"), MIX_STORIES.items())
+    ):
         for m, story in enumerate(stories):
-            start = dt.datetime(2026, 3, 2, 9, 0, tzinfo=SH) + dt.timedelta(days=n % 5, minutes=37 * m + shift_minutes)
+            start = dt.datetime(2026, 3, 2, 9, 0, tzinfo=SH) + dt.timedelta(
+                days=n % 5, minutes=37 * m + shift_minutes
+            )
             events = _events(start, story)
             facts = engine.ItemFacts(f"C-{n:04d}", tier, kind, entity_id=f"X-{n}-{m}")
             cases.append((facts, events, events[-1]["occurred_at"]))
@@ -154,10 +199,21 @@ def scenarios(engine: ModuleType) -> list[tuple[str, Callable[[], object]]]:
     def ruleset(cal: object, resolve: dt.timedelta) -> object:
         targets = {("complaint", p, "response"): dt.timedelta(hours=1) for p in ("P1", "P2", "P3", "P4")}
         targets.update({("complaint", p, "resolve"): resolve for p in ("P1", "P2", "P3", "P4")})
-        policy = engine.Policy(id="bench", version=1, effective_from=dt.datetime(2026, 1, 1, tzinfo=SH),
-                               calendar_id=cal.id, description="", targets=targets)
-        return engine.RuleSet(version="bench", source="<bench>", calendars={cal.id: cal},
-                              policies={"bench": (policy,)}, rules=(engine.Rule(0, "all", "bench"),))
+        policy = engine.Policy(
+            id="bench",
+            version=1,
+            effective_from=dt.datetime(2026, 1, 1, tzinfo=SH),
+            calendar_id=cal.id,
+            description="",
+            targets=targets,
+        )
+        return engine.RuleSet(
+            version="bench",
+            source="<bench>",
+            calendars={cal.id: cal},
+            policies={"bench": (policy,)},
+            rules=(engine.Rule(0, "all", "bench"),),
+        )
 
     events = history()
     facts = ItemFacts("C-B", "business", "complaint", entity_id="T-B")
@@ -182,19 +238,38 @@ def scenarios(engine: ModuleType) -> list[tuple[str, Callable[[], object]]]:
         evaluate(f, h, default_rules, at)
 
     def cold() -> None:
-        fresh = BusinessCalendar("cn-business", time_zone="Asia/Shanghai", week=calendar.week,
-                                 holidays=calendar.holidays, makeup_days=calendar.makeup_days)
+        fresh = BusinessCalendar(
+            "cn-business",
+            time_zone="Asia/Shanghai",
+            week=calendar.week,
+            holidays=calendar.holidays,
+            makeup_days=calendar.makeup_days,
+        )
         evaluate(facts, events, ruleset(fresh, dt.timedelta(days=30)), AT)
 
     return [
-        ("baseline: 4h target, business hours, 2 pauses, 1 priority change", lambda: evaluate(facts, events, base_rules, AT)),
-        ("worker call: gold P1 fault, 4 events, shipped rules", lambda: evaluate(worker_facts, worker, default_rules, worker_at)),
-        ("worker call + to_dict() (as streams/item_sla.py does)",
-         lambda: evaluate(worker_facts, worker, default_rules, worker_at).to_dict()),
+        (
+            "baseline: 4h target, business hours, 2 pauses, 1 priority change",
+            lambda: evaluate(facts, events, base_rules, AT),
+        ),
+        (
+            "worker call: gold P1 fault, 4 events, shipped rules",
+            lambda: evaluate(worker_facts, worker, default_rules, worker_at),
+        ),
+        (
+            "worker call + to_dict() (as streams/item_sla.py does)",
+            lambda: evaluate(worker_facts, worker, default_rules, worker_at).to_dict(),
+        ),
         ("realistic mix: 54 items, 6 tiers x 3 kinds, 1-15 events", mixed),
         ("realistic mix, 21,600 items: instants never seen before", mixed_fresh),
-        ("business tier: shipped default rules, baseline history", lambda: evaluate(facts, events, default_rules, AT)),
-        ("30-day target, business hours (warm calendar cache)", lambda: evaluate(facts, events, long_rules, AT)),
+        (
+            "business tier: shipped default rules, baseline history",
+            lambda: evaluate(facts, events, default_rules, AT),
+        ),
+        (
+            "30-day target, business hours (warm calendar cache)",
+            lambda: evaluate(facts, events, long_rules, AT),
+        ),
         ("30-day target, business hours (cold calendar cache)", cold),
         ("30-day target, 7x24", lambda: evaluate(facts, events, always_rules, AT)),
     ]
@@ -238,7 +313,9 @@ def minute_walk(calendar: object, start: dt.datetime, minutes: int) -> dt.dateti
 
 def engine_at(rev: str, into: Path) -> ModuleType:
     """The sla_rules package as of git revision ``rev``, importable as ``sla_rules_before``."""
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "sla_rules"], check=True, capture_output=True).stdout
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev, "sla_rules"], check=True, capture_output=True
+    ).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")
     (into / "sla_rules").rename(into / "sla_rules_before")
@@ -249,7 +326,9 @@ def engine_at(rev: str, into: Path) -> ModuleType:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=1.0, help="time per scenario and engine")
-    parser.add_argument("--against", metavar="REV", help="also run the engine of this git revision, e.g. HEAD")
+    parser.add_argument(
+        "--against", metavar="REV", help="also run the engine of this git revision, e.g. HEAD"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         before = engine_at(args.against, Path(tmp)) if args.against else None
@@ -269,9 +348,11 @@ def main() -> None:
                 line += f"  {old[0]:>14.0f}  {'x' + format(per_second / old[0], '.2f'):>8}"
             print(line, flush=True)
         calendar = sla_rules.load_rules().calendars["cn-business"]
-        walk, = rates([lambda: minute_walk(calendar, T0, 30 * 24 * 60)], args.seconds, rounds=1)
-        print(f"{'reference: naive minute-by-minute walk to a 30-day deadline':<62} {walk:>9.1f}  "
-              f"{'x' + format(baseline / walk, '.0f'):>16}")
+        (walk,) = rates([lambda: minute_walk(calendar, T0, 30 * 24 * 60)], args.seconds, rounds=1)
+        print(
+            f"{'reference: naive minute-by-minute walk to a 30-day deadline':<62} {walk:>9.1f}  "
+            f"{'x' + format(baseline / walk, '.0f'):>16}"
+        )
 
 
 if __name__ == "__main__":

@@ -41,12 +41,22 @@ def start_once(bootstrap: str, prefix: str, workdir: Path, customer: str) -> dic
     settings = Settings(kafka=bootstrap, topic_prefix=prefix)
     asyncio.run(publish_lines(bootstrap, settings.events_topic, [event.to_bytes()]))
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYDESK_")}
-    env.update(KEYDESK_KAFKA=bootstrap, KEYDESK_TOPIC_PREFIX=prefix, KEYDESK_APP_ID=f"{prefix}-app",
-               KEYDESK_LOG_FORMAT="json", KEYDESK_HTTP_PORT=str(6300 + os.getpid() % 500),
-               KEYDESK_DATA_DIR=str(workdir))
+    env.update(
+        KEYDESK_KAFKA=bootstrap,
+        KEYDESK_TOPIC_PREFIX=prefix,
+        KEYDESK_APP_ID=f"{prefix}-app",
+        KEYDESK_LOG_FORMAT="json",
+        KEYDESK_HTTP_PORT=str(6300 + os.getpid() % 500),
+        KEYDESK_DATA_DIR=str(workdir),
+    )
     started = time.monotonic()
-    worker = subprocess.Popen([sys.executable, "-m", "handlers.cli", "worker"], env=env,
-                              stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, cwd=ROOT)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "handlers.cli", "worker"],
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
     marks: dict[str, float] = {}
     try:
         for line in worker.stderr:
@@ -81,9 +91,12 @@ def main() -> None:
                 warm.append(start_once(bootstrap, prefix, Path(workdir), "C-START"))
         for name, runs in (("cold start (new group)", cold), ("restart (same group)", warm)):
             first = [r["first_event"] for r in runs]
-            print(f"{name}: first event folded after median {statistics.median(first):.2f} s "
-                  f"(max {max(first):.2f} s); processing after median "
-                  f"{statistics.median(r['processing'] for r in runs):.2f} s", flush=True)
+            print(
+                f"{name}: first event folded after median {statistics.median(first):.2f} s "
+                f"(max {max(first):.2f} s); processing after median "
+                f"{statistics.median(r['processing'] for r in runs):.2f} s",
+                flush=True,
+            )
     finally:
         if broker is not None:
             broker.stop()

@@ -44,8 +44,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 async def publish(bootstrap: str, topic: str, total: int) -> float:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all",
-                                linger_ms=20, max_batch_size=512 * 1024)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=20,
+        max_batch_size=512 * 1024,
+    )
     await producer.start()
     started = time.perf_counter()
     try:
@@ -62,9 +67,14 @@ async def publish(bootstrap: str, topic: str, total: int) -> float:
 
 
 async def bare_consumer(bootstrap: str, topic: str, total: int) -> float:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest", enable_auto_commit=False,
-                                max_partition_fetch_bytes=4 * 1024 * 1024)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
     await consumer.start()
     seen, first = 0, None
     try:
@@ -92,8 +102,9 @@ def bench_events_topic(partitions: int, label: str):
         broker = LocalKafka(partitions=partitions, heap="2g")
         bootstrap = broker.start()
     try:
-        settings = Settings(kafka=bootstrap, topic_prefix=f"{label}{uuid.uuid4().hex[:6]}",
-                            partitions=partitions)
+        settings = Settings(
+            kafka=bootstrap, topic_prefix=f"{label}{uuid.uuid4().hex[:6]}", partitions=partitions
+        )
         asyncio.run(ensure_topics(settings))
         yield settings
     finally:
@@ -102,10 +113,21 @@ def bench_events_topic(partitions: int, label: str):
 
 
 def naive_faust(bootstrap: str, topic: str, total: int, partitions: int) -> float:
-    env = dict(os.environ, BENCH_KAFKA=bootstrap, BENCH_TOPIC=topic, BENCH_TOTAL=str(total),
-               BENCH_PARTITIONS=str(partitions), PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / "naive_faust_agent.py")],
-                          env=env, capture_output=True, text=True, timeout=1800)
+    env = dict(
+        os.environ,
+        BENCH_KAFKA=bootstrap,
+        BENCH_TOPIC=topic,
+        BENCH_TOTAL=str(total),
+        BENCH_PARTITIONS=str(partitions),
+        PYTHONPATH=str(ROOT),
+    )
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "naive_faust_agent.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if not lines:
         raise RuntimeError(f"naive faust agent failed: {done.stderr[-2000:]}")
@@ -113,18 +135,30 @@ def naive_faust(bootstrap: str, topic: str, total: int, partitions: int) -> floa
     return figures["events"] / figures["seconds"]
 
 
-def keydesk_worker(bootstrap: str, prefix: str, total: int, partitions: int,
-                   workdir: Path) -> tuple[float, dict]:
+def keydesk_worker(
+    bootstrap: str, prefix: str, total: int, partitions: int, workdir: Path
+) -> tuple[float, dict]:
     log_path = workdir / "keydesk-worker.log"
     port = 6100 + os.getpid() % 800
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYDESK_")}
-    env.update(KEYDESK_KAFKA=bootstrap, KEYDESK_TOPIC_PREFIX=prefix, KEYDESK_APP_ID=f"{prefix}-app",
-               KEYDESK_PARTITIONS=str(partitions), KEYDESK_LOG_FORMAT="json",
-               KEYDESK_HTTP_PORT=str(port), KEYDESK_DATA_DIR=str(workdir),
-               KEYDESK_SINK="off")  # the worker alone, as measured before the sink existed
+    env.update(
+        KEYDESK_KAFKA=bootstrap,
+        KEYDESK_TOPIC_PREFIX=prefix,
+        KEYDESK_APP_ID=f"{prefix}-app",
+        KEYDESK_PARTITIONS=str(partitions),
+        KEYDESK_LOG_FORMAT="json",
+        KEYDESK_HTTP_PORT=str(port),
+        KEYDESK_DATA_DIR=str(workdir),
+        KEYDESK_SINK="off",
+    )  # the worker alone, as measured before the sink existed
     with open(log_path, "wb") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "handlers.cli", "worker"], env=env,
-                                  stderr=log, stdout=subprocess.DEVNULL, cwd=ROOT)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "handlers.cli", "worker"],
+            env=env,
+            stderr=log,
+            stdout=subprocess.DEVNULL,
+            cwd=ROOT,
+        )
         try:
             folded = _wait_for_folds(log_path, total, worker)
         finally:
@@ -134,8 +168,11 @@ def keydesk_worker(bootstrap: str, prefix: str, total: int, partitions: int,
             except subprocess.TimeoutExpired:
                 # The figure is already measured; a worker that does not stop
                 # (faust waiting for unacked events, see BENCHMARKS.md) is killed.
-                print(f"keydesk worker did not stop within 60 s of SIGTERM, killed; "
-                      f"log: {log_path}", file=sys.stderr, flush=True)
+                print(
+                    f"keydesk worker did not stop within 60 s of SIGTERM, killed; log: {log_path}",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 worker.kill()
                 worker.wait(10)
     first, last = folded[0], folded[-1]
@@ -176,8 +213,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--only", default="bc",
-                        help="which of (b) and (c) to run after (a): 'bc' (default), 'b' or 'c'")
+    parser.add_argument(
+        "--only", default="bc", help="which of (b) and (c) to run after (a): 'bc' (default), 'b' or 'c'"
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="keydesk-bench-"))
     with bench_events_topic(args.partitions, "bench") as settings:

@@ -19,9 +19,9 @@ import structlog
 
 from handlers.alerts.sender import register_alert_agent
 from handlers.api.routes import register_routes
+from handlers.kafka_topics import ensure_topics_sync
 from handlers.reports.commands import register_report_routes
 from handlers.sink_runner import register_sink_service
-from handlers.kafka_topics import ensure_topics_sync
 from streams.app import Streams, build_streams
 from streams.log_config import configure_logging
 from streams.partitioning import Placement
@@ -44,8 +44,7 @@ def seconds_since_process_start() -> float:
 def build_worker_streams(settings: Settings) -> Streams:
     """Everything one worker process runs: agents, table, HTTP API and (unless off) the sink."""
     streams = build_streams(settings)
-    placement = Placement(home=streams.publisher.home_partition,
-                          owned=streams.processor.owned_partitions)
+    placement = Placement(home=streams.publisher.home_partition, owned=streams.processor.owned_partitions)
     register_routes(streams, settings, streams.publisher, placement)
     register_report_routes(streams, settings)
     register_alert_agent(streams, settings, placement, streams.sla_topic)
@@ -54,8 +53,7 @@ def build_worker_streams(settings: Settings) -> Streams:
     return streams
 
 
-def run_worker(settings: Settings,
-               on_ready: Callable[[Streams], Awaitable[None]] | None = None) -> None:
+def run_worker(settings: Settings, on_ready: Callable[[Streams], Awaitable[None]] | None = None) -> None:
     """Run a worker in the foreground until SIGINT/SIGTERM.
 
     ``on_ready`` runs once, after the first rebalance and table recovery, when
@@ -70,17 +68,24 @@ def run_worker(settings: Settings,
     @streams.app.on_rebalance_complete.connect
     async def _announce(sender, **kwargs) -> None:
         nonlocal ready
-        assigned = sorted(tp.partition for tp in streams.app.assignor.assigned_actives()
-                          if tp.topic == settings.events_topic)
-        log.info("worker.processing", partitions=assigned,
-                 seconds_since_start=round(seconds_since_process_start(), 2),
-                 http=str(streams.app.conf.canonical_url))
+        assigned = sorted(
+            tp.partition
+            for tp in streams.app.assignor.assigned_actives()
+            if tp.topic == settings.events_topic
+        )
+        log.info(
+            "worker.processing",
+            partitions=assigned,
+            seconds_since_start=round(seconds_since_process_start(), 2),
+            http=str(streams.app.conf.canonical_url),
+        )
         if not ready:
             ready = True
             if on_ready is not None:
                 streams.app.loop.create_task(on_ready(streams))
 
-    worker = faust.Worker(streams.app, loglevel="WARNING", quiet=True,
-                          redirect_stdouts=False, override_logging=False)
+    worker = faust.Worker(
+        streams.app, loglevel="WARNING", quiet=True, redirect_stdouts=False, override_logging=False
+    )
     worker.spinner = None  # a terminal spinner's escape codes have no place in JSON logs
     worker.execute_from_commandline()

@@ -21,28 +21,35 @@ DEAD_LETTER_CONFIG = {"retention.ms": "-1"}
 
 async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
     """Create the events and dead-letter topics if missing; check partition counts."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
-                                request_timeout_ms=int(timeout * 1000))
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=int(timeout * 1000)
+    )
     await admin.start()
     try:
-        wanted = {settings.events_topic: {}, settings.sla_topic: {},
-                  settings.dead_letter_topic: DEAD_LETTER_CONFIG,
-                  settings.alerts_failed_topic: DEAD_LETTER_CONFIG}
+        wanted = {
+            settings.events_topic: {},
+            settings.sla_topic: {},
+            settings.dead_letter_topic: DEAD_LETTER_CONFIG,
+            settings.alerts_failed_topic: DEAD_LETTER_CONFIG,
+        }
         existing = set(await admin.list_topics())
-        missing = [NewTopic(name, settings.partitions, settings.replication, topic_configs=cfg)
-                   for name, cfg in wanted.items() if name not in existing]
+        missing = [
+            NewTopic(name, settings.partitions, settings.replication, topic_configs=cfg)
+            for name, cfg in wanted.items()
+            if name not in existing
+        ]
         if missing:
             try:
                 await admin.create_topics(missing, timeout_ms=int(timeout * 1000))
             except TopicAlreadyExistsError:
                 pass  # another worker won the race
-        for described in await admin.describe_topics([settings.events_topic,
-                                                      settings.sla_topic]):
+        for described in await admin.describe_topics([settings.events_topic, settings.sla_topic]):
             count = len(described["partitions"])
             if count and count != settings.partitions:
                 raise SettingsError(
                     f"topic {described['topic']} has {count} partitions but "
-                    f"KEYDESK_PARTITIONS={settings.partitions}; they must be co-partitioned")
+                    f"KEYDESK_PARTITIONS={settings.partitions}; they must be co-partitioned"
+                )
     finally:
         await admin.close()
 

@@ -30,11 +30,15 @@ def build_sink(settings: Settings, rules: RuleSet) -> SqlSink:
     Events it cannot write go to the desk's dead-letter topic, next to the ones
     the worker parks, so one topic holds everything that needs a person.
     """
-    writer = SinkWriter(open_engine(settings.database_url), rules, settings.sink_group,
-                        secret=settings.signing_key)
-    return SqlSink(writer, settings.bootstrap_servers,
-                   [settings.events_topic, settings.sla_topic],
-                   dead_letter_topic=settings.dead_letter_topic)
+    writer = SinkWriter(
+        open_engine(settings.database_url), rules, settings.sink_group, secret=settings.signing_key
+    )
+    return SqlSink(
+        writer,
+        settings.bootstrap_servers,
+        [settings.events_topic, settings.sla_topic],
+        dead_letter_topic=settings.dead_letter_topic,
+    )
 
 
 def register_sink_service(streams: Streams, settings: Settings) -> None:
@@ -66,8 +70,12 @@ def run_sink(settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, lambda: loop.create_task(sink.stop()))
-        log.info("sink.starting", database=sink.writer.engine.url.render_as_string(),
-                 topics=sink.topics, group=settings.sink_group)
+        log.info(
+            "sink.starting",
+            database=sink.writer.engine.url.render_as_string(),
+            topics=sink.topics,
+            group=settings.sink_group,
+        )
         await sink.run()
 
     asyncio.run(main())

@@ -22,8 +22,8 @@ from mode.utils.objects import cached_property
 
 from sla_rules import RuleSet, load_rules
 from streams.consumer_tuning import FlowControl, consumer_urls
-from streams.event_batches import event_batches
 from streams.customer_store import CustomerPartitionedTable, CustomerStore
+from streams.event_batches import event_batches
 from streams.event_processor import EventProcessor
 from streams.partitioning import murmur2_partition
 from streams.publisher import HomePublisher
@@ -34,9 +34,9 @@ from streams.sla_agents import register_sla_agents
 # after its first event (streams/event_batches.py): a lone hotline event waits
 # BATCH_WITHIN, a backlog is folded in large batches (table writes coalesce per
 # customer).
-BATCH_MAX = 4000       # events folded per batch at most
-BATCH_WITHIN = 0.005   # seconds without a new event that close a partial batch
-BATCH_LINGER = 0.1     # seconds a batch may collect events at most
+BATCH_MAX = 4000  # events folded per batch at most
+BATCH_WITHIN = 0.005  # seconds without a new event that close a partial batch
+BATCH_LINGER = 0.1  # seconds a batch may collect events at most
 
 
 class _Utf8(codecs.Codec):
@@ -63,7 +63,7 @@ class Streams:
     app: faust.App
     events: faust.TopicT
     dead_letters: faust.TopicT
-    views: CustomerStore     # the working views; ``views.customers`` routes reads to owners
+    views: CustomerStore  # the working views; ``views.customers`` routes reads to owners
     processor: EventProcessor
     rules: RuleSet
     # What the edges publish with (keyed to the customer's home partition, waited
@@ -132,11 +132,11 @@ def faust_settings(settings: Settings) -> dict:
     }
 
 
-def _customer_table(app: faust.App, name: str, partitions: int,
-                    partition_of) -> CustomerPartitionedTable:
+def _customer_table(app: faust.App, name: str, partitions: int, partition_of) -> CustomerPartitionedTable:
     """A table of raw JSON bytes whose records sit on their customer's partition."""
-    table = CustomerPartitionedTable(app, name=name, key_type=None, value_type=None,
-                                     beacon=app.tables.beacon, partitions=partitions)
+    table = CustomerPartitionedTable(
+        app, name=name, key_type=None, value_type=None, beacon=app.tables.beacon, partitions=partitions
+    )
     table.partition_of = partition_of
     table.key_serializer, table.value_serializer = "keydesk-utf8", "raw"
     # Faust built the changelog topic when the table was made, with JSON
@@ -145,8 +145,7 @@ def _customer_table(app: faust.App, name: str, partitions: int,
     return app.tables.add(table)
 
 
-def build_streams(settings: Settings, broker: str | None = None,
-                  rules: RuleSet | None = None) -> Streams:
+def build_streams(settings: Settings, broker: str | None = None, rules: RuleSet | None = None) -> Streams:
     """Create the app with its topics, table and agent; ``broker`` overrides (tests).
 
     ``rules`` defaults to the file in ``settings.sla_rules`` (or the shipped one);
@@ -162,29 +161,56 @@ def build_streams(settings: Settings, broker: str | None = None,
 
     # Keys stay raw bytes here: a key that is not UTF-8 must reach the processor
     # (and the dead-letter topic), not fail inside faust's key decoding.
-    events = app.topic(settings.events_topic, key_type=bytes, value_type=bytes,
-                       key_serializer="raw", value_serializer="raw",
-                       partitions=settings.partitions)
-    dead_letters = app.topic(settings.dead_letter_topic, key_type=bytes, value_type=bytes,
-                             key_serializer="raw", value_serializer="raw",
-                             partitions=settings.partitions)
+    events = app.topic(
+        settings.events_topic,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+    )
+    dead_letters = app.topic(
+        settings.dead_letter_topic,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+    )
     # The views persist as bounded records in three tables on the customer's
     # partition of the events topic (streams/customer_store.py).
-    tables = [_customer_table(app, name, settings.partitions, processor_partition)
-              for name in ("customers", "items", "item-history")]
+    tables = [
+        _customer_table(app, name, settings.partitions, processor_partition)
+        for name in ("customers", "items", "item-history")
+    ]
     views = CustomerStore(*tables, partition_of=processor_partition)
-    processor = EventProcessor(app=app, events=events, dead_letters=dead_letters, views=views,
-                               rules=rules, partitions=settings.partitions,
-                               replay=settings.clock == "replay", secret=settings.signing_key)
+    processor = EventProcessor(
+        app=app,
+        events=events,
+        dead_letters=dead_letters,
+        views=views,
+        rules=rules,
+        partitions=settings.partitions,
+        replay=settings.clock == "replay",
+        secret=settings.signing_key,
+    )
 
     @app.agent(events, name="fold-events")
     async def fold_events(stream):
         """Fold every event into its customer's view, a batch at a time."""
-        async for batch in event_batches(stream, BATCH_MAX, idle=BATCH_WITHIN,
-                                         linger=BATCH_LINGER, stats=processor.stats):
+        async for batch in event_batches(
+            stream, BATCH_MAX, idle=BATCH_WITHIN, linger=BATCH_LINGER, stats=processor.stats
+        ):
             await processor.process_batch_until_done(batch)
 
     sla_topic = register_sla_agents(app, settings, processor)
-    return Streams(app=app, events=events, dead_letters=dead_letters, views=views,
-                   processor=processor, rules=rules, sla_topic=sla_topic,
-                   publisher=HomePublisher(events, settings.partitions, secret=processor.secret))
+    return Streams(
+        app=app,
+        events=events,
+        dead_letters=dead_letters,
+        views=views,
+        processor=processor,
+        rules=rules,
+        sla_topic=sla_topic,
+        publisher=HomePublisher(events, settings.partitions, secret=processor.secret),
+    )

@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import AsyncIterator, ClassVar, cast
+from collections.abc import AsyncIterator
+from typing import ClassVar, cast
 
 import faust
 from faust.transport import drivers
@@ -61,8 +62,7 @@ class Consumer(faust_aiokafka.Consumer):
         since the loop below is a copy of 0.15.3's and may not match a newer one.
         """
         if faust.__version__ != PINNED_FAUST:
-            log.warning("faust %s is not %s: using faust's own drain loop",
-                        faust.__version__, PINNED_FAUST)
+            log.warning("faust %s is not %s: using faust's own drain loop", faust.__version__, PINNED_FAUST)
             return await super()._drain_messages(fetcher)
         callback = self.callback
         getmany = self.getmany
@@ -112,9 +112,7 @@ class Consumer(faust_aiokafka.Consumer):
                                     await self.commit()
                             if flow_suspended():
                                 # faust's own race (never taken on 0.15.3).
-                                await self.wait_first(
-                                    callback(message), self.suspend_flow.wait()
-                                )
+                                await self.wait_first(callback(message), self.suspend_flow.wait())
                             else:
                                 await callback(message)
                             set_read_offset(tp, offset)
@@ -145,7 +143,6 @@ class Consumer(faust_aiokafka.Consumer):
         finally:
             unset_flag(flag_consumer_fetching)
 
-
     async def getmany(self, timeout: float):  # pragma: no cover - the loop is faust's
         """faust 0.15.3 ``Consumer.getmany``, except that no fetched record is dropped.
 
@@ -174,8 +171,11 @@ class Consumer(faust_aiokafka.Consumer):
                 for tp, record in self.scheduler.iterate(records):
                     if not self.flow_active or self.app.consumer_generation_id != generation_id:
                         break
-                    if (active_partitions is None or tp in active_partitions
-                            or tp in self._buffered_partitions):
+                    if (
+                        active_partitions is None
+                        or tp in active_partitions
+                        or tp in self._buffered_partitions
+                    ):
                         self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
                         handed[tp] = record.offset
                         yield tp, to_message(tp, record)
@@ -192,8 +192,7 @@ class Consumer(faust_aiokafka.Consumer):
         finally:
             # A stopped flow or a new generation is a rebalance: it seeks every
             # partition to its committed offset, which must not be overtaken.
-            if (handed is not None and self.flow_active
-                    and self.app.consumer_generation_id == generation_id):
+            if handed is not None and self.flow_active and self.app.consumer_generation_id == generation_id:
                 await self._seek_back_unhanded(records, handed)
 
     async def _seek_back_unhanded(self, records, handed) -> None:

@@ -43,12 +43,18 @@ from streams import lifecycles
 from streams.customer_view import find_item, new_view
 from streams.vocabulary import ITEM_KINDS
 
-CHUNK_RECORDS = 200          # history records per chunk at most
-CHUNK_BYTES = 256 * 1024     # serialised bytes per chunk at most (one record may exceed it alone)
-_HEADER_FIELDS = ("customer_id", "profile", "profile_stamps", "profile_event_ids", "counters",
-                  "last_event_at")
+CHUNK_RECORDS = 200  # history records per chunk at most
+CHUNK_BYTES = 256 * 1024  # serialised bytes per chunk at most (one record may exceed it alone)
+_HEADER_FIELDS = (
+    "customer_id",
+    "profile",
+    "profile_stamps",
+    "profile_event_ids",
+    "counters",
+    "last_event_at",
+)
 
-ItemKey = tuple[str, str]    # (kind, item id) within one customer
+ItemKey = tuple[str, str]  # (kind, item id) within one customer
 
 
 def item_key(customer_id: str, kind: str, item_id: str) -> str:
@@ -56,8 +62,7 @@ def item_key(customer_id: str, kind: str, item_id: str) -> str:
     return orjson.dumps([customer_id, kind, item_id]).decode()
 
 
-def chunk_key(customer_id: str, kind: str, item_id: str, number: int,
-              part: str = "history") -> str:
+def chunk_key(customer_id: str, kind: str, item_id: str, number: int, part: str = "history") -> str:
     """An ``item-history`` key: chunk ``number`` of the item's history or SLA log."""
     if part == "history":  # the key of the history chunks as first written
         return orjson.dumps([customer_id, kind, item_id, number]).decode()
@@ -114,8 +119,13 @@ class CustomerStore:
     agent changed one item.  Each writes only the records whose bytes changed.
     """
 
-    def __init__(self, customers: faust.Table, items: faust.Table, history: faust.Table,
-                 partition_of: Callable[[str], int]) -> None:
+    def __init__(
+        self,
+        customers: faust.Table,
+        items: faust.Table,
+        history: faust.Table,
+        partition_of: Callable[[str], int],
+    ) -> None:
         self.customers = customers
         self.items_table = items
         self.history = history
@@ -167,16 +177,16 @@ class CustomerStore:
 
     # -- writing -----------------------------------------------------------------
 
-    def save(self, view: dict[str, Any], changed: Iterable[ItemKey] = (),
-             evicted: Iterable[ItemKey] = ()) -> int:
+    def save(
+        self, view: dict[str, Any], changed: Iterable[ItemKey] = (), evicted: Iterable[ItemKey] = ()
+    ) -> int:
         """Persist a customer's header, its ``changed`` items and ``evicted`` stubs.
 
         Returns how many records were written (unchanged ones are not).
         """
         customer_id = view["customer_id"]
         self._views[customer_id] = view
-        written = self._put(self.customers, customer_id,
-                            orjson.dumps({k: view[k] for k in _HEADER_FIELDS}))
+        written = self._put(self.customers, customer_id, orjson.dumps({k: view[k] for k in _HEADER_FIELDS}))
         for kind, item_id in set(changed):
             item = find_item(view, kind, item_id)
             if item is not None:
@@ -212,8 +222,7 @@ class CustomerStore:
         for part, count_field in CHUNKED.items():
             chunks = _chunks(item.get(part) or ())
             for number, chunk in enumerate(chunks):
-                written += self._put(self.history,
-                                     chunk_key(customer_id, kind, item_id, number, part), chunk)
+                written += self._put(self.history, chunk_key(customer_id, kind, item_id, number, part), chunk)
             for number in range(len(chunks), self._chunk_counts.get((key, part), 0)):
                 self._delete(self.history, chunk_key(customer_id, kind, item_id, number, part))
             self._chunk_counts[(key, part)] = len(chunks)
@@ -226,8 +235,7 @@ class CustomerStore:
         for part in CHUNKED:
             for number in range(self._chunk_counts.pop((key, part), 0)):
                 self._delete(self.history, chunk_key(customer_id, kind, item_id, number, part))
-        return self._put(self.items_table, key, orjson.dumps(
-            {"id": item_id, "kind": kind, "archived": True}))
+        return self._put(self.items_table, key, orjson.dumps({"id": item_id, "kind": kind, "archived": True}))
 
     # -- rebuilding from the tables ----------------------------------------------
 
@@ -270,8 +278,10 @@ class CustomerStore:
         for customer_id in {*headers, *items}:
             header = headers.get(customer_id)
             self._views[customer_id] = self._assemble(
-                customer_id, orjson.loads(header) if header is not None else None,
-                [(key, orjson.loads(value)) for key, value in items.get(customer_id, ())])
+                customer_id,
+                orjson.loads(header) if header is not None else None,
+                [(key, orjson.loads(value)) for key, value in items.get(customer_id, ())],
+            )
             await pace.maybe_yield()
         return len(headers.keys() | items.keys())
 
@@ -293,8 +303,9 @@ class CustomerStore:
         self._views[customer_id] = view
         return view
 
-    def _assemble(self, customer_id: str, header: dict[str, Any] | None,
-                  records: Iterable[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    def _assemble(
+        self, customer_id: str, header: dict[str, Any] | None, records: Iterable[tuple[str, dict[str, Any]]]
+    ) -> dict[str, Any]:
         view = new_view(customer_id)
         if header is not None:
             view.update(header)

@@ -36,8 +36,8 @@ from streams import event_ids, event_order, lifecycles
 from streams.event_ids import EVENT_OWNERS, PROFILE, Owner
 from streams.vocabulary import ITEM_KINDS, SEVERITY_PRIORITY
 
-RECENT_CLOSED_LIMIT = 20        # closed items kept with full history, newest first
-PROFILE_EVENT_IDS_LIMIT = 200   # customer events remembered for de-duplication
+RECENT_CLOSED_LIMIT = 20  # closed items kept with full history, newest first
+PROFILE_EVENT_IDS_LIMIT = 200  # customer events remembered for de-duplication
 
 # Payload fields copied into an item's attributes when the event is accepted.
 _ATTRIBUTES: dict[str, tuple[str, ...]] = {

@@ -57,8 +57,9 @@ from mode.utils.futures import maybe_async
 PINNED_FAUST = "0.15.3"
 
 
-async def event_batches(stream: StreamT, max_events: int, *, idle: float, linger: float,
-                        stats: Counter | None = None) -> AsyncIterator[list[EventT]]:
+async def event_batches(
+    stream: StreamT, max_events: int, *, idle: float, linger: float, stats: Counter | None = None
+) -> AsyncIterator[list[EventT]]:
     """Yield lists of up to ``max_events`` events from ``stream``; ack them afterwards.
 
     The consumer may remove events from a yielded list that it did not handle:
@@ -102,7 +103,7 @@ async def event_batches(stream: StreamT, max_events: int, *, idle: float, linger
     batch: list[EventT] = []
     states: list = []
     skipped: list[EventT] = []  # events a stream processor skipped: done with, so acked
-    held: list[EventT] = []     # of the current generation, taken while flow was suspended
+    held: list[EventT] = []  # of the current generation, taken while flow was suspended
 
     def take(item) -> bool:
         if not isinstance(item, EventT):  # plain values are not acked by faust either
@@ -126,8 +127,13 @@ async def event_batches(stream: StreamT, max_events: int, *, idle: float, linger
         for n, event in enumerate(events):
             last = event.ack()
             message = event.message
-            on_event_out(message.tp, message.offset, stream, event,
-                         sensor_states[n] if sensor_states is not None else None)
+            on_event_out(
+                message.tp,
+                message.offset,
+                stream,
+                event,
+                sensor_states[n] if sensor_states is not None else None,
+            )
             if last:
                 on_message_out(message.tp, message.offset, message)
 
@@ -166,7 +172,7 @@ async def event_batches(stream: StreamT, max_events: int, *, idle: float, linger
                 except TimeoutError:
                     break
                 except StopAsyncIteration as exc:  # thrown into the channel: end
-                    pending_error = exc            # after this batch
+                    pending_error = exc  # after this batch
                     break
                 if take(item) and processors:
                     await process(batch[-1])

@@ -21,8 +21,8 @@ import structlog
 from schemas.envelope import Event, InvalidEvent, decode_event
 from sla_rules import RuleSet
 from streams.customer_store import CustomerStore
-from streams.desk_signature import is_signed
 from streams.customer_view import Outcome, find_item, fold, view_contains_event
+from streams.desk_signature import is_signed
 from streams.item_sla import items_touched_by, sla_summary
 from streams.partitioning import murmur2_partition
 from streams.publisher import HomePublisher
@@ -50,10 +50,19 @@ async def _refused(exc: Exception) -> None:
 class EventProcessor:
     """Folds batches of event messages into the customer-view table."""
 
-    def __init__(self, *, app: faust.App, events: faust.TopicT, dead_letters: faust.TopicT,
-                 views: CustomerStore, rules: RuleSet, partitions: int | None = None,
-                 replay: bool = False, clock: Callable[[], float] = time.time,
-                 secret: bytes | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        app: faust.App,
+        events: faust.TopicT,
+        dead_letters: faust.TopicT,
+        views: CustomerStore,
+        rules: RuleSet,
+        partitions: int | None = None,
+        replay: bool = False,
+        clock: Callable[[], float] = time.time,
+        secret: bytes | None = None,
+    ) -> None:
         self.app = app
         self.secret = secret  # the desk's: what only keydesk may write is signed with it
         self.events = events
@@ -102,8 +111,12 @@ class EventProcessor:
                 self.stats["batch_retries"] += 1
                 self.failing_since = self.failing_since or self.clock()
                 self.last_error = repr(exc)[:500]
-                self.log.exception("events.batch_retrying", events=len(batch),
-                                   retry_in=delay, failing_for=self.clock() - self.failing_since)
+                self.log.exception(
+                    "events.batch_retrying",
+                    events=len(batch),
+                    retry_in=delay,
+                    failing_for=self.clock() - self.failing_since,
+                )
                 if self.views.generation == generation:  # else dropped: they stay dropped
                     for customer_id in self._batch_customers:
                         self.views.reload(customer_id)
@@ -153,8 +166,7 @@ class EventProcessor:
             try:
                 outcome = self._fold_one(view, event, message)
             except Exception as exc:  # a bug must not stop the desk: undo, park the event, go on
-                self.log.exception("event.fold_failed", event_id=event.event_id,
-                                   customer_id=customer_id)
+                self.log.exception("event.fold_failed", event_id=event.event_id, customer_id=customer_id)
                 undone = self._undo(customer_id, folded.get(customer_id, ()))
                 if undone is None:
                     touched.pop(customer_id, None)
@@ -187,7 +199,8 @@ class EventProcessor:
             if not self.timers.replay:
                 self._refresh_sla(view, refreshed)
             self.stats["records_written"] += self.views.save(
-                view, changed.get(customer_id, set()) | refreshed, evicted.get(customer_id, ()))
+                view, changed.get(customer_id, set()) | refreshed, evicted.get(customer_id, ())
+            )
         if steps:
             await self.publish_steps(steps)
         self._signal_batch_done()
@@ -201,12 +214,13 @@ class EventProcessor:
         it), nor if the message is of an older consumer generation than the
         current one (its partition was reassigned since it was fetched).
         """
-        return (self.views.generation == generation
-                and message.partition not in self.views.dropped
-                and message.generation_id == self.app.consumer_generation_id)
+        return (
+            self.views.generation == generation
+            and message.partition not in self.views.dropped
+            and message.generation_id == self.app.consumer_generation_id
+        )
 
-    def _abandon(self, batch: list[faust.EventT], settled: set[int],
-                 steps: Sequence[Event] = ()) -> None:
+    def _abandon(self, batch: list[faust.EventT], settled: set[int], steps: Sequence[Event] = ()) -> None:
         """Leave a batch whose views were dropped under it (a rebalance began at an await).
 
         Its folds went into views that are no longer the working copy, so nothing
@@ -243,15 +257,13 @@ class EventProcessor:
         except Exception as exc:  # the decoder is meant to be total; this keeps it so
             await self.dead_letter(message, f"undecodable: {exc!r}", None)
             return None
-        reason = misplaced(event, message.topic,
-                           is_signed(self.secret, message.value, message.headers))
+        reason = misplaced(event, message.topic, is_signed(self.secret, message.value, message.headers))
         if reason is not None:
             await self.dead_letter(message, reason, "event_type")
             return None
         return event
 
-    def _undo(self, customer_id: str,
-              earlier: Sequence[tuple[Event, int]]) -> dict[str, Any] | None:
+    def _undo(self, customer_id: str, earlier: Sequence[tuple[Event, int]]) -> dict[str, Any] | None:
         """The customer's view as before the failed fold: as last written, plus
         this batch's earlier events folded again (folds are deterministic).
 
@@ -266,16 +278,23 @@ class EventProcessor:
             fold(view, event, offset)
         return view
 
-    def _fold_one(self, view: dict[str, Any], event: Event,
-                  message: faust.types.Message) -> Outcome:
+    def _fold_one(self, view: dict[str, Any], event: Event, message: faust.types.Message) -> Outcome:
         structlog.contextvars.bind_contextvars(
-            customer_id=event.customer_id, entity_id=event.entity_id, event_id=event.event_id)
+            customer_id=event.customer_id, entity_id=event.entity_id, event_id=event.event_id
+        )
         try:
             outcome = fold(view, event, message.offset)
             self.stats[outcome.status] += 1
-            self.log.info("event.folded", event_type=event.event_type, outcome=outcome.status,
-                          state=outcome.state, late=outcome.late, reason=outcome.reason,
-                          partition=message.partition, offset=message.offset)
+            self.log.info(
+                "event.folded",
+                event_type=event.event_type,
+                outcome=outcome.status,
+                state=outcome.state,
+                late=outcome.late,
+                reason=outcome.reason,
+                partition=message.partition,
+                offset=message.offset,
+            )
             return outcome
         finally:
             structlog.contextvars.unbind_contextvars("customer_id", "entity_id", "event_id")
@@ -289,8 +308,9 @@ class EventProcessor:
                 item["sla"] = sla_summary(view, item, self.rules)
             except Exception as exc:  # an engine bug must not stop event processing
                 item["sla"] = {"error": repr(exc)}
-                self.log.exception("sla.evaluation_failed", customer_id=view["customer_id"],
-                                   entity_id=item_id)
+                self.log.exception(
+                    "sla.evaluation_failed", customer_id=view["customer_id"], entity_id=item_id
+                )
                 continue
             self.timers.schedule(view, item)
 
@@ -312,19 +332,28 @@ class EventProcessor:
             if isinstance(result, BaseException):
                 self.timers.unsent(step)
                 self.stats["sla_steps_unsent"] += 1
-                self.log.warning("sla.step_unsent", event_id=step.event_id,
-                                 customer_id=step.customer_id, entity_id=step.entity_id,
-                                 error=repr(result)[:300])
+                self.log.warning(
+                    "sla.step_unsent",
+                    event_id=step.event_id,
+                    customer_id=step.customer_id,
+                    entity_id=step.entity_id,
+                    error=repr(result)[:300],
+                )
                 continue
             self.stats["sla_steps_published"] += 1
             lateness = (step.recorded_at - step.occurred_at).total_seconds()
-            self.log.info("sla.step_published", event_type=step.event_type,
-                          customer_id=step.customer_id, entity_id=step.entity_id,
-                          event_id=step.event_id, metric=step.payload["metric"],
-                          due_at=step.payload["due_at"], seconds_after_due=round(lateness, 3))
+            self.log.info(
+                "sla.step_published",
+                event_type=step.event_type,
+                customer_id=step.customer_id,
+                entity_id=step.entity_id,
+                event_id=step.event_id,
+                metric=step.payload["metric"],
+                due_at=step.payload["due_at"],
+                seconds_after_due=round(lateness, 3),
+            )
 
-    async def _forward_home(self, message: faust.types.Message, event: Event,
-                            key: bytes) -> None:
+    async def _forward_home(self, message: faust.types.Message, event: Event, key: bytes) -> None:
         """Re-publish an event keyed or partitioned differently from Kafka's default.
 
         A producer using another partitioner (librdkafka's default, say) or no key
@@ -335,12 +364,15 @@ class EventProcessor:
         home = events.home_partition(event.customer_id)
         await events.enqueue(event.customer_id, message.value)  # handed on; the ack is not awaited
         self.stats["forwarded"] += 1
-        self.log.info("event.forwarded_home", event_id=event.event_id,
-                      customer_id=event.customer_id, from_partition=message.partition,
-                      to_partition=home)
+        self.log.info(
+            "event.forwarded_home",
+            event_id=event.event_id,
+            customer_id=event.customer_id,
+            from_partition=message.partition,
+            to_partition=home,
+        )
 
-    async def dead_letter(self, message: faust.types.Message, reason: str,
-                          field: str | None) -> None:
+    async def dead_letter(self, message: faust.types.Message, reason: str, field: str | None) -> None:
         """Park an unusable message: original key and bytes, reason in headers."""
         headers = [
             (DLQ_HEADER + "reason", reason.encode()),
@@ -351,11 +383,22 @@ class EventProcessor:
             (DLQ_HEADER + "timestamp", str(message.timestamp).encode()),
             (DLQ_HEADER + "dead_lettered_at", repr(self.clock()).encode()),
         ]
-        await self.dead_letters.send(key=message.key, value=message.value, headers=headers,
-                                     key_serializer="raw", value_serializer="raw")
+        await self.dead_letters.send(
+            key=message.key,
+            value=message.value,
+            headers=headers,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
         self.stats["dead_lettered"] += 1
-        self.log.warning("event.dead_lettered", reason=reason, field=field, topic=message.topic,
-                         partition=message.partition, offset=message.offset)
+        self.log.warning(
+            "event.dead_lettered",
+            reason=reason,
+            field=field,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+        )
 
     # -- read-your-writes for the HTTP API ---------------------------------------
 

@@ -12,12 +12,11 @@ from datetime import datetime
 from typing import Any
 
 from schemas.envelope import Event, event_from_dict, utc_iso
-from streams.customer_view import Outcome
-from streams.vocabulary import ITEM_KINDS
 from sla_rules import CLOCK_EVENT_TYPES, ItemFacts, RuleSet, evaluate
 from sla_rules.evaluation import StepMemo, step_set
 from sla_rules.instants import iso_instant
 from streams.customer_view import Outcome
+from streams.vocabulary import ITEM_KINDS
 
 #: Tier assumed while a customer's profile has not arrived (the strictest
 #: assumption would page managers for a stranger; the loosest never alerts).
@@ -56,8 +55,7 @@ def items_touched_by(
     if outcome is not None and outcome.status != "applied":
         return set()
     if event.kind == "customer":
-        return {(kind, item_id) for kind in ITEM_KINDS
-                for item_id in view["open"][kind]}
+        return {(kind, item_id) for kind in ITEM_KINDS for item_id in view["open"][kind]}
     if event.kind == "sla":
         if event.event_type == "sla.escalation_acknowledged":
             return {(event.payload["item_kind"], event.entity_id)}

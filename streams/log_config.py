@@ -25,29 +25,34 @@ def configure_logging(log_format: str = "auto", level: str = "info") -> None:
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    processors = [*shared, structlog.processors.StackInfoRenderer(),
-                  structlog.processors.format_exc_info]
+    processors = [*shared, structlog.processors.StackInfoRenderer(), structlog.processors.format_exc_info]
     if as_json:
         renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps)
         factory = structlog.BytesLoggerFactory(file=sys.stderr.buffer)
         foreign_renderer = structlog.processors.JSONRenderer(
-            serializer=lambda obj, **kw: orjson.dumps(obj, default=str).decode())
+            serializer=lambda obj, **kw: orjson.dumps(obj, default=str).decode()
+        )
     else:
         renderer = foreign_renderer = structlog.dev.ConsoleRenderer()
         factory = structlog.PrintLoggerFactory(file=sys.stderr)
     processors.append(renderer)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    structlog.processors.format_exc_info, foreign_renderer]))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                foreign_renderer,
+            ],
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     structlog.configure(
         processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelName(level.upper())),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=factory,
         cache_logger_on_first_use=True,
     )

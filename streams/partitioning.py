@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from functools import lru_cache
 
-from aiokafka.partitioner import murmur2
+from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]  # aiokafka ships no types
 
 
 @lru_cache(maxsize=1 << 16)
@@ -22,7 +22,8 @@ def murmur2_partition(key: bytes, partitions: int) -> int:
     Memoised: pure-Python murmur2 ran twice per event over a few thousand
     customer ids (~3 % of processing, BENCHMARKS.md "Worker throughput").
     """
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    hashed: int = murmur2(key)
+    return (hashed & 0x7FFFFFFF) % partitions
 
 
 def home_partition(customer_id: str, partitions: int) -> int:
@@ -39,5 +40,5 @@ class Placement:
     processor and its timers.
     """
 
-    home: Callable[[str], int]             # customer id -> its home partition
-    owned: Callable[[], Collection[int]]   # the partitions this worker folds and times
+    home: Callable[[str], int]  # customer id -> its home partition
+    owned: Callable[[], Collection[int]]  # the partitions this worker folds and times

@@ -24,9 +24,16 @@ from streams.partitioning import home_partition
 class SendsRecords(Protocol):
     """A topic as faust's ``Topic.send``: hands a record to the producer, returns its future."""
 
-    async def send(self, *, key: Any, value: Any, partition: int | None = ...,
-                   headers: Any = ..., key_serializer: Any = ...,
-                   value_serializer: Any = ...) -> Awaitable[Any]: ...
+    async def send(
+        self,
+        *,
+        key: Any,
+        value: Any,
+        partition: int | None = ...,
+        headers: Any = ...,
+        key_serializer: Any = ...,
+        value_serializer: Any = ...,
+    ) -> Awaitable[Any]: ...
 
 
 class HomePublisher:
@@ -36,8 +43,7 @@ class HomePublisher:
     write (a manager's acknowledgement) is published ``signed`` with it.
     """
 
-    def __init__(self, topic: SendsRecords, partitions: int, *,
-                 secret: bytes | None = None) -> None:
+    def __init__(self, topic: SendsRecords, partitions: int, *, secret: bytes | None = None) -> None:
         self.topic = topic
         self.partitions = partitions
         self.secret = secret
@@ -45,20 +51,23 @@ class HomePublisher:
     def home_partition(self, customer_id: str) -> int:
         return home_partition(customer_id, self.partitions)
 
-    async def enqueue(self, customer_id: str, value: bytes, *,
-                      headers: Any = None) -> Awaitable[Any]:
+    async def enqueue(self, customer_id: str, value: bytes, *, headers: Any = None) -> Awaitable[Any]:
         """Hand one record to the producer; returns the future of the broker's ack.
 
         For callers that send many and wait for them together (the timers'
         steps) or that only need the record on its way (a forwarded event,
         acked with its batch).
         """
-        return await self.topic.send(key=customer_id.encode(), value=value, headers=headers,
-                                     partition=self.home_partition(customer_id),
-                                     key_serializer="raw", value_serializer="raw")
+        return await self.topic.send(
+            key=customer_id.encode(),
+            value=value,
+            headers=headers,
+            partition=self.home_partition(customer_id),
+            key_serializer="raw",
+            value_serializer="raw",
+        )
 
-    async def publish_bytes(self, customer_id: str, value: bytes, *,
-                            headers: Any = None) -> Any:
+    async def publish_bytes(self, customer_id: str, value: bytes, *, headers: Any = None) -> Any:
         """Send one record and return once the broker has it (its record metadata)."""
         return await (await self.enqueue(customer_id, value, headers=headers))
 

@@ -33,8 +33,8 @@ from typing import Any
 from schemas.envelope import Event, InvalidEvent, decode_lines
 from sla_rules import RuleSet
 from streams.customer_view import find_item, fold, new_view
-from streams.partitioning import murmur2_partition
 from streams.item_sla import items_touched_by, sla_summary
+from streams.partitioning import murmur2_partition
 from streams.sla_timers import SlaTimers
 
 

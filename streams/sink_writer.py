@@ -40,26 +40,41 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 from sqlalchemy import Connection, Engine, delete, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import (DataError, DBAPIError, DisconnectionError, IntegrityError,
-                            NotSupportedError, PendingRollbackError, ResourceClosedError)
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    NotSupportedError,
+    PendingRollbackError,
+    ResourceClosedError,
+)
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from schemas.envelope import Event, InvalidEvent, decode_event
-from streams.event_ids import event_owner, reuse_reason
-from streams.desk_signature import is_signed
-from streams.topic_rules import misplaced
-from streams.vocabulary import ITEM_KINDS
 from schemas.reporting_db import upgrade
-from schemas.reporting_tables import (Customer, EventRecord, Item, Revisit, SinkPosition,
-                                      SlaOutcome, SlaPausedTime, SlaStep)
+from schemas.reporting_tables import (
+    Customer,
+    EventRecord,
+    Item,
+    Revisit,
+    SinkPosition,
+    SlaOutcome,
+    SlaPausedTime,
+    SlaStep,
+)
 from sla_rules import RuleSet
 from streams import sql_projection as projection
+from streams.desk_signature import is_signed
+from streams.event_ids import event_owner, reuse_reason
+from streams.topic_rules import misplaced
+from streams.vocabulary import ITEM_KINDS
 
 log = structlog.get_logger("keydesk.sink")
 
@@ -68,7 +83,7 @@ _CHUNK = 400  # items per IN (...) list: well under SQLite's bound-parameter lim
 
 def utc_now() -> datetime:
     """Now, in UTC: when events were stored and positions saved."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -84,13 +99,13 @@ class Unwritable:
 class WriteResult:
     """What one batch did to the database."""
 
-    stored: int = 0        # events new to event_log
-    duplicates: int = 0    # events already there (redelivery, a producer's retry)
-    refused: int = 0       # records that are not valid events
-    reused: int = 0        # events whose id names another event (also in `unwritable`)
-    items: int = 0         # items whose derived rows were recomputed
+    stored: int = 0  # events new to event_log
+    duplicates: int = 0  # events already there (redelivery, a producer's retry)
+    refused: int = 0  # records that are not valid events
+    reused: int = 0  # events whose id names another event (also in `unwritable`)
+    items: int = 0  # items whose derived rows were recomputed
     customers: int = 0
-    next_offset: int = 0   # the batch's end: the position once `unwritable` are dead-lettered
+    next_offset: int = 0  # the batch's end: the position once `unwritable` are dead-lettered
     unwritable: list[Unwritable] = field(default_factory=list)
 
     @property
@@ -128,8 +143,7 @@ def blames_the_records(exc: BaseException) -> bool:
         if getattr(exc.orig, "sqlite_errorname", "").startswith(_RECORD_SQLITE_ERRORS):
             return True
         return isinstance(exc, (DataError, IntegrityError, NotSupportedError))
-    if isinstance(exc, (DisconnectionError, PoolTimeout, PendingRollbackError,
-                        ResourceClosedError)):
+    if isinstance(exc, (DisconnectionError, PoolTimeout, PendingRollbackError, ResourceClosedError)):
         return False
     return True  # a value that failed to bind (StatementError), a projection bug, ...
 
@@ -137,16 +151,14 @@ def blames_the_records(exc: BaseException) -> bool:
 class SinkWriter:
     """Writes one partition's records to the database as one transaction."""
 
-    def __init__(self, engine: Engine, rules: RuleSet, group_id: str,
-                 secret: bytes | None = None) -> None:
+    def __init__(self, engine: Engine, rules: RuleSet, group_id: str, secret: bytes | None = None) -> None:
         self.engine = engine
         self.secret = secret  # the desk's: a signed acknowledgement may come on the events topic
         self.rules = rules
         self.group_id = group_id
         dialect = engine.dialect.name
         if dialect not in ("postgresql", "sqlite"):
-            raise ValueError(f"KEYDESK_DB: unsupported database {dialect!r} "
-                             "(sqlite or postgresql)")
+            raise ValueError(f"KEYDESK_DB: unsupported database {dialect!r} (sqlite or postgresql)")
         self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         self._sqlite = dialect == "sqlite"
 
@@ -157,13 +169,19 @@ class SinkWriter:
     def positions(self, topic: str) -> dict[int, int]:
         """The next offset per partition of ``topic`` as of the last committed batch."""
         with self.engine.connect() as conn:
-            rows = conn.execute(select(SinkPosition.partition, SinkPosition.next_offset).where(
-                SinkPosition.group_id == self.group_id, SinkPosition.topic == topic))
+            rows = conn.execute(
+                select(SinkPosition.partition, SinkPosition.next_offset).where(
+                    SinkPosition.group_id == self.group_id, SinkPosition.topic == topic
+                )
+            )
             return dict(rows.all())
 
-    def write(self, topic: str, partition: int,
-              records: Sequence[tuple[int, bytes | None] | tuple[int, bytes | None, Any]]
-              ) -> WriteResult:
+    def write(
+        self,
+        topic: str,
+        partition: int,
+        records: Sequence[tuple[int, bytes | None] | tuple[int, bytes | None, Any]],
+    ) -> WriteResult:
         """Store ``records`` (offset, value[, headers]) read from ``topic``/``partition``; one transaction.
 
         A record the decoder refuses, with whatever exception, is counted and
@@ -179,16 +197,14 @@ class SinkWriter:
         for offset, value, *headers in records:
             try:
                 event = decode_event(value or b"")
-                reason = misplaced(event, topic,
-                                   bool(headers) and is_signed(self.secret, value, headers[0]))
+                reason = misplaced(event, topic, bool(headers) and is_signed(self.secret, value, headers[0]))
             except Exception as exc:  # not only InvalidEvent: a refused record never stops us
                 reason = str(exc) if isinstance(exc, InvalidEvent) else short_error(exc)
             if reason is None:
                 events.append((offset, event))
                 continue
             result.refused += 1  # the worker dead-letters what its decoder or topic rule refuses
-            log.warning("sink.record_refused", topic=topic, partition=partition,
-                        offset=offset, reason=reason)
+            log.warning("sink.record_refused", topic=topic, partition=partition, offset=offset, reason=reason)
         with self.engine.begin() as conn:
             self._begin(conn)
             self._write_isolating(conn, topic, partition, events, utc_now(), result)
@@ -209,9 +225,15 @@ class SinkWriter:
 
     # -- isolating the events that cannot be written --------------------------------
 
-    def _write_isolating(self, conn: Connection, topic: str, partition: int,
-                         events: list[tuple[int, Event]], stored_at: datetime,
-                         result: WriteResult) -> None:
+    def _write_isolating(
+        self,
+        conn: Connection,
+        topic: str,
+        partition: int,
+        events: list[tuple[int, Event]],
+        stored_at: datetime,
+        result: WriteResult,
+    ) -> None:
         """Write ``events`` under a savepoint; if that fails for their sake, each half alone.
 
         A batch with one bad event costs about three writes of the batch
@@ -233,9 +255,16 @@ class SinkWriter:
                 return
             offset, event = events[0]
             result.unwritable.append(Unwritable(offset, f"cannot be written: {short_error(exc)}"))
-            log.exception("sink.event_unwritable", topic=topic, partition=partition,
-                          offset=offset, event_id=event.event_id, event_type=event.event_type,
-                          customer_id=event.customer_id, entity_id=event.entity_id)
+            log.exception(
+                "sink.event_unwritable",
+                topic=topic,
+                partition=partition,
+                offset=offset,
+                event_id=event.event_id,
+                event_type=event.event_type,
+                customer_id=event.customer_id,
+                entity_id=event.entity_id,
+            )
             return
         result.stored += part.stored
         result.items += part.items
@@ -243,15 +272,20 @@ class SinkWriter:
         result.reused += part.reused
         result.unwritable.extend(part.unwritable)
 
-    def _write_events(self, conn: Connection, topic: str, partition: int,
-                      events: list[tuple[int, Event]], stored_at: datetime,
-                      result: WriteResult) -> None:
+    def _write_events(
+        self,
+        conn: Connection,
+        topic: str,
+        partition: int,
+        events: list[tuple[int, Event]],
+        stored_at: datetime,
+        result: WriteResult,
+    ) -> None:
         rows: dict[str, dict[str, Any]] = {}
         by_id: dict[str, Event] = {}
         for offset, event in events:
             if event.event_id not in rows:
-                rows[event.event_id] = projection.event_row(event, topic, partition, offset,
-                                                            stored_at)
+                rows[event.event_id] = projection.event_row(event, topic, partition, offset, stored_at)
                 by_id[event.event_id] = event
         new_ids = self._append_events(conn, list(rows.values()))
         result.stored = len(new_ids)
@@ -268,32 +302,38 @@ class SinkWriter:
         """The events ``event_log`` already holds under ``event_ids``."""
         stored: dict[str, Event] = {}
         for chunk in _chunks(event_ids, _CHUNK):
-            for row in conn.execute(select(EventRecord.__table__).where(
-                    EventRecord.event_id.in_(chunk))):
+            for row in conn.execute(select(EventRecord.__table__).where(EventRecord.event_id.in_(chunk))):
                 stored[row.event_id] = projection.event_from_row(row)
         return stored
 
-    def _check_reuse(self, topic: str, partition: int, offset: int, event: Event,
-                     holder: Event, result: WriteResult) -> None:
+    def _check_reuse(
+        self, topic: str, partition: int, offset: int, event: Event, holder: Event, result: WriteResult
+    ) -> None:
         """``event`` shares its id with ``holder``, stored first: a duplicate, or a refused reuse."""
         owner = event_owner(holder)
         if holder.customer_id == event.customer_id and owner == event_owner(event):
             return  # a duplicate: counted as such by write()
-        reason = reuse_reason(
-            owner, None if holder.customer_id == event.customer_id else holder.customer_id)
+        reason = reuse_reason(owner, None if holder.customer_id == event.customer_id else holder.customer_id)
         result.reused += 1
         result.unwritable.append(Unwritable(offset, reason))
-        log.warning("sink.event_id_reused", topic=topic, partition=partition, offset=offset,
-                    event_id=event.event_id, event_type=event.event_type,
-                    customer_id=event.customer_id, entity_id=event.entity_id, reason=reason)
+        log.warning(
+            "sink.event_id_reused",
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            event_id=event.event_id,
+            event_type=event.event_type,
+            customer_id=event.customer_id,
+            entity_id=event.entity_id,
+            reason=reason,
+        )
 
     # -- the audit log and the SLA steps: append once per event id ------------------
 
     def _append_events(self, conn: Connection, rows: list[dict[str, Any]]) -> list[str]:
         if not rows:
             return []
-        statement = self._insert(EventRecord).on_conflict_do_nothing().returning(
-            EventRecord.event_id)
+        statement = self._insert(EventRecord).on_conflict_do_nothing().returning(EventRecord.event_id)
         inserted = set(conn.execute(statement, rows).scalars().all())
         return [r["event_id"] for r in rows if r["event_id"] in inserted]
 
@@ -308,65 +348,82 @@ class SinkWriter:
                 since = profile_changes.get(e.customer_id)
                 profile_changes[e.customer_id] = min(since, e.occurred_at) if since else e.occurred_at
         customer_events = self._customer_events(
-            conn, set(profile_changes) | {customer for customer, _, _ in items})
+            conn, set(profile_changes) | {customer for customer, _, _ in items}
+        )
         for customer_id in sorted(profile_changes):
             row = projection.customer_row(customer_id, customer_events.get(customer_id, []))
             self._upsert(conn, Customer, [row], ("customer_id",))
         result.customers = len(profile_changes)
         # A profile change re-measures the items whose latest event is at or after it.
         for customer_id, since in profile_changes.items():
-            items.update(conn.execute(
-                select(Item.customer_id, Item.kind, Item.item_id).where(
-                    Item.customer_id == customer_id, Item.last_event_at >= since)).all())
+            items.update(
+                conn.execute(
+                    select(Item.customer_id, Item.kind, Item.item_id).where(
+                        Item.customer_id == customer_id, Item.last_event_at >= since
+                    )
+                ).all()
+            )
         self._recompute_items(conn, sorted(items), customer_events)
         result.items = len(items)
 
     # -- derived rows: recomputed from every stored event of the item ---------------
 
-    def _recompute_items(self, conn: Connection, items: list[tuple[str, str, str]],
-                         customer_events: dict[str, list[Event]]) -> None:
+    def _recompute_items(
+        self, conn: Connection, items: list[tuple[str, str, str]], customer_events: dict[str, list[Event]]
+    ) -> None:
         for chunk in _chunks(items, _CHUNK):
             item_events = self._item_events(conn, chunk)
-            derived = [projection.item_rows(c, k, i, item_events[(c, k, i)],
-                                            customer_events.get(c, []), self.rules)
-                       for c, k, i in chunk]
+            derived = [
+                projection.item_rows(c, k, i, item_events[(c, k, i)], customer_events.get(c, []), self.rules)
+                for c, k, i in chunk
+            ]
             keys = tuple_(SlaOutcome.customer_id, SlaOutcome.item_kind, SlaOutcome.item_id)
             conn.execute(delete(SlaOutcome).where(keys.in_(chunk)))
-            conn.execute(delete(SlaPausedTime).where(tuple_(
-                SlaPausedTime.customer_id, SlaPausedTime.item_kind,
-                SlaPausedTime.item_id).in_(chunk)))
-            conn.execute(delete(Revisit).where(tuple_(
-                Revisit.customer_id, Revisit.item_kind, Revisit.item_id).in_(chunk)))
+            conn.execute(
+                delete(SlaPausedTime).where(
+                    tuple_(SlaPausedTime.customer_id, SlaPausedTime.item_kind, SlaPausedTime.item_id).in_(
+                        chunk
+                    )
+                )
+            )
+            conn.execute(
+                delete(Revisit).where(
+                    tuple_(Revisit.customer_id, Revisit.item_kind, Revisit.item_id).in_(chunk)
+                )
+            )
             self._upsert(conn, Item, [d.item for d in derived], ("customer_id", "kind", "item_id"))
-            for table, rows in ((SlaOutcome, [o for d in derived for o in d.outcomes]),
-                                (SlaPausedTime, [p for d in derived for p in d.paused]),
-                                (Revisit, [r for d in derived for r in d.revisits])):
+            for table, rows in (
+                (SlaOutcome, [o for d in derived for o in d.outcomes]),
+                (SlaPausedTime, [p for d in derived for p in d.paused]),
+                (Revisit, [r for d in derived for r in d.revisits]),
+            ):
                 if rows:
                     conn.execute(self._insert(table), rows)
 
-    def _item_events(self, conn: Connection, items: list[tuple[str, str, str]]
-                     ) -> dict[tuple[str, str, str], list[projection.StoredEvent]]:
+    def _item_events(
+        self, conn: Connection, items: list[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], list[projection.StoredEvent]]:
         """Each item's stored events, with the (partition, offset) each was read from:
         the source order, which orders an item's events at one instant (streams/event_order.py)."""
-        by_item: dict[tuple[str, str, str], list[projection.StoredEvent]] = {
-            key: [] for key in items}
+        by_item: dict[tuple[str, str, str], list[projection.StoredEvent]] = {key: [] for key in items}
         keys = tuple_(EventRecord.customer_id, EventRecord.entity_kind, EventRecord.entity_id)
         for row in conn.execute(select(EventRecord.__table__).where(keys.in_(items))):
-            by_item[(row.customer_id, row.entity_kind, row.entity_id)].append(
-                projection.stored_event(row))
+            by_item[(row.customer_id, row.entity_kind, row.entity_id)].append(projection.stored_event(row))
         return by_item
 
     def _customer_events(self, conn: Connection, customers: set[str]) -> dict[str, list[Event]]:
         by_customer: dict[str, list[Event]] = {}
         for chunk in _chunks(sorted(customers), _CHUNK):
-            statement = select(EventRecord.__table__).where(EventRecord.entity_kind == "customer",
-                                                  EventRecord.customer_id.in_(chunk))
+            statement = select(EventRecord.__table__).where(
+                EventRecord.entity_kind == "customer", EventRecord.customer_id.in_(chunk)
+            )
             for row in conn.execute(statement):
                 by_customer.setdefault(row.customer_id, []).append(projection.event_from_row(row))
         return by_customer
 
-    def _upsert(self, conn: Connection, table: type, rows: list[dict[str, Any]],
-                key: tuple[str, ...]) -> None:
+    def _upsert(
+        self, conn: Connection, table: type, rows: list[dict[str, Any]], key: tuple[str, ...]
+    ) -> None:
         if not rows:
             return
         statement = self._insert(table)
@@ -374,15 +431,25 @@ class SinkWriter:
         conn.execute(statement.on_conflict_do_update(index_elements=list(key), set_=updated), rows)
 
     def _save_position(self, conn: Connection, topic: str, partition: int, offset: int) -> None:
-        self._upsert(conn, SinkPosition, [{"group_id": self.group_id, "topic": topic,
-                                           "partition": partition, "next_offset": offset,
-                                           "updated_at": utc_now()}],
-                     ("group_id", "topic", "partition"))
+        self._upsert(
+            conn,
+            SinkPosition,
+            [
+                {
+                    "group_id": self.group_id,
+                    "topic": topic,
+                    "partition": partition,
+                    "next_offset": offset,
+                    "updated_at": utc_now(),
+                }
+            ],
+            ("group_id", "topic", "partition"),
+        )
 
 
 def _chunks(values: Sequence, size: int) -> Iterable[list]:
     for start in range(0, len(values), size):
-        yield list(values[start:start + size])
+        yield list(values[start : start + size])
 
 
 def short_error(exc: BaseException) -> str:

@@ -22,16 +22,20 @@ from streams.event_processor import EventProcessor
 from streams.settings import Settings
 
 LIVE_TICK_SECONDS = 0.2  # alerts leave within this much of their due instant
-SLA_BATCH_MAX = 500      # step events folded per batch at most
+SLA_BATCH_MAX = 500  # step events folded per batch at most
 log = structlog.get_logger("keydesk.sla_timers")
 
 
-def register_sla_agents(app: faust.App, settings: Settings,
-                        processor: EventProcessor) -> faust.TopicT:
+def register_sla_agents(app: faust.App, settings: Settings, processor: EventProcessor) -> faust.TopicT:
     """Declare the SLA topic and its agent, the live tick and the rebalance hooks."""
-    sla_topic = app.topic(settings.sla_topic, key_type=bytes, value_type=bytes,
-                          key_serializer="raw", value_serializer="raw",
-                          partitions=settings.partitions)
+    sla_topic = app.topic(
+        settings.sla_topic,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+    )
     processor.sla_topic = sla_topic
     timers = processor.timers
 
@@ -43,11 +47,13 @@ def register_sla_agents(app: faust.App, settings: Settings,
         iteration: faust acks an event of a stale generation without handing
         it over, and such a step was then never folded, nor ever alerted.
         """
-        async for batch in event_batches(stream, SLA_BATCH_MAX, idle=0.002, linger=0.02,
-                                         stats=processor.stats):
+        async for batch in event_batches(
+            stream, SLA_BATCH_MAX, idle=0.002, linger=0.02, stats=processor.stats
+        ):
             await processor.process_batch_until_done(batch)
 
     if not timers.replay:
+
         @app.timer(interval=LIVE_TICK_SECONDS)
         async def live_tick() -> None:
             if app.rebalancing or getattr(app, "in_recovery", False):
@@ -70,11 +76,15 @@ def register_sla_agents(app: faust.App, settings: Settings,
     @app.on_rebalance_complete.connect
     async def _rebuild(sender, **kwargs) -> None:
         """Views first (from the recovered tables), then the timers from the views."""
-        owned = [tp.partition for tp in app.assignor.assigned_actives()
-                 if tp.topic == settings.events_topic]
+        owned = [tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.events_topic]
         customers = await processor.views.rebuild(owned)
         count = timers.rebuild(processor.views.items(), owned)
-        log.info("sla_timers.rebuilt", partitions=sorted(owned), customers=customers,
-                 clocks=count, mode="replay" if timers.replay else "live")
+        log.info(
+            "sla_timers.rebuilt",
+            partitions=sorted(owned),
+            customers=customers,
+            clocks=count,
+            mode="replay" if timers.replay else "live",
+        )
 
     return sla_topic

@@ -34,9 +34,9 @@ from schemas.envelope import Event
 from sla_rules import RuleSet
 from sla_rules.evaluation import StepMemo
 from streams.customer_view import find_item
-from streams.vocabulary import ITEM_KINDS
 from streams.deadline_index import DeadlineIndex
 from streams.item_sla import clock_history, due_steps, item_facts
+from streams.vocabulary import ITEM_KINDS
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Key = tuple[str, str, str]  # (customer_id, item kind, item id)

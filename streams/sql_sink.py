@@ -74,12 +74,20 @@ class SinkStatus:
         return round(time.monotonic() - self.retrying_from, 1)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"state": self.state, "lag_total": sum(self.lag.values()), "lag": self.lag,
-                "positions": self.positions, "totals": dict(self.totals),
-                "retries": self.retries, "retrying_since": self.retrying_since,
-                "retrying_seconds": self.retrying_seconds, "dead_lettered": self.dead_lettered,
-                "last_error": self.last_error, "last_error_at": self.last_error_at,
-                "last_commit_at": self.last_commit_at}
+        return {
+            "state": self.state,
+            "lag_total": sum(self.lag.values()),
+            "lag": self.lag,
+            "positions": self.positions,
+            "totals": dict(self.totals),
+            "retries": self.retries,
+            "retrying_since": self.retrying_since,
+            "retrying_seconds": self.retrying_seconds,
+            "dead_lettered": self.dead_lettered,
+            "last_error": self.last_error,
+            "last_error_at": self.last_error_at,
+            "last_commit_at": self.last_commit_at,
+        }
 
 
 def dead_letter_topic_for(topics: Sequence[str]) -> str:
@@ -95,10 +103,18 @@ class SqlSink(ConsumerRebalanceListener):
     one :class:`~streams.settings.Settings` names for the topics' prefix).
     """
 
-    def __init__(self, writer: SinkWriter, bootstrap_servers: list[str], topics: Sequence[str],
-                 *, dead_letter_topic: str | None = None, max_records: int = 2000,
-                 backoff: tuple[float, float] = (0.2, 10.0), progress_every: float = 10.0,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        writer: SinkWriter,
+        bootstrap_servers: list[str],
+        topics: Sequence[str],
+        *,
+        dead_letter_topic: str | None = None,
+        max_records: int = 2000,
+        backoff: tuple[float, float] = (0.2, 10.0),
+        progress_every: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.writer = writer
         self.topics = list(topics)
         self.dead_letter_topic = dead_letter_topic or dead_letter_topic_for(self.topics)
@@ -116,10 +132,14 @@ class SqlSink(ConsumerRebalanceListener):
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers, group_id=self.writer.group_id,
-            client_id=f"{self.writer.group_id}-consumer", enable_auto_commit=False,
-            auto_offset_reset="earliest", isolation_level="read_committed",
-            max_partition_fetch_bytes=4 * 1024 * 1024)
+            bootstrap_servers=self.bootstrap_servers,
+            group_id=self.writer.group_id,
+            client_id=f"{self.writer.group_id}-consumer",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
 
     # -- rebalances: start from the database's own record of where it stopped
 
@@ -131,8 +151,10 @@ class SqlSink(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned) -> None:
         try:
-            positions = {topic: await asyncio.to_thread(self.writer.positions, topic)
-                         for topic in {tp.topic for tp in assigned}}
+            positions = {
+                topic: await asyncio.to_thread(self.writer.positions, topic)
+                for topic in {tp.topic for tp in assigned}
+            }
         except Exception as exc:  # database down: Kafka's committed offsets will do
             log.warning("sink.positions_unavailable", error=short_error(exc))
             return
@@ -238,8 +260,7 @@ class SqlSink(ConsumerRebalanceListener):
                 try:
                     await client.stop()
                 except Exception as exc:  # stopping anyway
-                    log.warning("sink.close_failed", client=type(client).__name__,
-                                error=short_error(exc))
+                    log.warning("sink.close_failed", client=type(client).__name__, error=short_error(exc))
 
     async def _store(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
         """Write one partition's batch, park its unwritable events, then commit.
@@ -260,15 +281,19 @@ class SqlSink(ConsumerRebalanceListener):
                 try:
                     if result is None:
                         result = await asyncio.to_thread(
-                            self.writer.write, tp.topic, tp.partition,
-                            [(r.offset, r.value, r.headers) for r in records])
+                            self.writer.write,
+                            tp.topic,
+                            tp.partition,
+                            [(r.offset, r.value, r.headers) for r in records],
+                        )
                     for bad in result.unwritable:
                         if bad.offset not in parked:
                             await self._dead_letter(by_offset[bad.offset], bad.reason)
                             parked.add(bad.offset)
                     if result.unwritable:
-                        await asyncio.to_thread(self.writer.save_position, tp.topic,
-                                                tp.partition, result.next_offset)
+                        await asyncio.to_thread(
+                            self.writer.save_position, tp.topic, tp.partition, result.next_offset
+                        )
                 except Exception as exc:
                     await self._trouble(exc, delay)
                 else:
@@ -302,18 +327,25 @@ class SqlSink(ConsumerRebalanceListener):
             (DLQ_HEADER + "stage", DLQ_STAGE),
         ]
         producer = await self._dead_letter_producer()
-        await producer.send_and_wait(self.dead_letter_topic, record.value, key=record.key,
-                                     headers=headers)
+        await producer.send_and_wait(self.dead_letter_topic, record.value, key=record.key, headers=headers)
         self.status.dead_lettered += 1
-        log.warning("sink.dead_lettered", reason=reason, topic=record.topic,
-                    partition=record.partition, offset=record.offset,
-                    dead_letter_topic=self.dead_letter_topic)
+        log.warning(
+            "sink.dead_lettered",
+            reason=reason,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            dead_letter_topic=self.dead_letter_topic,
+        )
 
     async def _dead_letter_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
             producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap_servers, acks="all", enable_idempotence=True,
-                client_id=f"{self.writer.group_id}-dead-letters")
+                bootstrap_servers=self.bootstrap_servers,
+                acks="all",
+                enable_idempotence=True,
+                client_id=f"{self.writer.group_id}-dead-letters",
+            )
             try:
                 await producer.start()
             except Exception:
@@ -333,8 +365,12 @@ class SqlSink(ConsumerRebalanceListener):
         status.retries += 1
         if self._consumer.assignment():
             self._consumer.pause(*self._consumer.assignment())
-        context = {"error": status.last_error, "retry_in_seconds": delay,
-                   "retries": status.retries, "retrying_seconds": status.retrying_seconds}
+        context = {
+            "error": status.last_error,
+            "retry_in_seconds": delay,
+            "retries": status.retries,
+            "retrying_seconds": status.retrying_seconds,
+        }
         if isinstance(exc, SQLAlchemyError):
             log.warning("sink.database_unavailable", **context)
         elif isinstance(exc, KafkaError):
@@ -346,8 +382,9 @@ class SqlSink(ConsumerRebalanceListener):
 
     def _recovered(self) -> None:
         if self.status.state == "retrying":
-            log.info("sink.recovered", retries=self.status.retries,
-                     retried_seconds=self.status.retrying_seconds)
+            log.info(
+                "sink.recovered", retries=self.status.retries, retried_seconds=self.status.retrying_seconds
+            )
             if self._consumer.paused():
                 self._consumer.resume(*self._consumer.paused())
         self.status.state = "running"
@@ -355,16 +392,20 @@ class SqlSink(ConsumerRebalanceListener):
 
     async def _committed(self, tp: TopicPartition, result: WriteResult) -> None:
         self._recovered()
-        self.status.totals.update(stored=result.stored, duplicates=result.duplicates,
-                                  refused=result.refused, items=result.items,
-                                  customers=result.customers, batches=1)
+        self.status.totals.update(
+            stored=result.stored,
+            duplicates=result.duplicates,
+            refused=result.refused,
+            items=result.items,
+            customers=result.customers,
+            batches=1,
+        )
         self.status.positions[f"{tp.topic}:{tp.partition}"] = result.next_offset
         try:
             await self._consumer.commit({tp: result.next_offset})
         except (CommitFailedError, KafkaError) as exc:
             # The database holds the position; a new owner starts from there.
-            log.warning("sink.commit_failed", topic=tp.topic, partition=tp.partition,
-                        error=short_error(exc))
+            log.warning("sink.commit_failed", topic=tp.topic, partition=tp.partition, error=short_error(exc))
         self.status.last_commit_at = utc_now().isoformat()
         async with self.progress:
             self.progress.notify_all()
@@ -388,8 +429,9 @@ class SqlSink(ConsumerRebalanceListener):
                     position = await self._consumer.committed(tp) or 0
                 measured[key] = max(ends[tp] - position, 0)
         still = {f"{tp.topic}:{tp.partition}" for tp in self._consumer.assignment()}
-        self.status.lag = {key: behind for key, behind in {**self.status.lag, **measured}.items()
-                           if key in still}
+        self.status.lag = {
+            key: behind for key, behind in {**self.status.lag, **measured}.items() if key in still
+        }
         return self.status.lag
 
     async def lag(self) -> dict[str, int]:
@@ -404,15 +446,14 @@ class SqlSink(ConsumerRebalanceListener):
             log.warning("sink.lag_unavailable", error=short_error(exc))
             return self.status.lag
 
-    async def wait_for(self, condition: Callable[[SinkStatus], bool],
-                       timeout: float | None = None) -> None:
+    async def wait_for(self, condition: Callable[[SinkStatus], bool], timeout: float | None = None) -> None:
         """Wait until ``condition(status)`` holds (checked at every commit and state change)."""
         async with self.progress:
-            await asyncio.wait_for(self.progress.wait_for(lambda: condition(self.status)),
-                                   timeout)
+            await asyncio.wait_for(self.progress.wait_for(lambda: condition(self.status)), timeout)
 
-    async def wait_until_stored(self, ends: dict[tuple[str, int], int],
-                                timeout: float | None = None) -> None:
+    async def wait_until_stored(self, ends: dict[tuple[str, int], int], timeout: float | None = None) -> None:
         """Wait until every (topic, partition) has been stored up to its end offset."""
-        await self.wait_for(lambda status: all(status.positions.get(f"{t}:{p}", 0) >= end
-                                               for (t, p), end in ends.items()), timeout)
+        await self.wait_for(
+            lambda status: all(status.positions.get(f"{t}:{p}", 0) >= end for (t, p), end in ends.items()),
+            timeout,
+        )

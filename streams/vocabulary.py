@@ -10,12 +10,24 @@ and generators all read the same tuples.
 
 from __future__ import annotations
 
-from schemas.event_catalogue import (ESCALATION_ROLES, FAULT_SEVERITIES, ITEM_KINDS,
-                                     ORDER_URGENCIES, PRIORITIES, SLA_METRICS)
+from schemas.event_catalogue import (
+    ESCALATION_ROLES,
+    FAULT_SEVERITIES,
+    ITEM_KINDS,
+    ORDER_URGENCIES,
+    PRIORITIES,
+    SLA_METRICS,
+)
 
-__all__ = ["ESCALATION_ROLES", "FAULT_SEVERITIES", "ITEM_KINDS", "ORDER_URGENCIES",
-           "PRIORITIES", "SEVERITY_PRIORITY", "SLA_METRICS"]
+__all__ = [
+    "ESCALATION_ROLES",
+    "FAULT_SEVERITIES",
+    "ITEM_KINDS",
+    "ORDER_URGENCIES",
+    "PRIORITIES",
+    "SEVERITY_PRIORITY",
+    "SLA_METRICS",
+]
 
 #: A fault's priority when the report gives none, by severity.
-SEVERITY_PRIORITY: dict[str, str] = {"critical": "P1", "major": "P2", "minor": "P3",
-                                     "warning": "P4"}
+SEVERITY_PRIORITY: dict[str, str] = {"critical": "P1", "major": "P2", "minor": "P3", "warning": "P4"}

@@ -11,8 +11,11 @@ DAY = "2026-11-23"  # a Monday
 _NS = uuid.UUID("0b8a4c2e-52a1-4d3c-8f0e-6d2f1e3c4b5a")
 
 DEFAULT_PAYLOADS = {
-    "customer.registered": {"name": "省政府办公厅", "tier": "diamond",
-                            "account_manager": {"id": "AM-1", "name": "李敏"}},
+    "customer.registered": {
+        "name": "省政府办公厅",
+        "tier": "diamond",
+        "account_manager": {"id": "AM-1", "name": "李敏"},
+    },
     "fault.reported": {"severity": "critical", "summary": "专线中断", "service": "MPLS VPN"},
     "fault.dispatched": {"team": "广州传输一班"},
     "fault.reopened": {"reason": "link down again"},
@@ -31,21 +34,39 @@ def at(clock: str, day: str = DAY, offset: str = "+08:00") -> datetime:
     return datetime.fromisoformat(f"{day}T{clock}{offset}")
 
 
-def event(event_type: str, entity_id: str, when: str | datetime = "09:00", *,
-          customer: str = "C-1", event_id: str | None = None, source: str = "hotline",
-          recorded: str | datetime | None = None, **payload) -> Event:
+def event(
+    event_type: str,
+    entity_id: str,
+    when: str | datetime = "09:00",
+    *,
+    customer: str = "C-1",
+    event_id: str | None = None,
+    source: str = "hotline",
+    recorded: str | datetime | None = None,
+    **payload,
+) -> Event:
     """A valid event; its id is derived from its content unless given."""
     occurred = at(when) if isinstance(when, str) else when
     recorded_at = (at(recorded) if isinstance(recorded, str) else recorded) or occurred
     body = dict(DEFAULT_PAYLOADS.get(event_type, {}))
     body.update(payload)
-    eid = event_id or str(uuid.uuid5(_NS, f"{event_type}|{entity_id}|{utc_iso(occurred)}|"
-                                          f"{sorted(body.items())}"))
-    return event_from_dict({
-        "event_id": eid, "event_type": event_type, "schema_version": 1,
-        "customer_id": customer, "entity_id": customer if event_type.startswith("customer.")
-        else entity_id, "occurred_at": utc_iso(occurred), "recorded_at": utc_iso(recorded_at),
-        "source": source, "actor": "tester", "payload": body})
+    eid = event_id or str(
+        uuid.uuid5(_NS, f"{event_type}|{entity_id}|{utc_iso(occurred)}|{sorted(body.items())}")
+    )
+    return event_from_dict(
+        {
+            "event_id": eid,
+            "event_type": event_type,
+            "schema_version": 1,
+            "customer_id": customer,
+            "entity_id": customer if event_type.startswith("customer.") else entity_id,
+            "occurred_at": utc_iso(occurred),
+            "recorded_at": utc_iso(recorded_at),
+            "source": source,
+            "actor": "tester",
+            "payload": body,
+        }
+    )
 
 
 def fault(entity_id: str, step: str, when: str | datetime = "09:00", **kw) -> Event:

@@ -57,13 +57,16 @@ from tests.month_of_events import GeneratedCustomer, MonthBuilder, _default_rule
 #: Share of an item's same-minute events the source lists in a shuffled order.
 SHUFFLED_SHARE = 0.3
 #: The open states an item may be closed from without resolution, in the order taken.
-OPEN_STATES = {"ticket": ("open", "acknowledged", "in_progress", "pending", "reopened"),
-               "fault": ("reported", "acknowledged", "dispatched", "in_repair", "pending",
-                         "reopened")}
+OPEN_STATES = {
+    "ticket": ("open", "acknowledged", "in_progress", "pending", "reopened"),
+    "fault": ("reported", "acknowledged", "dispatched", "in_repair", "pending", "reopened"),
+}
 #: Weight of the twists against the month's plain items (45 + 25 + 12): about 30 %.
 TWIST_WEIGHT = 35
-UNRESOLVED_REASONS = {"fault": ("duplicate", "no_fault_found", "withdrawn", "other"),
-                      "ticket": ("duplicate", "withdrawn", "other")}
+UNRESOLVED_REASONS = {
+    "fault": ("duplicate", "no_fault_found", "withdrawn", "other"),
+    "ticket": ("duplicate", "withdrawn", "other"),
+}
 TICKET_KINDS = ("complaint", "service_request", "inquiry")
 #: Customers of the large log: a month of them is > 100,000 events.
 LARGE_CUSTOMERS = 2000
@@ -78,8 +81,9 @@ class MinuteLog(MonthBuilder):
         """Source systems record to the minute (zones have whole-minute offsets)."""
         return at.replace(second=0, microsecond=0)
 
-    def source_order(self, own: list[tuple[datetime, int, dict[str, Any]]]
-                     ) -> list[tuple[datetime, int, dict[str, Any]]]:
+    def source_order(
+        self, own: list[tuple[datetime, int, dict[str, Any]]]
+    ) -> list[tuple[datetime, int, dict[str, Any]]]:
         """Now and then an item's events of one minute listed in a shuffled order."""
         groups: dict[tuple[datetime, str], list[int]] = {}
         for index, (at, _, wire) in enumerate(own):
@@ -96,9 +100,14 @@ class MinuteLog(MonthBuilder):
     def stamp(self, arrives: datetime, seq: int, wire: dict[str, Any], at: datetime) -> Event:
         """Recorded at the instant it happened, under a random id."""
         wire.pop("_recorded_as_occurred", None)
-        return event_from_dict({
-            "event_id": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
-            **wire, "occurred_at": utc_iso(at), "recorded_at": utc_iso(at)})
+        return event_from_dict(
+            {
+                "event_id": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
+                **wire,
+                "occurred_at": utc_iso(at),
+                "recorded_at": utc_iso(at),
+            }
+        )
 
     # -- items -----------------------------------------------------------------------
 
@@ -119,46 +128,68 @@ class MinuteLog(MonthBuilder):
         out: list[Callable[[GeneratedCustomer, datetime], None]] = []
         for family in ("ticket", "fault"):
             for paused in (False, True):
-                out.append(partial(self.reopened_in_the_minute_of_resolution, family=family,
-                                   paused=paused))
+                out.append(partial(self.reopened_in_the_minute_of_resolution, family=family, paused=paused))
             out.append(partial(self.paused_at_deadline, family=family))
-            out += [partial(self.closed_unresolved, family=family, path=path)
-                    for path in OPEN_STATES[family]]
+            out += [partial(self.closed_unresolved, family=family, path=path) for path in OPEN_STATES[family]]
         for before_ack in (False, True):
             out.append(partial(self.priority_raised_past_deadline, before_ack=before_ack))
             out.append(self.priority_lowered_after_breach)
         out += [self.reassigned_after_resolution] * 2 + [self.flurry] * 2 + [self.storm]
         return out
 
-    def open_ticket(self, c: GeneratedCustomer, t0: datetime, cls: str | None = None,
-                    kind: str | None = None) -> tuple[str, str, str, Any]:
+    def open_ticket(
+        self, c: GeneratedCustomer, t0: datetime, cls: str | None = None, kind: str | None = None
+    ) -> tuple[str, str, str, Any]:
         """A ticket opened at ``t0``: its id, kind, priority and policy."""
         rng = self.rng
         item = self.new_id("ticket")
         kind = kind or rng.choice(TICKET_KINDS)
         cls = cls or rng.choice(PRIORITIES)
-        self.emit(c.customer_id, item, "ticket.opened", t0,
-                  {"kind": kind, "priority": cls, "subject": "客户来电"},
-                  source=rng.choice(("hotline", "web")), actor="staff-desk")
+        self.emit(
+            c.customer_id,
+            item,
+            "ticket.opened",
+            t0,
+            {"kind": kind, "priority": cls, "subject": "客户来电"},
+            source=rng.choice(("hotline", "web")),
+            actor="staff-desk",
+        )
         return item, kind, cls, self.policy(c, "ticket", t0)
 
-    def report_fault(self, c: GeneratedCustomer, t0: datetime, source: str = "hotline"
-                     ) -> tuple[str, str, Any]:
+    def report_fault(
+        self, c: GeneratedCustomer, t0: datetime, source: str = "hotline"
+    ) -> tuple[str, str, Any]:
         """A fault reported at ``t0``: its id, priority and policy."""
         item = self.new_id("fault")
         severity = self.rng.choice(FAULT_SEVERITIES)
-        self.emit(c.customer_id, item, "fault.reported", t0,
-                  {"severity": severity, "summary": "专线中断", "service": "MPLS VPN",
-                   "circuit_id": f"GZ-{self.rng.randrange(10**6):06d}"},
-                  source=source, actor="noc" if source == "network_alarm" else "staff-desk")
+        self.emit(
+            c.customer_id,
+            item,
+            "fault.reported",
+            t0,
+            {
+                "severity": severity,
+                "summary": "专线中断",
+                "service": "MPLS VPN",
+                "circuit_id": f"GZ-{self.rng.randrange(10**6):06d}",
+            },
+            source=source,
+            actor="noc" if source == "network_alarm" else "staff-desk",
+        )
         cls = SEVERITY_PRIORITY[severity]
         return item, cls, self.policy(c, "fault", t0)
 
-    def ev(self, c: GeneratedCustomer, item: str, event_type: str, at: datetime,
-           payload: dict[str, Any] | None = None, actor: str = "staff-desk") -> datetime:
+    def ev(
+        self,
+        c: GeneratedCustomer,
+        item: str,
+        event_type: str,
+        at: datetime,
+        payload: dict[str, Any] | None = None,
+        actor: str = "staff-desk",
+    ) -> datetime:
         """Emit one item event from the hotline; returns its instant."""
-        self.emit(c.customer_id, item, event_type, at, payload or {}, source="hotline",
-                  actor=actor)
+        self.emit(c.customer_id, item, event_type, at, payload or {}, source="hotline", actor=actor)
         return at
 
     def done(self, c: GeneratedCustomer, family: str, item: str, at: datetime) -> datetime:
@@ -167,16 +198,23 @@ class MinuteLog(MonthBuilder):
             return self.ev(c, item, "ticket.resolved", at, {"resolution": "已处理并回复客户"})
         return self.ev(c, item, "fault.restored", at, {"cause": "设备板卡故障"}, actor="engineer")
 
-    def finish(self, c: GeneratedCustomer, kind: str, item: str, done: datetime, policy,
-               subkind: str, cls: str) -> None:
+    def finish(
+        self, c: GeneratedCustomer, kind: str, item: str, done: datetime, policy, subkind: str, cls: str
+    ) -> None:
         """Usually closed some time after resolution, with a revisit now and then."""
         if self.rng.random() < 0.85:
-            closed = self.ev(c, item, f"{kind}.closed", done + self.minutes(10, 20 * 60),
-                             {"resolution": "已处理"} if kind == "fault" else {})
+            closed = self.ev(
+                c,
+                item,
+                f"{kind}.closed",
+                done + self.minutes(10, 20 * 60),
+                {"resolution": "已处理"} if kind == "fault" else {},
+            )
             self.revisit(c, kind, item, closed, policy, subkind, cls, 0.7)
 
-    def reopened_in_the_minute_of_resolution(self, c: GeneratedCustomer, t0: datetime, *,
-                                             family: str, paused: bool) -> None:
+    def reopened_in_the_minute_of_resolution(
+        self, c: GeneratedCustomer, t0: datetime, *, family: str, paused: bool
+    ) -> None:
         """Resolved (restored) and reopened in one minute; ``paused``: pending in it too."""
         rng = self.rng
         if family == "ticket":
@@ -186,27 +224,43 @@ class MinuteLog(MonthBuilder):
             item, cls, policy = self.report_fault(c, t0)
             subkind, metric = "fault", "restore"
         target = self.target(policy, subkind, cls, metric, "8")
-        last = self.ev(c, item, f"{family}.acknowledged",
-                       self.after(policy, t0, self.target(policy, subkind, cls, "response", "1")
-                                  * self.ratio(0.1)))
+        last = self.ev(
+            c,
+            item,
+            f"{family}.acknowledged",
+            self.after(policy, t0, self.target(policy, subkind, cls, "response", "1") * self.ratio(0.1)),
+        )
         done = max(self.after(policy, t0, target * self.ratio(0.25)), last + self.minutes(2, 30))
         done = self.instant(done) + timedelta(seconds=rng.randint(0, 20))
         self.done(c, family, item, done)
-        self.ev(c, item, f"{family}.reopened", done + timedelta(seconds=rng.randint(0, 20)),
-                {"reason": "客户不认可处理结果"})
+        self.ev(
+            c,
+            item,
+            f"{family}.reopened",
+            done + timedelta(seconds=rng.randint(0, 20)),
+            {"reason": "客户不认可处理结果"},
+        )
         last = done
         if paused:  # pending in the minute of the reopen: its pause must hold
-            self.ev(c, item, f"{family}.status_changed", self.instant(done) + timedelta(seconds=50),
-                    {"status": rng.choice(("pending_customer", "pending_third_party")),
-                     "reason": "等待客户确认"})
-            last = self.ev(c, item, f"{family}.status_changed", done + self.minutes(30, 8 * 60),
-                           {"status": "in_progress"})
+            self.ev(
+                c,
+                item,
+                f"{family}.status_changed",
+                self.instant(done) + timedelta(seconds=50),
+                {"status": rng.choice(("pending_customer", "pending_third_party")), "reason": "等待客户确认"},
+            )
+            last = self.ev(
+                c,
+                item,
+                f"{family}.status_changed",
+                done + self.minutes(30, 8 * 60),
+                {"status": "in_progress"},
+            )
         again = max(self.after(policy, last, target * self.ratio(0.3)), last + self.minutes(5, 60))
         self.done(c, family, item, again)
         self.finish(c, family, item, again, policy, subkind, cls)
 
-    def priority_raised_past_deadline(self, c: GeneratedCustomer, t0: datetime, *,
-                                      before_ack: bool) -> None:
+    def priority_raised_past_deadline(self, c: GeneratedCustomer, t0: datetime, *, before_ack: bool) -> None:
         """Raised to a priority whose target, counted from the opening, is already past.
 
         ``before_ack``: raised before the acknowledgement, past the new response
@@ -222,9 +276,14 @@ class MinuteLog(MonthBuilder):
         raised = past + self.minutes(1, max(2.0, min(240.0, (still - past).total_seconds() / 120)))
         if not before_ack:
             self.ev(c, item, "ticket.acknowledged", t0 + self.minutes(1, 10))
-        self.ev(c, item, "ticket.priority_changed", raised, {"priority": new,
-                                                               "reason": "客户经理要求升级"},
-                actor=c.manager_at(raised)["id"])
+        self.ev(
+            c,
+            item,
+            "ticket.priority_changed",
+            raised,
+            {"priority": new, "reason": "客户经理要求升级"},
+            actor=c.manager_at(raised)["id"],
+        )
         if before_ack:
             self.ev(c, item, "ticket.acknowledged", raised + timedelta(seconds=rng.randint(0, 600)))
         resolved = raised + self.minutes(5, 180)
@@ -242,8 +301,14 @@ class MinuteLog(MonthBuilder):
         later = self.after(policy, t0, self.target(policy, kind, new, "resolve", "24"))
         room = max(6.0, min(90.0, (later - breach).total_seconds() / 120))
         lowered = breach + self.minutes(1, room)
-        self.ev(c, item, "ticket.priority_changed", lowered,
-                {"priority": new, "reason": "影响较小"}, actor=c.manager_at(lowered)["id"])
+        self.ev(
+            c,
+            item,
+            "ticket.priority_changed",
+            lowered,
+            {"priority": new, "reason": "影响较小"},
+            actor=c.manager_at(lowered)["id"],
+        )
         resolved = lowered + (later - lowered) * rng.uniform(0.1, 0.8) + self.minutes(1, 5)
         self.done(c, "ticket", item, resolved.replace(microsecond=0))
         self.finish(c, "ticket", item, resolved, policy, kind, new)
@@ -260,17 +325,24 @@ class MinuteLog(MonthBuilder):
         self.ev(c, item, f"{family}.acknowledged", t0 + self.minutes(1, 10))
         deadline = self.after(policy, t0, self.target(policy, subkind, cls, metric, "8"))
         paused = deadline + timedelta(seconds=rng.choice((0, 0, 30, 60, 120, 300)))
-        self.ev(c, item, f"{family}.status_changed", paused,
-                {"status": rng.choice(("pending_customer", "pending_third_party")),
-                 "reason": "等待客户提供机房钥匙"})
-        resumed = self.ev(c, item, f"{family}.status_changed", paused + self.minutes(20, 10 * 60),
-                          {"status": "in_progress"})
+        self.ev(
+            c,
+            item,
+            f"{family}.status_changed",
+            paused,
+            {
+                "status": rng.choice(("pending_customer", "pending_third_party")),
+                "reason": "等待客户提供机房钥匙",
+            },
+        )
+        resumed = self.ev(
+            c, item, f"{family}.status_changed", paused + self.minutes(20, 10 * 60), {"status": "in_progress"}
+        )
         done = resumed + self.minutes(1, 120)
         self.done(c, family, item, done)
         self.finish(c, family, item, done, policy, subkind, cls)
 
-    def closed_unresolved(self, c: GeneratedCustomer, t0: datetime, *, family: str,
-                          path: str) -> None:
+    def closed_unresolved(self, c: GeneratedCustomer, t0: datetime, *, family: str, path: str) -> None:
         """Closed without resolution from the open state ``path``; a few reopened afterwards."""
         rng = self.rng
         if family == "ticket":
@@ -283,13 +355,13 @@ class MinuteLog(MonthBuilder):
         # Opened and closed in the same minute, now and then; never closed in the minute
         # of a reopen: either order would do, and the source's listing would decide.
         quick = path != "reopened" and rng.random() < 0.3
-        step = (lambda: timedelta(seconds=rng.randint(0, 8))) if quick else \
-            (lambda: self.minutes(2, 90))
+        step = (lambda: timedelta(seconds=rng.randint(0, 8))) if quick else (lambda: self.minutes(2, 90))
         if path not in ("open", "reported"):
             last = self.ev(c, item, f"{family}.acknowledged", last + step())
         if path == "dispatched":
-            last = self.ev(c, item, "fault.dispatched", last + step(), {"team": "传输3班"},
-                           actor="dispatcher")
+            last = self.ev(
+                c, item, "fault.dispatched", last + step(), {"team": "传输3班"}, actor="dispatcher"
+            )
         elif path == "in_repair":
             last = self.ev(c, item, "fault.repair_started", last + step(), actor="engineer")
         elif path in ("in_progress", "pending"):
@@ -297,15 +369,16 @@ class MinuteLog(MonthBuilder):
             last = self.ev(c, item, f"{family}.status_changed", last + step(), {"status": status})
         elif path == "reopened":
             last = self.done(c, family, item, last + self.minutes(10, 300))
-            last = self.ev(c, item, f"{family}.reopened", last + self.minutes(5, 600),
-                           {"reason": "问题反复出现"})
-        closed = last + (timedelta(seconds=rng.randint(0, 8)) if quick
-                         else self.minutes(20, 10 * 60))
+            last = self.ev(
+                c, item, f"{family}.reopened", last + self.minutes(5, 600), {"reason": "问题反复出现"}
+            )
+        closed = last + (timedelta(seconds=rng.randint(0, 8)) if quick else self.minutes(20, 10 * 60))
         reason = rng.choice(UNRESOLVED_REASONS[family])
         self.ev(c, item, f"{family}.closed", closed, {"closed_unresolved": reason})
         if rng.random() < 0.12:  # the customer calls again: the same item, reopened
-            again = self.ev(c, item, f"{family}.reopened", closed + self.minutes(60, 24 * 60),
-                            {"reason": "客户再次来电"})
+            again = self.ev(
+                c, item, f"{family}.reopened", closed + self.minutes(60, 24 * 60), {"reason": "客户再次来电"}
+            )
             done = self.done(c, family, item, again + self.minutes(10, 8 * 60))
             self.finish(c, family, item, done, policy, subkind, cls)
         elif rng.random() < 0.2:
@@ -316,17 +389,26 @@ class MinuteLog(MonthBuilder):
         rng = self.rng
         item, kind, cls, policy = self.open_ticket(c, t0)
         last = self.ev(c, item, "ticket.acknowledged", t0 + self.minutes(1, 30))
-        last = self.ev(c, item, "ticket.assigned", last + self.minutes(1, 30),
-                       {"assignee": f"staff-{rng.randrange(1, 120):03d}", "group": "大客户支撑"},
-                       actor="dispatcher")
+        last = self.ev(
+            c,
+            item,
+            "ticket.assigned",
+            last + self.minutes(1, 30),
+            {"assignee": f"staff-{rng.randrange(1, 120):03d}", "group": "大客户支撑"},
+            actor="dispatcher",
+        )
         resolve = self.target(policy, kind, cls, "resolve", "16")
-        resolved = max(self.after(policy, t0, resolve * self.ratio(0.15)),
-                       last + self.minutes(5, 60))
+        resolved = max(self.after(policy, t0, resolve * self.ratio(0.15)), last + self.minutes(5, 60))
         self.done(c, "ticket", item, resolved)
         for at in (resolved, resolved + self.minutes(5, 600)):  # in its minute, then later
-            self.ev(c, item, "ticket.assigned", at,
-                    {"assignee": f"staff-{rng.randrange(1, 120):03d}", "group": "质检"},
-                    actor="dispatcher")
+            self.ev(
+                c,
+                item,
+                "ticket.assigned",
+                at,
+                {"assignee": f"staff-{rng.randrange(1, 120):03d}", "group": "质检"},
+                actor="dispatcher",
+            )
         self.finish(c, "ticket", item, resolved + self.minutes(601, 700), policy, kind, cls)
 
     def flurry(self, c: GeneratedCustomer, t0: datetime) -> None:
@@ -334,17 +416,30 @@ class MinuteLog(MonthBuilder):
         rng = self.rng
         item, cls, policy = self.report_fault(c, t0, source="network_alarm")
         self.ev(c, item, "fault.acknowledged", t0 + timedelta(seconds=rng.randint(0, 10)))
-        self.ev(c, item, "fault.dispatched", t0 + timedelta(seconds=rng.randint(11, 20)),
-                {"team": "传输7班"}, actor="dispatcher")
+        self.ev(
+            c,
+            item,
+            "fault.dispatched",
+            t0 + timedelta(seconds=rng.randint(11, 20)),
+            {"team": "传输7班"},
+            actor="dispatcher",
+        )
         if rng.random() < 0.5:
-            self.ev(c, item, "fault.repair_started", t0 + timedelta(seconds=rng.randint(21, 30)),
-                    actor="engineer")
+            self.ev(
+                c, item, "fault.repair_started", t0 + timedelta(seconds=rng.randint(21, 30)), actor="engineer"
+            )
         restore = self.target(policy, "fault", cls, "restore", "8")
-        restored = self.done(c, "fault", item,
-                             self.after(policy, t0, restore * self.ratio(0.2)) + self.minutes(1, 5))
+        restored = self.done(
+            c, "fault", item, self.after(policy, t0, restore * self.ratio(0.2)) + self.minutes(1, 5)
+        )
         confirmed = self.ev(c, item, "fault.customer_confirmed", restored + self.minutes(5, 120))
-        closed = self.ev(c, item, "fault.closed", confirmed + timedelta(seconds=rng.randint(0, 30)),
-                         {"resolution": "已恢复"})
+        closed = self.ev(
+            c,
+            item,
+            "fault.closed",
+            confirmed + timedelta(seconds=rng.randint(0, 30)),
+            {"resolution": "已恢复"},
+        )
         self.revisit(c, "fault", item, closed, policy, "fault", cls, 0.6)
 
     def storm(self, c: GeneratedCustomer, t0: datetime) -> None:
@@ -355,16 +450,28 @@ class MinuteLog(MonthBuilder):
         for _ in range(rng.randint(8, 25)):
             item, cls, policy = self.report_fault(c, t0, source="network_alarm")
             if rng.random() < 0.3:
-                self.ev(c, item, "fault.closed", t0 + timedelta(seconds=rng.randint(0, 50)),
-                        {"closed_unresolved": "duplicate"})
+                self.ev(
+                    c,
+                    item,
+                    "fault.closed",
+                    t0 + timedelta(seconds=rng.randint(0, 50)),
+                    {"closed_unresolved": "duplicate"},
+                )
                 continue
             self.ev(c, item, "fault.acknowledged", acked)
             self.done(c, "fault", item, restored)
             self.finish(c, "fault", item, restored, policy, "fault", cls)
 
 
-def generate_log(*, customers: int = 70, start: datetime, days: int = 7, seed: int = 1,
-                 items_per_customer: float = 8.0, rules: RuleSet | None = None) -> list[Event]:
+def generate_log(
+    *,
+    customers: int = 70,
+    start: datetime,
+    days: int = 7,
+    seed: int = 1,
+    items_per_customer: float = 8.0,
+    rules: RuleSet | None = None,
+) -> list[Event]:
     """``days`` of events from ``start`` (aware) for ``customers``, in arrival order.
 
     The default is CI-sized (~3,000 events). ``rules`` only shapes durations
@@ -372,16 +479,14 @@ def generate_log(*, customers: int = 70, start: datetime, days: int = 7, seed: i
     """
     if start.tzinfo is None or start.utcoffset() is None:
         raise ValueError("start must be an aware datetime")
-    log = MinuteLog(random.Random(seed), seed, start, start + timedelta(days=days),
-                    rules or _default_rules())
+    log = MinuteLog(random.Random(seed), seed, start, start + timedelta(days=days), rules or _default_rules())
     return log.build(customers, items_per_customer)
 
 
 def large_log(*, start: datetime, seed: int = 1, rules: RuleSet | None = None) -> list[Event]:
     """A month from ``start`` (aware) with more than 100,000 events, for the replay benchmark."""
     days = (_next_month(start) - start).days
-    return generate_log(customers=LARGE_CUSTOMERS, start=start, days=days, seed=seed,
-                        rules=rules)
+    return generate_log(customers=LARGE_CUSTOMERS, start=start, days=days, seed=seed, rules=rules)
 
 
 __all__ = ["LARGE_CUSTOMERS", "MinuteLog", "generate_log", "large_log"]

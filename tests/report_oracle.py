@@ -58,11 +58,22 @@ UNKNOWN_TIER = "public"
 FIRST_CLOCK = {"fault": "response", "ticket": "response", "order": "provision"}
 OPENING = {"fault": "fault.reported", "ticket": "ticket.opened", "order": "order.received"}
 # (item kind, metric) -> the report's family of percentages
-FAMILY = {("fault", "response"): "response", ("ticket", "response"): "response",
-          ("fault", "restore"): "repair", ("ticket", "resolve"): "repair",
-          ("order", "provision"): "provision"}
-MTTR_BUCKETS = (("0-1h", 3600), ("1-2h", 2 * 3600), ("2-4h", 4 * 3600), ("4-8h", 8 * 3600),
-                ("8-24h", 24 * 3600), ("1-3d", 3 * 86400), (">3d", math.inf))
+FAMILY = {
+    ("fault", "response"): "response",
+    ("ticket", "response"): "response",
+    ("fault", "restore"): "repair",
+    ("ticket", "resolve"): "repair",
+    ("order", "provision"): "provision",
+}
+MTTR_BUCKETS = (
+    ("0-1h", 3600),
+    ("1-2h", 2 * 3600),
+    ("2-4h", 4 * 3600),
+    ("4-8h", 8 * 3600),
+    ("8-24h", 24 * 3600),
+    ("1-3d", 3 * 86400),
+    (">3d", math.inf),
+)
 
 
 def iso(instant: datetime | None) -> str | None:
@@ -101,6 +112,7 @@ class MeasuredItem:
 
 
 # -- from events to measured items ----------------------------------------------------
+
 
 def dedupe(events: Iterable[Event]) -> list[Event]:
     """Each event id once (the first copy; duplicates are identical)."""
@@ -207,37 +219,64 @@ def measure_items(events: Iterable[Event], rules: RuleSet, as_of: datetime) -> l
                 priority = payload["priority"]
             elif event.event_type == "order.received":
                 urgency = payload["urgency"]
-        facts = ItemFacts(customer_id=customer_id, tier=tier,
-                          kind=ticket_kind if kind == "ticket" else kind, priority=priority,
-                          urgency=urgency, region=profile.get("region"), entity_id=item_id)
-        history = [{"event_id": e.event_id, "event_type": e.event_type,
-                    "occurred_at": e.occurred_at, "recorded_at": e.recorded_at,
-                    "position": position, "payload": e.payload} for position, e in placed]
+        facts = ItemFacts(
+            customer_id=customer_id,
+            tier=tier,
+            kind=ticket_kind if kind == "ticket" else kind,
+            priority=priority,
+            urgency=urgency,
+            region=profile.get("region"),
+            entity_id=item_id,
+        )
+        history = [
+            {
+                "event_id": e.event_id,
+                "event_type": e.event_type,
+                "occurred_at": e.occurred_at,
+                "recorded_at": e.recorded_at,
+                "position": position,
+                "payload": e.payload,
+            }
+            for position, e in placed
+        ]
         evaluation = evaluate(facts, history, rules, latest)
         first = evaluation.metrics.get(FIRST_CLOCK[kind])
         if first is not None and first.previous_cycles:
             first = first.previous_cycles[0]
         item = MeasuredItem(
-            customer_id=customer_id, kind=kind, item_id=item_id, state=state,
-            opened_at=applied[0].occurred_at, latest_at=latest,
-            dims={"tier": tier, "customer": customer_id,
-                  "priority": (urgency if kind == "order" else priority) or MISSING,
-                  "kind": kind, "region": profile.get("region") or MISSING,
-                  "account_manager": manager.get("id") or MISSING,
-                  "policy": f"{first.policy_id} v{first.policy_version}" if first else MISSING})
+            customer_id=customer_id,
+            kind=kind,
+            item_id=item_id,
+            state=state,
+            opened_at=applied[0].occurred_at,
+            latest_at=latest,
+            dims={
+                "tier": tier,
+                "customer": customer_id,
+                "priority": (urgency if kind == "order" else priority) or MISSING,
+                "kind": kind,
+                "region": profile.get("region") or MISSING,
+                "account_manager": manager.get("id") or MISSING,
+                "policy": f"{first.policy_id} v{first.policy_version}" if first else MISSING,
+            },
+        )
         for name, metric in sorted(evaluation.metrics.items()):
             for status in (*metric.previous_cycles, metric):
                 if status.state == "cancelled":
                     continue
                 outcome, overdue = _classify(status, as_of)
                 item.clocks.append(Clock(name, status, outcome, overdue))
-        item.revisits = sorted((e.occurred_at, e.event_id, e.payload["satisfaction"])
-                               for e in applied if e.event_type.endswith(".revisit_recorded"))
+        item.revisits = sorted(
+            (e.occurred_at, e.event_id, e.payload["satisfaction"])
+            for e in applied
+            if e.event_type.endswith(".revisit_recorded")
+        )
         measured.append(item)
     return measured
 
 
 # -- figures ----------------------------------------------------------------------
+
 
 def _pct(met: int, breached: int) -> float | None:
     return None if met + breached == 0 else 100 * met / (met + breached)
@@ -249,8 +288,7 @@ def _mean(values: list[float]) -> float | None:
 
 def figures(items: Sequence[MeasuredItem]) -> dict[str, Any]:
     """The per-group columns of the report, over ``items``."""
-    counts = {family: {"met": 0, "breached": 0, "open": 0}
-              for family in ("response", "repair", "provision")}
+    counts = {family: {"met": 0, "breached": 0, "open": 0} for family in ("response", "repair", "provision")}
     spans: dict[str, list[float]] = defaultdict(list)
     paused: dict[str, float] = defaultdict(float)
     breaches = 0
@@ -265,8 +303,7 @@ def figures(items: Sequence[MeasuredItem]) -> dict[str, Any]:
             if family in ("response", "repair") and status.met_at is not None:
                 prefix = "mtta" if family == "response" else "mttr"
                 spans[f"{prefix}_business_s"].append(status.elapsed.total_seconds())
-                spans[f"{prefix}_calendar_s"].append(
-                    (status.met_at - status.started_at).total_seconds())
+                spans[f"{prefix}_calendar_s"].append((status.met_at - status.started_at).total_seconds())
             if family in ("repair", "provision"):
                 for reason, lost in status.paused_by_reason.items():
                     paused[reason] += lost.total_seconds()
@@ -276,10 +313,15 @@ def figures(items: Sequence[MeasuredItem]) -> dict[str, Any]:
     for family, c in counts.items():
         # measured: the group has a clock of the figure at all (met, breached or open; a
         # cancelled clock counts nowhere); else the report says "not measured", not 0 %
-        out.update({f"{family}_met": c["met"], f"{family}_breached": c["breached"],
-                    f"{family}_open": c["open"],
-                    f"{family}_met_pct": _pct(c["met"], c["breached"]),
-                    f"{family}_measured": sum(c.values()) > 0})
+        out.update(
+            {
+                f"{family}_met": c["met"],
+                f"{family}_breached": c["breached"],
+                f"{family}_open": c["open"],
+                f"{family}_met_pct": _pct(c["met"], c["breached"]),
+                f"{family}_measured": sum(c.values()) > 0,
+            }
+        )
     for name in ("mtta_business_s", "mtta_calendar_s", "mttr_business_s", "mttr_calendar_s"):
         out[name] = _mean(spans[name])
     out["paused_s"] = {reason: paused[reason] for reason in sorted(paused)}
@@ -288,8 +330,9 @@ def figures(items: Sequence[MeasuredItem]) -> dict[str, Any]:
     # The rate is over closed items, but measured only where some item of the group has
     # a revisit clock (a policy promising a revisit, a closure that started it).
     revisit_clocks = any(clock.metric == "revisit" for item in items for clock in item.clocks)
-    out["revisit_rate_pct"] = (100 * sum(1 for i in closed if i.revisits) / len(closed)
-                               if closed and revisit_clocks else None)
+    out["revisit_rate_pct"] = (
+        100 * sum(1 for i in closed if i.revisits) / len(closed) if closed and revisit_clocks else None
+    )
     out["revisit_measured"] = revisit_clocks
     out["avg_satisfaction"] = _mean([float(i.revisits[-1][2]) for i in revisited])
     return out
@@ -297,10 +340,15 @@ def figures(items: Sequence[MeasuredItem]) -> dict[str, Any]:
 
 def _step_row(event: Event) -> dict[str, Any]:
     payload = event.payload
-    return {"event_type": event.event_type, "occurred_at": iso(event.occurred_at),
-            "step": payload.get("step"), "role": payload.get("role"),
-            "threshold": payload.get("threshold"), "actor": event.actor,
-            "note": payload.get("note")}
+    return {
+        "event_type": event.event_type,
+        "occurred_at": iso(event.occurred_at),
+        "step": payload.get("step"),
+        "role": payload.get("role"),
+        "threshold": payload.get("threshold"),
+        "actor": event.actor,
+        "note": payload.get("note"),
+    }
 
 
 def _week_start(instant: datetime, zone: tzinfo) -> date:
@@ -308,9 +356,17 @@ def _week_start(instant: datetime, zone: tzinfo) -> date:
     return local - timedelta(days=local.weekday())
 
 
-def expected_report(events: Sequence[Event], rules: RuleSet, *, period_start: datetime,
-                    period_end: datetime, as_of: datetime, group_by: Sequence[str],
-                    zone: Any, steps: Sequence[Event] = ()) -> dict[str, Any]:
+def expected_report(
+    events: Sequence[Event],
+    rules: RuleSet,
+    *,
+    period_start: datetime,
+    period_end: datetime,
+    as_of: datetime,
+    group_by: Sequence[str],
+    zone: Any,
+    steps: Sequence[Event] = (),
+) -> dict[str, Any]:
     """The compliance report of items opened in ``[period_start, period_end)``, as of ``as_of``.
 
     ``steps``: the SLA step events (what the worker publishes on the SLA
@@ -321,8 +377,9 @@ def expected_report(events: Sequence[Event], rules: RuleSet, *, period_start: da
     unknown = [d for d in group_by if d not in DIMENSIONS]
     if unknown:
         raise ValueError(f"unknown dimension(s) {unknown}; choose from {DIMENSIONS}")
-    cohort = [item for item in measure_items(events, rules, as_of)
-              if period_start <= item.opened_at < period_end]
+    cohort = [
+        item for item in measure_items(events, rules, as_of) if period_start <= item.opened_at < period_end
+    ]
 
     groups: dict[tuple[str, ...], list[MeasuredItem]] = defaultdict(list)
     if not group_by:
@@ -333,25 +390,42 @@ def expected_report(events: Sequence[Event], rules: RuleSet, *, period_start: da
     by_clock: dict[tuple[str, str, str, str, int], list[Event]] = defaultdict(list)
     for event in dedupe([*steps, *(e for e in events if e.kind == "sla")]):
         p = event.payload
-        by_clock[(event.customer_id, p["item_kind"], event.entity_id, p["metric"],
-                  p["cycle"])].append(event)
+        by_clock[(event.customer_id, p["item_kind"], event.entity_id, p["metric"], p["cycle"])].append(event)
     breaches = []
     for item in cohort:
         for clock in item.clocks:
             if clock.outcome != "breached":
                 continue
             status = clock.status
-            history = sorted(by_clock.get((item.customer_id, item.kind, item.item_id,
-                                           clock.metric, status.cycle), ()),
-                             key=lambda e: (e.occurred_at, e.event_id))
-            breaches.append({
-                "customer_id": item.customer_id, "item_kind": item.kind,
-                "item_id": item.item_id, "metric": clock.metric, "cycle": status.cycle,
-                "tier": item.dims["tier"], "priority": item.dims["priority"],
-                "deadline": iso(status.deadline), "met_at": iso(status.met_at),
-                "overdue": clock.overdue, "steps": [_step_row(e) for e in history]})
-    breaches.sort(key=lambda b: (b["deadline"] or "", b["customer_id"], b["item_kind"],
-                                 b["item_id"], b["metric"], b["cycle"]))
+            history = sorted(
+                by_clock.get((item.customer_id, item.kind, item.item_id, clock.metric, status.cycle), ()),
+                key=lambda e: (e.occurred_at, e.event_id),
+            )
+            breaches.append(
+                {
+                    "customer_id": item.customer_id,
+                    "item_kind": item.kind,
+                    "item_id": item.item_id,
+                    "metric": clock.metric,
+                    "cycle": status.cycle,
+                    "tier": item.dims["tier"],
+                    "priority": item.dims["priority"],
+                    "deadline": iso(status.deadline),
+                    "met_at": iso(status.met_at),
+                    "overdue": clock.overdue,
+                    "steps": [_step_row(e) for e in history],
+                }
+            )
+    breaches.sort(
+        key=lambda b: (
+            b["deadline"] or "",
+            b["customer_id"],
+            b["item_kind"],
+            b["item_id"],
+            b["metric"],
+            b["cycle"],
+        )
+    )
 
     weeks: dict[date, list[MeasuredItem]] = defaultdict(list)
     for item in cohort:
@@ -359,10 +433,15 @@ def expected_report(events: Sequence[Event], rules: RuleSet, *, period_start: da
     weekly = []
     for week in sorted(weeks):
         f = figures(weeks[week])
-        weekly.append({"week_start": week.isoformat(), "items": f["items"],
-                       "response_met_pct": f["response_met_pct"],
-                       "repair_met_pct": f["repair_met_pct"],
-                       "provision_met_pct": f["provision_met_pct"]})
+        weekly.append(
+            {
+                "week_start": week.isoformat(),
+                "items": f["items"],
+                "response_met_pct": f["response_met_pct"],
+                "repair_met_pct": f["repair_met_pct"],
+                "provision_met_pct": f["provision_met_pct"],
+            }
+        )
 
     by_tier: dict[str, int] = defaultdict(int)
     for breach in breaches:
@@ -380,14 +459,12 @@ def expected_report(events: Sequence[Event], rules: RuleSet, *, period_start: da
         "as_of": iso(as_of),
         "group_by": list(group_by),
         "timezone": zone.key,
-        "groups": [{"key": dict(zip(group_by, key)), **figures(groups[key])}
-                   for key in sorted(groups)],
+        "groups": [{"key": dict(zip(group_by, key)), **figures(groups[key])} for key in sorted(groups)],
         "total": figures(cohort),
         "breaches": breaches,
         "weekly_trend": weekly,
         "breaches_by_tier": dict(sorted(by_tier.items())),
-        "mttr_distribution": [{"bucket": name, "count": buckets[name]}
-                              for name, _ in MTTR_BUCKETS],
+        "mttr_distribution": [{"bucket": name, "count": buckets[name]} for name, _ in MTTR_BUCKETS],
     }
 
 
@@ -407,5 +484,14 @@ def replay_steps(events: Iterable[Event], rules: RuleSet) -> list[Event]:
     return list(result.steps)
 
 
-__all__ = ["DIMENSIONS", "MTTR_BUCKETS", "expected_report", "figures", "fold_item", "iso",
-           "measure_items", "profile_as_of", "replay_steps"]
+__all__ = [
+    "DIMENSIONS",
+    "MTTR_BUCKETS",
+    "expected_report",
+    "figures",
+    "fold_item",
+    "iso",
+    "measure_items",
+    "profile_as_of",
+    "replay_steps",
+]

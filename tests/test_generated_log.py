@@ -21,9 +21,10 @@ from tests.report_oracle import MAX_TIED, dedupe, fold_item, measure_items
 
 ZONE = ZoneInfo("Asia/Shanghai")
 START = datetime(2026, 11, 2, tzinfo=ZONE)
-OPEN_STATES = {"fault": {"reported", "acknowledged", "dispatched", "in_repair", "pending",
-                         "reopened"},
-               "ticket": {"open", "acknowledged", "in_progress", "pending", "reopened"}}
+OPEN_STATES = {
+    "fault": {"reported", "acknowledged", "dispatched", "in_repair", "pending", "reopened"},
+    "ticket": {"open", "acknowledged", "in_progress", "pending", "reopened"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +58,14 @@ def folded(events) -> dict[tuple[str, str, str], list[tuple[str | None, Event]]]
 
 def minute_pairs(folded, first: str, then: str) -> list[tuple[str, str, str]]:
     """Items with ``first`` and, right after it in the same minute, ``then``."""
-    return [key for key, steps in folded.items()
-            if any(a.event_type.endswith(first) and b.event_type.endswith(then)
-                   and a.occurred_at == b.occurred_at
-                   for (_, a), (_, b) in zip(steps, steps[1:]))]
+    return [
+        key
+        for key, steps in folded.items()
+        if any(
+            a.event_type.endswith(first) and b.event_type.endswith(then) and a.occurred_at == b.occurred_at
+            for (_, a), (_, b) in zip(steps, steps[1:])
+        )
+    ]
 
 
 class TestShape:
@@ -68,8 +73,7 @@ class TestShape:
         """Seventy customers over a week: a few thousand events."""
         assert 2_000 <= len(events) <= 6_000
         assert len({e.customer_id for e in events}) == 70
-        assert all(START - timedelta(days=3) <= e.occurred_at < START + timedelta(days=7)
-                   for e in events)
+        assert all(START - timedelta(days=3) <= e.occurred_at < START + timedelta(days=7) for e in events)
 
     def test_instants_are_whole_minutes_and_recorded_as_they_occurred(self, events):
         """As an importer sends them: minute precision, recorded_at = occurred_at."""
@@ -88,8 +92,7 @@ class TestShape:
         """Minutes with many events, items with several in one minute, within the oracle's reach."""
         per_minute = Counter(e.occurred_at for e in dedupe(events))
         assert max(per_minute.values()) >= 10
-        per_item_minute = Counter((key, e.occurred_at) for key, steps in folded.items()
-                                  for _, e in steps)
+        per_item_minute = Counter((key, e.occurred_at) for key, steps in folded.items() for _, e in steps)
         assert sum(n >= 3 for n in per_item_minute.values()) >= 20
         assert max(per_item_minute.values()) <= MAX_TIED
 
@@ -134,10 +137,12 @@ class TestTwists:
 
     def test_resolved_tickets_are_reassigned_in_the_minute_of_resolution_and_later(self, folded):
         """ticket.assigned in state resolved, both ways."""
-        reassigned = [(event.occurred_at == previous.occurred_at)
-                      for steps in folded.values()
-                      for (_, previous), (state, event) in zip(steps, steps[1:])
-                      if event.event_type == "ticket.assigned" and state == "resolved"]
+        reassigned = [
+            (event.occurred_at == previous.occurred_at)
+            for steps in folded.values()
+            for (_, previous), (state, event) in zip(steps, steps[1:])
+            if event.event_type == "ticket.assigned" and state == "resolved"
+        ]
         assert reassigned.count(True) >= 2 and reassigned.count(False) >= 3
 
     def test_items_are_resolved_and_reopened_in_one_minute(self, folded):
@@ -150,27 +155,41 @@ class TestTwists:
 
     def test_priorities_are_raised_past_their_new_deadline(self, events, rules):
         """Under recompute the new target lies before the raise: a breach dated in the past."""
-        raises = {(e.customer_id, e.entity_id): e.occurred_at for e in dedupe(events)
-                  if e.event_type == "ticket.priority_changed"
-                  and e.payload.get("reason") == "客户经理要求升级"}
-        late = [item for item in measure_items(events, rules, START + timedelta(days=10))
-                if (item.customer_id, item.item_id) in raises
-                and any(c.status.breached_at and
-                        c.status.breached_at < raises[(item.customer_id, item.item_id)]
-                        for c in item.clocks)]
+        raises = {
+            (e.customer_id, e.entity_id): e.occurred_at
+            for e in dedupe(events)
+            if e.event_type == "ticket.priority_changed" and e.payload.get("reason") == "客户经理要求升级"
+        }
+        late = [
+            item
+            for item in measure_items(events, rules, START + timedelta(days=10))
+            if (item.customer_id, item.item_id) in raises
+            and any(
+                c.status.breached_at and c.status.breached_at < raises[(item.customer_id, item.item_id)]
+                for c in item.clocks
+            )
+        ]
         assert len(late) >= 5
 
     def test_some_breaches_last_only_until_the_priority_is_lowered(self, events, rules):
         """Breached before the lowering, met in the end: short-lived breaches."""
-        lowered = {(e.customer_id, e.entity_id): e.occurred_at for e in dedupe(events)
-                   if e.event_type == "ticket.priority_changed"
-                   and e.payload.get("reason") == "影响较小"}
-        final = {(i.customer_id, i.item_id): i for i in measure_items(events, rules,
-                                                                      START + timedelta(days=10))}
+        lowered = {
+            (e.customer_id, e.entity_id): e.occurred_at
+            for e in dedupe(events)
+            if e.event_type == "ticket.priority_changed" and e.payload.get("reason") == "影响较小"
+        }
+        final = {
+            (i.customer_id, i.item_id): i for i in measure_items(events, rules, START + timedelta(days=10))
+        }
         short = 0
         for (customer_id, item_id), at in sorted(lowered.items()):
-            before = [e for e in events if e.customer_id == customer_id and
-                      (e.kind == "customer" or e.entity_id == item_id) and e.occurred_at < at]
+            before = [
+                e
+                for e in events
+                if e.customer_id == customer_id
+                and (e.kind == "customer" or e.entity_id == item_id)
+                and e.occurred_at < at
+            ]
             then = {i.item_id: i for i in measure_items(before, rules, at)}.get(item_id)
             now = final.get((customer_id, item_id))
             if then is None or now is None:
@@ -182,8 +201,11 @@ class TestTwists:
 
     def test_an_alarm_storm_reports_many_faults_of_one_customer_in_one_minute(self, events):
         """Some duplicates among them are closed in the minute they were reported."""
-        storms = Counter((e.customer_id, e.occurred_at) for e in dedupe(events)
-                         if e.event_type == "fault.reported" and e.source == "network_alarm")
+        storms = Counter(
+            (e.customer_id, e.occurred_at)
+            for e in dedupe(events)
+            if e.event_type == "fault.reported" and e.source == "network_alarm"
+        )
         assert max(storms.values()) >= 8
 
 

@@ -58,8 +58,9 @@ class TestShape:
     def test_every_tier_appears_with_few_diamonds_and_many_public(self, month):
         """All six tiers, in a realistic pyramid."""
         events, _ = month
-        tiers = Counter(e.payload["tier"] for e in first_copies(events)
-                        if e.event_type == "customer.registered")
+        tiers = Counter(
+            e.payload["tier"] for e in first_copies(events) if e.event_type == "customer.registered"
+        )
         assert set(tiers) == set(TIERS)
         assert tiers["diamond"] < tiers["gold"] < tiers["vip"] < tiers["public"]
 
@@ -76,28 +77,52 @@ class TestShape:
         """Kinds, pauses of both reasons, reopens, re-prioritisation, shortfalls, acks, upgrades."""
         events, _ = month
         types = Counter(e.event_type for e in events)
-        for needed in ("fault.reported", "fault.acknowledged", "fault.dispatched",
-                       "fault.repair_started", "fault.restored", "fault.customer_confirmed",
-                       "fault.closed", "fault.reopened", "fault.revisit_recorded",
-                       "ticket.opened", "ticket.acknowledged", "ticket.assigned",
-                       "ticket.priority_changed", "ticket.resolved", "ticket.reopened",
-                       "ticket.closed", "ticket.revisit_recorded", "order.received",
-                       "order.resource_confirmed", "order.resource_shortfall",
-                       "order.provisioning_started", "order.milestone_reached",
-                       "order.activated", "order.customer_accepted", "order.cancelled",
-                       "order.revisit_recorded", "customer.updated",
-                       "sla.escalation_acknowledged"):
+        for needed in (
+            "fault.reported",
+            "fault.acknowledged",
+            "fault.dispatched",
+            "fault.repair_started",
+            "fault.restored",
+            "fault.customer_confirmed",
+            "fault.closed",
+            "fault.reopened",
+            "fault.revisit_recorded",
+            "ticket.opened",
+            "ticket.acknowledged",
+            "ticket.assigned",
+            "ticket.priority_changed",
+            "ticket.resolved",
+            "ticket.reopened",
+            "ticket.closed",
+            "ticket.revisit_recorded",
+            "order.received",
+            "order.resource_confirmed",
+            "order.resource_shortfall",
+            "order.provisioning_started",
+            "order.milestone_reached",
+            "order.activated",
+            "order.customer_accepted",
+            "order.cancelled",
+            "order.revisit_recorded",
+            "customer.updated",
+            "sla.escalation_acknowledged",
+        ):
             assert types[needed] > 0, needed
         assert 0 < types["sla.escalation_acknowledged"] < 100  # only a few
         payloads = [e.payload for e in events]
-        assert {p["kind"] for p in payloads if "subject" in p} == \
-            {"complaint", "service_request", "inquiry"}
-        assert {p["urgency"] for p in payloads if "urgency" in p} == \
-            {"normal", "urgent", "extra_urgent"}
-        assert {p["severity"] for p in payloads if "severity" in p} == \
-            {"critical", "major", "minor", "warning"}
-        assert {p["status"] for p in payloads if "status" in p} == \
-            {"pending_customer", "pending_third_party", "in_progress"}
+        assert {p["kind"] for p in payloads if "subject" in p} == {"complaint", "service_request", "inquiry"}
+        assert {p["urgency"] for p in payloads if "urgency" in p} == {"normal", "urgent", "extra_urgent"}
+        assert {p["severity"] for p in payloads if "severity" in p} == {
+            "critical",
+            "major",
+            "minor",
+            "warning",
+        }
+        assert {p["status"] for p in payloads if "status" in p} == {
+            "pending_customer",
+            "pending_third_party",
+            "in_progress",
+        }
         assert {p["satisfaction"] for p in payloads if "satisfaction" in p} == {1, 2, 3, 4, 5}
         updates = [e.payload for e in events if e.event_type == "customer.updated"]
         assert any("tier" in p for p in updates) and any("region" in p for p in updates)
@@ -121,8 +146,7 @@ class TestLifecycles:
         rejected = total = 0
         for (_, kind, _), item_events in items_of(events).items():
             state = None
-            for event in sorted(item_events, key=lambda e: (e.occurred_at, e.recorded_at,
-                                                            e.event_id)):
+            for event in sorted(item_events, key=lambda e: (e.occurred_at, e.recorded_at, e.event_id)):
                 outcome = transition(kind, state, event.event_type, event.payload)
                 total += 1
                 if isinstance(outcome, Accepted):
@@ -137,8 +161,7 @@ class TestLifecycles:
         closed = still_open = 0
         for (_, kind, _), item_events in items_of(events).items():
             state = None
-            for event in sorted(item_events, key=lambda e: (e.occurred_at, e.recorded_at,
-                                                            e.event_id)):
+            for event in sorted(item_events, key=lambda e: (e.occurred_at, e.recorded_at, e.event_id)):
                 outcome = transition(kind, state, event.event_type, event.payload)
                 state = outcome.state if isinstance(outcome, Accepted) else state
             closed += is_closed(kind, state)
@@ -148,8 +171,10 @@ class TestLifecycles:
     def test_revisits_follow_most_but_not_all_closures(self, month):
         """The 100% revisit goal is not met: some closed items get no follow-up call."""
         events, _ = month
-        closures = sum(e.event_type in ("fault.closed", "ticket.closed",
-                                        "order.customer_accepted") for e in first_copies(events))
+        closures = sum(
+            e.event_type in ("fault.closed", "ticket.closed", "order.customer_accepted")
+            for e in first_copies(events)
+        )
         revisits = sum(e.event_type.endswith(".revisit_recorded") for e in first_copies(events))
         assert 0.5 * closures < revisits < closures
 

@@ -92,10 +92,8 @@ def _ok(channel: str, alert: Alert) -> DeliveryResult:
     return DeliveryResult(channel, alert.alert_id, Status.DELIVERED)
 
 
-def _transient(channel: str, alert: Alert, reason: str, retry_after: float | None = None
-               ) -> DeliveryResult:
-    return DeliveryResult(channel, alert.alert_id, Status.TRANSIENT, reason,
-                          retry_after=retry_after)
+def _transient(channel: str, alert: Alert, reason: str, retry_after: float | None = None) -> DeliveryResult:
+    return DeliveryResult(channel, alert.alert_id, Status.TRANSIENT, reason, retry_after=retry_after)
 
 
 def _permanent(channel: str, alert: Alert, reason: str) -> DeliveryResult:
@@ -122,11 +120,20 @@ class EmailChannel:
 
     name = EMAIL
 
-    def __init__(self, host: str, port: int, sender: str, *, starttls: bool = False,
-                 username: str | None = None, password: str | None = None,
-                 timeout: float = 10.0, ssl_context: ssl.SSLContext | None = None,
-                 local_hostname: str | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        sender: str,
+        *,
+        starttls: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 10.0,
+        ssl_context: ssl.SSLContext | None = None,
+        local_hostname: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.host, self.port, self.sender = host, port, sender
         self.starttls, self.username, self.password = starttls, username, password
         self.timeout, self.ssl_context, self.local_hostname = timeout, ssl_context, local_hostname
@@ -166,8 +173,7 @@ class EmailChannel:
             code, text = next(iter(exc.recipients.values()), (550, b""))
             return self._by_code(alert, code, f"recipient refused: {code} {_decode(text)}")
         except smtplib.SMTPResponseException as exc:  # incl. connect, auth, sender, data errors
-            return self._by_code(alert, exc.smtp_code, f"SMTP {exc.smtp_code} "
-                                                         f"{_decode(exc.smtp_error)}")
+            return self._by_code(alert, exc.smtp_code, f"SMTP {exc.smtp_code} {_decode(exc.smtp_error)}")
         except smtplib.SMTPNotSupportedError as exc:
             return _permanent(self.name, alert, f"server lacks a required extension: {exc}")
         except ssl.SSLCertVerificationError as exc:
@@ -179,8 +185,9 @@ class EmailChannel:
         return _ok(self.name, alert)
 
     def _send(self, msg: MIMEText, to: str) -> None:
-        with smtplib.SMTP(self.host, self.port, timeout=self.timeout,
-                          local_hostname=self.local_hostname) as smtp:
+        with smtplib.SMTP(
+            self.host, self.port, timeout=self.timeout, local_hostname=self.local_hostname
+        ) as smtp:
             if self.starttls:
                 smtp.starttls(context=self.ssl_context or ssl.create_default_context())
             if self.username:
@@ -226,6 +233,7 @@ def _decode(value: Any) -> str:
 
 # ---------------------------------------------------------------- webhooks
 
+
 def dingtalk_signed_url(url: str, secret: str, now: float) -> str:
     """DingTalk's 加签 scheme: HMAC-SHA256 over "timestamp\\nsecret", in the query string."""
     timestamp = str(int(now * 1000))
@@ -243,9 +251,15 @@ class WebhookChannel:
 
     name = WEBHOOK
 
-    def __init__(self, format: str = "auto", *, timeout: float = 10.0,
-                 secret: str | None = None, session: aiohttp.ClientSession | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        format: str = "auto",
+        *,
+        timeout: float = 10.0,
+        secret: str | None = None,
+        session: aiohttp.ClientSession | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if format != "auto" and format not in WEBHOOK_FORMATS:
             raise ValueError(f"webhook format must be auto or one of {', '.join(WEBHOOK_FORMATS)}")
         self.format, self.timeout, self.secret, self.clock = format, timeout, secret, clock
@@ -258,15 +272,14 @@ class WebhookChannel:
         fmt = self.format if self.format != "auto" else webhook_format_for(url)
         if fmt == "dingtalk" and self.secret:
             url = dingtalk_signed_url(url, self.secret, self.clock())
-        headers = {"Content-Type": "application/json; charset=utf-8",
-                   "Idempotency-Key": alert.alert_id}
+        headers = {"Content-Type": "application/json; charset=utf-8", "Idempotency-Key": alert.alert_id}
         body = orjson.dumps(webhook_payload(fmt, alert))
         try:
-            async with self._get_session().post(url, data=body, headers=headers,
-                                                allow_redirects=False) as resp:
+            async with self._get_session().post(
+                url, data=body, headers=headers, allow_redirects=False
+            ) as resp:
                 answer = await resp.text(errors="replace")
-                return self._classify(alert, fmt, resp.status, answer,
-                                      resp.headers.get("Retry-After"))
+                return self._classify(alert, fmt, resp.status, answer, resp.headers.get("Retry-After"))
         except TimeoutError:
             return _transient(self.name, alert, f"timed out after {self.timeout}s")
         except aiohttp.InvalidURL as exc:
@@ -274,13 +287,13 @@ class WebhookChannel:
         except aiohttp.ClientError as exc:  # refused, reset, DNS, server disconnected
             return _transient(self.name, alert, f"{type(exc).__name__}: {exc}"[:300])
 
-    def _classify(self, alert: Alert, fmt: str, status: int, answer: str,
-                  retry_after: str | None) -> DeliveryResult:
+    def _classify(
+        self, alert: Alert, fmt: str, status: int, answer: str, retry_after: str | None
+    ) -> DeliveryResult:
         if status == 429:
             return _transient(self.name, alert, "HTTP 429 rate limited", _seconds(retry_after))
         if status == 408 or status >= 500:  # a 503 may also say when to come back
-            return _transient(self.name, alert, f"HTTP {status} {answer[:200]}",
-                              _seconds(retry_after))
+            return _transient(self.name, alert, f"HTTP {status} {answer[:200]}", _seconds(retry_after))
         if not 200 <= status < 300:
             return _permanent(self.name, alert, f"HTTP {status} {answer[:200]}")
         if fmt in ("wecom", "dingtalk"):
@@ -297,8 +310,7 @@ class WebhookChannel:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout))
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
             self._own_session = True
         return self._session
 
@@ -317,6 +329,7 @@ def _seconds(value: str | None) -> float | None:
 
 # ---------------------------------------------------------------- log
 
+
 class LogChannel:
     """Always available: the alert in the structured log, so it is visible even if nothing else works."""
 
@@ -327,10 +340,17 @@ class LogChannel:
 
     async def deliver(self, alert: Alert) -> DeliveryResult:
         (self.logger or log).warning(
-            "sla_alert", alert_id=alert.alert_id, customer_id=alert.customer_id,
-            kind=alert.kind, recipient=alert.recipient.name, role=alert.recipient.role,
-            copy=alert.copy, fallback=alert.fallback, subject=alert.subject,
-            fields=dict(alert.fields))
+            "sla_alert",
+            alert_id=alert.alert_id,
+            customer_id=alert.customer_id,
+            kind=alert.kind,
+            recipient=alert.recipient.name,
+            role=alert.recipient.role,
+            copy=alert.copy,
+            fallback=alert.fallback,
+            subject=alert.subject,
+            fields=dict(alert.fields),
+        )
         return _ok(self.name, alert)
 
     async def close(self) -> None:
@@ -338,6 +358,7 @@ class LogChannel:
 
 
 # ---------------------------------------------------------------- dispatch
+
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
@@ -382,8 +403,12 @@ class DispatchReport:
 class Dispatcher:
     """Sends each alert on every channel it lists, concurrently, retrying transient failures."""
 
-    def __init__(self, channels: Iterable[Channel], retry: RetryPolicy | None = None,
-                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        channels: Iterable[Channel],
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
         self.channels = {channel.name: channel for channel in channels}
         self.retry = retry or RetryPolicy()
         self._sleep = sleep

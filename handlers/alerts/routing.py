@@ -53,10 +53,21 @@ ALERTING_EVENTS = ("sla.warning_reached", "sla.breached", "sla.escalation_due")
 SILENT_EVENTS = ("sla.met", "sla.escalation_acknowledged")
 
 ITEM_KIND_LABELS = {"fault": "故障", "ticket": "工单", "order": "订单"}
-METRIC_LABELS = {"response": "响应", "restore": "修复", "resolve": "解决",
-                 "provision": "开通", "acceptance": "验收", "revisit": "回访"}
-ROLE_LABELS = {"account_manager": "客户经理", "department_head": "部门负责人",
-               "branch_leader": "分公司领导", "executive": "公司领导", "duty_desk": "值班台"}
+METRIC_LABELS = {
+    "response": "响应",
+    "restore": "修复",
+    "resolve": "解决",
+    "provision": "开通",
+    "acceptance": "验收",
+    "revisit": "回访",
+}
+ROLE_LABELS = {
+    "account_manager": "客户经理",
+    "department_head": "部门负责人",
+    "branch_leader": "分公司领导",
+    "executive": "公司领导",
+    "duty_desk": "值班台",
+}
 BEIJING = timezone(timedelta(hours=8), "UTC+8")
 WEBHOOK_FORMATS = ("generic", "wecom", "dingtalk", "slack")
 WECOM_MARKDOWN_MAX_BYTES = 4096
@@ -93,8 +104,14 @@ class Recipient:
             value = person.get(name)
             return value.strip() if isinstance(value, str) and value.strip() else None
 
-        return cls(name=text("name") or "(未具名)", role=text("role") or role, id=text("id"),
-                   email=text("email"), phone=text("phone"), webhook=text("webhook"))
+        return cls(
+            name=text("name") or "(未具名)",
+            role=text("role") or role,
+            id=text("id"),
+            email=text("email"),
+            phone=text("phone"),
+            webhook=text("webhook"),
+        )
 
 
 DUTY_DESK = Recipient(name="大客户服务值班台", role="duty_desk", id="duty-desk")
@@ -129,18 +146,32 @@ class Alert:
     def to_dict(self) -> dict[str, Any]:
         """The alert as JSON (the generic webhook body).  The webhook URL stays out: it is a secret."""
         return {
-            "alert_id": self.alert_id, "event_id": self.event_id, "event_type": self.event_type,
-            "customer_id": self.customer_id, "kind": self.kind, "copy": self.copy,
+            "alert_id": self.alert_id,
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "customer_id": self.customer_id,
+            "kind": self.kind,
+            "copy": self.copy,
             "fallback": self.fallback,
-            "recipient": {"name": self.recipient.name, "role": self.recipient.role,
-                          "id": self.recipient.id, "email": self.recipient.email,
-                          "phone": self.recipient.phone},
-            "subject": self.subject, "text": self.text, "fields": dict(self.fields),
+            "recipient": {
+                "name": self.recipient.name,
+                "role": self.recipient.role,
+                "id": self.recipient.id,
+                "email": self.recipient.email,
+                "phone": self.recipient.phone,
+            },
+            "subject": self.subject,
+            "text": self.text,
+            "fields": dict(self.fields),
         }
 
 
-def route(event: Event, profile: Mapping[str, Any] | None, item: Mapping[str, Any] | None,
-          config: RoutingConfig | None = None) -> list[Alert]:
+def route(
+    event: Event,
+    profile: Mapping[str, Any] | None,
+    item: Mapping[str, Any] | None,
+    config: RoutingConfig | None = None,
+) -> list[Alert]:
     """The alerts one SLA event causes; ``[]`` for events that need no one's attention."""
     if event.event_type not in ALERTING_EVENTS:
         return []
@@ -150,19 +181,26 @@ def route(event: Event, profile: Mapping[str, Any] | None, item: Mapping[str, An
     alerts = [_alert(event, facts, person, config) for person in primary]
     step = event.payload.get("step") or 0
     manager = _account_manager(profile)
-    if (event.event_type == "sla.escalation_due" and step >= config.copy_account_manager_from_step
-            and manager is not None and all(not _same(manager, p) for p in primary)):
+    if (
+        event.event_type == "sla.escalation_due"
+        and step >= config.copy_account_manager_from_step
+        and manager is not None
+        and all(not _same(manager, p) for p in primary)
+    ):
         alerts.append(_alert(event, facts, manager, config, copy=True))
     if not primary or not any(p.reachable for p in primary):
         if primary:
             note = "接收人无邮箱或机器人地址，请电话通知: " + "、".join(
-                f"{p.name}{' ' + p.phone if p.phone else ''}" for p in primary)
+                f"{p.name}{' ' + p.phone if p.phone else ''}" for p in primary
+            )
         alerts.append(_alert(event, facts, config.fallback, config, fallback_note=note))
     return alerts
 
 
-def _primary_recipients(event: Event, profile: Mapping[str, Any] | None,
-                        ) -> tuple[list[Recipient], str]:
+def _primary_recipients(
+    event: Event,
+    profile: Mapping[str, Any] | None,
+) -> tuple[list[Recipient], str]:
     """The people the event is for, or ``([], why nobody)``."""
     if not profile:
         return [], f"客户档案缺失 (no customer profile for {event.customer_id})"
@@ -170,8 +208,11 @@ def _primary_recipients(event: Event, profile: Mapping[str, Any] | None,
     if event.event_type != "sla.escalation_due":
         return ([manager], "") if manager else ([], "未配置客户经理 (no account manager)")
     role = event.payload["role"]
-    people = [Recipient.from_person(p, role) for p in profile.get("escalation_chain") or ()
-              if isinstance(p, Mapping) and p.get("role") == role]
+    people = [
+        Recipient.from_person(p, role)
+        for p in profile.get("escalation_chain") or ()
+        if isinstance(p, Mapping) and p.get("role") == role
+    ]
     if role == "account_manager" and manager is not None:
         people.insert(0, manager)
     unique: list[Recipient] = []
@@ -199,8 +240,9 @@ def _same(a: Recipient, b: Recipient) -> bool:
     return a.name == b.name
 
 
-def _facts(event: Event, profile: Mapping[str, Any] | None, item: Mapping[str, Any] | None,
-           config: RoutingConfig) -> dict[str, Any]:
+def _facts(
+    event: Event, profile: Mapping[str, Any] | None, item: Mapping[str, Any] | None, config: RoutingConfig
+) -> dict[str, Any]:
     """The structured fields every alert of this event carries.
 
     ``priority`` and ``target_seconds`` are the step's: what its clock was
@@ -214,20 +256,32 @@ def _facts(event: Event, profile: Mapping[str, Any] | None, item: Mapping[str, A
     attrs = item.get("attributes") or {}
     now_priority = attrs.get("priority") or attrs.get("severity") or attrs.get("urgency")
     return {
-        "customer_id": event.customer_id, "customer_name": profile.get("name"),
-        "tier": profile.get("tier"), "tier_label": profile.get("tier_label"),
+        "customer_id": event.customer_id,
+        "customer_name": profile.get("name"),
+        "tier": profile.get("tier"),
+        "tier_label": profile.get("tier_label"),
         "region": profile.get("region"),
-        "item_id": item.get("id") or event.entity_id, "item_kind": p["item_kind"],
+        "item_id": item.get("id") or event.entity_id,
+        "item_kind": p["item_kind"],
         "item_state": item.get("state"),
         "summary": attrs.get("summary") or attrs.get("subject"),
-        "priority": p.get("priority") or now_priority, "item_priority": now_priority,
-        "target_seconds": p.get("target_seconds"), "rules_version": p.get("rules_version"),
+        "priority": p.get("priority") or now_priority,
+        "item_priority": now_priority,
+        "target_seconds": p.get("target_seconds"),
+        "rules_version": p.get("rules_version"),
         "service": attrs.get("service") or attrs.get("product"),
-        "metric": p["metric"], "cycle": p["cycle"], "step": p.get("step"), "role": p.get("role"),
-        "due_at": p["due_at"], "deadline": p.get("deadline"), "threshold": p.get("threshold"),
-        "detected_at": p.get("detected_at"), "caused_by": p.get("caused_by"),
+        "metric": p["metric"],
+        "cycle": p["cycle"],
+        "step": p.get("step"),
+        "role": p.get("role"),
+        "due_at": p["due_at"],
+        "deadline": p.get("deadline"),
+        "threshold": p.get("threshold"),
+        "detected_at": p.get("detected_at"),
+        "caused_by": p.get("caused_by"),
         "cause": _cause(item, p.get("caused_by")) if p.get("detected_at") else None,
-        "policy": p["policy"], "occurred_at": event.occurred_at.astimezone(UTC).isoformat(),
+        "policy": p["policy"],
+        "occurred_at": event.occurred_at.astimezone(UTC).isoformat(),
     }
 
 
@@ -254,8 +308,10 @@ def _cause(item: Mapping[str, Any], event_id: str | None) -> tuple[str, str] | N
         new_rank, old_rank = _rank(new), _rank(old)
         if old != new and new_rank is not None and old_rank is not None:
             raised = new_rank < old_rank
-            return (f"优先级由 {old} {'升' if raised else '降'}为 {new}",
-                    f"priority {'raised' if raised else 'lowered'} to {new}")
+            return (
+                f"优先级由 {old} {'升' if raised else '降'}为 {new}",
+                f"priority {'raised' if raised else 'lowered'} to {new}",
+            )
         return f"优先级调整为 {new}", f"priority changed to {new}"
     if action == "reopened":
         return "重新打开", "reopened"
@@ -269,29 +325,47 @@ def _priority_before(history: list[Mapping[str, Any]]) -> str | None:
     priority = None
     for record in history:
         payload = record.get("payload") or {}
-        if record.get("event_type", "").endswith((".reported", ".opened", ".received",
-                                                  ".priority_changed")):
-            priority = (payload.get("priority") or payload.get("urgency")
-                        or SEVERITY_PRIORITY.get(payload.get("severity", "")) or priority)
+        if record.get("event_type", "").endswith((".reported", ".opened", ".received", ".priority_changed")):
+            priority = (
+                payload.get("priority")
+                or payload.get("urgency")
+                or SEVERITY_PRIORITY.get(payload.get("severity", ""))
+                or priority
+            )
     return priority
 
 
-def _alert(event: Event, facts: dict[str, Any], person: Recipient, config: RoutingConfig, *,
-           copy: bool = False, fallback_note: str | None = None) -> Alert:
-    kind = {"sla.warning_reached": "warning", "sla.breached": "breach"}.get(
-        event.event_type, "escalation")
-    channels = tuple(c for c, ok in ((EMAIL, person.email), (WEBHOOK, person.webhook),
-                                     (LOG, True)) if ok)
+def _alert(
+    event: Event,
+    facts: dict[str, Any],
+    person: Recipient,
+    config: RoutingConfig,
+    *,
+    copy: bool = False,
+    fallback_note: str | None = None,
+) -> Alert:
+    kind = {"sla.warning_reached": "warning", "sla.breached": "breach"}.get(event.event_type, "escalation")
+    channels = tuple(c for c, ok in ((EMAIL, person.email), (WEBHOOK, person.webhook), (LOG, True)) if ok)
     fields = dict(facts, recipient_role=person.role)
     if fallback_note is not None:
         fields["routing_note"] = fallback_note
     alert_id = f"{event.event_id}:{person.key}"
     subject = _subject(kind, facts, copy=copy, fallback=fallback_note is not None)
     text = _text(kind, facts, person, config, alert_id, copy=copy, note=fallback_note)
-    return Alert(alert_id=alert_id, event_id=event.event_id, event_type=event.event_type,
-                 customer_id=event.customer_id, kind=kind, recipient=person, channels=channels,
-                 subject=subject, text=text, fields=MappingProxyType(fields), copy=copy,
-                 fallback=fallback_note is not None)
+    return Alert(
+        alert_id=alert_id,
+        event_id=event.event_id,
+        event_type=event.event_type,
+        customer_id=event.customer_id,
+        kind=kind,
+        recipient=person,
+        channels=channels,
+        subject=subject,
+        text=text,
+        fields=MappingProxyType(fields),
+        copy=copy,
+        fallback=fallback_note is not None,
+    )
 
 
 def _subject(kind: str, f: Mapping[str, Any], *, copy: bool, fallback: bool) -> str:
@@ -311,18 +385,34 @@ def _subject(kind: str, f: Mapping[str, Any], *, copy: bool, fallback: bool) -> 
     return f"【{tags}】{what}超时，升级至{role} ({metric} escalation step {f['step']}: {f['role']})"
 
 
-def _text(kind: str, f: Mapping[str, Any], person: Recipient, config: RoutingConfig,
-          alert_id: str, *, copy: bool, note: str | None) -> str:
+def _text(
+    kind: str,
+    f: Mapping[str, Any],
+    person: Recipient,
+    config: RoutingConfig,
+    alert_id: str,
+    *,
+    copy: bool,
+    note: str | None,
+) -> str:
     kind_label = ITEM_KIND_LABELS.get(f["item_kind"], f["item_kind"])
     metric_label = METRIC_LABELS.get(f["metric"], f["metric"])
     tier = f"（{f['tier_label'] or f['tier']}）" if f["tier"] or f["tier_label"] else ""
     now_priority = f["item_priority"] if f["item_priority"] != f["priority"] else None
-    item_bits = [b for b in (f["summary"], f["service"],
-                             f"现优先级 {now_priority}" if now_priority else None,
-                             f"状态 {f['item_state']}" if f["item_state"] else None) if b]
-    lines = [f"客户: {f['customer_name'] or '(未知客户)'}{tier} {f['customer_id']}",
-             f"事项: {kind_label} {f['item_id']}" + (f" · {' · '.join(item_bits)}" if item_bits
-                                                      else "")]
+    item_bits = [
+        b
+        for b in (
+            f["summary"],
+            f["service"],
+            f"现优先级 {now_priority}" if now_priority else None,
+            f"状态 {f['item_state']}" if f["item_state"] else None,
+        )
+        if b
+    ]
+    lines = [
+        f"客户: {f['customer_name'] or '(未知客户)'}{tier} {f['customer_id']}",
+        f"事项: {kind_label} {f['item_id']}" + (f" · {' · '.join(item_bits)}" if item_bits else ""),
+    ]
     clock = f"时限: {metric_label} 第{f['cycle']}轮"
     if f["priority"]:
         clock += f" · 优先级 {f['priority']}"
@@ -338,8 +428,10 @@ def _text(kind: str, f: Mapping[str, Any], person: Recipient, config: RoutingCon
         lines.append(f"已用时限 {f['threshold'] or ''}{known_zh}，请第一责任人跟进，避免违约。")
         english = f"{f['metric']} SLA {f['threshold'] or 'warning'} reached"
     elif kind == "breach":
-        lines.append(f"已于 {_local(f['deadline'] or f['due_at'], config.display_tz)} 违约"
-                     f"{known_zh}，请立即处理并向客户反馈。")
+        lines.append(
+            f"已于 {_local(f['deadline'] or f['due_at'], config.display_tz)} 违约"
+            f"{known_zh}，请立即处理并向客户反馈。"
+        )
         english = f"{f['metric']} SLA breached"
     else:
         role = ROLE_LABELS.get(f["role"], f["role"])
@@ -351,12 +443,18 @@ def _text(kind: str, f: Mapping[str, Any], person: Recipient, config: RoutingCon
         lines.append("您作为第一责任人收到此抄送。 (cc: you are the first responsible person)")
     if note:
         lines.append(f"转办原因: {note}。请值班台核实并转交。")
-    target = (f"target {format_duration(timedelta(seconds=f['target_seconds']))}"
-              if f["target_seconds"] is not None else None)
+    target = (
+        f"target {format_duration(timedelta(seconds=f['target_seconds']))}"
+        if f["target_seconds"] is not None
+        else None
+    )
     clock_en = " ".join(b for b in (f["priority"], target) if b)
-    lines.append(f"English: {english} for {f['item_kind']} {f['item_id']} of customer "
-                 f"{f['customer_id']}; due {f['due_at']}; "
-                 + (f"{clock_en}; " if clock_en else "") + f"policy {f['policy']}.")
+    lines.append(
+        f"English: {english} for {f['item_kind']} {f['item_id']} of customer "
+        f"{f['customer_id']}; due {f['due_at']}; "
+        + (f"{clock_en}; " if clock_en else "")
+        + f"policy {f['policy']}."
+    )
     lines.append(f"告警编号 (alert id): {alert_id}")
     return "\n".join(lines)
 
@@ -367,8 +465,7 @@ def _known(f: Mapping[str, Any], config: RoutingConfig) -> tuple[str, str]:
         return "", ""
     known = _local(f["detected_at"], config.display_tz, since=f["due_at"])
     zh, en = f["cause"] or (None, None)
-    return (f"（{known} 获知{'，' + zh if zh else ''}）",
-            f"(known at {known}{', ' + en if en else ''})")
+    return (f"（{known} 获知{'，' + zh if zh else ''}）", f"(known at {known}{', ' + en if en else ''})")
 
 
 def _local(iso: str, tz: tzinfo, *, since: str | None = None) -> str:
@@ -396,6 +493,7 @@ def _local(iso: str, tz: tzinfo, *, since: str | None = None) -> str:
 
 # ---------------------------------------------------------------- chat-robot rendering
 # The same content shaped for each receiver; pure, so it lives with the content.
+
 
 def webhook_format_for(url: str) -> str:
     """Guess a robot's format from its well-known host; anything else gets generic JSON."""
@@ -426,18 +524,22 @@ def webhook_payload(fmt: str, alert: Alert) -> dict[str, Any]:
     if fmt == "dingtalk":
         phone = alert.recipient.phone
         text = "\n\n".join([f"### {alert.subject}", *lines] + ([f"@{phone}"] if phone else []))
-        body: dict[str, Any] = {"msgtype": "markdown",
-                                "markdown": {"title": alert.subject[:64], "text": text}}
+        body: dict[str, Any] = {
+            "msgtype": "markdown",
+            "markdown": {"title": alert.subject[:64], "text": text},
+        }
         if phone:
             body["at"] = {"atMobiles": [phone], "isAtAll": False}
         return body
     if fmt == "slack":
-        return {"text": f"{alert.subject}\n{alert.text}", "blocks": [
-            {"type": "header", "text": {"type": "plain_text", "text": alert.subject[:150]}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": alert.text[:3000]}},
-            {"type": "context", "elements": [
-                {"type": "mrkdwn", "text": f"alert id `{alert.alert_id}`"}]},
-        ]}
+        return {
+            "text": f"{alert.subject}\n{alert.text}",
+            "blocks": [
+                {"type": "header", "text": {"type": "plain_text", "text": alert.subject[:150]}},
+                {"type": "section", "text": {"type": "mrkdwn", "text": alert.text[:3000]}},
+                {"type": "context", "elements": [{"type": "mrkdwn", "text": f"alert id `{alert.alert_id}`"}]},
+            ],
+        }
     return alert.to_dict()
 
 

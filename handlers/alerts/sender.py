@@ -32,13 +32,12 @@ import faust
 import orjson
 import structlog
 
-from handlers.alerts.channels import (Dispatcher, EmailChannel, LogChannel, RetryPolicy,
-                                     WebhookChannel)
+from handlers.alerts.channels import Dispatcher, EmailChannel, LogChannel, RetryPolicy, WebhookChannel
 from handlers.alerts.routing import ALERTING_EVENTS, RoutingConfig, route
 from schemas.envelope import InvalidEvent, decode_event, utc_iso
 from streams.app import Streams
-from streams.event_batches import event_batches
 from streams.customer_view import find_item
+from streams.event_batches import event_batches
 from streams.partitioning import Placement
 from streams.settings import Settings
 
@@ -61,28 +60,41 @@ def build_dispatcher(settings: Settings) -> Dispatcher:
         channels.append(WebhookChannel(timeout=CHANNEL_TIMEOUT))
         if settings.smtp:
             host, _, port = settings.smtp.rpartition(":")
-            channels.append(EmailChannel(host, int(port), settings.smtp_from,
-                                         starttls=settings.smtp_starttls,
-                                         username=settings.smtp_user,
-                                         password=settings.smtp_password,
-                                         timeout=CHANNEL_TIMEOUT))
+            channels.append(
+                EmailChannel(
+                    host,
+                    int(port),
+                    settings.smtp_from,
+                    starttls=settings.smtp_starttls,
+                    username=settings.smtp_user,
+                    password=settings.smtp_password,
+                    timeout=CHANNEL_TIMEOUT,
+                )
+            )
     return Dispatcher(channels, retry=IN_AGENT_RETRY)
 
 
 class AlertSender:
     """Routes and sends the alerts of one SLA step event, once per alert id."""
 
-    def __init__(self, streams: Streams, dispatcher: Dispatcher, failed: faust.TopicT,
-                 config: RoutingConfig | None = None, *, placement: Placement,
-                 sla_topic: str) -> None:
+    def __init__(
+        self,
+        streams: Streams,
+        dispatcher: Dispatcher,
+        failed: faust.TopicT,
+        config: RoutingConfig | None = None,
+        *,
+        placement: Placement,
+        sla_topic: str,
+    ) -> None:
         self.app = streams.app
         self.partition_of = placement.home
         self.sla_topic = sla_topic  # its partitions' owners send their customers' alerts
         self.views = streams.views
         self.flush = streams.app.producer.flush
-        self.idle = asyncio.Event()      # set while no alert is being sent
+        self.idle = asyncio.Event()  # set while no alert is being sent
         self.idle.set()
-        self.settled = asyncio.Event()   # set while no rebalance is under way
+        self.settled = asyncio.Event()  # set while no rebalance is under way
         self.settled.set()
         self.stats = streams.processor.stats  # shown by /api/health
         self.dispatcher = dispatcher
@@ -104,8 +116,10 @@ class AlertSender:
     async def _may_send(self, customer_id: str) -> bool:
         await self.settled.wait()
         partition = self.partition_of(customer_id)
-        return any(tp.topic == self.sla_topic and tp.partition == partition
-                   for tp in self.app.assignor.assigned_actives())
+        return any(
+            tp.topic == self.sla_topic and tp.partition == partition
+            for tp in self.app.assignor.assigned_actives()
+        )
 
     async def handle(self, raw: bytes) -> int | None:
         """Send what a step event calls for; returns how many alerts were sent now.
@@ -129,8 +143,7 @@ class AlertSender:
             if item is not None and _delivered(item, alert.alert_id):
                 continue
             if not await self._may_send(event.customer_id):
-                log.info("alert.left_to_new_owner", alert_id=alert.alert_id,
-                         customer_id=event.customer_id)
+                log.info("alert.left_to_new_owner", alert_id=alert.alert_id, customer_id=event.customer_id)
                 return None
             self.idle.clear()
             try:
@@ -151,10 +164,17 @@ class AlertSender:
             log.exception("alert.step_failed")
             self.stats["alert_steps_failed"] += 1
             await self.failed.send(
-                key=None, key_serializer="raw", value_serializer="raw",
-                value=orjson.dumps({"step": raw.decode(errors="replace"),
-                                    "reason": repr(exc)[:1000],
-                                    "failed_at": utc_iso(datetime.now(UTC))}))
+                key=None,
+                key_serializer="raw",
+                value_serializer="raw",
+                value=orjson.dumps(
+                    {
+                        "step": raw.decode(errors="replace"),
+                        "reason": repr(exc)[:1000],
+                        "failed_at": utc_iso(datetime.now(UTC)),
+                    }
+                ),
+            )
             return 0
 
     async def _send(self, event, alert) -> int:
@@ -166,8 +186,10 @@ class AlertSender:
         """
         usable = tuple(c for c in alert.channels if c in self.dispatcher.channels)
         report = await self.dispatcher.dispatch(_with_channels(alert, usable))
-        outcome = {r.channel: {"status": str(r.status), "attempts": r.attempts,
-                               "reason": r.reason} for r in report.results}
+        outcome = {
+            r.channel: {"status": str(r.status), "attempts": r.attempts, "reason": r.reason}
+            for r in report.results
+        }
         customer_id, kind = event.customer_id, event.payload["item_kind"]
         item = self.views.find_item(customer_id, kind, event.entity_id)
         if item is not None:
@@ -178,11 +200,16 @@ class AlertSender:
             self.stats["alerts_recorded"] += 1  # durable: in the changelog
         if report.failures:
             await self.failed.send(
-                key=event.customer_id.encode(), key_serializer="raw", value_serializer="raw",
-                value=orjson.dumps({"alert": alert.to_dict(), "outcome": outcome,
-                                    "failed_at": utc_iso(datetime.now(UTC))}))
-            log.warning("alert.kept_failed", alert_id=alert.alert_id,
-                        customer_id=event.customer_id, outcome=outcome)
+                key=event.customer_id.encode(),
+                key_serializer="raw",
+                value_serializer="raw",
+                value=orjson.dumps(
+                    {"alert": alert.to_dict(), "outcome": outcome, "failed_at": utc_iso(datetime.now(UTC))}
+                ),
+            )
+            log.warning(
+                "alert.kept_failed", alert_id=alert.alert_id, customer_id=event.customer_id, outcome=outcome
+            )
         return 1
 
 
@@ -197,22 +224,38 @@ def _delivered(item: dict[str, Any], alert_id: str) -> bool:
 def _record(item: dict[str, Any], alert, outcome: dict, delivered: bool) -> None:
     alerts = item.setdefault("alerts", [])
     alerts[:] = [a for a in alerts if a["alert_id"] != alert.alert_id]
-    alerts.append({"alert_id": alert.alert_id, "event_id": alert.event_id,
-                   "event_type": alert.event_type, "recipient": alert.recipient.name,
-                   "role": alert.recipient.role, "copy": alert.copy, "delivered": delivered,
-                   "channels": outcome, "at": utc_iso(datetime.now(UTC))})
+    alerts.append(
+        {
+            "alert_id": alert.alert_id,
+            "event_id": alert.event_id,
+            "event_type": alert.event_type,
+            "recipient": alert.recipient.name,
+            "role": alert.recipient.role,
+            "copy": alert.copy,
+            "delivered": delivered,
+            "channels": outcome,
+            "at": utc_iso(datetime.now(UTC)),
+        }
+    )
     del alerts[:-ALERTS_KEPT_PER_ITEM]
 
 
-def register_alert_agent(streams: Streams, settings: Settings, placement: Placement,
-                         sla_topic: faust.TopicT) -> AlertSender:
+def register_alert_agent(
+    streams: Streams, settings: Settings, placement: Placement, sla_topic: faust.TopicT
+) -> AlertSender:
     """The ``send-alerts`` agent on ``sla_topic``, and the failed-alerts topic."""
     app = streams.app
-    failed = app.topic(settings.alerts_failed_topic, key_type=bytes, value_type=bytes,
-                       key_serializer="raw", value_serializer="raw",
-                       partitions=settings.partitions)
-    sender = AlertSender(streams, build_dispatcher(settings), failed, placement=placement,
-                         sla_topic=sla_topic.get_topic_name())
+    failed = app.topic(
+        settings.alerts_failed_topic,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+    )
+    sender = AlertSender(
+        streams, build_dispatcher(settings), failed, placement=placement, sla_topic=sla_topic.get_topic_name()
+    )
 
     # At a revocation the alert in flight finishes and records its outcome
     # *before* the views are dropped (streams/sla_agents.py runs this hook first).
@@ -231,8 +274,7 @@ def register_alert_agent(streams: Streams, settings: Settings, placement: Placem
         A step is acked only once its alerts are sent and recorded, and never
         skipped unacked-as-done on a rebalance (see ``streams.event_batches``).
         """
-        async for batch in event_batches(stream, 1, idle=0.0, linger=0.0,
-                                         stats=streams.processor.stats):
+        async for batch in event_batches(stream, 1, idle=0.0, linger=0.0, stats=streams.processor.stats):
             for event in list(batch):
                 if await sender.handle_or_keep(event.message.value) is None:
                     batch.remove(event)  # not ours any more: unacked, the new owner sends

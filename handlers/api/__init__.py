@@ -1,1 +1,2 @@
-"""The HTTP API's room: routes, the guard and bounds every request meets, the dispatch queue and the worker's health."""
+"""The HTTP API's room: routes, the guard and bounds every request meets, the dispatch
+queue and the worker's health."""

@@ -30,8 +30,14 @@ def new_entity_id(prefix: str) -> str:
     return f"{prefix}-" + "".join(secrets.choice(alphabet) for _ in range(10))
 
 
-def command_to_event(body: dict[str, Any], event_type: str, id_field: str, id_prefix: str,
-                     now: datetime, default_source: str = "hotline"):
+def command_to_event(
+    body: dict[str, Any],
+    event_type: str,
+    id_field: str,
+    id_prefix: str,
+    now: datetime,
+    default_source: str = "hotline",
+):
     """Turn a command body (envelope keys + payload fields) into a validated event.
 
     Field errors name the request's own field (``severity``, ``fault_id``), not
@@ -49,10 +55,16 @@ def command_to_event(body: dict[str, Any], event_type: str, id_field: str, id_pr
             raise BadRequest(422, exc.field, exc.reason) from None
     payload = {k: v for k, v in body.items() if k not in _ENVELOPE_KEYS | {id_field}}
     try:
-        event = new_event(event_type, customer_id, entity_id, payload,
-                          source=body.get("source") or default_source,
-                          actor=body.get("actor") or "hotline", occurred_at=occurred_at,
-                          now=now)
+        event = new_event(
+            event_type,
+            customer_id,
+            entity_id,
+            payload,
+            source=body.get("source") or default_source,
+            actor=body.get("actor") or "hotline",
+            occurred_at=occurred_at,
+            now=now,
+        )
     except InvalidEvent as exc:
         field = exc.field.removeprefix("payload.") if exc.field else None
         raise BadRequest(422, id_field if field == "entity_id" else field, exc.reason) from None
@@ -74,8 +86,9 @@ def acknowledgement(body: dict[str, Any], kind: str) -> tuple[str, int | None, d
     if not isinstance(metric, str) or metric not in METRICS:
         raise BadRequest(422, "metric", f"must be one of {', '.join(METRICS)}")
     cycle = body.get("cycle")
-    if cycle is not None and (not isinstance(cycle, int) or isinstance(cycle, bool)
-                              or not 1 <= cycle <= MAX_CYCLE):
+    if cycle is not None and (
+        not isinstance(cycle, int) or isinstance(cycle, bool) or not 1 <= cycle <= MAX_CYCLE
+    ):
         raise BadRequest(422, "cycle", f"must be a whole number from 1 to {MAX_CYCLE}")
     note = body.get("note")
     if note is not None and not isinstance(note, str):
@@ -84,8 +97,7 @@ def acknowledgement(body: dict[str, Any], kind: str) -> tuple[str, int | None, d
         raise BadRequest(422, "note", f"longer than {MAX_NOTE_LENGTH} characters")
     actor, source = body.get("actor") or "manager", body.get("source") or "account_manager"
     if not isinstance(actor, str) or not actor.strip() or len(actor) > MAX_ID_LENGTH:
-        raise BadRequest(422, "actor", f"must be a staff id of at most {MAX_ID_LENGTH} "
-                                       f"characters")
+        raise BadRequest(422, "actor", f"must be a staff id of at most {MAX_ID_LENGTH} characters")
     if source not in SOURCES:
         raise BadRequest(422, "source", f"must be one of {', '.join(SOURCES)}")
     extra = {"note": note} if note and note.strip() else {}
@@ -97,5 +109,4 @@ def waited_event_id(text: str) -> str:
     try:
         return str(uuid.UUID(text))
     except ValueError:
-        raise BadRequest(422, "wait_for", "must be an event id (a UUID) returned by a "
-                                          "write") from None
+        raise BadRequest(422, "wait_for", "must be an event id (a UUID) returned by a write") from None

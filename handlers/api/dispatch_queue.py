@@ -27,20 +27,30 @@ PRIORITY_RANK = {"P1": 0, "P2": 1, "P3": 2, "P4": 3, "extra_urgent": 0, "urgent"
 
 def queue_row(view: dict[str, Any], item: dict[str, Any], now: datetime) -> dict[str, Any] | None:
     """One queue row, or ``None`` when the item has no running clock."""
-    metrics = ((item.get("sla") or {}).get("metrics") or {})
-    running = {name: m for name, m in metrics.items() if m.get("state") in ("pending", "breached")
-               and not m.get("met_at") and not m.get("cancelled_at")}
+    metrics = (item.get("sla") or {}).get("metrics") or {}
+    running = {
+        name: m
+        for name, m in metrics.items()
+        if m.get("state") in ("pending", "breached") and not m.get("met_at") and not m.get("cancelled_at")
+    }
     if not running:
         return None
-    deadlines = [(datetime.fromisoformat(m["deadline"]), name) for name, m in running.items()
-                 if m.get("deadline") and not m.get("paused")]
+    deadlines = [
+        (datetime.fromisoformat(m["deadline"]), name)
+        for name, m in running.items()
+        if m.get("deadline") and not m.get("paused")
+    ]
     profile = view.get("profile") or {}
     attributes = item["attributes"]
     first = min(deadlines) if deadlines else None
     return {
-        "customer_id": view["customer_id"], "customer": profile.get("name"),
-        "tier": profile.get("tier"), "kind": item["kind"], "id": item["id"],
-        "state": item["state"], "priority": attributes.get("priority") or attributes.get("urgency"),
+        "customer_id": view["customer_id"],
+        "customer": profile.get("name"),
+        "tier": profile.get("tier"),
+        "kind": item["kind"],
+        "id": item["id"],
+        "state": item["state"],
+        "priority": attributes.get("priority") or attributes.get("urgency"),
         "summary": attributes.get("summary") or attributes.get("subject") or attributes.get("product"),
         "next_deadline": first[0].isoformat() if first else None,
         "metric": first[1] if first else None,
@@ -66,13 +76,17 @@ def local_queue(views, placement: Placement, now: datetime) -> list[dict[str, An
 
 def queue_order(row: dict[str, Any]) -> tuple:
     waiting = row["seconds_to_breach"]
-    return (row["paused"], waiting if waiting is not None else float("inf"),
-            TIER_RANK.get(row["tier"], 9), PRIORITY_RANK.get(row["priority"], 9),
-            row["customer_id"], row["id"])
+    return (
+        row["paused"],
+        waiting if waiting is not None else float("inf"),
+        TIER_RANK.get(row["tier"], 9),
+        PRIORITY_RANK.get(row["priority"], 9),
+        row["customer_id"],
+        row["id"],
+    )
 
 
-def register_dispatch_queue_route(app, views, placement: Placement,
-                                  clock: Callable[[], datetime]) -> None:
+def register_dispatch_queue_route(app, views, placement: Placement, clock: Callable[[], datetime]) -> None:
     """``GET /api/dispatch-queue[?limit=N]``: this worker's rows and every other worker's.
 
     Each call walks every owned view, and without ``local=1`` asks every other
@@ -89,22 +103,22 @@ def register_dispatch_queue_route(app, views, placement: Placement,
     @app.page("/api/dispatch-queue")
     async def dispatch_queue(web, request: Request) -> Response:
         """Open items across customers, most urgent first (零时延): every worker's, merged."""
-        limit = int(query_number(request, "limit", DEFAULT_QUEUE_LIMIT, 1, MAX_QUEUE_LIMIT,
-                                 whole=True))
+        limit = int(query_number(request, "limit", DEFAULT_QUEUE_LIMIT, 1, MAX_QUEUE_LIMIT, whole=True))
         with queues.take():
             now = clock()
             rows = local_queue(views, placement, now)
             if request.query.get("local") != "1":
                 for url in other_workers():
                     try:
-                        async with app.http_client.get(f"{url}/api/dispatch-queue",
-                                                       params={"local": "1",
-                                                               "limit": str(limit)}) as r:
+                        async with app.http_client.get(
+                            f"{url}/api/dispatch-queue", params={"local": "1", "limit": str(limit)}
+                        ) as r:
                             rows.extend((await r.json())["items"])
                     except Exception as exc:  # a worker going away mid-rebalance: say so
-                        return web.json(error_body(f"worker {url} did not answer: {exc!r}"[:300],
-                                                   None),
-                                        status=503,
-                                        headers={"Retry-After": "1"})
+                        return web.json(
+                            error_body(f"worker {url} did not answer: {exc!r}"[:300], None),
+                            status=503,
+                            headers={"Retry-After": "1"},
+                        )
         rows.sort(key=queue_order)
         return web.json({"as_of": utc_iso(now), "items": rows[:limit]})

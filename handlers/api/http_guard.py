@@ -38,9 +38,16 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
-from handlers.api.input_limits import (BODY_ENCODINGS, BUSY_RETRY_AFTER_SECONDS, MAX_BODY_BYTES,
-                                   MAX_CONCURRENT_BODIES, MAX_ID_LENGTH, MAX_YEAR, MIN_YEAR,
-                                   ROUTED_READ_TIMEOUT_SECONDS)
+from handlers.api.input_limits import (
+    BODY_ENCODINGS,
+    BUSY_RETRY_AFTER_SECONDS,
+    MAX_BODY_BYTES,
+    MAX_CONCURRENT_BODIES,
+    MAX_ID_LENGTH,
+    MAX_YEAR,
+    MIN_YEAR,
+    ROUTED_READ_TIMEOUT_SECONDS,
+)
 
 log = structlog.get_logger("keydesk.http")
 _BODILESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
@@ -49,8 +56,9 @@ _BODILESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 class BadRequest(Exception):
     """A request keydesk will not act on; ``field`` names the culprit."""
 
-    def __init__(self, status: int, field: str | None, reason: str,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, field: str | None, reason: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(reason)
         self.status, self.field, self.reason, self.headers = status, field, reason, headers
 
@@ -67,11 +75,16 @@ def error_body(reason: str, field: str | None) -> dict[str, str | None]:
     return {"error": reason, "field": field}
 
 
-def problem(status: int, field: str | None, reason: str,
-            headers: dict[str, str] | None = None) -> web.Response:
+def problem(
+    status: int, field: str | None, reason: str, headers: dict[str, str] | None = None
+) -> web.Response:
     """A refusal as a response: :func:`error_body` with its status (and headers)."""
-    return web.Response(body=orjson.dumps(error_body(reason, field)), status=status,
-                        content_type="application/json", headers=headers)
+    return web.Response(
+        body=orjson.dumps(error_body(reason, field)),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
 
 
 class Slots:
@@ -82,16 +95,18 @@ class Slots:
     (One event loop: a counter needs no lock.)
     """
 
-    def __init__(self, size: int, what: str,
-                 retry_after: int = BUSY_RETRY_AFTER_SECONDS) -> None:
+    def __init__(self, size: int, what: str, retry_after: int = BUSY_RETRY_AFTER_SECONDS) -> None:
         self.size, self.what, self.retry_after, self.used = size, what, retry_after, 0
 
     def acquire(self) -> None:
         """Take a slot or raise the 429."""
         if self.used >= self.size:
-            raise BadRequest(429, None, f"{self.size} {self.what} already running on this "
-                                        f"worker; retry in {self.retry_after} s",
-                             {"Retry-After": str(self.retry_after)})
+            raise BadRequest(
+                429,
+                None,
+                f"{self.size} {self.what} already running on this worker; retry in {self.retry_after} s",
+                {"Retry-After": str(self.retry_after)},
+            )
         self.used += 1
 
     def release(self) -> None:
@@ -113,8 +128,10 @@ def install_http_guard(app: faust.App) -> None:
     aiohttp application: hence before the first route is added.
     """
     if "web" in app.__dict__:
-        raise RuntimeError("install_http_guard must run before any route is added: "
-                           "faust has built its aiohttp application already")
+        raise RuntimeError(
+            "install_http_guard must run before any route is added: "
+            "faust has built its aiohttp application already"
+        )
     # Set, not merged: reading a faust setting before setting it warns, and
     # keydesk sets no other web application option (streams/app.py).
     app.conf.web_application_options = {
@@ -152,14 +169,18 @@ def guard_middleware() -> Callable[..., Awaitable[web.StreamResponse]]:
             if exc.status < 400:
                 raise
             headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-            return problem(exc.status, None, f"{exc.reason}: {request.method} {request.path}"[:200],
-                           headers)
+            return problem(exc.status, None, f"{exc.reason}: {request.method} {request.path}"[:200], headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
             # A read routed to the worker owning the customer: it went away or is stuck.
-            log.warning("http.peer_unavailable", method=request.method, path=request.path,
-                        error=repr(exc)[:300])
-            return problem(503, None, "the worker owning this customer did not answer; "
-                                      "retry shortly", {"Retry-After": "1"})
+            log.warning(
+                "http.peer_unavailable", method=request.method, path=request.path, error=repr(exc)[:300]
+            )
+            return problem(
+                503,
+                None,
+                "the worker owning this customer did not answer; retry shortly",
+                {"Retry-After": "1"},
+            )
         except Exception:
             log.exception("http.unhandled", method=request.method, path=request.path)
             return problem(500, None, "internal error (logged as http.unhandled)")
@@ -184,8 +205,9 @@ def body_encoding(request: web.Request) -> str:
     """The body's ``Content-Encoding``, one of :data:`BODY_ENCODINGS`, or a 415."""
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower() or "identity"
     if encoding not in BODY_ENCODINGS:
-        raise BadRequest(415, "Content-Encoding", f"{encoding[:40]!r} is not supported; send "
-                                                  f"{' or '.join(BODY_ENCODINGS)}")
+        raise BadRequest(
+            415, "Content-Encoding", f"{encoding[:40]!r} is not supported; send {' or '.join(BODY_ENCODINGS)}"
+        )
     return encoding
 
 
@@ -242,16 +264,16 @@ def check_instant_years(values: dict[str, Any], *fields: str) -> None:
         except ValueError:
             continue
         try:
-            year = instant.astimezone(UTC).year if instant.utcoffset() is not None \
-                else instant.year
+            year = instant.astimezone(UTC).year if instant.utcoffset() is not None else instant.year
         except OverflowError:
             year = instant.year
         if not MIN_YEAR <= year <= MAX_YEAR:
             raise BadRequest(422, name, f"must lie in the years {MIN_YEAR}-{MAX_YEAR}")
 
 
-def query_number(request: web.Request, name: str, default: float, low: float, high: float,
-                 *, whole: bool = False) -> float:
+def query_number(
+    request: web.Request, name: str, default: float, low: float, high: float, *, whole: bool = False
+) -> float:
     """A numeric query parameter in ``[low, high]``, or a 422 naming it."""
     text = request.query.get(name)
     if text is None or text == "":

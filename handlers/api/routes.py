@@ -32,11 +32,22 @@ from yarl import URL
 
 from handlers.api.commands import acknowledgement, command_to_event, waited_event_id
 from handlers.api.dispatch_queue import register_dispatch_queue_route
-from handlers.api.http_guard import (BadRequest, Slots, check_instant_years, error_body,
-                                     install_http_guard, query_number, read_body,
-                                     read_json_object)
-from handlers.api.input_limits import (DEFAULT_WAIT_SECONDS, MAX_CONCURRENT_WAITS,
-                                       MAX_WAIT_SECONDS, OWNER_CHECK_TIMEOUT_SECONDS)
+from handlers.api.http_guard import (
+    BadRequest,
+    Slots,
+    check_instant_years,
+    error_body,
+    install_http_guard,
+    query_number,
+    read_body,
+    read_json_object,
+)
+from handlers.api.input_limits import (
+    DEFAULT_WAIT_SECONDS,
+    MAX_CONCURRENT_WAITS,
+    MAX_WAIT_SECONDS,
+    OWNER_CHECK_TIMEOUT_SECONDS,
+)
 from handlers.api.worker_health import WorkerHealth
 from schemas.envelope import InvalidEvent, decode_event, new_event, parse_instant
 from schemas.event_catalogue import SOURCES
@@ -61,9 +72,13 @@ def _item_clocks(item: dict[str, Any]) -> dict[str, int]:
     return {name: int(m.get("cycle") or 1) for name, m in metrics.items()}
 
 
-def register_routes(streams: Streams, settings: Settings, publisher: HomePublisher,
-                    placement: Placement,
-                    clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+def register_routes(
+    streams: Streams,
+    settings: Settings,
+    publisher: HomePublisher,
+    placement: Placement,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> None:
     """Attach the API, and the guard every route runs behind, to the streams' faust app.
 
     Writes go out through ``publisher`` (to the customer's home partition, 202
@@ -81,10 +96,16 @@ def register_routes(streams: Streams, settings: Settings, publisher: HomePublish
                 body = await read_json_object(request)
                 event = command_to_event(body, event_type, id_field, id_prefix, clock())
                 await publisher.publish(event)
-                return self.json({id_field: event.entity_id, "event_id": event.event_id,
-                                  "customer_id": event.customer_id,
-                                  "view": f"/api/customers/{event.customer_id}/view"},
-                                 status=202)
+                return self.json(
+                    {
+                        id_field: event.entity_id,
+                        "event_id": event.event_id,
+                        "customer_id": event.customer_id,
+                        "view": f"/api/customers/{event.customer_id}/view",
+                    },
+                    status=202,
+                )
+
         return CommandView
 
     app.page("/api/faults")(command_view("fault.reported", "fault_id", "F"))
@@ -98,24 +119,30 @@ def register_routes(streams: Streams, settings: Settings, publisher: HomePublish
         async def post(self, request: Request) -> Response:
             body = await read_json_object(request)  # 400 for what is not a JSON object
             if str(body.get("event_type")).startswith("sla."):  # the timers' own, or the ack's
-                raise BadRequest(422, "event_type", "SLA events are written by keydesk's "
-                                 "timers; acknowledge through POST /api/customers/{id}/items/"
-                                 "{kind}/{item_id}/acknowledge")
+                raise BadRequest(
+                    422,
+                    "event_type",
+                    "SLA events are written by keydesk's "
+                    "timers; acknowledge through POST /api/customers/{id}/items/"
+                    "{kind}/{item_id}/acknowledge",
+                )
             try:  # the bytes, as a Kafka producer's: the wire's rules, duplicate keys included
                 event = decode_event(await read_body(request))
             except InvalidEvent as exc:
                 raise BadRequest(422, exc.field, exc.reason) from None
             await publisher.publish(event)
-            return self.json({"event_id": event.event_id, "customer_id": event.customer_id},
-                             status=202)
+            return self.json({"event_id": event.event_id, "customer_id": event.customer_id}, status=202)
 
     worker_health = WorkerHealth(app, streams.processor, sink_of=lambda: streams.sink)
     ready = worker_health.ready
 
     def recovering(web) -> Response:
         # Never answer from a half-recovered table: a stale view looks like a true one.
-        return web.json(error_body("worker is rebalancing or recovering; retry shortly", None),
-                        status=503, headers={"Retry-After": "1"})
+        return web.json(
+            error_body("worker is rebalancing or recovering; retry shortly", None),
+            status=503,
+            headers={"Retry-After": "1"},
+        )
 
     def is_me(url: URL) -> bool:
         me = URL(str(app.conf.canonical_url))
@@ -136,6 +163,7 @@ def register_routes(streams: Streams, settings: Settings, publisher: HomePublish
         Only the path and query travel (no body, no caller's headers); the
         owner's status, body, content type and ``Retry-After`` come back.
         """
+
         @functools.wraps(handler)
         async def read(web, request: Request, customer_id: str, **kwargs) -> Response:
             owner = owner_of(customer_id)
@@ -143,14 +171,15 @@ def register_routes(streams: Streams, settings: Settings, publisher: HomePublish
                 return await handler(web, request, customer_id, **kwargs)
             if owner is None or ROUTED_HEADER in request.headers:  # no owner, or a loop
                 return recovering(web)
-            async with app.http_client.get(owner.join(request.rel_url),
-                                           headers={ROUTED_HEADER: "1"}) as answer:
+            async with app.http_client.get(
+                owner.join(request.rel_url), headers={ROUTED_HEADER: "1"}
+            ) as answer:
                 body = await answer.read()
-                headers = {"Content-Type": answer.headers.get("Content-Type",
-                                                              "application/json")}
+                headers = {"Content-Type": answer.headers.get("Content-Type", "application/json")}
                 if "Retry-After" in answer.headers:
                     headers["Retry-After"] = answer.headers["Retry-After"]
                 return web.bytes(body, status=answer.status, headers=headers)
+
         return read
 
     @app.page("/api/customers/{customer_id}/view")
@@ -165,26 +194,22 @@ def register_routes(streams: Streams, settings: Settings, publisher: HomePublish
             with waits.take():
                 arrived = await streams.processor.wait_for_event(customer_id, event_id, timeout)
             if not arrived:
-                return web.json(error_body(f"event {event_id} not in the view after {timeout} s",
-                                           "wait_for"),
-                                status=504)
+                return web.json(
+                    error_body(f"event {event_id} not in the view after {timeout} s", "wait_for"), status=504
+                )
         view = views.get(customer_id)
         if view is None:
-            return web.json(error_body(f"no events for customer {customer_id}", "customer_id"),
-                            status=404)
-        return web.bytes(orjson.dumps(present(view, settings.zone)),
-                         content_type="application/json")
+            return web.json(error_body(f"no events for customer {customer_id}", "customer_id"), status=404)
+        return web.bytes(orjson.dumps(present(view, settings.zone)), content_type="application/json")
 
     @app.page("/api/customers/{customer_id}/items/{kind}/{item_id}/sla")
     @routed_read
-    async def item_sla(web, request: Request, customer_id: str, kind: str,
-                       item_id: str) -> Response:
+    async def item_sla(web, request: Request, customer_id: str, kind: str, item_id: str) -> Response:
         """Every clock of one item at ``?at=`` (default now), with its explanation."""
         if not ready():
             return recovering(web)
         if kind not in ITEM_KINDS:
-            return web.json(error_body(f"must be one of {', '.join(ITEM_KINDS)}", "kind"),
-                            status=422)
+            return web.json(error_body(f"must be one of {', '.join(ITEM_KINDS)}", "kind"), status=422)
         check_instant_years(request.query, "at")
         try:
             at = parse_instant(request.query["at"], "at") if "at" in request.query else clock()
@@ -193,15 +218,20 @@ def register_routes(streams: Streams, settings: Settings, publisher: HomePublish
         view = views.get(customer_id)
         item = find_item(view, kind, item_id) if view else None
         if item is None:
-            return web.json(error_body(f"no {kind} {item_id} for customer {customer_id}",
-                                       "item_id"),
-                            status=404)
+            return web.json(
+                error_body(f"no {kind} {item_id} for customer {customer_id}", "item_id"), status=404
+            )
         facts, history = item_facts(view, item), clock_history(item)
         evaluation = evaluate(facts, history, streams.rules, at)
-        return web.bytes(orjson.dumps({
-            "evaluation": evaluation.to_dict(),
-            "explanation": format_explanation(facts, evaluation, streams.rules)}),
-            content_type="application/json")
+        return web.bytes(
+            orjson.dumps(
+                {
+                    "evaluation": evaluation.to_dict(),
+                    "explanation": format_explanation(facts, evaluation, streams.rules),
+                }
+            ),
+            content_type="application/json",
+        )
 
     async def owner_clocks(customer_id: str, kind: str, item_id: str) -> dict[str, int] | None:
         """The item's clocks (metric: current cycle) as its owner knows them.
@@ -221,12 +251,13 @@ def register_routes(streams: Streams, settings: Settings, publisher: HomePublish
             if item is None:
                 raise BadRequest(404, "item_id", f"no {kind} {item_id} for customer {customer_id}")
             return _item_clocks(item)
-        path = (f"/api/customers/{quote(customer_id, safe='')}/items/{kind}/"
-                f"{quote(item_id, safe='')}/sla")
+        path = f"/api/customers/{quote(customer_id, safe='')}/items/{kind}/{quote(item_id, safe='')}/sla"
         try:
             async with app.http_client.get(
-                    owner.join(URL(path, encoded=True)), headers={ROUTED_HEADER: "1"},
-                    timeout=aiohttp.ClientTimeout(total=OWNER_CHECK_TIMEOUT_SECONDS)) as answer:
+                owner.join(URL(path, encoded=True)),
+                headers={ROUTED_HEADER: "1"},
+                timeout=aiohttp.ClientTimeout(total=OWNER_CHECK_TIMEOUT_SECONDS),
+            ) as answer:
                 found = orjson.loads(await answer.read())
                 status = answer.status
         except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
@@ -236,9 +267,11 @@ def register_routes(streams: Streams, settings: Settings, publisher: HomePublish
         if status == 404 and found.get("field") == "item_id":
             raise BadRequest(404, "item_id", f"no {kind} {item_id} for customer {customer_id}")
         try:
-            return {name: int(m.get("cycle") or 1)
-                    for name, m in found["evaluation"]["metrics"].items()} \
-                if status == 200 else None
+            return (
+                {name: int(m.get("cycle") or 1) for name, m in found["evaluation"]["metrics"].items()}
+                if status == 200
+                else None
+            )
         except (KeyError, TypeError, AttributeError, ValueError):  # not what our owner sends
             return None
 
@@ -253,32 +286,45 @@ def register_routes(streams: Streams, settings: Settings, publisher: HomePublish
         item's ``sla_log``.
         """
 
-        async def post(self, request: Request, customer_id: str, kind: str,
-                       item_id: str) -> Response:
+        async def post(self, request: Request, customer_id: str, kind: str, item_id: str) -> Response:
             metric, cycle, extra = acknowledgement(await read_json_object(request), kind)
             clocks = await owner_clocks(customer_id, kind, item_id)
             if clocks is not None and metric not in clocks:
-                raise BadRequest(422, "metric", f"must be one of the item's clocks: "
-                                                f"{', '.join(sorted(clocks)) or 'none'}")
+                raise BadRequest(
+                    422, "metric", f"must be one of the item's clocks: {', '.join(sorted(clocks)) or 'none'}"
+                )
             if cycle is None and clocks is None:
                 # Which cycle runs is the owner's to say; guessing 1 would leave a
                 # reopened item's ladder running behind a 202.
-                raise BadRequest(503, "cycle", "the worker owning this customer cannot say "
-                                 "which cycle of the clock runs right now; retry, or give "
-                                 "cycle", {"Retry-After": "1"})
-            payload = {"item_kind": kind, "metric": metric,
-                       "cycle": cycle or clocks[metric]}
+                raise BadRequest(
+                    503,
+                    "cycle",
+                    "the worker owning this customer cannot say "
+                    "which cycle of the clock runs right now; retry, or give "
+                    "cycle",
+                    {"Retry-After": "1"},
+                )
+            payload = {"item_kind": kind, "metric": metric, "cycle": cycle or clocks[metric]}
             if "note" in extra:
                 payload["note"] = extra["note"]
             try:
-                event = new_event("sla.escalation_acknowledged", customer_id, item_id, payload,
-                                  source=extra["source"], actor=extra["actor"], now=clock())
+                event = new_event(
+                    "sla.escalation_acknowledged",
+                    customer_id,
+                    item_id,
+                    payload,
+                    source=extra["source"],
+                    actor=extra["actor"],
+                    now=clock(),
+                )
             except InvalidEvent as exc:
-                raise BadRequest(422, (exc.field or "").removeprefix("payload.") or None,
-                                 exc.reason) from None
+                raise BadRequest(
+                    422, (exc.field or "").removeprefix("payload.") or None, exc.reason
+                ) from None
             await publisher.publish(event, signed=True)
-            return self.json({"event_id": event.event_id, **payload,
-                              "item_checked": clocks is not None}, status=202)
+            return self.json(
+                {"event_id": event.event_id, **payload, "item_checked": clocks is not None}, status=202
+            )
 
     register_dispatch_queue_route(app, views, placement, clock)
 
@@ -286,8 +332,9 @@ def register_routes(streams: Streams, settings: Settings, publisher: HomePublish
     async def sink_status(web, request: Request) -> Response:
         """The SQL sink in this worker: state, records behind per partition, totals."""
         if streams.sink is None:
-            return web.json(error_body("no SQL sink runs in this worker (KEYDESK_SINK=off)", None),
-                            status=404)
+            return web.json(
+                error_body("no SQL sink runs in this worker (KEYDESK_SINK=off)", None), status=404
+            )
         if streams.sink.status.state in ("running", "retrying"):
             await streams.sink.lag()
         return web.json(streams.sink.status.to_dict())
@@ -297,12 +344,14 @@ def register_routes(streams: Streams, settings: Settings, publisher: HomePublish
         """The truth about this worker (handlers/api/worker_health.py), what it owns and has done."""
         assignment = app.assignor.assigned_actives() if app.assignor else set()
         status, verdict = await worker_health.report()
-        return web.json({
-            **verdict,
-            "worker": str(app.conf.canonical_url),
-            "events_topic": settings.events_topic,
-            "partitions": sorted(tp.partition for tp in assignment
-                                 if tp.topic == settings.events_topic),
-            "processed": dict(streams.processor.stats),
-            "sources": list(SOURCES),
-        }, status=status)
+        return web.json(
+            {
+                **verdict,
+                "worker": str(app.conf.canonical_url),
+                "events_topic": settings.events_topic,
+                "partitions": sorted(tp.partition for tp in assignment if tp.topic == settings.events_topic),
+                "processed": dict(streams.processor.stats),
+                "sources": list(SOURCES),
+            },
+            status=status,
+        )

@@ -30,11 +30,11 @@ from typing import Any
 
 import faust
 
-PROBE_EVERY = 2.0     # seconds between broker probes (health may be polled often)
-PROBE_TIMEOUT = 2.0   # seconds a metadata request may take before the broker counts as down
-STUCK_AFTER = 30.0    # seconds of retrying after which a retrying part counts as down
-GROUP_GRACE = 10.0    # seconds the group may look unsettled after a rebalance (session timeout)
-_NO_GENERATION = -1   # aiokafka's DEFAULT_GENERATION_ID: not in a group
+PROBE_EVERY = 2.0  # seconds between broker probes (health may be polled often)
+PROBE_TIMEOUT = 2.0  # seconds a metadata request may take before the broker counts as down
+STUCK_AFTER = 30.0  # seconds of retrying after which a retrying part counts as down
+GROUP_GRACE = 10.0  # seconds the group may look unsettled after a rebalance (session timeout)
+_NO_GENERATION = -1  # aiokafka's DEFAULT_GENERATION_ID: not in a group
 
 
 @dataclass
@@ -47,8 +47,9 @@ class _Probe:
 class WorkerHealth:
     """Collects the worker's problems; :meth:`report` is the endpoint's body."""
 
-    def __init__(self, app: faust.App, processor: Any, sink_of=lambda: None,
-                 clock=time.monotonic, wall=time.time) -> None:
+    def __init__(
+        self, app: faust.App, processor: Any, sink_of=lambda: None, clock=time.monotonic, wall=time.time
+    ) -> None:
         self.app = app
         self.processor = processor
         self.sink_of = sink_of  # the sink is attached after the routes are built
@@ -74,8 +75,9 @@ class WorkerHealth:
             problems[f"agent:{name}"] = error
         failing = getattr(self.processor, "failing_since", None)
         if failing is not None and self.wall() - failing > STUCK_AFTER:
-            problems["events"] = (f"a batch has been retried for {self.wall() - failing:.0f} s: "
-                                  f"{self.processor.last_error}")
+            problems["events"] = (
+                f"a batch has been retried for {self.wall() - failing:.0f} s: {self.processor.last_error}"
+            )
         sink = self._sink_error()
         if sink:
             problems["sink"] = sink
@@ -86,8 +88,11 @@ class WorkerHealth:
         problems = await self.problems()
         ready = self.ready()
         status = "degraded" if problems else ("ok" if ready else "recovering")
-        return (503 if problems else 200), {"status": status, "ready": ready and not problems,
-                                            "problems": problems}
+        return (503 if problems else 200), {
+            "status": status,
+            "ready": ready and not problems,
+            "problems": problems,
+        }
 
     async def _broker_error(self) -> str | None:
         probe = self._probe
@@ -137,8 +142,7 @@ class WorkerHealth:
         for name, agent in self.app.agents.items():
             for actor in list(getattr(agent, "_actors", ())):
                 task = getattr(actor, "actor_task", None)
-                if task is not None and task.done() and not task.cancelled() \
-                        and task.exception() is not None:
+                if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
                     crashed[name] = repr(task.exception())[:300]
         return crashed
 

@@ -42,11 +42,15 @@ def parser() -> argparse.ArgumentParser:
     up.set_defaults(run=cmd_up)
     sub.add_parser("worker", help=cmd_worker.__doc__).set_defaults(run=cmd_worker)
     broker = sub.add_parser("broker", help=cmd_broker.__doc__)
-    broker.add_argument("--data-dir", dest="data_dir", type=Path, metavar="DIR",
-                        help="keep the broker's data here across runs (default: a temporary "
-                             "directory, removed when it stops)")
-    broker.add_argument("--port", type=int, metavar="N",
-                        help="listen on this port (default: a free one)")
+    broker.add_argument(
+        "--data-dir",
+        dest="data_dir",
+        type=Path,
+        metavar="DIR",
+        help="keep the broker's data here across runs (default: a temporary "
+        "directory, removed when it stops)",
+    )
+    broker.add_argument("--port", type=int, metavar="N", help="listen on this port (default: a free one)")
     broker.set_defaults(run=cmd_broker)
 
     fault = sub.add_parser("fault", help="faults").add_subparsers(dest="action", required=True)
@@ -72,8 +76,11 @@ def parser() -> argparse.ArgumentParser:
     pub = sub.add_parser("publish", help=cmd_publish.__doc__)
     pub.add_argument("file")
     pub.add_argument("--kafka", help="bootstrap address (default KEYDESK_KAFKA or `keydesk up`'s)")
-    pub.add_argument("--no-validate", action="store_true",
-                     help="send invalid lines too (they end in the dead-letter topic)")
+    pub.add_argument(
+        "--no-validate",
+        action="store_true",
+        help="send invalid lines too (they end in the dead-letter topic)",
+    )
     pub.set_defaults(run=cmd_publish)
 
     sla = sub.add_parser("sla", help="SLA rules").add_subparsers(dest="action", required=True)
@@ -81,8 +88,11 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("file")
     check.set_defaults(run=cmd_sla_check)
     explain = _item_parser(sla, "explain", cmd_sla_explain)
-    explain.add_argument("--at", help="instant to evaluate at (ISO-8601 with offset); "
-                                      "default now, or the item's last event with --events")
+    explain.add_argument(
+        "--at",
+        help="instant to evaluate at (ISO-8601 with offset); "
+        "default now, or the item's last event with --events",
+    )
     explain.add_argument("--events", help="explain from a JSON-lines event file, offline")
     explain.add_argument("--api")
     explain.set_defaults(run=cmd_sla_explain)
@@ -137,8 +147,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"keydesk: cannot reach Kafka: {exc}", file=sys.stderr)
         return 2
     except RulesError as exc:
-        print(f"keydesk: refusing to start, the SLA rules file is invalid:\n{exc}",
-              file=sys.stderr)
+        print(f"keydesk: refusing to start, the SLA rules file is invalid:\n{exc}", file=sys.stderr)
         return 2
-
-

@@ -12,16 +12,21 @@ from streams.settings import Settings
 
 def cmd_fault_log(args, settings: Settings) -> int:
     """Hotline: log a fault for a customer; prints the new fault id."""
-    body = {"customer_id": args.customer, "severity": args.severity, "summary": args.summary,
-            "service": args.service, "actor": args.actor, "source": args.source}
+    body = {
+        "customer_id": args.customer,
+        "severity": args.severity,
+        "summary": args.summary,
+        "service": args.service,
+        "actor": args.actor,
+        "source": args.source,
+    }
     for name in ("priority", "circuit_id", "location"):
         if getattr(args, name):
             body[name] = getattr(args, name)
     base = api_base(settings, args.api)
     status, answer = http("POST", f"{base}/api/faults", body)
     if status != 202:
-        print(f"refused ({status}): {answer.get('field')}: {answer.get('error')}",
-              file=sys.stderr)
+        print(f"refused ({status}): {answer.get('field')}: {answer.get('error')}", file=sys.stderr)
         return 2
     print(answer["fault_id"])
     if args.wait:
@@ -35,8 +40,9 @@ def cmd_fault_log(args, settings: Settings) -> int:
 
 def cmd_view(args, settings: Settings) -> int:
     """Show a customer's one-stop view."""
-    view = read_or_say(f"{api_base(settings, args.api)}/api/customers/"
-                       f"{urllib.request.quote(args.customer_id)}/view")
+    view = read_or_say(
+        f"{api_base(settings, args.api)}/api/customers/{urllib.request.quote(args.customer_id)}/view"
+    )
     if view is None:
         return 1
     print_json(view)
@@ -48,10 +54,15 @@ def cmd_publish(args, settings: Settings) -> int:
     from handlers.cli.publish_file import publish_lines
 
     with open(args.file, "rb") as lines:
-        report = asyncio.run(publish_lines(bootstrap(settings, args.kafka),
-                                           settings.events_topic, lines,
-                                           validate=not args.no_validate,
-                                           secret=settings.signing_key))
+        report = asyncio.run(
+            publish_lines(
+                bootstrap(settings, args.kafka),
+                settings.events_topic,
+                lines,
+                validate=not args.no_validate,
+                secret=settings.signing_key,
+            )
+        )
     for number, reason in report.refused:
         print(f"{args.file}:{number}: {reason}", file=sys.stderr)
     print(f"sent {report.sent} event(s), refused {len(report.refused)}")
@@ -69,9 +80,12 @@ def cmd_queue(args, settings: Settings) -> int:
     print(f"{'to breach':>10}  {'tier':9} {'prio':5} {'item':16} {'metric':9} customer")
     for row in answer["items"]:
         left = row["seconds_to_breach"]
-        when = "paused" if left is None else (f"{left / 60:+.0f} min" if abs(left) >= 60
-                                              else f"{left:+.0f} s")
-        print(f"{when:>10}  {row['tier'] or '?':9} {row['priority'] or '':5} "
-              f"{row['kind'][0].upper()} {row['id']:14} {row['metric'] or '':9} "
-              f"{row['customer'] or row['customer_id']}")
+        when = (
+            "paused" if left is None else (f"{left / 60:+.0f} min" if abs(left) >= 60 else f"{left:+.0f} s")
+        )
+        print(
+            f"{when:>10}  {row['tier'] or '?':9} {row['priority'] or '':5} "
+            f"{row['kind'][0].upper()} {row['id']:14} {row['metric'] or '':9} "
+            f"{row['customer'] or row['customer_id']}"
+        )
     return 0

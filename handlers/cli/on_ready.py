@@ -19,8 +19,9 @@ log = structlog.get_logger("keydesk.up")
 DEMO_CUSTOMER = "C-GOV-001"
 
 
-def announce_when_ready(settings: Settings, *, samples: Path | None, demo: bool,
-                        own_broker: bool) -> Callable[[Streams], Awaitable[None]]:
+def announce_when_ready(
+    settings: Settings, *, samples: Path | None, demo: bool, own_broker: bool
+) -> Callable[[Streams], Awaitable[None]]:
     async def on_ready(streams: Streams) -> None:
         loaded = 0
         if samples is not None:
@@ -42,7 +43,8 @@ def announce_when_ready(settings: Settings, *, samples: Path | None, demo: bool,
             f"  samples     {loaded} key-account customers loaded\n"
             f"  log a fault keydesk fault log --customer {DEMO_CUSTOMER} --severity critical "
             "--service 'MPLS VPN' --summary '专线中断' --wait\n"
-            "  Ctrl-C stops the worker and the broker.\n")
+            "  Ctrl-C stops the worker and the broker.\n"
+        )
         out.flush()
         if demo:
             await _demo(streams, http, settings)
@@ -54,31 +56,44 @@ async def _demo(streams: Streams, http: str, settings: Settings) -> None:
     """Log one fault the way the hotline does and show it arriving in the view."""
     started = time.perf_counter()
     event = command_to_event(
-        {"customer_id": DEMO_CUSTOMER, "severity": "critical", "service": "MPLS VPN",
-         "summary": "省政府专网 MPLS VPN 中断 (demo)", "circuit_id": "GZ-MPLS-0001",
-         "actor": "hotline-demo"}, "fault.reported", "fault_id", "F", datetime.now(UTC))
+        {
+            "customer_id": DEMO_CUSTOMER,
+            "severity": "critical",
+            "service": "MPLS VPN",
+            "summary": "省政府专网 MPLS VPN 中断 (demo)",
+            "circuit_id": "GZ-MPLS-0001",
+            "actor": "hotline-demo",
+        },
+        "fault.reported",
+        "fault_id",
+        "F",
+        datetime.now(UTC),
+    )
     sent = await streams.publisher.publish(event)
     arrived = await streams.processor.wait_for_event(DEMO_CUSTOMER, event.event_id, 10.0)
     elapsed_ms = (time.perf_counter() - started) * 1000
-    fault = streams.views.get(DEMO_CUSTOMER)["open"]["fault"].get(event.entity_id) \
-        if arrived else None
+    fault = streams.views.get(DEMO_CUSTOMER)["open"]["fault"].get(event.entity_id) if arrived else None
     sys.stdout.write(
         f"\ndemo: logged fault {event.entity_id} for {DEMO_CUSTOMER}; "
-        + (f"in the one-stop view after {elapsed_ms:.0f} ms, state {fault['state']}\n"
-           f"  curl -s {http}/api/customers/{DEMO_CUSTOMER}/view\n" if fault else
-           "NOT in the view after 10 s\n"))
+        + (
+            f"in the one-stop view after {elapsed_ms:.0f} ms, state {fault['state']}\n"
+            f"  curl -s {http}/api/customers/{DEMO_CUSTOMER}/view\n"
+            if fault
+            else "NOT in the view after 10 s\n"
+        )
+    )
     if streams.sink is not None:
         today = datetime.now(settings.zone).date()
         try:
             await streams.sink.wait_until_stored(
-                {(sent.topic_partition.topic, sent.topic_partition.partition): sent.offset + 1},
-                timeout=30)
+                {(sent.topic_partition.topic, sent.topic_partition.partition): sent.offset + 1}, timeout=30
+            )
             sys.stdout.write(
                 f"  in the reporting database after {(time.perf_counter() - started) * 1000:.0f}"
                 " ms, with its SLA clocks\n"
                 f"  keydesk report compliance --from {today} --to {today + timedelta(days=1)} "
-                "--group-by tier\n")
+                "--group-by tier\n"
+            )
         except TimeoutError:
-            sys.stdout.write(f"  NOT in the reporting database after 30 s: "
-                             f"{streams.sink.status.to_dict()}\n")
+            sys.stdout.write(f"  NOT in the reporting database after 30 s: {streams.sink.status.to_dict()}\n")
     sys.stdout.flush()

@@ -33,15 +33,21 @@ class PublishReport:
     refused: list[tuple[int, str]] = field(default_factory=list)
 
 
-async def publish_lines(bootstrap: str, topic: str, lines: Iterable[bytes], *,
-                        validate: bool = True, secret: bytes | None = None) -> PublishReport:
+async def publish_lines(
+    bootstrap: str, topic: str, lines: Iterable[bytes], *, validate: bool = True, secret: bytes | None = None
+) -> PublishReport:
     """Send each non-blank line as one event; returns once the broker acked all.
 
     ``secret``: the desk's, to sign acknowledgements with (none: they are refused).
     """
     report = PublishReport()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
-                                acks="all", linger_ms=5, max_batch_size=256 * 1024)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+    )
     await producer.start()
     try:
         pending = []
@@ -56,12 +62,17 @@ async def publish_lines(bootstrap: str, topic: str, lines: Iterable[bytes], *,
             headers = None
             if not isinstance(event, InvalidEvent) and event.kind == "sla":
                 if event.event_type != ACKNOWLEDGEMENT:
-                    report.refused.append((number, f"{event.event_type}: step events are "
-                                                   "the SLA timers' own; not published"))
+                    report.refused.append(
+                        (number, f"{event.event_type}: step events are the SLA timers' own; not published")
+                    )
                     continue
                 if not secret:
-                    report.refused.append((number, f"{event.event_type}: an acknowledgement "
-                                                   "needs the desk's secret to be signed"))
+                    report.refused.append(
+                        (
+                            number,
+                            f"{event.event_type}: an acknowledgement needs the desk's secret to be signed",
+                        )
+                    )
                     continue
                 headers = signature_headers(secret, line)
             pending.append(await producer.send(topic, line, key=key, headers=headers))

@@ -16,9 +16,9 @@ SAMPLES = Path(__file__).with_name("samples") / "customers.jsonl"
 
 def cmd_up(args, settings: Settings) -> int:
     """Own broker (unless KEYDESK_KAFKA is set), worker and HTTP API, until Ctrl-C."""
-    from handlers.local.kafka_broker import LocalKafka
     from handlers.cli.on_ready import announce_when_ready
     from handlers.composition import run_worker
+    from handlers.local.kafka_broker import LocalKafka
     from sla_rules import load_rules
     from streams.log_config import configure_logging
 
@@ -30,12 +30,25 @@ def cmd_up(args, settings: Settings) -> int:
         settings = replace(settings, kafka=broker.start())
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     runtime = runtime_file(settings)
-    runtime.write_text(json.dumps({"kafka": settings.kafka, "pid": os.getpid(),
-                                   "http": f"http://{settings.http_host}:{settings.http_port}"}))
+    runtime.write_text(
+        json.dumps(
+            {
+                "kafka": settings.kafka,
+                "pid": os.getpid(),
+                "http": f"http://{settings.http_host}:{settings.http_port}",
+            }
+        )
+    )
     try:
-        run_worker(settings, on_ready=announce_when_ready(
-            settings, samples=None if args.no_samples else SAMPLES, demo=args.demo,
-            own_broker=broker is not None))
+        run_worker(
+            settings,
+            on_ready=announce_when_ready(
+                settings,
+                samples=None if args.no_samples else SAMPLES,
+                demo=args.demo,
+                own_broker=broker is not None,
+            ),
+        )
     except SystemExit:
         pass
     finally:
@@ -48,10 +61,9 @@ def cmd_up(args, settings: Settings) -> int:
 def cmd_worker(args, settings: Settings) -> int:
     """A worker against KEYDESK_KAFKA (production: run one per host or container)."""
     from handlers.composition import run_worker
-
     from sla_rules import load_rules
 
-    settings.bootstrap_servers  # fail early and clearly without a broker address
+    _ = settings.bootstrap_servers  # fail early and clearly without a broker address
     load_rules(settings.sla_rules)
     try:
         run_worker(settings)

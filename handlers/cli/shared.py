@@ -40,14 +40,16 @@ def bootstrap(settings: Settings, given: str | None) -> str:
     try:
         return json.loads(runtime_file(settings).read_text())["kafka"]
     except (OSError, ValueError, KeyError):
-        raise SettingsError("no Kafka to publish to: set KEYDESK_KAFKA, pass --kafka, "
-                            "or run `keydesk up` first") from None
+        raise SettingsError(
+            "no Kafka to publish to: set KEYDESK_KAFKA, pass --kafka, or run `keydesk up` first"
+        ) from None
 
 
 def http(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
     data = orjson.dumps(body) if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=15) as response:
             return response.status, orjson.loads(response.read())

@@ -27,9 +27,11 @@ def cmd_sla_check(args, settings: Settings) -> int:
     rules = load_rules(args.file)
     for warning in rules.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"{args.file}: ok, version {rules.version}, {len(rules.rules)} rules, "
-          f"{len(rules.policies)} policies, {len(rules.calendars)} calendars"
-          + (f", {len(rules.warnings)} warning(s)" if rules.warnings else ""))
+    print(
+        f"{args.file}: ok, version {rules.version}, {len(rules.rules)} rules, "
+        f"{len(rules.policies)} policies, {len(rules.calendars)} calendars"
+        + (f", {len(rules.warnings)} warning(s)" if rules.warnings else "")
+    )
     return 0
 
 
@@ -46,9 +48,12 @@ def cmd_sla_explain(args, settings: Settings) -> int:
     if args.events:
         return _explain_offline(args, settings, kind, item_id)
     query = f"?at={urllib.request.quote(args.at)}" if args.at else ""
-    status, answer = http("GET", f"{api_base(settings, args.api)}/api/customers/"
-                                  f"{urllib.request.quote(args.customer)}/items/{kind}/"
-                                  f"{urllib.request.quote(item_id)}/sla{query}")
+    status, answer = http(
+        "GET",
+        f"{api_base(settings, args.api)}/api/customers/"
+        f"{urllib.request.quote(args.customer)}/items/{kind}/"
+        f"{urllib.request.quote(item_id)}/sla{query}",
+    )
     if status != 200:
         print(f"{status}: {answer.get('field')}: {answer.get('error')}", file=sys.stderr)
         return 1
@@ -72,8 +77,7 @@ def _explain_offline(args, settings: Settings, kind: str, item_id: str) -> int:
                 fold(view, event)
     item = find_item(view, kind, item_id)
     if item is None:
-        print(f"no {kind} {item_id} for customer {args.customer} in {args.events}",
-              file=sys.stderr)
+        print(f"no {kind} {item_id} for customer {args.customer} in {args.events}", file=sys.stderr)
         return 1
     rules = load_rules(settings.sla_rules)
     history = clock_history(item)
@@ -91,12 +95,15 @@ def cmd_sla_ack(args, settings: Settings) -> int:
         body["note"] = args.note
     if args.cycle:
         body["cycle"] = args.cycle
-    status, answer = http("POST", f"{api_base(settings, args.api)}/api/customers/"
-                                   f"{urllib.request.quote(args.customer)}/items/{kind}/"
-                                   f"{urllib.request.quote(item_id)}/acknowledge", body)
+    status, answer = http(
+        "POST",
+        f"{api_base(settings, args.api)}/api/customers/"
+        f"{urllib.request.quote(args.customer)}/items/{kind}/"
+        f"{urllib.request.quote(item_id)}/acknowledge",
+        body,
+    )
     if status != 202:
-        print(f"refused ({status}): {answer.get('field')}: {answer.get('error')}",
-              file=sys.stderr)
+        print(f"refused ({status}): {answer.get('field')}: {answer.get('error')}", file=sys.stderr)
         return 2
     print(f"acknowledged {kind} {item_id} {answer['metric']} (cycle {answer['cycle']})")
     return 0
@@ -120,6 +127,9 @@ def cmd_replay(args, settings: Settings) -> int:
             out.flush()
     for number, reason in result.refused:
         print(f"{args.file}:{number}: skipped: {reason}", file=sys.stderr)
-    print(f"replayed {result.events} event(s) of {len(result.views)} customer(s): "
-          f"{len(result.steps)} SLA step event(s)", file=sys.stderr)
+    print(
+        f"replayed {result.events} event(s) of {len(result.views)} customer(s): "
+        f"{len(result.steps)} SLA step event(s)",
+        file=sys.stderr,
+    )
     return 0

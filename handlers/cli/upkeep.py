@@ -38,8 +38,11 @@ def cmd_schemas(args, settings: Settings) -> int:
     if args.action == "write":
         print(f"wrote {len(write_all())} schema files to {SCHEMA_DIR}")
         return 0
-    stale = [name for name, content in render_all().items()
-             if not (SCHEMA_DIR / name).exists() or (SCHEMA_DIR / name).read_bytes() != content]
+    stale = [
+        name
+        for name, content in render_all().items()
+        if not (SCHEMA_DIR / name).exists() or (SCHEMA_DIR / name).read_bytes() != content
+    ]
     for name in stale:
         print(f"out of date: {SCHEMA_DIR / name}", file=sys.stderr)
     return 1 if stale else 0

@@ -97,8 +97,7 @@ def _cluster_id() -> str:
     ``kafka-storage format -t -xyz`` then fails with "expected one argument".
     Kafka's own ``Uuid.randomUuid`` draws again in that case; so do we.
     """
-    while (cluster_id := base64.urlsafe_b64encode(uuid.uuid4().bytes)
-           .rstrip(b"=").decode()).startswith("-"):
+    while (cluster_id := base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()).startswith("-"):
         pass
     return cluster_id
 
@@ -114,9 +113,11 @@ def _die_with_parent() -> Callable[[], None] | None:
     if not sys.platform.startswith("linux"):
         return None
     if threading.current_thread() is not threading.main_thread():
-        log.warning("local_kafka.no_parent_death_signal",
-                    reason="started outside the main thread; a kill -9 of this "
-                           "process would leave the broker running")
+        log.warning(
+            "local_kafka.no_parent_death_signal",
+            reason="started outside the main thread; a kill -9 of this "
+            "process would leave the broker running",
+        )
         return None
     prctl = ctypes.CDLL(None, use_errno=True).prctl
     parent = os.getpid()
@@ -149,9 +150,16 @@ class LocalKafka:
     temporary directory that ``stop()`` removes; a given one is never removed.
     """
 
-    def __init__(self, data_dir: Path | None = None, *, partitions: int = 4,
-                 port: int | None = None, controller_port: int | None = None,
-                 version: str = KAFKA_VERSION, heap: str = "1g") -> None:
+    def __init__(
+        self,
+        data_dir: Path | None = None,
+        *,
+        partitions: int = 4,
+        port: int | None = None,
+        controller_port: int | None = None,
+        version: str = KAFKA_VERSION,
+        heap: str = "1g",
+    ) -> None:
         self.version = version
         self.partitions = partitions
         self.heap = heap
@@ -197,49 +205,70 @@ class LocalKafka:
     def _write_config(self) -> Path:
         port, controller_port = self.port, self.controller_port
         config = self.data_dir / "server.properties"
-        config.write_text("\n".join([
-            "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@{HOST}:{controller_port}",
-            f"listeners=PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
-            f"advertised.listeners=PLAINTEXT://{HOST}:{port}",
-            "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "inter.broker.listener.name=PLAINTEXT",
-            f"log.dirs={self.log_dir}",
-            f"num.partitions={self.partitions}",
-            # one node: internal topics cannot be replicated; few partitions start fast
-            "offsets.topic.replication.factor=1",
-            "offsets.topic.num.partitions=4",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "transaction.state.log.num.partitions=4",
-            # the first consumer group join should not wait 3 s for more members
-            "group.initial.rebalance.delay.ms=0",
-            "auto.create.topics.enable=true",
-            "log.cleaner.enable=true",
-            # after a crash the controller refuses the broker's new registration until the
-            # dead one's session expires: 9 s by default, which a restart would wait out;
-            # heartbeats every 0.5 s still leave a loaded machine room before fencing
-            "broker.session.timeout.ms=3000",
-            "broker.heartbeat.interval.ms=500",
-        ]) + "\n")
+        config.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.voters=1@{HOST}:{controller_port}",
+                    f"listeners=PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
+                    f"advertised.listeners=PLAINTEXT://{HOST}:{port}",
+                    "controller.listener.names=CONTROLLER",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    f"log.dirs={self.log_dir}",
+                    f"num.partitions={self.partitions}",
+                    # one node: internal topics cannot be replicated; few partitions start fast
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=4",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "transaction.state.log.num.partitions=4",
+                    # the first consumer group join should not wait 3 s for more members
+                    "group.initial.rebalance.delay.ms=0",
+                    "auto.create.topics.enable=true",
+                    "log.cleaner.enable=true",
+                    # after a crash the controller refuses the broker's new registration until the
+                    # dead one's session expires: 9 s by default, which a restart would wait out;
+                    # heartbeats every 0.5 s still leave a loaded machine room before fencing
+                    "broker.session.timeout.ms=3000",
+                    "broker.heartbeat.interval.ms=500",
+                ]
+            )
+            + "\n"
+        )
         (self.data_dir / "log4j.properties").write_text(_LOG4J.format(log=self.log_file))
         return config
 
     def _java(self, lib: Path) -> list[str]:
-        return ["java", f"-Xmx{self.heap}", "-Xms256m", "-XX:+UseG1GC",
-                f"-Dlog4j.configuration=file:{self.data_dir / 'log4j.properties'}",
-                "-cp", f"{lib}/*"]
+        return [
+            "java",
+            f"-Xmx{self.heap}",
+            "-Xms256m",
+            "-XX:+UseG1GC",
+            f"-Dlog4j.configuration=file:{self.data_dir / 'log4j.properties'}",
+            "-cp",
+            f"{lib}/*",
+        ]
 
     def _format_once(self, java: list[str], config: Path) -> str:
         """Format the storage unless it already is: a new cluster id would orphan the data."""
         if (cluster_id := self.cluster_id) is not None:
             return cluster_id
         cluster_id = _cluster_id()
-        fmt = subprocess.run([*java, "kafka.tools.StorageTool", "format", "--ignore-formatted",
-                              f"--cluster-id={cluster_id}", "-c", str(config)],
-                             capture_output=True, text=True)
+        fmt = subprocess.run(
+            [
+                *java,
+                "kafka.tools.StorageTool",
+                "format",
+                "--ignore-formatted",
+                f"--cluster-id={cluster_id}",
+                "-c",
+                str(config),
+            ],
+            capture_output=True,
+            text=True,
+        )
         if fmt.returncode != 0:
             raise LocalKafkaError(f"formatting KRaft storage failed: {fmt.stderr[-2000:]}")
         return cluster_id
@@ -274,9 +303,15 @@ class LocalKafka:
             # lost a race for the port after the probe said it was free: try again
         self._wait_until_usable(cluster_id, deadline)
         bootstrap = f"{HOST}:{self.port}"
-        log.info("local_kafka.started", bootstrap=bootstrap, version=self.version,
-                 data_dir=str(self.data_dir), cluster_id=cluster_id, pid=self.pid,
-                 seconds=round(timeout - (deadline - time.monotonic()), 2))
+        log.info(
+            "local_kafka.started",
+            bootstrap=bootstrap,
+            version=self.version,
+            data_dir=str(self.data_dir),
+            cluster_id=cluster_id,
+            pid=self.pid,
+            seconds=round(timeout - (deadline - time.monotonic()), 2),
+        )
         return bootstrap
 
     def _wait_until_free(self, deadline: float) -> None:
@@ -290,15 +325,20 @@ class LocalKafka:
         began = time.monotonic()
         give_up = min(deadline, began + HELD_WAIT)
         while True:
-            held = [f"port {HOST}:{port} is in use" for port in (self.port, self.controller_port)
-                    if not _port_is_free(port)]
+            held = [
+                f"port {HOST}:{port} is in use"
+                for port in (self.port, self.controller_port)
+                if not _port_is_free(port)
+            ]
             if not _dir_is_unlocked(lock):
                 held.append(f"{self.log_dir} is locked by another broker")
             if not held:
                 return
             if time.monotonic() > give_up:
-                raise LocalKafkaError(f"cannot start the broker: {'; '.join(held)} "
-                                      f"(still, after {time.monotonic() - began:.0f} s)")
+                raise LocalKafkaError(
+                    f"cannot start the broker: {'; '.join(held)} "
+                    f"(still, after {time.monotonic() - began:.0f} s)"
+                )
             time.sleep(0.1)  # polling the kernel for the port / lock, bounded by give_up
 
     def _launch(self, java: list[str], config: Path) -> None:
@@ -308,8 +348,12 @@ class LocalKafka:
                 path.replace(path.with_name(name + ".previous"))
         with open(self.data_dir / "broker.stderr", "wb") as stderr:
             self.process = subprocess.Popen(
-                [*java, "kafka.Kafka", str(config)], stdout=subprocess.DEVNULL,
-                stderr=stderr, start_new_session=True, preexec_fn=_die_with_parent())
+                [*java, "kafka.Kafka", str(config)],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,
+                preexec_fn=_die_with_parent(),
+            )
 
     def _wait_for_log_line(self, deadline: float) -> bool:
         """True once the broker logged that it started; False if it lost the port."""
@@ -333,8 +377,7 @@ class LocalKafka:
             why = pool.submit(asyncio.run, self._probe_until(cluster_id, deadline)).result()
         if why is not None:
             self.kill()
-            raise LocalKafkaError(f"broker started but is not usable: {why}; "
-                                  f"see {self.log_file}")
+            raise LocalKafkaError(f"broker started but is not usable: {why}; see {self.log_file}")
 
     async def _probe_until(self, cluster_id: str, deadline: float) -> str | None:
         """None once a metadata request shows a usable cluster, else the last reason."""
@@ -344,8 +387,7 @@ class LocalKafka:
         while time.monotonic() < deadline:
             if self.process is None or self.process.poll() is not None:
                 return f"the broker exited: {self._log_text()[-3000:]}"
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap,
-                                        request_timeout_ms=5000)
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
             try:
                 await admin.start()
                 cluster = await admin.describe_cluster()
@@ -353,11 +395,17 @@ class LocalKafka:
             except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
                 why = f"metadata request failed: {exc!r}"
             else:
-                leaderless = [f"{t['topic']}/{p['partition']}" for t in topics
-                              for p in t["partitions"] if p["leader"] < 0]
+                leaderless = [
+                    f"{t['topic']}/{p['partition']}"
+                    for t in topics
+                    for p in t["partitions"]
+                    if p["leader"] < 0
+                ]
                 if cluster["cluster_id"] != cluster_id:
-                    return (f"port {self.port} answers for cluster {cluster['cluster_id']}, "
-                            f"not ours ({cluster_id})")
+                    return (
+                        f"port {self.port} answers for cluster {cluster['cluster_id']}, "
+                        f"not ours ({cluster_id})"
+                    )
                 if cluster["controller_id"] < 0:
                     why = "no active controller"
                 elif leaderless:

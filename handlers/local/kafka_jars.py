@@ -40,16 +40,31 @@ def fetch_jars(version: str = KAFKA_VERSION) -> Path:
         return lib
     for tool in ("java", "mvn"):
         if shutil.which(tool) is None:
-            raise LocalKafkaError(f"`{tool}` is not on PATH: the local broker needs Java 17 "
-                                  "and Maven (or set KEYDESK_KAFKA to an existing cluster)")
+            raise LocalKafkaError(
+                f"`{tool}` is not on PATH: the local broker needs Java 17 "
+                "and Maven (or set KEYDESK_KAFKA to an existing cluster)"
+            )
     lib.mkdir(parents=True, exist_ok=True)
     log.info("local_kafka.fetching_jars", version=version, into=str(lib))
     result = subprocess.run(
-        ["mvn", "-q", "-B", "-f", str(POM), f"-Dkafka.version={version}",
-         "dependency:copy-dependencies", f"-DoutputDirectory={lib}", "-DincludeScope=runtime"],
-        capture_output=True, text=True)
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
+            f"-Dkafka.version={version}",
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={lib}",
+            "-DincludeScope=runtime",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if result.returncode != 0 or not any(lib.glob(f"kafka_2.13-{version}.jar")):
-        raise LocalKafkaError("fetching Apache Kafka jars from Maven Central failed:\n"
-                              + (result.stdout + result.stderr)[-4000:])
+        raise LocalKafkaError(
+            "fetching Apache Kafka jars from Maven Central failed:\n"
+            + (result.stdout + result.stderr)[-4000:]
+        )
     done.write_text(version)
     return lib

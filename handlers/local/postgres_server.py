@@ -36,8 +36,9 @@ def pg_bin(name: str) -> str | None:
     found = shutil.which(name)
     if found:
         return found
-    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"),
-                        key=lambda p: _version_key(p.parent.parent.name))
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=lambda p: _version_key(p.parent.parent.name)
+    )
     return str(candidates[-1]) if candidates else None
 
 
@@ -53,8 +54,9 @@ class LocalPostgres:
     settings (``{"shared_buffers": "256MB"}``).
     """
 
-    def __init__(self, *, fsync: bool = False, settings: dict[str, str] | None = None,
-                 timeout: float = 60.0) -> None:
+    def __init__(
+        self, *, fsync: bool = False, settings: dict[str, str] | None = None, timeout: float = 60.0
+    ) -> None:
         self.fsync = fsync
         self.settings = dict(settings or {})
         self.timeout = timeout
@@ -78,31 +80,54 @@ class LocalPostgres:
         """initdb and start; returns ``postgresql+psycopg://keydesk@127.0.0.1:PORT/postgres``."""
         initdb, pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
         if not (initdb and pg_ctl):
-            raise LocalPostgresError("initdb/pg_ctl not found on PATH or in "
-                                     "/usr/lib/postgresql/*/bin (apt-get install postgresql)")
+            raise LocalPostgresError(
+                "initdb/pg_ctl not found on PATH or in /usr/lib/postgresql/*/bin (apt-get install postgresql)"
+            )
         self._pg_ctl = pg_ctl
         if os.geteuid() == 0:  # the server refuses root; run it as the Debian postgres user
             if shutil.which("runuser") is None:
-                raise LocalPostgresError("running as root needs `runuser` to start "
-                                         "PostgreSQL as the postgres user")
+                raise LocalPostgresError(
+                    "running as root needs `runuser` to start PostgreSQL as the postgres user"
+                )
             self._run_as = ["runuser", "-u", "postgres", "--"]
         self.root = Path(tempfile.mkdtemp(prefix="keydesk-pg-"))
         try:
             if self._run_as:
                 shutil.chown(self.root, "postgres")
-            self._run([initdb, "-D", str(self.data_dir), "-U", USER, "--auth=trust",
-                       "-E", "UTF8", "--no-sync"], "initdb")
+            self._run(
+                [initdb, "-D", str(self.data_dir), "-U", USER, "--auth=trust", "-E", "UTF8", "--no-sync"],
+                "initdb",
+            )
             self.port = _free_port()
-            options = [f"-p {self.port}", f"-k {self.root}", "-c listen_addresses=127.0.0.1",
-                       f"-c fsync={'on' if self.fsync else 'off'}"]
+            options = [
+                f"-p {self.port}",
+                f"-k {self.root}",
+                "-c listen_addresses=127.0.0.1",
+                f"-c fsync={'on' if self.fsync else 'off'}",
+            ]
             options += [f"-c {name}={value}" for name, value in self.settings.items()]
-            self._run([pg_ctl, "-D", str(self.data_dir), "-l", str(self.log_file), "-w",
-                       "-t", str(int(self.timeout)), "-o", " ".join(options), "start"],
-                      "pg_ctl start")
+            self._run(
+                [
+                    pg_ctl,
+                    "-D",
+                    str(self.data_dir),
+                    "-l",
+                    str(self.log_file),
+                    "-w",
+                    "-t",
+                    str(int(self.timeout)),
+                    "-o",
+                    " ".join(options),
+                    "start",
+                ],
+                "pg_ctl start",
+            )
         except BaseException:
             if self.port is not None:  # pg_ctl may have started a server that then timed out
-                subprocess.run([*self._run_as, pg_ctl, "-D", str(self.data_dir), "-m",
-                                "immediate", "stop"], capture_output=True)
+                subprocess.run(
+                    [*self._run_as, pg_ctl, "-D", str(self.data_dir), "-m", "immediate", "stop"],
+                    capture_output=True,
+                )
             self._remove()
             raise
         atexit.register(self.stop)
@@ -119,16 +144,19 @@ class LocalPostgres:
             server_log = ""
             if self.root is not None and self.log_file.exists():
                 server_log = "\n" + self.log_file.read_text(errors="replace")[-1500:]
-            raise LocalPostgresError(f"{what} failed ({done.returncode}): "
-                                     f"{(done.stdout + done.stderr)[-1500:]}{server_log}")
+            raise LocalPostgresError(
+                f"{what} failed ({done.returncode}): {(done.stdout + done.stderr)[-1500:]}{server_log}"
+            )
 
     def stop(self) -> None:
         """Stop at once (``-m immediate``: the data is thrown away) and remove the folder."""
         if self.root is None:
             return
         if self.url is not None and self._pg_ctl is not None:
-            subprocess.run([*self._run_as, self._pg_ctl, "-D", str(self.data_dir),
-                            "-m", "immediate", "stop"], capture_output=True)
+            subprocess.run(
+                [*self._run_as, self._pg_ctl, "-D", str(self.data_dir), "-m", "immediate", "stop"],
+                capture_output=True,
+            )
             log.info("local_postgres.stopped", url=self.url)
         self.url = None
         self._remove()

@@ -36,8 +36,10 @@ def parse_period(from_text: str, to_text: str, zone: ZoneInfo) -> tuple[datetime
     if end <= start:
         raise ReportArgumentError("to", f"{to_text[:40]} must be after from ({from_text[:40]})")
     if end.astimezone(zone) - start.astimezone(zone) > timedelta(days=MAX_REPORT_DAYS):
-        raise ReportArgumentError("to", f"the period is longer than {MAX_REPORT_DAYS} days; "
-                                        f"report a year at most, and several for more")
+        raise ReportArgumentError(
+            "to",
+            f"the period is longer than {MAX_REPORT_DAYS} days; report a year at most, and several for more",
+        )
     return start, end
 
 
@@ -55,14 +57,15 @@ def parse_bound(text: str, zone: ZoneInfo, name: str) -> datetime:
         try:
             instant = datetime.fromisoformat(text)
         except ValueError:
-            raise ReportArgumentError(name, f"{text[:40]!r} is neither a date (2026-11-01) nor "
-                                            f"an ISO instant with an offset") from None
+            raise ReportArgumentError(
+                name, f"{text[:40]!r} is neither a date (2026-11-01) nor an ISO instant with an offset"
+            ) from None
         if instant.utcoffset() is None:
-            raise ReportArgumentError(name, f"{text[:40]!r} has no UTC offset; "
-                                            f"give a date or e.g. 2026-11-01T00:00:00+08:00")
+            raise ReportArgumentError(
+                name, f"{text[:40]!r} has no UTC offset; give a date or e.g. 2026-11-01T00:00:00+08:00"
+            )
     if not MIN_YEAR <= instant.year <= MAX_YEAR:
-        raise ReportArgumentError(name, f"{text[:40]!r}: the year must lie in "
-                                        f"{MIN_YEAR}-{MAX_YEAR}")
+        raise ReportArgumentError(name, f"{text[:40]!r}: the year must lie in {MIN_YEAR}-{MAX_YEAR}")
     return instant
 
 
@@ -72,8 +75,9 @@ def parse_group_by(text: str | Sequence[str] | None) -> tuple[str, ...]:
     names = [n.strip() for n in names if n.strip()]
     for name in names:
         if name not in DIMENSIONS:
-            raise ReportArgumentError("group_by", f"unknown dimension {name[:40]!r}; "
-                                                  f"use {', '.join(DIMENSIONS)}")
+            raise ReportArgumentError(
+                "group_by", f"unknown dimension {name[:40]!r}; use {', '.join(DIMENSIONS)}"
+            )
     if len(set(names)) != len(names):
         raise ReportArgumentError("group_by", "a dimension is listed twice")
     return tuple(names)

@@ -25,14 +25,23 @@ import structlog
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import OperationalError
 
-from handlers.reports.model import ComplianceReport
-from handlers.reports.queries import compliance_report
 from handlers.api.http_guard import Slots, error_body
-from handlers.api.input_limits import (MAX_CONCURRENT_REPORTS, MAX_REPORT_BREACHES,
-                                   REPORT_RETRY_AFTER_SECONDS, REPORT_TIME_LIMIT_SECONDS)
-from handlers.reports.arguments import (DIMENSIONS, ReportArgumentError, parse_bound,
-                                       parse_group_by, parse_period)
+from handlers.api.input_limits import (
+    MAX_CONCURRENT_REPORTS,
+    MAX_REPORT_BREACHES,
+    REPORT_RETRY_AFTER_SECONDS,
+    REPORT_TIME_LIMIT_SECONDS,
+)
+from handlers.reports.arguments import (
+    DIMENSIONS,
+    ReportArgumentError,
+    parse_bound,
+    parse_group_by,
+    parse_period,
+)
+from handlers.reports.model import ComplianceReport
 from handlers.reports.output import as_csv, as_html, as_json, as_table
+from handlers.reports.queries import compliance_report
 from schemas.reporting_db import current_revision, open_engine
 from streams.settings import Settings
 
@@ -42,8 +51,14 @@ FORMATS: dict[str, tuple[str, Callable[[ComplianceReport, ZoneInfo], str]]] = {
     "json": ("application/json", lambda report, zone: as_json(report)),
     "html": ("text/html; charset=utf-8", as_html),
 }
-OPTIONS = {"from": "--from", "to": "--to", "group_by": "--group-by", "as_of": "--as-of",
-           "format": "--format", "breaches": "--breaches"}  # the CLI's spelling of each field
+OPTIONS = {
+    "from": "--from",
+    "to": "--to",
+    "group_by": "--group-by",
+    "as_of": "--as-of",
+    "format": "--format",
+    "breaches": "--breaches",
+}  # the CLI's spelling of each field
 
 
 #: Breaches listed unless asked otherwise: a report is read by people; an export of
@@ -67,8 +82,9 @@ class ReportRequest:
     breach_limit: int | None = DEFAULT_BREACHES
 
 
-def report_request(values: Mapping[str, str | None], zone: ZoneInfo, now: datetime,
-                   max_breaches: int | None = None) -> ReportRequest:
+def report_request(
+    values: Mapping[str, str | None], zone: ZoneInfo, now: datetime, max_breaches: int | None = None
+) -> ReportRequest:
     """Check the raw arguments; :class:`ReportArgumentError` names the first bad one.
 
     ``max_breaches``: the most breaches that may be listed (the HTTP API's
@@ -76,15 +92,22 @@ def report_request(values: Mapping[str, str | None], zone: ZoneInfo, now: dateti
     """
     for required in ("from", "to"):
         if not values.get(required):
-            raise ReportArgumentError(required, "is required: a local date such as 2026-11-01 "
-                                                "or an ISO instant with an offset")
+            raise ReportArgumentError(
+                required, "is required: a local date such as 2026-11-01 or an ISO instant with an offset"
+            )
     start, end = parse_period(values["from"], values["to"], zone)
     as_of = parse_bound(values["as_of"], zone, "as_of") if values.get("as_of") else now
     fmt = values.get("format") or "json"
     if fmt not in FORMATS:
         raise ReportArgumentError("format", f"{fmt[:20]!r}: use one of {', '.join(FORMATS)}")
-    return ReportRequest(start, end, as_of, parse_group_by(values.get("group_by")), fmt,
-                         _breach_limit(values.get("breaches"), max_breaches))
+    return ReportRequest(
+        start,
+        end,
+        as_of,
+        parse_group_by(values.get("group_by")),
+        fmt,
+        _breach_limit(values.get("breaches"), max_breaches),
+    )
 
 
 def _breach_limit(text: str | None, most: int | None = None) -> int | None:
@@ -94,53 +117,77 @@ def _breach_limit(text: str | None, most: int | None = None) -> int | None:
     text = str(text).strip()
     # ASCII digits only ("²".isdigit() holds), and few: int() refuses 4,300 of them.
     if not (text.isascii() and text.isdigit()) or len(text) > 12:
-        raise ReportArgumentError("breaches", f"{text[:20]!r}: a whole number of breaches to "
-                                              f"list, 0 for all")
+        raise ReportArgumentError("breaches", f"{text[:20]!r}: a whole number of breaches to list, 0 for all")
     if most is not None and not 1 <= int(text) <= most:
-        raise ReportArgumentError("breaches", f"from 1 to {most} over HTTP "
-                                              f"(keydesk report compliance --breaches 0 lists all)")
+        raise ReportArgumentError(
+            "breaches", f"from 1 to {most} over HTTP (keydesk report compliance --breaches 0 lists all)"
+        )
     return int(text) or None
 
 
 def build_report(engine: Engine, request: ReportRequest, zone: ZoneInfo) -> ComplianceReport:
     """The report, or :class:`ReportUnavailable` for a database the sink never migrated."""
     if current_revision(engine) is None:
-        raise ReportUnavailable(f"the reporting database {engine.url.render_as_string()} has "
-                                f"no tables yet; the sink creates them when it starts")
-    return compliance_report(engine, period_start=request.period_start,
-                             period_end=request.period_end, as_of=request.as_of,
-                             group_by=request.group_by, zone=zone,
-                             breach_limit=request.breach_limit)
+        raise ReportUnavailable(
+            f"the reporting database {engine.url.render_as_string()} has "
+            f"no tables yet; the sink creates them when it starts"
+        )
+    return compliance_report(
+        engine,
+        period_start=request.period_start,
+        period_end=request.period_end,
+        as_of=request.as_of,
+        group_by=request.group_by,
+        zone=zone,
+        breach_limit=request.breach_limit,
+    )
 
 
 # -- command line ----------------------------------------------------------------------
+
 
 def add_report_parser(subparsers) -> None:
     """Add ``report compliance ...`` to the ``keydesk`` command's subparsers."""
     report = subparsers.add_parser("report", help="reports from the reporting database")
     kinds = report.add_subparsers(dest="report", required=True)
     compliance = kinds.add_parser("compliance", help=run_report.__doc__)
-    compliance.add_argument("--from", dest="from_", required=True, metavar="DATE",
-                            help="first local date (or ISO instant) of the opening period")
-    compliance.add_argument("--to", required=True, metavar="DATE",
-                            help="end of the period, exclusive")
-    compliance.add_argument("--group-by", default="", metavar="DIM,...",
-                            help=f"any of {', '.join(DIMENSIONS)}")
-    compliance.add_argument("--as-of", metavar="INSTANT",
-                            help="instant the figures are true at (default now)")
+    compliance.add_argument(
+        "--from",
+        dest="from_",
+        required=True,
+        metavar="DATE",
+        help="first local date (or ISO instant) of the opening period",
+    )
+    compliance.add_argument("--to", required=True, metavar="DATE", help="end of the period, exclusive")
+    compliance.add_argument(
+        "--group-by", default="", metavar="DIM,...", help=f"any of {', '.join(DIMENSIONS)}"
+    )
+    compliance.add_argument(
+        "--as-of", metavar="INSTANT", help="instant the figures are true at (default now)"
+    )
     compliance.add_argument("--format", choices=list(FORMATS), default="table")
-    compliance.add_argument("--breaches", metavar="N",
-                            help=f"list the first N breaches by deadline (default "
-                                 f"{DEFAULT_BREACHES}; 0 = all); the counts are always complete")
+    compliance.add_argument(
+        "--breaches",
+        metavar="N",
+        help=f"list the first N breaches by deadline (default "
+        f"{DEFAULT_BREACHES}; 0 = all); the counts are always complete",
+    )
     compliance.add_argument("--output", metavar="FILE", help="write here instead of stdout")
     compliance.set_defaults(run=run_report)
 
 
-def run_report(args: argparse.Namespace, settings: Settings,
-               clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> int:
+def run_report(
+    args: argparse.Namespace, settings: Settings, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+) -> int:
     """SLA compliance of the items opened in a period, grouped, in the chosen format."""
-    values = {"from": args.from_, "to": args.to, "group_by": args.group_by,
-              "as_of": args.as_of, "format": args.format, "breaches": args.breaches}
+    values = {
+        "from": args.from_,
+        "to": args.to,
+        "group_by": args.group_by,
+        "as_of": args.as_of,
+        "format": args.format,
+        "breaches": args.breaches,
+    }
     try:
         request = report_request(values, settings.zone, clock())
     except ReportArgumentError as exc:
@@ -179,10 +226,12 @@ class QueryDeadline:
     def __init__(self, engine: Engine) -> None:
         self.at = math.inf
         if engine.dialect.name == "sqlite":
+
             @event.listens_for(engine, "connect")
             def _progress(dbapi_connection, record) -> None:
                 dbapi_connection.set_progress_handler(self._passed, 20_000)
         elif engine.dialect.name == "postgresql":
+
             @event.listens_for(engine, "before_cursor_execute")
             def _timeout(connection, cursor, statement, parameters, context, many) -> None:
                 if self.at != math.inf:
@@ -196,9 +245,14 @@ class QueryDeadline:
         return bool(self._passed())
 
 
-def report_response(engine: Engine, query: Mapping[str, str], zone: ZoneInfo,
-                    now: datetime, deadline: QueryDeadline | None = None,
-                    time_limit: float = REPORT_TIME_LIMIT_SECONDS) -> tuple[int, str, bytes]:
+def report_response(
+    engine: Engine,
+    query: Mapping[str, str],
+    zone: ZoneInfo,
+    now: datetime,
+    deadline: QueryDeadline | None = None,
+    time_limit: float = REPORT_TIME_LIMIT_SECONDS,
+) -> tuple[int, str, bytes]:
     """Status, content type and body for ``GET /api/reports/compliance?...`` (blocking)."""
     try:
         request = report_request(query, zone, now, max_breaches=MAX_REPORT_BREACHES)
@@ -215,9 +269,13 @@ def report_response(engine: Engine, query: Mapping[str, str], zone: ZoneInfo,
         return _problem(503, None, str(exc))
     except OperationalError as exc:
         if deadline is not None and timed_out:
-            return _problem(422, "to", f"the report did not finish within {time_limit:g} s "
-                                       f"over HTTP; ask for a shorter period, or use "
-                                       f"keydesk report compliance")
+            return _problem(
+                422,
+                "to",
+                f"the report did not finish within {time_limit:g} s "
+                f"over HTTP; ask for a shorter period, or use "
+                f"keydesk report compliance",
+            )
         log.warning("report.database_unavailable", error=str(exc).splitlines()[0][:300])
         return _problem(503, None, "the reporting database did not answer; retry later")
     content_type, render = FORMATS[request.format]
@@ -261,8 +319,9 @@ def _in_daemon_thread(fn: Callable[[], tuple], done: Callable[[], None]) -> asyn
     return future
 
 
-def register_report_routes(streams, settings: Settings,
-                           clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+def register_report_routes(
+    streams, settings: Settings, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+) -> None:
     """Attach ``GET /api/reports/compliance`` to the streams' faust app.
 
     The queries run in a thread: a report over a year of items takes seconds,
@@ -273,15 +332,14 @@ def register_report_routes(streams, settings: Settings,
     """
     engine = open_engine(settings.database_url)
     deadline = QueryDeadline(engine)
-    reports = Slots(MAX_CONCURRENT_REPORTS, "compliance reports",
-                    retry_after=REPORT_RETRY_AFTER_SECONDS)
+    reports = Slots(MAX_CONCURRENT_REPORTS, "compliance reports", retry_after=REPORT_RETRY_AFTER_SECONDS)
 
     @streams.app.page("/api/reports/compliance")
     async def compliance(web, request):
         query, now = dict(request.query), clock()
         reports.acquire()
         status, content_type, body = await _in_daemon_thread(
-            lambda: report_response(engine, query, settings.zone, now, deadline),
-            reports.release)
+            lambda: report_response(engine, query, settings.zone, now, deadline), reports.release
+        )
         # a header, not content_type=: aiohttp refuses a charset in that argument
         return web.bytes(body, status=status, headers={"Content-Type": content_type})

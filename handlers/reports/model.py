@@ -127,13 +127,15 @@ class ComplianceReport:
     def to_dict(self) -> dict:
         return {
             "period": {"from": iso(self.period_start), "to": iso(self.period_end)},
-            "as_of": iso(self.as_of), "group_by": list(self.group_by),
+            "as_of": iso(self.as_of),
+            "group_by": list(self.group_by),
             "timezone": self.zone.key,
             "groups": [{"key": dict(key), **asdict(figures)} for key, figures in self.groups],
             "total": asdict(self.total),
             "breaches": [_breach_dict(b) for b in self.breaches],
-            "weekly_trend": [{**asdict(w), "week_start": w.week_start.isoformat()}
-                             for w in self.weekly_trend],
+            "weekly_trend": [
+                {**asdict(w), "week_start": w.week_start.isoformat()} for w in self.weekly_trend
+            ],
             "breaches_by_tier": dict(self.breaches_by_tier),
             "mttr_distribution": [{"bucket": b, "count": n} for b, n in self.mttr_distribution],
         }
@@ -146,5 +148,4 @@ def iso(instant: datetime | None) -> str | None:
 
 def _breach_dict(breach: Breach) -> dict:
     steps = [{**asdict(s), "occurred_at": iso(s.occurred_at)} for s in breach.steps]
-    return {**asdict(breach), "deadline": iso(breach.deadline), "met_at": iso(breach.met_at),
-            "steps": steps}
+    return {**asdict(breach), "deadline": iso(breach.deadline), "met_at": iso(breach.met_at), "steps": steps}

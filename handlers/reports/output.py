@@ -23,8 +23,11 @@ import orjson
 from handlers.reports.model import Breach, ComplianceReport, Figures, Week
 
 TABLE_BREACHES = 20  # the terminal shows the first few; CSV/JSON/HTML carry them all
-SERIES = (("response_met_pct", "response", "#1f77b4"), ("repair_met_pct", "repair", "#d62728"),
-          ("provision_met_pct", "provision", "#2ca02c"))
+SERIES = (
+    ("response_met_pct", "response", "#1f77b4"),
+    ("repair_met_pct", "repair", "#d62728"),
+    ("provision_met_pct", "provision", "#2ca02c"),
+)
 NOT_MEASURED = "not measured"  # no clock of the figure in the group: not 0 %, not "none yet"
 
 
@@ -77,8 +80,7 @@ def columns(report: ComplianceReport) -> tuple[tuple[str, Callable[[Figures], st
 def _lines(report: ComplianceReport) -> list[tuple[list[str], Figures]]:
     """Group lines then the total, each as (key cells, figures)."""
     width = max(len(report.group_by), 1)
-    lines = [([key[d] for d in report.group_by] or ["all"], figures)
-             for key, figures in report.groups]
+    lines = [([key[d] for d in report.group_by] or ["all"], figures) for key, figures in report.groups]
     return lines + [(["TOTAL"] + [""] * (width - 1), report.total)]
 
 
@@ -94,6 +96,7 @@ def _breach_outcome(breach: Breach, zone: ZoneInfo) -> str:
 
 # -- text ------------------------------------------------------------------------------
 
+
 def as_table(report: ComplianceReport, zone: ZoneInfo) -> str:
     """An aligned table for a terminal, then the earliest breaches."""
     shown = columns(report)
@@ -103,17 +106,27 @@ def as_table(report: ComplianceReport, zone: ZoneInfo) -> str:
     keys = max(len(report.group_by), 1)
 
     def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.ljust(w) if i < keys else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        return "  ".join(
+            c.ljust(w) if i < keys else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        ).rstrip()
 
-    out = [f"SLA compliance, items opened {local_time(report.period_start, zone)} to "
-           f"{local_time(report.period_end, zone)}, as of {local_time(report.as_of, zone)}",
-           "", line(header), line(["-" * w for w in widths]), *map(line, rows[:-1]),
-           line(["-" * w for w in widths]), line(rows[-1]), "",
-           f"Breaches: {report.total.breaches}" + _listed(report)]
+    out = [
+        f"SLA compliance, items opened {local_time(report.period_start, zone)} to "
+        f"{local_time(report.period_end, zone)}, as of {local_time(report.as_of, zone)}",
+        "",
+        line(header),
+        line(["-" * w for w in widths]),
+        *map(line, rows[:-1]),
+        line(["-" * w for w in widths]),
+        line(rows[-1]),
+        "",
+        f"Breaches: {report.total.breaches}" + _listed(report),
+    ]
     for breach in report.breaches[:TABLE_BREACHES]:
-        out.append(f"  due {local_time(breach.deadline, zone)}  {breach.customer_id}  "
-                   f"{_breach_what(breach)}  {breach.tier}  {_breach_outcome(breach, zone)}")
+        out.append(
+            f"  due {local_time(breach.deadline, zone)}  {breach.customer_id}  "
+            f"{_breach_what(breach)}  {breach.tier}  {_breach_outcome(breach, zone)}"
+        )
     if len(report.breaches) > TABLE_BREACHES:
         out.append(f"  … and {len(report.breaches) - TABLE_BREACHES} more (see --format html)")
     return "\n".join(out) + "\n"
@@ -138,12 +151,16 @@ def as_csv(report: ComplianceReport) -> str:
     reasons = sorted({r for _, f in _lines(report) for r in f.paused_s})
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([*(report.group_by or ["group"]), *figure_names,
-                     *(f"paused_s_{r}" for r in reasons)])
+    writer.writerow([*(report.group_by or ["group"]), *figure_names, *(f"paused_s_{r}" for r in reasons)])
     for key, figures in _lines(report):
         values = asdict(figures)
-        writer.writerow([*key, *(_cell(values[n]) for n in figure_names),
-                         *(figures.paused_s.get(r, 0.0) for r in reasons)])
+        writer.writerow(
+            [
+                *key,
+                *(_cell(values[n]) for n in figure_names),
+                *(figures.paused_s.get(r, 0.0) for r in reasons),
+            ]
+        )
     return buffer.getvalue()
 
 
@@ -171,53 +188,74 @@ svg text{font-size:11px;fill:#444}ol{margin:0;padding-left:18px}.late{color:#c00
 
 def as_html(report: ComplianceReport, zone: ZoneInfo) -> str:
     """One self-contained page: summary tiles, the group table, three charts, the breaches."""
-    title = (f"SLA compliance {local_time(report.period_start, zone)} – "
-             f"{local_time(report.period_end, zone)}")
-    return "".join([
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>",
-        f"<h1>{escape(title)}</h1>",
-        f'<p class="sub">Items opened in the period, figures as of '
-        f"{escape(local_time(report.as_of, zone))} ({escape(zone.key)}).</p>",
-        _tiles(report), "<h2>By group</h2>", _group_table(report),
-        "<h2>Compliance per week</h2>", line_chart(report.weekly_trend, report.label("repair")),
-        '<div class="charts"><div><h2>Breaches by tier</h2>',
-        bar_chart(list(report.breaches_by_tier.items()), "Breaches by tier", gap=0.3),
-        f"</div><div><h2>Time to {escape(report.label('repair'))} (business hours)</h2>",
-        bar_chart(report.mttr_distribution, "MTTR distribution", gap=0.02),
-        "</div></div>", f"<h2>Breaches ({report.total.breaches}){escape(_listed(report))}</h2>",
-        _breach_table(report.breaches, zone), "</body></html>\n"])
+    title = f"SLA compliance {local_time(report.period_start, zone)} – {local_time(report.period_end, zone)}"
+    return "".join(
+        [
+            f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>",
+            f"<h1>{escape(title)}</h1>",
+            f'<p class="sub">Items opened in the period, figures as of '
+            f"{escape(local_time(report.as_of, zone))} ({escape(zone.key)}).</p>",
+            _tiles(report),
+            "<h2>By group</h2>",
+            _group_table(report),
+            "<h2>Compliance per week</h2>",
+            line_chart(report.weekly_trend, report.label("repair")),
+            '<div class="charts"><div><h2>Breaches by tier</h2>',
+            bar_chart(list(report.breaches_by_tier.items()), "Breaches by tier", gap=0.3),
+            f"</div><div><h2>Time to {escape(report.label('repair'))} (business hours)</h2>",
+            bar_chart(report.mttr_distribution, "MTTR distribution", gap=0.02),
+            "</div></div>",
+            f"<h2>Breaches ({report.total.breaches}){escape(_listed(report))}</h2>",
+            _breach_table(report.breaches, zone),
+            "</body></html>\n",
+        ]
+    )
 
 
 def _tiles(report: ComplianceReport) -> str:
     total = report.total
-    tiles = [("items opened", str(total.items)),
-             ("response met", measured_percent(total, "response")),
-             (f"{report.label('repair')} met", measured_percent(total, "repair")),
-             ("provision met", measured_percent(total, "provision")),
-             ("breaches", str(total.breaches)),
-             ("MTTR (business)", hours_minutes(total.mttr_business_s)),
-             ("revisited", measured_percent(total, "revisit")),
-             ("satisfaction", _mean(total.avg_satisfaction))]
-    return '<div class="tiles">' + "".join(
-        f'<div class="tile"><b>{escape(value)}</b><span>{escape(label)}</span></div>'
-        for label, value in tiles) + "</div>"
+    tiles = [
+        ("items opened", str(total.items)),
+        ("response met", measured_percent(total, "response")),
+        (f"{report.label('repair')} met", measured_percent(total, "repair")),
+        ("provision met", measured_percent(total, "provision")),
+        ("breaches", str(total.breaches)),
+        ("MTTR (business)", hours_minutes(total.mttr_business_s)),
+        ("revisited", measured_percent(total, "revisit")),
+        ("satisfaction", _mean(total.avg_satisfaction)),
+    ]
+    return (
+        '<div class="tiles">'
+        + "".join(
+            f'<div class="tile"><b>{escape(value)}</b><span>{escape(label)}</span></div>'
+            for label, value in tiles
+        )
+        + "</div>"
+    )
 
 
 def _group_table(report: ComplianceReport) -> str:
     keys = report.group_by or ["group"]
     shown = columns(report)
     head = "".join(f"<th>{escape(k)}</th>" for k in keys) + "".join(
-        f'<th class="n">{escape(name)}</th>' for name, _ in shown)
+        f'<th class="n">{escape(name)}</th>' for name, _ in shown
+    )
 
     def row(key: list[str], figures: Figures) -> str:
-        return "<tr>" + "".join(f"<td>{escape(k)}</td>" for k in key) + "".join(
-            f'<td class="n">{escape(show(figures))}</td>' for _, show in shown) + "</tr>"
+        return (
+            "<tr>"
+            + "".join(f"<td>{escape(k)}</td>" for k in key)
+            + "".join(f'<td class="n">{escape(show(figures))}</td>' for _, show in shown)
+            + "</tr>"
+        )
 
     lines = _lines(report)
-    return (f"<table><thead><tr>{head}</tr></thead><tbody>"
-            + "".join(row(k, f) for k, f in lines[:-1])
-            + f"</tbody><tfoot>{row(*lines[-1])}</tfoot></table>")
+    return (
+        f"<table><thead><tr>{head}</tr></thead><tbody>"
+        + "".join(row(k, f) for k, f in lines[:-1])
+        + f"</tbody><tfoot>{row(*lines[-1])}</tfoot></table>"
+    )
 
 
 def _listed(report: ComplianceReport) -> str:
@@ -233,18 +271,25 @@ def _breach_table(breaches: list[Breach], zone: ZoneInfo) -> str:
     for b in breaches:
         steps = "".join(
             f"<li>{escape(local_time(s.occurred_at, zone))} {escape(s.event_type)}"
-            + "".join(f" · {escape(str(v))}" for v in (
-                s.step is not None and f"step {s.step}", s.role, s.threshold, s.actor, s.note) if v)
-            + "</li>" for s in b.steps)
+            + "".join(
+                f" · {escape(str(v))}"
+                for v in (s.step is not None and f"step {s.step}", s.role, s.threshold, s.actor, s.note)
+                if v
+            )
+            + "</li>"
+            for s in b.steps
+        )
         rows.append(
             f"<tr><td>{escape(local_time(b.deadline, zone))}</td><td>{escape(b.customer_id)}</td>"
             f"<td>{escape(_breach_what(b))}</td>"
             f"<td>{escape(b.tier)} {escape(b.priority or '')}</td>"
             f'<td class="late">{escape(_breach_outcome(b, zone))}</td>'
-            f"<td><ol>{steps}</ol></td></tr>")
-    return ("<table><thead><tr><th>deadline</th><th>customer</th><th>clock</th><th>tier</th>"
-            "<th>outcome</th><th>escalation history</th></tr></thead><tbody>"
-            + "".join(rows) + "</tbody></table>")
+            f"<td><ol>{steps}</ol></td></tr>"
+        )
+    return (
+        "<table><thead><tr><th>deadline</th><th>customer</th><th>clock</th><th>tier</th>"
+        "<th>outcome</th><th>escalation history</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+    )
 
 
 # -- SVG charts ------------------------------------------------------------------------
@@ -253,9 +298,11 @@ WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 640, 240, 40, 40, 20
 
 
 def _svg(label: str, width: int, body: list[str]) -> str:
-    return (f'<svg role="img" width="{width}" '
-            f'height="{HEIGHT}" viewBox="0 0 {width} {HEIGHT}" aria-label="{escape(label)}">'
-            f"<title>{escape(label)}</title>{''.join(body)}</svg>")
+    return (
+        f'<svg role="img" width="{width}" '
+        f'height="{HEIGHT}" viewBox="0 0 {width} {HEIGHT}" aria-label="{escape(label)}">'
+        f"<title>{escape(label)}</title>{''.join(body)}</svg>"
+    )
 
 
 def _y(fraction: float) -> float:
@@ -268,9 +315,10 @@ def _axis(top_label: str, width: int) -> list[str]:
     for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
         y = _y(tick)
         ticks.append(f'<line x1="{LEFT}" x2="{width}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>')
-    return ticks + [f'<text x="{LEFT - 4}" y="{_y(1) + 4:.1f}" text-anchor="end">'
-                    f"{escape(top_label)}</text>",
-                    f'<text x="{LEFT - 4}" y="{_y(0) + 4:.1f}" text-anchor="end">0</text>']
+    return ticks + [
+        f'<text x="{LEFT - 4}" y="{_y(1) + 4:.1f}" text-anchor="end">{escape(top_label)}</text>',
+        f'<text x="{LEFT - 4}" y="{_y(0) + 4:.1f}" text-anchor="end">0</text>',
+    ]
 
 
 def line_chart(weeks: list[Week], repair_label: str = "repair") -> str:
@@ -283,22 +331,27 @@ def line_chart(weeks: list[Week], repair_label: str = "repair") -> str:
     step = (WIDTH - LEFT - 50) / max(len(slots) - 1, 1)
     xs = [LEFT + 20 + i * step for i in slots]
     body = _axis("100%", WIDTH)
-    for i in slots[::len(slots) // 16 + 1]:
-        body.append(f'<text x="{xs[i]:.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle">'
-                    f"{first + timedelta(weeks=i):%m-%d}</text>")
+    for i in slots[:: len(slots) // 16 + 1]:
+        body.append(
+            f'<text x="{xs[i]:.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle">'
+            f"{first + timedelta(weeks=i):%m-%d}</text>"
+        )
     for n, (attr, name, colour) in enumerate(SERIES):
-        points = [(x, getattr(by_slot[i], attr) if i in by_slot else None)
-                  for i, x in zip(slots, xs)]
+        points = [(x, getattr(by_slot[i], attr) if i in by_slot else None) for i, x in zip(slots, xs)]
         for segment in _segments(points):
             path = " ".join(f"{x:.1f},{_y(v / 100):.1f}" for x, v in segment)
-            body.append(f'<polyline points="{path}" fill="none" stroke="{colour}" '
-                        f'stroke-width="2"/>')
-        body += [f'<circle cx="{x:.1f}" cy="{_y(v / 100):.1f}" r="3" fill="{colour}"/>'
-                 for x, v in points if v is not None]
+            body.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        body += [
+            f'<circle cx="{x:.1f}" cy="{_y(v / 100):.1f}" r="3" fill="{colour}"/>'
+            for x, v in points
+            if v is not None
+        ]
         name = repair_label if name == "repair" else name
-        body.append(f'<rect x="{LEFT + 10 + n * 130}" y="{HEIGHT - 14}" width="10" height="10" '
-                    f'fill="{colour}"/><text x="{LEFT + 24 + n * 130}" y="{HEIGHT - 5}">'
-                    f"{escape(name)} met</text>")
+        body.append(
+            f'<rect x="{LEFT + 10 + n * 130}" y="{HEIGHT - 14}" width="10" height="10" '
+            f'fill="{colour}"/><text x="{LEFT + 24 + n * 130}" y="{HEIGHT - 5}">'
+            f"{escape(name)} met</text>"
+        )
     return _svg("Compliance per week (% met)", WIDTH, body)
 
 
@@ -325,12 +378,14 @@ def bar_chart(bars: Sequence[tuple[str, int]], label: str, gap: float) -> str:
     body = _axis(str(top), width)
     for i, (name, count) in enumerate(bars):
         x, y = LEFT + 5 + i * slot + slot * gap / 2, _y(count / top)
-        body.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{slot * (1 - gap):.1f}" '
-                    f'height="{_y(0) - y:.1f}" fill="#4c72b0"/>'
-                    f'<text x="{x + slot * (1 - gap) / 2:.1f}" y="{y - 3:.1f}" '
-                    f'text-anchor="middle">{count}</text>'
-                    f'<text x="{x + slot * (1 - gap) / 2:.1f}" y="{HEIGHT - BOTTOM + 16}" '
-                    f'text-anchor="middle">{escape(name)}</text>')
+        body.append(
+            f'<rect x="{x:.1f}" y="{y:.1f}" width="{slot * (1 - gap):.1f}" '
+            f'height="{_y(0) - y:.1f}" fill="#4c72b0"/>'
+            f'<text x="{x + slot * (1 - gap) / 2:.1f}" y="{y - 3:.1f}" '
+            f'text-anchor="middle">{count}</text>'
+            f'<text x="{x + slot * (1 - gap) / 2:.1f}" y="{HEIGHT - BOTTOM + 16}" '
+            f'text-anchor="middle">{escape(name)}</text>'
+        )
     if not bars:
         body.append(_no_data(width))
     return _svg(label, width, body)

@@ -20,17 +20,27 @@ from streams.settings import Settings
 
 async def database_status(engine: Engine, settings: Settings) -> dict[str, Any]:
     revision = current_revision(engine)
-    status: dict[str, Any] = {"database": engine.url.render_as_string(),
-                              "revision": revision, "head": head_revision()}
+    status: dict[str, Any] = {
+        "database": engine.url.render_as_string(),
+        "revision": revision,
+        "head": head_revision(),
+    }
     if revision is None:
         status["problem"] = "empty database: run `keydesk db upgrade` (or start the sink)"
         return status
     with engine.connect() as conn:
-        status["rows"] = {name: conn.execute(select(func.count()).select_from(table)).scalar_one()
-                          for name, table in sorted(REPORTING_TABLES.tables.items())}
-        positions = {(t, p): o for t, p, o in conn.execute(
-            select(SinkPosition.topic, SinkPosition.partition, SinkPosition.next_offset)
-            .where(SinkPosition.group_id == settings.sink_group)).all()}
+        status["rows"] = {
+            name: conn.execute(select(func.count()).select_from(table)).scalar_one()
+            for name, table in sorted(REPORTING_TABLES.tables.items())
+        }
+        positions = {
+            (t, p): o
+            for t, p, o in conn.execute(
+                select(SinkPosition.topic, SinkPosition.partition, SinkPosition.next_offset).where(
+                    SinkPosition.group_id == settings.sink_group
+                )
+            ).all()
+        }
     if settings.kafka:
         status["sink_lag"] = await _lag(settings, positions)
     return status
@@ -38,21 +48,24 @@ async def database_status(engine: Engine, settings: Settings) -> dict[str, Any]:
 
 async def _lag(settings: Settings, positions: dict[tuple[str, int], int]) -> dict[str, Any]:
     topics = [settings.events_topic, settings.sla_topic]
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
-                                request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=10_000)
     await admin.start()
     try:
-        partitions = [TopicPartition(d["topic"], p["partition"])
-                      for d in await admin.describe_topics(topics) for p in d["partitions"]]
+        partitions = [
+            TopicPartition(d["topic"], p["partition"])
+            for d in await admin.describe_topics(topics)
+            for p in d["partitions"]
+        ]
     finally:
         await admin.close()
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
-                                request_timeout_ms=10_000)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=10_000)
     await consumer.start()
     try:
         ends = await consumer.end_offsets(partitions) if partitions else {}
     finally:
         await consumer.stop()
-    per_partition = {f"{tp.topic}:{tp.partition}": end - positions.get((tp.topic, tp.partition), 0)
-                     for tp, end in sorted(ends.items())}
+    per_partition = {
+        f"{tp.topic}:{tp.partition}": end - positions.get((tp.topic, tp.partition), 0)
+        for tp, end in sorted(ends.items())
+    }
     return {"total": sum(per_partition.values()), "partitions": per_partition}

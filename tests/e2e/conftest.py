@@ -24,13 +24,10 @@ from tests.conftest import service_missing
 PARTITIONS = 4
 
 
-
 #: What :func:`short_rules_file` shortens in the shipped rules: diamond P1 faults'
 #: response target, and the department head's step of their escalation ladder.
-SHORT_RESPONSE = ('P1 = { response = "5m",  restore = "2h"',
-                  'P1 = { response = "1m",  restore = "2h"')
-SHORT_LADDER = ('{ role = "department_head", after = "30m" }',
-                '{ role = "department_head", after = "1m" }')
+SHORT_RESPONSE = ('P1 = { response = "5m",  restore = "2h"', 'P1 = { response = "1m",  restore = "2h"')
+SHORT_LADDER = ('{ role = "department_head", after = "30m" }', '{ role = "department_head", after = "1m" }')
 
 
 def short_rules_file(directory: Path, *, ladder: bool) -> Path:
@@ -51,8 +48,9 @@ def short_rules_file(directory: Path, *, ladder: bool) -> Path:
 
 def http(method: str, url: str, body=None, raw: bytes | None = None) -> tuple[int, dict]:
     data = raw if raw is not None else (orjson.dumps(body) if body is not None else None)
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, orjson.loads(response.read())
@@ -88,20 +86,31 @@ class Desk:
 
     def env(self, port: int) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KEYDESK_")}
-        env.update(KEYDESK_KAFKA=self.bootstrap, KEYDESK_HTTP_PORT=str(port),
-                   KEYDESK_APP_ID=f"{self.prefix}-app", KEYDESK_TOPIC_PREFIX=self.prefix,
-                   KEYDESK_PARTITIONS=str(PARTITIONS), KEYDESK_LOG_FORMAT="json",
-                   KEYDESK_DATA_DIR=str(self.tmp), **self.extra_env)
+        env.update(
+            KEYDESK_KAFKA=self.bootstrap,
+            KEYDESK_HTTP_PORT=str(port),
+            KEYDESK_APP_ID=f"{self.prefix}-app",
+            KEYDESK_TOPIC_PREFIX=self.prefix,
+            KEYDESK_PARTITIONS=str(PARTITIONS),
+            KEYDESK_LOG_FORMAT="json",
+            KEYDESK_DATA_DIR=str(self.tmp),
+            **self.extra_env,
+        )
         return env
 
     def start_worker(self) -> Worker:
         port = free_port()
         log = open(self.tmp / f"worker-{port}.log", "wb")
-        process = subprocess.Popen([sys.executable, "-m", "handlers.cli", "worker"],
-                                   env=self.env(port), stdout=log, stderr=subprocess.STDOUT,
-                                   cwd=Path(__file__).parents[2])
-        worker = Worker(url=f"http://127.0.0.1:{port}", process=process,
-                        log_path=self.tmp / f"worker-{port}.log")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "handlers.cli", "worker"],
+            env=self.env(port),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).parents[2],
+        )
+        worker = Worker(
+            url=f"http://127.0.0.1:{port}", process=process, log_path=self.tmp / f"worker-{port}.log"
+        )
         self.workers.append(worker)
         return worker
 
@@ -155,8 +164,7 @@ class Worker:
 
 
 def new_desk(kafka_bootstrap: str, tmp: Path, **env: str) -> Desk:
-    return Desk(bootstrap=kafka_bootstrap, prefix=f"kd{uuid.uuid4().hex[:8]}", tmp=tmp,
-                extra_env=env)
+    return Desk(bootstrap=kafka_bootstrap, prefix=f"kd{uuid.uuid4().hex[:8]}", tmp=tmp, extra_env=env)
 
 
 @pytest.fixture(scope="module")

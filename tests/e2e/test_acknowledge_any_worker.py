@@ -35,8 +35,7 @@ def short_rules(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def three_workers(kafka_bootstrap, tmp_path_factory, short_rules):
-    desk = new_desk(kafka_bootstrap, tmp_path_factory.mktemp("ack3"),
-                    KEYDESK_SLA_RULES=str(short_rules))
+    desk = new_desk(kafka_bootstrap, tmp_path_factory.mktemp("ack3"), KEYDESK_SLA_RULES=str(short_rules))
     try:
         for _ in range(3):
             desk.start_worker()
@@ -56,8 +55,9 @@ def wait_until_every_partition_is_owned(desk, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         owned = [w.partitions() for w in desk.workers]
-        if all(p is not None for p in owned) and \
-                sorted(p for ps in owned for p in ps) == list(range(PARTITIONS)):
+        if all(p is not None for p in owned) and sorted(p for ps in owned for p in ps) == list(
+            range(PARTITIONS)
+        ):
             return
         if time.monotonic() > deadline:
             raise AssertionError(f"partitions not owned once each: {owned}")
@@ -94,18 +94,31 @@ def poll(predicate, what: str, timeout: float):
 
 
 def escalations(log: list[dict], step: int) -> list[dict]:
-    return [r for r in log if r["event_type"] == "sla.escalation_due" and r.get("step") == step
-            and r["metric"] == "response"]
+    return [
+        r
+        for r in log
+        if r["event_type"] == "sla.escalation_due" and r.get("step") == step and r["metric"] == "response"
+    ]
 
 
 def diamond_customer(desk) -> str:
     customer = f"C-ACK3-{uuid.uuid4().hex[:6]}"
-    post(desk, event(
-        "customer.registered", customer, datetime.now(UTC) - timedelta(hours=1),
-        customer=customer, tier="diamond", name="省政府办公厅",
-        account_manager={"id": "AM-1", "name": "李敏"},
-        escalation_chain=[{"role": "account_manager", "name": "李敏"},
-                          {"role": "department_head", "name": "王强"}]))
+    post(
+        desk,
+        event(
+            "customer.registered",
+            customer,
+            datetime.now(UTC) - timedelta(hours=1),
+            customer=customer,
+            tier="diamond",
+            name="省政府办公厅",
+            account_manager={"id": "AM-1", "name": "李敏"},
+            escalation_chain=[
+                {"role": "account_manager", "name": "李敏"},
+                {"role": "department_head", "name": "王强"},
+            ],
+        ),
+    )
     return customer
 
 
@@ -119,19 +132,25 @@ class TestAcknowledgeThroughAnyWorker:
         acked = {f"F-{n + 1}": worker for n, worker in enumerate(desk.workers)}
         for fault_id in acked:
             post(desk, fault(fault_id, "reported", reported, customer=customer))
-        post(desk, fault("F-CONTROL", "reported", reported + timedelta(seconds=CONTROL_LAG),
-                         customer=customer))
+        post(
+            desk, fault("F-CONTROL", "reported", reported + timedelta(seconds=CONTROL_LAG), customer=customer)
+        )
         assert sum(w is not owner for w in acked.values()) == 2  # two acks via non-owners
         for fault_id in acked:
-            poll(lambda: escalations(sla_log(owner, customer, fault_id), 1),
-                 f"{fault_id}'s ladder step 1", 30)
+            poll(
+                lambda fault_id=fault_id: escalations(sla_log(owner, customer, fault_id), 1),
+                f"{fault_id}'s ladder step 1",
+                30,
+            )
 
         ack_ids = {}
         for fault_id, worker in acked.items():
             started = time.monotonic()
             status, answer = http(
-                "POST", f"{worker.url}/api/customers/{customer}/items/fault/{fault_id}/acknowledge",
-                {"metric": "response", "actor": "AM-1", "note": f"已派单 via {worker.url}"})
+                "POST",
+                f"{worker.url}/api/customers/{customer}/items/fault/{fault_id}/acknowledge",
+                {"metric": "response", "actor": "AM-1", "note": f"已派单 via {worker.url}"},
+            )
             took = time.monotonic() - started
             assert status == 202, (worker is owner, answer)
             assert took < 5, (worker is owner, took)  # was 70 s, or a 504 after 300 s
@@ -139,18 +158,28 @@ class TestAcknowledgeThroughAnyWorker:
             ack_ids[fault_id] = answer["event_id"]
 
         for fault_id, ack_id in ack_ids.items():
-            record = poll(lambda: next((r for r in sla_log(owner, customer, fault_id)
-                                        if r["event_id"] == ack_id), None),
-                          f"{fault_id}'s acknowledgement in the owner's view", 30)
-            assert (record["event_type"], record["metric"], record["cycle"]) == \
-                ("sla.escalation_acknowledged", "response", 1)
+            record = poll(
+                lambda fault_id=fault_id, ack_id=ack_id: next(
+                    (r for r in sla_log(owner, customer, fault_id) if r["event_id"] == ack_id), None
+                ),
+                f"{fault_id}'s acknowledgement in the owner's view",
+                30,
+            )
+            assert (record["event_type"], record["metric"], record["cycle"]) == (
+                "sla.escalation_acknowledged",
+                "response",
+                1,
+            )
             assert record["actor"] == "AM-1" and record["note"].startswith("已派单")
 
         # Step 2 of the control fault is due CONTROL_LAG s after the acknowledged
         # faults' would have been, on the same partition: once it is folded, any
         # step 2 of theirs would have been folded before it.
-        poll(lambda: escalations(sla_log(owner, customer, "F-CONTROL"), 2),
-             "the control fault's ladder step 2", ACKED_AGO)
+        poll(
+            lambda: escalations(sla_log(owner, customer, "F-CONTROL"), 2),
+            "the control fault's ladder step 2",
+            ACKED_AGO,
+        )
         for fault_id in acked:
             assert escalations(sla_log(owner, customer, fault_id), 2) == [], fault_id
 

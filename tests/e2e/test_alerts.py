@@ -15,9 +15,9 @@ import pytest
 from aiohttp import web
 from aiosmtpd.controller import Controller
 
+from handlers.local.ports import free_port
 from tests.builders import event, fault
 from tests.e2e.conftest import http, new_desk, short_rules_file
-from handlers.local.ports import free_port
 
 pytestmark = pytest.mark.broker
 
@@ -127,20 +127,24 @@ def short_rules(tmp_path_factory):
 @pytest.fixture
 def alert_desk(kafka_bootstrap, tmp_path, short_rules, mailbox):
     """A deployment with the short test policy and alert emails to the test's SMTP server."""
-    desk = new_desk(kafka_bootstrap, tmp_path, KEYDESK_SLA_RULES=str(short_rules),
-                    KEYDESK_SMTP=mailbox[1])
+    desk = new_desk(kafka_bootstrap, tmp_path, KEYDESK_SLA_RULES=str(short_rules), KEYDESK_SMTP=mailbox[1])
     yield desk
     desk.stop()
 
 
 def register(desk, customer: str, webhook: str) -> None:
     registration = event(
-        "customer.registered", customer, customer=customer, tier="diamond", name="省政府办公厅",
-        account_manager={"id": "AM-1", "name": "李敏", "email": "li.min@example.cn",
-                         "webhook": webhook},
-        escalation_chain=[{"role": "account_manager", "name": "李敏", "email": "li.min@example.cn"},
-                          {"role": "department_head", "name": "王强",
-                           "email": "wang.qiang@example.cn"}])
+        "customer.registered",
+        customer,
+        customer=customer,
+        tier="diamond",
+        name="省政府办公厅",
+        account_manager={"id": "AM-1", "name": "李敏", "email": "li.min@example.cn", "webhook": webhook},
+        escalation_chain=[
+            {"role": "account_manager", "name": "李敏", "email": "li.min@example.cn"},
+            {"role": "department_head", "name": "王强", "email": "wang.qiang@example.cn"},
+        ],
+    )
     http("POST", f"{desk.workers[0].url}/api/events", raw=registration.to_bytes())
     assert desk.workers[0].view(customer, wait_for=registration.event_id)[0] == 200
 
@@ -155,7 +159,8 @@ def report(desk, customer: str, fault_id: str, seconds_ago: int):
 
 class TestAlerts:
     async def test_warnings_breach_and_first_step_reach_the_account_manager_once(
-            self, alert_desk, mailbox, receiver):
+        self, alert_desk, mailbox, receiver
+    ):
         """Diamond P1: each step alerts the account manager by email and webhook, once."""
         box, _ = mailbox
         hook, url = receiver
@@ -166,11 +171,17 @@ class TestAlerts:
         register(desk, customer, url)
         report(desk, customer, "F-1", seconds_ago=50)
         # 3 warnings at once, then breach + step 1 at the deadline: 5 alerts
-        await until(lambda: len(box.messages) >= 5 and len(hook.accepted) >= 5,
-                    "5 emails and 5 webhooks", 90, box.arrived, hook.arrived)
+        await until(
+            lambda: len(box.messages) >= 5 and len(hook.accepted) >= 5,
+            "5 emails and 5 webhooks",
+            90,
+            box.arrived,
+            hook.arrived,
+        )
         subjects = [subject(m) for m in box.messages]
-        assert all(m["To"].endswith("li.min@example.cn>") or m["To"] == "li.min@example.cn"
-                   for m in box.messages), [m["To"] for m in box.messages]
+        assert all(
+            m["To"].endswith("li.min@example.cn>") or m["To"] == "li.min@example.cn" for m in box.messages
+        ), [m["To"] for m in box.messages]
         assert sum("预警" in s or "warning" in s.lower() for s in subjects) == 3, subjects
         ids = Counter(m["X-Keydesk-Alert-Id"] for m in box.messages)
         assert len(ids) == 5 and set(ids.values()) == {1}
@@ -178,14 +189,16 @@ class TestAlerts:
         assert set(hook_ids) == set(ids) and set(hook_ids.values()) == {1}
         assert hook.attempts == len(hook.accepted) + 2  # two 503s were retried
         worker = desk.workers[0]
-        await until(lambda: http("GET", f"{worker.url}/api/health")[1]["processed"]
-                    .get("alerts_recorded", 0) >= 5, "5 outcomes recorded", 30)
+        await until(
+            lambda: http("GET", f"{worker.url}/api/health")[1]["processed"].get("alerts_recorded", 0) >= 5,
+            "5 outcomes recorded",
+            30,
+        )
         status, view = worker.view(customer)
         sent = view["open"]["fault"]["F-1"]["alerts"]
         assert len(sent) == 5 and all(a["delivered"] for a in sent)
 
-    async def test_an_acknowledged_escalation_stops_its_ladder(
-            self, alert_desk, mailbox, receiver):
+    async def test_an_acknowledged_escalation_stops_its_ladder(self, alert_desk, mailbox, receiver):
         """After the manager acknowledges step 1, step 2 (department head) never goes out."""
         box, _ = mailbox
         hook, url = receiver
@@ -195,22 +208,33 @@ class TestAlerts:
         customer = f"C-ACK-{uuid.uuid4().hex[:6]}"
         register(desk, customer, url)
         report(desk, customer, "F-1", seconds_ago=95)  # step 2 due in ~25 s
-        await until(lambda: any("升级" in subject(m) for m in box.messages),
-                    "the step-1 escalation email", 60, box.arrived)
+        await until(
+            lambda: any("升级" in subject(m) for m in box.messages),
+            "the step-1 escalation email",
+            60,
+            box.arrived,
+        )
         status, answer = http(
-            "POST", f"{desk.workers[0].url}/api/customers/{customer}/items/fault/F-1/acknowledge",
-            {"metric": "response", "actor": "AM-1", "note": "已派单"})
+            "POST",
+            f"{desk.workers[0].url}/api/customers/{customer}/items/fault/F-1/acknowledge",
+            {"metric": "response", "actor": "AM-1", "note": "已派单"},
+        )
         assert status == 202, answer
         report(desk, customer, "F-2", seconds_ago=30)  # its breach lands after F-1's step 2
-        await until(lambda: any("F-2" in subject(m) and "违约" in subject(m)
-                                for m in box.messages), "F-2's breach email", 90, box.arrived)
+        await until(
+            lambda: any("F-2" in subject(m) and "违约" in subject(m) for m in box.messages),
+            "F-2's breach email",
+            90,
+            box.arrived,
+        )
         to_head = [m for m in box.messages if "wang.qiang" in m["To"]]
         assert to_head == []
 
 
 class TestCrashes:
     async def test_a_worker_killed_before_the_deadline_alerts_exactly_once_after_restart(
-            self, alert_desk, mailbox, receiver):
+        self, alert_desk, mailbox, receiver
+    ):
         """kill -9 between the warnings and the breach: the new worker sends the breach once."""
         box, _ = mailbox
         hook, url = receiver
@@ -221,8 +245,11 @@ class TestCrashes:
         register(desk, customer, url)
         report(desk, customer, "F-1", seconds_ago=50)
         await until(lambda: len(box.messages) >= 3, "the 3 warning emails", 60, box.arrived)
-        await until(lambda: http("GET", f"{first.url}/api/health")[1]["processed"]
-                    .get("alerts_recorded", 0) >= 3, "the warnings durably recorded", 30)
+        await until(
+            lambda: http("GET", f"{first.url}/api/health")[1]["processed"].get("alerts_recorded", 0) >= 3,
+            "the warnings durably recorded",
+            30,
+        )
         os.kill(first.process.pid, signal.SIGKILL)  # the breach is a few seconds away
         first.process.wait()
         desk.workers.remove(first)
@@ -232,8 +259,7 @@ class TestCrashes:
         ids = Counter(m["X-Keydesk-Alert-Id"] for m in box.messages)
         assert len(ids) == 5 and set(ids.values()) == {1}, ids
 
-    async def test_a_rebalance_to_two_workers_alerts_exactly_once(
-            self, alert_desk, mailbox, receiver):
+    async def test_a_rebalance_to_two_workers_alerts_exactly_once(self, alert_desk, mailbox, receiver):
         """A second worker joins before the deadline: whichever owns the customer alerts, once."""
         box, _ = mailbox
         hook, url = receiver
@@ -246,7 +272,8 @@ class TestCrashes:
             report(desk, customer, "F-1", seconds_ago=45)
         desk.start_worker()
         desk.wait_until_partitions_split(timeout=90)
-        await until(lambda: len(box.messages) >= 5 * len(customers),
-                    "every customer's 5 emails", 120, box.arrived)
+        await until(
+            lambda: len(box.messages) >= 5 * len(customers), "every customer's 5 emails", 120, box.arrived
+        )
         ids = Counter(m["X-Keydesk-Alert-Id"] for m in box.messages)
         assert len(ids) == 5 * len(customers) and set(ids.values()) == {1}, ids

@@ -36,8 +36,9 @@ async def produce_raw(bootstrap: str, topic: str, *messages: tuple[bytes | None,
 
 
 async def read_topic(bootstrap: str, topic: str, count: int, timeout_ms: int = 30_000):
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     records = []
     try:
@@ -57,9 +58,18 @@ class TestHotline:
         """The hotline logs a fault; the customer's view shows it open, with history."""
         customer = unique("C-GOV")
         worker = desk.workers[0]
-        status, answer = http("POST", f"{worker.url}/api/faults", {
-            "customer_id": customer, "severity": "critical", "summary": "专线中断",
-            "service": "MPLS VPN", "circuit_id": "GZ-0001", "actor": "hotline-7"})
+        status, answer = http(
+            "POST",
+            f"{worker.url}/api/faults",
+            {
+                "customer_id": customer,
+                "severity": "critical",
+                "summary": "专线中断",
+                "service": "MPLS VPN",
+                "circuit_id": "GZ-0001",
+                "actor": "hotline-7",
+            },
+        )
         assert status == 202 and answer["fault_id"].startswith("F-")
         status, view = worker.view(customer, wait_for=answer["event_id"])
         assert status == 200, view
@@ -77,8 +87,9 @@ class TestHotline:
         report = fault("F-1", "reported", "09:00", customer=customer)
         post_event(desk, report)
         worker.view(customer, wait_for=report.event_id)
-        status, answer = http("GET", f"{worker.url}/api/customers/{customer}/items/fault/F-1/sla"
-                                     "?at=2026-11-23T10:00:00%2B08:00")
+        status, answer = http(
+            "GET", f"{worker.url}/api/customers/{customer}/items/fault/F-1/sla?at=2026-11-23T10:00:00%2B08:00"
+        )
         assert status == 200, answer
         assert "matched rule" in answer["explanation"] and "gold" in answer["explanation"]
         assert answer["evaluation"]["metrics"]["response"]["state"] == "breached"
@@ -88,10 +99,16 @@ class TestHotline:
     def test_a_ticket_and_an_order_are_placed_the_same_way(self, desk):
         """Tickets and orders have their own endpoints and show in the same view."""
         customer, worker = unique("C-POST"), desk.workers[0]
-        _, ticket = http("POST", f"{worker.url}/api/tickets", {
-            "customer_id": customer, "kind": "complaint", "priority": "P2", "subject": "账单有误"})
-        status, order = http("POST", f"{worker.url}/api/orders", {
-            "customer_id": customer, "product": "mpls_vpn", "urgency": "extra_urgent"})
+        _, ticket = http(
+            "POST",
+            f"{worker.url}/api/tickets",
+            {"customer_id": customer, "kind": "complaint", "priority": "P2", "subject": "账单有误"},
+        )
+        status, order = http(
+            "POST",
+            f"{worker.url}/api/orders",
+            {"customer_id": customer, "product": "mpls_vpn", "urgency": "extra_urgent"},
+        )
         assert status == 202
         _, view = worker.view(customer, wait_for=order["event_id"])
         worker.view(customer, wait_for=ticket["event_id"])
@@ -99,15 +116,30 @@ class TestHotline:
         assert view["open"]["ticket"][ticket["ticket_id"]]["state"] == "open"
         assert view["open"]["order"][order["order_id"]]["attributes"]["urgency"] == "extra_urgent"
 
-    @pytest.mark.parametrize("body, status, field", [
-        ({"severity": "critical", "summary": "x", "service": "y"}, 422, "customer_id"),
-        ({"customer_id": "C-1", "summary": "x", "service": "y"}, 422, "severity"),
-        ({"customer_id": "C-1", "severity": "fatal", "summary": "x", "service": "y"}, 422, "severity"),
-        ({"customer_id": "C-1", "severity": "minor", "summary": "x", "service": "y",
-          "occurred_at": "2026-11-23 09:00"}, 422, "occurred_at"),
-        ({"customer_id": "C-1", "severity": "minor", "summary": "x", "service": "y",
-          "colour": "red"}, 422, "colour"),
-    ])
+    @pytest.mark.parametrize(
+        "body, status, field",
+        [
+            ({"severity": "critical", "summary": "x", "service": "y"}, 422, "customer_id"),
+            ({"customer_id": "C-1", "summary": "x", "service": "y"}, 422, "severity"),
+            ({"customer_id": "C-1", "severity": "fatal", "summary": "x", "service": "y"}, 422, "severity"),
+            (
+                {
+                    "customer_id": "C-1",
+                    "severity": "minor",
+                    "summary": "x",
+                    "service": "y",
+                    "occurred_at": "2026-11-23 09:00",
+                },
+                422,
+                "occurred_at",
+            ),
+            (
+                {"customer_id": "C-1", "severity": "minor", "summary": "x", "service": "y", "colour": "red"},
+                422,
+                "colour",
+            ),
+        ],
+    )
     def test_an_invalid_fault_gets_a_4xx_naming_the_field(self, desk, body, status, field):
         """The API says which field is wrong and why."""
         got, answer = http("POST", f"{desk.workers[0].url}/api/faults", body)
@@ -138,8 +170,11 @@ class TestAnyKafkaClient:
         e = fault("F-K1", "reported", customer=customer)
         file = tmp_path / "event.json"
         file.write_bytes(e.to_bytes())
-        subprocess.run([kcat, "-b", desk.bootstrap, "-t", desk.events_topic, "-P",
-                        "-k", customer, "-l", str(file)], check=True, timeout=30)
+        subprocess.run(
+            [kcat, "-b", desk.bootstrap, "-t", desk.events_topic, "-P", "-k", customer, "-l", str(file)],
+            check=True,
+            timeout=30,
+        )
         status, view = desk.workers[0].view(customer, wait_for=e.event_id)
         assert status == 200 and view["open"]["fault"]["F-K1"]["state"] == "reported"
 
@@ -149,8 +184,11 @@ class TestAnyKafkaClient:
         e = fault("F-K2", "reported", customer=customer)
         file = tmp_path / "event.json"
         file.write_bytes(e.to_bytes())
-        subprocess.run([kcat, "-b", desk.bootstrap, "-t", desk.events_topic, "-P",
-                        "-l", str(file)], check=True, timeout=30)
+        subprocess.run(
+            [kcat, "-b", desk.bootstrap, "-t", desk.events_topic, "-P", "-l", str(file)],
+            check=True,
+            timeout=30,
+        )
         status, view = desk.workers[0].view(customer, wait_for=e.event_id)
         assert status == 200 and "F-K2" in view["open"]["fault"]
 
@@ -164,8 +202,13 @@ class TestBadInput:
         invalid["payload"]["severity"] = "apocalyptic"
         invalid_bytes = orjson.dumps(invalid)
         good = fault("F-2", "reported", customer=customer)
-        await produce_raw(desk.bootstrap, desk.events_topic, (customer.encode(), garbage),
-                          (customer.encode(), invalid_bytes), (customer.encode(), good.to_bytes()))
+        await produce_raw(
+            desk.bootstrap,
+            desk.events_topic,
+            (customer.encode(), garbage),
+            (customer.encode(), invalid_bytes),
+            (customer.encode(), good.to_bytes()),
+        )
         status, view = desk.workers[0].view(customer, wait_for=good.event_id)
         assert status == 200 and list(view["open"]["fault"]) == ["F-2"]
 
@@ -198,14 +241,19 @@ class TestDeliverySemantics:
     def test_an_out_of_order_event_lands_in_its_place(self, desk):
         """An acknowledgement that arrives after the restore is placed before it."""
         customer = unique("C-LATE")
-        for e in (fault("F-1", "reported", "09:00", customer=customer),
-                  fault("F-1", "restored", "09:40", customer=customer),
-                  fault("F-1", "acknowledged", "09:05", customer=customer)):
+        for e in (
+            fault("F-1", "reported", "09:00", customer=customer),
+            fault("F-1", "restored", "09:40", customer=customer),
+            fault("F-1", "acknowledged", "09:05", customer=customer),
+        ):
             post_event(desk, e)
         _, view = desk.workers[0].view(customer, wait_for=e.event_id)
         item = view["open"]["fault"]["F-1"]
-        assert [h["event_type"] for h in item["history"]] == \
-            ["fault.reported", "fault.acknowledged", "fault.restored"]
+        assert [h["event_type"] for h in item["history"]] == [
+            "fault.reported",
+            "fault.acknowledged",
+            "fault.restored",
+        ]
         assert item["state"] == "restored" and view["counters"]["late_events"] == 1
 
 
@@ -239,8 +287,7 @@ class TestTwoWorkers:
             owned = [w.partitions() for w in desk.workers]
             assert all(owned) and len(owned[0]) + len(owned[1]) == PARTITIONS
             customers = [f"C-{n:03d}" for n in range(16)]
-            registrations = [event("customer.registered", c, customer=c, name=f"客户{c}")
-                             for c in customers]
+            registrations = [event("customer.registered", c, customer=c, name=f"客户{c}") for c in customers]
             for e in registrations:
                 post_event(desk, e)
             for e in registrations:

@@ -27,20 +27,28 @@ def sink_status(worker, timeout: float = 60.0, until=lambda s: True) -> dict:
         if status == 200 and until(answer):
             return answer
         if time.monotonic() > deadline:
-            raise AssertionError(f"sink never got there: {status} {answer}\n"
-                                 f"{worker.log_path.read_text()[-3000:]}")
+            raise AssertionError(
+                f"sink never got there: {status} {answer}\n{worker.log_path.read_text()[-3000:]}"
+            )
         time.sleep(0.1)  # polling the worker's own report
 
 
 def test_a_logged_fault_is_in_the_default_sqlite_database_with_its_clocks(desk):
     worker = desk.workers[0]
-    status, answer = http("POST", f"{worker.url}/api/faults", {
-        "customer_id": "C-SQL", "severity": "critical", "summary": "专线中断",
-        "service": "MPLS VPN"})
+    status, answer = http(
+        "POST",
+        f"{worker.url}/api/faults",
+        {"customer_id": "C-SQL", "severity": "critical", "summary": "专线中断", "service": "MPLS VPN"},
+    )
     assert status == 202, answer
     sink_status(worker, until=lambda s: s["totals"].get("stored", 0) >= 1 and s["lag_total"] == 0)
-    db = subprocess.run([sys.executable, "-m", "handlers.cli", "db", "status"],
-                        env=desk.env(1), capture_output=True, text=True, timeout=60)
+    db = subprocess.run(
+        [sys.executable, "-m", "handlers.cli", "db", "status"],
+        env=desk.env(1),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert db.returncode == 0, db.stderr
     report = orjson.loads(db.stdout)
     assert report["database"].endswith("keydesk.sqlite") and report["revision"] == report["head"]
@@ -53,25 +61,37 @@ def test_the_sink_alone_feeds_the_database_and_stops_cleanly(kafka_bootstrap, tm
     """`keydesk sink` in a process of its own (KEYDESK_SINK=off on the workers)."""
     desk = new_desk(kafka_bootstrap, tmp_path, KEYDESK_SINK="off")
     asyncio.run(ensure_topics(Settings.from_env(desk.env(1))))
-    events = [event("customer.registered", "C-ALONE", "08:00", customer="C-ALONE"),
-              fault("F-ALONE", "reported", "09:00", customer="C-ALONE"),
-              fault("F-ALONE", "restored", "10:00", customer="C-ALONE")]
+    events = [
+        event("customer.registered", "C-ALONE", "08:00", customer="C-ALONE"),
+        fault("F-ALONE", "reported", "09:00", customer="C-ALONE"),
+        fault("F-ALONE", "restored", "10:00", customer="C-ALONE"),
+    ]
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"".join(e.to_bytes() + b"\n" for e in events))
-    published = subprocess.run([sys.executable, "-m", "handlers.cli", "publish", str(path)],
-                                env=desk.env(1), capture_output=True, text=True, timeout=60)
+    published = subprocess.run(
+        [sys.executable, "-m", "handlers.cli", "publish", str(path)],
+        env=desk.env(1),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert published.returncode == 0, published.stderr
     log = open(tmp_path / "sink.log", "wb")
-    sink = subprocess.Popen([sys.executable, "-m", "handlers.cli", "sink"], env=desk.env(1),
-                            stdout=log, stderr=subprocess.STDOUT)
+    sink = subprocess.Popen(
+        [sys.executable, "-m", "handlers.cli", "sink"], env=desk.env(1), stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
-            db = subprocess.run([sys.executable, "-m", "handlers.cli", "db", "status"],
-                                env=desk.env(1), capture_output=True, text=True, timeout=60)
+            db = subprocess.run(
+                [sys.executable, "-m", "handlers.cli", "db", "status"],
+                env=desk.env(1),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             status = orjson.loads(db.stdout) if db.stdout.startswith("{") else {}
-            if status.get("rows", {}).get("event_log") == 3 and \
-                    status["sink_lag"]["total"] == 0:
+            if status.get("rows", {}).get("event_log") == 3 and status["sink_lag"]["total"] == 0:
                 break
             assert sink.poll() is None, (tmp_path / "sink.log").read_text()[-3000:]
             assert time.monotonic() < deadline, (db.stdout, db.stderr)

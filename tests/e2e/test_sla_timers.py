@@ -23,8 +23,12 @@ def short_rules(tmp_path_factory):
 
 async def read_sla_steps(desk, entity_id: str, want: set[str], timeout_s: float = 60.0):
     """Follow the SLA topic until the item's wanted step events (by type) have all arrived."""
-    consumer = AIOKafkaConsumer(desk.sla_topic, bootstrap_servers=desk.bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        desk.sla_topic,
+        bootstrap_servers=desk.bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     seen: list[dict] = []
     deadline = datetime.now(UTC) + timedelta(seconds=timeout_s)
@@ -42,16 +46,21 @@ async def read_sla_steps(desk, entity_id: str, want: set[str], timeout_s: float 
 
 
 def register_diamond(desk, customer: str) -> None:
-    registration = event("customer.registered", customer, customer=customer, tier="diamond",
-                         escalation_chain=[{"role": "account_manager", "name": "李敏",
-                                            "email": "li.min@example.cn"}])
+    registration = event(
+        "customer.registered",
+        customer,
+        customer=customer,
+        tier="diamond",
+        escalation_chain=[{"role": "account_manager", "name": "李敏", "email": "li.min@example.cn"}],
+    )
     http("POST", f"{desk.workers[0].url}/api/events", raw=registration.to_bytes())
     desk.workers[0].view(customer, wait_for=registration.event_id)
 
 
 class TestLiveTimers:
     async def test_a_p1_fault_warns_breaches_and_escalates_at_its_instants(
-            self, kafka_bootstrap, tmp_path, short_rules):
+        self, kafka_bootstrap, tmp_path, short_rules
+    ):
         """Diamond P1, 1 min to respond: 50/75/90% warnings, breach and step 1, each once."""
         desk = new_desk(kafka_bootstrap, tmp_path, KEYDESK_SLA_RULES=str(short_rules))
         try:
@@ -64,8 +73,14 @@ class TestLiveTimers:
             http("POST", f"{desk.workers[0].url}/api/events", raw=report.to_bytes())
             steps = await read_sla_steps(desk, "F-1", {"sla.breached", "sla.escalation_due"})
             response = [s for s in steps if s["payload"]["metric"] == "response"]
-            due = {(s["event_type"], s["payload"].get("threshold"), s["payload"].get("step")):
-                   datetime.fromisoformat(s["occurred_at"]) for s in response}
+            due = {
+                (
+                    s["event_type"],
+                    s["payload"].get("threshold"),
+                    s["payload"].get("step"),
+                ): datetime.fromisoformat(s["occurred_at"])
+                for s in response
+            }
             assert due == {
                 ("sla.warning_reached", "50%", None): reported_at + timedelta(seconds=30),
                 ("sla.warning_reached", "75%", None): reported_at + timedelta(seconds=45),
@@ -86,7 +101,8 @@ class TestLiveTimers:
 
 class TestReplayMode:
     async def test_a_worker_in_replay_mode_publishes_what_the_replay_command_computes(
-            self, kafka_bootstrap, tmp_path):
+        self, kafka_bootstrap, tmp_path
+    ):
         """Event-time replay through Kafka gives the in-process replay's step events, twice."""
         from sla_rules import load_rules
         from streams.replay import replay
@@ -102,6 +118,7 @@ class TestReplayMode:
                 desk.start_worker()
                 desk.wait_until_partitions_split()
                 from handlers.cli.publish_file import publish_lines
+
                 await publish_lines(desk.bootstrap, desk.events_topic, lines)
                 published = await read_topic_until(desk, set(expected))
                 assert {k: v for k, v in published.items()} == expected
@@ -110,8 +127,12 @@ class TestReplayMode:
 
 
 async def read_topic_until(desk, ids: set[str], timeout_s: float = 60.0) -> dict:
-    consumer = AIOKafkaConsumer(desk.sla_topic, bootstrap_servers=desk.bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        desk.sla_topic,
+        bootstrap_servers=desk.bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     seen: dict[str, dict] = {}
     deadline = datetime.now(UTC) + timedelta(seconds=timeout_s)
@@ -127,8 +148,7 @@ async def read_topic_until(desk, ids: set[str], timeout_s: float = 60.0) -> dict
 
 
 class TestDispatchQueue:
-    def test_either_worker_lists_every_customers_items_most_urgent_first(
-            self, kafka_bootstrap, tmp_path):
+    def test_either_worker_lists_every_customers_items_most_urgent_first(self, kafka_bootstrap, tmp_path):
         """The queue merges both workers' partitions and orders by time to breach."""
         desk = new_desk(kafka_bootstrap, tmp_path)
         try:
@@ -140,9 +160,12 @@ class TestDispatchQueue:
             posted = []
             for n, tier in enumerate(tiers):
                 customer = f"C-Q{n}-{uuid.uuid4().hex[:4]}"
-                for e in (event("customer.registered", customer, customer=customer, tier=tier),
-                          fault(f"F-{n}", "reported", now - timedelta(minutes=n),
-                                customer=customer, severity="major")):
+                for e in (
+                    event("customer.registered", customer, customer=customer, tier=tier),
+                    fault(
+                        f"F-{n}", "reported", now - timedelta(minutes=n), customer=customer, severity="major"
+                    ),
+                ):
                     http("POST", f"{desk.workers[0].url}/api/events", raw=e.to_bytes())
                     posted.append(e)
             for e in posted:
@@ -150,8 +173,10 @@ class TestDispatchQueue:
             answers = [http("GET", f"{w.url}/api/dispatch-queue?limit=100") for w in desk.workers]
             assert all(status == 200 for status, _ in answers), answers
             mine = {e.customer_id for e in posted}
-            lists = [[(r["customer_id"], r["id"]) for r in a["items"] if r["customer_id"] in mine]
-                     for _, a in answers]
+            lists = [
+                [(r["customer_id"], r["id"]) for r in a["items"] if r["customer_id"] in mine]
+                for _, a in answers
+            ]
             assert lists[0] == lists[1] and len(lists[0]) == len(tiers)
             rows = [r for r in answers[0][1]["items"] if r["customer_id"] in mine]
             waits = [r["seconds_to_breach"] for r in rows]

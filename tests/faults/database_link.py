@@ -25,15 +25,13 @@ class DatabaseLink:
         self._server: asyncio.Server | None = None
         self._links: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                        name="database-link")
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="database-link")
         self._thread.start()
 
     @property
     def url(self) -> str:
         """The database URL through the link (what the worker is given)."""
-        return self._url.set(host="127.0.0.1", port=self.port).render_as_string(
-            hide_password=False)
+        return self._url.set(host="127.0.0.1", port=self.port).render_as_string(hide_password=False)
 
     def up(self) -> None:
         self._call(self._up())

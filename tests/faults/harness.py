@@ -39,9 +39,18 @@ RULES = load_rules()
 class FaultScenario:
     """One desk on the module's broker, a steady producer, the alert receiver and the books."""
 
-    def __init__(self, bootstrap: str, tmp: Path, seed: int, receiver, *,
-                 db_url: str | None = None, worker_db_url: str | None = None,
-                 customers: int = 8, **env: str) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        tmp: Path,
+        seed: int,
+        receiver,
+        *,
+        db_url: str | None = None,
+        worker_db_url: str | None = None,
+        customers: int = 8,
+        **env: str,
+    ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
         self.db_url = db_url or f"sqlite:///{tmp / 'keydesk.sqlite'}"
@@ -61,16 +70,28 @@ class FaultScenario:
         self.wait_until_assigned(timeout)
         return workers
 
-    def start_load(self, seconds: float = 30.0, rate: float = 50.0, *, alerting: bool = True,
-                   poison: dict[int, list] | None = None) -> SteadyProducer:
+    def start_load(
+        self,
+        seconds: float = 30.0,
+        rate: float = 50.0,
+        *,
+        alerting: bool = True,
+        poison: dict[int, list] | None = None,
+    ) -> SteadyProducer:
         """Start the steady producer; ``alerting`` faults make five webhook alerts each."""
         self.traffic.webhook = self.receiver.url if alerting else None
         self.traffic.alerting_every = 5 if alerting else 0
-        self.producer = SteadyProducer(self.desk.bootstrap, self.desk.events_topic,
-                                       self.traffic, rate=rate, seconds=seconds,
-                                       poison=poison).start()
-        self.note(f"load started: {rate:g} events/s for {seconds:g} s over "
-                  f"{len(self.traffic.customers)} customers")
+        self.producer = SteadyProducer(
+            self.desk.bootstrap,
+            self.desk.events_topic,
+            self.traffic,
+            rate=rate,
+            seconds=seconds,
+            poison=poison,
+        ).start()
+        self.note(
+            f"load started: {rate:g} events/s for {seconds:g} s over {len(self.traffic.customers)} customers"
+        )
         return self.producer
 
     def wait_until_assigned(self, timeout: float = 120.0) -> None:
@@ -86,25 +107,28 @@ class FaultScenario:
             joined = all(b'"worker.processing"' in w.log_path.read_bytes() for w in live)
             owned = {w.url: w.partitions() for w in live}
             flat = sorted(p for ps in owned.values() if ps for p in ps)
-            if joined and owned and None not in owned.values() \
-                    and flat == list(range(PARTITIONS)):
+            if joined and owned and None not in owned.values() and flat == list(range(PARTITIONS)):
                 self.note(f"partitions assigned: {owned}")
                 return
             if time.monotonic() > deadline:
-                raise AssertionError(f"partitions not assigned after {timeout:.0f} s: {owned}\n"
-                                     + "\n".join(self.timeline + self.worker_errors()))
+                raise AssertionError(
+                    f"partitions not assigned after {timeout:.0f} s: {owned}\n"
+                    + "\n".join(self.timeline + self.worker_errors())
+                )
             time.sleep(0.2)  # polling the workers' own health reports
 
     # -- the fault
 
-    def after_random_records(self, low: int, high: int, what: str,
-                             fault: Callable[[], object]) -> int:
+    def after_random_records(self, low: int, high: int, what: str, fault: Callable[[], object]) -> int:
         """Strike ``fault`` once the broker has acknowledged ``low`` to ``high`` more records."""
         count = len(self.producer.acked) + self.rng.randrange(low, high)
         under_load = self.producer.wait_for_acked(count)
         fault()
-        self.note(f"{what} after record {count}" if under_load else
-                  f"{what} after the load ended, at record {len(self.producer.acked)}")
+        self.note(
+            f"{what} after record {count}"
+            if under_load
+            else f"{what} after the load ended, at record {len(self.producer.acked)}"
+        )
         return count
 
     def kill(self, worker: Worker) -> None:
@@ -124,15 +148,21 @@ class FaultScenario:
         acked = {e.event_id for e in producer.acked_events}
         events = [e for e in self.traffic.events if e.event_id in acked]
         steps, views = steps_due(events, RULES, datetime.now(UTC))
-        return Expected(events=events, steps=steps, alerts=webhook_alerts_due(steps, views),
-                        poison=[r.value for r in producer.acked_poison],
-                        customers=list(self.traffic.customers))
+        return Expected(
+            events=events,
+            steps=steps,
+            alerts=webhook_alerts_due(steps, views),
+            poison=[r.value for r in producer.acked_poison],
+            customers=list(self.traffic.customers),
+        )
 
     def finish(self, **settle) -> Stock:
         """Wait for the load to end, then take stock until it is all in (or stops moving)."""
         self.producer.join()
-        self.note(f"load over: {len(self.producer.acked)} records acknowledged, "
-                  f"{len(self.producer.unacked)} given up")
+        self.note(
+            f"load over: {len(self.producer.acked)} records acknowledged, "
+            f"{len(self.producer.unacked)} given up"
+        )
         expected = self.expected()
         stock = self.books.read_topics(self.books.settle(expected, **settle))
         self.note("stock taken")
@@ -141,12 +171,19 @@ class FaultScenario:
 
     def verdict(self, stock: Stock) -> str:
         """The failure message: how to repeat it, what happened when, and the figures."""
-        workers = [f"  worker {w.url}: " + ("running" if w.alive() else
-                                             f"exited with {w.process.returncode}")
-                   for w in self.desk.workers]
-        return "\n".join([
-            f"seed {self.seed} (KEYDESK_FAULT_SEED={self.seed} repeats this run)",
-            *self.timeline, stock.figures(), *workers, *self.worker_errors()])
+        workers = [
+            f"  worker {w.url}: " + ("running" if w.alive() else f"exited with {w.process.returncode}")
+            for w in self.desk.workers
+        ]
+        return "\n".join(
+            [
+                f"seed {self.seed} (KEYDESK_FAULT_SEED={self.seed} repeats this run)",
+                *self.timeline,
+                stock.figures(),
+                *workers,
+                *self.worker_errors(),
+            ]
+        )
 
     def worker_errors(self, shown: int = 5) -> list[str]:
         """The first distinct error lines of the workers' logs, with where to read the rest."""
@@ -176,15 +213,19 @@ class FaultScenario:
         self.books.close()
 
 
-def publish_raw(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None]]
-                ) -> None:
+def publish_raw(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
     """Send ``(key, value)`` records in order and wait until the broker has all of them."""
     asyncio.run(_publish_raw(bootstrap, topic, records))
 
 
 async def _publish_raw(bootstrap: str, topic: str, records) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
-                                linger_ms=20, max_batch_size=512 * 1024)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=20,
+        max_batch_size=512 * 1024,
+    )
     await producer.start()
     try:
         sent = [await producer.send(topic, value, key=key) for key, value in records]

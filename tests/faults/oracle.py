@@ -27,8 +27,9 @@ def items_of(view: dict[str, Any]) -> Iterable[dict[str, Any]]:
     yield from view["recent_closed"]
 
 
-def steps_due(events: list[Event], rules: RuleSet, at: datetime, partitions: int = 4
-              ) -> tuple[dict[str, Event], dict[str, dict[str, Any]]]:
+def steps_due(
+    events: list[Event], rules: RuleSet, at: datetime, partitions: int = 4
+) -> tuple[dict[str, Event], dict[str, dict[str, Any]]]:
     """The step events ``events`` lead to by ``at`` (by id), and the views they fold into."""
     result = replay((e.to_bytes() for e in events), rules, partitions)
     steps = {step.event_id: step for step in result.steps}
@@ -41,8 +42,7 @@ def steps_due(events: list[Event], rules: RuleSet, at: datetime, partitions: int
     return steps, result.views
 
 
-def webhook_alerts_due(steps: dict[str, Event], views: dict[str, dict[str, Any]]
-                       ) -> dict[str, Alert]:
+def webhook_alerts_due(steps: dict[str, Event], views: dict[str, dict[str, Any]]) -> dict[str, Alert]:
     """The alerts the steps call for that go out by webhook, by alert id."""
     alerts: dict[str, Alert] = {}
     for step in steps.values():

@@ -27,19 +27,34 @@ def a_big_customer(customer: str) -> list[Event]:
     start = datetime.now(UTC) - timedelta(seconds=30)
 
     def emit(event_type: str, entity: str, payload: dict, at: datetime) -> Event:
-        return new_event(event_type, customer, entity, payload, source="network_alarm",
-                         actor="nms", occurred_at=at, now=at)
+        return new_event(
+            event_type, customer, entity, payload, source="network_alarm", actor="nms", occurred_at=at, now=at
+        )
 
-    events = [emit("customer.registered", customer, {
-        "name": "全省政务外网", "tier": "diamond",
-        "account_manager": {"id": "AM-BIG", "name": "陈刚"}}, start)]
+    events = [
+        emit(
+            "customer.registered",
+            customer,
+            {"name": "全省政务外网", "tier": "diamond", "account_manager": {"id": "AM-BIG", "name": "陈刚"}},
+            start,
+        )
+    ]
     minor = {"severity": "warning", "summary": "端口告警", "service": "政务外网"}
     events += [emit("fault.reported", f"F-{n:05d}", minor, start) for n in range(OPEN_FAULTS - 1)]
-    events.append(emit("fault.reported", "F-HOT", {"severity": "warning", "summary": "链路抖动",
-                                                   "service": "政务外网"}, start))
-    events += [emit("fault.status_changed", "F-HOT", {"status": PAUSED[n % 2]},
-                    start + timedelta(milliseconds=n + 1))
-               for n in range(EVENTS_OF_ONE_FAULT - 1)]
+    events.append(
+        emit(
+            "fault.reported",
+            "F-HOT",
+            {"severity": "warning", "summary": "链路抖动", "service": "政务外网"},
+            start,
+        )
+    )
+    events += [
+        emit(
+            "fault.status_changed", "F-HOT", {"status": PAUSED[n % 2]}, start + timedelta(milliseconds=n + 1)
+        )
+        for n in range(EVENTS_OF_ONE_FAULT - 1)
+    ]
     return events
 
 
@@ -55,26 +70,33 @@ def view_once_folded(worker, customer: str, last_event_id: str, timeout: float =
     return status, view, time.monotonic() - asked
 
 
-def test_a_customer_with_20000_open_faults_and_a_10000_event_fault_keeps_the_desk_working(
-        scenario):
+def test_a_customer_with_20000_open_faults_and_a_10000_event_fault_keeps_the_desk_working(scenario):
     """The big customer lands mid-load: the worker stays up, others are folded, its view answers."""
     s = scenario
-    worker, = s.start_workers(1)
+    (worker,) = s.start_workers(1)
     big = f"C-BIG-{uuid.uuid4().hex[:4]}"
     events = a_big_customer(big)
     s.start_load(seconds=30)
-    s.after_random_records(50, 400, f"{len(events)} events of {big} published", lambda: publish_raw(
-        s.desk.bootstrap, s.desk.events_topic,
-        [(big.encode(), e.to_bytes()) for e in events]))
+    s.after_random_records(
+        50,
+        400,
+        f"{len(events)} events of {big} published",
+        lambda: publish_raw(
+            s.desk.bootstrap, s.desk.events_topic, [(big.encode(), e.to_bytes()) for e in events]
+        ),
+    )
     stock = s.finish(timeout=240)
     status, view, answered_in = view_once_folded(worker, big, events[-1].event_id)
     open_faults = (view.get("open") or {}).get("fault", {})
     hot = len(open_faults.get("F-HOT", {}).get("history", ()))
     logged = s.books.logged_of(big)
-    figures = (f"{big}: view answered {status} in {answered_in:.1f} s with {len(open_faults)} "
-               f"of {OPEN_FAULTS} open faults, F-HOT history {hot} of {EVENTS_OF_ONE_FAULT}; "
-               f"event_log holds {logged} of its {len(events)} events\n{s.verdict(stock)}")
+    figures = (
+        f"{big}: view answered {status} in {answered_in:.1f} s with {len(open_faults)} "
+        f"of {OPEN_FAULTS} open faults, F-HOT history {hot} of {EVENTS_OF_ONE_FAULT}; "
+        f"event_log holds {logged} of its {len(events)} events\n{s.verdict(stock)}"
+    )
     assert worker.alive(), f"the worker died\n{figures}"
     assert stock.nothing_lost, f"other customers' events, steps or alerts went missing\n{figures}"
-    assert (status, len(open_faults), hot, logged) == \
-        (200, OPEN_FAULTS, EVENTS_OF_ONE_FAULT, len(events)), figures
+    assert (status, len(open_faults), hot, logged) == (200, OPEN_FAULTS, EVENTS_OF_ONE_FAULT, len(events)), (
+        figures
+    )

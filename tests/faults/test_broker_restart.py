@@ -12,7 +12,7 @@ pytestmark = pytest.mark.broker
 def test_a_broker_killed_and_restarted_in_place_loses_nothing_it_acknowledged(scenario, broker):
     """The broker dies mid-load and is back on its port and data seconds later: all of it once."""
     s = scenario
-    worker, = s.start_workers(1)
+    (worker,) = s.start_workers(1)
     s.start_load(seconds=30)
     s.after_random_records(150, 700, "broker killed -9", broker.kill)
     down = s.rng.uniform(3.0, 8.0)
@@ -27,5 +27,6 @@ def test_a_broker_killed_and_restarted_in_place_loses_nothing_it_acknowledged(sc
     s.wait_until_assigned()
     stock = s.finish()
     assert stock.nothing_lost, s.verdict(stock)
-    assert not restarted and worker.alive(), \
+    assert not restarted and worker.alive(), (
         f"the worker did not ride out the broker's restart: {restarted}\n{s.verdict(stock)}"
+    )

@@ -24,8 +24,9 @@ def link(fresh_postgres):
 
 @pytest.fixture
 def outage_scenario(broker, tmp_path, seed, receiver, fresh_postgres, link):
-    s = FaultScenario(broker.bootstrap, tmp_path, seed, receiver, db_url=fresh_postgres,
-                      worker_db_url=link.url)
+    s = FaultScenario(
+        broker.bootstrap, tmp_path, seed, receiver, db_url=fresh_postgres, worker_db_url=link.url
+    )
     yield s
     s.close()
 
@@ -34,11 +35,10 @@ def sink_state(worker) -> str:
     return http("GET", f"{worker.url}/api/sink")[1].get("state")
 
 
-def test_a_database_cut_mid_load_and_restored_ends_with_every_event_in_event_log_once(
-        outage_scenario, link):
+def test_a_database_cut_mid_load_and_restored_ends_with_every_event_in_event_log_once(outage_scenario, link):
     """The sink waits out the outage, says so on /api/sink, then catches up: all of it once."""
     s = outage_scenario
-    worker, = s.start_workers(1)
+    (worker,) = s.start_workers(1)
     s.start_load(seconds=30)
     s.after_random_records(150, 700, "database cut", link.cut)
     cut_at, outage = time.monotonic(), s.rng.uniform(5.0, 10.0)

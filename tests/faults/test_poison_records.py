@@ -27,9 +27,15 @@ pytestmark = pytest.mark.broker
 
 def a_fault_report(customer: str, **changes) -> bytes:
     """A valid fault report of ``customer``, as wire bytes, with ``changes`` to its envelope."""
-    report = new_event("fault.reported", customer, f"F-P{uuid.uuid4().hex[:6]}",
-                       {"severity": "minor", "summary": "光猫离线", "service": "FTTH"},
-                       source="hotline", actor="hotline-7", now=datetime.now(UTC))
+    report = new_event(
+        "fault.reported",
+        customer,
+        f"F-P{uuid.uuid4().hex[:6]}",
+        {"severity": "minor", "summary": "光猫离线", "service": "FTTH"},
+        source="hotline",
+        actor="hotline-7",
+        now=datetime.now(UTC),
+    )
     wire = report.to_wire() | changes
     return orjson.dumps(wire)
 
@@ -42,10 +48,17 @@ def a_field_outside_the_contract(customer: str) -> bytes:
 
 def an_sla_step(event_type: str, **payload):
     def make(customer: str) -> bytes:
-        step = new_event(event_type, customer, "F-00001",
-                         {"item_kind": "fault", "metric": "response", "cycle": 1, **payload},
-                         source="system", actor="keydesk-sla-timer", now=datetime.now(UTC))
+        step = new_event(
+            event_type,
+            customer,
+            "F-00001",
+            {"item_kind": "fault", "metric": "response", "cycle": 1, **payload},
+            source="system",
+            actor="keydesk-sla-timer",
+            now=datetime.now(UTC),
+        )
         return step.to_bytes()
+
     return make
 
 
@@ -56,17 +69,23 @@ def an_event_id(spelling):
 POISON = {
     "bytes that are not JSON": lambda customer: b"\xff\xfe not json at all",
     "a field outside the contract": a_field_outside_the_contract,
-    "an instant before year 1 in UTC":
-        lambda customer: a_fault_report(customer, occurred_at="0001-01-01T00:00:00+08:00"),
-    "an instant after year 9999 in UTC":
-        lambda customer: a_fault_report(customer, occurred_at="9999-12-31T23:00:00-08:00"),
+    "an instant before year 1 in UTC": lambda customer: a_fault_report(
+        customer, occurred_at="0001-01-01T00:00:00+08:00"
+    ),
+    "an instant after year 9999 in UTC": lambda customer: a_fault_report(
+        customer, occurred_at="9999-12-31T23:00:00-08:00"
+    ),
     "an event type that is a list": lambda customer: a_fault_report(customer, event_type=[]),
     "an event type that is an object": lambda customer: a_fault_report(customer, event_type={}),
     "a breach on the events topic": an_sla_step(
-        "sla.breached", due_at="2026-11-23T01:05:00+00:00", policy="diamond v1",
-        deadline="2026-11-23T01:05:00+00:00"),
+        "sla.breached",
+        due_at="2026-11-23T01:05:00+00:00",
+        policy="diamond v1",
+        deadline="2026-11-23T01:05:00+00:00",
+    ),
     "an unsigned acknowledgement on the events topic": an_sla_step(
-        "sla.escalation_acknowledged", note="已派单"),
+        "sla.escalation_acknowledged", note="已派单"
+    ),
     "an event id in upper case": an_event_id(str.upper),
     "an event id without hyphens": an_event_id(lambda text: text.replace("-", "")),
 }
@@ -87,18 +106,17 @@ def poison_ids(values) -> set[str]:
 def test_one_poison_message_does_not_stop_the_faults_after_it(scenario):
     """A registration, a fault, a report dated before year 1, five faults: 6 folded, 1 parked."""
     s = scenario
-    worker, = s.start_workers(1)
+    (worker,) = s.start_workers(1)
     customer = f"C-REPRO-{uuid.uuid4().hex[:4]}"
     registration = event("customer.registered", customer, customer=customer)
-    first, *more = [fault(f"F-{n}", "reported", f"09:0{n}", customer=customer)
-                    for n in range(1, 7)]
+    first, *more = [fault(f"F-{n}", "reported", f"09:0{n}", customer=customer) for n in range(1, 7)]
     poison = POISON["an instant before year 1 in UTC"](customer)
     key = customer.encode()
-    publish_raw(s.desk.bootstrap, s.desk.events_topic,
-                [(key, registration.to_bytes()), (key, first.to_bytes())])
+    publish_raw(
+        s.desk.bootstrap, s.desk.events_topic, [(key, registration.to_bytes()), (key, first.to_bytes())]
+    )
     assert worker.view(customer, wait_for=first.event_id)[0] == 200
-    publish_raw(s.desk.bootstrap, s.desk.events_topic,
-                [(key, poison), *((key, f.to_bytes()) for f in more)])
+    publish_raw(s.desk.bootstrap, s.desk.events_topic, [(key, poison), *((key, f.to_bytes()) for f in more)])
     for _ in range(2):  # the view waits up to 10 s for the last fault each time
         status, view = worker.view(customer, wait_for=more[-1].event_id)
         if status == 200:
@@ -109,12 +127,12 @@ def test_one_poison_message_does_not_stop_the_faults_after_it(scenario):
     assert folded == [f"F-{n}" for n in range(1, 7)] and parked == [poison], (
         f"faults in the view: {folded} of F-1..F-6 (last answer {status}); dead-letter topic "
         f"holds {len(parked)} records, {parked.count(poison)} of them the poison\n"
-        + "\n".join(s.worker_errors()))
+        + "\n".join(s.worker_errors())
+    )
 
 
 @pytest.mark.parametrize("poison", POISON, ids=lambda name: name.replace(" ", "-"))
-def test_a_poison_record_in_steady_traffic_is_dead_lettered_once_and_work_goes_on(
-        scenario, poison):
+def test_a_poison_record_in_steady_traffic_is_dead_lettered_once_and_work_goes_on(scenario, poison):
     """Three poison records in steady traffic: each dead-lettered once, every neighbour folded."""
     s = scenario
     s.start_workers(1)

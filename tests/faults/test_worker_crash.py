@@ -10,8 +10,7 @@ import pytest
 pytestmark = [pytest.mark.broker, pytest.mark.postgres]
 
 
-def test_a_worker_killed_at_a_random_instant_and_started_again_loses_and_doubles_nothing(
-        pg_scenario):
+def test_a_worker_killed_at_a_random_instant_and_started_again_loses_and_doubles_nothing(pg_scenario):
     """One of two workers is killed -9 mid-load and started again: every event, step, alert once."""
     s = pg_scenario
     victim, _ = s.start_workers(2)
@@ -27,8 +26,9 @@ def test_a_worker_killed_at_a_random_instant_and_started_again_loses_and_doubles
     # twice: ones the killed worker was still delivering when it died, or had
     # delivered less than OUTCOME_WINDOW seconds before.
     in_flight = alerts_in_flight(victim.log_path, victim.killed_wall)
-    assert stock.nothing_lost_allowing(in_flight), \
+    assert stock.nothing_lost_allowing(in_flight), (
         f"{s.verdict(stock)}\n  allowed to repeat (in flight at the kill): {sorted(in_flight)}"
+    )
 
 
 #: How long an alert's recorded outcome may take to reach the broker: the

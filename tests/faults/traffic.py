@@ -36,8 +36,7 @@ from aiokafka import AIOKafkaProducer
 from schemas.envelope import Event, new_event
 
 # A fault's life after its report, in the order the desk works it (streams/lifecycles.py).
-WORKED = (("acknowledged", {}), ("dispatched", {"team": "广州传输一班"}),
-          ("repair_started", {}))
+WORKED = (("acknowledged", {}), ("dispatched", {"team": "广州传输一班"}), ("repair_started", {}))
 PAUSED = ("pending_customer", "in_progress")  # status changes: restore clock paused, resumed
 LOGGED_LATE_BY = timedelta(minutes=6)
 MAX_OPEN_PER_CUSTOMER = 4
@@ -57,10 +56,10 @@ class Traffic:
 
     rng: random.Random
     customers: list[str]
-    webhook: str | None = None       # the account managers' robot: alerts are sent there
-    alerting_every: int = 5          # every n-th fault is a P1 logged late (0: none)
-    closing_every: int = 4           # every n-th fault is also closed, up to 15 per customer
-                                     # (a view keeps the history of its 20 latest closed)
+    webhook: str | None = None  # the account managers' robot: alerts are sent there
+    alerting_every: int = 5  # every n-th fault is a P1 logged late (0: none)
+    closing_every: int = 4  # every n-th fault is also closed, up to 15 per customer
+    # (a view keeps the history of its 20 latest closed)
     events: list[Event] = field(default_factory=list)
     _open: dict[str, list[FaultInProgress]] = field(default_factory=dict)
     _closing: Counter = field(default_factory=Counter)
@@ -73,13 +72,25 @@ class Traffic:
     def registrations(self) -> list[Event]:
         """Each customer's registration: diamond, with an account manager and a chain."""
         now = datetime.now(UTC)
-        return [self._emit("customer.registered", customer, customer, {
-            "name": f"大客户 {customer}", "tier": "diamond", "region": "广东/广州",
-            "account_manager": self._person(f"AM-{n}", f"客户经理{n}"),
-            "escalation_chain": [
-                {"role": "account_manager", **self._person(None, f"客户经理{n}")},
-                {"role": "department_head", "name": f"部门负责人{n}"}],
-        }, now) for n, customer in enumerate(self.customers)]
+        return [
+            self._emit(
+                "customer.registered",
+                customer,
+                customer,
+                {
+                    "name": f"大客户 {customer}",
+                    "tier": "diamond",
+                    "region": "广东/广州",
+                    "account_manager": self._person(f"AM-{n}", f"客户经理{n}"),
+                    "escalation_chain": [
+                        {"role": "account_manager", **self._person(None, f"客户经理{n}")},
+                        {"role": "department_head", "name": f"部门负责人{n}"},
+                    ],
+                },
+                now,
+            )
+            for n, customer in enumerate(self.customers)
+        ]
 
     def _person(self, staff_id: str | None, name: str) -> dict:
         person = {"id": staff_id, "name": name} if staff_id else {"name": name}
@@ -92,8 +103,13 @@ class Traffic:
         now = datetime.now(UTC)
         customer = self.rng.choice(self.customers)
         if self.rng.random() < 0.02:
-            return self._emit("customer.updated", customer, customer,
-                              {"region": f"广东/广州/{self.rng.randrange(100)}"}, now)
+            return self._emit(
+                "customer.updated",
+                customer,
+                customer,
+                {"region": f"广东/广州/{self.rng.randrange(100)}"},
+                now,
+            )
         open_faults = self._open.setdefault(customer, [])
         if open_faults and (len(open_faults) >= MAX_OPEN_PER_CUSTOMER or self.rng.random() < 0.8):
             fault = self.rng.choice(open_faults)
@@ -116,15 +132,39 @@ class Traffic:
             self._closing[customer] += 1
             to_do.append(("closed", {"resolution": "熔接恢复"}))
         open_faults.append(FaultInProgress(fault_id, to_do))
-        payload = {"severity": "critical" if alerting else "warning",
-                   "summary": "专线中断", "service": "MPLS VPN"}
-        return self._emit("fault.reported", customer, fault_id, payload,
-                          now - LOGGED_LATE_BY if alerting else now, recorded=now)
+        payload = {
+            "severity": "critical" if alerting else "warning",
+            "summary": "专线中断",
+            "service": "MPLS VPN",
+        }
+        return self._emit(
+            "fault.reported",
+            customer,
+            fault_id,
+            payload,
+            now - LOGGED_LATE_BY if alerting else now,
+            recorded=now,
+        )
 
-    def _emit(self, event_type: str, customer: str, entity: str, payload: dict,
-              occurred: datetime, recorded: datetime | None = None) -> Event:
-        event = new_event(event_type, customer, entity, payload, source="hotline",
-                          actor="hotline-7", occurred_at=occurred, now=recorded or occurred)
+    def _emit(
+        self,
+        event_type: str,
+        customer: str,
+        entity: str,
+        payload: dict,
+        occurred: datetime,
+        recorded: datetime | None = None,
+    ) -> Event:
+        event = new_event(
+            event_type,
+            customer,
+            entity,
+            payload,
+            source="hotline",
+            actor="hotline-7",
+            occurred_at=occurred,
+            now=recorded or occurred,
+        )
         self.events.append(event)
         return event
 
@@ -147,9 +187,17 @@ class SteadyProducer:
     go out right after the event of that number, keyed by that event's customer.
     """
 
-    def __init__(self, bootstrap: str, topic: str, traffic: Traffic, *, rate: float = 50.0,
-                 seconds: float = 30.0, poison: dict[int, Iterable[bytes | None]] | None = None,
-                 give_up_after: float = 120.0) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        traffic: Traffic,
+        *,
+        rate: float = 50.0,
+        seconds: float = 30.0,
+        poison: dict[int, Iterable[bytes | None]] | None = None,
+        give_up_after: float = 120.0,
+    ) -> None:
         self.bootstrap, self.topic, self.traffic = bootstrap, topic, traffic
         self.rate, self.seconds, self.give_up_after = rate, seconds, give_up_after
         self.poison = {n: list(values) for n, values in (poison or {}).items()}
@@ -180,14 +228,15 @@ class SteadyProducer:
     def wait_for_acked(self, count: int, timeout: float = 120.0) -> bool:
         """Block until the broker acknowledged ``count`` records; False if the load ended first."""
         with self._progress:
-            self._progress.wait_for(
-                lambda: len(self.acked) >= count or self.crashed or self.done, timeout)
+            self._progress.wait_for(lambda: len(self.acked) >= count or self.crashed or self.done, timeout)
             if self.crashed is not None:
                 raise AssertionError(f"the steady producer crashed: {self.crashed!r}")
             if len(self.acked) < count and not self.done:
-                raise AssertionError(f"the producer had {len(self.acked)} of {count} records "
-                                     f"acknowledged after {timeout:.0f} s; errors: "
-                                     f"{self.errors[-3:]}")
+                raise AssertionError(
+                    f"the producer had {len(self.acked)} of {count} records "
+                    f"acknowledged after {timeout:.0f} s; errors: "
+                    f"{self.errors[-3:]}"
+                )
             return len(self.acked) >= count
 
     @property
@@ -201,8 +250,7 @@ class SteadyProducer:
             self._stop.set()
             self._thread.join(30)
         if self.crashed is not None:
-            raise AssertionError(f"the steady producer crashed: {self.crashed!r}") \
-                from self.crashed
+            raise AssertionError(f"the steady producer crashed: {self.crashed!r}") from self.crashed
 
     def stop(self) -> None:
         self._stop.set()
@@ -221,8 +269,7 @@ class SteadyProducer:
 
     async def _run(self) -> None:
         producer = await self._connect()
-        pending = [Record(e.customer_id.encode(), e.to_bytes(), e)
-                   for e in self.traffic.registrations()]
+        pending = [Record(e.customer_id.encode(), e.to_bytes(), e) for e in self.traffic.registrations()]
         loop = asyncio.get_running_loop()
         started = loop.time()
         ends = started + self.seconds
@@ -260,9 +307,14 @@ class SteadyProducer:
 
     async def _connect(self) -> AIOKafkaProducer:
         while True:
-            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
-                                        enable_idempotence=True, linger_ms=5,
-                                        request_timeout_ms=5000, retry_backoff_ms=200)
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap,
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=5,
+                request_timeout_ms=5000,
+                retry_backoff_ms=200,
+            )
             try:
                 await producer.start()
                 return producer
@@ -272,14 +324,16 @@ class SteadyProducer:
                 if self._stop.wait(0.5):  # retry backoff while the broker is away
                     raise
 
-    async def _send(self, producer: AIOKafkaProducer, records: list[Record]
-                    ) -> tuple[list[Record], AIOKafkaProducer]:
+    async def _send(
+        self, producer: AIOKafkaProducer, records: list[Record]
+    ) -> tuple[list[Record], AIOKafkaProducer]:
         """Send a tick's records; returns those to retry (and the producer to use)."""
         futures: list = []
         for record in records:
             try:
-                futures.append(await asyncio.wait_for(
-                    producer.send(self.topic, record.value, key=record.key), 10))
+                futures.append(
+                    await asyncio.wait_for(producer.send(self.topic, record.value, key=record.key), 10)
+                )
             except Exception as exc:  # noqa: BLE001 - no metadata while the broker is down
                 futures.append(exc)
         failed = []

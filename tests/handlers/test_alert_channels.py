@@ -43,14 +43,26 @@ from handlers.alerts.routing import (
 from handlers.local.ports import free_port
 from tests.builders import event
 
-PROFILE = {"name": "省政府办公厅", "tier": "diamond", "tier_label": "钻石",
-           "account_manager": {"id": "AM-1", "name": "李敏", "email": "limin@example.cn"},
-           "escalation_chain": [{"role": "department_head", "name": "王强",
-                                 "email": "wangqiang@example.cn"}]}
-ITEM = {"id": "F-1", "kind": "fault", "state": "dispatched",
-        "attributes": {"priority": "P1", "summary": "专线中断", "service": "MPLS VPN"}}
-CLOCK = {"item_kind": "fault", "metric": "restore", "cycle": 1, "policy": "diamond v1",
-         "due_at": "2026-11-23T05:00:00+00:00"}
+PROFILE = {
+    "name": "省政府办公厅",
+    "tier": "diamond",
+    "tier_label": "钻石",
+    "account_manager": {"id": "AM-1", "name": "李敏", "email": "limin@example.cn"},
+    "escalation_chain": [{"role": "department_head", "name": "王强", "email": "wangqiang@example.cn"}],
+}
+ITEM = {
+    "id": "F-1",
+    "kind": "fault",
+    "state": "dispatched",
+    "attributes": {"priority": "P1", "summary": "专线中断", "service": "MPLS VPN"},
+}
+CLOCK = {
+    "item_kind": "fault",
+    "metric": "restore",
+    "cycle": 1,
+    "policy": "diamond v1",
+    "due_at": "2026-11-23T05:00:00+00:00",
+}
 SENDER = "keydesk 告警 <alerts@keydesk.example.cn>"
 NOW = 1_795_500_000.0  # a fixed epoch second for Date headers and DingTalk signatures
 
@@ -58,8 +70,11 @@ NOW = 1_795_500_000.0  # a fixed epoch second for Date headers and DingTalk sign
 def escalation_alert(**recipient) -> Alert:
     """The step-2 alert for the department head, with the given addresses."""
     chain = [{"role": "department_head", "name": "王强", **recipient}]
-    alerts = route(event("sla.escalation_due", "F-1", "13:30", step=2, role="department_head",
-                         **CLOCK), {**PROFILE, "escalation_chain": chain}, ITEM)
+    alerts = route(
+        event("sla.escalation_due", "F-1", "13:30", step=2, role="department_head", **CLOCK),
+        {**PROFILE, "escalation_chain": chain},
+        ITEM,
+    )
     return alerts[0]
 
 
@@ -89,8 +104,7 @@ class Mailbox:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
-        self.envelopes.append(SimpleNamespace(mail_from=envelope.mail_from,
-                                              rcpt_tos=list(envelope.rcpt_tos)))
+        self.envelopes.append(SimpleNamespace(mail_from=envelope.mail_from, rcpt_tos=list(envelope.rcpt_tos)))
         self.messages.append(email.message_from_bytes(envelope.content, policy=email_policy))
         return "250 Message accepted"
 
@@ -104,8 +118,8 @@ async def smtp_servers():
     async def start(**options) -> Mailbox:
         mailbox = Mailbox()
         server = await loop.create_server(
-            lambda: SMTPServerProtocol(mailbox, hostname="mx.test", loop=loop, **options),
-            "127.0.0.1", 0)
+            lambda: SMTPServerProtocol(mailbox, hostname="mx.test", loop=loop, **options), "127.0.0.1", 0
+        )
         servers.append(server)
         mailbox.port = server.sockets[0].getsockname()[1]
         return mailbox
@@ -133,8 +147,9 @@ def accept_only(login: bytes, password: bytes):
 
 
 def email_channel(port: int) -> EmailChannel:
-    return EmailChannel("127.0.0.1", port, SENDER, local_hostname="keydesk.test",
-                        timeout=5, clock=lambda: NOW)
+    return EmailChannel(
+        "127.0.0.1", port, SENDER, local_hostname="keydesk.test", timeout=5, clock=lambda: NOW
+    )
 
 
 class Receiver:
@@ -144,8 +159,12 @@ class Receiver:
     test ends (for timeouts).  When the script is empty it answers like the robot.
     """
 
-    OK = {"wecom": {"errcode": 0, "errmsg": "ok"}, "dingtalk": {"errcode": 0, "errmsg": "ok"},
-          "slack": "ok", "generic": {"accepted": True}}
+    OK = {
+        "wecom": {"errcode": 0, "errmsg": "ok"},
+        "dingtalk": {"errcode": 0, "errmsg": "ok"},
+        "slack": "ok",
+        "generic": {"accepted": True},
+    }
 
     def __init__(self) -> None:
         self.requests: list[SimpleNamespace] = []
@@ -158,9 +177,14 @@ class Receiver:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         fmt = request.match_info["fmt"]
-        self.requests.append(SimpleNamespace(fmt=fmt, headers=request.headers,
-                                             query=request.rel_url.query,
-                                             json=orjson.loads(await request.read())))
+        self.requests.append(
+            SimpleNamespace(
+                fmt=fmt,
+                headers=request.headers,
+                query=request.rel_url.query,
+                json=orjson.loads(await request.read()),
+            )
+        )
         answer = self.script.pop(0) if self.script else (200, self.OK[fmt], {})
         if answer == "hang":
             await self.release.wait()
@@ -248,28 +272,41 @@ class TestEmailChannel:
     @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
     async def test_relay_login_is_used_when_configured(self, smtp_servers):
         """A relay that requires a login accepts the alert with the right account."""
-        relay = await smtp_servers(auth_required=True, auth_require_tls=False,
-                                   authenticator=accept_only(b"keydesk", b"s3cret"))
-        channel = EmailChannel("127.0.0.1", relay.port, SENDER, username="keydesk",
-                               password="s3cret", local_hostname="keydesk.test")
+        relay = await smtp_servers(
+            auth_required=True, auth_require_tls=False, authenticator=accept_only(b"keydesk", b"s3cret")
+        )
+        channel = EmailChannel(
+            "127.0.0.1",
+            relay.port,
+            SENDER,
+            username="keydesk",
+            password="s3cret",
+            local_hostname="keydesk.test",
+        )
         assert (await channel.deliver(escalation_alert(email="wq@x.cn"))).delivered
         assert len(relay.messages) == 1
 
     @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
     async def test_wrong_relay_password_is_permanent(self, smtp_servers):
         """A 535 authentication failure is configuration, not weather: no retry helps."""
-        relay = await smtp_servers(auth_required=True, auth_require_tls=False,
-                                   authenticator=accept_only(b"keydesk", b"s3cret"))
-        channel = EmailChannel("127.0.0.1", relay.port, SENDER, username="keydesk",
-                               password="wrong", local_hostname="keydesk.test")
+        relay = await smtp_servers(
+            auth_required=True, auth_require_tls=False, authenticator=accept_only(b"keydesk", b"s3cret")
+        )
+        channel = EmailChannel(
+            "127.0.0.1",
+            relay.port,
+            SENDER,
+            username="keydesk",
+            password="wrong",
+            local_hostname="keydesk.test",
+        )
         result = await channel.deliver(escalation_alert(email="wq@x.cn"))
         assert result.status is Status.FAILED_PERMANENTLY and "535" in result.reason
         assert relay.messages == []
 
     async def test_starttls_required_but_not_offered_is_permanent(self, smtp):
         """A server without STARTTLS will not grow it; we never fall back to plain text."""
-        channel = EmailChannel("127.0.0.1", smtp.port, SENDER, starttls=True,
-                               local_hostname="keydesk.test")
+        channel = EmailChannel("127.0.0.1", smtp.port, SENDER, starttls=True, local_hostname="keydesk.test")
         result = await channel.deliver(escalation_alert(email="wq@x.cn"))
         assert result.status is Status.FAILED_PERMANENTLY and smtp.messages == []
 
@@ -319,8 +356,9 @@ class TestWebhookChannel:
         assert (await channel.deliver(alert)).delivered
         query = receiver.requests[0].query
         assert query["access_token"] == "t1" and query["timestamp"] == str(int(NOW * 1000))
-        expected = base64.b64encode(hmac.new(b"SEC123", f"{query['timestamp']}\nSEC123".encode(),
-                                             hashlib.sha256).digest()).decode()
+        expected = base64.b64encode(
+            hmac.new(b"SEC123", f"{query['timestamp']}\nSEC123".encode(), hashlib.sha256).digest()
+        ).decode()
         assert unquote_plus(query["sign"]) in (expected, expected.replace("+", " "))
 
     async def test_slack_gets_text_and_blocks(self, receiver, webhooks):
@@ -332,21 +370,25 @@ class TestWebhookChannel:
         assert [b["type"] for b in req.json["blocks"]] == ["header", "section", "context"]
         assert req.headers["Idempotency-Key"] == alert.alert_id
 
-    @pytest.mark.parametrize(("errcode", "status"), [(93000, Status.FAILED_PERMANENTLY),
-                                                     (45009, Status.TRANSIENT)])
-    async def test_robot_error_in_a_200_answer_is_a_failure(self, receiver, webhooks, errcode,
-                                                             status):
+    @pytest.mark.parametrize(
+        ("errcode", "status"), [(93000, Status.FAILED_PERMANENTLY), (45009, Status.TRANSIENT)]
+    )
+    async def test_robot_error_in_a_200_answer_is_a_failure(self, receiver, webhooks, errcode, status):
         """HTTP 200 with a non-zero errcode did not deliver; rate limits are worth a retry."""
         receiver.script = [(200, {"errcode": errcode, "errmsg": "no"}, {})]
         result = await webhooks("wecom").deliver(escalation_alert(webhook=receiver.url("wecom")))
         assert result.status is status and str(errcode) in result.reason
 
-    @pytest.mark.parametrize(("http", "status"), [(400, Status.FAILED_PERMANENTLY),
-                                                  (404, Status.FAILED_PERMANENTLY),
-                                                  (503, Status.TRANSIENT),
-                                                  (429, Status.TRANSIENT)])
-    async def test_http_status_decides_transient_or_permanent(self, receiver, webhooks, http,
-                                                              status):
+    @pytest.mark.parametrize(
+        ("http", "status"),
+        [
+            (400, Status.FAILED_PERMANENTLY),
+            (404, Status.FAILED_PERMANENTLY),
+            (503, Status.TRANSIENT),
+            (429, Status.TRANSIENT),
+        ],
+    )
+    async def test_http_status_decides_transient_or_permanent(self, receiver, webhooks, http, status):
         """4xx is the receiver's verdict (except 429); 5xx and 429 are worth a retry."""
         receiver.script = [(http, {"error": "x"}, {})]
         result = await webhooks("generic").deliver(escalation_alert(webhook=receiver.url()))
@@ -355,8 +397,7 @@ class TestWebhookChannel:
     async def test_slow_receiver_times_out_as_transient(self, receiver, webhooks):
         """A receiver that does not answer in time is an outage, retried later."""
         receiver.script = ["hang"]
-        result = await webhooks("generic", timeout=0.2).deliver(
-            escalation_alert(webhook=receiver.url()))
+        result = await webhooks("generic", timeout=0.2).deliver(escalation_alert(webhook=receiver.url()))
         assert result.status is Status.TRANSIENT and "timed out" in result.reason
 
     async def test_refused_connection_is_transient(self, webhooks):
@@ -400,13 +441,15 @@ class TestRetryPolicy:
 
 
 class TestDispatcher:
-    async def test_receiver_that_fails_twice_gets_the_alert_once_it_recovers(self, receiver,
-                                                                              webhooks):
+    async def test_receiver_that_fails_twice_gets_the_alert_once_it_recovers(self, receiver, webhooks):
         """Two 503s are retried with growing waits; the third try delivers, same key each time."""
         receiver.script = [(503, "busy", {}), (503, "busy", {})]
         sleep = RecordingSleep()
-        dispatcher = Dispatcher([webhooks("generic"), LogChannel()],
-                                RetryPolicy(attempts=5, base_delay=1, max_delay=30), sleep=sleep)
+        dispatcher = Dispatcher(
+            [webhooks("generic"), LogChannel()],
+            RetryPolicy(attempts=5, base_delay=1, max_delay=30),
+            sleep=sleep,
+        )
         alert = escalation_alert(webhook=receiver.url())
         report = await dispatcher.dispatch(alert)
         assert report.delivered and report.failures == ()
@@ -421,23 +464,24 @@ class TestDispatcher:
         receiver.script = [(400, {"error": "bad payload"}, {})]
         sleep = RecordingSleep()
         report = await Dispatcher([webhooks("generic"), LogChannel()], sleep=sleep).dispatch(
-            escalation_alert(webhook=receiver.url()))
+            escalation_alert(webhook=receiver.url())
+        )
         [failure] = report.failures
-        assert (failure.channel, failure.status, failure.attempts) == (
-            WEBHOOK, Status.FAILED_PERMANENTLY, 1)
+        assert (failure.channel, failure.status, failure.attempts) == (WEBHOOK, Status.FAILED_PERMANENTLY, 1)
         assert "400" in failure.reason
         assert len(receiver.requests) == 1 and sleep.delays == []
 
     async def test_unreachable_smtp_is_retried_then_reported(self):
         """Every attempt is refused; after the last one the failure comes back with its reason."""
         sleep = RecordingSleep()
-        dispatcher = Dispatcher([email_channel(free_port()), LogChannel()],
-                                RetryPolicy(attempts=4, base_delay=0.5, max_delay=1.5),
-                                sleep=sleep)
+        dispatcher = Dispatcher(
+            [email_channel(free_port()), LogChannel()],
+            RetryPolicy(attempts=4, base_delay=0.5, max_delay=1.5),
+            sleep=sleep,
+        )
         report = await dispatcher.dispatch(escalation_alert(email="wangqiang@example.cn"))
         [failure] = report.failures
-        assert (failure.channel, failure.status, failure.attempts) == (
-            EMAIL, Status.GAVE_UP, 4)
+        assert (failure.channel, failure.status, failure.attempts) == (EMAIL, Status.GAVE_UP, 4)
         assert "ConnectionRefused" in failure.reason
         assert sleep.delays == [0.5, 1.0, 1.5]
         assert [r.status for r in report.results if r.channel == LOG] == [Status.DELIVERED]
@@ -447,24 +491,30 @@ class TestDispatcher:
         receiver.script = [(429, {"error": "slow down"}, {"Retry-After": "7"})]
         sleep = RecordingSleep()
         report = await Dispatcher([webhooks("generic"), LogChannel()], sleep=sleep).dispatch(
-            escalation_alert(webhook=receiver.url()))
+            escalation_alert(webhook=receiver.url())
+        )
         assert report.delivered and sleep.delays == [7]
 
     async def test_every_channel_reports_on_its_own(self, smtp, receiver, webhooks):
         """Email delivered and webhook refused: only the webhook is handed back as a failure."""
         receiver.script = [(404, "no such hook", {})]
         alert = escalation_alert(email="wangqiang@example.cn", webhook=receiver.url())
-        report = await Dispatcher([email_channel(smtp.port), webhooks(), LogChannel()],
-                                  sleep=RecordingSleep()).dispatch(alert)
+        report = await Dispatcher(
+            [email_channel(smtp.port), webhooks(), LogChannel()], sleep=RecordingSleep()
+        ).dispatch(alert)
         assert {r.channel: r.status for r in report.results} == {
-            EMAIL: Status.DELIVERED, WEBHOOK: Status.FAILED_PERMANENTLY, LOG: Status.DELIVERED}
+            EMAIL: Status.DELIVERED,
+            WEBHOOK: Status.FAILED_PERMANENTLY,
+            LOG: Status.DELIVERED,
+        }
         assert [f.channel for f in report.failures] == [WEBHOOK]
         assert len(smtp.messages) == 1
 
     async def test_a_channel_route_without_a_configured_channel_is_reported(self):
         """An email route with no SMTP configured is a visible failure, not a silent drop."""
         report = await Dispatcher([LogChannel()], sleep=RecordingSleep()).dispatch(
-            escalation_alert(email="wangqiang@example.cn"))
+            escalation_alert(email="wangqiang@example.cn")
+        )
         [failure] = report.failures
         assert failure.status is Status.FAILED_PERMANENTLY and "no email channel" in failure.reason
 
@@ -480,20 +530,24 @@ class TestDispatcher:
             async def close(self):
                 pass
 
-        report = await Dispatcher([Broken()], sleep=RecordingSleep()).dispatch(
-            escalation_alert())
+        report = await Dispatcher([Broken()], sleep=RecordingSleep()).dispatch(escalation_alert())
         [failure] = report.failures
         assert failure.status is Status.FAILED_PERMANENTLY and "boom" in failure.reason
 
-    async def test_routed_alerts_reach_inbox_and_robot_end_to_end(self, smtp, receiver,
-                                                                  webhooks):
+    async def test_routed_alerts_reach_inbox_and_robot_end_to_end(self, smtp, receiver, webhooks):
         """A step-2 escalation reaches the department head's robot and the manager's inbox."""
-        profile = {**PROFILE, "escalation_chain": [
-            {"role": "department_head", "name": "王强", "webhook": receiver.url("wecom")}]}
-        alerts = route(event("sla.escalation_due", "F-1", "13:30", step=2,
-                             role="department_head", **CLOCK), profile, ITEM)
-        dispatcher = Dispatcher([email_channel(smtp.port), webhooks(), LogChannel()],
-                                sleep=RecordingSleep())
+        profile = {
+            **PROFILE,
+            "escalation_chain": [
+                {"role": "department_head", "name": "王强", "webhook": receiver.url("wecom")}
+            ],
+        }
+        alerts = route(
+            event("sla.escalation_due", "F-1", "13:30", step=2, role="department_head", **CLOCK),
+            profile,
+            ITEM,
+        )
+        dispatcher = Dispatcher([email_channel(smtp.port), webhooks(), LogChannel()], sleep=RecordingSleep())
         reports = await dispatcher.dispatch_all(alerts)
         await dispatcher.close()
         assert all(r.delivered for r in reports)

@@ -24,17 +24,25 @@ import pytest
 from handlers.alerts.channels import DeliveryResult, Dispatcher, RetryPolicy, Status
 from handlers.alerts.routing import EMAIL, LOG, WEBHOOK
 from handlers.alerts.sender import AlertSender
-from streams.partitioning import Placement
 from streams.customer_store import CustomerStore
 from streams.customer_view import find_item, fold, view_contains_event
+from streams.partitioning import Placement
 from tests.builders import event, fault
 
 PARTITION = 0
 SLA_TOPIC = "keydesk.sla"
 MANAGER = {"id": "AM-1", "name": "李敏", "email": "limin@example.cn"}
-BREACH = event("sla.breached", "F-1", "09:05", item_kind="fault", metric="response", cycle=1,
-               policy="diamond v1", due_at="2026-11-23T01:05:00+00:00",
-               deadline="2026-11-23T01:05:00+00:00")
+BREACH = event(
+    "sla.breached",
+    "F-1",
+    "09:05",
+    item_kind="fault",
+    metric="response",
+    cycle=1,
+    policy="diamond v1",
+    due_at="2026-11-23T01:05:00+00:00",
+    deadline="2026-11-23T01:05:00+00:00",
+)
 
 
 class Store(CustomerStore):
@@ -98,22 +106,24 @@ def sender_over(store: Store, channels: list[GatedChannel]) -> AlertSender:
         return None
 
     assigned = [SimpleNamespace(topic=SLA_TOPIC, partition=PARTITION)]
-    app = SimpleNamespace(producer=SimpleNamespace(flush=flush),
-                          assignor=SimpleNamespace(assigned_actives=lambda: assigned))
+    app = SimpleNamespace(
+        producer=SimpleNamespace(flush=flush), assignor=SimpleNamespace(assigned_actives=lambda: assigned)
+    )
     processor = SimpleNamespace(stats={"alerts_recorded": 0, "alert_steps_failed": 0})
     streams = SimpleNamespace(app=app, processor=processor, views=store)
     dispatcher = Dispatcher(channels, retry=RetryPolicy(attempts=1, base_delay=0.0))
     placement = Placement(home=lambda customer_id: PARTITION, owned=lambda: {PARTITION})
-    return AlertSender(streams, dispatcher, RecordingTopic(), placement=placement,
-                       sla_topic=SLA_TOPIC)
+    return AlertSender(streams, dispatcher, RecordingTopic(), placement=placement, sla_topic=SLA_TOPIC)
 
 
 @pytest.fixture
 def store() -> Store:
     store = Store()
-    store.fold_from_tables("C-1", event("customer.registered", "C-1", "08:00",
-                                        account_manager=MANAGER),
-                           fault("F-1", "reported", "09:00"))
+    store.fold_from_tables(
+        "C-1",
+        event("customer.registered", "C-1", "08:00", account_manager=MANAGER),
+        fault("F-1", "reported", "09:00"),
+    )
     return store
 
 
@@ -121,20 +131,22 @@ def store() -> Store:
 MEANWHILE = {
     "an acknowledgement of the alerted fault": (
         fault("F-1", "acknowledged", "09:06"),
-        lambda view: find_item(view, "fault", "F-1")["state"] == "acknowledged"),
+        lambda view: find_item(view, "fault", "F-1")["state"] == "acknowledged",
+    ),
     "another fault of the customer": (
         fault("F-2", "reported", "09:06"),
-        lambda view: find_item(view, "fault", "F-2") is not None),
+        lambda view: find_item(view, "fault", "F-2") is not None,
+    ),
     "a profile change": (
         event("customer.updated", "C-1", "09:06", region="深圳"),
-        lambda view: view["profile"]["region"] == "深圳"),
+        lambda view: view["profile"]["region"] == "深圳",
+    ),
 }
 
 
 class TestWriteBack:
     @pytest.mark.parametrize("meanwhile", list(MEANWHILE))
-    async def test_what_the_fold_took_in_during_the_delivery_survives_the_outcome(
-            self, store, meanwhile):
+    async def test_what_the_fold_took_in_during_the_delivery_survives_the_outcome(self, store, meanwhile):
         """The event folded while the alert was on its way is in the view, and so is the outcome."""
         folded, shows = MEANWHILE[meanwhile]
         gate, started = asyncio.Event(), asyncio.Event()
@@ -142,8 +154,8 @@ class TestWriteBack:
         sender = sender_over(store, channels)
 
         sending = asyncio.create_task(sender.handle(BREACH.to_bytes()))
-        await asyncio.wait_for(started.wait(), 5)     # the alert is on its way
-        store.fold_from_tables("C-1", folded)         # the fold, on a copy of its own
+        await asyncio.wait_for(started.wait(), 5)  # the alert is on its way
+        store.fold_from_tables("C-1", folded)  # the fold, on a copy of its own
         gate.set()
         assert await asyncio.wait_for(sending, 5) == 1
 
@@ -151,8 +163,7 @@ class TestWriteBack:
             assert view_contains_event(view, folded.event_id), "the folded event was lost"
             assert shows(view)
             alerts = find_item(view, "fault", "F-1").get("alerts", [])
-            assert [(a["event_id"], a["delivered"]) for a in alerts] == \
-                [(BREACH.event_id, True)]
+            assert [(a["event_id"], a["delivered"]) for a in alerts] == [(BREACH.event_id, True)]
 
     async def test_a_step_whose_outcome_is_recorded_is_not_sent_again(self, store):
         """Handled twice (a redelivered step), the alert goes out once."""

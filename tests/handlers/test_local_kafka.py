@@ -98,8 +98,9 @@ async def _create_topic(bootstrap: str, topic: str) -> None:
 
 async def _read_all(bootstrap: str, topic: str, count: int, **consumer) -> list[bytes]:
     """``count`` values of partition 0 from the earliest offset (or the group's committed)."""
-    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                              auto_offset_reset="earliest", **consumer)
+    reader = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest", **consumer
+    )
     await reader.start()
     try:
         reader.assign([TopicPartition(topic, 0)])
@@ -119,16 +120,16 @@ async def _crash_and_restart(broker: LocalKafka) -> dict:
     The producer lives through the crash, as a worker's would: after the restart it
     must reach the broker again on the same address.
     """
-    before = {"bootstrap": broker.bootstrap, "cluster_id": broker.cluster_id,
-              "pid": broker.pid}
+    before = {"bootstrap": broker.bootstrap, "cluster_id": broker.cluster_id, "pid": broker.pid}
     await _create_topic(broker.bootstrap, TOPIC)
     producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
     await producer.start()
     try:
         for n in range(SENT):
             await producer.send_and_wait(TOPIC, b"m%d" % n, partition=0)
-        group = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, group_id="restart-group",
-                                 enable_auto_commit=False)
+        group = AIOKafkaConsumer(
+            bootstrap_servers=broker.bootstrap, group_id="restart-group", enable_auto_commit=False
+        )
         await group.start()
         try:
             group.assign([TopicPartition(TOPIC, 0)])
@@ -139,14 +140,18 @@ async def _crash_and_restart(broker: LocalKafka) -> dict:
         broker.kill()
         before["killed_pid_gone"] = not _alive(before["pid"])
         started = time.monotonic()
-        after = {"bootstrap": broker.start(), "cluster_id": broker.cluster_id,
-                 "seconds": time.monotonic() - started}
+        after = {
+            "bootstrap": broker.start(),
+            "cluster_id": broker.cluster_id,
+            "seconds": time.monotonic() - started,
+        }
 
         await producer.send_and_wait(TOPIC, b"after", partition=0)
     finally:
         await producer.stop()
-    group = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, group_id="restart-group",
-                             enable_auto_commit=False)
+    group = AIOKafkaConsumer(
+        bootstrap_servers=broker.bootstrap, group_id="restart-group", enable_auto_commit=False
+    )
     await group.start()
     try:
         group.assign([TopicPartition(TOPIC, 0)])
@@ -213,26 +218,33 @@ class TestRestartInPlace:
         assert restart["after"]["seconds"] < 30
 
 
-linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
-                                reason="the parent-death signal and /proc are Linux's")
+linux_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="the parent-death signal and /proc are Linux's"
+)
 
 
 @linux_only
 class TestParentDeath:
     def test_the_broker_dies_when_its_parent_is_killed_with_sigkill(self, tmp_path):
         """No atexit runs after a SIGKILL: the kernel's parent-death signal ends the broker."""
-        script = ("import sys, threading\n"
-                  "from pathlib import Path\n"
-                  "from handlers.local.kafka_broker import LocalKafka\n"
-                  "broker = LocalKafka(Path(sys.argv[1]))\n"
-                  "broker.start()\n"
-                  "print('java', broker.pid, flush=True)\n"
-                  "threading.Event().wait()\n")
+        script = (
+            "import sys, threading\n"
+            "from pathlib import Path\n"
+            "from handlers.local.kafka_broker import LocalKafka\n"
+            "broker = LocalKafka(Path(sys.argv[1]))\n"
+            "broker.start()\n"
+            "print('java', broker.pid, flush=True)\n"
+            "threading.Event().wait()\n"
+        )
         errors = tmp_path / "parent.stderr"
         with errors.open("wb") as stderr:
-            parent = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "kafka")],
-                                      cwd=REPO, stdout=subprocess.PIPE, stderr=stderr,
-                                      text=True)
+            parent = subprocess.Popen(
+                [sys.executable, "-c", script, str(tmp_path / "kafka")],
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+            )
         try:
             java = _java_pid(parent)
             if java is None:
@@ -256,9 +268,21 @@ class TestBrokerCommand:
     def _run(self, data_dir: Path, port: int, errors: Path) -> tuple[subprocess.Popen, str]:
         with errors.open("ab") as stderr:
             cli = subprocess.Popen(
-                [sys.executable, "-m", "handlers.cli", "broker", "--data-dir", str(data_dir),
-                 "--port", str(port)],
-                cwd=REPO, stdout=subprocess.PIPE, stderr=stderr, text=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "handlers.cli",
+                    "broker",
+                    "--data-dir",
+                    str(data_dir),
+                    "--port",
+                    str(port),
+                ],
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+            )
         bootstrap = cli.stdout.readline().strip()  # bounded by start()'s own timeout
         if not bootstrap:
             cli.wait(30)

@@ -16,8 +16,8 @@ import orjson
 import pytest
 from sqlalchemy import insert
 
-from handlers.reports.model import Breach, ComplianceReport, Figures, Step, Week
 from handlers.reports.commands import add_report_parser, register_report_routes, run_report
+from handlers.reports.model import Breach, ComplianceReport, Figures, Step, Week
 from handlers.reports.output import as_csv, as_html, as_json, as_table, hours_minutes, line_chart
 from schemas.reporting_db import open_engine, upgrade
 from schemas.reporting_tables import Item
@@ -36,37 +36,79 @@ def sample_report() -> ComplianceReport:
 
     No orders (provision is not measured anywhere), and C-2 has no revisit clock.
     """
-    nasty = Figures(items=2, response_met=1, response_breached=1, response_met_pct=50.0,
-                    response_measured=True, repair_breached=1, repair_met_pct=0.0,
-                    repair_measured=True, mttr_business_s=3900.0,
-                    paused_s={"pending_customer": 600.0}, breaches=2, closed=1,
-                    revisit_rate_pct=100.0, revisit_measured=True, avg_satisfaction=4.0)
-    quiet = Figures(items=1, response_met=1, response_met_pct=100.0, response_measured=True,
-                    mtta_business_s=600.0)
-    total = Figures(items=3, response_met=2, response_breached=1,
-                    response_met_pct=200 / 3, response_measured=True, repair_breached=1,
-                    repair_met_pct=0.0, repair_measured=True,
-                    mtta_business_s=600.0, mttr_business_s=3900.0,
-                    paused_s={"pending_customer": 600.0}, breaches=2, closed=1,
-                    revisit_rate_pct=100.0, revisit_measured=True, avg_satisfaction=4.0)
-    steps = (Step("sla.breached", utc(10, 5), None, None, None, None, None),
-             Step("sla.escalation_due", utc(10, 5, 30), 1, "account_manager", None, None, None),
-             Step("sla.escalation_acknowledged", utc(10, 6), None, None, None, "李敏",
-                  "called <them> & apologised"))
-    breach = Breach(NASTY, "fault", "F-1", "restore", 1, "diamond", "P1", utc(10, 5),
-                    utc(10, 7), False, steps)
+    nasty = Figures(
+        items=2,
+        response_met=1,
+        response_breached=1,
+        response_met_pct=50.0,
+        response_measured=True,
+        repair_breached=1,
+        repair_met_pct=0.0,
+        repair_measured=True,
+        mttr_business_s=3900.0,
+        paused_s={"pending_customer": 600.0},
+        breaches=2,
+        closed=1,
+        revisit_rate_pct=100.0,
+        revisit_measured=True,
+        avg_satisfaction=4.0,
+    )
+    quiet = Figures(
+        items=1, response_met=1, response_met_pct=100.0, response_measured=True, mtta_business_s=600.0
+    )
+    total = Figures(
+        items=3,
+        response_met=2,
+        response_breached=1,
+        response_met_pct=200 / 3,
+        response_measured=True,
+        repair_breached=1,
+        repair_met_pct=0.0,
+        repair_measured=True,
+        mtta_business_s=600.0,
+        mttr_business_s=3900.0,
+        paused_s={"pending_customer": 600.0},
+        breaches=2,
+        closed=1,
+        revisit_rate_pct=100.0,
+        revisit_measured=True,
+        avg_satisfaction=4.0,
+    )
+    steps = (
+        Step("sla.breached", utc(10, 5), None, None, None, None, None),
+        Step("sla.escalation_due", utc(10, 5, 30), 1, "account_manager", None, None, None),
+        Step(
+            "sla.escalation_acknowledged", utc(10, 6), None, None, None, "李敏", "called <them> & apologised"
+        ),
+    )
+    breach = Breach(
+        NASTY, "fault", "F-1", "restore", 1, "diamond", "P1", utc(10, 5), utc(10, 7), False, steps
+    )
     return ComplianceReport(
         period_start=datetime(2026, 11, 1, tzinfo=BEIJING),
-        period_end=datetime(2026, 12, 1, tzinfo=BEIJING), as_of=utc(30, 4),
-        group_by=("customer",), zone=BEIJING,
-        groups=[({"customer": NASTY}, nasty), ({"customer": "C-2"}, quiet)], total=total,
+        period_end=datetime(2026, 12, 1, tzinfo=BEIJING),
+        as_of=utc(30, 4),
+        group_by=("customer",),
+        zone=BEIJING,
+        groups=[({"customer": NASTY}, nasty), ({"customer": "C-2"}, quiet)],
+        total=total,
         breaches=[breach],
-        weekly_trend=[Week(date(2026, 11, 2), 2, 50.0, 0.0, None),
-                      Week(date(2026, 11, 16), 1, 100.0, None, None),
-                      Week(date(2026, 11, 23), 1, 100.0, None, None)],
+        weekly_trend=[
+            Week(date(2026, 11, 2), 2, 50.0, 0.0, None),
+            Week(date(2026, 11, 16), 1, 100.0, None, None),
+            Week(date(2026, 11, 23), 1, 100.0, None, None),
+        ],
         breaches_by_tier={"diamond": 1},
-        mttr_distribution=[("0-1h", 0), ("1-2h", 1), ("2-4h", 0), ("4-8h", 0), ("8-24h", 0),
-                           ("1-3d", 0), (">3d", 0)])
+        mttr_distribution=[
+            ("0-1h", 0),
+            ("1-2h", 1),
+            ("2-4h", 0),
+            ("4-8h", 0),
+            ("8-24h", 0),
+            ("1-3d", 0),
+            (">3d", 0),
+        ],
+    )
 
 
 class TestTable:
@@ -82,8 +124,9 @@ class TestTable:
     def test_a_figure_without_clocks_reads_not_measured(self):
         """No order, no provision clock: "not measured", where a figure with clocks shows a percentage."""
         lines = as_table(sample_report(), BEIJING).splitlines()
-        cells = [re.split(r"\s{2,}", line.strip()) for line in lines
-                 if line.startswith(("customer", "C-2", NASTY))]
+        cells = [
+            re.split(r"\s{2,}", line.strip()) for line in lines if line.startswith(("customer", "C-2", NASTY))
+        ]
         header, nasty, quiet = (dict(zip(cells[0], row)) for row in cells)
         assert quiet["provision"] == nasty["provision"] == "not measured"  # no orders at all
         assert quiet["revisit"] == "not measured" and nasty["revisit"] == "100.0%"
@@ -100,9 +143,11 @@ class TestTable:
 
     def test_the_repair_column_is_named_for_the_kinds_it_counts(self):
         """Tickets are resolved, not repaired: a tickets-only report says "resolve"."""
+
         def header(kinds):
             text = as_table(replace(sample_report(), repair_kinds=kinds), BEIJING)
             return next(line for line in text.splitlines() if line.startswith("customer")).split()
+
         assert "resolve" in header(("ticket",)) and "repair" not in header(("ticket",))
         assert "repair" in header(("fault",)) and "resolve" not in header(("fault",))
         assert "repair/resolve" in header(("fault", "ticket"))
@@ -113,7 +158,12 @@ class TestTable:
 
     def test_durations_read_as_hours_and_minutes(self):
         assert [hours_minutes(s) for s in (0, 59, 3900, 90000, None)] == [
-            "0:00", "0:01", "1:05", "25:00", "—"]
+            "0:00",
+            "0:01",
+            "1:05",
+            "25:00",
+            "—",
+        ]
 
 
 class TestCsv:
@@ -197,6 +247,7 @@ class TestHtml:
 
 # -- entry points ----------------------------------------------------------------------
 
+
 @pytest.fixture
 def settings(tmp_path) -> Settings:
     """Settings on a migrated SQLite database holding one fault of a tricky customer."""
@@ -204,10 +255,23 @@ def settings(tmp_path) -> Settings:
     upgrade(engine)
     opened = datetime(2026, 11, 10, 1, tzinfo=UTC)
     with engine.begin() as connection:
-        connection.execute(insert(Item), {
-            "customer_id": NASTY, "kind": "fault", "item_id": "F-1", "state": "dispatched",
-            "closed": False, "opened_at": opened, "last_event_at": opened, "tier": "gold",
-            "tier_assumed": False, "reopen_count": 0, "attributes": {}, "milestones": {}})
+        connection.execute(
+            insert(Item),
+            {
+                "customer_id": NASTY,
+                "kind": "fault",
+                "item_id": "F-1",
+                "state": "dispatched",
+                "closed": False,
+                "opened_at": opened,
+                "last_event_at": opened,
+                "tier": "gold",
+                "tier_assumed": False,
+                "reopen_count": 0,
+                "attributes": {},
+                "milestones": {},
+            },
+        )
     engine.dispose()
     return Settings(db_url=f"sqlite:///{tmp_path / 'report.sqlite'}")
 
@@ -220,27 +284,38 @@ def cli(*argv: str):
 
 class TestCommand:
     def test_prints_the_report(self, settings, capsys):
-        args = cli("--from", "2026-11-01", "--to", "2026-12-01", "--group-by", "tier",
-                   "--as-of", "2026-12-01T00:00:00+08:00", "--format", "json")
+        args = cli(
+            "--from",
+            "2026-11-01",
+            "--to",
+            "2026-12-01",
+            "--group-by",
+            "tier",
+            "--as-of",
+            "2026-12-01T00:00:00+08:00",
+            "--format",
+            "json",
+        )
         assert run_report(args, settings) == 0
         result = orjson.loads(capsys.readouterr().out)
         assert [(g["key"], g["items"]) for g in result["groups"]] == [({"tier": "gold"}, 1)]
 
     def test_writes_the_output_file(self, settings, tmp_path):
         target = tmp_path / "report.html"
-        args = cli("--from", "2026-11-01", "--to", "2026-12-01", "--format", "html",
-                   "--output", str(target))
+        args = cli("--from", "2026-11-01", "--to", "2026-12-01", "--format", "html", "--output", str(target))
         assert run_report(args, settings, clock=lambda: utc(30, 0)) == 0
         assert target.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
 
-    @pytest.mark.parametrize(("argv", "option"), [
-        (("--from", "2026-11-01", "--to", "2026-12-01", "--group-by", "colour"), "--group-by"),
-        (("--from", "2026-12-01", "--to", "2026-11-01"), "--to"),
-        (("--from", "yesterday", "--to", "2026-11-01"), "--from"),
-        (("--from", "2026-11-01", "--to", "2026-12-01", "--as-of", "2026-11-05T09:00"),
-         "--as-of"),
-        (("--from", "2026-11-01", "--to", "2026-12-01", "--breaches", "-3"), "--breaches"),
-    ])
+    @pytest.mark.parametrize(
+        ("argv", "option"),
+        [
+            (("--from", "2026-11-01", "--to", "2026-12-01", "--group-by", "colour"), "--group-by"),
+            (("--from", "2026-12-01", "--to", "2026-11-01"), "--to"),
+            (("--from", "yesterday", "--to", "2026-11-01"), "--from"),
+            (("--from", "2026-11-01", "--to", "2026-12-01", "--as-of", "2026-11-05T09:00"), "--as-of"),
+            (("--from", "2026-11-01", "--to", "2026-12-01", "--breaches", "-3"), "--breaches"),
+        ],
+    )
     def test_bad_arguments_are_named_and_exit_2(self, settings, capsys, argv, option):
         assert run_report(cli(*argv), settings) == 2
         assert capsys.readouterr().err.startswith(f"keydesk: {option}: ")
@@ -260,28 +335,37 @@ def route(settings):
 
     async def get(**query: str):
         return await view.get(SimpleNamespace(query=query))
+
     return get
 
 
 class TestHttpRoute:
-    @pytest.mark.parametrize(("fmt", "content_type"), [
-        ("json", "application/json"), ("csv", "text/csv; charset=utf-8"),
-        ("html", "text/html; charset=utf-8"), ("table", "text/plain; charset=utf-8")])
+    @pytest.mark.parametrize(
+        ("fmt", "content_type"),
+        [
+            ("json", "application/json"),
+            ("csv", "text/csv; charset=utf-8"),
+            ("html", "text/html; charset=utf-8"),
+            ("table", "text/plain; charset=utf-8"),
+        ],
+    )
     async def test_each_format_has_its_content_type(self, route, fmt, content_type):
         response = await route(**{"from": "2026-11-01", "to": "2026-12-01", "format": fmt})
         assert (response.status, response.headers["Content-Type"]) == (200, content_type)
 
     async def test_json_is_the_default(self, route):
-        response = await route(**{"from": "2026-11-01", "to": "2026-12-01",
-                                  "group_by": "customer"})
+        response = await route(**{"from": "2026-11-01", "to": "2026-12-01", "group_by": "customer"})
         assert orjson.loads(response.body)["groups"][0]["key"] == {"customer": NASTY}
 
-    @pytest.mark.parametrize(("query", "field"), [
-        ({"from": "2026-11-01"}, "to"),
-        ({"from": "2026-11-01", "to": "2026-12-01", "group_by": "colour"}, "group_by"),
-        ({"from": "2026-11-01", "to": "2026-12-01", "as_of": "noon"}, "as_of"),
-        ({"from": "2026-11-01", "to": "2026-12-01", "format": "pdf"}, "format"),
-    ])
+    @pytest.mark.parametrize(
+        ("query", "field"),
+        [
+            ({"from": "2026-11-01"}, "to"),
+            ({"from": "2026-11-01", "to": "2026-12-01", "group_by": "colour"}, "group_by"),
+            ({"from": "2026-11-01", "to": "2026-12-01", "as_of": "noon"}, "as_of"),
+            ({"from": "2026-11-01", "to": "2026-12-01", "format": "pdf"}, "format"),
+        ],
+    )
     async def test_bad_fields_are_named(self, route, query, field):
         response = await route(**query)
         assert response.status == 422

@@ -23,15 +23,26 @@ def finished_task(exc=None):
     return task
 
 
-def worker(*, client=None, generation=3, coordinator_id=1, actors=(), failing_since=None,
-           rebalancing=False, sink=None):
+def worker(
+    *,
+    client=None,
+    generation=3,
+    coordinator_id=1,
+    actors=(),
+    failing_since=None,
+    rebalancing=False,
+    sink=None,
+):
     coordinator = SimpleNamespace(coordinator_id=coordinator_id, generation=generation)
     app = SimpleNamespace(
-        rebalancing=rebalancing, in_recovery=False,
+        rebalancing=rebalancing,
+        in_recovery=False,
         producer=SimpleNamespace(_producer=SimpleNamespace(client=client or Client())),
-        consumer=SimpleNamespace(_thread=SimpleNamespace(
-            _consumer=SimpleNamespace(_coordinator=coordinator))),
-        agents={"fold-events": SimpleNamespace(_actors=list(actors))})
+        consumer=SimpleNamespace(
+            _thread=SimpleNamespace(_consumer=SimpleNamespace(_coordinator=coordinator))
+        ),
+        agents={"fold-events": SimpleNamespace(_actors=list(actors))},
+    )
     processor = SimpleNamespace(failing_since=failing_since, last_error="KafkaTimeoutError()")
     return WorkerHealth(app, processor, sink_of=lambda: sink, wall=lambda: 1000.0)
 
@@ -74,10 +85,14 @@ class TestWorkerHealth:
 
     async def test_a_stopped_or_long_retrying_sink_is_named(self):
         """The SQL sink stopped, or retrying past the grace period, degrades the worker."""
-        stopped = SimpleNamespace(status=SimpleNamespace(state="stopped", last_error="boom",
-                                                         retrying_seconds=None))
-        retrying = SimpleNamespace(status=SimpleNamespace(
-            state="retrying", last_error="OperationalError", retrying_seconds=STUCK_AFTER + 5))
+        stopped = SimpleNamespace(
+            status=SimpleNamespace(state="stopped", last_error="boom", retrying_seconds=None)
+        )
+        retrying = SimpleNamespace(
+            status=SimpleNamespace(
+                state="retrying", last_error="OperationalError", retrying_seconds=STUCK_AFTER + 5
+            )
+        )
         _, first = await worker(sink=stopped).report()
         _, second = await worker(sink=retrying).report()
         assert "stopped" in first["problems"]["sink"]

@@ -50,15 +50,17 @@ def _ecma_pattern(validator, pattern, instance, schema):
 
 
 EcmaValidator = jsonschema.validators.extend(Draft202012Validator, {"pattern": _ecma_pattern})
-VALIDATORS = {name: EcmaValidator(schema, format_checker=FORMATS)
-              for name, schema in PUBLISHED.items()}
+VALIDATORS = {name: EcmaValidator(schema, format_checker=FORMATS) for name, schema in PUBLISHED.items()}
 MAX_BYTES = {schema["x-keydesk-max-bytes"] for schema in PUBLISHED.values()}.pop()
 
 
 def equal_fields(schema: dict[str, Any]) -> list[tuple[str, str]]:
     """(field, other) for each envelope property the schema says must equal another."""
-    return [(name, prop["x-keydesk-equals"]) for name, prop in schema["properties"].items()
-            if "x-keydesk-equals" in prop]
+    return [
+        (name, prop["x-keydesk-equals"])
+        for name, prop in schema["properties"].items()
+        if "x-keydesk-equals" in prop
+    ]
 
 
 def schema_accepts(document: Any) -> bool:
@@ -116,6 +118,7 @@ def decoder_accepts(raw: bytes) -> bool:
 
 # -- documents drawn from the published schemas ------------------------------------
 
+
 def from_schema(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
     """Values valid under ``schema``, for the subset of JSON Schema the files use.
 
@@ -123,10 +126,28 @@ def from_schema(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
     JSON Schema calls integers.  Unknown keywords make this fail, rather than
     quietly draw values the schema does not allow.
     """
-    known = {"$schema", "$id", "title", "description", "type", "properties", "required",
-             "additionalProperties", "const", "enum", "minLength", "maxLength", "pattern",
-             "format", "minimum", "maximum", "items", "maxItems", "x-keydesk-equals",
-             "x-keydesk-max-bytes"}
+    known = {
+        "$schema",
+        "$id",
+        "title",
+        "description",
+        "type",
+        "properties",
+        "required",
+        "additionalProperties",
+        "const",
+        "enum",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "format",
+        "minimum",
+        "maximum",
+        "items",
+        "maxItems",
+        "x-keydesk-equals",
+        "x-keydesk-max-bytes",
+    }
     assert set(schema) <= known, set(schema) - known
     if "const" in schema:
         return st.just(schema["const"])
@@ -151,7 +172,8 @@ def _typed(kind: str, schema: dict[str, Any]) -> st.SearchStrategy[Any]:
     required = set(schema.get("required", ()))
     return st.fixed_dictionaries(
         {name: s for name, s in properties.items() if name in required},
-        optional={name: s for name, s in properties.items() if name not in required})
+        optional={name: s for name, s in properties.items() if name not in required},
+    )
 
 
 def _strings(schema: dict[str, Any]) -> st.SearchStrategy[str]:
@@ -180,9 +202,11 @@ def valid_documents(event_type: str) -> st.SearchStrategy[dict[str, Any]]:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=12),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=4),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )

@@ -42,34 +42,43 @@ class TestDecoding:
 
 
 class TestRejections:
-    @pytest.mark.parametrize("body, field, words", [
-        (b"{not json", None, "not valid UTF-8 JSON"),
-        (b"\xff\xfe", None, "not valid UTF-8 JSON"),
-        (b"[1, 2]", None, "JSON object"),
-        (wire(event_type="fault.exploded"), "event_type", "unknown event type"),
-        (wire(schema_version=2), "schema_version", "unsupported version"),
-        (wire(event_id="not-a-uuid"), "event_id", "UUID"),
-        (wire(occurred_at="2026-11-23T09:00:00"), "occurred_at", "no UTC offset"),
-        (wire(occurred_at="yesterday"), "occurred_at", "not an ISO-8601"),
-        (wire(source="fax"), "source", "must be one of"),
-        (wire(customer_id=""), "customer_id", "non-empty"),
-        (wire(customer_id="C" * 65), "customer_id", "longer than 64"),
-        (wire(payload=None), "payload", "JSON object"),
-        (wire(colour="red"), "colour", "unknown envelope field"),
-    ])
+    @pytest.mark.parametrize(
+        "body, field, words",
+        [
+            (b"{not json", None, "not valid UTF-8 JSON"),
+            (b"\xff\xfe", None, "not valid UTF-8 JSON"),
+            (b"[1, 2]", None, "JSON object"),
+            (wire(event_type="fault.exploded"), "event_type", "unknown event type"),
+            (wire(schema_version=2), "schema_version", "unsupported version"),
+            (wire(event_id="not-a-uuid"), "event_id", "UUID"),
+            (wire(occurred_at="2026-11-23T09:00:00"), "occurred_at", "no UTC offset"),
+            (wire(occurred_at="yesterday"), "occurred_at", "not an ISO-8601"),
+            (wire(source="fax"), "source", "must be one of"),
+            (wire(customer_id=""), "customer_id", "non-empty"),
+            (wire(customer_id="C" * 65), "customer_id", "longer than 64"),
+            (wire(payload=None), "payload", "JSON object"),
+            (wire(colour="red"), "colour", "unknown envelope field"),
+        ],
+    )
     def test_envelope_errors_name_the_field(self, body, field, words):
         """Every envelope violation says which field and what is wrong."""
         error = reason_for(body)
         assert error.field == field
         assert words in error.reason
 
-    @pytest.mark.parametrize("payload, field, words", [
-        ({"severity": "critical", "summary": "x"}, "payload.service", "is required"),
-        ({"severity": "fatal", "summary": "x", "service": "y"}, "payload.severity", "one of"),
-        ({"severity": "critical", "summary": " ", "service": "y"}, "payload.summary", "non-empty"),
-        ({"severity": "critical", "summary": "x", "service": "y", "severty": "z"},
-         "payload.severty", "unknown field"),
-    ])
+    @pytest.mark.parametrize(
+        "payload, field, words",
+        [
+            ({"severity": "critical", "summary": "x"}, "payload.service", "is required"),
+            ({"severity": "fatal", "summary": "x", "service": "y"}, "payload.severity", "one of"),
+            ({"severity": "critical", "summary": " ", "service": "y"}, "payload.summary", "non-empty"),
+            (
+                {"severity": "critical", "summary": "x", "service": "y", "severty": "z"},
+                "payload.severty",
+                "unknown field",
+            ),
+        ],
+    )
     def test_payload_errors_name_the_field(self, payload, field, words):
         """A payload typo is refused rather than silently dropped."""
         error = reason_for(wire(payload=payload))
@@ -83,26 +92,42 @@ class TestRejections:
 
     def test_nested_escalation_chain_is_checked(self):
         """A manager in the escalation chain needs a known role."""
-        body = {"event_id": str(uuid.uuid4()), "event_type": "customer.updated",
-                "schema_version": 1, "customer_id": "C-1", "entity_id": "C-1",
-                "occurred_at": "2026-11-23T09:00:00+08:00",
-                "recorded_at": "2026-11-23T09:00:00+08:00", "source": "account_manager",
-                "actor": "AM-1", "payload": {"escalation_chain": [{"role": "ceo", "name": "x"}]}}
+        body = {
+            "event_id": str(uuid.uuid4()),
+            "event_type": "customer.updated",
+            "schema_version": 1,
+            "customer_id": "C-1",
+            "entity_id": "C-1",
+            "occurred_at": "2026-11-23T09:00:00+08:00",
+            "recorded_at": "2026-11-23T09:00:00+08:00",
+            "source": "account_manager",
+            "actor": "AM-1",
+            "payload": {"escalation_chain": [{"role": "ceo", "name": "x"}]},
+        }
         assert reason_for(body).field == "payload.escalation_chain[0].role"
 
     def test_customer_events_are_about_the_customer(self):
         """For customer events the entity is the customer itself."""
-        body = {"event_id": str(uuid.uuid4()), "event_type": "customer.updated",
-                "schema_version": 1, "customer_id": "C-1", "entity_id": "C-2",
-                "occurred_at": "2026-11-23T09:00:00+08:00",
-                "recorded_at": "2026-11-23T09:00:00+08:00", "source": "account_manager",
-                "actor": "AM-1", "payload": {"region": "广州"}}
+        body = {
+            "event_id": str(uuid.uuid4()),
+            "event_type": "customer.updated",
+            "schema_version": 1,
+            "customer_id": "C-1",
+            "entity_id": "C-2",
+            "occurred_at": "2026-11-23T09:00:00+08:00",
+            "recorded_at": "2026-11-23T09:00:00+08:00",
+            "source": "account_manager",
+            "actor": "AM-1",
+            "payload": {"region": "广州"},
+        }
         assert reason_for(body).field == "entity_id"
 
 
 class TestOneSpellingOfAnEventId:
-    @pytest.mark.parametrize("spelling", [str.upper, lambda t: t.replace("-", ""),
-                                          lambda t: "{" + t + "}", lambda t: "urn:uuid:" + t])
+    @pytest.mark.parametrize(
+        "spelling",
+        [str.upper, lambda t: t.replace("-", ""), lambda t: "{" + t + "}", lambda t: "urn:uuid:" + t],
+    )
     def test_another_spelling_of_the_uuid_is_refused_with_the_canonical_one(self, spelling):
         """The id is compared as a string to apply each event once, so only one spelling will do."""
         canonical = str(uuid.uuid4())
@@ -125,10 +150,12 @@ class TestNormalisation:
 
     def test_null_in_an_optional_field_is_the_field_left_out(self):
         """A producer that writes nulls means "not given"; no None reaches the view."""
-        payload = {"severity": "major", "summary": "x", "service": "y", "priority": None,
-                   "circuit_id": None}
-        assert decode_event(orjson.dumps(wire(payload=payload))).payload == \
-            {"severity": "major", "summary": "x", "service": "y"}
+        payload = {"severity": "major", "summary": "x", "service": "y", "priority": None, "circuit_id": None}
+        assert decode_event(orjson.dumps(wire(payload=payload))).payload == {
+            "severity": "major",
+            "summary": "x",
+            "service": "y",
+        }
 
     def test_null_in_a_required_field_is_refused(self):
         """null is no value, so a required field that is null is missing."""
@@ -145,19 +172,26 @@ class TestNormalisation:
 class TestTotality:
     def test_a_repeated_key_is_refused_naming_where_it_is(self):
         """Last-wins would drop one of the values silently; the reason says which key."""
-        raw = orjson.dumps(wire()).replace(b'"severity":"critical"',
-                                           b'"severity":"critical","severity":"minor"')
+        raw = orjson.dumps(wire()).replace(
+            b'"severity":"critical"', b'"severity":"critical","severity":"minor"'
+        )
         error = reason_for(raw)
         assert error.field == "payload.severity" and "twice" in error.reason
 
     def test_a_repeated_key_inside_an_array_is_located(self):
         """The path runs through arrays too, as the decoder's other reasons do."""
-        body = {"event_id": str(uuid.uuid4()), "event_type": "customer.updated",
-                "schema_version": 1, "customer_id": "C-1", "entity_id": "C-1",
-                "occurred_at": "2026-11-23T09:00:00+08:00",
-                "recorded_at": "2026-11-23T09:00:00+08:00", "source": "account_manager",
-                "actor": "AM-1",
-                "payload": {"escalation_chain": [{"role": "executive", "name": "x"}]}}
+        body = {
+            "event_id": str(uuid.uuid4()),
+            "event_type": "customer.updated",
+            "schema_version": 1,
+            "customer_id": "C-1",
+            "entity_id": "C-1",
+            "occurred_at": "2026-11-23T09:00:00+08:00",
+            "recorded_at": "2026-11-23T09:00:00+08:00",
+            "source": "account_manager",
+            "actor": "AM-1",
+            "payload": {"escalation_chain": [{"role": "executive", "name": "x"}]},
+        }
         raw = orjson.dumps(body).replace(b'"name":"x"', b'"name":"x","name":"y"')
         assert reason_for(raw).field == "payload.escalation_chain[0].name"
 
@@ -165,11 +199,13 @@ class TestTotality:
         """The reason gives both numbers and blames no field."""
         raw = b"[" + b" " * MAX_EVENT_BYTES + b"]"
         error = reason_for(raw)
-        assert error.field is None and f"{MAX_EVENT_BYTES + 2} bytes" in error.reason \
+        assert (
+            error.field is None
+            and f"{MAX_EVENT_BYTES + 2} bytes" in error.reason
             and str(MAX_EVENT_BYTES) in error.reason
+        )
 
-    @pytest.mark.parametrize("occurred_at", ["0001-01-01T00:00:00+08:00",
-                                             "9999-12-31T23:00:00-08:00"])
+    @pytest.mark.parametrize("occurred_at", ["0001-01-01T00:00:00+08:00", "9999-12-31T23:00:00-08:00"])
     def test_an_instant_beyond_what_python_can_hold_is_an_invalid_event(self, occurred_at):
         """These used to raise OverflowError and stop the partition."""
         assert reason_for(wire(occurred_at=occurred_at)).field == "occurred_at"
@@ -198,6 +234,7 @@ class TestEventFiles:
     def test_each_line_is_numbered_and_a_bad_one_does_not_stop_the_rest(self):
         """Blank lines are skipped; a bad line yields its error; later lines still decode."""
         from schemas.envelope import decode_lines
+
         good = fault("F-1", "reported")
         rows = list(decode_lines([good.to_bytes() + b"\n", b"   \n", b"{oops\n", good.to_bytes()]))
         assert [number for number, _, _ in rows] == [1, 3, 4]

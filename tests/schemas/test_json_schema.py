@@ -28,8 +28,7 @@ def decoder_accepts(body: dict) -> bool:
 class TestPublishedFiles:
     def test_there_is_one_file_per_event_type(self):
         """A producer finds a schema for every event type keydesk reads."""
-        assert {p.name for p in SCHEMA_DIR.glob("*.schema.json")} == \
-            {f"{t}.schema.json" for t in EVENT_TYPES}
+        assert {p.name for p in SCHEMA_DIR.glob("*.schema.json")} == {f"{t}.schema.json" for t in EVENT_TYPES}
 
     def test_files_match_the_catalogue(self):
         """The committed files are what `keydesk schemas write` generates now."""
@@ -53,18 +52,40 @@ SAMPLE_PAYLOADS = {
     "order.resource_shortfall": {"reason": "no spare port"},
     "order.milestone_reached": {"milestone": "fibre_laid"},
     "customer.updated": {"region": "广东省"},
-    "sla.warning_reached": {"item_kind": "fault", "metric": "restore", "cycle": 1,
-                            "due_at": "2026-11-23T01:30:00Z", "policy": "diamond v1",
-                            "threshold": "50%", "deadline": "2026-11-23T02:00:00Z"},
-    "sla.breached": {"item_kind": "fault", "metric": "restore", "cycle": 1,
-                     "due_at": "2026-11-23T02:00:00Z", "policy": "diamond v1",
-                     "deadline": "2026-11-23T02:00:00Z"},
-    "sla.escalation_due": {"item_kind": "ticket", "metric": "resolve", "cycle": 2,
-                           "due_at": "2026-11-23T02:00:00Z", "policy": "gold v1", "step": 2,
-                           "role": "department_head"},
-    "sla.met": {"item_kind": "order", "metric": "provision", "cycle": 1,
-                "due_at": "2026-11-23T02:00:00Z", "policy": "vip v1",
-                "deadline": "2026-11-25T02:00:00Z"},
+    "sla.warning_reached": {
+        "item_kind": "fault",
+        "metric": "restore",
+        "cycle": 1,
+        "due_at": "2026-11-23T01:30:00Z",
+        "policy": "diamond v1",
+        "threshold": "50%",
+        "deadline": "2026-11-23T02:00:00Z",
+    },
+    "sla.breached": {
+        "item_kind": "fault",
+        "metric": "restore",
+        "cycle": 1,
+        "due_at": "2026-11-23T02:00:00Z",
+        "policy": "diamond v1",
+        "deadline": "2026-11-23T02:00:00Z",
+    },
+    "sla.escalation_due": {
+        "item_kind": "ticket",
+        "metric": "resolve",
+        "cycle": 2,
+        "due_at": "2026-11-23T02:00:00Z",
+        "policy": "gold v1",
+        "step": 2,
+        "role": "department_head",
+    },
+    "sla.met": {
+        "item_kind": "order",
+        "metric": "provision",
+        "cycle": 1,
+        "due_at": "2026-11-23T02:00:00Z",
+        "policy": "vip v1",
+        "deadline": "2026-11-25T02:00:00Z",
+    },
     "sla.escalation_acknowledged": {"item_kind": "fault", "metric": "restore", "cycle": 1},
 }
 
@@ -77,16 +98,19 @@ class TestAgreement:
         body = event(event_type, "E-1", **payload).to_wire()
         assert decoder_accepts(body) and schema_accepts(body)
 
-    @pytest.mark.parametrize("change", [
-        {"occurred_at": "2026-11-23T09:00:00"},
-        {"source": "fax"},
-        {"schema_version": 2},
-        {"customer_id": ""},
-        {"extra": 1},
-        {"payload": {"severity": "critical", "summary": "x"}},
-        {"payload": {"severity": "fatal", "summary": "x", "service": "y"}},
-        {"payload": {"severity": "critical", "summary": "x", "service": "y", "typo": 1}},
-    ])
+    @pytest.mark.parametrize(
+        "change",
+        [
+            {"occurred_at": "2026-11-23T09:00:00"},
+            {"source": "fax"},
+            {"schema_version": 2},
+            {"customer_id": ""},
+            {"extra": 1},
+            {"payload": {"severity": "critical", "summary": "x"}},
+            {"payload": {"severity": "fatal", "summary": "x", "service": "y"}},
+            {"payload": {"severity": "critical", "summary": "x", "service": "y", "typo": 1}},
+        ],
+    )
     def test_an_invalid_event_fails_both(self, change):
         """What the decoder refuses, the published schema refuses too."""
         body = event("fault.reported", "F-1").to_wire()

@@ -28,12 +28,16 @@ def registration(payload: dict) -> dict:
 
 
 class TestTheContract:
-    @pytest.mark.parametrize("payload", [
-        NAME_ONLY,
-        {"name": "张三", "tier": None, "account_manager": None},
-        {"name": "张三", "tier": "public"},
-        {"name": "某区教育局", "tier": "business", "region": "广州"},
-    ], ids=["name only", "nulls", "tier without manager", "manager left out"])
+    @pytest.mark.parametrize(
+        "payload",
+        [
+            NAME_ONLY,
+            {"name": "张三", "tier": None, "account_manager": None},
+            {"name": "张三", "tier": "public"},
+            {"name": "某区教育局", "tier": "business", "region": "广州"},
+        ],
+        ids=["name only", "nulls", "tier without manager", "manager left out"],
+    )
     def test_a_customer_without_tier_or_account_manager_is_valid(self, payload):
         """The decoder and the published schema both accept it: they agree."""
         body = registration(payload)
@@ -41,13 +45,20 @@ class TestTheContract:
 
     def test_a_left_out_field_stays_out_of_the_profile(self):
         """A null tier or manager means the field is absent, not a value."""
-        decoded = decode_event(orjson.dumps(registration(
-            {"name": "张三", "tier": None, "account_manager": None})))
+        decoded = decode_event(
+            orjson.dumps(registration({"name": "张三", "tier": None, "account_manager": None}))
+        )
         assert decoded.payload == NAME_ONLY
 
-    @pytest.mark.parametrize("payload", [{"tier": "public"}, {"name": "张三", "tier": "bronze"},
-                                         {"name": "张三", "account_manager": {"name": "李敏"}}],
-                             ids=["no name", "unknown tier", "manager without id"])
+    @pytest.mark.parametrize(
+        "payload",
+        [
+            {"tier": "public"},
+            {"name": "张三", "tier": "bronze"},
+            {"name": "张三", "account_manager": {"name": "李敏"}},
+        ],
+        ids=["no name", "unknown tier", "manager without id"],
+    )
     def test_what_is_given_is_still_checked(self, payload):
         """Only tier and manager became optional: a name is required, values are checked."""
         body = registration(payload)
@@ -58,8 +69,10 @@ class TestTheContract:
 def public_customer():
     """The one-stop view of a public customer with one critical fault."""
     view = new_view("C-9")
-    fold(view, event("customer.registered", "C-9", customer="C-9", tier=None,
-                     account_manager=None, name="张三"))
+    fold(
+        view,
+        event("customer.registered", "C-9", customer="C-9", tier=None, account_manager=None, name="张三"),
+    )
     fold(view, fault("F-9", "reported", "09:00", customer="C-9"))
     return view
 
@@ -75,9 +88,17 @@ class TestWhatTheDeskDoesWithIt:
 
     def test_its_alerts_go_to_the_duty_desk(self, public_customer):
         """No account manager: a breach is routed to the duty desk, never silenced."""
-        breach = event("sla.breached", "F-9", "13:00", customer="C-9", item_kind="fault",
-                       metric="restore", cycle=1, policy="public v1",
-                       due_at="2026-11-23T05:00:00+00:00", deadline="2026-11-23T05:00:00+00:00")
-        (alert,) = route(breach, public_customer["profile"],
-                         public_customer["open"]["fault"]["F-9"])
+        breach = event(
+            "sla.breached",
+            "F-9",
+            "13:00",
+            customer="C-9",
+            item_kind="fault",
+            metric="restore",
+            cycle=1,
+            policy="public v1",
+            due_at="2026-11-23T05:00:00+00:00",
+            deadline="2026-11-23T05:00:00+00:00",
+        )
+        (alert,) = route(breach, public_customer["profile"], public_customer["open"]["fault"]["F-9"])
         assert alert.fallback and alert.recipient == DUTY_DESK

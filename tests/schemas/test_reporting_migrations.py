@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -28,8 +28,7 @@ def test_an_empty_database_is_migrated_to_the_models_and_a_second_upgrade_is_a_n
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, REPORTING_TABLES) == []
-    assert set(inspect(engine).get_table_names()) == set(REPORTING_TABLES.tables) | {
-        "alembic_version"}
+    assert set(inspect(engine).get_table_names()) == set(REPORTING_TABLES.tables) | {"alembic_version"}
 
 
 def test_instants_come_back_aware_and_in_utc_whatever_zone_they_were_written_in(engine):
@@ -44,19 +43,39 @@ def test_instants_come_back_aware_and_in_utc_whatever_zone_they_were_written_in(
 def test_a_naive_instant_is_refused_rather_than_guessed(engine):
     upgrade(engine)
     with pytest.raises(Exception, match="naive datetime"), engine.begin() as conn:
-        conn.execute(insert(Customer), {"customer_id": "C-1", "profile": {},
-                                        "updated_at": datetime(2026, 11, 23, 9, 0)})
+        conn.execute(
+            insert(Customer),
+            {"customer_id": "C-1", "profile": {}, "updated_at": datetime(2026, 11, 23, 9, 0)},
+        )
 
 
 def test_the_revisit_summary_migration_fills_existing_items_from_their_revisits(engine):
     upgrade(engine, "0001")
-    opened = datetime(2026, 11, 23, 1, 0, tzinfo=timezone.utc)
-    item = {"customer_id": "C-1", "kind": "fault", "item_id": "F-1", "state": "closed",
-            "closed": True, "last_event_at": opened, "tier": "gold", "tier_assumed": False,
-            "reopen_count": 0, "attributes": {}, "milestones": {}}
-    revisits = [{"event_id": f"R-{n}", "customer_id": "C-1", "item_kind": "fault",
-                 "item_id": "F-1", "occurred_at": opened + timedelta(hours=n),
-                 "satisfaction": score} for n, score in ((1, 2), (3, 5), (2, 4))]
+    opened = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
+    item = {
+        "customer_id": "C-1",
+        "kind": "fault",
+        "item_id": "F-1",
+        "state": "closed",
+        "closed": True,
+        "last_event_at": opened,
+        "tier": "gold",
+        "tier_assumed": False,
+        "reopen_count": 0,
+        "attributes": {},
+        "milestones": {},
+    }
+    revisits = [
+        {
+            "event_id": f"R-{n}",
+            "customer_id": "C-1",
+            "item_kind": "fault",
+            "item_id": "F-1",
+            "occurred_at": opened + timedelta(hours=n),
+            "satisfaction": score,
+        }
+        for n, score in ((1, 2), (3, 5), (2, 4))
+    ]
     with engine.begin() as conn:
         conn.execute(insert(REPORTING_TABLES.tables["items"]), item)
         conn.execute(insert(REPORTING_TABLES.tables["items"]), {**item, "item_id": "F-2"})
@@ -64,6 +83,9 @@ def test_the_revisit_summary_migration_fills_existing_items_from_their_revisits(
     upgrade(engine)
     with engine.connect() as conn:
         items = REPORTING_TABLES.tables["items"]
-        rows = conn.execute(select(items.c.item_id, items.c.revisit_count,
-                                   items.c.last_satisfaction).order_by(items.c.item_id)).all()
+        rows = conn.execute(
+            select(items.c.item_id, items.c.revisit_count, items.c.last_satisfaction).order_by(
+                items.c.item_id
+            )
+        ).all()
     assert rows == [("F-1", 3, 5), ("F-2", 0, None)]

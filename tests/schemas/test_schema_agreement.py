@@ -35,8 +35,11 @@ EVENT_TYPES = sorted(PUBLISHED)
 
 def examples(n: int) -> settings:
     """Few enough examples to run in seconds; drawing instants from the pattern is slow."""
-    return settings(max_examples=n, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    return settings(
+        max_examples=n,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
 
 
 # Built once: a strategy drawing from a schema's patterns is costly to construct.
@@ -50,26 +53,90 @@ def encodings(draw, document):
     style = draw(st.sampled_from(["orjson", "json", "json_ascii", "indented"]))
     if style == "orjson":
         return orjson.dumps(document)
-    return json.dumps(document, ensure_ascii=style == "json_ascii",
-                      indent=2 if style == "indented" else None).encode()
+    return json.dumps(
+        document, ensure_ascii=style == "json_ascii", indent=2 if style == "indented" else None
+    ).encode()
 
 
 UUID = uuid.UUID("0b0e8a3c-6f0e-4c35-9a53-0f3a2f2c9d11")
 HOSTILE = [
-    None, True, False, 0, 1, -1, 1.0, 4.0, 4.5, -0.0, 1e300, 2**63, 2**64, 10**30, 6, 1000, 1001,
-    "", " ", "\t", "\x1c", "\ufeff", "\u3000", "\u3000x", "x", "a" * 65, "b" * 2001,
-    [], {}, [1], [{}], {"a": 1}, [None], [[]],
-    str(UUID), str(UUID).upper(), UUID.hex, "{" + str(UUID) + "}", UUID.urn, str(UUID) + "\n",
-    "2026-11-23T09:00:00+08:00", "2026-11-23t01:00:00z", "2026-11-23 01:00:00Z",
-    "2026-11-23T01:00Z", "2026-11-23T01:00:00+0800", "2026-11-23T01:00:00.1234567891Z",
-    "2026-11-23T01:00:00,5Z", "2026-11-23T01:00:00Z\n", "2026-02-29T00:00:00Z",
-    "2024-02-29T00:00:00Z", "2100-02-29T00:00:00Z", "2400-02-29T23:59:59.999999999-23:59",
-    "0001-01-01T00:00:00+08:00", "9999-12-31T23:00:00-08:00", "1970-01-01T00:00:00+14:00",
-    "1970-01-01T00:00:00-05:00", "1969-12-31T23:59:59-01:00", "2999-12-31T23:00:00-08:00",
-    "2999-12-31T23:59:59.999999+14:00", "3000-01-01T00:00:00Z", "2026-11-23T24:00:00Z",
-    "2026-11-23T23:59:60Z", "2026-11-23T09:00:00+24:00", "2026-11-23T09:00:00-00:00",
-    "fault.reported", "customer.registered", "customer.updated", "sla.met", "critical", "P1",
-    "hotline", "fax", "C-1", "diamond", "in_progress", "restore", "fault",
+    None,
+    True,
+    False,
+    0,
+    1,
+    -1,
+    1.0,
+    4.0,
+    4.5,
+    -0.0,
+    1e300,
+    2**63,
+    2**64,
+    10**30,
+    6,
+    1000,
+    1001,
+    "",
+    " ",
+    "\t",
+    "\x1c",
+    "\ufeff",
+    "\u3000",
+    "\u3000x",
+    "x",
+    "a" * 65,
+    "b" * 2001,
+    [],
+    {},
+    [1],
+    [{}],
+    {"a": 1},
+    [None],
+    [[]],
+    str(UUID),
+    str(UUID).upper(),
+    UUID.hex,
+    "{" + str(UUID) + "}",
+    UUID.urn,
+    str(UUID) + "\n",
+    "2026-11-23T09:00:00+08:00",
+    "2026-11-23t01:00:00z",
+    "2026-11-23 01:00:00Z",
+    "2026-11-23T01:00Z",
+    "2026-11-23T01:00:00+0800",
+    "2026-11-23T01:00:00.1234567891Z",
+    "2026-11-23T01:00:00,5Z",
+    "2026-11-23T01:00:00Z\n",
+    "2026-02-29T00:00:00Z",
+    "2024-02-29T00:00:00Z",
+    "2100-02-29T00:00:00Z",
+    "2400-02-29T23:59:59.999999999-23:59",
+    "0001-01-01T00:00:00+08:00",
+    "9999-12-31T23:00:00-08:00",
+    "1970-01-01T00:00:00+14:00",
+    "1970-01-01T00:00:00-05:00",
+    "1969-12-31T23:59:59-01:00",
+    "2999-12-31T23:00:00-08:00",
+    "2999-12-31T23:59:59.999999+14:00",
+    "3000-01-01T00:00:00Z",
+    "2026-11-23T24:00:00Z",
+    "2026-11-23T23:59:60Z",
+    "2026-11-23T09:00:00+24:00",
+    "2026-11-23T09:00:00-00:00",
+    "fault.reported",
+    "customer.registered",
+    "customer.updated",
+    "sla.met",
+    "critical",
+    "P1",
+    "hotline",
+    "fax",
+    "C-1",
+    "diamond",
+    "in_progress",
+    "restore",
+    "fault",
 ]
 
 
@@ -111,8 +178,9 @@ def mutated_documents(draw):
         elif action == "remove":
             container.pop(key)
         elif isinstance(container, dict):
-            container[draw(st.sampled_from(["extra", "note", "cause", "colour", "event_id"]))] = \
-                draw(st.sampled_from(HOSTILE))
+            container[draw(st.sampled_from(["extra", "note", "cause", "colour", "event_id"]))] = draw(
+                st.sampled_from(HOSTILE)
+            )
     if draw(st.booleans()) and isinstance(document.get("customer_id"), str):
         document["entity_id"] = document["customer_id"]  # customer events need it
     return document
@@ -151,6 +219,7 @@ class TestDrawnFromTheSchemas:
             if isinstance(value, list):
                 return all(plain(v) for v in value)
             return not isinstance(value, float)
+
         assert plain(payload)
 
 
@@ -185,38 +254,59 @@ def padded(body: bytes, size: int) -> bytes:
 
 
 def a_valid_fault() -> dict:
-    return {"event_id": str(UUID), "event_type": "fault.reported", "schema_version": 1,
-            "customer_id": "C-GOV-001", "entity_id": "F-1",
-            "occurred_at": "2026-11-23T09:00:00+08:00", "recorded_at": "2026-11-23T09:00:02+08:00",
-            "source": "network_alarm", "actor": "nms-1",
-            "payload": {"severity": "critical", "summary": "LOS", "service": "MPLS VPN"}}
+    return {
+        "event_id": str(UUID),
+        "event_type": "fault.reported",
+        "schema_version": 1,
+        "customer_id": "C-GOV-001",
+        "entity_id": "F-1",
+        "occurred_at": "2026-11-23T09:00:00+08:00",
+        "recorded_at": "2026-11-23T09:00:02+08:00",
+        "source": "network_alarm",
+        "actor": "nms-1",
+        "payload": {"severity": "critical", "summary": "LOS", "service": "MPLS VPN"},
+    }
 
 
 RAW_CASES = {
     "a repeated envelope key": (b'{"event_id":"x",' + orjson.dumps(a_valid_fault())[1:], False),
-    "a repeated payload key": (orjson.dumps(a_valid_fault()).replace(
-        b'"severity":"critical"', b'"severity":"minor","severity":"critical"'), False),
-    "NaN": (orjson.dumps(a_valid_fault()).replace(b'"schema_version":1', b'"schema_version":NaN'),
-            False),
-    "a number too large for a double": (orjson.dumps(a_valid_fault()).replace(
-        b'"schema_version":1', b'"schema_version":1e400'), False),
-    "an unpaired surrogate escape": (orjson.dumps(a_valid_fault()).replace(
-        b'"LOS"', b'"LOS \\ud800"'), False),
-    "a surrogate pair escape": (orjson.dumps(a_valid_fault()).replace(
-        b'"LOS"', b'"LOS \\ud83d\\ude00"'), True),
+    "a repeated payload key": (
+        orjson.dumps(a_valid_fault()).replace(
+            b'"severity":"critical"', b'"severity":"minor","severity":"critical"'
+        ),
+        False,
+    ),
+    "NaN": (orjson.dumps(a_valid_fault()).replace(b'"schema_version":1', b'"schema_version":NaN'), False),
+    "a number too large for a double": (
+        orjson.dumps(a_valid_fault()).replace(b'"schema_version":1', b'"schema_version":1e400'),
+        False,
+    ),
+    "an unpaired surrogate escape": (
+        orjson.dumps(a_valid_fault()).replace(b'"LOS"', b'"LOS \\ud800"'),
+        False,
+    ),
+    "a surrogate pair escape": (
+        orjson.dumps(a_valid_fault()).replace(b'"LOS"', b'"LOS \\ud83d\\ude00"'),
+        True,
+    ),
     "a byte order mark": (b"\xef\xbb\xbf" + orjson.dumps(a_valid_fault()), False),
     "whitespace around": (b" \n\t" + orjson.dumps(a_valid_fault()) + b"\r\n", True),
     "a second document": (orjson.dumps(a_valid_fault()) * 2, False),
-    "deep nesting": (orjson.dumps(a_valid_fault()).replace(b'"LOS"', b"[" * 50_000 + b"]" * 50_000),
-                     False),
-    "an integer of 5000 digits": (orjson.dumps(a_valid_fault()).replace(
-        b'"schema_version":1', b'"schema_version":' + b"1" * 5000), False),
+    "deep nesting": (orjson.dumps(a_valid_fault()).replace(b'"LOS"', b"[" * 50_000 + b"]" * 50_000), False),
+    "an integer of 5000 digits": (
+        orjson.dumps(a_valid_fault()).replace(b'"schema_version":1', b'"schema_version":' + b"1" * 5000),
+        False,
+    ),
     "just over the size limit": (padded(orjson.dumps(a_valid_fault()), MAX_BYTES + 1), False),
     "exactly the size limit": (padded(orjson.dumps(a_valid_fault()), MAX_BYTES), True),
-    "schema_version 1.0": (orjson.dumps(a_valid_fault()).replace(b'"schema_version":1',
-                                                                 b'"schema_version":1.0'), True),
-    "schema_version true": (orjson.dumps(a_valid_fault()).replace(b'"schema_version":1',
-                                                                  b'"schema_version":true'), False),
+    "schema_version 1.0": (
+        orjson.dumps(a_valid_fault()).replace(b'"schema_version":1', b'"schema_version":1.0'),
+        True,
+    ),
+    "schema_version true": (
+        orjson.dumps(a_valid_fault()).replace(b'"schema_version":1', b'"schema_version":true'),
+        False,
+    ),
 }
 
 
@@ -227,34 +317,51 @@ class TestEdgeCases:
         raw, expected = RAW_CASES[name]
         assert (decoder_accepts(raw), schema_accepts_bytes(raw)) == (expected, expected)
 
-    @pytest.mark.parametrize("field, value, expected", [
-        ("occurred_at", "0001-01-01T00:00:00+08:00", False),
-        ("occurred_at", "9999-12-31T23:00:00-08:00", False),
-        ("occurred_at", "1970-01-01T00:00:00+14:00", False),
-        ("occurred_at", "1970-01-01T00:00:00-05:00", True),
-        ("recorded_at", "2999-12-31T23:59:59.999999999+14:00", True),
-        ("recorded_at", "2026-11-23t01:00:00z", True),
-        ("recorded_at", "2026-11-23 01:00:00Z", False),
-        ("event_type", [], False),
-        ("event_type", {}, False),
-        ("event_id", str(UUID).upper(), False),
-        ("event_id", UUID.hex, False),
-        ("schema_version", True, False),
-        ("customer_id", "\u3000", False),
-        ("customer_id", "\x1c", False),
-    ])
+    @pytest.mark.parametrize(
+        "field, value, expected",
+        [
+            ("occurred_at", "0001-01-01T00:00:00+08:00", False),
+            ("occurred_at", "9999-12-31T23:00:00-08:00", False),
+            ("occurred_at", "1970-01-01T00:00:00+14:00", False),
+            ("occurred_at", "1970-01-01T00:00:00-05:00", True),
+            ("recorded_at", "2999-12-31T23:59:59.999999999+14:00", True),
+            ("recorded_at", "2026-11-23t01:00:00z", True),
+            ("recorded_at", "2026-11-23 01:00:00Z", False),
+            ("event_type", [], False),
+            ("event_type", {}, False),
+            ("event_id", str(UUID).upper(), False),
+            ("event_id", UUID.hex, False),
+            ("schema_version", True, False),
+            ("customer_id", "\u3000", False),
+            ("customer_id", "\x1c", False),
+        ],
+    )
     def test_envelope_edge_values_agree(self, field, value, expected):
         """The examples of issue 9, each with the verdict both sides give."""
         raw = orjson.dumps({**a_valid_fault(), field: value})
         assert (decoder_accepts(raw), schema_accepts_bytes(raw)) == (expected, expected)
 
-    @pytest.mark.parametrize("satisfaction, expected", [
-        (4, True), (4.0, True), (4.5, False), (True, False), (0, False), (6, False), (None, False),
-        (2**64, False), ("4", False)])
+    @pytest.mark.parametrize(
+        "satisfaction, expected",
+        [
+            (4, True),
+            (4.0, True),
+            (4.5, False),
+            (True, False),
+            (0, False),
+            (6, False),
+            (None, False),
+            (2**64, False),
+            ("4", False),
+        ],
+    )
     def test_integers_are_json_schema_integers(self, satisfaction, expected):
         """4.0 is an integer and is held as 4; true is not; bounds apply to big ones too."""
-        document = {**a_valid_fault(), "event_type": "fault.revisit_recorded",
-                    "payload": {"satisfaction": satisfaction}}
+        document = {
+            **a_valid_fault(),
+            "event_type": "fault.revisit_recorded",
+            "payload": {"satisfaction": satisfaction},
+        }
         raw = json.dumps(document).encode()
         assert (decoder_accepts(raw), schema_accepts_bytes(raw)) == (expected, expected)
         if expected:
@@ -262,11 +369,17 @@ class TestEdgeCases:
 
     def test_customer_events_are_the_one_decoder_only_rule(self):
         """entity_id = customer_id is named in the customer schemas and in no other."""
-        assert {name for name, schema in PUBLISHED.items()
-                if "x-keydesk-equals" in schema["properties"]["entity_id"]} == \
-            {name for name in PUBLISHED if name.startswith("customer.")}
-        document = {**a_valid_fault(), "event_type": "customer.updated", "entity_id": "C-2",
-                    "payload": {"region": "广州"}}
+        assert {
+            name
+            for name, schema in PUBLISHED.items()
+            if "x-keydesk-equals" in schema["properties"]["entity_id"]
+        } == {name for name in PUBLISHED if name.startswith("customer.")}
+        document = {
+            **a_valid_fault(),
+            "event_type": "customer.updated",
+            "entity_id": "C-2",
+            "payload": {"region": "广州"},
+        }
         assert not decoder_accepts(orjson.dumps(document))
         assert not schema_accepts(document)
         document["entity_id"] = document["customer_id"]

@@ -33,9 +33,11 @@ _CANDIDATES = ["x", "2026-11-23T09:00:00+08:00", "0b0e8a3c-6f0e-4c35-9a53-0f3a2f
 def _string(schema: dict[str, Any], fill: str | None) -> str:
     """The first candidate the schema allows; ``fill`` repeated to maxLength if free text."""
     for candidate in _CANDIDATES:
-        if ecma_regex(schema.get("pattern", "")).search(candidate) and \
-                len(candidate) <= schema.get("maxLength", len(candidate)) and \
-                FORMATS.conforms(candidate, schema.get("format", "")):
+        if (
+            ecma_regex(schema.get("pattern", "")).search(candidate)
+            and len(candidate) <= schema.get("maxLength", len(candidate))
+            and FORMATS.conforms(candidate, schema.get("format", ""))
+        ):
             if fill and candidate == "x" and "maxLength" in schema:
                 return fill * schema["maxLength"]
             return candidate
@@ -59,15 +61,21 @@ def build(schema: dict[str, Any], mode: str = "smallest", fill: str = "\x01") ->
     if kind == "string":
         return _string(schema, fill if mode == "largest" else None)
     if kind == "integer":
-        return max(schema["minimum"], schema["maximum"], key=lambda n: len(str(n))) \
-            if mode == "largest" else schema["minimum"]
+        return (
+            max(schema["minimum"], schema["maximum"], key=lambda n: len(str(n)))
+            if mode == "largest"
+            else schema["minimum"]
+        )
     if kind == "array":
         if mode != "largest":
             return [build(schema["items"], mode, fill)] if mode == "full" else []
         assert "maxItems" in schema, "an unbounded array leaves events without a size limit"
         return [build(schema["items"], mode, fill)] * schema["maxItems"]
-    return {name: build(sub, mode, fill) for name, sub in schema["properties"].items()
-            if mode != "smallest" or name in schema["required"]}
+    return {
+        name: build(sub, mode, fill)
+        for name, sub in schema["properties"].items()
+        if mode != "smallest" or name in schema["required"]
+    }
 
 
 def valid(event_type: str, mode: str = "smallest") -> dict[str, Any]:
@@ -118,8 +126,7 @@ class TestEveryField:
     @pytest.mark.parametrize("event_type", EVENT_TYPES)
     def test_the_smallest_and_largest_events_are_accepted_by_both(self, event_type):
         """Only the required members, or every member at its bound: both accept."""
-        for document in (valid(event_type), valid(event_type, "full"),
-                         valid(event_type, "largest")):
+        for document in (valid(event_type), valid(event_type, "full"), valid(event_type, "largest")):
             raw = orjson.dumps(document)
             assert schema_accepts_bytes(raw) and decoder_accepts(raw)
 
@@ -143,8 +150,10 @@ class TestEveryField:
         document = valid(event_type, "full")
         for path, sub in list(members(schema, document)):
             if "maxLength" in sub:
-                for text, expected in (("界" * sub["maxLength"], True),
-                                       ("😀" * (sub["maxLength"] + 1), False)):
+                for text, expected in (
+                    ("界" * sub["maxLength"], True),
+                    ("😀" * (sub["maxLength"] + 1), False),
+                ):
                     variant = with_equal_fields(schema, changed(document, path, text), path)
                     raw = orjson.dumps(variant)
                     verdicts = (decoder_accepts(raw), schema_accepts(variant))
@@ -159,8 +168,7 @@ class TestSize:
 
     def test_an_array_at_max_items_passes_and_one_more_item_fails(self):
         """The escalation chain and the order's sites are bounded in both."""
-        for event_type, field in (("customer.registered", "escalation_chain"),
-                                  ("order.received", "sites")):
+        for event_type, field in (("customer.registered", "escalation_chain"), ("order.received", "sites")):
             document = valid(event_type, "largest")
             assert decode_event(orjson.dumps(document)).payload[field]
             document["payload"][field].append(document["payload"][field][0])
@@ -170,6 +178,7 @@ class TestSize:
     def test_a_message_over_the_limit_is_refused_with_its_size(self):
         """The reason gives the message's size and the limit; no field is to blame."""
         from schemas.envelope import InvalidEvent
+
         raw = orjson.dumps(valid("fault.reported"))
         raw = raw[:-1] + b" " * (MAX_BYTES - len(raw) + 1) + b"}"
         with pytest.raises(InvalidEvent) as caught:

@@ -60,8 +60,17 @@ class TestInstants:
         for year in (1972, 1996, 2000, 2024, 2100, 2400, 2500, 2800, 2900, 2996):
             assert pattern_allows(f"{year}-02-29T00:00:00Z") == calendar.isleap(year)
 
-    @pytest.mark.parametrize("day", [FIRST_DAY - timedelta(1), FIRST_DAY, FIRST_DAY + timedelta(1),
-                                     LAST_DAY - timedelta(1), LAST_DAY, LAST_DAY + timedelta(1)])
+    @pytest.mark.parametrize(
+        "day",
+        [
+            FIRST_DAY - timedelta(1),
+            FIRST_DAY,
+            FIRST_DAY + timedelta(1),
+            LAST_DAY - timedelta(1),
+            LAST_DAY,
+            LAST_DAY + timedelta(1),
+        ],
+    )
     def test_every_offset_on_the_days_around_each_bound_agrees(self, day):
         """On the boundary days an offset that would leave the range in UTC is refused."""
         for minutes in range(-(24 * 60 - 1), 24 * 60, 7):
@@ -83,8 +92,10 @@ class TestInstants:
             assert FORMATS.conforms(text, "date-time")
 
     @settings(max_examples=200, deadline=None)
-    @given(moment=st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2999, 12, 30)),
-           minutes=st.integers(-(24 * 60 - 1), 24 * 60 - 1))
+    @given(
+        moment=st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2999, 12, 30)),
+        minutes=st.integers(-(24 * 60 - 1), 24 * 60 - 1),
+    )
     def test_an_instant_reads_back_as_itself_in_utc(self, moment, minutes):
         """Whatever the offset, the decoder holds the same instant, to the microsecond."""
         written = moment.replace(tzinfo=UTC).astimezone(timezone(timedelta(minutes=minutes)))
@@ -94,8 +105,9 @@ class TestInstants:
 
     def test_extra_fraction_digits_are_cut_not_rounded(self):
         """Nanoseconds from Java or Go keep their microseconds and never roll into the next day."""
-        assert read_instant("2999-12-31T23:59:59.999999999Z") == \
-            datetime(2999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+        assert read_instant("2999-12-31T23:59:59.999999999Z") == datetime(
+            2999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC
+        )
 
     def test_the_bound_is_stated_in_the_pattern_and_the_code(self):
         """Dates as written run from 1970-01-01 to 2999-12-31."""

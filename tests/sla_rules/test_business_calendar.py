@@ -36,9 +36,19 @@ class TestShippedChinaCalendar:
         ("one full working day is 7h30m", sh(2026, 3, 2, 9, 0), 450, sh(2026, 3, 2, 18, 0)),
         ("Spring Festival holiday 2/15-2/23 is skipped", sh(2026, 2, 13, 17, 0), 120, sh(2026, 2, 14, 10, 0)),
         ("Sat 2/14 is a make-up working day (调休)", sh(2026, 2, 14, 9, 0), 60, sh(2026, 2, 14, 10, 0)),
-        ("after the make-up Saturday the holiday follows", sh(2026, 2, 14, 17, 0), 120, sh(2026, 2, 24, 10, 0)),
+        (
+            "after the make-up Saturday the holiday follows",
+            sh(2026, 2, 14, 17, 0),
+            120,
+            sh(2026, 2, 24, 10, 0),
+        ),
         ("Sun 1/4 make-up day after 元旦", sh(2026, 1, 1, 10, 0), 60, sh(2026, 1, 4, 10, 0)),
-        ("National Day week is skipped, Sat 10/10 worked", sh(2026, 9, 30, 17, 30), 60, sh(2026, 10, 8, 9, 30)),
+        (
+            "National Day week is skipped, Sat 10/10 worked",
+            sh(2026, 9, 30, 17, 30),
+            60,
+            sh(2026, 10, 8, 9, 30),
+        ),
         ("2027 statutory New Year's Day is a holiday", sh(2026, 12, 31, 17, 0), 120, sh(2027, 1, 4, 10, 0)),
     ]
 

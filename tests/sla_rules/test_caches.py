@@ -28,17 +28,17 @@ from sla_rules import (
     evaluate,
     format_duration,
     format_explanation,
+    instants,
     load_rules,
     parse_rules,
 )
-from sla_rules import instants
 from sla_rules.business_calendar import DAY_US, HOUR_US, MINUTE_US, to_us
 from sla_rules.clock import INF, reach_instants
 
 from .test_properties import any_history
 
 DEFAULT_TEXT = load_rules().source
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 # The shipped rules plus a rule whose policy only starts mid-2026 (so some
 # matches name the instant and must not be cached), a region rule, and a
@@ -107,8 +107,13 @@ def variant_text() -> str:
 
 def fresh_rules(which: str):
     """A RuleSet nobody has used yet, with every module-level memo emptied too."""
-    for memo in (instants._datetimes, instants._microseconds, instants._iso_texts, instants._iso_of_utc,
-                 instants._timedeltas):
+    for memo in (
+        instants._datetimes,
+        instants._microseconds,
+        instants._iso_texts,
+        instants._iso_of_utc,
+        instants._timedeltas,
+    ):
         memo.clear()
     format_duration.cache_clear()
     if which == "default":
@@ -128,10 +133,15 @@ def snapshot(facts: ItemFacts, events: list[dict], rules, at: dt.datetime) -> tu
 
 class TestWarmEqualsCold:
     @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-    @given(any_history(), st.sampled_from(["default", "variant"]), st.sampled_from([None, "south"]),
-           st.sampled_from([None, "P1", "P4"]))
+    @given(
+        any_history(),
+        st.sampled_from(["default", "variant"]),
+        st.sampled_from([None, "south"]),
+        st.sampled_from([None, "P1", "P4"]),
+    )
     def test_fresh_ruleset_and_warmed_ruleset_agree(self, case, which, region, priority):
-        """An evaluation on a RuleSet that served many items equals one on a fresh RuleSet with empty memos."""
+        """An evaluation on a RuleSet that served many items equals one on a fresh RuleSet with empty
+        memos."""
         facts, events, at = case
         facts = dataclasses.replace(facts, region=region, priority=priority)
         warm = snapshot(facts, events, WARM[which], at)
@@ -142,9 +152,13 @@ class TestWarmEqualsCold:
     def test_match_index_equals_trying_every_rule(self):
         """The memoised match equals the rule-by-rule reference, including before a policy exists."""
         rules = WARM["variant"]
-        instants_ = [dt.datetime(2026, 1, 1, tzinfo=UTC), dt.datetime(2026, 5, 31, 23, 59, tzinfo=UTC),
-                     dt.datetime(2026, 6, 1, tzinfo=UTC) - dt.timedelta(hours=8),  # 2026-06-01 in Shanghai
-                     dt.datetime(2026, 7, 1, tzinfo=UTC), dt.datetime(2026, 10, 5, tzinfo=UTC)]
+        instants_ = [
+            dt.datetime(2026, 1, 1, tzinfo=UTC),
+            dt.datetime(2026, 5, 31, 23, 59, tzinfo=UTC),
+            dt.datetime(2026, 6, 1, tzinfo=UTC) - dt.timedelta(hours=8),  # 2026-06-01 in Shanghai
+            dt.datetime(2026, 7, 1, tzinfo=UTC),
+            dt.datetime(2026, 10, 5, tzinfo=UTC),
+        ]
         for tier in ("diamond", "gold", "vip", "public"):
             for kind, classes in (("fault", ("P1", "P4")), ("order", ("urgent", None))):
                 for cls in classes:
@@ -153,19 +167,37 @@ class TestWarmEqualsCold:
                         for at in instants_ * 2:  # the second round is served from the index
                             assert rules.match(facts, cls, at) == rules.match_uncached(facts, cls, at)
         names = [m for m in (rules.match(ItemFacts("C-9", "gold", "fault"), "P1", instants_[0]),) if m]
-        assert any("no version of policy 'late' in force at 2026-01-01T00:00:00+00:00" in s for s in names[0].skipped)
+        assert any(
+            "no version of policy 'late' in force at 2026-01-01T00:00:00+00:00" in s for s in names[0].skipped
+        )
 
 
 class TestDeferredDetail:
     HISTORY = [
-        {"event_id": "a", "event_type": "fault.reported", "occurred_at": dt.datetime(2026, 11, 23, 1, 0, tzinfo=UTC),
-         "payload": {"severity": "critical"}},
-        {"event_id": "b", "event_type": "fault.acknowledged", "occurred_at": dt.datetime(2026, 11, 23, 1, 5, tzinfo=UTC),
-         "payload": {}},
-        {"event_id": "c", "event_type": "fault.status_changed", "occurred_at": dt.datetime(2026, 11, 23, 1, 20, tzinfo=UTC),
-         "payload": {"status": "pending_customer", "reason": "no access"}},
-        {"event_id": "d", "event_type": "fault.status_changed", "occurred_at": dt.datetime(2026, 11, 23, 2, 20, tzinfo=UTC),
-         "payload": {"status": "in_progress"}},
+        {
+            "event_id": "a",
+            "event_type": "fault.reported",
+            "occurred_at": dt.datetime(2026, 11, 23, 1, 0, tzinfo=UTC),
+            "payload": {"severity": "critical"},
+        },
+        {
+            "event_id": "b",
+            "event_type": "fault.acknowledged",
+            "occurred_at": dt.datetime(2026, 11, 23, 1, 5, tzinfo=UTC),
+            "payload": {},
+        },
+        {
+            "event_id": "c",
+            "event_type": "fault.status_changed",
+            "occurred_at": dt.datetime(2026, 11, 23, 1, 20, tzinfo=UTC),
+            "payload": {"status": "pending_customer", "reason": "no access"},
+        },
+        {
+            "event_id": "d",
+            "event_type": "fault.status_changed",
+            "occurred_at": dt.datetime(2026, 11, 23, 2, 20, tzinfo=UTC),
+            "payload": {"status": "in_progress"},
+        },
     ]
     FACTS = ItemFacts("C-1", "gold", "fault", priority="P1", entity_id="F-1")
     AT = dt.datetime(2026, 11, 23, 2, 20, tzinfo=UTC)
@@ -178,7 +210,9 @@ class TestDeferredDetail:
         for status in self.statuses():
             values = {f.name: getattr(status, f.name) for f in dataclasses.fields(status)}
             rebuilt = MetricStatus(**values)
-            assert rebuilt == status and repr(rebuilt) == repr(status) and rebuilt.to_dict() == status.to_dict()
+            assert (
+                rebuilt == status and repr(rebuilt) == repr(status) and rebuilt.to_dict() == status.to_dict()
+            )
             for step in status.warnings + status.escalations:
                 assert Threshold(step.kind, step.label, step.at_elapsed, step.due_at, step.reached) == step
 
@@ -190,7 +224,10 @@ class TestDeferredDetail:
         assert early == [(s.trace, s.warnings, s.escalations) for s in second]
         assert [s.to_dict() for s in first] == dicts
         restore = next(s for s in first if s.metric == "restore")
-        assert "paused 2026-11-23T01:20:00Z -> 2026-11-23T02:20:00Z (pending_customer: no access)" in restore.trace
+        assert (
+            "paused 2026-11-23T01:20:00Z -> 2026-11-23T02:20:00Z (pending_customer: no access)"
+            in restore.trace
+        )
         assert [w.label for w in restore.warnings] == ["50%", "75%", "90%"]
 
     def test_results_pickle_copy_and_replace(self):
@@ -211,8 +248,11 @@ class TestDeferredDetail:
             raise AssertionError(f"{name} could be assigned")
 
 
-def chained_reach(calendar: BusinessCalendar, running: list[tuple[int, int]], amounts: list[int]) -> list[int | None]:
-    """The reference for ``reach_instants``: one ``measure_until`` per amount, each from the previous instant."""
+def chained_reach(
+    calendar: BusinessCalendar, running: list[tuple[int, int]], amounts: list[int]
+) -> list[int | None]:
+    """The reference for ``reach_instants``: one ``measure_until`` per amount, each from the previous
+    instant."""
     result: list[int | None] = []
     got, i = 0, 0
     for a, b in running:
@@ -242,9 +282,15 @@ class TestOneWalkForAllThresholds:
                 calendar = BusinessCalendar("c")
             elif shape < 0.35:  # working time only on a few make-up days years apart: walks hit MAX_WALK_DAYS
                 days = [start + dt.timedelta(days=rnd.randint(0, 9000)) for _ in range(rnd.randint(1, 4))]
-                calendar = BusinessCalendar("c", time_zone=tz, week={}, makeup_days=days, makeup_spans=[(600, 660)])
+                calendar = BusinessCalendar(
+                    "c", time_zone=tz, week={}, makeup_days=days, makeup_spans=[(600, 660)]
+                )
             else:
-                week = {wd: [(rnd.randint(0, 600), rnd.randint(660, 1440))] for wd in range(7) if rnd.random() < 0.7}
+                week = {
+                    wd: [(rnd.randint(0, 600), rnd.randint(660, 1440))]
+                    for wd in range(7)
+                    if rnd.random() < 0.7
+                }
                 holidays = [start + dt.timedelta(days=rnd.randint(0, 30)) for _ in range(rnd.randint(0, 4))]
                 calendar = BusinessCalendar("c", time_zone=tz, week=week, holidays=holidays)
             a = to_us(dt.datetime.combine(start, dt.time(), UTC)) + rnd.randint(0, 48 * 60) * MINUTE_US

@@ -20,8 +20,17 @@ M = dt.timedelta(minutes=1)
 def story(*steps, start=T0):
     """Events from (minutes after start, event_type, payload) triples; the source sent them in that order."""
     return [
-        {"event_id": f"ev-{i:03d}", "event_type": kind, "occurred_at": start + minutes * M, "payload": payload,
-         "customer_id": "C-1", "entity_id": "X-1", "source": "test", "actor": "tester", "position": i}
+        {
+            "event_id": f"ev-{i:03d}",
+            "event_type": kind,
+            "occurred_at": start + minutes * M,
+            "payload": payload,
+            "customer_id": "C-1",
+            "entity_id": "X-1",
+            "source": "test",
+            "actor": "tester",
+            "position": i,
+        }
         for i, (minutes, kind, payload) in enumerate(steps)
     ]
 
@@ -70,8 +79,10 @@ class TestFaultLifecycle:
 
     def test_late_acknowledgement_is_a_breach_met_late(self):
         """Acknowledged at 20 min against a 15 min gold target: breached at 15 min, met at 20."""
-        history = story((0, "fault.reported", {"severity": "critical", "summary": "s", "service": "s"}),
-                        (20, "fault.acknowledged", {}))
+        history = story(
+            (0, "fault.reported", {"severity": "critical", "summary": "s", "service": "s"}),
+            (20, "fault.acknowledged", {}),
+        )
         status = ev(GOLD_FAULT, history, 30).metrics["response"]
         assert status.state == "breached"
         assert status.breached_at == T0 + 15 * M and status.met_at == T0 + 20 * M
@@ -79,8 +90,10 @@ class TestFaultLifecycle:
 
     def test_restore_implies_response(self):
         """A fault restored without an acknowledgement has its response met at the restore."""
-        history = story((0, "fault.reported", {"severity": "critical", "summary": "s", "service": "s"}),
-                        (4, "fault.restored", {}))
+        history = story(
+            (0, "fault.reported", {"severity": "critical", "summary": "s", "service": "s"}),
+            (4, "fault.restored", {}),
+        )
         assert ev(DIAMOND_FAULT, history, 10).metrics["response"].met_at == T0 + 4 * M
 
     def test_revisit_starts_only_at_closure(self):
@@ -93,10 +106,16 @@ class TestFaultLifecycle:
 class TestWarningsAndLadder:
     HISTORY = story((0, "fault.reported", {"severity": "critical", "summary": "s", "service": "s"}))
 
-    # (label, due after minutes) for diamond P1 restore: target 2h, warnings 50/75/90 %, ladder 0/30m/1h/2h after breach
+    # (label, due after minutes) for diamond P1 restore: target 2h, warnings 50/75/90 %, ladder
+    # 0/30m/1h/2h after breach
     CASES = [
-        ("50%", 60), ("75%", 90), ("90%", 108),
-        ("account_manager", 120), ("department_head", 150), ("branch_leader", 180), ("executive", 240),
+        ("50%", 60),
+        ("75%", 90),
+        ("90%", 108),
+        ("account_manager", 120),
+        ("department_head", 150),
+        ("branch_leader", 180),
+        ("executive", 240),
     ]
 
     @pytest.mark.parametrize(("label", "due"), CASES, ids=[c[0] for c in CASES])
@@ -140,18 +159,26 @@ class TestPauses:
 
     def test_response_is_not_paused(self):
         """A pending status pauses resolve but never the response clock."""
-        history = story((0, "ticket.opened", {"kind": "complaint", "priority": "P1", "subject": "s"}),
-                        (10, "ticket.status_changed", {"status": "pending_customer"}))
+        history = story(
+            (0, "ticket.opened", {"kind": "complaint", "priority": "P1", "subject": "s"}),
+            (10, "ticket.status_changed", {"status": "pending_customer"}),
+        )
         evaluation = ev(BUSINESS_COMPLAINT, history, 30)
         assert evaluation.metrics["response"].paused is False
         assert evaluation.metrics["resolve"].paused is True
 
     def test_open_pause_has_no_deadline_and_no_next_change(self):
         """While paused, the deadline is undetermined and nothing changes until the next event."""
-        history = story((0, "ticket.opened", {"kind": "complaint", "priority": "P1", "subject": "s"}),
-                        (10, "ticket.status_changed", {"status": "pending_customer", "reason": "on holiday"}))
+        history = story(
+            (0, "ticket.opened", {"kind": "complaint", "priority": "P1", "subject": "s"}),
+            (10, "ticket.status_changed", {"status": "pending_customer", "reason": "on holiday"}),
+        )
         status = ev(BUSINESS_COMPLAINT, history, 30).metrics["resolve"]
-        assert (status.paused, status.pause_reason, status.pause_detail) == (True, "pending_customer", "on holiday")
+        assert (status.paused, status.pause_reason, status.pause_detail) == (
+            True,
+            "pending_customer",
+            "on holiday",
+        )
         assert status.deadline is None and status.next_change_at is None
         assert status.elapsed == 10 * M and status.remaining == status.target - 10 * M
 
@@ -181,9 +208,13 @@ policy = "p"
 """
 
 
-def mode_rules(priority_change="recompute", reopen="resume", pause_statuses=("pending_customer", "pending_third_party")):
+def mode_rules(
+    priority_change="recompute", reopen="resume", pause_statuses=("pending_customer", "pending_third_party")
+):
     statuses = "[" + ", ".join(f'"{p}"' for p in pause_statuses) + "]"
-    rules, problems = parse_rules(MODES.format(priority_change=priority_change, reopen=reopen, pause_statuses=statuses))
+    rules, problems = parse_rules(
+        MODES.format(priority_change=priority_change, reopen=reopen, pause_statuses=statuses)
+    )
     assert not problems, problems
     return rules
 
@@ -201,11 +232,17 @@ class TestPauseConfiguration:
 
     # (pausing statuses of the policy, elapsed at 90 min, paused time by reason)
     CASES = [
-        (("pending_customer", "pending_third_party"), 40, {"pending_third_party": 30, "pending_customer": 20}),
+        (
+            ("pending_customer", "pending_third_party"),
+            40,
+            {"pending_third_party": 30, "pending_customer": 20},
+        ),
         (("pending_customer",), 70, {"pending_customer": 20}),
     ]
 
-    @pytest.mark.parametrize(("statuses", "elapsed", "paused"), CASES, ids=["both pause", "only customer pauses"])
+    @pytest.mark.parametrize(
+        ("statuses", "elapsed", "paused"), CASES, ids=["both pause", "only customer pauses"]
+    )
     def test_which_statuses_pause_is_configurable(self, statuses, elapsed, paused):
         """Only the policy's pausing statuses stop the clock; each is reported under its own reason."""
         status = ev(TICKET, self.HISTORY, 90, rules=mode_rules(pause_statuses=statuses)).metrics["resolve"]
@@ -231,7 +268,8 @@ class TestPriorityChange:
 
     @pytest.mark.parametrize(("mode", "deadline", "state"), CASES, ids=[c[0] for c in CASES])
     def test_upgrade_to_p1(self, mode, deadline, state):
-        """P3 -> P1 after 3 hours: recompute from the start, or a fresh target from the change; pauses kept."""
+        """P3 -> P1 after 3 hours: recompute from the start, or a fresh target from the change; pauses
+        kept."""
         status = ev(TICKET, self.HISTORY, 200, rules=mode_rules(priority_change=mode)).metrics["resolve"]
         assert status.target == 2 * H
         assert status.deadline == T0 + deadline * M
@@ -257,11 +295,13 @@ class TestReopen:
 
     # (mode, cycle, elapsed at 330 min, deadline minutes, previous cycles)
     CASES = [
-        ("resume", 1, 90, 360, 0),       # 60 min used, resumes at 300: 60 min left -> 360
-        ("new_cycle", 2, 30, 420, 1),    # full 2h from the reopen
+        ("resume", 1, 90, 360, 0),  # 60 min used, resumes at 300: 60 min left -> 360
+        ("new_cycle", 2, 30, 420, 1),  # full 2h from the reopen
     ]
 
-    @pytest.mark.parametrize(("mode", "cycle", "elapsed", "deadline", "previous"), CASES, ids=[c[0] for c in CASES])
+    @pytest.mark.parametrize(
+        ("mode", "cycle", "elapsed", "deadline", "previous"), CASES, ids=[c[0] for c in CASES]
+    )
     def test_reopened_resolution_clock(self, mode, cycle, elapsed, deadline, previous):
         """Reopen resumes the stopped resolution clock or starts a new cycle, per policy."""
         status = ev(TICKET, self.HISTORY, 330, rules=mode_rules(reopen=mode)).metrics["resolve"]
@@ -274,7 +314,9 @@ class TestReopen:
         evaluation = ev(TICKET, self.HISTORY, 330, rules=mode_rules())
         assert "revisit" not in evaluation.metrics and len(evaluation.voided) == 1
         assert evaluation.voided[0].state == "cancelled" and evaluation.voided[0].next_change_at is None
-        closed_again = self.HISTORY + story((400, "ticket.resolved", {}), (410, "ticket.closed", {}), start=T0)
+        closed_again = self.HISTORY + story(
+            (400, "ticket.resolved", {}), (410, "ticket.closed", {}), start=T0
+        )
         for i, e in enumerate(closed_again):
             e["event_id"] = f"y{i}"
         assert ev(TICKET, closed_again, 420, rules=mode_rules()).metrics["revisit"].started_at == T0 + 410 * M
@@ -337,16 +379,24 @@ class TestDeterminism:
 
     def test_arrival_order_is_irrelevant(self):
         """Reversed arrival of events that carry their source position gives the identical evaluation."""
-        assert ev(TICKET, self.HISTORY, 600).to_dict() == ev(TICKET, list(reversed(self.HISTORY)), 600).to_dict()
+        assert (
+            ev(TICKET, self.HISTORY, 600).to_dict() == ev(TICKET, list(reversed(self.HISTORY)), 600).to_dict()
+        )
 
     def test_duplicates_are_ignored(self):
         """At-least-once delivery: a redelivered event (same event_id) counts once."""
-        assert ev(TICKET, self.HISTORY + self.HISTORY[2:4], 600).to_dict() == ev(TICKET, self.HISTORY, 600).to_dict()
+        assert (
+            ev(TICKET, self.HISTORY + self.HISTORY[2:4], 600).to_dict()
+            == ev(TICKET, self.HISTORY, 600).to_dict()
+        )
 
     def test_conflicting_duplicates_resolve_deterministically(self):
         """Two different events under one event_id give the same result in either arrival order."""
         clash = dict(self.HISTORY[4], occurred_at=T0 + 95 * M)
-        assert ev(TICKET, self.HISTORY + [clash], 600).to_dict() == ev(TICKET, [clash] + self.HISTORY, 600).to_dict()
+        assert (
+            ev(TICKET, self.HISTORY + [clash], 600).to_dict()
+            == ev(TICKET, [clash] + self.HISTORY, 600).to_dict()
+        )
 
     def test_future_events_are_ignored(self):
         """Events after the evaluation instant do not count."""
@@ -378,7 +428,9 @@ class TestFaultReopen:
         ("contract starts a new cycle", ItemFacts("C-0001", "diamond", "fault"), 2, 30, 150 + 180),
     ]
 
-    @pytest.mark.parametrize(("who", "facts", "cycle", "elapsed", "deadline"), CASES, ids=[c[0] for c in CASES])
+    @pytest.mark.parametrize(
+        ("who", "facts", "cycle", "elapsed", "deadline"), CASES, ids=[c[0] for c in CASES]
+    )
     def test_reopened_fault_runs_restore_and_resolve_again(self, who, facts, cycle, elapsed, deadline):
         """A reopened fault has restore and resolve pending again; the revisit waits for the next closure."""
         evaluation = ev(facts, self.HISTORY, 180)
@@ -437,20 +489,27 @@ class TestCloseWithoutResolution:
 
     def test_a_duplicate_closed_under_stop_stops_every_running_clock_at_the_close(self):
         """Default policy: closed unresolved after 30 min, each clock stops there, met or breached."""
-        history = story((0, "fault.reported", self.REPORTED),
-                        (30, "fault.closed", {"closed_unresolved": "duplicate"}))
+        history = story(
+            (0, "fault.reported", self.REPORTED), (30, "fault.closed", {"closed_unresolved": "duplicate"})
+        )
         evaluation = ev(DIAMOND_FAULT, history, 2000)
         states = {name: (m.state, m.met_at) for name, m in evaluation.metrics.items()}
-        assert states == {"response": ("breached", T0 + 30 * M),  # 5 min target, nobody answered
-                          "restore": ("met", T0 + 30 * M), "resolve": ("met", T0 + 30 * M),
-                          "revisit": ("breached", None)}  # a closure: the follow-up call is due
+        assert states == {
+            "response": ("breached", T0 + 30 * M),  # 5 min target, nobody answered
+            "restore": ("met", T0 + 30 * M),
+            "resolve": ("met", T0 + 30 * M),
+            "revisit": ("breached", None),
+        }  # a closure: the follow-up call is due
         assert any("closed without resolution (duplicate)" in note for note in evaluation.notes)
         assert any("close_unresolved = stop" in line for line in evaluation.metrics["restore"].trace)
 
     def test_new_to_closed_after_hours_stops_the_clocks_instead_of_leaving_them_running(self):
-        """New -> Closed after 8.8 h on business hours: response breached at the close, resolve met, nothing pending."""
-        history = story((0, "ticket.opened", {"kind": "complaint", "priority": "P2", "subject": "s"}),
-                        (528, "ticket.closed", {"closed_unresolved": "withdrawn"}))
+        """New -> Closed after 8.8 h on business hours: response breached at the close, resolve met,
+        nothing pending."""
+        history = story(
+            (0, "ticket.opened", {"kind": "complaint", "priority": "P2", "subject": "s"}),
+            (528, "ticket.closed", {"closed_unresolved": "withdrawn"}),
+        )
         evaluation = ev(BUSINESS_COMPLAINT, history, 5 * 1440)
         response, resolve = evaluation.metrics["response"], evaluation.metrics["resolve"]
         assert (response.state, response.met_at) == ("breached", T0 + 528 * M)
@@ -459,8 +518,10 @@ class TestCloseWithoutResolution:
 
     def test_opened_and_closed_in_the_same_minute_meets_every_clock(self):
         """A ticket opened by mistake and closed at once: met with nothing elapsed."""
-        history = story((0, "ticket.opened", {"kind": "complaint", "priority": "P2", "subject": "s"}),
-                        (0, "ticket.closed", {"closed_unresolved": "duplicate"}))
+        history = story(
+            (0, "ticket.opened", {"kind": "complaint", "priority": "P2", "subject": "s"}),
+            (0, "ticket.closed", {"closed_unresolved": "duplicate"}),
+        )
         evaluation = ev(BUSINESS_COMPLAINT, list(reversed(history)), 60)
         for name in ("response", "resolve"):
             status = evaluation.metrics[name]
@@ -468,20 +529,28 @@ class TestCloseWithoutResolution:
 
     def test_under_cancel_running_clocks_are_cancelled_and_no_revisit_starts(self):
         """A policy that cancels: restore and resolve count nowhere; the met response stays met."""
-        history = story((0, "fault.reported", self.REPORTED), (3, "fault.acknowledged", {}),
-                        (30, "fault.closed", {"closed_unresolved": "no_fault_found"}))
+        history = story(
+            (0, "fault.reported", self.REPORTED),
+            (3, "fault.acknowledged", {}),
+            (30, "fault.closed", {"closed_unresolved": "no_fault_found"}),
+        )
         evaluation = ev(DIAMOND_FAULT, history, 2000, rules=cancelling_rules())
         states = {name: (m.state, m.cancelled_at) for name, m in evaluation.metrics.items()}
-        assert states == {"response": ("met", None), "restore": ("cancelled", T0 + 30 * M),
-                          "resolve": ("cancelled", T0 + 30 * M)}
+        assert states == {
+            "response": ("met", None),
+            "restore": ("cancelled", T0 + 30 * M),
+            "resolve": ("cancelled", T0 + 30 * M),
+        }
         assert evaluation.next_change_at is None
         assert any("revisit: not started" in note for note in evaluation.notes)
 
     def test_a_cancelled_item_reopened_runs_its_clocks_again(self):
         """Not a duplicate after all: the reopen brings back restore, resolve and an unanswered response."""
-        history = story((0, "fault.reported", self.REPORTED),
-                        (30, "fault.closed", {"closed_unresolved": "duplicate"}),
-                        (60, "fault.reopened", {"reason": "a different fault"}))
+        history = story(
+            (0, "fault.reported", self.REPORTED),
+            (30, "fault.closed", {"closed_unresolved": "duplicate"}),
+            (60, "fault.reopened", {"reason": "a different fault"}),
+        )
         evaluation = ev(DIAMOND_FAULT, history, 90, rules=cancelling_rules())
         restore, response = evaluation.metrics["restore"], evaluation.metrics["response"]
         assert (restore.state, restore.elapsed, restore.cancelled_at) == ("pending", 60 * M, None)
@@ -489,8 +558,11 @@ class TestCloseWithoutResolution:
 
     def test_a_closure_after_the_restoration_is_a_closure_under_either_mode(self):
         """close_unresolved only concerns items never restored: this one closes as usual."""
-        history = story((0, "fault.reported", self.REPORTED), (60, "fault.restored", {}),
-                        (90, "fault.closed", {"closed_unresolved": "duplicate"}))
+        history = story(
+            (0, "fault.reported", self.REPORTED),
+            (60, "fault.restored", {}),
+            (90, "fault.closed", {"closed_unresolved": "duplicate"}),
+        )
         for rules in (RULES, cancelling_rules()):
             evaluation = ev(DIAMOND_FAULT, history, 100, rules=rules)
             assert evaluation.metrics["restore"].met_at == T0 + 60 * M
@@ -499,9 +571,12 @@ class TestCloseWithoutResolution:
 
     def test_a_reopened_fault_closed_before_its_new_restoration_is_closed_unresolved(self):
         """Restored, reopened, then closed: the second close is without resolution."""
-        history = story((0, "fault.reported", self.REPORTED), (60, "fault.restored", {}),
-                        (70, "fault.reopened", {"reason": "again"}),
-                        (100, "fault.closed", {"closed_unresolved": "other"}))
+        history = story(
+            (0, "fault.reported", self.REPORTED),
+            (60, "fault.restored", {}),
+            (70, "fault.reopened", {"reason": "again"}),
+            (100, "fault.closed", {"closed_unresolved": "other"}),
+        )
         evaluation = ev(DIAMOND_FAULT, history, 120, rules=cancelling_rules())
         assert evaluation.metrics["restore"].state == "cancelled"
         assert evaluation.metrics["restore"].elapsed == 90 * M

@@ -13,8 +13,15 @@ T0 = dt.datetime(2026, 2, 13, 17, 0, tzinfo=SH)  # Friday before the Spring Fest
 
 
 def story(*steps):
-    return [{"event_id": f"e{i}", "event_type": kind, "occurred_at": T0 + dt.timedelta(minutes=m), "payload": payload}
-            for i, (m, kind, payload) in enumerate(steps)]
+    return [
+        {
+            "event_id": f"e{i}",
+            "event_type": kind,
+            "occurred_at": T0 + dt.timedelta(minutes=m),
+            "payload": payload,
+        }
+        for i, (m, kind, payload) in enumerate(steps)
+    ]
 
 
 FACTS = ItemFacts("C-7", "business", "complaint", entity_id="T-7")
@@ -39,8 +46,14 @@ class TestExplain:
         ("each pause with its reason", "(pending_customer: awaiting contract scan)"),
         ("paused business time by reason", "paused business time, pending_customer: 10m"),
         ("each recalculation", "priority P2 -> P1 (recompute): target 22h30m -> 15h"),
-        ("the resulting deadline, also in local time", "deadline 2026-02-24T09:10:00Z (2026-02-24 17:10 Asia/Shanghai)"),
-        ("the make-up Saturday counted, then the holiday skipped", "warning 50% at elapsed 7h30m: 2026-02-14T09:10:00Z"),
+        (
+            "the resulting deadline, also in local time",
+            "deadline 2026-02-24T09:10:00Z (2026-02-24 17:10 Asia/Shanghai)",
+        ),
+        (
+            "the make-up Saturday counted, then the holiday skipped",
+            "warning 50% at elapsed 7h30m: 2026-02-14T09:10:00Z",
+        ),
         ("escalation steps", "escalate to department_head"),
         ("the tier label in Chinese", "tier business (商业)"),
     ]

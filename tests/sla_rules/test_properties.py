@@ -20,10 +20,20 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sla_rules import BusinessCalendar, ItemFacts, LadderStep, Policy, Rule, RuleSet, evaluate, explain, load_rules
+from sla_rules import (
+    BusinessCalendar,
+    ItemFacts,
+    LadderStep,
+    Policy,
+    Rule,
+    RuleSet,
+    evaluate,
+    explain,
+    load_rules,
+)
 from streams.lifecycles import Accepted, transition
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 MIN = dt.timedelta(minutes=1)
 # Windows around real DST transitions (and one zone without DST).
 ANCHORS = [
@@ -68,7 +78,9 @@ def brute_order(events: list[dict]) -> list[dict]:
 class BruteCalendar:
     """Working minutes from the raw description, one astimezone per minute."""
 
-    def __init__(self, tz: str | None, week: dict[int, list[tuple[int, int]]] | None, holidays: set, makeups: set):
+    def __init__(
+        self, tz: str | None, week: dict[int, list[tuple[int, int]]] | None, holidays: set, makeups: set
+    ):
         self.tz = ZoneInfo(tz) if tz else None
         self.week, self.holidays, self.makeups = week, holidays, makeups
 
@@ -87,9 +99,17 @@ class BruteCalendar:
         return any(s <= mod < e for s, e in spans)
 
 
-def brute_clock(cal: BruteCalendar, events: list[dict], at: dt.datetime, targets: dict[str, int],
-                ladder: list[int], priority_mode: str, reopen_mode: str, metric: str = "resolve",
-                horizon_days: int = 60) -> dict:
+def brute_clock(
+    cal: BruteCalendar,
+    events: list[dict],
+    at: dt.datetime,
+    targets: dict[str, int],
+    ladder: list[int],
+    priority_mode: str,
+    reopen_mode: str,
+    metric: str = "resolve",
+    horizon_days: int = 60,
+) -> dict:
     """Replay a ticket minute by minute; elapsed, state, deadline and ladder instants of one clock.
 
     resolve: paused by pending_* statuses, stopped by resolved, runs again on
@@ -157,8 +177,14 @@ def brute_clock(cal: BruteCalendar, events: list[dict], at: dt.datetime, targets
         state = "met" if elapsed <= target else "breached"
     else:
         state = "breached" if elapsed >= target else "pending"
-    return {"elapsed": elapsed, "state": state, "deadline": reach.get(target), "ladder": [reach.get(a) for a in ladder],
-            "paused": paused and met_at is None, "horizon": end}
+    return {
+        "elapsed": elapsed,
+        "state": state,
+        "deadline": reach.get(target),
+        "ladder": [reach.get(a) for a in ladder],
+        "paused": paused and met_at is None,
+        "horizon": end,
+    }
 
 
 # ------------------------------------------------------------- generators
@@ -192,36 +218,100 @@ def scenarios(draw):
     priority_mode = draw(st.sampled_from(["recompute", "from_change"]))
     reopen_mode = draw(st.sampled_from(["resume", "new_cycle"]))
     n = draw(st.integers(0, 6))
-    events = [{"event_id": "e00", "event_type": "ticket.opened", "occurred_at": start,
-               "payload": {"kind": "complaint", "priority": draw(st.sampled_from(["P1", "P2", "P3", "P4"])), "subject": "s"}}]
+    events = [
+        {
+            "event_id": "e00",
+            "event_type": "ticket.opened",
+            "occurred_at": start,
+            "payload": {
+                "kind": "complaint",
+                "priority": draw(st.sampled_from(["P1", "P2", "P3", "P4"])),
+                "subject": "s",
+            },
+        }
+    ]
     for i in range(n):
         offset = draw(st.integers(0, 3 * 24 * 60))
-        what = draw(st.sampled_from(["pending_customer", "pending_third_party", "in_progress", "priority", "resolved", "reopened", "acknowledged"]))
+        what = draw(
+            st.sampled_from(
+                [
+                    "pending_customer",
+                    "pending_third_party",
+                    "in_progress",
+                    "priority",
+                    "resolved",
+                    "reopened",
+                    "acknowledged",
+                ]
+            )
+        )
         when = start + dt.timedelta(minutes=offset)
         eid = f"e{i + 1:02d}"
         if what == "priority":
-            events.append({"event_id": eid, "event_type": "ticket.priority_changed", "occurred_at": when,
-                           "payload": {"priority": draw(st.sampled_from(["P1", "P2", "P3", "P4"]))}})
+            events.append(
+                {
+                    "event_id": eid,
+                    "event_type": "ticket.priority_changed",
+                    "occurred_at": when,
+                    "payload": {"priority": draw(st.sampled_from(["P1", "P2", "P3", "P4"]))},
+                }
+            )
         elif what in ("resolved", "reopened", "acknowledged"):
-            events.append({"event_id": eid, "event_type": f"ticket.{what}", "occurred_at": when, "payload": {}})
+            events.append(
+                {"event_id": eid, "event_type": f"ticket.{what}", "occurred_at": when, "payload": {}}
+            )
         else:
-            events.append({"event_id": eid, "event_type": "ticket.status_changed", "occurred_at": when,
-                           "payload": {"status": what, "reason": "r"}})
+            events.append(
+                {
+                    "event_id": eid,
+                    "event_type": "ticket.status_changed",
+                    "occurred_at": when,
+                    "payload": {"status": what, "reason": "r"},
+                }
+            )
     at = start + dt.timedelta(minutes=draw(st.integers(0, 4 * 24 * 60)))
-    return dict(tz=tz, week=week, holidays=holidays, makeups=makeups, targets=targets, ladder=ladder,
-                priority_mode=priority_mode, reopen_mode=reopen_mode, events=events, at=at)
+    return dict(
+        tz=tz,
+        week=week,
+        holidays=holidays,
+        makeups=makeups,
+        targets=targets,
+        ladder=ladder,
+        priority_mode=priority_mode,
+        reopen_mode=reopen_mode,
+        events=events,
+        at=at,
+    )
 
 
 def engine_rules(s: dict) -> RuleSet:
-    cal = BusinessCalendar("cal", time_zone=None if s["week"] is None else s["tz"], week=s["week"],
-                           holidays=s["holidays"], makeup_days=s["makeups"])
+    cal = BusinessCalendar(
+        "cal",
+        time_zone=None if s["week"] is None else s["tz"],
+        week=s["week"],
+        holidays=s["holidays"],
+        makeup_days=s["makeups"],
+    )
     targets = {("complaint", p, "resolve"): dt.timedelta(minutes=m) for p, m in s["targets"].items()}
     targets.update({("complaint", p, "response"): dt.timedelta(minutes=m) for p, m in s["targets"].items()})
-    policy = Policy(id="p", version=1, effective_from=dt.datetime(2000, 1, 1, tzinfo=UTC), calendar_id="cal",
-                    description="", targets=targets, ladder=tuple(LadderStep("account_manager", dt.timedelta(minutes=m)) for m in s["ladder"]),
-                    priority_change=s["priority_mode"], reopen=s["reopen_mode"])
-    return RuleSet(version="t", source="<test>", calendars={"cal": cal}, policies={"p": (policy,)},
-                   rules=(Rule(0, "all", "p"),))
+    policy = Policy(
+        id="p",
+        version=1,
+        effective_from=dt.datetime(2000, 1, 1, tzinfo=UTC),
+        calendar_id="cal",
+        description="",
+        targets=targets,
+        ladder=tuple(LadderStep("account_manager", dt.timedelta(minutes=m)) for m in s["ladder"]),
+        priority_change=s["priority_mode"],
+        reopen=s["reopen_mode"],
+    )
+    return RuleSet(
+        version="t",
+        source="<test>",
+        calendars={"cal": cal},
+        policies={"p": (policy,)},
+        rules=(Rule(0, "all", "p"),),
+    )
 
 
 FACTS = ItemFacts("C-1", "gold", "complaint", entity_id="T-1")
@@ -236,12 +326,16 @@ class TestEngineAgainstBruteForce:
         status = evaluate(FACTS, s["events"], rules, s["at"]).metrics[metric]
         cal = BruteCalendar(None if s["week"] is None else s["tz"], s["week"], s["holidays"], s["makeups"])
         ladder = [status.target // MIN + m for m in s["ladder"]]
-        brute = brute_clock(cal, s["events"], s["at"], s["targets"], ladder, s["priority_mode"], s["reopen_mode"], metric)
+        brute = brute_clock(
+            cal, s["events"], s["at"], s["targets"], ladder, s["priority_mode"], s["reopen_mode"], metric
+        )
         assert status.elapsed // MIN == brute["elapsed"]
         assert status.state == brute["state"]
         assert status.paused == brute["paused"]
         # The minute walk only looks ``horizon_days`` ahead: an instant beyond it is "not found" there.
-        assert status.deadline == brute["deadline"] or (brute["deadline"] is None and status.deadline > brute["horizon"])
+        assert status.deadline == brute["deadline"] or (
+            brute["deadline"] is None and status.deadline > brute["horizon"]
+        )
         for step, expected in zip(status.escalations, brute["ladder"]):
             if step.due_at is not None:  # None: the clock stopped before the step
                 assert step.due_at == expected or (expected is None and step.due_at > brute["horizon"])
@@ -256,10 +350,18 @@ class TestInvariants:
         base = [e for e in s["events"] if e["event_type"] != "ticket.status_changed"]
         start = base[0]["occurred_at"]
         paused = base + [
-            {"event_id": "p1", "event_type": "ticket.status_changed", "occurred_at": start + dt.timedelta(minutes=offset),
-             "payload": {"status": "pending_customer"}},
-            {"event_id": "p2", "event_type": "ticket.status_changed", "occurred_at": start + dt.timedelta(minutes=offset + length),
-             "payload": {"status": "in_progress"}},
+            {
+                "event_id": "p1",
+                "event_type": "ticket.status_changed",
+                "occurred_at": start + dt.timedelta(minutes=offset),
+                "payload": {"status": "pending_customer"},
+            },
+            {
+                "event_id": "p2",
+                "event_type": "ticket.status_changed",
+                "occurred_at": start + dt.timedelta(minutes=offset + length),
+                "payload": {"status": "in_progress"},
+            },
         ]
         before = evaluate(FACTS, base, rules, s["at"]).metrics["resolve"]
         after = evaluate(FACTS, paused, rules, s["at"]).metrics["resolve"]
@@ -277,7 +379,7 @@ class TestInvariants:
             return
         cal = BruteCalendar(None if s["week"] is None else s["tz"], s["week"], s["holidays"], s["makeups"])
         assert cal.working(status.deadline - MIN)
-        for name, spent in status.paused_by_reason.items():
+        for spent in status.paused_by_reason.values():
             assert spent >= dt.timedelta(0)
 
     @SETTINGS
@@ -299,12 +401,39 @@ class TestInvariants:
 
 
 ALL_EVENTS = {
-    "fault": ["fault.acknowledged", "fault.dispatched", "fault.repair_started", "fault.restored", "fault.customer_confirmed",
-              "fault.closed", "fault.reopened", "fault.revisit_recorded", "fault.status_changed", "fault.priority_changed"],
-    "complaint": ["ticket.acknowledged", "ticket.assigned", "ticket.status_changed", "ticket.priority_changed",
-                  "ticket.resolved", "ticket.reopened", "ticket.closed", "ticket.revisit_recorded"],
-    "order": ["order.resource_confirmed", "order.resource_shortfall", "order.provisioning_started", "order.milestone_reached",
-              "order.activated", "order.customer_accepted", "order.cancelled", "order.revisit_recorded", "order.status_changed"],
+    "fault": [
+        "fault.acknowledged",
+        "fault.dispatched",
+        "fault.repair_started",
+        "fault.restored",
+        "fault.customer_confirmed",
+        "fault.closed",
+        "fault.reopened",
+        "fault.revisit_recorded",
+        "fault.status_changed",
+        "fault.priority_changed",
+    ],
+    "complaint": [
+        "ticket.acknowledged",
+        "ticket.assigned",
+        "ticket.status_changed",
+        "ticket.priority_changed",
+        "ticket.resolved",
+        "ticket.reopened",
+        "ticket.closed",
+        "ticket.revisit_recorded",
+    ],
+    "order": [
+        "order.resource_confirmed",
+        "order.resource_shortfall",
+        "order.provisioning_started",
+        "order.milestone_reached",
+        "order.activated",
+        "order.customer_accepted",
+        "order.cancelled",
+        "order.revisit_recorded",
+        "order.status_changed",
+    ],
 }
 OPENERS = {
     "fault": ("fault.reported", {"severity": "major", "summary": "s", "service": "s"}),
@@ -327,8 +456,14 @@ def any_history(draw):
             "priority": draw(st.sampled_from(["P1", "P2", "P3", "P4"])),
             "reason": "r",
         }
-        events.append({"event_id": f"e{i:02d}", "event_type": event_type,
-                       "occurred_at": start + dt.timedelta(minutes=draw(st.integers(0, 20 * 24 * 60))), "payload": payload})
+        events.append(
+            {
+                "event_id": f"e{i:02d}",
+                "event_type": event_type,
+                "occurred_at": start + dt.timedelta(minutes=draw(st.integers(0, 20 * 24 * 60))),
+                "payload": payload,
+            }
+        )
     at = start + dt.timedelta(minutes=draw(st.integers(0, 30 * 24 * 60)))
     return ItemFacts(draw(st.sampled_from(["C-0001", "C-2"])), tier, kind), events, at
 
@@ -339,7 +474,8 @@ class TestAnyHistory:
     @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(any_history())
     def test_every_history_evaluates_to_consistent_json(self, case):
-        """Any sequence of contract events on the shipped rules evaluates, explains and serialises consistently."""
+        """Any sequence of contract events on the shipped rules evaluates, explains and serialises
+        consistently."""
         facts, events, at = case
         evaluation = evaluate(facts, events, self.RULES, at)
         json.dumps(evaluation.to_dict())

@@ -24,7 +24,7 @@ from sla_rules import (
 )
 from sla_rules.policies import METRICS_BY_KIND
 
-AT = dt.datetime(2026, 6, 1, tzinfo=dt.timezone.utc)
+AT = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 
 MINIMAL = """
 schema = 1
@@ -80,6 +80,7 @@ class TestShippedRules:
 
     def test_diamond_is_tightest_and_around_the_clock(self):
         """Diamond P1 fault restore is tighter than every other tier, on 7x24."""
+
         def restore(tier):
             return self.RULES.match(ItemFacts("C-X", tier, "fault"), "P1", AT).policy
 
@@ -96,8 +97,8 @@ class TestShippedRules:
     def test_policy_version_by_effective_date(self):
         """The contract's version 2 applies from 2027-01-01 (Asia/Shanghai midnight)."""
         facts = ItemFacts("C-0001", "gold", "fault")
-        before = dt.datetime(2026, 12, 31, 15, 59, tzinfo=dt.timezone.utc)
-        after = dt.datetime(2026, 12, 31, 16, 0, tzinfo=dt.timezone.utc)
+        before = dt.datetime(2026, 12, 31, 15, 59, tzinfo=dt.UTC)
+        after = dt.datetime(2026, 12, 31, 16, 0, tzinfo=dt.UTC)
         assert self.RULES.match(facts, "P1", before).policy.version == 1
         assert self.RULES.match(facts, "P1", after).policy.version == 2
 
@@ -111,30 +112,150 @@ class TestShippedRules:
 class TestValidation:
     # (what, replace this, with this, expected location fragment, expected reason fragment)
     CASES = [
-        ("unknown tier", 'tier = ["diamond"]', 'tier = ["bronze"]', "rules[0].tier", "unknown value 'bronze'"),
-        ("negative target", 'response = "15m"', 'response = "-15m"', "targets.fault.P1.response", "negative target"),
-        ("zero target", 'response = "15m"', 'response = "0m"', "targets.fault.P1.response", "must be positive"),
+        (
+            "unknown tier",
+            'tier = ["diamond"]',
+            'tier = ["bronze"]',
+            "rules[0].tier",
+            "unknown value 'bronze'",
+        ),
+        (
+            "negative target",
+            'response = "15m"',
+            'response = "-15m"',
+            "targets.fault.P1.response",
+            "negative target",
+        ),
+        (
+            "zero target",
+            'response = "15m"',
+            'response = "0m"',
+            "targets.fault.P1.response",
+            "must be positive",
+        ),
         ("bad duration", 'resolve = "8h"', 'resolve = "8 hours"', "targets.fault.P1.resolve", "bad duration"),
-        ("metric not for the kind", 'revisit = "1d"', 'revisit = "1d", provision = "1d"', "targets.fault.P1.provision", "does not apply"),
-        ("unknown priority class", "targets.fault.P1", "targets.fault.P9", "targets.fault.P9", "unknown priority class"),
-        ("calendar without time zone", 'time_zone = "Asia/Shanghai"\nhours', "hours", "calendars.biz", "calendar without time zone"),
-        ("unknown time zone", 'time_zone = "Asia/Shanghai"\nhours', 'time_zone = "Mars/Olympus"\nhours', "calendars.biz.time_zone", "unknown time zone"),
+        (
+            "metric not for the kind",
+            'revisit = "1d"',
+            'revisit = "1d", provision = "1d"',
+            "targets.fault.P1.provision",
+            "does not apply",
+        ),
+        (
+            "unknown priority class",
+            "targets.fault.P1",
+            "targets.fault.P9",
+            "targets.fault.P9",
+            "unknown priority class",
+        ),
+        (
+            "calendar without time zone",
+            'time_zone = "Asia/Shanghai"\nhours',
+            "hours",
+            "calendars.biz",
+            "calendar without time zone",
+        ),
+        (
+            "unknown time zone",
+            'time_zone = "Asia/Shanghai"\nhours',
+            'time_zone = "Mars/Olympus"\nhours',
+            "calendars.biz.time_zone",
+            "unknown time zone",
+        ),
         ("bad span", '"09:00-18:00"', '"18:00-09:00"', "calendars.biz.hours.mon", "start < end"),
-        ("unknown calendar", 'calendar = "biz"', 'calendar = "moon"', "policies[0](id=std).calendar", "unknown calendar"),
-        ("unknown policy in a rule", 'policy = "std"\n\n[[rules]]\nname = "all"', 'policy = "nope"\n\n[[rules]]\nname = "all"', "rules[0].policy", "unknown policy"),
-        ("rule hidden by an earlier one", 'name = "diamond"\ntier = ["diamond"]', 'name = "diamond"', "rules[1]", "can never match"),
-        ("contract override after a tier rule", 'name = "all"\npolicy = "std"', 'name = "contract"\ncustomer_id = ["C-1"]\npolicy = "std"\n\n[[rules]]\nname = "all"\npolicy = "std"', "rules[1]", "put customer rules first"),
-        ("no final catch-all", 'name = "all"\npolicy', 'name = "all"\nkind = ["fault"]\npolicy', "rules[1]", "catch-all"),
-        ("misspelt key", "effective_from = 2026-01-01", "effective_from = 2026-01-01\ncalender = \"biz\"", "policies[0](id=std).calender", "unknown key"),
-        ("bad warnings", 'calendar = "biz"', 'calendar = "biz"\nwarnings = [0.5, 1.5]', "warnings", "strictly between 0 and 1"),
-        ("unknown ladder role", 'calendar = "biz"', 'calendar = "biz"\nladder = [{ role = "ceo", after = "1h" }]', "ladder[0]", "role must be"),
-        ("unknown reopen mode", 'calendar = "biz"', 'calendar = "biz"\nreopen = "restart"', "reopen", "unknown mode"),
-        ("unknown close_unresolved mode", 'calendar = "biz"', 'calendar = "biz"\nclose_unresolved = "ignore"',
-         "close_unresolved", "unknown mode 'ignore' (allowed: stop, cancel)"),
-        ("holiday that is also a make-up day", 'hours.mon', 'holidays = [2026-02-14]\nmakeup_days = [2026-02-14]\nhours.mon', "makeup_days", "both a holiday"),
-        ("make-up day on a working weekday", 'hours.mon', 'makeup_days = [2026-03-02]\nhours.mon', "makeup_days", "already a working day"),
+        (
+            "unknown calendar",
+            'calendar = "biz"',
+            'calendar = "moon"',
+            "policies[0](id=std).calendar",
+            "unknown calendar",
+        ),
+        (
+            "unknown policy in a rule",
+            'policy = "std"\n\n[[rules]]\nname = "all"',
+            'policy = "nope"\n\n[[rules]]\nname = "all"',
+            "rules[0].policy",
+            "unknown policy",
+        ),
+        (
+            "rule hidden by an earlier one",
+            'name = "diamond"\ntier = ["diamond"]',
+            'name = "diamond"',
+            "rules[1]",
+            "can never match",
+        ),
+        (
+            "contract override after a tier rule",
+            'name = "all"\npolicy = "std"',
+            'name = "contract"\ncustomer_id = ["C-1"]\npolicy = "std"\n\n'
+            '[[rules]]\nname = "all"\npolicy = "std"',
+            "rules[1]",
+            "put customer rules first",
+        ),
+        (
+            "no final catch-all",
+            'name = "all"\npolicy',
+            'name = "all"\nkind = ["fault"]\npolicy',
+            "rules[1]",
+            "catch-all",
+        ),
+        (
+            "misspelt key",
+            "effective_from = 2026-01-01",
+            'effective_from = 2026-01-01\ncalender = "biz"',
+            "policies[0](id=std).calender",
+            "unknown key",
+        ),
+        (
+            "bad warnings",
+            'calendar = "biz"',
+            'calendar = "biz"\nwarnings = [0.5, 1.5]',
+            "warnings",
+            "strictly between 0 and 1",
+        ),
+        (
+            "unknown ladder role",
+            'calendar = "biz"',
+            'calendar = "biz"\nladder = [{ role = "ceo", after = "1h" }]',
+            "ladder[0]",
+            "role must be",
+        ),
+        (
+            "unknown reopen mode",
+            'calendar = "biz"',
+            'calendar = "biz"\nreopen = "restart"',
+            "reopen",
+            "unknown mode",
+        ),
+        (
+            "unknown close_unresolved mode",
+            'calendar = "biz"',
+            'calendar = "biz"\nclose_unresolved = "ignore"',
+            "close_unresolved",
+            "unknown mode 'ignore' (allowed: stop, cancel)",
+        ),
+        (
+            "holiday that is also a make-up day",
+            "hours.mon",
+            "holidays = [2026-02-14]\nmakeup_days = [2026-02-14]\nhours.mon",
+            "makeup_days",
+            "both a holiday",
+        ),
+        (
+            "make-up day on a working weekday",
+            "hours.mon",
+            "makeup_days = [2026-03-02]\nhours.mon",
+            "makeup_days",
+            "already a working day",
+        ),
         ("missing effective_from", "effective_from = 2026-01-01\n", "", "effective_from", "required"),
-        ("an empty list where one is required", 'tier = ["diamond"]', "tier = []", "rules[0].tier", "non-empty list"),
+        (
+            "an empty list where one is required",
+            'tier = ["diamond"]',
+            "tier = []",
+            "rules[0].tier",
+            "non-empty list",
+        ),
         ("not TOML", "schema = 1", "schema = = 1", "2:", "not valid TOML"),
     ]
 
@@ -155,12 +276,16 @@ class TestValidation:
         path.write_text(MINIMAL, encoding="utf-8")
         assert check_rules_file(path) == []
 
-    @pytest.mark.parametrize(("line", "mode"), [("", "stop"), ('close_unresolved = "stop"\n', "stop"),
-                                                ('close_unresolved = "cancel"\n', "cancel")])
+    @pytest.mark.parametrize(
+        ("line", "mode"),
+        [("", "stop"), ('close_unresolved = "stop"\n', "stop"), ('close_unresolved = "cancel"\n', "cancel")],
+    )
     def test_close_unresolved_is_stop_unless_the_policy_says_cancel(self, tmp_path, line, mode):
         """What closing an unresolved item does to its clocks is a per-policy setting, stop by default."""
         path = tmp_path / "rules.toml"
-        path.write_text(MINIMAL.replace('calendar = "biz"\n', f'calendar = "biz"\n{line}', 1), encoding="utf-8")
+        path.write_text(
+            MINIMAL.replace('calendar = "biz"\n', f'calendar = "biz"\n{line}', 1), encoding="utf-8"
+        )
         assert check_rules_file(path) == []
         (policy,) = load_rules(path).policies["std"]
         assert policy.close_unresolved == mode
@@ -172,7 +297,10 @@ class TestValidation:
     def test_load_rules_raises_with_every_problem(self, tmp_path):
         """load_rules refuses an invalid file and its message lists every problem, one per line."""
         path = tmp_path / "rules.toml"
-        path.write_text(MINIMAL.replace('tier = ["diamond"]', 'tier = ["bronze"]').replace('"8h"', '"-8h"', 1), encoding="utf-8")
+        path.write_text(
+            MINIMAL.replace('tier = ["diamond"]', 'tier = ["bronze"]').replace('"8h"', '"-8h"', 1),
+            encoding="utf-8",
+        )
         with pytest.raises(RulesError) as info:
             load_rules(path)
         lines = str(info.value).splitlines()
@@ -193,7 +321,9 @@ class TestValidation:
 
 
 class TestDurations:
-    @pytest.mark.parametrize(("text", "minutes"), [("15m", 15), ("4h", 240), ("1d", 1440), ("1d12h", 2160), ("7h30m", 450)])
+    @pytest.mark.parametrize(
+        ("text", "minutes"), [("15m", 15), ("4h", 240), ("1d", 1440), ("1d12h", 2160), ("7h30m", 450)]
+    )
     def test_parse(self, text, minutes):
         """Durations read as d/h/m of business time."""
         assert parse_duration(text) == dt.timedelta(minutes=minutes)
@@ -214,9 +344,15 @@ NO_ORDERS = MINIMAL.replace('targets.order.urgent = { provision = "5d", acceptan
 
 def history(*steps: tuple[str, str, dict]) -> list[dict]:
     """An item's events as the engine reads them: (event type, UTC time on 2026-06-01, payload)."""
-    return [{"event_id": f"e{n}", "event_type": event_type, "payload": payload,
-             "occurred_at": dt.datetime.fromisoformat(f"2026-06-01T{when}+00:00")}
-            for n, (event_type, when, payload) in enumerate(steps)]
+    return [
+        {
+            "event_id": f"e{n}",
+            "event_type": event_type,
+            "payload": payload,
+            "occurred_at": dt.datetime.fromisoformat(f"2026-06-01T{when}+00:00"),
+        }
+        for n, (event_type, when, payload) in enumerate(steps)
+    ]
 
 
 class TestNoPausing:
@@ -226,7 +362,9 @@ class TestNoPausing:
     def test_an_empty_pause_list_is_accepted(self, tmp_path, key):
         """`pause_metrics = []` (or `pause_statuses = []`) is a valid policy: no pausing."""
         path = tmp_path / "rules.toml"
-        path.write_text(MINIMAL.replace('calendar = "biz"\n', f'calendar = "24x7"\n{key} = []\n', 1), encoding="utf-8")
+        path.write_text(
+            MINIMAL.replace('calendar = "biz"\n', f'calendar = "24x7"\n{key} = []\n', 1), encoding="utf-8"
+        )
         assert check_rules_file(path) == []
         (policy,) = load_rules(path).policies["std"]
         assert getattr(policy, key) == frozenset()
@@ -235,18 +373,28 @@ class TestNoPausing:
     def test_waiting_for_the_customer_does_not_stop_the_clock(self, tmp_path):
         """Under "no pausing" a ticket pending the customer keeps using its resolve time."""
         path = tmp_path / "rules.toml"
-        path.write_text(MINIMAL.replace('calendar = "biz"\n', 'calendar = "24x7"\npause_metrics = []\n', 1), encoding="utf-8")
-        events = history(("ticket.opened", "09:00:00", {"kind": "complaint", "priority": "P1"}),
-                         ("ticket.status_changed", "10:00:00", {"status": "pending_customer"}))
-        at = dt.datetime(2026, 6, 1, 16, 0, tzinfo=dt.timezone.utc)
-        resolve = evaluate(ItemFacts("C-1", "gold", "complaint", "P1"), events, load_rules(path), at).metrics["resolve"]
+        path.write_text(
+            MINIMAL.replace('calendar = "biz"\n', 'calendar = "24x7"\npause_metrics = []\n', 1),
+            encoding="utf-8",
+        )
+        events = history(
+            ("ticket.opened", "09:00:00", {"kind": "complaint", "priority": "P1"}),
+            ("ticket.status_changed", "10:00:00", {"status": "pending_customer"}),
+        )
+        at = dt.datetime(2026, 6, 1, 16, 0, tzinfo=dt.UTC)
+        resolve = evaluate(ItemFacts("C-1", "gold", "complaint", "P1"), events, load_rules(path), at).metrics[
+            "resolve"
+        ]
         assert resolve.paused is False and resolve.paused_by_reason == {}
         assert resolve.elapsed == dt.timedelta(hours=7)
 
     def test_a_pause_list_of_something_else_than_strings_is_still_refused(self, tmp_path):
         """Only the empty list is new: a list of numbers remains a mistake."""
         path = tmp_path / "rules.toml"
-        path.write_text(MINIMAL.replace('calendar = "biz"\n', 'calendar = "biz"\npause_metrics = [1]\n', 1), encoding="utf-8")
+        path.write_text(
+            MINIMAL.replace('calendar = "biz"\n', 'calendar = "biz"\npause_metrics = [1]\n', 1),
+            encoding="utf-8",
+        )
         (problem,) = check_rules_file(path)
         assert "pause_metrics" in problem.location and "list of strings" in problem.reason
 
@@ -261,7 +409,9 @@ class TestKindsWithoutTargets:
         assert check_rules_file(path) == []
         warnings = load_rules(path).warnings
         assert [w.location.split(":")[1] for w in warnings] == ["rules[0]", "rules[1]"]
-        assert all("sends order items to std v1, which has no targets for that kind" in w.reason for w in warnings)
+        assert all(
+            "sends order items to std v1, which has no targets for that kind" in w.reason for w in warnings
+        )
         assert all(str(w).startswith(f"{path}:") for w in warnings)
 
     def test_a_file_that_measures_every_kind_has_no_warnings(self):
@@ -276,7 +426,10 @@ class TestKindsWithoutTargets:
         order = ItemFacts("C-1", "public", "order", urgency="urgent")
         events = history(("order.received", "09:00:00", {"product": "leased_line", "urgency": "urgent"}))
         assert evaluate(order, events, rules, AT.replace(hour=12)).metrics == {}
-        assert rules.not_measured(order, "urgent", AT) == "no targets for kind order in policy std v1 (rule 'all')"
+        assert (
+            rules.not_measured(order, "urgent", AT)
+            == "no targets for kind order in policy std v1 (rule 'all')"
+        )
 
     def test_sla_explain_says_why_an_order_has_no_clock(self, tmp_path):
         """`keydesk sla explain` gives the reason, not a bare "none started"."""
@@ -300,11 +453,18 @@ class TestKindsWithoutTargets:
         assert reason == "no targets for fault P3 in policy std v1 (rule 'all')"
 
     def test_a_rule_that_names_a_kind_its_policy_cannot_measure_is_refused(self, tmp_path):
-        """Writing `kind = ["order"]` asks for orders to be measured: without order targets that is a mistake."""
-        text = NO_ORDERS.replace('name = "diamond"\ntier = ["diamond"]', 'name = "diamond"\ntier = ["diamond"]\nkind = ["fault", "order"]')
+        """Writing `kind = ["order"]` asks for orders to be measured: without order targets that is a
+        mistake."""
+        text = NO_ORDERS.replace(
+            'name = "diamond"\ntier = ["diamond"]',
+            'name = "diamond"\ntier = ["diamond"]\nkind = ["fault", "order"]',
+        )
         (problem,) = check_rules_file(self._write(tmp_path, text))
         assert problem.location.endswith(":rules[0]")
-        assert problem.reason == "rule 'diamond' names kind order but sends it to std v1, which has no order targets"
+        assert (
+            problem.reason
+            == "rule 'diamond' names kind order but sends it to std v1, which has no order targets"
+        )
 
     def test_sla_check_warns_and_succeeds(self, tmp_path, capsys):
         """`keydesk sla check` prints each warning as FILE:LINE:where: reason and exits 0."""

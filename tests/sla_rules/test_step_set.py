@@ -18,13 +18,23 @@ DIAMOND_COMPLAINT = ItemFacts("C-1", "diamond", "complaint", entity_id="T-1")
 
 def story(*steps):
     """Events from (minutes after 09:00, event_type, payload) triples, in the source's order."""
-    return [{"event_id": f"ev-{i:03d}", "event_type": kind, "occurred_at": T0 + minutes * M,
-             "payload": payload, "position": i} for i, (minutes, kind, payload) in enumerate(steps)]
+    return [
+        {
+            "event_id": f"ev-{i:03d}",
+            "event_type": kind,
+            "occurred_at": T0 + minutes * M,
+            "payload": payload,
+            "position": i,
+        }
+        for i, (minutes, kind, payload) in enumerate(steps)
+    ]
 
 
 def steps(facts, history, minutes, **kw):
-    return {(c.metric, c.cycle, c.step): c
-            for c in step_set(facts, history, RULES, T0 + minutes * M, **kw).crossed}
+    return {
+        (c.metric, c.cycle, c.step): c
+        for c in step_set(facts, history, RULES, T0 + minutes * M, **kw).crossed
+    }
 
 
 REPORTED = (0, "fault.reported", {"severity": "critical"})  # diamond P1: respond in 5 min
@@ -35,7 +45,12 @@ class TestWindows:
         """Diamond P1, not acknowledged: 50/75/90 %, breach and ladder step 1 by 09:06."""
         crossed = steps(DIAMOND_FAULT, story(REPORTED), 6)
         assert sorted(step for metric, _, step in crossed if metric == "response") == [
-            "breach", "step:1", "warning:50%", "warning:75%", "warning:90%"]
+            "breach",
+            "step:1",
+            "warning:50%",
+            "warning:75%",
+            "warning:90%",
+        ]
         assert crossed[("response", 1, "breach")].due_at == T0 + 5 * M
 
     def test_an_event_at_the_deadline_comes_first(self):
@@ -53,60 +68,77 @@ class TestWindows:
 
     def test_strict_does_not_look_at_events_at_the_instant_asked_about(self):
         """Events at the watermark's instant may be only half here: they wait, and say when."""
-        result = step_set(DIAMOND_FAULT, story(REPORTED, (30, "fault.restored", {})), RULES,
-                          T0 + 30 * M, strict=True)
+        result = step_set(
+            DIAMOND_FAULT, story(REPORTED, (30, "fault.restored", {})), RULES, T0 + 30 * M, strict=True
+        )
         assert ("restore", 1, "met") not in {(c.metric, c.cycle, c.step) for c in result.crossed}
         assert result.next_at == T0 + 30 * M
 
     def test_a_step_a_later_event_undid_still_happened(self):
         """Complaint P2 (respond in 30 min) lowered to P3 at 09:40: breached from 09:30 to 09:40."""
-        history = story((0, "ticket.opened", {"priority": "P2", "kind": "complaint"}),
-                        (40, "ticket.priority_changed", {"priority": "P3"}))
+        history = story(
+            (0, "ticket.opened", {"priority": "P2", "kind": "complaint"}),
+            (40, "ticket.priority_changed", {"priority": "P3"}),
+        )
         breach = steps(DIAMOND_COMPLAINT, history, 45)[("response", 1, "breach")]
         assert (breach.due_at, breach.priority, breach.caused_by) == (T0 + 30 * M, "P2", "ev-000")
-        assert not evaluate(DIAMOND_COMPLAINT, history, RULES, T0 + 45 * M).metrics[
-            "response"].breached_at  # the clock as it is now does not show it
+        assert (
+            not evaluate(DIAMOND_COMPLAINT, history, RULES, T0 + 45 * M).metrics["response"].breached_at
+        )  # the clock as it is now does not show it
 
     def test_the_first_window_with_a_step_fixes_it(self):
         """The 50 % warning of P3 (09:30) stays the warning, though P2's was at 09:15."""
-        history = story((0, "ticket.opened", {"priority": "P3", "kind": "complaint"}),
-                        (35, "ticket.priority_changed", {"priority": "P2"}))
+        history = story(
+            (0, "ticket.opened", {"priority": "P3", "kind": "complaint"}),
+            (35, "ticket.priority_changed", {"priority": "P2"}),
+        )
         half = steps(DIAMOND_COMPLAINT, history, 50)[("response", 1, "warning:50%")]
         assert (half.due_at, half.priority, half.detected_at) == (T0 + 30 * M, "P3", None)
 
     def test_met_of_a_cycle_a_reopen_resumed_is_a_step(self):
         """Resolved at 09:30, reopened at 09:40 (resume): the met of 09:30 happened."""
-        history = story((0, "ticket.opened", {"priority": "P1", "kind": "complaint"}),
-                        (30, "ticket.resolved", {}), (40, "ticket.reopened", {}))
+        history = story(
+            (0, "ticket.opened", {"priority": "P1", "kind": "complaint"}),
+            (30, "ticket.resolved", {}),
+            (40, "ticket.reopened", {}),
+        )
         met = steps(DIAMOND_COMPLAINT, history, 50)[("resolve", 1, "met")]
         assert (met.due_at, met.caused_by) == (T0 + 30 * M, "ev-001")
 
     def test_a_resolve_and_a_reopen_at_one_instant_met_the_clock_in_between(self):
         """Sources record to the minute: resolved and reopened in it, the clock was met."""
-        history = story((0, "ticket.opened", {"priority": "P1", "kind": "complaint"}),
-                        (30, "ticket.resolved", {}), (30, "ticket.reopened", {}))
+        history = story(
+            (0, "ticket.opened", {"priority": "P1", "kind": "complaint"}),
+            (30, "ticket.resolved", {}),
+            (30, "ticket.reopened", {}),
+        )
         met = steps(DIAMOND_COMPLAINT, history, 50)[("resolve", 1, "met")]
         assert (met.due_at, met.caused_by) == (T0 + 30 * M, "ev-001")
 
     def test_a_deadline_at_an_instant_of_several_events_is_met_by_any_of_them(self):
         """Acknowledged in the very minute of the deadline, after another event of it."""
-        history = story(REPORTED, (5, "fault.status_changed", {"status": "in_progress"}),
-                        (5, "fault.acknowledged", {}))
+        history = story(
+            REPORTED, (5, "fault.status_changed", {"status": "in_progress"}), (5, "fault.acknowledged", {})
+        )
         assert ("response", 1, "breach") not in steps(DIAMOND_FAULT, history, 10)
 
 
 class TestKnownLate:
-    HISTORY = story((0, "ticket.opened", {"priority": "P3", "kind": "complaint"}),
-                    (11, "ticket.assigned", {"assignee": "staff-7"}),
-                    (50, "ticket.priority_changed", {"priority": "P2"}))
+    HISTORY = story(
+        (0, "ticket.opened", {"priority": "P3", "kind": "complaint"}),
+        (11, "ticket.assigned", {"assignee": "staff-7"}),
+        (50, "ticket.priority_changed", {"priority": "P2"}),
+    )
 
     def test_a_deadline_moved_into_the_past_breaches_at_it_known_at_the_move(self):
         """P3 -> P2 at 09:50 under recompute: due 09:30, detected 09:50, caused by the change."""
         breach = steps(DIAMOND_COMPLAINT, self.HISTORY, 51)[("response", 1, "breach")]
-        assert (breach.due_at, breach.detected_at, breach.caused_by) == (
-            T0 + 30 * M, T0 + 50 * M, "ev-002")
+        assert (breach.due_at, breach.detected_at, breach.caused_by) == (T0 + 30 * M, T0 + 50 * M, "ev-002")
         assert (breach.priority, breach.target, breach.policy_id) == (
-            "P2", dt.timedelta(minutes=30), "diamond")
+            "P2",
+            dt.timedelta(minutes=30),
+            "diamond",
+        )
 
     def test_steps_due_when_they_became_known_carry_no_detection(self):
         """The ladder's second step (30 min after the breach) is in the future at 09:50."""
@@ -123,18 +155,24 @@ class TestCause:
 
     def test_the_end_of_a_pause_sets_the_deadline_it_moved(self):
         """Restore paused 09:10-10:10: its deadline is the resume's doing."""
-        history = story(REPORTED, (1, "fault.acknowledged", {}),
-                        (10, "fault.status_changed", {"status": "pending_customer"}),
-                        (70, "fault.status_changed", {"status": "in_progress"}))
+        history = story(
+            REPORTED,
+            (1, "fault.acknowledged", {}),
+            (10, "fault.status_changed", {"status": "pending_customer"}),
+            (70, "fault.status_changed", {"status": "in_progress"}),
+        )
         breach = steps(DIAMOND_FAULT, history, 300)[("restore", 1, "breach")]
         assert (breach.due_at, breach.caused_by) == (T0 + 180 * M, "ev-003")
 
     def test_of_two_events_at_one_instant_the_one_that_set_it(self):
         """Resolved and reopened in one minute: the reopen set the resumed deadline."""
-        history = story((0, "ticket.opened", {"priority": "P1", "kind": "complaint"}),
-                        (30, "ticket.resolved", {}), (90, "ticket.resolved", {}),
-                        (100, "ticket.reopened", {}), (100, "ticket.status_changed",
-                                                       {"status": "in_progress"}))
+        history = story(
+            (0, "ticket.opened", {"priority": "P1", "kind": "complaint"}),
+            (30, "ticket.resolved", {}),
+            (90, "ticket.resolved", {}),
+            (100, "ticket.reopened", {}),
+            (100, "ticket.status_changed", {"status": "in_progress"}),
+        )
         warning = steps(DIAMOND_COMPLAINT, history, 300)[("resolve", 1, "warning:75%")]
         assert warning.caused_by == "ev-003"
 
@@ -154,13 +192,15 @@ class TestLeftOut:
     def test_the_next_instant_is_the_next_step_not_yet_due(self):
         """Right after the report, the next step is the first warning."""
         assert step_set(DIAMOND_FAULT, story(REPORTED), RULES, T0).next_at == T0 + dt.timedelta(
-            minutes=2, seconds=30)
+            minutes=2, seconds=30
+        )
 
 
 class TestMemo:
     def test_a_memo_gives_the_same_steps_and_evaluates_each_prefix_once(self, monkeypatch):
         """Asked again with one more event at a new instant, only its prefix is evaluated."""
         import sla_rules.evaluation as evaluation
+
         calls = []
         real = evaluation.evaluate
         monkeypatch.setattr(evaluation, "evaluate", lambda *a: calls.append(a[3]) or real(*a))
@@ -177,18 +217,27 @@ class TestMemo:
         history = story(REPORTED, (30, "fault.restored", {}))
         memo = StepMemo()
         step_set(DIAMOND_FAULT, history, RULES, T0 + 40 * M, memo=memo)
-        late = history + [{"event_id": "ev-late", "event_type": "fault.acknowledged",
-                           "occurred_at": T0 + M, "payload": {}, "position": 9}]
-        assert step_set(DIAMOND_FAULT, late, RULES, T0 + 40 * M, memo=memo) == \
-            step_set(DIAMOND_FAULT, late, RULES, T0 + 40 * M)
+        late = history + [
+            {
+                "event_id": "ev-late",
+                "event_type": "fault.acknowledged",
+                "occurred_at": T0 + M,
+                "payload": {},
+                "position": 9,
+            }
+        ]
+        assert step_set(DIAMOND_FAULT, late, RULES, T0 + 40 * M, memo=memo) == step_set(
+            DIAMOND_FAULT, late, RULES, T0 + 40 * M
+        )
 
     def test_asked_about_an_earlier_instant_the_memo_gives_that_instants_steps(self):
         """The memo follows the log, not the clock: an earlier instant is answered too."""
         history = story(REPORTED, (30, "fault.restored", {}))
         memo = StepMemo()
         step_set(DIAMOND_FAULT, history, RULES, T0 + 40 * M, memo=memo)
-        assert step_set(DIAMOND_FAULT, history, RULES, T0 + 6 * M, memo=memo) == \
-            step_set(DIAMOND_FAULT, history, RULES, T0 + 6 * M)
+        assert step_set(DIAMOND_FAULT, history, RULES, T0 + 6 * M, memo=memo) == step_set(
+            DIAMOND_FAULT, history, RULES, T0 + 6 * M
+        )
 
     def test_the_memo_forgets_the_least_recently_used_items(self):
         """A bounded memo: a worker's memory does not grow with every item ever seen."""
@@ -198,5 +247,8 @@ class TestMemo:
             step_set(one, story(REPORTED), RULES, T0 + 6 * M, memo=memo)
             if one is facts[1]:
                 memo.get(facts[0])
-        assert (memo.get(facts[0]) is not None, memo.get(facts[1]), memo.get(facts[2]) is not None) \
-            == (True, None, True)
+        assert (memo.get(facts[0]) is not None, memo.get(facts[1]), memo.get(facts[2]) is not None) == (
+            True,
+            None,
+            True,
+        )

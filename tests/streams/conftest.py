@@ -30,25 +30,23 @@ SECRET = "a desk secret of the agent tests, 32+ characters"
 
 def unstarted_streams(**settings):
     """keydesk's agents on faust's memory store, their outbound topics recording."""
-    built = build_streams(Settings(kafka="unused:9092", partitions=PARTITIONS, secret=SECRET,
-                                   **settings),
-                          broker="kafka://unused:9092")
+    built = build_streams(
+        Settings(kafka="unused:9092", partitions=PARTITIONS, secret=SECRET, **settings),
+        broker="kafka://unused:9092",
+    )
     built.app.finalize()
     built.app.conf.store = "memory://"
     built.app.flow_control.resume()
     built.processor.dead_letters = RecordingTopic()
     built.processor.events = RecordingTopic()
     # The table's changelog asks the (unstarted) producer for Kafka's partition.
-    built.app.producer.key_partition = \
-        lambda topic, key: TP(topic, murmur2_partition(key, PARTITIONS))
+    built.app.producer.key_partition = lambda topic, key: TP(topic, murmur2_partition(key, PARTITIONS))
     return built
 
 
-async def put(agent, raw: bytes, key: bytes | None, partition: int | None = None,
-              headers=None):
+async def put(agent, raw: bytes, key: bytes | None, partition: int | None = None, headers=None):
     if partition is None:
         partition = murmur2_partition(key, PARTITIONS)
-    await agent.put(value=raw, key=key, partition=partition, headers=headers,
-                    key_serializer="raw", value_serializer="raw")
-
-
+    await agent.put(
+        value=raw, key=key, partition=partition, headers=headers, key_serializer="raw", value_serializer="raw"
+    )

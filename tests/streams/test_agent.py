@@ -1,10 +1,10 @@
 """The fold-events agent under faust's test context (memory store, no broker)."""
 
 from schemas.envelope import utc_iso
+from streams.desk_signature import signature_headers
 from streams.event_processor import DLQ_HEADER
 from streams.partitioning import murmur2_partition
 from tests.builders import event, fault
-from streams.desk_signature import signature_headers
 from tests.streams.conftest import PARTITIONS, SECRET, put
 
 
@@ -49,18 +49,19 @@ class TestFoldAgent:
     async def test_a_batch_writes_each_customer_once_with_every_event_in(self, streams):
         """Several events of one customer in a batch all land in its view."""
         agent = streams.app.agents["fold-events"]
-        events = [event("customer.registered", "C-8", customer="C-8"),
-                  fault("F-1", "reported", "09:00", customer="C-8"),
-                  fault("F-1", "acknowledged", "09:01", customer="C-8"),
-                  fault("F-1", "acknowledged", "09:01", customer="C-8")]  # a duplicate
+        events = [
+            event("customer.registered", "C-8", customer="C-8"),
+            fault("F-1", "reported", "09:00", customer="C-8"),
+            fault("F-1", "acknowledged", "09:01", customer="C-8"),
+            fault("F-1", "acknowledged", "09:01", customer="C-8"),
+        ]  # a duplicate
         async with agent.test_context() as running:
             for e in events:
                 await put(running, e.to_bytes(), b"C-8")
             await streams.processor.wait_for_event("C-8", events[2].event_id, timeout=5)
         view = streams.views["C-8"]
         assert view["profile"]["name"] == "省政府办公厅"
-        assert view["open"]["fault"]["F-1"]["milestones"]["acknowledged"] == \
-            utc_iso(events[2].occurred_at)
+        assert view["open"]["fault"]["F-1"]["milestones"]["acknowledged"] == utc_iso(events[2].occurred_at)
         assert view["counters"]["duplicates_ignored"] == 1
         # the registration arrived in the same batch: clocks use the diamond tier
         assert view["open"]["fault"]["F-1"]["sla"]["tier_assumed"] is False
@@ -89,8 +90,7 @@ class TestNothingLost:
                 await put(running, e.to_bytes(), b"C-7")
             await streams.processor.wait_for_event("C-7", later.event_id, timeout=5)
         view = streams.views["C-7"]
-        assert [r["event_id"] for r in view["open"]["fault"]["F-1"]["history"]] == \
-            [report.event_id]
+        assert [r["event_id"] for r in view["open"]["fault"]["F-1"]["history"]] == [report.event_id]
         assert view["open"]["fault"]["F-1"]["state"] == "reported"
         assert "F-2" in view["open"]["fault"]
         assert view["counters"]["events_applied"] == 2
@@ -98,18 +98,30 @@ class TestNothingLost:
         assert [d["value"] for d in sent] == [poison.to_bytes()]
         assert b"a bug in the acknowledged step" in dict(sent[0]["headers"])[DLQ_HEADER + "reason"]
         # the tables hold exactly the working view: nothing of the failed fold leaked in
-        assert streams.views.reload("C-7")["open"]["fault"]["F-1"]["history"] == \
-            view["open"]["fault"]["F-1"]["history"]
+        assert (
+            streams.views.reload("C-7")["open"]["fault"]["F-1"]["history"]
+            == view["open"]["fault"]["F-1"]["history"]
+        )
 
     async def test_an_sla_step_on_the_events_topic_is_refused(self, streams):
         """A breach published on the events topic is a forgery: dead-lettered, not folded."""
         from tests.builders import event as make
 
         report = fault("F-1", "reported", "09:00", customer="C-7")
-        forged = make("sla.breached", "F-1", "09:01", customer="C-7", source="system",
-                      item_kind="fault", metric="response", cycle=1,
-                      due_at="2026-11-23T01:01:00+00:00", policy="forged v1",
-                      caused_by=report.event_id, deadline="2026-11-23T01:01:00+00:00")
+        forged = make(
+            "sla.breached",
+            "F-1",
+            "09:01",
+            customer="C-7",
+            source="system",
+            item_kind="fault",
+            metric="response",
+            cycle=1,
+            due_at="2026-11-23T01:01:00+00:00",
+            policy="forged v1",
+            caused_by=report.event_id,
+            deadline="2026-11-23T01:01:00+00:00",
+        )
         after = fault("F-2", "reported", "09:02", customer="C-7")
         agent = streams.app.agents["fold-events"]
         async with agent.test_context() as running:
@@ -123,7 +135,8 @@ class TestNothingLost:
         assert b"only on the SLA topic" in dict(sent[0]["headers"])[DLQ_HEADER + "reason"]
 
     async def test_a_signed_acknowledgement_on_the_events_topic_is_folded_an_unsigned_one_parked(
-            self, streams):
+        self, streams
+    ):
         """Acknowledgements travel with the item's events (issue 10), signed with the desk's
         secret by the API; one without a valid signature is a forgery (issue 9)."""
         from tests.builders import event as make
@@ -131,8 +144,16 @@ class TestNothingLost:
         report = fault("F-1", "reported", "09:00", customer="C-7")
 
         def acknowledgement(when, note):
-            return make("sla.escalation_acknowledged", "F-1", when, customer="C-7",
-                        item_kind="fault", metric="response", cycle=1, note=note)
+            return make(
+                "sla.escalation_acknowledged",
+                "F-1",
+                when,
+                customer="C-7",
+                item_kind="fault",
+                metric="response",
+                cycle=1,
+                note=note,
+            )
 
         signed = acknowledgement("09:20", "已派单")
         unsigned, wrongly = acknowledgement("09:10", "forged"), acknowledgement("09:11", "forged")
@@ -140,17 +161,26 @@ class TestNothingLost:
         async with agent.test_context() as running:
             await put(running, report.to_bytes(), b"C-7")
             await put(running, unsigned.to_bytes(), b"C-7")
-            await put(running, wrongly.to_bytes(), b"C-7",
-                      headers=signature_headers(b"another desk's secret", wrongly.to_bytes()))
-            await put(running, signed.to_bytes(), b"C-7",
-                      headers=signature_headers(SECRET.encode(), signed.to_bytes()))
+            await put(
+                running,
+                wrongly.to_bytes(),
+                b"C-7",
+                headers=signature_headers(b"another desk's secret", wrongly.to_bytes()),
+            )
+            await put(
+                running,
+                signed.to_bytes(),
+                b"C-7",
+                headers=signature_headers(SECRET.encode(), signed.to_bytes()),
+            )
             await streams.processor.wait_for_event("C-7", signed.event_id, timeout=5)
         item = streams.views["C-7"]["open"]["fault"]["F-1"]
         assert [r["note"] for r in item["sla_log"]] == ["已派单"]
         parked = streams.processor.dead_letters.sent
         assert [d["value"] for d in parked] == [unsigned.to_bytes(), wrongly.to_bytes()]
-        assert all(b"signed with the desk's secret" in dict(d["headers"])[DLQ_HEADER + "reason"]
-                   for d in parked)
+        assert all(
+            b"signed with the desk's secret" in dict(d["headers"])[DLQ_HEADER + "reason"] for d in parked
+        )
 
     async def test_a_step_the_producer_refuses_is_handed_back_to_the_timers(self, streams):
         """A step that cannot be sent is not left in flight: the next tick publishes it again."""
@@ -160,11 +190,20 @@ class TestNothingLost:
             async def send(self, **kwargs):
                 raise RuntimeError("producer service not yet started")
 
-        step = make("sla.breached", "F-1", "09:01", customer="C-7", source="system",
-                    item_kind="fault", metric="response", cycle=1,
-                    due_at="2026-11-23T01:01:00+00:00", policy="p v1",
-                    caused_by="00000000-0000-4000-8000-000000000000",
-                    deadline="2026-11-23T01:01:00+00:00")
+        step = make(
+            "sla.breached",
+            "F-1",
+            "09:01",
+            customer="C-7",
+            source="system",
+            item_kind="fault",
+            metric="response",
+            cycle=1,
+            due_at="2026-11-23T01:01:00+00:00",
+            policy="p v1",
+            caused_by="00000000-0000-4000-8000-000000000000",
+            deadline="2026-11-23T01:01:00+00:00",
+        )
         streams.processor.sla_topic = RefusingTopic()
         streams.processor.timers.in_flight[step.event_id] = 1
         await streams.processor.publish_steps([step])
@@ -191,8 +230,10 @@ class TestNothingLost:
         streams.processor.dead_letters = RevokingDeadLetters()
         report = fault("F-1", "reported", "09:00", customer="C-7")
         topic = streams.events.get_topic_name()
-        batch = [_taken(topic, b"\x00poison", b"C-7", offset=1, streams=streams),
-                 _taken(topic, report.to_bytes(), b"C-7", offset=2, streams=streams)]
+        batch = [
+            _taken(topic, b"\x00poison", b"C-7", offset=1, streams=streams),
+            _taken(topic, report.to_bytes(), b"C-7", offset=2, streams=streams),
+        ]
         poison = batch[0]
         await streams.processor.process_batch(batch)
         await views.rebuild(range(PARTITIONS))
@@ -238,11 +279,10 @@ async def test_a_batch_handed_over_after_a_revocation_folds_nothing(streams):
     """
     await register_gold_customer(streams)
     views = streams.views
-    views.drop(range(PARTITIONS))                      # the revocation
+    views.drop(range(PARTITIONS))  # the revocation
     report = fault("F-1", "reported", "09:00", customer="C-7")
-    batch = [_taken(streams.events.get_topic_name(), report.to_bytes(), b"C-7", offset=2,
-                    streams=streams)]
-    await streams.processor.process_batch(batch)       # the batch taken before it
-    await views.rebuild(range(PARTITIONS))             # the partitions come back
+    batch = [_taken(streams.events.get_topic_name(), report.to_bytes(), b"C-7", offset=2, streams=streams)]
+    await streams.processor.process_batch(batch)  # the batch taken before it
+    await views.rebuild(range(PARTITIONS))  # the partitions come back
     assert views["C-7"]["profile"]["tier"] == "gold"
-    assert batch == []                                 # unacked: refetched and folded then
+    assert batch == []  # unacked: refetched and folded then

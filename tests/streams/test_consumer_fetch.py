@@ -30,15 +30,22 @@ def consumer_fetching(records, active):
         return records, active
 
     consumer._wait_next_records = wait_next_records
-    consumer.app = SimpleNamespace(consumer_generation_id=3,
-                                   monitor=SimpleNamespace(track_tp_end_offset=lambda *a: None))
+    consumer.app = SimpleNamespace(
+        consumer_generation_id=3, monitor=SimpleNamespace(track_tp_end_offset=lambda *a: None)
+    )
     never = SimpleNamespace(is_set=lambda: False)
     consumer.__dict__.update(
-        _stopped=never, _crashed=never, flow_active=True, _buffered_partitions=set(), _read_offset={},
-        scheduler=SimpleNamespace(iterate=lambda recs: ((tp, r) for tp, rs in recs.items()
-                                                          for r in rs)),
-        _to_message=lambda tp, record: record.offset, highwater=lambda tp: 0,
-        seek=client.seek, log=SimpleNamespace(info=lambda *a: None))
+        _stopped=never,
+        _crashed=never,
+        flow_active=True,
+        _buffered_partitions=set(),
+        _read_offset={},
+        scheduler=SimpleNamespace(iterate=lambda recs: ((tp, r) for tp, rs in recs.items() for r in rs)),
+        _to_message=lambda tp, record: record.offset,
+        highwater=lambda tp: 0,
+        seek=client.seek,
+        log=SimpleNamespace(info=lambda *a: None),
+    )
     return consumer, client
 
 
@@ -53,8 +60,7 @@ async def test_records_of_a_paused_partition_are_fetched_again():
     catching up after a crash lost 26 events of one partition that way.
     """
     assert faust.__version__ == PINNED_FAUST
-    consumer, client = consumer_fetching({EVENTS: fetched(186, 187, 188), SLA: fetched(40, 41)},
-                                         active={SLA})
+    consumer, client = consumer_fetching({EVENTS: fetched(186, 187, 188), SLA: fetched(40, 41)}, active={SLA})
     handed = [item async for item in consumer.getmany(timeout=1.0)]
     assert handed == [(SLA, 40), (SLA, 41)]
     assert client.sought == {EVENTS: 186}

@@ -42,7 +42,8 @@ class TestBoundedRecords:
         """A thousand open faults of one customer: a thousand small records, no big one."""
         storm = [event("customer.registered", "C-9", customer="C-9")] + [
             fault(f"F-{n}", "reported", at("09:00") + timedelta(seconds=n), customer="C-9")
-            for n in range(1000)]
+            for n in range(1000)
+        ]
         await fold_all(streams, storm)
         store = streams.views
         assert len(store["C-9"]["open"]["fault"]) == 1000
@@ -54,9 +55,15 @@ class TestBoundedRecords:
     async def test_a_long_history_is_cut_into_chunks(self, streams):
         """An item with a thousand events keeps them all, in chunks within both bounds."""
         flips = [fault("F-1", "reported", "08:00", customer="C-9")] + [
-            fault("F-1", "status_changed", at("08:00") + timedelta(seconds=n), customer="C-9",
-                  status="pending_customer" if n % 2 else "in_progress")
-            for n in range(1, 1000)]
+            fault(
+                "F-1",
+                "status_changed",
+                at("08:00") + timedelta(seconds=n),
+                customer="C-9",
+                status="pending_customer" if n % 2 else "in_progress",
+            )
+            for n in range(1, 1000)
+        ]
         await fold_all(streams, flips)
         store = streams.views
         chunks = [orjson.loads(value) for value in store.history.values()]
@@ -65,17 +72,27 @@ class TestBoundedRecords:
         assert max(record_sizes(store.history)) <= CHUNK_BYTES
         assert len(store["C-9"]["open"]["fault"]["F-1"]["history"]) == 1000
 
-
     async def test_an_item_reopened_cycle_after_cycle_keeps_its_sla_log_in_chunks(self, streams):
         """Thousands of SLA steps on one item (a reopen storm): no item record grows."""
         await fold_all(streams, [fault("F-1", "reported", "08:00", customer="C-9")])
         store = streams.views
         view = store["C-9"]
-        steps = [{"event_id": f"00000000-0000-4000-8000-{n:012d}", "event_type": "sla.warning_reached",
-                  "occurred_at": "2026-03-02T08:00:00+00:00", "actor": "keydesk-sla-timer",
-                  "item_kind": "fault", "metric": "repair", "cycle": n, "due_at": "2026-03-02T08:00:00+00:00",
-                  "policy": "p v1", "caused_by": "x" * 36, "threshold": "50%"}
-                 for n in range(5000)]
+        steps = [
+            {
+                "event_id": f"00000000-0000-4000-8000-{n:012d}",
+                "event_type": "sla.warning_reached",
+                "occurred_at": "2026-03-02T08:00:00+00:00",
+                "actor": "keydesk-sla-timer",
+                "item_kind": "fault",
+                "metric": "repair",
+                "cycle": n,
+                "due_at": "2026-03-02T08:00:00+00:00",
+                "policy": "p v1",
+                "caused_by": "x" * 36,
+                "threshold": "50%",
+            }
+            for n in range(5000)
+        ]
         async with streams.app.agents["fold-events"].test_context():
             view["open"]["fault"]["F-1"]["sla_log"] = steps
             store.save(view, changed=[("fault", "F-1")])
@@ -86,8 +103,7 @@ class TestBoundedRecords:
 
 
 class TestRebuild:
-    async def test_a_rebuild_of_many_customers_lets_the_event_loop_run(self, streams,
-                                                                       monkeypatch):
+    async def test_a_rebuild_of_many_customers_lets_the_event_loop_run(self, streams, monkeypatch):
         """Heartbeats and health answers go on while a big partition is rebuilt."""
         monkeypatch.setattr(customer_store, "REBUILD_SLICE", 0.0)
         agent = streams.app.agents["fold-events"]
@@ -115,16 +131,19 @@ class TestRebuild:
         assert rebuilt_count == 50
         assert ran >= 50  # at least once per customer assembled
 
-
     async def test_a_rebuilt_view_equals_the_working_one(self, streams):
         """Dropping the working copy and rebuilding it from the tables changes nothing."""
-        events = [event("customer.registered", "C-9", customer="C-9"),
-                  *[fault(f"F-{n}", "reported", at("09:00") + timedelta(minutes=n),
-                          customer="C-9") for n in range(5)],
-                  fault("F-1", "acknowledged", "09:30", customer="C-9"),
-                  fault("F-1", "restored", "10:00", customer="C-9", cause="fibre cut"),
-                  fault("F-1", "closed", "10:30", customer="C-9"),
-                  fault("F-2", "acknowledged", "08:59", customer="C-9")]  # rejected: too early
+        events = [
+            event("customer.registered", "C-9", customer="C-9"),
+            *[
+                fault(f"F-{n}", "reported", at("09:00") + timedelta(minutes=n), customer="C-9")
+                for n in range(5)
+            ],
+            fault("F-1", "acknowledged", "09:30", customer="C-9"),
+            fault("F-1", "restored", "10:00", customer="C-9", cause="fibre cut"),
+            fault("F-1", "closed", "10:30", customer="C-9"),
+            fault("F-2", "acknowledged", "08:59", customer="C-9"),
+        ]  # rejected: too early
         await fold_all(streams, events)
         before = orjson.dumps(present(streams.views["C-9"]), option=orjson.OPT_SORT_KEYS)
         after = orjson.dumps(present(await rebuilt(streams, "C-9")), option=orjson.OPT_SORT_KEYS)
@@ -136,11 +155,11 @@ class TestRebuild:
         lifecycle = []
         for n in range(count):
             opened = at("09:00") + timedelta(minutes=n)
-            lifecycle += [fault(f"F-{n}", "reported", opened, customer="C-9"),
-                          fault(f"F-{n}", "restored", opened + timedelta(seconds=20),
-                                customer="C-9", cause="reset"),
-                          fault(f"F-{n}", "closed", opened + timedelta(seconds=40),
-                                customer="C-9")]
+            lifecycle += [
+                fault(f"F-{n}", "reported", opened, customer="C-9"),
+                fault(f"F-{n}", "restored", opened + timedelta(seconds=20), customer="C-9", cause="reset"),
+                fault(f"F-{n}", "closed", opened + timedelta(seconds=40), customer="C-9"),
+            ]
         await fold_all(streams, lifecycle)
         view = await rebuilt(streams, "C-9")
         assert len(view["recent_closed"]) == RECENT_CLOSED_LIMIT

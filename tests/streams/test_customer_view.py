@@ -1,13 +1,11 @@
 """Folding events into the one-stop customer view (一站式服务)."""
 
 import copy
-import random
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.customer_view import (RECENT_CLOSED_LIMIT, fold, new_view, present,
-                                   view_contains_event)
+from streams.customer_view import RECENT_CLOSED_LIMIT, fold, new_view, present, view_contains_event
 from tests.builders import event, fault, order, ticket
 
 
@@ -51,16 +49,23 @@ class TestItems:
 
     def test_a_closed_fault_moves_to_recently_closed(self):
         """Closing the loop moves the fault out of the open list."""
-        view = folded(fault("F-1", "reported", "09:00"), fault("F-1", "restored", "10:00"),
-                      fault("F-1", "closed", "10:30"))
+        view = folded(
+            fault("F-1", "reported", "09:00"),
+            fault("F-1", "restored", "10:00"),
+            fault("F-1", "closed", "10:30"),
+        )
         assert view["open"]["fault"] == {}
         assert view["recent_closed"][0]["id"] == "F-1"
         assert view["recent_closed"][0]["closed_at"] == "2026-11-23T02:30:00.000000+00:00"
 
     def test_reopening_brings_it_back(self):
         """A reopened fault is open again."""
-        view = folded(fault("F-1", "reported", "09:00"), fault("F-1", "restored", "10:00"),
-                      fault("F-1", "closed", "10:30"), fault("F-1", "reopened", "11:00"))
+        view = folded(
+            fault("F-1", "reported", "09:00"),
+            fault("F-1", "restored", "10:00"),
+            fault("F-1", "closed", "10:30"),
+            fault("F-1", "reopened", "11:00"),
+        )
         assert view["open"]["fault"]["F-1"]["state"] == "reopened"
         assert view["recent_closed"] == [] and view["counters"]["closed_total"] == 0
 
@@ -75,11 +80,15 @@ class TestItems:
 
     def test_a_fault_closed_without_restoration_leaves_the_open_list_and_says_why(self):
         """A duplicate closed straight from reported is closed, with the reason shown on it."""
-        view = folded(fault("F-1", "reported", "09:00"),
-                      fault("F-1", "closed", "09:01", closed_unresolved="duplicate"))
+        view = folded(
+            fault("F-1", "reported", "09:00"), fault("F-1", "closed", "09:01", closed_unresolved="duplicate")
+        )
         item = view["recent_closed"][0]
-        assert (item["id"], item["state"], item["attributes"]["closed_unresolved"]) == \
-            ("F-1", "closed", "duplicate")
+        assert (item["id"], item["state"], item["attributes"]["closed_unresolved"]) == (
+            "F-1",
+            "closed",
+            "duplicate",
+        )
         assert view["open"]["fault"] == {} and view["counters"]["transitions_rejected"] == 0
 
     def test_a_ticket_closed_unresolved_without_a_reason_says_other_until_it_reopens(self):
@@ -91,14 +100,20 @@ class TestItems:
 
     def test_a_resolved_close_is_not_marked_unresolved(self):
         """Resolved, then closed: a closure with resolution, whatever the close says."""
-        view = folded(ticket("T-1", "opened", "09:00"), ticket("T-1", "resolved", "10:00"),
-                      ticket("T-1", "closed", "11:00", closed_unresolved="duplicate"))
+        view = folded(
+            ticket("T-1", "opened", "09:00"),
+            ticket("T-1", "resolved", "10:00"),
+            ticket("T-1", "closed", "11:00", closed_unresolved="duplicate"),
+        )
         assert "closed_unresolved" not in view["recent_closed"][0]["attributes"]
 
     def test_a_resolved_ticket_reassigned_for_review_stays_resolved(self):
         """Reassignment after resolution is applied and moves nothing."""
-        view = folded(ticket("T-1", "opened", "09:00"), ticket("T-1", "resolved", "10:00"),
-                      ticket("T-1", "assigned", "10:05", assignee="qa-1"))
+        view = folded(
+            ticket("T-1", "opened", "09:00"),
+            ticket("T-1", "resolved", "10:00"),
+            ticket("T-1", "assigned", "10:05", assignee="qa-1"),
+        )
         item = view["open"]["ticket"]["T-1"]
         assert (item["state"], item["attributes"]["assignee"]) == ("resolved", "qa-1")
         assert item["history"][-1]["outcome"] == "applied"
@@ -106,15 +121,20 @@ class TestItems:
     def test_kinds_do_not_collide(self):
         """A fault, a ticket and an order with the same id are different items."""
         view = folded(fault("X-1", "reported"), ticket("X-1", "opened"), order("X-1", "received"))
-        assert {k: list(v) for k, v in view["open"].items()} == \
-            {"fault": ["X-1"], "ticket": ["X-1"], "order": ["X-1"]}
+        assert {k: list(v) for k, v in view["open"].items()} == {
+            "fault": ["X-1"],
+            "ticket": ["X-1"],
+            "order": ["X-1"],
+        }
 
     def test_only_the_latest_closed_items_are_kept(self):
         """The view keeps the last few closed items; older ones are archived by id."""
         events = []
         for n in range(RECENT_CLOSED_LIMIT + 3):
-            events += [order(f"O-{n}", "received", f"09:{n:02d}"),
-                       order(f"O-{n}", "cancelled", f"10:{n:02d}")]
+            events += [
+                order(f"O-{n}", "received", f"09:{n:02d}"),
+                order(f"O-{n}", "cancelled", f"10:{n:02d}"),
+            ]
         view = folded(*events)
         assert len(view["recent_closed"]) == RECENT_CLOSED_LIMIT
         assert view["recent_closed"][0]["id"] == f"O-{RECENT_CLOSED_LIMIT + 2}"
@@ -141,11 +161,17 @@ class TestIdempotence:
 class TestOrderAwareness:
     def test_a_late_event_lands_in_its_place(self):
         """An acknowledgement that arrives after the restore sits before it in history."""
-        view = folded(fault("F-1", "reported", "09:00"), fault("F-1", "restored", "09:40"),
-                      fault("F-1", "acknowledged", "09:05"))
+        view = folded(
+            fault("F-1", "reported", "09:00"),
+            fault("F-1", "restored", "09:40"),
+            fault("F-1", "acknowledged", "09:05"),
+        )
         item = view["open"]["fault"]["F-1"]
-        assert [r["event_type"] for r in item["history"]] == \
-            ["fault.reported", "fault.acknowledged", "fault.restored"]
+        assert [r["event_type"] for r in item["history"]] == [
+            "fault.reported",
+            "fault.acknowledged",
+            "fault.restored",
+        ]
         assert item["state"] == "restored"
         assert item["milestones"]["acknowledged"] == "2026-11-23T01:05:00.000000+00:00"
         assert view["counters"]["late_events"] == 1
@@ -160,12 +186,20 @@ class TestOrderAwareness:
         assert all(r["outcome"] == "applied" for r in item["history"])
 
 
-LOOP = [fault("F-1", "reported", "09:00"), fault("F-1", "acknowledged", "09:02"),
-        fault("F-1", "dispatched", "09:10", team="一班"), fault("F-1", "repair_started", "09:30"),
-        fault("F-1", "restored", "10:15", cause="fibre cut"), fault("F-1", "customer_confirmed", "10:40"),
-        fault("F-1", "closed", "11:00"), fault("F-1", "revisit_recorded", "15:00", satisfaction=4),
-        ticket("T-1", "opened", "09:05"), ticket("T-1", "status_changed", "09:20", status="pending_customer"),
-        ticket("T-1", "priority_changed", "09:21", priority="P1"), ticket("T-1", "resolved", "12:00")]
+LOOP = [
+    fault("F-1", "reported", "09:00"),
+    fault("F-1", "acknowledged", "09:02"),
+    fault("F-1", "dispatched", "09:10", team="一班"),
+    fault("F-1", "repair_started", "09:30"),
+    fault("F-1", "restored", "10:15", cause="fibre cut"),
+    fault("F-1", "customer_confirmed", "10:40"),
+    fault("F-1", "closed", "11:00"),
+    fault("F-1", "revisit_recorded", "15:00", satisfaction=4),
+    ticket("T-1", "opened", "09:05"),
+    ticket("T-1", "status_changed", "09:20", status="pending_customer"),
+    ticket("T-1", "priority_changed", "09:21", priority="P1"),
+    ticket("T-1", "resolved", "12:00"),
+]
 
 
 class TestSourcePositions:
@@ -180,10 +214,12 @@ class TestSourcePositions:
 
     def test_records_kept_before_positions_keep_their_order(self):
         """A stored history without positions or arrivals is taken in its stored order."""
-        view = folded(fault("F-1", "reported", "09:00"),
-                      ticket("T-1", "opened", "09:00"),
-                      ticket("T-1", "status_changed", "09:05", status="pending_customer"),
-                      ticket("T-1", "status_changed", "09:05", status="in_progress"))
+        view = folded(
+            fault("F-1", "reported", "09:00"),
+            ticket("T-1", "opened", "09:00"),
+            ticket("T-1", "status_changed", "09:05", status="pending_customer"),
+            ticket("T-1", "status_changed", "09:05", status="in_progress"),
+        )
         history = view["open"]["ticket"]["T-1"]["history"]
         for record in history:
             record.pop("arrival")  # as stored before this change
@@ -202,7 +238,8 @@ class TestArrivalOrderDoesNotMatter:
     @settings(max_examples=200, deadline=None)
     @given(st.permutations(range(len(LOOP))), st.lists(st.sampled_from(range(len(LOOP))), max_size=4))
     def test_any_arrival_order_with_duplicates_gives_the_in_order_items(self, arrival, dupes):
-        """Shuffled and redelivered events, each with its offset, fold to the same items as the ordered stream."""
+        """Shuffled and redelivered events, each with its offset, fold to the same items as the ordered
+        stream."""
         expected, actual = new_view("C-1"), new_view("C-1")
         for offset, e in enumerate(LOOP):
             fold(expected, e, offset)
@@ -216,6 +253,7 @@ class TestPresentation:
     def test_instants_are_shown_in_local_time(self):
         """Stored UTC, shown in Beijing time with its offset."""
         from zoneinfo import ZoneInfo
+
         shown = present(folded(fault("F-1", "reported", "09:00")), ZoneInfo("Asia/Shanghai"))
         assert shown["open"]["fault"]["F-1"]["opened_at"] == "2026-11-23T09:00:00.000000+08:00"
         assert shown["open_counts"] == {"fault": 1, "ticket": 0, "order": 0}
@@ -229,16 +267,22 @@ class TestPresentation:
 
 
 def sla_event(event_type, item="F-1", when="10:00", **payload):
-    body = {"item_kind": "fault", "metric": "restore", "cycle": 1,
-            "due_at": "2026-11-23T02:00:00Z", "policy": "diamond v1"} | payload
+    body = {
+        "item_kind": "fault",
+        "metric": "restore",
+        "cycle": 1,
+        "due_at": "2026-11-23T02:00:00Z",
+        "policy": "diamond v1",
+    } | payload
     return event(event_type, item, when, source="system", **body)
 
 
 class TestSlaEvents:
     def test_a_breach_is_logged_on_its_item(self):
         """The timer's breach event shows in the item's SLA log."""
-        view = folded(fault("F-1", "reported", "09:00"),
-                      sla_event("sla.breached", deadline="2026-11-23T02:00:00Z"))
+        view = folded(
+            fault("F-1", "reported", "09:00"), sla_event("sla.breached", deadline="2026-11-23T02:00:00Z")
+        )
         log = view["open"]["fault"]["F-1"]["sla_log"]
         assert [r["event_type"] for r in log] == ["sla.breached"]
 

@@ -1,7 +1,5 @@
 """The deadline index: which clocks are due, at what cost."""
 
-import random
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -57,9 +55,14 @@ class TestScheduling:
 
 class TestAgainstAModel:
     @settings(max_examples=200, deadline=None)
-    @given(st.lists(st.tuples(st.sampled_from("abcdefgh"),
-                              st.one_of(st.none(), st.integers(0, 100)),
-                              st.integers(0, 120)), max_size=60))
+    @given(
+        st.lists(
+            st.tuples(
+                st.sampled_from("abcdefgh"), st.one_of(st.none(), st.integers(0, 100)), st.integers(0, 120)
+            ),
+            max_size=60,
+        )
+    )
     def test_behaves_like_a_dict_of_due_instants(self, operations):
         """Interleaved schedules, cancels and ticks agree with a plain dictionary."""
         index, model = DeadlineIndex(), {}

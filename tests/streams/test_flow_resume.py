@@ -41,27 +41,39 @@ async def test_events_fetched_during_the_seek_at_recovery_end_stay_in_the_stream
         buffer.put_nowait(("event", EVENTS, 184))
         buffer.put_nowait(("event", EVENTS, 185))
 
-    consumer = SimpleNamespace(assignment=lambda: {EVENTS}, perform_seek=perform_seek,
-                               resume_partitions=resumed.append,
-                               resume_flow=lambda: resumed.append("flow"))
-    fake_app = SimpleNamespace(consumer=consumer, consumer_generation_id=7, conf=app.conf,
-                               flow_control=app.flow_control,
-                               on_rebalance_complete=SimpleNamespace(send=_nothing),
-                               _fetcher=SimpleNamespace(maybe_start=_nothing),
-                               assignor=SimpleNamespace(assigned_standbys=lambda: set()),
-                               on_rebalance_end=lambda: None)
+    consumer = SimpleNamespace(
+        assignment=lambda: {EVENTS},
+        perform_seek=perform_seek,
+        resume_partitions=resumed.append,
+        resume_flow=lambda: resumed.append("flow"),
+    )
+    fake_app = SimpleNamespace(
+        consumer=consumer,
+        consumer_generation_id=7,
+        conf=app.conf,
+        flow_control=app.flow_control,
+        on_rebalance_complete=SimpleNamespace(send=_nothing),
+        _fetcher=SimpleNamespace(maybe_start=_nothing),
+        assignor=SimpleNamespace(assigned_standbys=lambda: set()),
+        on_rebalance_end=lambda: None,
+    )
 
     async def wait(coro, timeout=None):
         await coro
 
     recovery = SimpleNamespace(
-        app=fake_app, log=SimpleNamespace(info=lambda *a: None, dev=lambda *a: None,
-                                          warning=lambda *a: None),
-        tables=SimpleNamespace(values=lambda: [], on_actives_ready=lambda: None,
-                               on_standbys_ready=lambda: None), _wait=wait,
-        _set_recovery_ended=lambda: None, _is_changelog_tp=lambda tp: False,
-        completed=SimpleNamespace(set=lambda: None), actives_for_table={},
-        standbys_for_table={})
+        app=fake_app,
+        log=SimpleNamespace(info=lambda *a: None, dev=lambda *a: None, warning=lambda *a: None),
+        tables=SimpleNamespace(
+            values=lambda: [], on_actives_ready=lambda: None, on_standbys_ready=lambda: None
+        ),
+        _wait=wait,
+        _set_recovery_ended=lambda: None,
+        _is_changelog_tp=lambda tp: False,
+        completed=SimpleNamespace(set=lambda: None),
+        actives_for_table={},
+        standbys_for_table={},
+    )
 
     await Recovery.on_recovery_completed(recovery, generation_id=7)
 

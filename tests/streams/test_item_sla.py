@@ -55,8 +55,10 @@ class TestSummary:
 
     def test_pending_customer_pauses_resolution_and_keeps_the_reason(self, rules):
         """Waiting for the customer stops our clock and says why."""
-        view = view_of(ticket("T-1", "opened", "09:00", priority="P2"),
-                       ticket("T-1", "status_changed", "09:30", status="pending_customer"))
+        view = view_of(
+            ticket("T-1", "opened", "09:00", priority="P2"),
+            ticket("T-1", "status_changed", "09:30", status="pending_customer"),
+        )
         sla = sla_summary(view, view["open"]["ticket"]["T-1"], rules)
         resolve = sla["metrics"]["resolve"]
         assert resolve["paused"] is True and resolve["pause_reason"] == "pending_customer"
@@ -73,15 +75,20 @@ class TestSummaryMatchesTheEngine:
         """Every kept field equals the engine's to_dict() for the same evaluation."""
         from sla_rules import evaluate
         from streams.item_sla import clock_history, item_facts
-        view = view_of(ticket("T-1", "opened", "09:00", priority="P2"),
-                       ticket("T-1", "status_changed", "09:30", status="pending_third_party"),
-                       ticket("T-1", "status_changed", "10:00", status="in_progress"),
-                       ticket("T-1", "acknowledged", "10:05"), tier="vip")
+
+        view = view_of(
+            ticket("T-1", "opened", "09:00", priority="P2"),
+            ticket("T-1", "status_changed", "09:30", status="pending_third_party"),
+            ticket("T-1", "status_changed", "10:00", status="in_progress"),
+            ticket("T-1", "acknowledged", "10:05"),
+            tier="vip",
+        )
         item = view["open"]["ticket"]["T-1"]
         summary = sla_summary(view, item, rules)
         history = clock_history(item)
-        full = evaluate(item_facts(view, item), history, rules,
-                        max(r["occurred_at"] for r in history)).to_dict()
+        full = evaluate(
+            item_facts(view, item), history, rules, max(r["occurred_at"] for r in history)
+        ).to_dict()
         for name, kept in summary["metrics"].items():
             for field, value in kept.items():
                 if field == "policy":
@@ -94,7 +101,7 @@ class TestWhichItemsToReevaluate:
     def test_only_events_that_can_move_a_clock_touch_their_item(self):
         """A dispatch in order moves no clock; a restore does; a duplicate nothing."""
         from streams.item_sla import items_touched_by
-        from tests.builders import order
+
         view = view_of(fault("F-1", "reported", "09:00"))
         dispatched, restored = fault("F-1", "dispatched", "09:05"), fault("F-1", "restored", "09:50")
         assert items_touched_by(view, dispatched, fold(view, dispatched)) == set()
@@ -105,6 +112,7 @@ class TestWhichItemsToReevaluate:
         """Confirming resources late can turn a rejected activation into an applied one."""
         from streams.item_sla import items_touched_by
         from tests.builders import order
+
         view = view_of(order("O-1", "received", "09:00"), order("O-1", "activated", "12:00"))
         confirmed = order("O-1", "resource_confirmed", "10:00")
         outcome = fold(view, confirmed)

@@ -1,7 +1,5 @@
 """Replaying a recorded stream in event time gives the SLA timers' answer, every time."""
 
-import random
-
 import pytest
 
 from sla_rules import load_rules
@@ -36,9 +34,17 @@ def lines(events):
 
 
 def summary(result):
-    return [(s.customer_id, s.entity_id, s.event_type, s.payload["metric"],
-             s.payload.get("threshold") or s.payload.get("step"), s.occurred_at.strftime("%H:%M"))
-            for s in result.steps]
+    return [
+        (
+            s.customer_id,
+            s.entity_id,
+            s.event_type,
+            s.payload["metric"],
+            s.payload.get("threshold") or s.payload.get("step"),
+            s.occurred_at.strftime("%H:%M"),
+        )
+        for s in result.steps
+    ]
 
 
 class TestReplay:
@@ -65,8 +71,7 @@ class TestReplay:
         """Interleaving across customers (as partitions do) leaves each one's steps alone."""
         day = recorded_day()
         shuffled = day[:2] + sorted(day[2:], key=lambda e: (e.customer_id != "C-G", e.occurred_at))
-        assert sorted(summary(replay(lines(day), rules))) == \
-            sorted(summary(replay(lines(shuffled), rules)))
+        assert sorted(summary(replay(lines(day), rules))) == sorted(summary(replay(lines(shuffled), rules)))
 
 
 class TestEventsAtOneInstant:
@@ -75,11 +80,13 @@ class TestEventsAtOneInstant:
         import uuid
 
         for _ in range(20):
-            day = [event("customer.registered", "C-D", customer="C-D", tier="diamond"),
-                   fault("F-1", "acknowledged", "09:00", customer="C-D", event_id=str(uuid.uuid4())),
-                   fault("F-1", "reported", "09:00", customer="C-D", event_id=str(uuid.uuid4())),
-                   # a replay yields what is due before the watermark: move it past 09:00
-                   event("customer.updated", "C-D", "09:30", customer="C-D", region="广州")]
+            day = [
+                event("customer.registered", "C-D", customer="C-D", tier="diamond"),
+                fault("F-1", "acknowledged", "09:00", customer="C-D", event_id=str(uuid.uuid4())),
+                fault("F-1", "reported", "09:00", customer="C-D", event_id=str(uuid.uuid4())),
+                # a replay yields what is due before the watermark: move it past 09:00
+                event("customer.updated", "C-D", "09:30", customer="C-D", region="广州"),
+            ]
             result = replay(lines(day), rules)
             assert [s[2] for s in summary(result) if s[3] == "response"] == ["sla.met"]
             item = result.views["C-D"]["open"]["fault"]["F-1"]
@@ -87,9 +94,11 @@ class TestEventsAtOneInstant:
 
     def test_the_line_order_decides_between_events_the_lifecycle_allows_either_way(self, rules):
         """Two assignments in one minute: the later line is the assignee."""
-        day = [ticket("T-1", "opened", "09:00", customer="C-G"),
-               ticket("T-1", "assigned", "09:30", customer="C-G", assignee="zz-first"),
-               ticket("T-1", "assigned", "09:30", customer="C-G", assignee="aa-second")]
+        day = [
+            ticket("T-1", "opened", "09:00", customer="C-G"),
+            ticket("T-1", "assigned", "09:30", customer="C-G", assignee="zz-first"),
+            ticket("T-1", "assigned", "09:30", customer="C-G", assignee="aa-second"),
+        ]
         for listed in (day, [day[0], day[2], day[1]]):
             item = replay(lines(listed), rules).views["C-G"]["open"]["ticket"]["T-1"]
             assert item["attributes"]["assignee"] == listed[2].payload["assignee"]
@@ -100,14 +109,18 @@ class TestTheEndOfTheInput:
         """A worker cannot know its input ended, nor that nothing else happened at its
         watermark's instant: a replay yields what is due before the last instant, as
         the worker would; a later event (here a profile update) brings the rest."""
-        day = [event("customer.registered", "C-D", "08:00", customer="C-D", tier="diamond"),
-               fault("F-1", "reported", "09:00", customer="C-D"),
-               fault("F-1", "acknowledged", "09:03", customer="C-D")]
+        day = [
+            event("customer.registered", "C-D", "08:00", customer="C-D", tier="diamond"),
+            fault("F-1", "reported", "09:00", customer="C-D"),
+            fault("F-1", "acknowledged", "09:03", customer="C-D"),
+        ]
         ended = [s[2:] for s in summary(replay(lines(day), rules)) if s[3] == "response"]
         assert ended == [("sla.warning_reached", "response", "50%", "01:02")]
         later = day + [event("customer.updated", "C-D", "09:30", customer="C-D", region="广州")]
         assert [s[2:] for s in summary(replay(lines(later), rules)) if s[3] == "response"] == [
-            ("sla.warning_reached", "response", "50%", "01:02"), ("sla.met", "response", None, "01:03")]
+            ("sla.warning_reached", "response", "50%", "01:02"),
+            ("sla.met", "response", None, "01:03"),
+        ]
 
 
 class TestBatchesOfAReplayClockWorker:
@@ -115,14 +128,16 @@ class TestBatchesOfAReplayClockWorker:
         """Resolved and reopened at 10:00 (a source recording to the minute; gold resumes):
         the clock was met at 10:00, and the met is published even though both events
         share the instant; the 11:00 resolve meets the resumed clock again, same step."""
-        day = [event("customer.registered", "C-G", "08:00", customer="C-G", tier="gold"),
-               ticket("T-1", "opened", "09:00", customer="C-G", priority="P1"),
-               ticket("T-1", "acknowledged", "09:05", customer="C-G"),
-               ticket("T-1", "resolved", "10:00", customer="C-G"),
-               ticket("T-1", "reopened", "10:00", customer="C-G"),
-               ticket("T-1", "resolved", "11:00", customer="C-G"),
-               ticket("T-1", "reopened", "11:20", customer="C-G"),
-               event("customer.updated", "C-G", "23:50", customer="C-G", region="深圳")]
+        day = [
+            event("customer.registered", "C-G", "08:00", customer="C-G", tier="gold"),
+            ticket("T-1", "opened", "09:00", customer="C-G", priority="P1"),
+            ticket("T-1", "acknowledged", "09:05", customer="C-G"),
+            ticket("T-1", "resolved", "10:00", customer="C-G"),
+            ticket("T-1", "reopened", "10:00", customer="C-G"),
+            ticket("T-1", "resolved", "11:00", customer="C-G"),
+            ticket("T-1", "reopened", "11:20", customer="C-G"),
+            event("customer.updated", "C-G", "23:50", customer="C-G", region="深圳"),
+        ]
         steps = summary(replay(lines(day), rules))
         assert [s[5] for s in steps if s[2] == "sla.met" and s[3] == "resolve"] == ["02:00"]
 
@@ -133,19 +148,22 @@ def test_the_revisit_clock_after_a_reopen_has_steps_of_its_own(rules):
     Found in the generated log: numbered cycle 1 like the voided one, its steps had
     that clock's ids, and were never published.
     """
-    events = [event("customer.registered", "C-D", at("08:00", "2026-11-22"), customer="C-D",
-                    tier="diamond"),
-              fault("F-1", "reported", "09:00", customer="C-D"),
-              fault("F-1", "acknowledged", "09:05", customer="C-D"),
-              fault("F-1", "restored", "10:00", customer="C-D"),
-              fault("F-1", "closed", "10:30", customer="C-D"),
-              fault("F-1", "reopened", at("09:00", "2026-11-25"), customer="C-D"),
-              fault("F-1", "acknowledged", at("09:05", "2026-11-25"), customer="C-D"),
-              fault("F-1", "restored", at("10:00", "2026-11-25"), customer="C-D"),
-              fault("F-1", "closed", at("10:30", "2026-11-25"), customer="C-D"),
-              event("customer.updated", "C-D", at("08:00", "2026-11-30"), customer="C-D",
-                    region="广州")]
-    breaches = [(s.payload["cycle"], s.occurred_at) for s in replay(lines(events), rules).steps
-                if s.event_type == "sla.breached" and s.payload["metric"] == "revisit"]
+    events = [
+        event("customer.registered", "C-D", at("08:00", "2026-11-22"), customer="C-D", tier="diamond"),
+        fault("F-1", "reported", "09:00", customer="C-D"),
+        fault("F-1", "acknowledged", "09:05", customer="C-D"),
+        fault("F-1", "restored", "10:00", customer="C-D"),
+        fault("F-1", "closed", "10:30", customer="C-D"),
+        fault("F-1", "reopened", at("09:00", "2026-11-25"), customer="C-D"),
+        fault("F-1", "acknowledged", at("09:05", "2026-11-25"), customer="C-D"),
+        fault("F-1", "restored", at("10:00", "2026-11-25"), customer="C-D"),
+        fault("F-1", "closed", at("10:30", "2026-11-25"), customer="C-D"),
+        event("customer.updated", "C-D", at("08:00", "2026-11-30"), customer="C-D", region="广州"),
+    ]
+    breaches = [
+        (s.payload["cycle"], s.occurred_at)
+        for s in replay(lines(events), rules).steps
+        if s.event_type == "sla.breached" and s.payload["metric"] == "revisit"
+    ]
     assert [cycle for cycle, _ in breaches] == [1, 2]
     assert breaches[1][1] > events[-2].occurred_at

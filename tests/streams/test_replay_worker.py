@@ -40,17 +40,20 @@ def worker():
 async def published_in_batches(worker, events, size):
     """The step events the worker publishes for ``events`` cut into batches of ``size``."""
     topic = worker.events.get_topic_name()
-    taken = [_taken(topic, e.to_bytes(), e.customer_id.encode(), offset=n, streams=worker)
-             for n, e in enumerate(events)]
+    taken = [
+        _taken(topic, e.to_bytes(), e.customer_id.encode(), offset=n, streams=worker)
+        for n, e in enumerate(events)
+    ]
     for start in range(0, len(taken), size):
-        await worker.processor.process_batch(taken[start:start + size])
+        await worker.processor.process_batch(taken[start : start + size])
     return {sent["value"] for sent in worker.processor.sla_topic.sent}
 
 
 def replayed(events):
     """The step events `keydesk replay` computes for the same lines."""
-    return {step.to_bytes() for step in replay([e.to_bytes() for e in events],
-                                               load_rules(), PARTITIONS).steps}
+    return {
+        step.to_bytes() for step in replay([e.to_bytes() for e in events], load_rules(), PARTITIONS).steps
+    }
 
 
 LATE_RESOLVE = [

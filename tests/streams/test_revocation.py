@@ -25,7 +25,6 @@ async def test_the_alert_handover_runs_before_the_views_are_dropped(streams):
 
     streams.processor.before_drop.append(handover)
     topic = streams.events.get_topic_name()
-    await streams.app.on_partitions_revoked.send(
-        revoked={TP(topic, p) for p in range(PARTITIONS)})
+    await streams.app.on_partitions_revoked.send(revoked={TP(topic, p) for p in range(PARTITIONS)})
     assert seen_by_hook == [True]
     assert streams.views.get("C-7") is None

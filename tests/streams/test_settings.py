@@ -44,14 +44,17 @@ class TestDefaults:
 
 
 class TestErrors:
-    @pytest.mark.parametrize("env, words", [
-        ({"KEYDESK_HTTP_PORT": "eighty"}, "KEYDESK_HTTP_PORT"),
-        ({"KEYDESK_PARTITIONS": "0"}, "outside"),
-        ({"KEYDESK_TIMEZONE": "Mars/Olympus"}, "IANA"),
-        ({"KEYDESK_CLOCK": "sundial"}, "KEYDESK_CLOCK"),
-        ({"KEYDESK_SMTP": "mail.example.cn"}, "host:port"),
-        ({"KEYDESK_SECRET": "short"}, "KEYDESK_SECRET"),
-    ])
+    @pytest.mark.parametrize(
+        "env, words",
+        [
+            ({"KEYDESK_HTTP_PORT": "eighty"}, "KEYDESK_HTTP_PORT"),
+            ({"KEYDESK_PARTITIONS": "0"}, "outside"),
+            ({"KEYDESK_TIMEZONE": "Mars/Olympus"}, "IANA"),
+            ({"KEYDESK_CLOCK": "sundial"}, "KEYDESK_CLOCK"),
+            ({"KEYDESK_SMTP": "mail.example.cn"}, "host:port"),
+            ({"KEYDESK_SECRET": "short"}, "KEYDESK_SECRET"),
+        ],
+    )
     def test_a_bad_variable_is_named(self, env, words):
         """A wrong setting fails at start, naming the variable."""
         with pytest.raises(SettingsError, match=words):

@@ -40,7 +40,7 @@ async def test_a_partition_taken_over_at_its_end_has_no_lag():
     writer = SimpleNamespace(group_id="g", positions=lambda topic: {1: 734})
     sink = SqlSink(writer, ["127.0.0.1:9"], [EVENTS])
     sink._consumer = Consumer({tp: 734})
-    sink.status.positions[f"{EVENTS}:1"] = 714          # from when it owned it before
+    sink.status.positions[f"{EVENTS}:1"] = 714  # from when it owned it before
     await sink.on_partitions_revoked({tp})
     await sink.on_partitions_assigned({tp})
     assert sink._consumer.sought == {tp: 734}

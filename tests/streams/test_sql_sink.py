@@ -17,20 +17,23 @@ from sqlalchemy import func, select
 
 from handlers.kafka_topics import ensure_topics
 from schemas.reporting_db import open_engine, upgrade
-from schemas.reporting_tables import (Customer, EventRecord, Item, Revisit, SinkPosition,
-                                      SlaOutcome, SlaStep)
+from schemas.reporting_tables import Customer, EventRecord, Item, Revisit, SinkPosition, SlaOutcome, SlaStep
 from sla_rules import load_rules
 from streams.desk_signature import signature_headers
 from streams.settings import Settings
 from streams.sink_writer import SinkWriter
 from streams.sql_sink import SqlSink
-from tests.builders import event, fault, ticket
+from tests.builders import event, fault
 
 RULES = load_rules()
 DIAMOND = event("customer.registered", "C-1", "08:00", region="广东/广州")
-A_FAULT = [fault("F-1", "reported", "09:00"), fault("F-1", "acknowledged", "09:03"),
-           fault("F-1", "restored", "12:00"), fault("F-1", "closed", "12:30"),
-           fault("F-1", "revisit_recorded", "16:00", satisfaction=4)]
+A_FAULT = [
+    fault("F-1", "reported", "09:00"),
+    fault("F-1", "acknowledged", "09:03"),
+    fault("F-1", "restored", "12:00"),
+    fault("F-1", "closed", "12:30"),
+    fault("F-1", "revisit_recorded", "16:00", satisfaction=4),
+]
 
 
 @pytest.fixture
@@ -61,13 +64,21 @@ class TestWriter:
         result = writer.write("keydesk.events", 2, records([DIAMOND, *A_FAULT], first_offset=40))
         assert (result.stored, result.duplicates, result.next_offset) == (6, 0, 46)
         with engine.connect() as conn:
-            logged = conn.execute(select(EventRecord.event_type, EventRecord.partition,
-                                         EventRecord.offset).order_by(EventRecord.offset)).all()
+            logged = conn.execute(
+                select(EventRecord.event_type, EventRecord.partition, EventRecord.offset).order_by(
+                    EventRecord.offset
+                )
+            ).all()
             item = conn.execute(select(Item.__table__)).one()
             satisfaction = conn.execute(select(Revisit.satisfaction)).scalar_one()
         assert logged[0] == ("customer.registered", 2, 40) and logged[-1][2] == 45
-        assert (item.state, item.closed, item.tier, item.region, item.policy) == \
-            ("closed", True, "diamond", "广东/广州", "diamond v1")
+        assert (item.state, item.closed, item.tier, item.region, item.policy) == (
+            "closed",
+            True,
+            "diamond",
+            "广东/广州",
+            "diamond v1",
+        )
         assert satisfaction == 4
         clock = restore_clock(engine)
         assert (clock.state, clock.calendar_seconds) == ("breached", 3 * 3600)
@@ -96,14 +107,21 @@ class TestWriter:
         writer = SinkWriter(engine, RULES, "sink", secret=secret)
 
         def acknowledgement(when):
-            return event("sla.escalation_acknowledged", "F-1", when, item_kind="fault",
-                         metric="response", cycle=1).to_bytes()
+            return event(
+                "sla.escalation_acknowledged", "F-1", when, item_kind="fault", metric="response", cycle=1
+            ).to_bytes()
 
         signed, unsigned, other = acknowledgement("09:20"), acknowledgement("09:21"), acknowledgement("09:22")
-        result = writer.write("keydesk.events", 1, [
-            (7, A_FAULT[0].to_bytes(), ()), (8, unsigned, ()),
-            (9, other, signature_headers(b"another desk's secret, 32 chars", other)),
-            (10, signed, signature_headers(secret, signed))])
+        result = writer.write(
+            "keydesk.events",
+            1,
+            [
+                (7, A_FAULT[0].to_bytes(), ()),
+                (8, unsigned, ()),
+                (9, other, signature_headers(b"another desk's secret, 32 chars", other)),
+                (10, signed, signature_headers(secret, signed)),
+            ],
+        )
         assert (result.refused, result.stored) == (2, 2)
         assert count(engine, SlaStep) == 1
 
@@ -132,8 +150,15 @@ class TestWriter:
 
     def test_sla_steps_are_kept_once_with_their_clock(self, engine):
         writer = SinkWriter(engine, RULES, "sink")
-        ack = event("sla.escalation_acknowledged", "F-1", "11:10", item_kind="fault",
-                    metric="restore", cycle=1, note="on it")
+        ack = event(
+            "sla.escalation_acknowledged",
+            "F-1",
+            "11:10",
+            item_kind="fault",
+            metric="restore",
+            cycle=1,
+            note="on it",
+        )
         writer.write("keydesk.sla", 0, records([ack, ack]))
         with engine.connect() as conn:
             step = conn.execute(select(SlaStep.__table__)).one()
@@ -142,13 +167,15 @@ class TestWriter:
 
 # -- the Kafka side ------------------------------------------------------------------
 
+
 class Desk:
     """A topic prefix of its own on the suite's broker, and a producer."""
 
     def __init__(self, bootstrap: str) -> None:
         prefix = f"sink-{uuid.uuid4().hex[:8]}"
-        self.settings = Settings.from_env({}, kafka=bootstrap, topic_prefix=prefix,
-                                          app_id=prefix, partitions=4)
+        self.settings = Settings.from_env(
+            {}, kafka=bootstrap, topic_prefix=prefix, app_id=prefix, partitions=4
+        )
         self.ends: dict[tuple[str, int], int] = {}
 
     async def publish(self, events) -> None:
@@ -156,8 +183,9 @@ class Desk:
 
     async def send(self, messages) -> None:
         """Publish (key, value) pairs to the events topic as they are, bad ones included."""
-        producer = AIOKafkaProducer(bootstrap_servers=self.settings.bootstrap_servers,
-                                    enable_idempotence=True)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.bootstrap_servers, enable_idempotence=True
+        )
         await producer.start()
         try:
             for key, value in messages:
@@ -167,8 +195,9 @@ class Desk:
             await producer.stop()
 
     async def committed(self, group: str) -> dict[tuple[str, int], int]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers,
-                                    group_id=group, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap_servers, group_id=group, enable_auto_commit=False
+        )
         await consumer.start()
         try:
             return {key: await consumer.committed(TopicPartition(*key)) or 0 for key in self.ends}
@@ -189,8 +218,13 @@ async def running(sink: SqlSink):
 def month_of_faults(customers: int, faults: int):
     for c in range(customers):
         customer = f"C-{c}"
-        yield event("customer.registered", customer, "08:00", customer=customer,
-                    tier=("diamond", "gold", "public")[c % 3])
+        yield event(
+            "customer.registered",
+            customer,
+            "08:00",
+            customer=customer,
+            tier=("diamond", "gold", "public")[c % 3],
+        )
         for f in range(faults):
             fault_id = f"F-{c}-{f}"
             yield fault(fault_id, "reported", f"09:{f:02d}", customer=customer)
@@ -199,7 +233,8 @@ def month_of_faults(customers: int, faults: int):
 
 @pytest.mark.broker
 async def test_the_sink_stores_every_event_once_and_commits_after_the_database(
-        kafka_bootstrap, reporting_db_url):
+    kafka_bootstrap, reporting_db_url
+):
     desk = Desk(kafka_bootstrap)
     await ensure_topics(desk.settings)
     events = list(month_of_faults(12, 5))
@@ -207,22 +242,31 @@ async def test_the_sink_stores_every_event_once_and_commits_after_the_database(
     engine = open_engine(reporting_db_url)
     upgrade(engine)
     writer = SinkWriter(engine, RULES, f"{desk.settings.app_id}-sink")
-    sink = SqlSink(writer, desk.settings.bootstrap_servers,
-                   [desk.settings.events_topic, desk.settings.sla_topic], max_records=25)
+    sink = SqlSink(
+        writer,
+        desk.settings.bootstrap_servers,
+        [desk.settings.events_topic, desk.settings.sla_topic],
+        max_records=25,
+    )
     async with running(sink):
         await sink.wait_until_stored(desk.ends, timeout=60)
         await desk.publish(events[:30])  # a producer re-sending what it already sent
         await sink.wait_until_stored(desk.ends, timeout=60)
-        assert await sink.lag() == {f"{t}:{p}": 0 for t in (desk.settings.events_topic,
-                                                              desk.settings.sla_topic)
-                                    for p in range(4)}
+        assert await sink.lag() == {
+            f"{t}:{p}": 0 for t in (desk.settings.events_topic, desk.settings.sla_topic) for p in range(4)
+        }
     assert count(engine, EventRecord) == len(events)
     assert count(engine, Item) == 60 and count(engine, SlaOutcome, SlaOutcome.metric == "restore") == 60
     assert sink.status.totals["duplicates"] == 30
     assert await desk.committed(writer.group_id) == desk.ends
     with engine.connect() as conn:
-        positions = dict(conn.execute(select(SinkPosition.partition, SinkPosition.next_offset)
-                                      .where(SinkPosition.topic == desk.settings.events_topic)).all())
+        positions = dict(
+            conn.execute(
+                select(SinkPosition.partition, SinkPosition.next_offset).where(
+                    SinkPosition.topic == desk.settings.events_topic
+                )
+            ).all()
+        )
     assert {(desk.settings.events_topic, p): o for p, o in positions.items()} == desk.ends
     engine.dispose()
 
@@ -247,8 +291,7 @@ class Outage:
             writer.transport.abort()
 
     async def _link(self, reader, writer) -> None:
-        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1",
-                                                                         self.target_port)
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         self.links.update((writer, upstream_writer))
 
         async def pipe(src, dst):
@@ -265,7 +308,8 @@ class Outage:
 @pytest.mark.broker
 @pytest.mark.postgres
 async def test_while_the_database_is_down_the_sink_waits_and_then_catches_up_losing_nothing(
-        kafka_bootstrap, fresh_postgres):
+    kafka_bootstrap, fresh_postgres
+):
     desk = Desk(kafka_bootstrap)
     await ensure_topics(desk.settings)
     direct = open_engine(fresh_postgres)
@@ -274,8 +318,13 @@ async def test_while_the_database_is_down_the_sink_waits_and_then_catches_up_los
     await outage.up()
     through_proxy = open_engine(fresh_postgres.replace(f":{direct.url.port}/", f":{outage.port}/"))
     writer = SinkWriter(through_proxy, RULES, f"{desk.settings.app_id}-sink")
-    sink = SqlSink(writer, desk.settings.bootstrap_servers, [desk.settings.events_topic],
-                   max_records=20, backoff=(0.05, 0.5))
+    sink = SqlSink(
+        writer,
+        desk.settings.bootstrap_servers,
+        [desk.settings.events_topic],
+        max_records=20,
+        backoff=(0.05, 0.5),
+    )
     events = list(month_of_faults(8, 4))
     async with running(sink):
         await desk.publish(events[:40])
@@ -286,8 +335,7 @@ async def test_while_the_database_is_down_the_sink_waits_and_then_catches_up_los
         await sink.wait_for(lambda status: status.retries >= 3, timeout=60)
         assert sink.status.state == "retrying" and "Error" in sink.status.last_error
         assert sink.status.to_dict()["retrying_seconds"] >= 0
-        assert await desk.committed(writer.group_id) == \
-            {key: stored_before.get(key, 0) for key in desk.ends}
+        assert await desk.committed(writer.group_id) == {key: stored_before.get(key, 0) for key in desk.ends}
         await outage.up()
         await sink.wait_until_stored(desk.ends, timeout=60)
         assert sink.status.state == "running" and sink.status.retrying_seconds is None

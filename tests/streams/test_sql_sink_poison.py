@@ -16,8 +16,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaConnectionError
 from sqlalchemy import select
-from sqlalchemy.exc import (DataError, IntegrityError, OperationalError, PendingRollbackError,
-                            ProgrammingError)
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError, PendingRollbackError, ProgrammingError
 
 from handlers.kafka_topics import ensure_topics
 from schemas.envelope import decode_event
@@ -40,9 +39,11 @@ def on_the_wire(base, **fields) -> bytes:
 # the first four, not InvalidEvent.
 UNDECODABLE = {
     "an instant that is before year 1 in UTC": on_the_wire(
-        fault("F-X", "reported"), occurred_at="0001-01-01T00:00:00+08:00"),
+        fault("F-X", "reported"), occurred_at="0001-01-01T00:00:00+08:00"
+    ),
     "an instant that is after year 9999 in UTC": on_the_wire(
-        fault("F-X", "reported"), occurred_at="9999-12-31T23:00:00-08:00"),
+        fault("F-X", "reported"), occurred_at="9999-12-31T23:00:00-08:00"
+    ),
     "an event type that is a list": on_the_wire(fault("F-X", "reported"), event_type=[]),
     "an event type that is an object": on_the_wire(fault("F-X", "reported"), event_type={}),
     "no JSON at all": b"{not json",
@@ -65,8 +66,10 @@ def decoder_as_issue_9_found_it(raw: bytes):
     return decode_event(raw)
 
 
-DECODERS = {"the decoder of today": decode_event,
-            "the decoder as issue 9 found it": decoder_as_issue_9_found_it}
+DECODERS = {
+    "the decoder of today": decode_event,
+    "the decoder as issue 9 found it": decoder_as_issue_9_found_it,
+}
 
 
 class InjectedBug(Exception):
@@ -101,7 +104,8 @@ def engine(reporting_db_url):
 class TestWriter:
     @pytest.mark.parametrize("decoder", DECODERS.values(), ids=DECODERS.keys())
     def test_a_record_the_decoder_raises_anything_on_is_refused_and_its_neighbours_stored(
-            self, engine, monkeypatch, decoder):
+        self, engine, monkeypatch, decoder
+    ):
         monkeypatch.setattr(sink_writer, "decode_event", decoder)
         writer = SinkWriter(engine, RULES, "sink")
         batch = [A_FAULT[0].to_bytes(), *UNDECODABLE.values(), A_FAULT[1].to_bytes()]
@@ -110,33 +114,31 @@ class TestWriter:
         assert writer.positions("keydesk.events") == {0: 7}
 
     def test_an_event_the_projection_raises_on_is_set_aside_and_every_other_one_written(
-            self, engine, monkeypatch):
+        self, engine, monkeypatch
+    ):
         projection_fails_on(monkeypatch, A_FAULT[1])
         writer = SinkWriter(engine, RULES, "sink")
         result = writer.write("keydesk.events", 0, records([DIAMOND, *A_FAULT], first_offset=10))
         assert [u.offset for u in result.unwritable] == [12]
         assert "InjectedBug" in result.unwritable[0].reason
         assert (result.stored, result.duplicates, result.next_offset) == (5, 0, 16)
-        assert logged_ids(engine) == {e.event_id for e in [DIAMOND, *A_FAULT]} - {
-            A_FAULT[1].event_id}
+        assert logged_ids(engine) == {e.event_id for e in [DIAMOND, *A_FAULT]} - {A_FAULT[1].event_id}
         with engine.connect() as conn:
             assert conn.execute(select(Item.item_id, Item.state)).all() == [("F-1", "closed")]
 
-    def test_the_position_waits_at_the_first_unwritable_event_until_it_is_parked(
-            self, engine, monkeypatch):
+    def test_the_position_waits_at_the_first_unwritable_event_until_it_is_parked(self, engine, monkeypatch):
         poison = fault("F-2", "reported")
         projection_fails_on(monkeypatch, poison)
         writer = SinkWriter(engine, RULES, "sink")
-        result = writer.write("keydesk.events", 0,
-                              records([A_FAULT[0], poison, A_FAULT[1], poison]))
+        result = writer.write("keydesk.events", 0, records([A_FAULT[0], poison, A_FAULT[1], poison]))
         assert [u.offset for u in result.unwritable] == [1, 3]  # both copies: neither is stored
         assert (result.saved_offset, writer.positions("keydesk.events")) == (1, {0: 1})
         writer.save_position("keydesk.events", 0, result.next_offset)
         assert writer.positions("keydesk.events") == {0: 4}
 
-    def test_the_events_and_the_position_commit_together_or_not_at_all(self, engine,
-                                                                          monkeypatch):
+    def test_the_events_and_the_position_commit_together_or_not_at_all(self, engine, monkeypatch):
         """Savepoints included: on SQLite releasing the first one must not commit."""
+
         def position_lost(*args):
             raise OperationalError("INSERT", {}, ConnectionError("server closed the connection"))
 
@@ -147,7 +149,8 @@ class TestWriter:
         assert count(engine, EventRecord) == 0
 
     def test_a_database_that_fails_while_isolating_leaves_nothing_of_the_batch_written(
-            self, engine, monkeypatch):
+        self, engine, monkeypatch
+    ):
         """The halves already written are rolled back with the rest."""
         real, calls = projection.item_rows, []
 
@@ -174,8 +177,9 @@ def test_a_value_postgresql_refuses_is_set_aside_and_the_batch_written(fresh_pos
     upgrade(engine)
     writer = SinkWriter(engine, RULES, "sink")
     nul = on_the_wire(fault("F-2", "reported"), actor="night\u0000shift")
-    result = writer.write("keydesk.events", 0, [(0, A_FAULT[0].to_bytes()), (1, nul),
-                                                (2, A_FAULT[1].to_bytes())])
+    result = writer.write(
+        "keydesk.events", 0, [(0, A_FAULT[0].to_bytes()), (1, nul), (2, A_FAULT[1].to_bytes())]
+    )
     assert [u.offset for u in result.unwritable] == [1]
     assert "DataError" in result.unwritable[0].reason
     assert logged_ids(engine) == {A_FAULT[0].event_id, A_FAULT[1].event_id}
@@ -194,7 +198,8 @@ NOT_THE_RECORDS = {
     "a locked SQLite file": OperationalError("INSERT", {}, _DriverError()),
     "a missing table": ProgrammingError("INSERT", {}, _DriverError("42P01")),
     "any error that invalidated the connection": DataError(
-        "INSERT", {}, _DriverError(), connection_invalidated=True),
+        "INSERT", {}, _DriverError(), connection_invalidated=True
+    ),
     "a connection to roll back first": PendingRollbackError("roll back first"),
 }
 THE_RECORDS = {
@@ -219,10 +224,14 @@ class TestBlame:
 
 # -- the sink on the suite's broker ---------------------------------------------------
 
+
 async def read_topic(desk: Desk, topic: str, timeout: float = 30) -> list:
     """Every record on ``topic`` now, from its beginning to its end offsets."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=desk.settings.bootstrap_servers,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=desk.settings.bootstrap_servers,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in range(desk.settings.partitions)]
@@ -253,8 +262,9 @@ async def new_desk(kafka_bootstrap: str) -> Desk:
 
 def new_sink(desk: Desk, engine, **options) -> SqlSink:
     writer = SinkWriter(engine, RULES, f"{desk.settings.app_id}-sink")
-    return SqlSink(writer, desk.settings.bootstrap_servers, [desk.settings.events_topic],
-                   backoff=(0.05, 0.5), **options)
+    return SqlSink(
+        writer, desk.settings.bootstrap_servers, [desk.settings.events_topic], backoff=(0.05, 0.5), **options
+    )
 
 
 def keyed(e) -> tuple[bytes, bytes]:
@@ -264,14 +274,20 @@ def keyed(e) -> tuple[bytes, bytes]:
 @pytest.mark.broker
 @pytest.mark.parametrize("decoder", DECODERS.values(), ids=DECODERS.keys())
 async def test_records_the_decoder_raises_on_are_refused_and_the_partition_keeps_flowing(
-        kafka_bootstrap, engine, monkeypatch, decoder):
+    kafka_bootstrap, engine, monkeypatch, decoder
+):
     """The issue's reproduction: a registration, a fault, each poison, five more faults."""
     monkeypatch.setattr(sink_writer, "decode_event", decoder)
     desk = await new_desk(kafka_bootstrap)
     valid = [DIAMOND, *(fault(f"F-{n}", "reported", f"09:0{n}") for n in range(1, 7))]
-    await desk.send([keyed(valid[0]), keyed(valid[1]),
-                     *((b"C-1", poison) for poison in UNDECODABLE.values()),
-                     *(keyed(e) for e in valid[2:])])
+    await desk.send(
+        [
+            keyed(valid[0]),
+            keyed(valid[1]),
+            *((b"C-1", poison) for poison in UNDECODABLE.values()),
+            *(keyed(e) for e in valid[2:]),
+        ]
+    )
     assert len(desk.ends) == 1  # one partition, as the issue had it
     sink = new_sink(desk, engine, max_records=3)  # some batches hold nothing but poison
     async with running(sink):
@@ -287,7 +303,8 @@ async def test_records_the_decoder_raises_on_are_refused_and_the_partition_keeps
 
 @pytest.mark.broker
 async def test_an_event_the_projection_raises_on_is_dead_lettered_once_and_passed_for_good(
-        kafka_bootstrap, engine, monkeypatch):
+    kafka_bootstrap, engine, monkeypatch
+):
     poison = A_FAULT[1]
     projection_fails_on(monkeypatch, poison)
     desk = await new_desk(kafka_bootstrap)
@@ -297,16 +314,21 @@ async def test_an_event_the_projection_raises_on_is_dead_lettered_once_and_passe
         await sink.wait_until_stored(desk.ends, timeout=60)
     assert logged_ids(engine) == {e.event_id for e in [DIAMOND, *A_FAULT]} - {poison.event_id}
     assert await desk.committed(sink.writer.group_id) == desk.ends
-    assert {(desk.settings.events_topic, p): o for p, o in
-            sink.writer.positions(desk.settings.events_topic).items()} == desk.ends
+    assert {
+        (desk.settings.events_topic, p): o
+        for p, o in sink.writer.positions(desk.settings.events_topic).items()
+    } == desk.ends
     [parked] = await read_topic(desk, desk.settings.dead_letter_topic)
     assert (parked.key, parked.value) == (b"C-1", poison.to_bytes())
     headers = dict(parked.headers)
     assert b"InjectedBug" in headers["keydesk.dlq.reason"]
     assert headers["keydesk.dlq.stage"] == b"sql-sink"
     [(topic, partition)] = desk.ends
-    assert (headers["keydesk.dlq.topic"], headers["keydesk.dlq.partition"],
-            headers["keydesk.dlq.offset"]) == (topic.encode(), str(partition).encode(), b"2")
+    assert (
+        headers["keydesk.dlq.topic"],
+        headers["keydesk.dlq.partition"],
+        headers["keydesk.dlq.offset"],
+    ) == (topic.encode(), str(partition).encode(), b"2")
     assert sink.status.dead_lettered == 1 and sink.status.state == "stopped"
 
     later = fault("F-2", "reported", "13:00")  # the bug is still there after the restart
@@ -321,7 +343,8 @@ async def test_an_event_the_projection_raises_on_is_dead_lettered_once_and_passe
 
 @pytest.mark.broker
 async def test_the_position_does_not_pass_an_unwritable_event_before_its_dead_letter_is_acked(
-        kafka_bootstrap, engine, monkeypatch):
+    kafka_bootstrap, engine, monkeypatch
+):
     poison = A_FAULT[1]
     projection_fails_on(monkeypatch, poison)
     desk = await new_desk(kafka_bootstrap)
@@ -369,14 +392,17 @@ def fails_once(function):
 @pytest.mark.broker
 @pytest.mark.parametrize("where", ["migrating the schema", "polling", "writing a batch"])
 async def test_an_unexpected_exception_is_reported_and_the_sink_goes_on_to_store_everything(
-        kafka_bootstrap, engine, monkeypatch, where):
+    kafka_bootstrap, engine, monkeypatch, where
+):
     desk = await new_desk(kafka_bootstrap)
     events = [DIAMOND, *A_FAULT, event("customer.registered", "C-2", "08:00", customer="C-2")]
     await desk.publish(events)
     sink = new_sink(desk, engine)
-    owner, name = {"migrating the schema": (sink.writer, "prepare"),
-                   "polling": (sink._consumer, "getmany"),
-                   "writing a batch": (sink.writer, "write")}[where]
+    owner, name = {
+        "migrating the schema": (sink.writer, "prepare"),
+        "polling": (sink._consumer, "getmany"),
+        "writing a batch": (sink.writer, "write"),
+    }[where]
     monkeypatch.setattr(owner, name, fails_once(getattr(owner, name)))
     async with running(sink):
         await sink.wait_for(lambda status: status.last_error is not None, timeout=30)

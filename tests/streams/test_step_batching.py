@@ -31,13 +31,34 @@ START = at("08:57")  # Monday, inside business hours (VIP runs on them)
 
 # Moves of an item: one event, or a burst of events in one minute (source systems
 # record to the minute): resolved and reopened, a pause and a reopen, ...
-TICKET_MOVES = (("acknowledged",), ("assigned",), ("pending",), ("in_progress",),
-                ("priority_changed",), ("resolved",), ("reopened",), ("closed",),
-                ("resolved", "reopened"), ("pending", "reopened"), ("resolved", "closed"),
-                ("priority_changed", "acknowledged"), ("priority_changed", "pending"))
-FAULT_MOVES = (("acknowledged",), ("dispatched",), ("pending",), ("in_progress",),
-               ("restored",), ("reopened",), ("closed",), ("restored", "reopened"),
-               ("pending", "reopened"), ("restored", "closed"), ("closed", "reopened"))
+TICKET_MOVES = (
+    ("acknowledged",),
+    ("assigned",),
+    ("pending",),
+    ("in_progress",),
+    ("priority_changed",),
+    ("resolved",),
+    ("reopened",),
+    ("closed",),
+    ("resolved", "reopened"),
+    ("pending", "reopened"),
+    ("resolved", "closed"),
+    ("priority_changed", "acknowledged"),
+    ("priority_changed", "pending"),
+)
+FAULT_MOVES = (
+    ("acknowledged",),
+    ("dispatched",),
+    ("pending",),
+    ("in_progress",),
+    ("restored",),
+    ("reopened",),
+    ("closed",),
+    ("restored", "reopened"),
+    ("pending", "reopened"),
+    ("restored", "closed"),
+    ("closed", "reopened"),
+)
 # Minutes before a move: often the same minute, sometimes far past a deadline.
 GAPS = (0, 0, 1, 1, 4, 12, 25, 50, 130, 400, 1500)
 
@@ -48,13 +69,22 @@ def item_log(draw, kind: str, item_id: str, customer: str) -> list[Event]:
     moves = TICKET_MOVES if kind == "ticket" else FAULT_MOVES
     when = START + timedelta(minutes=draw(st.sampled_from((0, 3, 30))))
     if kind == "ticket":
-        opening = [[("opened", {"priority": draw(st.sampled_from(("P1", "P2", "P3", "P4"))),
-                                "kind": draw(st.sampled_from(("complaint", "inquiry")))})]]
+        opening = [
+            [
+                (
+                    "opened",
+                    {
+                        "priority": draw(st.sampled_from(("P1", "P2", "P3", "P4"))),
+                        "kind": draw(st.sampled_from(("complaint", "inquiry"))),
+                    },
+                )
+            ]
+        ]
     else:
-        opening = [[("reported", {"severity": draw(st.sampled_from(("critical", "major",
-                                                                    "minor")))})]]
-    chosen = opening + [[(step, {}) for step in move]
-                        for move in draw(st.lists(st.sampled_from(moves), max_size=7))]
+        opening = [[("reported", {"severity": draw(st.sampled_from(("critical", "major", "minor")))})]]
+    chosen = opening + [
+        [(step, {}) for step in move] for move in draw(st.lists(st.sampled_from(moves), max_size=7))
+    ]
     events = []
     for move in chosen:
         when += timedelta(minutes=draw(st.sampled_from(GAPS)))
@@ -65,8 +95,9 @@ def item_log(draw, kind: str, item_id: str, customer: str) -> list[Event]:
             elif step == "priority_changed":
                 payload = {"priority": draw(st.sampled_from(("P1", "P2", "P3", "P4")))}
             event_id = str(uuid.UUID(int=draw(st.integers(0, 2**128 - 1)), version=4))
-            events.append(event(f"{kind}.{step}", item_id, when, customer=customer,
-                                event_id=event_id, **payload))
+            events.append(
+                event(f"{kind}.{step}", item_id, when, customer=customer, event_id=event_id, **payload)
+            )
     return events
 
 
@@ -74,12 +105,12 @@ def item_log(draw, kind: str, item_id: str, customer: str) -> list[Event]:
 def event_logs(draw) -> list[Event]:
     """A customer (diamond, VIP, or C-0001 with its new-cycle contract) and two items,
     their events merged in event time, and maybe a profile update days later."""
-    customer, tier = draw(st.sampled_from((("C-1", "diamond"), ("C-2", "vip"),
-                                           ("C-0001", "diamond"))))
+    customer, tier = draw(st.sampled_from((("C-1", "diamond"), ("C-2", "vip"), ("C-0001", "diamond"))))
     items = draw(item_log("ticket", "T-1", customer)) + draw(item_log("fault", "F-1", customer))
     items.sort(key=lambda e: e.occurred_at)  # stable: an item's own order within a minute
-    registered = event("customer.registered", customer, START - timedelta(days=1),
-                       customer=customer, tier=tier)
+    registered = event(
+        "customer.registered", customer, START - timedelta(days=1), customer=customer, tier=tier
+    )
     if not draw(st.booleans()):
         return [registered, *items]
     later = max(e.occurred_at for e in items) + timedelta(days=draw(st.sampled_from((1, 4))))
@@ -154,8 +185,7 @@ class TestBatchingIndependence:
         def look(events):
             types = [(e.entity_id, e.occurred_at, e.event_type) for e in events]
             for (a, t, x), (b, u, y) in zip(types, types[1:]):
-                if a == b and t == u and x.endswith(("resolved", "restored")) and \
-                        y.endswith("reopened"):
+                if a == b and t == u and x.endswith(("resolved", "restored")) and y.endswith("reopened"):
                     found.add("resolve+reopen in one minute")
             if any(e.event_type == "ticket.priority_changed" for e in events):
                 found.add("priority change")
@@ -170,26 +200,35 @@ def test_a_resolve_and_a_reopen_in_one_batch_or_two_publish_the_same_met(cuts, r
     """The case behind issue 10: resolved at 09:30, reopened ten minutes later or in the
     same minute; whatever the cuts, the met of 09:30 is published, once."""
     from tests.builders import ticket
-    events = [event("customer.registered", "C-1", "08:00", tier="diamond"),
-              ticket("T-1", "opened", "09:00", priority="P1", kind="complaint"),
-              ticket("T-1", "resolved", "09:30"), ticket("T-1", "reopened", reopened),
-              ticket("T-1", "resolved", "12:00"),
-              event("customer.updated", "C-1", "23:00", name="更名")]
+
+    events = [
+        event("customer.registered", "C-1", "08:00", tier="diamond"),
+        ticket("T-1", "opened", "09:00", priority="P1", kind="complaint"),
+        ticket("T-1", "resolved", "09:30"),
+        ticket("T-1", "reopened", reopened),
+        ticket("T-1", "resolved", "12:00"),
+        event("customer.updated", "C-1", "23:00", name="更名"),
+    ]
     steps = published(events, cuts)
     assert steps == computed_from_the_log(events)
-    assert {(s["event_type"], s["occurred_at"]) for s in steps.values()
-            if s["event_type"] == "sla.met" and s["payload"]["metric"] == "resolve"} == \
-        {("sla.met", "2026-11-23T01:30:00.000000+00:00")}
+    assert {
+        (s["event_type"], s["occurred_at"])
+        for s in steps.values()
+        if s["event_type"] == "sla.met" and s["payload"]["metric"] == "resolve"
+    } == {("sla.met", "2026-11-23T01:30:00.000000+00:00")}
 
 
 def test_a_report_and_its_late_acknowledgement_in_one_batch_publish_the_warning_between():
     """Found by the property above: a batch holding a report (08:57) and its
     acknowledgement (09:00) still publishes the 50 % warning of 08:59:30, though
     the item's latest event is at the watermark."""
-    events = [event("customer.registered", "C-1", START - timedelta(days=1), tier="diamond"),
-              event("fault.reported", "F-1", START, severity="critical"),
-              event("fault.acknowledged", "F-1", START + timedelta(minutes=3))]
+    events = [
+        event("customer.registered", "C-1", START - timedelta(days=1), tier="diamond"),
+        event("fault.reported", "F-1", START, severity="critical"),
+        event("fault.acknowledged", "F-1", START + timedelta(minutes=3)),
+    ]
     for cuts in ([], [1, 2]):
         steps = published(events, cuts)
         assert [(s["event_type"], s["payload"].get("threshold")) for s in steps.values()] == [
-            ("sla.warning_reached", "50%")]
+            ("sla.warning_reached", "50%")
+        ]

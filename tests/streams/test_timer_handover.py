@@ -18,8 +18,8 @@ from streams.item_sla import sla_summary
 from streams.sla_timers import SlaTimers
 from tests.builders import at, event, fault
 
-HOME = 2     # the customer's partition, whatever the customer id hashes to
-OTHER = 3    # a partition of another customer, kept throughout
+HOME = 2  # the customer's partition, whatever the customer id hashes to
+OTHER = 3  # a partition of another customer, kept throughout
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +30,7 @@ def rules():
 def diamond_view(customer: str, *events) -> dict:
     """A diamond customer's view with ``events`` folded and its items' SLA summaries set."""
     view = new_view(customer)
-    fold(view, event("customer.registered", customer, "08:00", customer=customer,
-                     tier="diamond"))
+    fold(view, event("customer.registered", customer, "08:00", customer=customer, tier="diamond"))
     for e in events:
         fold(view, e)
     return view
@@ -52,28 +51,28 @@ def ids(steps) -> set[str]:
 
 
 class TestHandover:
-    def test_a_step_left_in_flight_by_a_revocation_is_published_when_the_partition_returns(
-            self, rules):
+    def test_a_step_left_in_flight_by_a_revocation_is_published_when_the_partition_returns(self, rules):
         """Published, revoked before it came back, assigned again: the step goes out again."""
-        views = {"C-1": summarised(diamond_view("C-1", fault("F-1", "reported", "09:00",
-                                                             customer="C-1")), rules)}
+        views = {
+            "C-1": summarised(diamond_view("C-1", fault("F-1", "reported", "09:00", customer="C-1")), rules)
+        }
         timers = live_timers(rules, {"C-1": HOME})
         timers.rebuild(views.items(), [HOME])
         first = timers.tick(views, at("09:06"))
         assert first, "the unacknowledged P1 fault has response steps due by 09:06"
 
-        timers.drop([HOME])                     # revoked before any step came back
-        timers.rebuild(views.items(), [HOME])   # and assigned to this worker again
+        timers.drop([HOME])  # revoked before any step came back
+        timers.rebuild(views.items(), [HOME])  # and assigned to this worker again
         again = timers.tick(views, at("09:06"))
 
         assert ids(again) == ids(first)
 
     def test_steps_of_a_partition_kept_through_the_rebalance_are_not_repeated(self, rules):
         """Only the revoked partition's steps are forgotten; a kept one's stay in flight."""
-        views = {"C-1": summarised(diamond_view("C-1", fault("F-1", "reported", "09:00",
-                                                             customer="C-1")), rules),
-                 "C-2": summarised(diamond_view("C-2", fault("F-2", "reported", "09:00",
-                                                             customer="C-2")), rules)}
+        views = {
+            "C-1": summarised(diamond_view("C-1", fault("F-1", "reported", "09:00", customer="C-1")), rules),
+            "C-2": summarised(diamond_view("C-2", fault("F-2", "reported", "09:00", customer="C-2")), rules),
+        }
         timers = live_timers(rules, {"C-1": HOME, "C-2": OTHER})
         timers.rebuild(views.items(), [HOME, OTHER])
         first = timers.tick(views, at("09:06"))
@@ -89,12 +88,13 @@ class TestHandover:
 
     def test_a_step_folded_back_before_the_revocation_is_not_published_again(self, rules):
         """What came back is in the item's log: the returning partition publishes nothing of it."""
-        views = {"C-1": summarised(diamond_view("C-1", fault("F-1", "reported", "09:00",
-                                                             customer="C-1")), rules)}
+        views = {
+            "C-1": summarised(diamond_view("C-1", fault("F-1", "reported", "09:00", customer="C-1")), rules)
+        }
         timers = live_timers(rules, {"C-1": HOME})
         timers.rebuild(views.items(), [HOME])
         first = timers.tick(views, at("09:06"))
-        for step in first:                      # the SLA topic brought every step back
+        for step in first:  # the SLA topic brought every step back
             fold(views["C-1"], step)
             timers.folded(step.event_id)
 
@@ -102,4 +102,3 @@ class TestHandover:
         timers.rebuild(views.items(), [HOME])
 
         assert timers.tick(views, at("09:06")) == []
-

@@ -27,8 +27,9 @@ def without_order_targets(text: str) -> str:
 @pytest.fixture(scope="module")
 def no_orders():
     """The shipped rules without order targets: every rule sends orders where none are measured."""
-    rules, problems = parse_rules(without_order_targets(DEFAULT_RULES_PATH.read_text(encoding="utf-8")),
-                                  "<no orders>")
+    rules, problems = parse_rules(
+        without_order_targets(DEFAULT_RULES_PATH.read_text(encoding="utf-8")), "<no orders>"
+    )
     assert problems == [] and rules is not None
     assert all("order" not in p.kinds for versions in rules.policies.values() for p in versions)
     return rules
@@ -52,8 +53,11 @@ class TestAnItemOfAKindWithoutTargets:
 
     def test_it_stays_not_measured_as_the_order_moves_on(self, no_orders):
         """Later events change nothing: no clock ever starts for it."""
-        view = view_of(order("O-1", "received", "09:00"), order("O-1", "resource_confirmed", "10:00"),
-                       order("O-1", "activated", "15:00"))
+        view = view_of(
+            order("O-1", "received", "09:00"),
+            order("O-1", "resource_confirmed", "10:00"),
+            order("O-1", "activated", "15:00"),
+        )
         sla = sla_summary(view, view["open"]["order"]["O-1"], no_orders)
         assert sla["metrics"] == {} and sla["not_measured"].startswith("no targets for kind order")
 
@@ -63,14 +67,18 @@ class TestAnItemOfAKindWithoutTargets:
         fold(view, order("O-1", "received", "09:00"))
         sla = sla_summary(view, view["open"]["order"]["O-1"], no_orders)
         assert sla["tier_assumed"] is True
-        assert sla["not_measured"] == ("no targets for kind order in policy public v1 "
-                                       "(rule 'catch-all: 公众 public and anything unmatched')")
+        assert sla["not_measured"] == (
+            "no targets for kind order in policy public v1 "
+            "(rule 'catch-all: 公众 public and anything unmatched')"
+        )
 
 
 class TestMeasuredItemsAreUnchanged:
-    @pytest.mark.parametrize("opening", [fault("F-1", "reported", "09:00"),
-                                         ticket("T-1", "opened", "09:00")],
-                             ids=["fault", "ticket"])
+    @pytest.mark.parametrize(
+        "opening",
+        [fault("F-1", "reported", "09:00"), ticket("T-1", "opened", "09:00")],
+        ids=["fault", "ticket"],
+    )
     def test_the_kinds_with_targets_have_clocks_and_no_reason(self, no_orders, opening):
         """Faults and tickets of the same deployment run their clocks as ever."""
         view = view_of(opening)
@@ -80,8 +88,11 @@ class TestMeasuredItemsAreUnchanged:
 
     def test_a_closed_and_revisited_item_is_measured_though_its_clocks_have_stopped(self, no_orders):
         """Stopped clocks are clocks: only an item that never had one is 'not measured'."""
-        view = view_of(ticket("T-1", "opened", "09:00"), ticket("T-1", "resolved", "10:00"),
-                       ticket("T-1", "closed", "10:30"), ticket("T-1", "revisit_recorded", "11:00",
-                                                               satisfaction=5))
+        view = view_of(
+            ticket("T-1", "opened", "09:00"),
+            ticket("T-1", "resolved", "10:00"),
+            ticket("T-1", "closed", "10:30"),
+            ticket("T-1", "revisit_recorded", "11:00", satisfaction=5),
+        )
         sla = sla_summary(view, find_item(view, "ticket", "T-1"), no_orders)
         assert sla["metrics"]["resolve"]["state"] == "met" and "not_measured" not in sla
