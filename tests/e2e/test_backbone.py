@@ -234,7 +234,10 @@ class TestDeliverySemantics:
         marker = fault("F-2", "reported", "09:30", customer=customer)
         post_event(desk, marker)
         _, after = desk.workers[0].view(customer, wait_for=marker.event_id)
-        assert after["open"]["fault"]["F-1"] == before["open"]["fault"]["F-1"]
+        # The live timers may fold F-1's steps (reported days ago, so all are due) and
+        # their alerts in between: those are not the duplicate's doing.
+        assert without_timers(after["open"]["fault"]["F-1"]) == \
+            without_timers(before["open"]["fault"]["F-1"])
         assert after["counters"]["duplicates_ignored"] == 1
         assert after["counters"]["events_applied"] == 2
 
@@ -255,6 +258,11 @@ class TestDeliverySemantics:
             "fault.restored",
         ]
         assert item["state"] == "restored" and view["counters"]["late_events"] == 1
+
+
+def without_timers(item):
+    """An item as its own events left it: no SLA summary, step log or alerts."""
+    return {k: v for k, v in item.items() if k not in ("sla", "sla_log", "alerts")}
 
 
 class TestRecovery:
