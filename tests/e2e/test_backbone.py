@@ -236,8 +236,7 @@ class TestDeliverySemantics:
         _, after = desk.workers[0].view(customer, wait_for=marker.event_id)
         # The live timers may fold F-1's steps (reported days ago, so all are due) and
         # their alerts in between: those are not the duplicate's doing.
-        assert without_timers(after["open"]["fault"]["F-1"]) == \
-            without_timers(before["open"]["fault"]["F-1"])
+        assert without_timers(after["open"]["fault"]["F-1"]) == without_timers(before["open"]["fault"]["F-1"])
         assert after["counters"]["duplicates_ignored"] == 1
         assert after["counters"]["events_applied"] == 2
 
