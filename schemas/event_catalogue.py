@@ -76,7 +76,7 @@ _CHAIN_STEP = {"role": _s("escalation role", enum=ESCALATION_ROLES), **_PERSON}
 
 # Public customers (公众客户) have neither a tier nor an account manager, so both
 # may be left out: the SLA rules then evaluate the customer as tier public, and
-# alerts go to the duty desk (handlers/alert_routing.py).
+# alerts go to the duty desk (handlers/alerts/routing.py).
 _CUSTOMER_FIELDS = {
     "name": _s("customer name, e.g. 省政府办公厅"),
     "tier": _s(

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from schemas.event_catalogue import ESCALATION_ROLES as ROLES
+
 # The vocabulary is the wire contract's: one place for tiers, priorities, metrics.
 # Re-exported (see __all__): sla_rules and its users read it from here.
 from schemas.event_catalogue import ORDER_URGENCIES as URGENCIES
@@ -59,7 +61,6 @@ METRICS_BY_KIND = {
     "inquiry": ("response", "resolve", "revisit"),
     "order": ("provision", "acceptance", "revisit"),
 }
-ROLES = ("account_manager", "department_head", "branch_leader", "executive")
 PRIORITY_CHANGE_MODES = ("recompute", "from_change")
 REOPEN_MODES = ("resume", "new_cycle")
 #: What closing a fault or ticket without resolution does to its running clocks:
