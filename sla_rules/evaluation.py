@@ -252,6 +252,19 @@ def evaluate(
 # window that has a step fixes it; a step that a later event undid (a short
 # breach, the met of a cycle a reopen resumed) still happened.
 
+#: Windows of one item's log evaluated one by one; past them the last window
+#: takes every later event.  Each window evaluates its whole prefix, so an item
+#: with n clock-moving events costs O(n^2): an alarm storm pausing and resuming
+#: one fault 10,000 times (the big-customer fault test) stopped the worker's
+#: loop for minutes.  Past the bound, the item's steps are those of its whole
+#: log at each tick, as before the step set: a short breach that an event in
+#: that tail undid is not published, a step of the tail names the tail's first
+#: event as its cause, and which prefix a tick saw can matter (the worker in
+#: replay and `keydesk replay` both tick after every event, so they still
+#: agree).  No item of the generated month comes near it (a few dozen such
+#: events at most).
+MAX_WINDOWS = 500
+
 _Key = tuple[str, int, str]  # (metric, cycle, step)
 _ZERO = dt.timedelta(0)
 # (kind, label, ladder number, due us, deadline us, (priority, target, policy id, version))
@@ -390,7 +403,10 @@ class ItemSteps:
 def _windows(
     times: tuple[int, ...], events: list[Mapping[str, Any]], until_us: int, strict: bool
 ) -> tuple[list[_Window], int | None]:
-    """The windows of a log in the one order, and the first instant not looked at yet."""
+    """The windows of a log in the one order, and the first instant not looked at yet.
+
+    Past ``MAX_WINDOWS`` windows the last one takes every later event (see there).
+    """
     windows: list[_Window] = []
     for i, event in enumerate(events):
         if event["event_type"] not in HANDLERS:
@@ -398,7 +414,10 @@ def _windows(
         t = times[i]
         if t > until_us or (strict and t == until_us):
             return windows, t
-        windows.append((t, i, i + 1))
+        if len(windows) < MAX_WINDOWS:
+            windows.append((t, i, i + 1))
+        else:
+            windows[-1] = (windows[-1][0], windows[-1][1], i + 1)
     return windows, None
 
 
@@ -415,7 +434,11 @@ def _follow(
     windows: list[_Window],
     rules: RuleSet,
 ) -> None:
-    """Bring ``state`` to ``windows`` of the log ``events``: close, evaluate, or start again."""
+    """Bring ``state`` to ``windows`` of the log ``events``: close, evaluate, or start again.
+
+    A last window that only took more events (past ``MAX_WINDOWS``) is
+    evaluated again in place, the windows before it kept.
+    """
     old = state.windows
     keep = (
         len(old)
@@ -423,16 +446,28 @@ def _follow(
         and state.ids[: old[-1][2] if old else 0] == ids[: old[-1][2] if old else 0]
         else 0
     )
+    again = None  # the index of a last window that grew, evaluated again without closing
     if keep == 0 and old:
-        state.closed, state.last, state.origins = {}, {}, {}
+        last = len(old) - 1
+        if (
+            len(windows) == len(old)
+            and old[:last] == windows[:last]
+            and old[last][:2] == windows[last][:2]
+            and old[last][2] < windows[last][2]
+            and state.ids[: old[last][2]] == ids[: old[last][2]]
+        ):
+            keep = again = last
+        else:
+            state.closed, state.last, state.origins = {}, {}, {}
     for p in range(keep, len(windows)):
-        if p > 0:  # the window before ends where this one begins
+        if p > 0 and p != again:  # the window before ends where this one begins
             end = windows[p][0]
             for key, candidate in state.last.items():
                 if key not in state.closed and _belongs(candidate, end):
                     state.closed[key] = (p - 1, candidate, state.origins[key])
-        t, _, end_index = windows[p]
-        found = _candidates(evaluate(facts, events[:end_index], rules, from_us(t)))
+        _, _, end_index = windows[p]
+        at = from_us(state.times[end_index - 1])  # its (last) event's instant
+        found = _candidates(evaluate(facts, events[:end_index], rules, at))
         origins = {}
         for key, candidate in found.items():
             before = state.last.get(key)

@@ -252,3 +252,52 @@ class TestMemo:
             None,
             True,
         )
+
+
+class TestAnAlarmStorm:
+    """One fault paused and resumed thousands of times: bounded work, the same steps."""
+
+    def storm(self, flips):
+        seconds = dt.timedelta(seconds=1)
+        return [
+            {
+                "event_id": "ev-open",
+                "event_type": "fault.reported",
+                "occurred_at": T0,
+                "payload": {"severity": "warning"},
+                "position": 0,
+            },
+            *(
+                {
+                    "event_id": f"ev-{n:05d}",
+                    "event_type": "fault.status_changed",
+                    "occurred_at": T0 + (n + 1) * seconds,
+                    "payload": {"status": ("pending_customer", "in_progress")[n % 2]},
+                    "position": n + 1,
+                }
+                for n in range(flips)
+            ),
+        ]
+
+    def test_past_the_bound_the_tail_is_one_window_evaluated_again_in_place(self, monkeypatch):
+        """The big-customer fault test's F-HOT stopped the worker's loop for minutes:
+        every one of 10,000 windows evaluated its whole prefix. Now: MAX_WINDOWS, then one."""
+        import sla_rules.evaluation as evaluation
+
+        calls = []
+        real = evaluation.evaluate
+        monkeypatch.setattr(
+            evaluation,
+            "evaluate",
+            lambda facts, history, rules, at: calls.append(len(history)) or real(facts, history, rules, at),
+        )
+        log = self.storm(2 * evaluation.MAX_WINDOWS)
+        memo = StepMemo()
+        until = T0 + 3 * 60 * M
+        first = steps(DIAMOND_FAULT, log[: evaluation.MAX_WINDOWS + 10], 180, memo=memo)
+        assert len(calls) == evaluation.MAX_WINDOWS
+        calls.clear()
+        last = steps(DIAMOND_FAULT, log, 180, memo=memo)
+        assert calls == [len(log)]  # the grown tail, once; the closed windows kept
+        assert last == steps(DIAMOND_FAULT, log, 180)  # what a fresh computation says
+        assert set(first) <= set(last) and until > log[-1]["occurred_at"]
