@@ -1,7 +1,8 @@
 """The HTTP API, served by every worker through faust's web server.
 
-Writes (log a fault, open a ticket, place an order, post a raw event,
-acknowledge an escalation) are taken by whichever worker receives them: it
+Writes (log a fault, open a ticket, place an order, take a step of an item's
+loop, post a raw event, acknowledge an escalation) are taken by whichever
+worker receives them: it
 validates the body and publishes the event, and answers 202 once the broker
 has acknowledged it.  Writes are never forwarded by faust's table routing,
 which passes on a request's method and headers but not its body (faust 0.15.3,
