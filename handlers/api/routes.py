@@ -2,11 +2,12 @@
 
 Writes (log a fault, open a ticket, place an order, take a step of an item's
 loop, post a raw event, acknowledge an escalation) are taken by whichever
-worker receives them: it
-validates the body and publishes the event, and answers 202 once the broker
-has acknowledged it.  Writes are never forwarded by faust's table routing,
-which passes on a request's method and headers but not its body (faust 0.15.3,
-``Router._route_req``): the owner waited for a body that never came (issue 9).
+worker receives them: it validates the body and publishes the event, and
+answers 202 once the broker has acknowledged it (a step asked to ``wait``
+answers with the owner's outcome instead, learnt by a routed read).  Writes
+are never forwarded by faust's table routing, which passes on a request's
+method and headers but not its body (faust 0.15.3, ``Router._route_req``):
+the owner waited for a body that never came (issue 9).
 Only reads are routed: a customer's one-stop view and an item's clocks are
 answered by the worker that owns the customer's partition, so any worker
 answers for any customer.  keydesk routes them itself (``routed_read`` in
@@ -370,8 +371,11 @@ def register_routes(
         if is_me(owner):
             if not ready():
                 return None
-            with waits.take():
-                await streams.processor.wait_for_event(customer_id, event_id, timeout)
+            try:
+                with waits.take():
+                    await streams.processor.wait_for_event(customer_id, event_id, timeout)
+            except BadRequest:  # no wait slot: the step is published all the same, say so (202)
+                return None
             found = fold_outcome(views.get(customer_id), kind, item_id, event_id)
             return None if found is None else {**found, "item": present_item(found["item"], settings.zone)}
         path = (
