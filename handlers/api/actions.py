@@ -63,8 +63,18 @@ def _narrowed(f: Field, only: tuple[str, ...] | None, defaulted: bool) -> Field:
     return f if only is None else replace(f, enum=only)
 
 
-_PENDING = {"defaults": {"status": PENDING_STATUSES[0]}, "only": {"status": PENDING_STATUSES}}
-_RESUME = {"fixed": {"status": "in_progress"}}
+def _pending(event_type: str, help: str) -> Action:
+    """A ``status_changed`` that pauses: the customer's wait unless the request says a third party's."""
+    return Action(
+        event_type, help, defaults={"status": PENDING_STATUSES[0]}, only={"status": PENDING_STATUSES}
+    )
+
+
+def _resume(event_type: str, help: str) -> Action:
+    """A ``status_changed`` back to work: ``in_progress``, which the request cannot change."""
+    return Action(event_type, help, fixed={"status": "in_progress"})
+
+
 _COMMON = {
     "revisit": Action("{kind}.revisit_recorded", "record the follow-up call (回访) and satisfaction"),
     "ack-escalation": Action(ACKNOWLEDGEMENT, "a manager acknowledges an escalation of one clock"),
@@ -77,8 +87,8 @@ ACTIONS: dict[str, dict[str, Action]] = {
         "ack": Action("fault.acknowledged", "the desk acknowledges the fault (stops the response clock)"),
         "dispatch": Action("fault.dispatched", "dispatch a repair team"),
         "repair": Action("fault.repair_started", "repair starts"),
-        "pending": Action("fault.status_changed", "wait for the customer or a third party", **_PENDING),
-        "resume": Action("fault.status_changed", "work goes on after a pending wait", **_RESUME),
+        "pending": _pending("fault.status_changed", "wait for the customer or a third party"),
+        "resume": _resume("fault.status_changed", "work goes on after a pending wait"),
         "restore": Action("fault.restored", "service restored (stops the restore clock)"),
         "confirm": Action("fault.customer_confirmed", "the customer confirms the restoration"),
         "close": Action("fault.closed", "close; closed_unresolved says why if never restored"),
@@ -87,8 +97,8 @@ ACTIONS: dict[str, dict[str, Action]] = {
     "ticket": {
         "ack": Action("ticket.acknowledged", "acknowledge the ticket (stops the response clock)"),
         "assign": Action("ticket.assigned", "assign (or reassign a resolved ticket for follow-up)"),
-        "start": Action("ticket.status_changed", "work starts, or goes on after a pending wait", **_RESUME),
-        "pending": Action("ticket.status_changed", "wait for the customer or a third party", **_PENDING),
+        "start": _resume("ticket.status_changed", "work starts, or goes on after a pending wait"),
+        "pending": _pending("ticket.status_changed", "wait for the customer or a third party"),
         "priority": Action("ticket.priority_changed", "change the ticket's priority"),
         "resolve": Action("ticket.resolved", "resolved (stops the resolve clock)"),
         "close": Action("ticket.closed", "close; closed_unresolved says why if never resolved"),
@@ -99,8 +109,8 @@ ACTIONS: dict[str, dict[str, Action]] = {
         "shortfall": Action("order.resource_shortfall", "resources are short"),
         "provision": Action("order.provisioning_started", "provisioning starts (开通)"),
         "milestone": Action("order.milestone_reached", "a provisioning milestone is reached"),
-        "pending": Action("order.status_changed", "wait for the customer or a third party", **_PENDING),
-        "resume": Action("order.status_changed", "work goes on after a pending wait", **_RESUME),
+        "pending": _pending("order.status_changed", "wait for the customer or a third party"),
+        "resume": _resume("order.status_changed", "work goes on after a pending wait"),
         "activate": Action("order.activated", "the service is active (stops the provision clock)"),
         "accept": Action("order.customer_accepted", "the customer accepts (验收)"),
         "cancel": Action("order.cancelled", "cancel the order"),
@@ -120,7 +130,7 @@ def find_action(kind: str, name: str) -> Action | None:
 
 
 def fold_outcome(
-    view: Mapping[str, Any] | None, kind: str, item_id: str, event_id: str
+    view: dict[str, Any] | None, kind: str, item_id: str, event_id: str
 ) -> dict[str, Any] | None:
     """What the owner's fold did with ``event_id`` on the item, or ``None`` if not in it (yet).
 
