@@ -32,8 +32,8 @@ import orjson
 from faust.web import Request, Response, View
 from yarl import URL
 
-from handlers.api.actions import ACKNOWLEDGEMENT, ACTIONS, COLLECTIONS, find_action, fold_outcome
-from handlers.api.commands import acknowledgement, action_to_event, command_to_event, waited_event_id
+from handlers.api.actions import fold_outcome
+from handlers.api.commands import acknowledgement, command_to_event, waited_event_id
 from handlers.api.dispatch_queue import register_dispatch_queue_route
 from handlers.api.http_guard import (
     BadRequest,
@@ -52,8 +52,9 @@ from handlers.api.input_limits import (
     OWNER_CHECK_TIMEOUT_SECONDS,
     ROUTED_READ_TIMEOUT_SECONDS,
 )
+from handlers.api.item_steps import register_item_step_routes
 from handlers.api.worker_health import WorkerHealth
-from schemas.envelope import InvalidEvent, decode_event, new_event, parse_instant
+from schemas.envelope import Event, InvalidEvent, decode_event, new_event, parse_instant
 from schemas.event_catalogue import SOURCES
 from sla_rules import evaluate, format_explanation
 from streams.app import Streams
@@ -279,7 +280,9 @@ def register_routes(
         except (KeyError, TypeError, AttributeError, ValueError):  # not what our owner sends
             return None
 
-    async def acknowledgement_event(customer_id: str, kind: str, item_id: str, body: dict[str, Any]):
+    async def acknowledgement_event(
+        customer_id: str, kind: str, item_id: str, body: dict[str, Any]
+    ) -> tuple[Event, bool]:
         """A manager's acknowledgement, checked against the owner's clocks: the event and ``item_checked``."""
         metric, cycle, extra = acknowledgement(body, kind)
         clocks = await owner_clocks(customer_id, kind, item_id)
@@ -400,62 +403,7 @@ def register_routes(
             return None
         return found
 
-    def item_action_view(kind: str) -> type[View]:
-        class ItemActionView(View):
-            """One step of a ``kind`` item's loop (``handlers/api/actions.py``), ``?wait=S`` for its outcome.
-
-            Taken by whichever worker receives it and published to the
-            customer's home partition (never routed: a write's body would be
-            lost).  Without ``wait``: 202 once the broker has it.  With it: 200
-            ``applied`` or 409 ``rejected`` with the lifecycle's reason once the
-            owner has folded it, or 202 ``published`` if it cannot say within
-            ``wait`` seconds (the event is on the log either way: retrying
-            would be a second step).
-            """
-
-            async def post(self, request: Request, item_id: str, action: str) -> Response:
-                step = find_action(kind, action)
-                if step is None:
-                    raise BadRequest(422, "action", f"a {kind}'s actions are {', '.join(ACTIONS[kind])}")
-                wait = (
-                    query_number(request, "wait", DEFAULT_WAIT_SECONDS, 0, MAX_WAIT_SECONDS)
-                    if "wait" in request.query
-                    else None
-                )
-                body = await read_json_object(request)
-                customer_id = body.get("customer_id")
-                if not isinstance(customer_id, str) or not customer_id.strip():
-                    raise BadRequest(422, "customer_id", "is required and must be a non-empty string")
-                if step.event_type == ACKNOWLEDGEMENT:
-                    rest = {k: v for k, v in body.items() if k != "customer_id"}
-                    event, _ = await acknowledgement_event(customer_id, kind, item_id, rest)
-                    await publisher.publish(event, signed=True)
-                else:
-                    event = action_to_event(step, item_id, body, clock())
-                    await publisher.publish(event)
-                answer: dict[str, Any] = {
-                    "event_id": event.event_id,
-                    "event_type": event.event_type,
-                    "customer_id": customer_id,
-                    "kind": kind,
-                    "id": item_id,
-                    "action": action,
-                    "outcome": "published",
-                }
-                if wait is None:
-                    return self.json(answer, status=202)
-                found = await owner_outcome(customer_id, kind, item_id, event.event_id, wait)
-                if found is None:
-                    return self.json({**answer, "waited": wait}, status=202)
-                answer.update(outcome=found["outcome"], state=found["state"])
-                if found["outcome"] == "rejected":
-                    return self.json({**error_body(found["reason"], "action"), **answer}, status=409)
-                return self.json({**answer, "item": found["item"]}, status=200)
-
-        return ItemActionView
-
-    for kind, collection in COLLECTIONS.items():
-        app.page(f"/api/{collection}/{{item_id}}/{{action}}")(item_action_view(kind))
+    register_item_step_routes(app, publisher, clock, acknowledgement_event, owner_outcome)
 
     register_dispatch_queue_route(app, views, placement, clock)
 
