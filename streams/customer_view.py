@@ -366,6 +366,11 @@ def present(view: dict[str, Any], zone: tzinfo | None = None) -> dict[str, Any]:
     return _localize(shown, zone) if zone is not None else shown
 
 
+def present_item(item: dict[str, Any], zone: tzinfo | None = None) -> dict[str, Any]:
+    """One item as served: instants in ``zone`` (see :func:`present`)."""
+    return _localize(item, zone) if zone is not None else item
+
+
 def _localize(value: Any, zone: tzinfo) -> Any:
     if isinstance(value, dict):
         return {k: _localize(v, zone) for k, v in value.items()}

@@ -1,8 +1,9 @@
-"""A write's body, checked and turned into an event: commands and acknowledgements.
+"""A write's body, checked and turned into an event: commands, item actions, acknowledgements.
 
 Pure (no faust, no broker): whichever worker receives a write checks it here
 before publishing; ``keydesk up --demo`` logs its fault through the same
-:func:`command_to_event`.  Every refusal is a :class:`BadRequest` naming the
+:func:`command_to_event`, and a step of an item's loop (``handlers/api/actions.py``)
+goes through it too, by :func:`action_to_event`.  Every refusal is a :class:`BadRequest` naming the
 request's own field.
 """
 
@@ -13,6 +14,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from handlers.api.actions import Action
 from handlers.api.http_guard import BadRequest
 from handlers.api.input_limits import MAX_CYCLE, MAX_ID_LENGTH, MAX_NOTE_LENGTH
 from schemas.envelope import InvalidEvent, new_event, parse_instant
@@ -71,6 +73,25 @@ def command_to_event(
     return event
 
 
+def action_to_event(action: Action, item_id: str, body: dict[str, Any], now: datetime):
+    """The event of one step of an item's loop: envelope keys + the action's payload fields.
+
+    The catalogue's validation (through :func:`command_to_event`) checks the
+    fields; here only what the action itself adds: the fields it sets (refused
+    when sent) and the enums it narrows (``pending``: a pausing status only).
+    """
+    for name in action.fixed:
+        if name in body:
+            raise BadRequest(422, name, f"set by this action ({name} = {action.fixed[name]}); leave it out")
+    for name, allowed in action.only.items():
+        if name in body and body[name] not in allowed:
+            raise BadRequest(422, name, f"must be one of {', '.join(allowed)}")
+    if "item_id" in body:
+        raise BadRequest(422, "item_id", "is the path's; leave it out of the body")
+    command = {**action.defaults, **body, **action.fixed, "item_id": item_id}
+    return command_to_event(command, action.event_type, "item_id", "", now)
+
+
 def acknowledgement(body: dict[str, Any], kind: str) -> tuple[str, int | None, dict[str, Any]]:
     """The checked fields of an acknowledgement: metric, cycle (or ``None``) and the rest.
 
@@ -104,9 +125,9 @@ def acknowledgement(body: dict[str, Any], kind: str) -> tuple[str, int | None, d
     return metric, cycle, {"source": source, "actor": actor, **extra}
 
 
-def waited_event_id(text: str) -> str:
-    """An event id as the envelope spells it (a UUID), or a 422 naming ``wait_for``."""
+def waited_event_id(text: str, field: str = "wait_for") -> str:
+    """An event id as the envelope spells it (a UUID), or a 422 naming ``field``."""
     try:
         return str(uuid.UUID(text))
     except ValueError:
-        raise BadRequest(422, "wait_for", "must be an event id (a UUID) returned by a write") from None
+        raise BadRequest(422, field, "must be an event id (a UUID) returned by a write") from None

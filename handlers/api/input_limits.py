@@ -45,7 +45,9 @@ MIN_YEAR, MAX_YEAR = 2000, 2099
 
 # -- waits ------------------------------------------------------------------------------
 
-#: ``GET .../view?wait_for=&timeout=``: the longest and the default wait, seconds.
+#: ``GET .../view?wait_for=&timeout=``, a step's ``POST /api/faults/{id}/{action}?wait=``
+#: and the owner's ``GET .../events/{event_id}?timeout=`` behind it: the longest and the
+#: default wait, seconds.
 MAX_WAIT_SECONDS = 10.0
 DEFAULT_WAIT_SECONDS = 2.0
 

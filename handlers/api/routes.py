@@ -1,11 +1,13 @@
 """The HTTP API, served by every worker through faust's web server.
 
-Writes (log a fault, open a ticket, place an order, post a raw event,
-acknowledge an escalation) are taken by whichever worker receives them: it
-validates the body and publishes the event, and answers 202 once the broker
-has acknowledged it.  Writes are never forwarded by faust's table routing,
-which passes on a request's method and headers but not its body (faust 0.15.3,
-``Router._route_req``): the owner waited for a body that never came (issue 9).
+Writes (log a fault, open a ticket, place an order, take a step of an item's
+loop, post a raw event, acknowledge an escalation) are taken by whichever
+worker receives them: it validates the body and publishes the event, and
+answers 202 once the broker has acknowledged it (a step asked to ``wait``
+answers with the owner's outcome instead, learnt by a routed read).  Writes
+are never forwarded by faust's table routing, which passes on a request's
+method and headers but not its body (faust 0.15.3, ``Router._route_req``):
+the owner waited for a body that never came (issue 9).
 Only reads are routed: a customer's one-stop view and an item's clocks are
 answered by the worker that owns the customer's partition, so any worker
 answers for any customer.  keydesk routes them itself (``routed_read`` in
@@ -30,6 +32,7 @@ import orjson
 from faust.web import Request, Response, View
 from yarl import URL
 
+from handlers.api.actions import fold_outcome
 from handlers.api.commands import acknowledgement, command_to_event, waited_event_id
 from handlers.api.dispatch_queue import register_dispatch_queue_route
 from handlers.api.http_guard import (
@@ -47,13 +50,15 @@ from handlers.api.input_limits import (
     MAX_CONCURRENT_WAITS,
     MAX_WAIT_SECONDS,
     OWNER_CHECK_TIMEOUT_SECONDS,
+    ROUTED_READ_TIMEOUT_SECONDS,
 )
+from handlers.api.item_steps import register_item_step_routes
 from handlers.api.worker_health import WorkerHealth
-from schemas.envelope import InvalidEvent, decode_event, new_event, parse_instant
+from schemas.envelope import Event, InvalidEvent, decode_event, new_event, parse_instant
 from schemas.event_catalogue import SOURCES
 from sla_rules import evaluate, format_explanation
 from streams.app import Streams
-from streams.customer_view import find_item, present
+from streams.customer_view import find_item, present, present_item
 from streams.item_sla import clock_history, item_facts
 from streams.partitioning import Placement
 from streams.publisher import HomePublisher
@@ -275,6 +280,44 @@ def register_routes(
         except (KeyError, TypeError, AttributeError, ValueError):  # not what our owner sends
             return None
 
+    async def acknowledgement_event(
+        customer_id: str, kind: str, item_id: str, body: dict[str, Any]
+    ) -> tuple[Event, bool]:
+        """A manager's acknowledgement, checked against the owner's clocks: the event and ``item_checked``."""
+        metric, cycle, extra = acknowledgement(body, kind)
+        clocks = await owner_clocks(customer_id, kind, item_id)
+        if clocks is not None and metric not in clocks:
+            raise BadRequest(
+                422, "metric", f"must be one of the item's clocks: {', '.join(sorted(clocks)) or 'none'}"
+            )
+        if cycle is None and clocks is None:
+            # Which cycle runs is the owner's to say; guessing 1 would leave a
+            # reopened item's ladder running behind a 202.
+            raise BadRequest(
+                503,
+                "cycle",
+                "the worker owning this customer cannot say "
+                "which cycle of the clock runs right now; retry, or give "
+                "cycle",
+                {"Retry-After": "1"},
+            )
+        payload = {"item_kind": kind, "metric": metric, "cycle": cycle or clocks[metric]}
+        if "note" in extra:
+            payload["note"] = extra["note"]
+        try:
+            event = new_event(
+                "sla.escalation_acknowledged",
+                customer_id,
+                item_id,
+                payload,
+                source=extra["source"],
+                actor=extra["actor"],
+                now=clock(),
+            )
+        except InvalidEvent as exc:
+            raise BadRequest(422, (exc.field or "").removeprefix("payload.") or None, exc.reason) from None
+        return event, clocks is not None
+
     @app.page("/api/customers/{customer_id}/items/{kind}/{item_id}/acknowledge")
     class AcknowledgeView(View):
         """A manager acknowledges an escalation: later ladder steps of that cycle stop.
@@ -287,44 +330,80 @@ def register_routes(
         """
 
         async def post(self, request: Request, customer_id: str, kind: str, item_id: str) -> Response:
-            metric, cycle, extra = acknowledgement(await read_json_object(request), kind)
-            clocks = await owner_clocks(customer_id, kind, item_id)
-            if clocks is not None and metric not in clocks:
-                raise BadRequest(
-                    422, "metric", f"must be one of the item's clocks: {', '.join(sorted(clocks)) or 'none'}"
-                )
-            if cycle is None and clocks is None:
-                # Which cycle runs is the owner's to say; guessing 1 would leave a
-                # reopened item's ladder running behind a 202.
-                raise BadRequest(
-                    503,
-                    "cycle",
-                    "the worker owning this customer cannot say "
-                    "which cycle of the clock runs right now; retry, or give "
-                    "cycle",
-                    {"Retry-After": "1"},
-                )
-            payload = {"item_kind": kind, "metric": metric, "cycle": cycle or clocks[metric]}
-            if "note" in extra:
-                payload["note"] = extra["note"]
-            try:
-                event = new_event(
-                    "sla.escalation_acknowledged",
-                    customer_id,
-                    item_id,
-                    payload,
-                    source=extra["source"],
-                    actor=extra["actor"],
-                    now=clock(),
-                )
-            except InvalidEvent as exc:
-                raise BadRequest(
-                    422, (exc.field or "").removeprefix("payload.") or None, exc.reason
-                ) from None
+            body = await read_json_object(request)
+            event, checked = await acknowledgement_event(customer_id, kind, item_id, body)
             await publisher.publish(event, signed=True)
             return self.json(
-                {"event_id": event.event_id, **payload, "item_checked": clocks is not None}, status=202
+                {"event_id": event.event_id, **event.payload, "item_checked": checked}, status=202
             )
+
+    @app.page("/api/customers/{customer_id}/items/{kind}/{item_id}/events/{event_id}")
+    @routed_read
+    async def item_event(web, request: Request, customer_id: str, kind: str, item_id: str, event_id: str):
+        """What the owner's fold did with one event of the item, ``?timeout=S`` waiting for it.
+
+        The read behind an action's ``wait`` (``POST /api/{kind}s/{id}/{action}``):
+        a worker that took the write asks the owner here (a GET, no body).
+        """
+        if not ready():
+            return recovering(web)
+        if kind not in ITEM_KINDS:
+            return web.json(error_body(f"must be one of {', '.join(ITEM_KINDS)}", "kind"), status=422)
+        event_id = waited_event_id(event_id, "event_id")
+        timeout = query_number(request, "timeout", DEFAULT_WAIT_SECONDS, 0, MAX_WAIT_SECONDS)
+        with waits.take():
+            await streams.processor.wait_for_event(customer_id, event_id, timeout)
+        found = fold_outcome(views.get(customer_id), kind, item_id, event_id)
+        if found is None:
+            return web.json(
+                error_body(f"event {event_id} not in {kind} {item_id} after {timeout} s", "event_id"),
+                status=504,
+            )
+        return web.bytes(
+            orjson.dumps({**found, "item": present_item(found["item"], settings.zone)}),
+            content_type="application/json",
+        )
+
+    async def owner_outcome(
+        customer_id: str, kind: str, item_id: str, event_id: str, timeout: float
+    ) -> dict[str, Any] | None:
+        """The owner's fold outcome of an event once folded, or ``None`` if it cannot say in time."""
+        owner = owner_of(customer_id)
+        if owner is None:
+            return None
+        if is_me(owner):
+            if not ready():
+                return None
+            try:
+                with waits.take():
+                    await streams.processor.wait_for_event(customer_id, event_id, timeout)
+            except BadRequest:  # no wait slot: the step is published all the same, say so (202)
+                return None
+            found = fold_outcome(views.get(customer_id), kind, item_id, event_id)
+            return None if found is None else {**found, "item": present_item(found["item"], settings.zone)}
+        path = (
+            f"/api/customers/{quote(customer_id, safe='')}/items/{kind}/"
+            f"{quote(item_id, safe='')}/events/{event_id}?timeout={timeout:g}"
+        )
+        try:
+            async with app.http_client.get(
+                owner.join(URL(path, encoded=True)),
+                headers={ROUTED_HEADER: "1"},
+                timeout=aiohttp.ClientTimeout(total=ROUTED_READ_TIMEOUT_SECONDS),
+            ) as answer:
+                found = orjson.loads(await answer.read())
+                status = answer.status
+        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
+            return None
+        if (
+            status != 200
+            or not isinstance(found, dict)
+            or found.get("outcome") not in ("applied", "rejected")
+        ):
+            return None
+        return found
+
+    register_item_step_routes(app, publisher, clock, acknowledgement_event, owner_outcome)
 
     register_dispatch_queue_route(app, views, placement, clock)
 

@@ -1,4 +1,5 @@
-"""The ``keydesk`` command: bring the system up, log faults, read views, publish events."""
+"""The ``keydesk`` command: bring the system up, log faults and take every step of them, tickets
+and orders, read views, publish events."""
 
 # One module per command group (``running``, ``desk``, ``sla``, ``upkeep``; the
 # report commands live with the reports, ``handlers/reports/commands.py``) and
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 from handlers.cli.desk import cmd_fault_log, cmd_publish, cmd_queue, cmd_view
+from handlers.cli.items import add_item_parsers
 from handlers.cli.running import cmd_broker, cmd_sink, cmd_up, cmd_worker
 from handlers.cli.sla import cmd_replay, cmd_sla_ack, cmd_sla_check, cmd_sla_explain
 from handlers.cli.upkeep import cmd_db, cmd_schemas
@@ -67,6 +69,9 @@ def parser() -> argparse.ArgumentParser:
     log.add_argument("--wait", action="store_true", help="wait for it and print it from the view")
     log.add_argument("--api", help="API base URL (default: the running `keydesk up`)")
     log.set_defaults(run=cmd_fault_log)
+    ticket = sub.add_parser("ticket", help="tickets").add_subparsers(dest="action", required=True)
+    order = sub.add_parser("order", help="orders").add_subparsers(dest="action", required=True)
+    add_item_parsers({"fault": fault, "ticket": ticket, "order": order})
 
     view = sub.add_parser("view", help=cmd_view.__doc__)
     view.add_argument("customer_id")

@@ -51,6 +51,8 @@ POSTS = [
     "/api/orders",
     "/api/events",
     "/api/customers/C-H/items/fault/F-1/acknowledge",
+    "/api/faults/F-1/ack",
+    "/api/orders/O-1/cancel",
 ]
 FAULT = {"customer_id": "C-HARD", "severity": "critical", "summary": "专线中断", "service": "MPLS VPN"}
 NOT_AN_ID = "not-an-event-id"
