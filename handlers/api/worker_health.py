@@ -57,14 +57,32 @@ class WorkerHealth:
         self.wall = wall
         self._probe = _Probe()
         self._group_bad_since: float | None = None
+        self._joined = False
 
     def ready(self) -> bool:
-        """Rebalanced and recovered: the views hold every owned customer's latest state."""
+        """In its group, rebalanced and recovered: the views hold every owned customer's latest state.
+
+        Not before the first join: a worker just started has no partitions yet
+        because it has not been given any, not because it owns none (the
+        restart bench saw ``200 ok, ready: true`` with no partitions for the
+        first 1.5 s of every start).  Once joined, a worker given no partition
+        (more workers than partitions) is ready.
+        """
+        return self._settled() and self._has_joined()
+
+    def _settled(self) -> bool:
         return not self.app.rebalancing and not getattr(self.app, "in_recovery", False)
+
+    def _has_joined(self) -> bool:
+        """Whether the consumer has ever been a member of its group (kept once true)."""
+        if not self._joined:
+            coordinator = self._coordinator()
+            self._joined = getattr(coordinator, "generation", _NO_GENERATION) != _NO_GENERATION
+        return self._joined
 
     async def problems(self) -> dict[str, str]:
         problems: dict[str, str] = {}
-        if self.ready():  # while starting or rebalancing these are expected to be unsettled
+        if self._settled():  # while rebalancing these are expected to be unsettled
             broker = await self._broker_error()
             if broker:
                 problems["broker"] = broker
@@ -125,10 +143,13 @@ class WorkerHealth:
         waited = self.clock() - self._group_bad_since
         return f"{error} (for {waited:.0f} s)" if waited >= GROUP_GRACE else None
 
-    def _group_error(self) -> str | None:
+    def _coordinator(self) -> Any:
         thread = getattr(self.app.consumer, "_thread", None)
         consumer = getattr(thread, "_consumer", None)
-        coordinator = getattr(consumer, "_coordinator", None)
+        return getattr(consumer, "_coordinator", None)
+
+    def _group_error(self) -> str | None:
+        coordinator = self._coordinator()
         if coordinator is None:
             return "the consumer has not started"
         if coordinator.coordinator_id is None:

@@ -70,6 +70,22 @@ class TestWorkerHealth:
         assert "group" not in first["problems"]
         assert "not a member" in later["problems"]["group"]
 
+    async def test_a_worker_not_yet_in_its_group_is_recovering_until_it_joins(self):
+        """The restart bench saw `ok, ready` with no partitions before the first join."""
+        health = worker(generation=-1)
+        coordinator = health.app.consumer._thread._consumer._coordinator
+        starting = await health.report()
+        coordinator.generation = 1
+        joined = await health.report()
+        coordinator.generation = -1  # later out of the group: named once it lasts, not hidden
+        health.clock = lambda: 1e9
+        await health.report()
+        health.clock = lambda: 1e9 + GROUP_GRACE + 1
+        out = await health.report()
+        assert (starting[0], starting[1]["status"], starting[1]["ready"]) == (200, "recovering", False)
+        assert (joined[0], joined[1]["status"], joined[1]["ready"]) == (200, "ok", True)
+        assert out[0] == 503 and "not a member" in out[1]["problems"]["group"]
+
     async def test_a_crashed_agent_is_named(self):
         """An agent whose actor ended with an exception is reported with that exception."""
         actor = SimpleNamespace(actor_task=finished_task(OverflowError("date value out of range")))
