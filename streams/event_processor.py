@@ -136,6 +136,20 @@ class EventProcessor:
         by a replay-clock worker: it evaluates and ticks after each event, as
         ``keydesk replay`` does, so that both publish the same steps.
         """
+        # Replay: the steps each event's tick made due, published once the batch is saved.
+        # A tick per event, not per batch: an event earlier than the watermark (late)
+        # or a profile change must meet the timers exactly where the replay's did.
+        steps: list[Event] = []
+        try:
+            await self._process_batch(batch, steps)
+        except BaseException:
+            # The batch is retried whole; steps its ticks took are in flight but were never
+            # published: handed back, else the retry's ticks would skip them for good.
+            for step in steps:
+                self.timers.unsent(step)
+            raise
+
+    async def _process_batch(self, batch: Sequence[faust.EventT], steps: list[Event]) -> None:
         touched: dict[str, dict[str, Any]] = {}
         self._batch_customers = touched.keys()
         touched_items: dict[str, set[tuple[str, str]]] = {}
@@ -144,10 +158,6 @@ class EventProcessor:
         folded: dict[str, list[tuple[Event, int]]] = {}  # this batch's (event, offset)s
         generation = self.views.generation
         settled: set[int] = set()  # events done with outside the views (parked, forwarded)
-        # Replay: the steps each event's tick made due, published once the batch is saved.
-        # A tick per event, not per batch: an event earlier than the watermark (late)
-        # or a profile change must meet the timers exactly where the replay's did.
-        steps: list[Event] = []
         for taken in list(batch):
             message = taken.message
             event = await self._decode(message)

@@ -79,3 +79,24 @@ async def test_a_replay_clock_worker_publishes_the_replays_steps(worker, events,
     expected = replayed(events)
     assert expected, "the case must make steps due"
     assert await published_in_batches(worker, events, size) == expected
+
+
+async def test_a_batch_that_fails_after_its_ticks_leaves_no_step_in_flight(worker):
+    """A dead letter the broker refuses fails the batch after a tick took steps: they are
+    handed back to the timers (left in flight, no tick would publish them again until the
+    partition's next rebalance)."""
+
+    class Refusing(RecordingTopic):
+        async def send(self, **kwargs):
+            raise RuntimeError("broker away")
+
+    topic = worker.events.get_topic_name()
+    taken = [
+        _taken(topic, e.to_bytes(), e.customer_id.encode(), offset=n, streams=worker)
+        for n, e in enumerate(LATE_RESOLVE[:3])
+    ]
+    taken.append(_taken(topic, b"\x00poison", b"C-1", offset=3, streams=worker))
+    worker.processor.dead_letters = Refusing()
+    with pytest.raises(RuntimeError):
+        await worker.processor.process_batch(list(taken))
+    assert worker.processor.timers.in_flight == {}
