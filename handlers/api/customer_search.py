@@ -79,7 +79,11 @@ def archive_query(params: Mapping[str, str]) -> ArchiveQuery:
         values["has_open_breaches"] = _BOOLEANS[breaches]
     limit = params.get("limit", "").strip()
     if limit:
-        if not limit.isdigit() or not 1 <= int(limit) <= MAX_ARCHIVE_PAGE:
+        # ASCII digits, few of them: int() refuses "²" and over 4,300 digits with a ValueError
+        if (
+            not (limit.isascii() and limit.isdigit() and len(limit) <= 4)
+            or not 1 <= int(limit) <= MAX_ARCHIVE_PAGE
+        ):
             raise BadRequest(422, "limit", f"must be a whole number from 1 to {MAX_ARCHIVE_PAGE}")
         values["limit"] = int(limit)
     return ArchiveQuery(**values)

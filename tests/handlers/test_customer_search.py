@@ -108,6 +108,8 @@ def test_pages_continue_after_the_last_id(engine):
         ({"limit": "0"}, "limit"),
         ({"limit": "201"}, "limit"),
         ({"limit": "ten"}, "limit"),
+        ({"limit": "²"}, "limit"),
+        ({"limit": "9" * 5000}, "limit"),
         ({"tier": "gold-ish"}, "tier"),
         ({"has_open_breaches": "yes"}, "has_open_breaches"),
         ({"q": "x" * 121}, "q"),
