@@ -208,7 +208,7 @@ def register_customer_archive_routes(
             reads.acquire()
             loop = asyncio.get_running_loop()
             try:
-                work = pool.submit(list_customers, engine, query)
+                work = pool.submit(list_customers, engine, query, clock())
             except BaseException:
                 reads.release()
                 raise

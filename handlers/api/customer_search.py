@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, and_, exists, or_, select
@@ -94,19 +95,32 @@ def _like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _open_breach():  # type: ignore[no-untyped-def]
-    """An open item of the customer with a breached clock (any cycle), as the sink last wrote it."""
+def _breached(now: datetime):  # type: ignore[no-untyped-def]
+    """A clock that is breached at ``now``: stopped late, or still running past its deadline.
+
+    The sink evaluates an item's clocks at its latest event, so a clock nobody
+    has acted on since it ran out is still ``pending`` there, with the
+    deadline it ran out at (a paused clock's deadline moves: it is not counted).
+    """
+    return or_(
+        SlaOutcome.state == "breached",
+        and_(SlaOutcome.state == "pending", SlaOutcome.paused.is_(False), SlaOutcome.deadline < now),
+    )
+
+
+def _open_breach(now: datetime):  # type: ignore[no-untyped-def]
+    """An open item of the customer with a clock breached at ``now`` (any cycle)."""
     return and_(
         Item.customer_id == Customer.customer_id,
         Item.closed.is_(False),
         SlaOutcome.customer_id == Item.customer_id,
         SlaOutcome.item_kind == Item.kind,
         SlaOutcome.item_id == Item.item_id,
-        SlaOutcome.state == "breached",
+        _breached(now),
     )
 
 
-def _statement(query: ArchiveQuery):  # type: ignore[no-untyped-def]
+def _statement(query: ArchiveQuery, now: datetime):  # type: ignore[no-untyped-def]
     table = Customer.__table__
     statement = select(table.c.customer_id, table.c.profile, table.c.updated_at)
     if query.tier == "public":  # a customer registered without a tier is evaluated as public
@@ -122,7 +136,7 @@ def _statement(query: ArchiveQuery):  # type: ignore[no-untyped-def]
     if query.account_manager:
         statement = statement.where(Customer.account_manager_id == query.account_manager)
     if query.has_open_breaches is not None:
-        breached = exists().where(_open_breach())
+        breached = exists().where(_open_breach(now))
         statement = statement.where(breached if query.has_open_breaches else ~breached)
     if query.q:
         text = _like(query.q)
@@ -150,13 +164,13 @@ def _statement(query: ArchiveQuery):  # type: ignore[no-untyped-def]
 
 
 def list_customers(
-    engine: Engine, query: ArchiveQuery, time_limit: float = ARCHIVE_QUERY_SECONDS
+    engine: Engine, query: ArchiveQuery, now: datetime, time_limit: float = ARCHIVE_QUERY_SECONDS
 ) -> dict[str, Any]:
     """``{"customers": [record, ...], "next": after-value or None}`` (blocking; bounded in time).
 
     Each record is the archive record (``streams/customer_archive.archive_record``)
     with ``open_breaches``: how many of the customer's open items have a
-    breached clock.  A query that runs past ``time_limit`` raises the driver's
+    clock breached at ``now``.  A query that runs past ``time_limit`` raises the driver's
     error (PostgreSQL ``statement_timeout``, SQLite interrupted).
     """
     deadline = time.monotonic() + time_limit
@@ -167,7 +181,7 @@ def list_customers(
         elif dbapi is not None:
             dbapi.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)  # type: ignore[attr-defined]
         try:
-            rows = conn.execute(_statement(query)).all()
+            rows = conn.execute(_statement(query, now)).all()
             page, more = rows[: query.limit], len(rows) > query.limit
             ids = [row.customer_id for row in page]
             breached: dict[str, int] = {}
@@ -183,7 +197,7 @@ def list_customers(
                             SlaOutcome.item_id == Item.item_id,
                         ),
                     )
-                    .where(Item.customer_id.in_(ids), Item.closed.is_(False), SlaOutcome.state == "breached")
+                    .where(Item.customer_id.in_(ids), Item.closed.is_(False), _breached(now))
                 )
                 for row in conn.execute(statement):
                     breached[row.customer_id] = breached.get(row.customer_id, 0) + 1

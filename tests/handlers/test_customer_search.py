@@ -9,7 +9,7 @@ from handlers.api.http_guard import BadRequest
 from schemas.reporting_db import open_engine, upgrade
 from sla_rules import DEFAULT_RULES_PATH, load_rules
 from streams.sink_writer import SinkWriter
-from tests.builders import event
+from tests.builders import at, event
 
 RULES = load_rules(DEFAULT_RULES_PATH)
 
@@ -46,7 +46,11 @@ EVENTS = [
     customer(
         "C-GOV-001", "13:00", "customer.updated", services=[{"service": "SD-WAN", "circuit_id": "GZ-SDWAN-9"}]
     ),
+    # the hospital's fault, reported and never acknowledged: its 5-minute response ran out at 09:05
+    customer("C-HOSP-1", "08:00", "customer.updated", name="市人民医院", tier="diamond"),
+    event("fault.reported", "F-3", "09:00", customer="C-HOSP-1"),
 ]
+NOW = at("18:00")
 
 
 @pytest.fixture
@@ -60,13 +64,13 @@ def engine(reporting_db_url):
     engine.dispose()
 
 
-def found(engine, **query) -> list[str]:
-    return [c["customer_id"] for c in list_customers(engine, ArchiveQuery(**query))["customers"]]
+def found(engine, now=NOW, **query) -> list[str]:
+    return [c["customer_id"] for c in list_customers(engine, ArchiveQuery(**query), now)["customers"]]
 
 
 def test_filters(engine):
-    assert found(engine) == ["C-BANK-001", "C-GOV-001", "C_SHOP_1"]
-    assert found(engine, tier="diamond") == ["C-GOV-001"]
+    assert found(engine) == ["C-BANK-001", "C-GOV-001", "C-HOSP-1", "C_SHOP_1"]
+    assert found(engine, tier="diamond") == ["C-GOV-001", "C-HOSP-1"]
     assert found(engine, tier="public") == ["C_SHOP_1"]
     assert found(engine, region="广东") == ["C-BANK-001", "C-GOV-001", "C_SHOP_1"]
     assert found(engine, region="广东/深圳") == ["C-BANK-001"]
@@ -74,9 +78,16 @@ def test_filters(engine):
 
 
 def test_open_breaches_count_open_items_only(engine):
-    assert found(engine, has_open_breaches=True) == ["C-BANK-001"]
+    assert found(engine, has_open_breaches=True) == ["C-BANK-001", "C-HOSP-1"]
     assert found(engine, has_open_breaches=False) == ["C-GOV-001", "C_SHOP_1"]
-    page = list_customers(engine, ArchiveQuery(q="C-BANK-001"))["customers"]
+
+
+def test_a_clock_nobody_acted_on_is_breached_once_its_deadline_has_passed(engine):
+    assert found(engine, now=at("09:04"), has_open_breaches=True) == ["C-BANK-001"]
+    assert found(engine, now=at("09:06"), has_open_breaches=True) == ["C-BANK-001", "C-HOSP-1"]
+    (hospital,) = list_customers(engine, ArchiveQuery(q="C-HOSP-1"), NOW)["customers"]
+    assert hospital["open_breaches"] == 1
+    page = list_customers(engine, ArchiveQuery(q="C-BANK-001"), NOW)["customers"]
     assert [c["open_breaches"] for c in page] == [1]
 
 
@@ -95,11 +106,11 @@ def test_like_wildcards_in_the_search_are_plain_text(engine):
 
 
 def test_pages_continue_after_the_last_id(engine):
-    first = list_customers(engine, ArchiveQuery(limit=2))
+    first = list_customers(engine, ArchiveQuery(limit=2), NOW)
     assert [c["customer_id"] for c in first["customers"]] == ["C-BANK-001", "C-GOV-001"]
     assert first["next"] == "C-GOV-001"
-    rest = list_customers(engine, ArchiveQuery(limit=2, after=first["next"]))
-    assert [c["customer_id"] for c in rest["customers"]] == ["C_SHOP_1"] and rest["next"] is None
+    rest = list_customers(engine, ArchiveQuery(limit=2, after=first["next"]), NOW)
+    assert [c["customer_id"] for c in rest["customers"]] == ["C-HOSP-1", "C_SHOP_1"] and rest["next"] is None
 
 
 @pytest.mark.parametrize(
