@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, exists, or_, select
+from sqlalchemy import ColumnElement, Engine, Select, and_, exists, or_, select
 
 from handlers.api.http_guard import BadRequest
 from handlers.api.input_limits import (
@@ -95,7 +95,7 @@ def _like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _breached(now: datetime):  # type: ignore[no-untyped-def]
+def _breached(now: datetime) -> ColumnElement[bool]:
     """A clock that is breached at ``now``: stopped late, or still running past its deadline.
 
     The sink evaluates an item's clocks at its latest event, so a clock nobody
@@ -108,7 +108,7 @@ def _breached(now: datetime):  # type: ignore[no-untyped-def]
     )
 
 
-def _open_breach(now: datetime):  # type: ignore[no-untyped-def]
+def _open_breach(now: datetime) -> ColumnElement[bool]:
     """An open item of the customer with a clock breached at ``now`` (any cycle)."""
     return and_(
         Item.customer_id == Customer.customer_id,
@@ -120,7 +120,7 @@ def _open_breach(now: datetime):  # type: ignore[no-untyped-def]
     )
 
 
-def _statement(query: ArchiveQuery, now: datetime):  # type: ignore[no-untyped-def]
+def _statement(query: ArchiveQuery, now: datetime) -> Select[Any]:
     table = Customer.__table__
     statement = select(table.c.customer_id, table.c.profile, table.c.updated_at)
     if query.tier == "public":  # a customer registered without a tier is evaluated as public
@@ -179,7 +179,7 @@ def list_customers(
         if engine.dialect.name == "postgresql":
             conn.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, int(time_limit * 1000))}")
         elif dbapi is not None:
-            dbapi.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)  # type: ignore[attr-defined]
+            dbapi.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
         try:
             rows = conn.execute(_statement(query, now)).all()
             page, more = rows[: query.limit], len(rows) > query.limit
@@ -203,7 +203,7 @@ def list_customers(
                     breached[row.customer_id] = breached.get(row.customer_id, 0) + 1
         finally:
             if engine.dialect.name == "sqlite" and dbapi is not None:
-                dbapi.set_progress_handler(None, 0)  # type: ignore[attr-defined]
+                dbapi.set_progress_handler(None, 0)
             conn.rollback()
     customers = [
         {
