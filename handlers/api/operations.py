@@ -72,8 +72,8 @@ class Param:
     where: Literal["path", "query"] = "query"
     required: bool = False
     default: Any = None
-    #: the value of a parameter given empty (``?wait``): the default unless said otherwise
-    empty: Any = _SAME
+    #: the value of a parameter given empty (``?wait`` alone: wait 2 s); refused if not said
+    empty: Any = _SAME  # (and any other empty value is refused)
     minimum: float | None = None
     maximum: float | None = None
     enum: tuple[str, ...] | None = None
@@ -86,12 +86,14 @@ class Param:
 
     def read(self, text: str | None) -> Any:
         """The value of the parameter as sent (``None``: not sent), checked and converted."""
-        if text is None or text == "":
+        if text is None:
             if self.required:
                 raise BadRequest(422, self.name, "is required")
-            if text == "" and self.empty is not _SAME:
-                return self.empty
             return self.default
+        if text == "":  # ``?at=``: refused, unless the declaration says what it means (``?wait``)
+            if self.empty is _SAME:
+                raise BadRequest(422, self.name, "is empty; leave it out or give a value")
+            return self.empty
         if self.max_length is not None and len(text) > self.max_length:
             raise BadRequest(422, self.name, f"longer than {self.max_length} characters")
         if self.kind in ("integer", "number"):
@@ -257,15 +259,7 @@ EVENT_ID = Param("event_id", "uuid", "the event's id, as a write returned it", w
 
 
 def _wait_seconds(name: str, description: str, *, default: float | None = DEFAULT_WAIT_SECONDS) -> Param:
-    return Param(
-        name,
-        "number",
-        description,
-        minimum=0,
-        maximum=MAX_WAIT_SECONDS,
-        default=default,
-        empty=DEFAULT_WAIT_SECONDS,
-    )
+    return Param(name, "number", description, minimum=0, maximum=MAX_WAIT_SECONDS, default=default)
 
 
 # -- bodies ---------------------------------------------------------------------------------
@@ -385,11 +379,14 @@ def _step(kind: str, name: str, action: Action) -> Operation:
         f"{kind} steps",
         params=(
             ITEM_ID,
-            _wait_seconds(
-                "wait",
-                "wait up to this many seconds for the owner's outcome (given empty: 2 s); "
-                "without it the answer is 202 once the broker has the step",
-                default=None,
+            replace(
+                _wait_seconds(
+                    "wait",
+                    "wait up to this many seconds for the owner's outcome (given empty: 2 s); "
+                    "without it the answer is 202 once the broker has the step",
+                    default=None,
+                ),
+                empty=DEFAULT_WAIT_SECONDS,
             ),
         ),
         body=step_body(action),
@@ -439,10 +436,14 @@ def _all_operations() -> tuple[Operation, ...]:
             ),
             answers=_read(
                 Answer(200, "the view", answers.CUSTOMER_VIEW),
-                Answer(404, "no events for this customer", answers.ERROR),
+                Answer(
+                    404,
+                    "no events for this customer (customer_id), or wait_for not in the view "
+                    "within timeout (wait_for: not written, or not folded yet)",
+                    answers.ERROR,
+                ),
                 BUSY,
                 RECOVERING,
-                Answer(504, "wait_for not folded within timeout", answers.ERROR),
             ),
         ),
         Operation(
@@ -494,9 +495,13 @@ def _all_operations() -> tuple[Operation, ...]:
             ),
             answers=_read(
                 Answer(200, "applied or rejected", answers.FOLD_OUTCOME),
+                Answer(
+                    404,
+                    "the event is not in the item within timeout (not written, or not yet folded)",
+                    answers.ERROR,
+                ),
                 BUSY,
                 RECOVERING,
-                Answer(504, "not folded within timeout", answers.ERROR),
             ),
         ),
     ]

@@ -197,9 +197,10 @@ def register_routes(
             event_id, timeout = asked["wait_for"], asked["timeout"]
             with waits.take():
                 arrived = await streams.processor.wait_for_event(customer_id, event_id, timeout)
-            if not arrived:
+            if not arrived:  # not a 5xx: this worker did its job, the event is not (yet) there
                 return web.json(
-                    error_body(f"event {event_id} not in the view after {timeout} s", "wait_for"), status=504
+                    error_body(f"event {event_id} not in the view after {timeout:g} s", "wait_for"),
+                    status=404,
                 )
         view = views.get(customer_id)
         if view is None:
@@ -348,10 +349,10 @@ def register_routes(
         with waits.take():
             await streams.processor.wait_for_event(customer_id, event_id, timeout)
         found = fold_outcome(views.get(customer_id), kind, item_id, event_id)
-        if found is None:
+        if found is None:  # a 404, not a 504: nothing failed, the event is not (yet) in the item
             return web.json(
-                error_body(f"event {event_id} not in {kind} {item_id} after {timeout} s", "event_id"),
-                status=504,
+                error_body(f"event {event_id} not in {kind} {item_id} after {timeout:g} s", "event_id"),
+                status=404,
             )
         return web.bytes(
             orjson.dumps({**found, "item": present_item(found["item"], settings.zone)}),

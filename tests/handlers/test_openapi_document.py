@@ -134,6 +134,15 @@ class TestHandlersReadThroughTheDeclarations:
             step.read(request({"wait": "11"}, item_id="F-1"))
         assert refused.value.field == "wait"
 
+    @pytest.mark.parametrize(
+        ("operation_id", "name"), [("get_item_sla", "at"), ("get_customer_view", "wait_for")]
+    )
+    def test_an_empty_value_is_refused_unless_declared_to_mean_something(self, operation_id, name):
+        """``?at=`` was taken as now, ``?wait_for=`` as no wait; the document says an instant, a UUID."""
+        with pytest.raises(BadRequest) as refused:
+            operation(operation_id).read(request({name: ""}, customer_id="C", kind="fault", item_id="F"))
+        assert (refused.value.status, refused.value.field) == (422, name)
+
     def test_an_unknown_kind_and_a_bad_event_id_are_named(self):
         outcome = operation("get_item_event_outcome")
         with pytest.raises(BadRequest) as refused:
