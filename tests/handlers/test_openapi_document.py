@@ -117,7 +117,9 @@ def request(query: dict | None = None, **path: str) -> SimpleNamespace:
 
 
 class TestHandlersReadThroughTheDeclarations:
-    @pytest.mark.parametrize("limit", ["0", str(MAX_QUEUE_LIMIT + 1), "ten", "nan", "1.5"])
+    @pytest.mark.parametrize(
+        "limit", ["0", str(MAX_QUEUE_LIMIT + 1), "ten", "nan", "1.5", " 7", "1_0", "\u0667"]
+    )
     def test_a_limit_out_of_bounds_is_refused_naming_it(self, limit):
         with pytest.raises(BadRequest) as refused:
             operation("get_dispatch_queue").read(request({"limit": limit}))
@@ -148,15 +150,32 @@ class TestHandlersReadThroughTheDeclarations:
         with pytest.raises(BadRequest) as refused:
             outcome.read(request(customer_id="C", kind="invoice", item_id="F", event_id="x"))
         assert refused.value.field == "kind"
-        with pytest.raises(BadRequest) as refused:
-            outcome.read(request(customer_id="C", kind="fault", item_id="F", event_id="x"))
-        assert refused.value.field == "event_id"
+        for spelling in ("x", "{0b0e8a3c-6f0e-4c35-9a53-0f3a2f2c9d11}", "0b0e8a3c6f0e4c359a530f3a2f2c9d11"):
+            with pytest.raises(BadRequest) as refused:
+                outcome.read(request(customer_id="C", kind="fault", item_id="F", event_id=spelling))
+            assert refused.value.field == "event_id"
+        upper = outcome.read(
+            request(
+                customer_id="C", kind="fault", item_id="F", event_id="0B0E8A3C-6F0E-4C35-9A53-0F3A2F2C9D11"
+            )
+        )
+        assert upper["event_id"] == "0b0e8a3c-6f0e-4c35-9a53-0f3a2f2c9d11"
 
-    @pytest.mark.parametrize("at", ["0001-01-01T00:00:00+08:00", "2026-11-23T09:00:00", "noon"])
+    @pytest.mark.parametrize(
+        "at",
+        ["0001-01-01T00:00:00+08:00", "2026-11-23T09:00:00", "noon", "20261123T090000+0800", "2026-W48-1"],
+    )
     def test_an_instant_out_of_range_or_naive_is_refused(self, at):
         with pytest.raises(BadRequest) as refused:
             operation("get_item_sla").read(request({"at": at}, customer_id="C", kind="fault", item_id="F"))
         assert (refused.value.status, refused.value.field) == (422, "at")
+
+    def test_an_instant_is_read_as_people_write_it(self):
+        sla = operation("get_item_sla")
+        at = sla.read(request({"at": "2026-11-23 09:00+08:00"}, customer_id="C", kind="fault", item_id="F"))[
+            "at"
+        ]
+        assert at.isoformat() == "2026-11-23T01:00:00+00:00"
 
     def test_a_body_field_the_action_sets_is_refused_with_why(self):
         with pytest.raises(BadRequest) as refused:
