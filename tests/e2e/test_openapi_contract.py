@@ -20,7 +20,7 @@ that the generator is free to ask for.  One schemathesis worker: its threads
 crashed CPython 3.11's ``ast.parse`` inside Hypothesis
 (``SystemError: AST constructor recursion depth mismatch``).
 
-Credentials come from :func:`api_headers` alone: today the API takes none;
+Credentials come from the :func:`api_headers` fixture alone: today the API takes none;
 once it needs a session or a token (issue 11, points 4-6), that is the one
 place to give the run one.
 """
@@ -53,8 +53,9 @@ CHECKS = (
 )
 
 
-def api_headers() -> dict[str, str]:
-    """The headers that authenticate a caller of the API: none yet (see the module's docstring)."""
+@pytest.fixture(scope="module")
+def api_headers(desk) -> dict[str, str]:
+    """The headers that authenticate the run's caller with ``desk``: none yet (see the module's docstring)."""
     return {}
 
 
@@ -88,7 +89,9 @@ class TestAWaitThatEndsEmptyIsNotAServerError:
         assert (status, answer["field"]) == (404, "event_id")
 
 
-def test_every_operation_answers_as_documented_to_generated_and_hostile_input(desk, document, tmp_path: Path):
+def test_every_operation_answers_as_documented_to_generated_and_hostile_input(
+    desk, document, api_headers, tmp_path: Path
+):
     worker = desk.workers[0]
     # Something to find: a customer with an open fault, so that reads and steps also meet real items
     # (schemathesis draws path values from the schema, and "0" is a likely one).
@@ -126,7 +129,7 @@ def test_every_operation_answers_as_documented_to_generated_and_hostile_input(de
         "--report-json-path",
         str(report),
     ]
-    for name, value in api_headers().items():
+    for name, value in api_headers.items():
         command += ["--header", f"{name}: {value}"]
     started = time.monotonic()
     run = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
