@@ -131,7 +131,10 @@ class Param:
     def _number(self, text: str) -> float:
         value: float | None = None
         if (_INTEGER if self.kind == "integer" else _NUMBER).fullmatch(text):
-            value = int(text) if self.kind == "integer" else float(text)
+            try:
+                value = int(text) if self.kind == "integer" else float(text)
+            except ValueError:  # int() refuses more than 4,300 digits
+                value = None
         low = -math.inf if self.minimum is None else self.minimum
         high = math.inf if self.maximum is None else self.maximum
         if value is None or value != value or not low <= value <= high:  # value != value: NaN

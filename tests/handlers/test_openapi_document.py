@@ -118,7 +118,7 @@ def request(query: dict | None = None, **path: str) -> SimpleNamespace:
 
 class TestHandlersReadThroughTheDeclarations:
     @pytest.mark.parametrize(
-        "limit", ["0", str(MAX_QUEUE_LIMIT + 1), "ten", "nan", "1.5", " 7", "1_0", "\u0667"]
+        "limit", ["0", str(MAX_QUEUE_LIMIT + 1), "ten", "nan", "1.5", " 7", "1_0", "\u0667", "9" * 5000]
     )
     def test_a_limit_out_of_bounds_is_refused_naming_it(self, limit):
         with pytest.raises(BadRequest) as refused:
