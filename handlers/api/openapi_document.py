@@ -53,7 +53,9 @@ def _operation(op: Operation) -> dict[str, Any]:
         "operationId": op.operation_id,
         "summary": op.summary,
         "tags": [op.tag],
-        "responses": {str(a.status): _answer(a) for a in sorted(op.answers, key=lambda a: a.status)},
+        "responses": {
+            str(a.status): _answer(a) for a in sorted(op.documented_answers(), key=lambda a: a.status)
+        },
     }
     if op.description:
         spec["description"] = op.description

@@ -241,6 +241,13 @@ class Operation:
     def route_pattern(self) -> str:
         return self.route or self.path
 
+    def documented_answers(self) -> tuple[Answer, ...]:
+        """Its answers, and once it needs a permission the refusals of a caller without one (401, 403)."""
+        if self.permission is None:
+            return self.answers
+        declared = {a.status for a in self.answers}
+        return (*self.answers, *(a for a in CREDENTIAL_ANSWERS if a.status not in declared))
+
     def read(self, request: HasParams) -> dict[str, Any]:
         """The declared parameters of ``request``, checked and converted (422 names the first bad one)."""
         return self.read_values(request.query, request.match_info)
@@ -346,6 +353,11 @@ def _error(status: int, description: str, *headers: str) -> Answer:
 
 
 INTERNAL = _error(500, "an unexpected error, logged as http.unhandled")
+#: Added to every operation that names a permission (:meth:`Operation.documented_answers`).
+CREDENTIAL_ANSWERS = (
+    _error(401, "no valid session or token"),
+    _error(403, "the caller's role or token does not allow this operation"),
+)
 RECOVERING = _error(
     503, "the worker is rebalancing or recovering, or the owner did not answer; retry", "Retry-After"
 )

@@ -10,6 +10,7 @@ built from).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -44,7 +45,9 @@ def document() -> dict:
 
 class TestEveryRouteIsDeclared:
     def test_routes_and_declarations_are_the_same_set(self, registered):
-        assert registered == routes()
+        undeclared, unrouted = sorted(registered - routes()), sorted(routes() - registered)
+        assert not undeclared, f"routes with no declaration in handlers/api/operations.py: {undeclared}"
+        assert not unrouted, f"declarations with no route: {unrouted}"
 
     def test_each_route_is_declared_once_except_the_steps_which_are_one_per_action(self):
         by_route: dict[tuple[str, str], list[str]] = {}
@@ -99,6 +102,13 @@ class TestTheDocument:
         pending = paths["/api/tickets/{item_id}/pending"]["post"]["requestBody"]["content"]
         status = pending["application/json"]["schema"]["properties"]["status"]
         assert status["enum"] == ["pending_customer", "pending_third_party", None]
+
+    def test_an_operation_that_needs_a_permission_documents_401_and_403(self):
+        guarded = replace(operation("get_dispatch_queue"), permission="queue:read")
+        doc = build_document((guarded,))
+        get = doc["paths"]["/api/dispatch-queue"]["get"]
+        assert {"401", "403"} <= set(get["responses"]) and get["x-keydesk-permission"] == "queue:read"
+        assert not {"401", "403"} & set(document()["paths"]["/api/health"]["get"]["responses"])
 
     def test_every_operation_declares_its_errors_as_the_one_error_body(self):
         for op in OPERATIONS:
