@@ -177,3 +177,33 @@ COMPLIANCE_REPORT: Schema = _object(
         "breaches": {"type": "array", "items": _OBJECT},
     }
 )
+
+#: One customer's archive record (``streams/customer_archive.py`` ``archive_record``).
+ARCHIVE_RECORD: Schema = _object(
+    {
+        "customer_id": _STRING,
+        "name": _NULLABLE_STRING,
+        "tier": _NULLABLE_STRING,
+        "escalation_chain": {"type": "array", "items": _OBJECT},
+        "contacts": {"type": "array", "items": _OBJECT},
+        "services": {"type": "array", "items": _OBJECT},
+        "updated_at": _NULLABLE_STRING,
+    },
+    {"account_manager": {"type": ["object", "null"]}, "region": _NULLABLE_STRING},
+)
+ARCHIVE_PAGE: Schema = _object(
+    {
+        "customers": {
+            "type": "array",
+            "items": {**ARCHIVE_RECORD, "required": [*ARCHIVE_RECORD["required"], "open_breaches"]},
+        },
+        "next": _NULLABLE_STRING,
+    }
+)
+_ARCHIVE_KEYS: dict[str, Schema] = {"customer_id": _STRING, "event_id": _EVENT_ID, "event_type": _STRING}
+ARCHIVE_PUBLISHED: Schema = _object(
+    {**_ARCHIVE_KEYS, "outcome": {"const": "published"}}, {"waited": {"type": "number", "minimum": 0}}
+)
+ARCHIVE_APPLIED: Schema = _object(
+    {**_ARCHIVE_KEYS, "outcome": {"const": "applied"}, "customer": ARCHIVE_RECORD}
+)

@@ -31,18 +31,21 @@ from handlers.api import answer_schemas as answers
 from handlers.api.actions import ACKNOWLEDGEMENT, ACTIONS, COLLECTIONS, Action
 from handlers.api.http_guard import BadRequest, check_instant_years
 from handlers.api.input_limits import (
+    DEFAULT_ARCHIVE_PAGE,
     DEFAULT_QUEUE_LIMIT,
     DEFAULT_WAIT_SECONDS,
+    MAX_ARCHIVE_PAGE,
     MAX_ID_LENGTH,
     MAX_QUEUE_LIMIT,
     MAX_REPORT_BREACHES,
+    MAX_SEARCH_LENGTH,
     MAX_WAIT_SECONDS,
     MAX_YEAR,
     MIN_YEAR,
 )
 from handlers.reports.arguments import DIMENSIONS, REPORT_FORMATS
 from schemas.envelope import InvalidEvent, parse_instant, validate_fields
-from schemas.event_catalogue import EVENT_TYPES, SOURCES, Field
+from schemas.event_catalogue import EVENT_TYPES, SOURCES, TIERS, Field
 from schemas.json_schema import event_schema, object_schema
 from streams.vocabulary import ITEM_KINDS
 
@@ -226,7 +229,7 @@ class Operation:
     """
 
     operation_id: str
-    method: Literal["GET", "POST"]
+    method: Literal["GET", "POST", "PATCH"]
     path: str
     summary: str
     tag: str
@@ -328,6 +331,119 @@ def acknowledgement_body() -> Body:
         "which clock's escalation is acknowledged; cycle: the owner's current one unless given",
         {**fields, "cycle": replace(fields["cycle"], required=False), **_ENVELOPE_ACK},
     )
+
+
+def _archive_wait() -> Param:
+    return replace(
+        _wait_seconds(
+            "wait",
+            "wait up to this many seconds for the owner's record (given empty: 2 s)",
+            default=None,
+        ),
+        empty=DEFAULT_WAIT_SECONDS,
+    )
+
+
+def _archive_operations() -> list[Operation]:
+    """The customer archive (客户档案, ``handlers/api/customer_archive.py``): register, change, read, list."""
+    registered, updated = EVENT_TYPES["customer.registered"], EVENT_TYPES["customer.updated"]
+    write_answers = _with_body(
+        Answer(200, "folded by the owner (wait given)", answers.ARCHIVE_APPLIED),
+        Answer(
+            202, "on the log; the owner could not say within wait (or none asked)", answers.ARCHIVE_PUBLISHED
+        ),
+        RECOVERING,
+    )
+    return [
+        Operation(
+            "register_customer",
+            "POST",
+            "/api/customers",
+            "register a customer in the archive (customer.registered)",
+            "customer archive",
+            params=(_archive_wait(),),
+            body=Body(
+                "the customer.registered fields; the id is the caller's (CRM or billing id), never generated",
+                {**_CUSTOMER, **registered, **_ENVELOPE},
+            ),
+            answers=(*write_answers, _error(409, "the customer is already registered")),
+        ),
+        Operation(
+            "list_customers",
+            "GET",
+            "/api/customers",
+            "list and search the archive, a page at a time (from the reporting database)",
+            "customer archive",
+            params=(
+                Param(
+                    "tier",
+                    "enum",
+                    "customers of this tier (public: also those without one)",
+                    enum=tuple(TIERS),
+                ),
+                Param("region", "string", "this region and those under it", max_length=MAX_SEARCH_LENGTH),
+                Param(
+                    "account_manager", "string", "the account manager's staff id", max_length=MAX_ID_LENGTH
+                ),
+                Param(
+                    "has_open_breaches", "enum", "an open item with a breached clock", enum=("true", "false")
+                ),
+                Param(
+                    "q",
+                    "string",
+                    "part of the name, start of a customer or circuit id, or a whole phone number",
+                    max_length=MAX_SEARCH_LENGTH,
+                ),
+                Param(
+                    "limit",
+                    "integer",
+                    "most customers on the page",
+                    minimum=1,
+                    maximum=MAX_ARCHIVE_PAGE,
+                    default=DEFAULT_ARCHIVE_PAGE,
+                ),
+                Param("after", "string", "the next of the previous page", max_length=MAX_ID_LENGTH),
+            ),
+            answers=_read(
+                Answer(200, "one page", answers.ARCHIVE_PAGE),
+                BUSY,
+                _error(503, "the reporting database did not answer", "Retry-After"),
+            ),
+            description="No other query parameter is taken (422 naming it).",
+        ),
+        Operation(
+            "get_customer",
+            "GET",
+            "/api/customers/{customer_id}",
+            "one customer's archive record, from the worker that owns the customer",
+            "customer archive",
+            params=(
+                CUSTOMER_ID,
+                Param("wait_for", "uuid", "an event id returned by a write: answer once it is folded"),
+                _wait_seconds("timeout", "how long to wait for wait_for, seconds"),
+            ),
+            answers=_read(
+                Answer(200, "the record", answers.ARCHIVE_RECORD),
+                Answer(404, "no such customer, or wait_for not folded within timeout", answers.ERROR),
+                BUSY,
+                RECOVERING,
+            ),
+        ),
+        Operation(
+            "update_customer",
+            "PATCH",
+            "/api/customers/{customer_id}",
+            "change the archive fields given (customer.updated; a list is replaced whole)",
+            "customer archive",
+            params=(CUSTOMER_ID, _archive_wait()),
+            body=Body(
+                "the customer.updated fields to change (at least one)",
+                {**updated, **_ENVELOPE},
+                {"customer_id": "is the path's; leave it out of the body"},
+            ),
+            answers=(*write_answers, Answer(404, "no such customer", answers.ERROR)),
+        ),
+    ]
 
 
 def _raw_event_schema() -> dict[str, Any]:
@@ -533,6 +649,7 @@ def _all_operations() -> tuple[Operation, ...]:
     ]
     for kind, steps in ACTIONS.items():
         ops.extend(_step(kind, name, action) for name, action in steps.items())
+    ops += _archive_operations()
     ops += [
         Operation(
             "get_dispatch_queue",
