@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DAYS = "2"
+CLIENT_NAME = "keydesk-publisher"  # the client certificate's CN: Kafka's principal User:CN=keydesk-publisher
 
 
 class OpensslMissing(RuntimeError):
@@ -94,7 +95,7 @@ def make_tls_files(directory: Path) -> TlsFiles:
         directory,
         "client",
         ca,
-        "/CN=keydesk-worker/O=keydesk test",
+        f"/CN={CLIENT_NAME}",
         "keyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
     )
     return TlsFiles(

@@ -155,6 +155,11 @@ class SecuredListeners:
     same certificate and requires a client certificate signed by ``client_ca``.
     SCRAM users are stored when the log directory is formatted, so they are
     those of the first start of a data directory.
+
+    Authorization is on (Kafka's ``StandardAuthorizer``, deny by default): the
+    secured listeners' users may do what an ACL allows, and nothing else; the
+    plaintext listener's anonymous user is a super user (the broker's own
+    readiness probe, and whoever sets up the ACLs).
     """
 
     cert_chain: Path
@@ -324,6 +329,8 @@ class LocalKafka:
         keystore.write_text(self.secured.keystore())
         keystore.chmod(0o600)
         return [
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users=User:ANONYMOUS",
             # both TLS listeners present the broker's certificate
             "ssl.keystore.type=PEM",
             f"ssl.keystore.location={keystore}",

@@ -8,11 +8,18 @@ variables folds what ``keydesk publish`` (configured the same way, as another
 principal) sends through the secured listeners, and its SQL sink writes it;
 clients without credentials, with a wrong password, or trusting another CA are
 refused by the broker, each for its own reason.
+
+The broker authorizes (deny by default) and each principal is granted exactly
+the ACLs README.md's "Kafka security" table lists (:func:`worker_acls`,
+:func:`sink_acls`, :func:`publisher_acls`), so these tests also show that list
+to be enough.
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import signal
 import ssl
 import subprocess
 import sys
@@ -22,21 +29,71 @@ from pathlib import Path
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed
+from aiokafka.protocol.admin import CreateAclsRequest
 from aiokafka.protocol.metadata import MetadataRequest
 
+from handlers.kafka_topics import ensure_topics
 from handlers.local.kafka_broker import LocalKafka, LocalKafkaError, SecuredListeners
 from streams.kafka_security import client_options
 from streams.settings import Settings
 from tests.builders import event, fault
 from tests.conftest import service_missing
-from tests.e2e.conftest import Desk, Worker, new_desk
-from tests.kafka_tls import OpensslMissing, TlsFiles, make_tls_files
+from tests.e2e.conftest import PARTITIONS, Desk, Worker, new_desk
+from tests.kafka_tls import CLIENT_NAME, OpensslMissing, TlsFiles, make_tls_files
 
 pytestmark = pytest.mark.broker
 
-WORKER_USER, PUBLISHER_USER = "keydesk-worker", "keydesk-cli"  # SCRAM-SHA-512, PLAIN
+WORKER_USER, SINK_USER, PUBLISHER_USER = (
+    "keydesk-worker",
+    "keydesk-sink",
+    "keydesk-cli",
+)  # SCRAM, SCRAM, PLAIN
+CERTIFIED_PUBLISHER = f"User:CN={CLIENT_NAME}"  # the mutual-TLS client's principal
+
+# Kafka's codes in a CreateAcls request (org.apache.kafka.common.acl / resource)
+TOPIC, GROUP = 2, 3
+LITERAL, PREFIXED = 3, 4
+OPERATIONS = {"Read": 3, "Write": 4, "Create": 5, "Describe": 8}
+ALLOW = 3
+TOPIC_AUTHORIZATION_FAILED = 29
+
+
+Acl = tuple[str, int, str, int, str]  # principal, resource type, name, pattern type, operation
+
+
+def worker_acls(desk: Desk) -> list[Acl]:
+    """What README.md's "Kafka security" table says a worker needs (its sink included), and no more."""
+    app = f"{desk.prefix}-app"  # KEYDESK_APP_ID of tests/e2e/conftest.py's desks
+    worker = f"User:{WORKER_USER}"
+    acls = [
+        (worker, TOPIC, name, PREFIXED, operation)
+        for name in (f"{desk.prefix}.", f"{app}-")
+        for operation in ("Create", "Describe", "Read", "Write")
+    ]
+    return acls + [(worker, GROUP, group, LITERAL, "Read") for group in (app, f"{app}-sql-sink")]
+
+
+def sink_acls(desk: Desk) -> list[Acl]:
+    """The table's row for `keydesk sink` on its own."""
+    sink = f"User:{SINK_USER}"
+    return [
+        *(
+            (sink, TOPIC, topic, LITERAL, op)
+            for topic in (desk.events_topic, desk.sla_topic)
+            for op in ("Describe", "Read")
+        ),
+        (sink, TOPIC, desk.dead_letter_topic, LITERAL, "Write"),
+        (sink, GROUP, f"{desk.prefix}-app-sql-sink", LITERAL, "Read"),
+    ]
+
+
+def publisher_acls(desk: Desk, principal: str) -> list[Acl]:
+    """The table's row for `keydesk publish`."""
+    return [(principal, TOPIC, desk.events_topic, LITERAL, operation) for operation in ("Describe", "Write")]
 
 
 class SecuredBroker:
@@ -44,7 +101,7 @@ class SecuredBroker:
 
     def __init__(self, tmp: Path) -> None:
         self.tls: TlsFiles = make_tls_files(tmp / "tls")
-        self.passwords = {WORKER_USER: secrets.token_hex(12), PUBLISHER_USER: secrets.token_hex(12)}
+        self.passwords = {user: secrets.token_hex(12) for user in (WORKER_USER, SINK_USER, PUBLISHER_USER)}
         self.kafka = LocalKafka(
             tmp / "kafka",
             partitions=4,
@@ -53,7 +110,7 @@ class SecuredBroker:
                 cert_chain=self.tls.broker_cert,
                 key=self.tls.broker_key,
                 client_ca=self.tls.ca,
-                scram_users={WORKER_USER: self.passwords[WORKER_USER]},
+                scram_users={user: self.passwords[user] for user in (WORKER_USER, SINK_USER)},
                 plain_users={PUBLISHER_USER: self.passwords[PUBLISHER_USER]},
             ),
         )
@@ -69,6 +126,18 @@ class SecuredBroker:
             "KEYDESK_KAFKA_SASL_PASSWORD": self.passwords[user],
             **change,
         }
+
+    async def grant(self, acls: list[Acl]) -> None:
+        """Create the ACLs as the plaintext listener's super user."""
+        host, _, port = str(self.kafka.bootstrap).rpartition(":")
+        conn = await create_conn(host, int(port), request_timeout_ms=10_000)
+        try:
+            for principal, kind, name, pattern, operation in acls:
+                request = CreateAclsRequest(kind, name, pattern, principal, "*", OPERATIONS[operation], ALLOW)
+                response = await conn.send(request)
+                assert [code for code, _ in response.creation_responses] == [0], response
+        finally:
+            conn.close()
 
     def mtls_env(self) -> dict[str, str]:
         """A client of the SSL listener, known by its certificate."""
@@ -98,6 +167,8 @@ def secured(tmp_path_factory):
 def desk(secured, tmp_path_factory):
     """One worker that reaches Kafka only through SASL_SSL as the SCRAM user, with its SQL sink."""
     d = desk_of(secured.sasl_env(WORKER_USER, "SCRAM-SHA-512"), tmp_path_factory.mktemp("desk"))
+    publishers = [f"User:{PUBLISHER_USER}", CERTIFIED_PUBLISHER]
+    asyncio.run(secured.grant(worker_acls(d) + [acl for p in publishers for acl in publisher_acls(d, p)]))
     d.start_worker()
     try:
         d.wait_until_partitions_split()
@@ -180,6 +251,78 @@ class TestAWorkerBehindSaslSsl:
             assert time.monotonic() < deadline, (done.stdout, done.stderr)
             time.sleep(0.2)  # polling the database the worker's sink writes
         assert len(status["sink_lag"]["partitions"]) == 8  # events and SLA topics, four partitions each
+
+    async def test_the_broker_enforces_those_acls(self, secured, desk):
+        """The grants are not vacuous: the publisher may describe the events topic, not the SLA topic."""
+        env = secured.sasl_env(PUBLISHER_USER, "PLAIN")
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=env["KEYDESK_KAFKA"], **client_options(Settings.from_env(env))
+        )
+        await admin.start()
+        try:
+            topics = await admin.describe_topics([desk.events_topic, desk.sla_topic])
+        finally:
+            await admin.close()
+        errors = {t["topic"]: t["error_code"] for t in topics}
+        assert errors == {desk.events_topic: 0, desk.sla_topic: TOPIC_AUTHORIZATION_FAILED}
+
+
+class TestASinkOfItsOwn:
+    def test_keydesk_sink_as_its_own_principal_writes_and_dead_letters(self, secured, tmp_path):
+        """`keydesk sink` with only the sink's ACLs: it writes the events, parks a reused id's event."""
+        env = secured.sasl_env(SINK_USER, "SCRAM-SHA-512")
+        sink_desk = desk_of(env | {"KEYDESK_SINK": "off"}, tmp_path)
+        asyncio.run(ensure_topics(Settings(kafka=secured.kafka.bootstrap, topic_prefix=sink_desk.prefix)))
+        publisher = secured.sasl_env(PUBLISHER_USER, "PLAIN")
+        asyncio.run(secured.grant(sink_acls(sink_desk) + publisher_acls(sink_desk, f"User:{PUBLISHER_USER}")))
+        customer = f"C-ALONE-{uuid.uuid4().hex[:6]}"
+        reported = fault("F-4", "reported", customer=customer)
+        reused = fault("F-5", "reported", customer=customer, event_id=reported.event_id)  # another item's id
+        events = [event("customer.registered", customer, customer=customer), reported, reused]
+        assert publish(sink_desk, publisher, tmp_path, *events).returncode == 0
+        log = open(tmp_path / "sink.log", "wb")
+        sink = subprocess.Popen(
+            [sys.executable, "-m", "handlers.cli", "sink"],
+            env=sink_desk.env(1),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                done = keydesk(sink_desk, env, "db", "status")
+                status = orjson.loads(done.stdout) if done.stdout.startswith("{") else {}
+                if status.get("sink_lag", {}).get("total") == 0 and status["rows"]["event_log"] == 2:
+                    break
+                assert sink.poll() is None, (tmp_path / "sink.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, (done.stdout, done.stderr)
+                time.sleep(0.2)  # polling the database the sink process writes
+        finally:
+            sink.send_signal(signal.SIGTERM)
+            assert sink.wait(30) == 0, (tmp_path / "sink.log").read_text()[-3000:]
+        parked = asyncio.run(records_of(secured.kafka.bootstrap, sink_desk.dead_letter_topic))
+        assert [(value, headers.get("keydesk.dlq.stage")) for value, headers in parked] == [
+            (reused.to_bytes(), b"sql-sink")
+        ]
+
+
+async def records_of(bootstrap: str | None, topic: str) -> list[tuple[bytes, dict[str, bytes]]]:
+    """Every record of ``topic``, read on the plaintext listener (its user is a super user)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        records = []
+        for tp in partitions:
+            while await consumer.position(tp) < ends[tp]:
+                for record in (await consumer.getmany(tp, timeout_ms=5000)).get(tp, []):
+                    records.append((record.value, dict(record.headers)))
+        return records
+    finally:
+        await consumer.stop()
 
 
 async def first_request(env: dict[str, str], host_port: str) -> None:
