@@ -10,7 +10,6 @@ request's own field.
 from __future__ import annotations
 
 import secrets
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -123,11 +122,3 @@ def acknowledgement(body: dict[str, Any], kind: str) -> tuple[str, int | None, d
         raise BadRequest(422, "source", f"must be one of {', '.join(SOURCES)}")
     extra = {"note": note} if note and note.strip() else {}
     return metric, cycle, {"source": source, "actor": actor, **extra}
-
-
-def waited_event_id(text: str, field: str = "wait_for") -> str:
-    """An event id as the envelope spells it (a UUID), or a 422 naming ``field``."""
-    try:
-        return str(uuid.UUID(text))
-    except ValueError:
-        raise BadRequest(422, field, "must be an event id (a UUID) returned by a write") from None
