@@ -21,6 +21,7 @@ their enforcement in ``handlers/api/http_guard.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -54,6 +55,8 @@ from handlers.api.input_limits import (
 )
 from handlers.api.item_steps import register_item_step_routes
 from handlers.api.worker_health import WorkerHealth
+from handlers.identity.guard import IdentityGuard, author
+from handlers.identity.hop import ROUTED_HEADER, hop_headers
 from schemas.envelope import Event, InvalidEvent, decode_event, new_event, parse_instant
 from schemas.event_catalogue import SOURCES
 from sla_rules import evaluate, format_explanation
@@ -64,9 +67,6 @@ from streams.partitioning import Placement
 from streams.publisher import HomePublisher
 from streams.settings import Settings
 from streams.vocabulary import ITEM_KINDS
-
-ROUTED_HEADER = "X-Keydesk-Routed"  # set on a forwarded read: it is never forwarded again
-
 
 __all__ = ["register_routes"]
 
@@ -82,15 +82,19 @@ def register_routes(
     settings: Settings,
     publisher: HomePublisher,
     placement: Placement,
+    identity: IdentityGuard,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> None:
-    """Attach the API, and the guard every route runs behind, to the streams' faust app.
+    """Attach the API, and the guards every route runs behind, to the streams' faust app.
 
     Writes go out through ``publisher`` (to the customer's home partition, 202
-    once the broker has them); reads are routed by ``placement``.
+    once the broker has them); reads are routed by ``placement``.  ``identity``
+    authenticates and authorizes every request (``handlers/identity/guard.py``);
+    what a write publishes names the caller as its ``actor`` and ``source``.
     """
     app, views = streams.app, streams.views
-    install_http_guard(app)
+    install_http_guard(app, [identity.middleware()])
+    hop_key = identity.hop_key
     # The faust table whose partition owners serve a customer's reads.
     routing = views.customers
     waits = Slots(MAX_CONCURRENT_WAITS, "read-your-writes waits")
@@ -99,7 +103,13 @@ def register_routes(
         class CommandView(View):
             async def post(self, request: Request) -> Response:
                 body = await read_json_object(request)
-                event = command_to_event(body, event_type, id_field, id_prefix, clock())
+                customer_id = body.get("customer_id")
+                if not isinstance(customer_id, str) or not customer_id.strip():
+                    raise BadRequest(422, "customer_id", "is required and must be a non-empty string")
+                actor, source = await author(request, event_type, customer_id)
+                event = command_to_event(
+                    body, event_type, id_field, id_prefix, clock(), actor=actor, source=source
+                )
                 await publisher.publish(event)
                 return self.json(
                     {
@@ -119,7 +129,13 @@ def register_routes(
 
     @app.page("/api/events")
     class RawEventView(View):
-        """Any customer, fault, ticket or order event, as its JSON envelope."""
+        """Any customer, fault, ticket or order event, as its JSON envelope.
+
+        Checked as a Kafka producer's bytes would be; its ``actor`` and
+        ``source`` are then replaced by the caller's (an integration token: its
+        name and its configured source), who must be allowed that event type
+        for that customer.
+        """
 
         async def post(self, request: Request) -> Response:
             body = await read_json_object(request)  # 400 for what is not a JSON object
@@ -135,6 +151,8 @@ def register_routes(
                 event = decode_event(await read_body(request))
             except InvalidEvent as exc:
                 raise BadRequest(422, exc.field, exc.reason) from None
+            actor, source = await author(request, event.event_type, event.customer_id)
+            event = dataclasses.replace(event, actor=actor, source=source)
             await publisher.publish(event)
             return self.json({"event_id": event.event_id, "customer_id": event.customer_id}, status=202)
 
@@ -176,9 +194,8 @@ def register_routes(
                 return await handler(web, request, customer_id, **kwargs)
             if owner is None or ROUTED_HEADER in request.headers:  # no owner, or a loop
                 return recovering(web)
-            async with app.http_client.get(
-                owner.join(request.rel_url), headers={ROUTED_HEADER: "1"}
-            ) as answer:
+            target = owner.join(request.rel_url)
+            async with app.http_client.get(target, headers=hop_headers(hop_key, target)) as answer:
                 body = await answer.read()
                 headers = {"Content-Type": answer.headers.get("Content-Type", "application/json")}
                 if "Retry-After" in answer.headers:
@@ -257,10 +274,11 @@ def register_routes(
                 raise BadRequest(404, "item_id", f"no {kind} {item_id} for customer {customer_id}")
             return _item_clocks(item)
         path = f"/api/customers/{quote(customer_id, safe='')}/items/{kind}/{quote(item_id, safe='')}/sla"
+        target = owner.join(URL(path, encoded=True))
         try:
             async with app.http_client.get(
-                owner.join(URL(path, encoded=True)),
-                headers={ROUTED_HEADER: "1"},
+                target,
+                headers=hop_headers(hop_key, target),
                 timeout=aiohttp.ClientTimeout(total=OWNER_CHECK_TIMEOUT_SECONDS),
             ) as answer:
                 found = orjson.loads(await answer.read())
@@ -281,7 +299,7 @@ def register_routes(
             return None
 
     async def acknowledgement_event(
-        customer_id: str, kind: str, item_id: str, body: dict[str, Any]
+        customer_id: str, kind: str, item_id: str, body: dict[str, Any], actor: str, source: str
     ) -> tuple[Event, bool]:
         """A manager's acknowledgement, checked against the owner's clocks: the event and ``item_checked``."""
         metric, cycle, extra = acknowledgement(body, kind)
@@ -310,8 +328,8 @@ def register_routes(
                 customer_id,
                 item_id,
                 payload,
-                source=extra["source"],
-                actor=extra["actor"],
+                source=source,
+                actor=actor,
                 now=clock(),
             )
         except InvalidEvent as exc:
@@ -331,7 +349,8 @@ def register_routes(
 
         async def post(self, request: Request, customer_id: str, kind: str, item_id: str) -> Response:
             body = await read_json_object(request)
-            event, checked = await acknowledgement_event(customer_id, kind, item_id, body)
+            actor, source = await author(request, "sla.escalation_acknowledged", customer_id)
+            event, checked = await acknowledgement_event(customer_id, kind, item_id, body, actor, source)
             await publisher.publish(event, signed=True)
             return self.json(
                 {"event_id": event.event_id, **event.payload, "item_checked": checked}, status=202
@@ -385,10 +404,11 @@ def register_routes(
             f"/api/customers/{quote(customer_id, safe='')}/items/{kind}/"
             f"{quote(item_id, safe='')}/events/{event_id}?timeout={timeout:g}"
         )
+        target = owner.join(URL(path, encoded=True))
         try:
             async with app.http_client.get(
-                owner.join(URL(path, encoded=True)),
-                headers={ROUTED_HEADER: "1"},
+                target,
+                headers=hop_headers(hop_key, target),
                 timeout=aiohttp.ClientTimeout(total=ROUTED_READ_TIMEOUT_SECONDS),
             ) as answer:
                 found = orjson.loads(await answer.read())
@@ -405,7 +425,7 @@ def register_routes(
 
     register_item_step_routes(app, publisher, clock, acknowledgement_event, owner_outcome)
 
-    register_dispatch_queue_route(app, views, placement, clock)
+    register_dispatch_queue_route(app, views, placement, clock, hop_key)
 
     @app.page("/api/sink")
     async def sink_status(web, request: Request) -> Response:

@@ -9,7 +9,6 @@ and orders, read views, publish events."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -64,8 +63,6 @@ def parser() -> argparse.ArgumentParser:
     log.add_argument("--priority", choices=PRIORITIES)
     log.add_argument("--circuit-id", dest="circuit_id")
     log.add_argument("--location")
-    log.add_argument("--actor", default=os.environ.get("USER", "hotline"))
-    log.add_argument("--source", default="hotline")
     log.add_argument("--wait", action="store_true", help="wait for it and print it from the view")
     log.add_argument("--api", help="API base URL (default: the running `keydesk up`)")
     log.set_defaults(run=cmd_fault_log)
@@ -106,7 +103,6 @@ def parser() -> argparse.ArgumentParser:
     ack.add_argument("--metric", required=True, choices=SLA_METRICS)
     ack.add_argument("--cycle", type=int)
     ack.add_argument("--note")
-    ack.add_argument("--actor", default=os.environ.get("USER", "manager"))
     ack.add_argument("--api")
     ack.set_defaults(run=cmd_sla_ack)
 

@@ -62,12 +62,13 @@ async def _demo(streams: Streams, http: str, settings: Settings) -> None:
             "service": "MPLS VPN",
             "summary": "省政府专网 MPLS VPN 中断 (demo)",
             "circuit_id": "GZ-MPLS-0001",
-            "actor": "hotline-demo",
         },
         "fault.reported",
         "fault_id",
         "F",
         datetime.now(UTC),
+        actor="hotline-demo",  # published by `keydesk up` itself, not through the API
+        source="hotline",
     )
     sent = await streams.publisher.publish(event)
     arrived = await streams.processor.wait_for_event(DEMO_CUSTOMER, event.event_id, 10.0)

@@ -41,7 +41,7 @@ from handlers.reports import commands as report_commands
 from schemas.reporting_db import open_engine
 from streams.settings import Settings
 from tests.builders import fault
-from tests.e2e.conftest import http, new_desk
+from tests.e2e.conftest import auth, http, new_desk
 
 pytestmark = pytest.mark.broker
 
@@ -68,7 +68,10 @@ def send(
 ) -> tuple[int, dict, float]:
     """Status, JSON answer (or ``{"raw": text}``) and seconds taken; any headers, any body."""
     request = urllib.request.Request(
-        url, data=body, method=method, headers={"Content-Type": "application/json", **(headers or {})}
+        url,
+        data=body,
+        method=method,
+        headers={"Content-Type": "application/json", **auth(), **(headers or {})},
     )
     started = time.monotonic()
     try:
