@@ -89,7 +89,7 @@ def http(method: str, url: str, body: dict | None = None, *, token: str | None =
     """One API call, authenticated as :func:`bearer_token` (or ``token``): its status and JSON answer."""
     data = orjson.dumps(body) if body is not None else None
     headers = {"Content-Type": "application/json"}
-    bearer = token or bearer_token()
+    bearer = bearer_token() if token is None else token  # "": anonymous
     if bearer:
         headers["Authorization"] = f"Bearer {bearer}"
     request = urllib.request.Request(url, data=data, method=method, headers=headers)
