@@ -193,7 +193,7 @@ class IdentityStore:
                 )
             after_user = conn.execute(select(User).where(User.username == username)).scalars().one()
             after = user_public(after_user)
-            shown = {k: v for k, v in changes.items() if k != "password_hash"}
+            shown = {k: v for k, v in changes.items() if k not in ("password_hash", "must_change_password")}
             kind = "user.password_changed" if "password_hash" in changes and not shown else "user.changed"
             audit.record(conn, kind, who, target=username, before=before, after=after, at=now)
         return after

@@ -10,15 +10,19 @@ limited across workers; the audit holds each of these.
 
 from __future__ import annotations
 
+import stat
+import subprocess
+import sys
 import time
 import uuid
 
+import orjson
 import pytest
 
 from handlers.identity.hop import HOP_HEADER, ROUTED_HEADER
 from handlers.identity.operations import OPERATIONS
 from streams.partitioning import murmur2_partition
-from tests.e2e.conftest import PARTITIONS, http, new_desk
+from tests.e2e.conftest import PARTITIONS, TEST_TOKEN, http, new_desk
 
 pytestmark = pytest.mark.broker
 
@@ -347,8 +351,6 @@ def _login_cookie(url: str, username: str) -> tuple[int, dict]:
     import http.cookies
     import urllib.request
 
-    import orjson
-
     request = urllib.request.Request(
         f"{url}/api/login",
         data=orjson.dumps({"username": username, "password": PASSWORD}),
@@ -360,3 +362,82 @@ def _login_cookie(url: str, username: str) -> tuple[int, dict]:
         morsel = jar["keydesk_session"]
         assert morsel["httponly"] and morsel["samesite"] == "Strict" and morsel["path"] == "/"
         return response.status, {**orjson.loads(response.read()), "cookie": morsel.value}
+
+
+def keydesk(desk, *args: str, data_dir, token: str | None = None, stdin: str | None = None):
+    """The CLI against the first worker: as ``token``, else as whoever ``keydesk login`` saved."""
+    env = desk.env(6066) | {"KEYDESK_API": desk.workers[0].url, "KEYDESK_DATA_DIR": str(data_dir)}
+    env.pop("KEYDESK_TOKEN")
+    if token is not None:
+        env["KEYDESK_TOKEN"] = token
+    return subprocess.run(
+        [sys.executable, "-m", "handlers.cli", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+class TestCommandLine:
+    def test_users_tokens_login_and_audit_from_the_cli(self, desk, tmp_path):
+        admin = {"data_dir": tmp_path / "admin", "token": TEST_TOKEN}
+        added = keydesk(
+            desk, "user", "add", "cli-am", "--role", "account_manager", "--staff-id", "AM-A", **admin
+        )
+        assert added.returncode == 0, added.stderr
+        one_time = added.stdout.split("one-time password: ")[1].strip()
+
+        me = {"data_dir": tmp_path / "me"}
+        signed = keydesk(
+            desk,
+            "login",
+            "--username",
+            "cli-am",
+            "--password-stdin",
+            stdin=f"{one_time}\nmy new password 1\n",
+            **me,
+        )
+        assert signed.returncode == 0, signed.stderr
+        saved = tmp_path / "me" / "credentials.json"
+        assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+        whoami = keydesk(desk, "whoami", **me)
+        assert whoami.returncode == 0 and '"name": "cli-am"' in whoami.stdout, whoami.stderr
+        queue = keydesk(desk, "queue", **me)
+        assert queue.returncode == 1 and queue.stderr.startswith("403"), queue.stderr  # the hotline's
+        assert keydesk(desk, "user", "role", "cli-am", "hotline", "account_manager", **admin).returncode == 0
+        assert keydesk(desk, "queue", **me).returncode == 0  # the new role holds at the next request
+        again = keydesk(
+            desk, "login", "--username", "cli-am", "--password-stdin", stdin=f"{one_time}\n", **me
+        )
+        assert again.returncode == 2 and "401" in again.stderr  # the one-time password is spent
+
+        made = keydesk(
+            desk,
+            "token",
+            "create",
+            "nms-cli",
+            "--event-type",
+            "fault.reported",
+            "--source",
+            "network_alarm",
+            **admin,
+        )
+        assert made.returncode == 0, made.stderr
+        token_id, secret = made.stdout.split()[1], made.stdout.strip().splitlines()[-1]
+        listed = keydesk(desk, "token", "list", "--json", **admin)
+        assert token_id in listed.stdout and secret not in listed.stdout
+        fault = {"customer_id": "C-CLI", **FAULT}
+        assert http("POST", f"{desk.workers[1].url}/api/faults", fault, token=secret)[0] == 202
+        assert keydesk(desk, "token", "revoke", token_id, **admin).returncode == 0
+        assert http("POST", f"{desk.workers[1].url}/api/faults", fault, token=secret)[0] == 401
+
+        out = keydesk(desk, "logout", **me)
+        assert out.returncode == 0 and not saved.exists(), out.stderr
+        trail = keydesk(desk, "audit", "--target", "cli-am", "--json", **admin)
+        kinds = {r["kind"] for r in orjson.loads(trail.stdout)}
+        assert {"user.added", "user.changed", "user.password_changed", "login", "login_failed"} <= kinds, (
+            kinds
+        )
+        assert keydesk(desk, "audit", **me).returncode == 2  # signed out: no credential
