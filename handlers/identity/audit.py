@@ -80,7 +80,7 @@ def record_now(engine: Engine, kind: str, who: Who, **fields: Any) -> None:
 
 
 def recent_count(
-    engine: Engine, kind: str, since: datetime, *, target: str | None = None, address=None
+    engine: Engine, kind: str, since: datetime, *, target: str | None = None, address: str | None = None
 ) -> int:
     """How many ``kind`` rows since ``since`` about ``target`` or from ``address`` (the login limit)."""
     query = (
