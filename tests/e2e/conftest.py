@@ -141,10 +141,14 @@ class Desk:
 
         return Settings.from_env(self.env(0) | {"KEYDESK_HTTP_PORT": "1"}).database_url
 
-    def start_worker(self) -> Worker:
-        if not self.provisioned:  # the workers' database knows the suite's credential
+    def provision(self) -> None:
+        """Give the workers' database the suite's credential, once, before the first worker starts."""
+        if not self.provisioned:
             provision_identity(self.database_url)
             self.provisioned = True
+
+    def start_worker(self) -> Worker:
+        self.provision()
         port = free_port()
         log = open(self.tmp / f"worker-{port}.log", "wb")
         process = subprocess.Popen(
