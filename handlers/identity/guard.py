@@ -19,6 +19,14 @@ shape), before any handler:
    an audit row ``denied`` otherwise), and for a ``path`` operation the customer
    in the path (``roles.may_for_customer``, from the ``customers`` table).
 
+While the database does not answer, a credential this worker verified against
+it within :data:`STALE_IF_ERROR` is taken as it was then (and a credential it
+never saw gets a 503): a database outage must not take the views and the sink's
+own status down with it (``tests/faults/test_database_outage.py``).  When the
+database answers it is always asked, so a revocation holds at once; what an
+outage can let through is a credential revoked elsewhere just before the
+outage began, on a worker that verified it earlier, for at most that window.
+
 A ``body`` operation's handler calls :func:`authorize` or :func:`author` with the
 customer it read; the middleware turns a 2xx of a handler that did not into a
 500 (``identity.unchecked``), so a forgotten check fails closed.
@@ -27,8 +35,9 @@ customer it read; the middleware turns a 2xx of a handler that did not into a
 from __future__ import annotations
 
 import hmac
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -59,6 +68,10 @@ log = structlog.get_logger("keydesk.identity")
 SESSION_COOKIE = "keydesk_session"
 CSRF_HEADER = "X-CSRF-Token"
 MAX_CREDENTIAL_LENGTH = 200
+#: how long a verified credential is honoured while the database does not answer
+STALE_IF_ERROR = timedelta(minutes=10)
+#: credentials remembered for that (least recently verified forgotten first)
+STALE_ENTRIES = 10_000
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _GUARD = "keydesk.identity.guard"
 _IDENTITY = "keydesk.identity"
@@ -87,6 +100,28 @@ class IdentityGuard:
     def __init__(self, db: IdentityDb, hop_key: bytes) -> None:
         self.db = db
         self.hop_key = hop_key
+        #: digest of a secret -> (identity, CSRF hash, when the database last vouched for it)
+        self._verified: OrderedDict[str, tuple[Identity, str | None, datetime]] = OrderedDict()
+
+    def _remember(
+        self, secret: str, found: tuple[Identity, str | None], now: datetime
+    ) -> tuple[Identity, str | None]:
+        key = digest(secret)
+        self._verified[key] = (*found, now)
+        self._verified.move_to_end(key)
+        while len(self._verified) > STALE_ENTRIES:
+            self._verified.popitem(last=False)
+        return found
+
+    def _stale(self, secret: str, via: str, now: datetime) -> tuple[Identity, str | None] | None:
+        entry = self._verified.get(digest(secret))
+        if (
+            entry is None
+            or now - entry[2] > STALE_IF_ERROR
+            or (entry[0].via == "cookie") != (via == "cookie")
+        ):
+            return None
+        return entry[0], entry[1]
 
     def middleware(self) -> Callable[..., Awaitable[web.StreamResponse]]:
         @web.middleware
@@ -145,16 +180,20 @@ class IdentityGuard:
             if secret.startswith(SESSION_PREFIX):
                 found = await self.db.run(self.db.store.session_identity, secret, via, now)
                 if found is not None:
-                    return found
+                    return self._remember(secret, found, now)
             elif secret.startswith(TOKEN_PREFIX) and via == "bearer":
                 identity = await self.db.run(self.db.store.token_identity, secret, now)
                 if identity is not None:
-                    return identity, None
+                    return self._remember(secret, (identity, None), now)
         except (SQLAlchemyError, TimeoutError):
-            log.warning("identity.database_unavailable", exc_info=True)
+            stale = self._stale(secret, via, now)
+            log.warning("identity.database_unavailable", stale_credential=stale is not None, exc_info=True)
+            if stale is not None:
+                return stale
             raise BadRequest(
                 503, None, "the identity database did not answer; retry shortly", {"Retry-After": "1"}
             ) from None
+        self._verified.pop(digest(secret), None)
         raise _unauthenticated("unknown, expired or revoked credential")
 
     async def _check_operation(self, request: web.Request, operation: Operation, caller: Identity) -> None:
