@@ -27,6 +27,7 @@ from handlers.kafka_topics import ensure_topics_sync
 from handlers.reports.commands import register_report_routes
 from handlers.sink_runner import register_sink_service
 from streams.app import Streams, build_streams
+from streams.desk_signature import fingerprint
 from streams.log_config import configure_logging
 from streams.partitioning import Placement
 from streams.settings import Settings
@@ -61,6 +62,22 @@ def build_worker_streams(settings: Settings) -> Streams:
     return streams
 
 
+def announce_secret(settings: Settings) -> None:
+    """Log which secret signs this worker's acknowledgements, by fingerprint, and warn when it
+    is the data directory's own: workers on other machines would each make a different one and
+    park each other's acknowledgements (``streams/desk_signature.py``)."""
+    key = settings.signing_key
+    if settings.secret:
+        log.info("worker.secret", source="KEYDESK_SECRET", fingerprint=fingerprint(key))
+    else:
+        log.warning(
+            "worker.secret",
+            source=str(settings.data_dir / "secret"),
+            fingerprint=fingerprint(key),
+            advice="workers on more than one machine need the same KEYDESK_SECRET",
+        )
+
+
 def run_worker(settings: Settings, on_ready: Callable[[Streams], Awaitable[None]] | None = None) -> None:
     """Run a worker in the foreground until SIGINT/SIGTERM.
 
@@ -71,6 +88,7 @@ def run_worker(settings: Settings, on_ready: Callable[[Streams], Awaitable[None]
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     ensure_topics_sync(settings)
     streams = build_worker_streams(settings)
+    announce_secret(settings)
     ready = False
 
     @streams.app.on_rebalance_complete.connect

@@ -13,6 +13,7 @@ import asyncio
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from streams.kafka_security import client_options
 from streams.settings import Settings, SettingsError
 
 # Dead letters are few and each one is somebody's lost fault report: keep them.
@@ -22,7 +23,9 @@ DEAD_LETTER_CONFIG = {"retention.ms": "-1"}
 async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
     """Create the events and dead-letter topics if missing; check partition counts."""
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=int(timeout * 1000)
+        bootstrap_servers=settings.bootstrap_servers,
+        request_timeout_ms=int(timeout * 1000),
+        **client_options(settings),
     )
     await admin.start()
     try:

@@ -17,6 +17,7 @@ import structlog
 from schemas.reporting_db import open_engine
 from sla_rules import RuleSet, load_rules
 from streams.app import Streams
+from streams.kafka_security import client_options
 from streams.settings import Settings
 from streams.sink_writer import SinkWriter
 from streams.sql_sink import SqlSink
@@ -38,6 +39,7 @@ def build_sink(settings: Settings, rules: RuleSet) -> SqlSink:
         settings.bootstrap_servers,
         [settings.events_topic, settings.sla_topic],
         dead_letter_topic=settings.dead_letter_topic,
+        security=client_options(settings),
     )
 
 

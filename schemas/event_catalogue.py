@@ -72,7 +72,25 @@ _PERSON = {
     "phone": _s("phone number", required=False, max_length=40),
     "webhook": _s("group-robot or chat webhook URL for alerts", required=False),
 }
-_CHAIN_STEP = {"role": _s("escalation role", enum=ESCALATION_ROLES), **_PERSON}
+_STAFF_ID = _s("staff id, to match the person to a staff user", required=False, max_length=64)
+_CHAIN_STEP = {"role": _s("escalation role", enum=ESCALATION_ROLES), "id": _STAFF_ID, **_PERSON}
+#: The customer's own people (客户联系人): who to call about a fault, an order, a bill.
+#: The bounds of contacts and services are what the event's byte limit leaves
+#: once an escalation chain is at its bound (tests/schemas/test_schema_bounds.py
+#: builds that largest event): 8 contacts and 32 services per customer.
+_CONTACT = {
+    "name": _s("contact's name", max_length=64),
+    "title": _s("role or title at the customer, e.g. 信息中心主任", required=False, max_length=64),
+    "phone": _s("phone number", required=False, max_length=40),
+    "email": _s("email address", required=False, max_length=128),
+}
+#: What the customer buys from us, each with its circuit (电路编号), so that a caller
+#: quoting a circuit id finds the customer.
+_SERVICE = {
+    "service": _s("service or product, e.g. MPLS VPN, dedicated internet", max_length=64),
+    "circuit_id": _s("circuit id (电路编号), e.g. GZ-MPLS-0001", required=False, max_length=64),
+    "address": _s("site address", required=False, max_length=100),
+}
 
 # Public customers (公众客户) have neither a tier nor an account manager, so both
 # may be left out: the SLA rules then evaluate the customer as tier public, and
@@ -101,7 +119,21 @@ _CUSTOMER_FIELDS = {
         properties=_CHAIN_STEP,
         required=False,
         max_items=16,
-        description="managers alerted on SLA breach, in ladder order",
+        description="managers alerted on SLA breach, in ladder order; an update replaces the whole chain",
+    ),
+    "contacts": Field(
+        "array",
+        properties=_CONTACT,
+        required=False,
+        max_items=8,
+        description="the customer's contacts (客户联系人); an update replaces the whole list",
+    ),
+    "services": Field(
+        "array",
+        properties=_SERVICE,
+        required=False,
+        max_items=32,
+        description="the customer's services and their circuit ids; an update replaces the whole list",
     ),
 }
 

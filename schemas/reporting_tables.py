@@ -119,6 +119,25 @@ class Customer(Base):
     profile: Mapped[dict[str, Any]]
     updated_at: Mapped[datetime]  # event time of the latest customer event
 
+    # The archive's list filters (migration 0003).
+    __table_args__ = (Index(None, "tier"), Index(None, "region"), Index(None, "account_manager_id"))
+
+
+class CustomerSearchTerm(Base):
+    """A circuit id or phone number a customer is found by, derived from its profile.
+
+    ``streams/customer_archive.search_terms`` says which and how they are
+    normalised; rewritten with the customer's row whenever its profile changes.
+    """
+
+    __tablename__ = "customer_search_terms"
+
+    customer_id: Mapped[str] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # circuit | phone
+    term: Mapped[str] = mapped_column(primary_key=True)
+
+    __table_args__ = (Index(None, "kind", "term"),)
+
 
 class Item(Base):
     """A fault, ticket or order as it stands: state, dimensions and timestamps."""

@@ -298,6 +298,17 @@ class StepMemo:
         if len(self._items) > self.size:
             del self._items[next(iter(self._items))]
 
+    def forget(self, customer_ids: Iterable[str]) -> None:
+        """Forget the customers' items: their logs went back to an earlier state.
+
+        A memo that saw events since undone (a failed batch, rolled back) would
+        take them for old when they are folded again, and leave the item's
+        schedule as the failed try left it.
+        """
+        gone = set(customer_ids)
+        for facts in [f for f in self._items if f.customer_id in gone]:
+            del self._items[facts]
+
 
 def _us_or_none(value: dt.datetime | None) -> int | None:
     return None if value is None else to_us(value)

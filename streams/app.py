@@ -25,6 +25,7 @@ from streams.consumer_tuning import FlowControl, consumer_urls
 from streams.customer_store import CustomerPartitionedTable, CustomerStore
 from streams.event_batches import event_batches
 from streams.event_processor import EventProcessor
+from streams.kafka_security import ssl_context
 from streams.partitioning import murmur2_partition
 from streams.publisher import HomePublisher
 from streams.settings import Settings, SettingsError
@@ -83,6 +84,29 @@ class App(faust.App):
         return FlowControl(loop=self.loop)
 
 
+def broker_credentials(settings: Settings) -> faust.SASLCredentials | faust.SSLCredentials | None:
+    """``KEYDESK_KAFKA_*`` security (``streams/kafka_security.py``) as faust's ``broker_credentials``.
+
+    faust hands these to every aiokafka client it makes: the worker's consumer
+    and producer, and through their connections the CreateTopics requests for
+    the tables' changelog topics (``faust/transport/drivers/aiokafka.py``,
+    ``credentials_to_aiokafka_auth``).
+    """
+    context = ssl_context(settings)
+    protocol = settings.kafka_security_protocol
+    if protocol.startswith("SASL_"):
+        # SASLCredentials means SASL_SSL when given a context, SASL_PLAINTEXT without
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password,
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=context,
+        )
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    return None
+
+
 def faust_settings(settings: Settings) -> dict:
     """Faust settings chosen for a start within seconds and failover within ~10 s.
 
@@ -100,6 +124,7 @@ def faust_settings(settings: Settings) -> dict:
         tuned_consumer = {}
     return {
         **tuned_consumer,
+        "broker_credentials": broker_credentials(settings),
         "store": "memory://",
         "datadir": str(settings.data_dir / "faust"),  # not <app id>-data in the cwd
         "autodiscover": False,

@@ -48,3 +48,10 @@ def is_signed(secret: bytes | None, value: bytes | None, headers: Any) -> bool:
         if name == SIGNATURE_HEADER and isinstance(given, bytes | bytearray):
             return hmac.compare_digest(bytes(given), signature(secret, value))
     return False
+
+
+def fingerprint(secret: bytes) -> str:
+    """A short public name of the secret, logged at start so that operators can see at a glance
+    that every worker and sink of a desk has the same one (acknowledgements signed with another
+    are parked, not folded), without the secret itself ever reaching a log."""
+    return hashlib.sha256(b"keydesk.secret-fingerprint\x00" + secret).hexdigest()[:12]

@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import faust
@@ -140,16 +141,20 @@ class EventProcessor:
         # A tick per event, not per batch: an event earlier than the watermark (late)
         # or a profile change must meet the timers exactly where the replay's did.
         steps: list[Event] = []
+        watermarks = dict(self.timers.watermarks)
         try:
-            await self._process_batch(batch, steps)
+            await self._process_batch(batch, steps, watermarks)
         except BaseException:
             # The batch is retried whole; steps its ticks took are in flight but were never
             # published: handed back, else the retry's ticks would skip them for good.
             for step in steps:
                 self.timers.unsent(step)
+            self.timers.roll_back(watermarks, self._batch_customers)
             raise
 
-    async def _process_batch(self, batch: Sequence[faust.EventT], steps: list[Event]) -> None:
+    async def _process_batch(
+        self, batch: Sequence[faust.EventT], steps: list[Event], watermarks: dict[int, datetime]
+    ) -> None:
         touched: dict[str, dict[str, Any]] = {}
         self._batch_customers = touched.keys()
         touched_items: dict[str, set[tuple[str, str]]] = {}
@@ -170,7 +175,7 @@ class EventProcessor:
                 settled.add(id(taken))
                 continue
             if not self._still_ours(generation, message):
-                return self._abandon(batch, settled, steps)
+                return self._abandon(batch, settled, steps, watermarks)
             customer_id = event.customer_id
             view = touched.get(customer_id) or self.views.view_for_update(customer_id)
             try:
@@ -203,7 +208,7 @@ class EventProcessor:
                 if self.timers.replay:
                     steps.extend(self.timers.tick(self.views))
         if batch and not self._still_ours(generation, batch[-1].message):
-            return self._abandon(batch, settled, steps)
+            return self._abandon(batch, settled, steps, watermarks)
         for customer_id, view in touched.items():
             refreshed = touched_items.get(customer_id, set())
             if not self.timers.replay:
@@ -230,7 +235,13 @@ class EventProcessor:
             and message.generation_id == self.app.consumer_generation_id
         )
 
-    def _abandon(self, batch: list[faust.EventT], settled: set[int], steps: Sequence[Event] = ()) -> None:
+    def _abandon(
+        self,
+        batch: list[faust.EventT],
+        settled: set[int],
+        steps: Sequence[Event],
+        watermarks: dict[int, datetime],
+    ) -> None:
         """Leave a batch whose views were dropped under it (a rebalance began at an await).
 
         Its folds went into views that are no longer the working copy, so nothing
@@ -243,6 +254,7 @@ class EventProcessor:
         """
         for step in steps:  # computed from those views: never published, due again
             self.timers.unsent(step)
+        self.timers.roll_back(watermarks, self._batch_customers)
         kept = [event for event in batch if id(event) in settled]
         self.stats["left_for_refetch"] += len(batch) - len(kept)
         self.log.warning("events.batch_left_to_new_owner", events=len(batch) - len(kept))

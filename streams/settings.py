@@ -22,6 +22,12 @@ class SettingsError(ValueError):
     """An environment variable holds a value keydesk cannot use."""
 
 
+#: Kafka's own names for how a client connects (``security.protocol``).
+KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+#: The SASL mechanisms keydesk's clients speak: a user name and a password.
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where keydesk connects and how it names things.  Field docs name the variable."""
@@ -49,6 +55,17 @@ class Settings:
     smtp_password: str | None = field(default=None, repr=False)  # KEYDESK_SMTP_PASSWORD
     secret: str | None = field(default=None, repr=False)  # KEYDESK_SECRET; None = <data_dir>/secret
     cookie_secure: bool = False  # KEYDESK_COOKIE_SECURE=1: the session cookie only over HTTPS (behind TLS)
+    # How every Kafka client of keydesk (worker, sink, publisher, CLI) connects;
+    # streams/kafka_security.py turns these into the clients' options.
+    kafka_security_protocol: str = "PLAINTEXT"  # KEYDESK_KAFKA_SECURITY_PROTOCOL: one of KAFKA_PROTOCOLS
+    kafka_ca_file: Path | None = None  # KEYDESK_KAFKA_CA_FILE: PEM CAs to trust; None = the system's
+    kafka_cert_file: Path | None = None  # KEYDESK_KAFKA_CERT_FILE: PEM client certificate (mutual TLS)
+    kafka_key_file: Path | None = None  # KEYDESK_KAFKA_KEY_FILE: its PEM private key (else in the cert file)
+    kafka_key_password: str | None = field(default=None, repr=False)  # KEYDESK_KAFKA_KEY_PASSWORD
+    kafka_sasl_mechanism: str | None = None  # KEYDESK_KAFKA_SASL_MECHANISM: one of SASL_MECHANISMS
+    kafka_sasl_username: str | None = None  # KEYDESK_KAFKA_SASL_USERNAME
+    # KEYDESK_KAFKA_SASL_PASSWORD, or KEYDESK_KAFKA_SASL_PASSWORD_FILE (read at start)
+    kafka_sasl_password: str | None = field(default=None, repr=False)
 
     @property
     def events_topic(self) -> str:
@@ -158,6 +175,7 @@ class Settings:
             values["smtp_starttls"] = env["KEYDESK_SMTP_STARTTLS"].lower() in ("1", "true", "yes")
         if env.get("KEYDESK_COOKIE_SECURE"):
             values["cookie_secure"] = env["KEYDESK_COOKIE_SECURE"].lower() in ("1", "true", "yes")
+        _read_kafka_security(env, values)
         text("KEYDESK_TIMEZONE", "timezone")
         text("KEYDESK_LOG_FORMAT", "log_format")
         text("KEYDESK_LOG_LEVEL", "log_level")
@@ -170,6 +188,7 @@ class Settings:
         return settings
 
     def validate(self) -> None:
+        self._validate_kafka_security()
         try:
             _ = self.zone  # raises for a name that is not an IANA zone
         except (ZoneInfoNotFoundError, ValueError):
@@ -188,3 +207,103 @@ class Settings:
             raise SettingsError(f"KEYDESK_LOG_FORMAT={self.log_format!r}: use json, console or auto")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise SettingsError(f"KEYDESK_LOG_LEVEL={self.log_level!r}: use debug/info/warning/error")
+
+    def _validate_kafka_security(self) -> None:
+        """Refuse a Kafka security combination that cannot work, naming the variable.
+
+        What a protocol does not use is refused rather than ignored: a CA file
+        under PLAINTEXT or a password under SSL is a mistake that would otherwise
+        show only as a broker refusing keydesk.  The certificate files are loaded
+        here (streams/kafka_security.py), so a bad PEM stops the start too.
+        """
+        protocol = self.kafka_security_protocol
+        if protocol not in KAFKA_PROTOCOLS:
+            raise SettingsError(
+                f"KEYDESK_KAFKA_SECURITY_PROTOCOL={protocol!r}: use one of {', '.join(KAFKA_PROTOCOLS)}"
+            )
+        tls, sasl = protocol in ("SSL", "SASL_SSL"), protocol.startswith("SASL_")
+        tls_files = {
+            "KEYDESK_KAFKA_CA_FILE": self.kafka_ca_file,
+            "KEYDESK_KAFKA_CERT_FILE": self.kafka_cert_file,
+            "KEYDESK_KAFKA_KEY_FILE": self.kafka_key_file,
+        }
+        for name, path in tls_files.items():
+            if path is None:
+                continue
+            if not tls:
+                raise SettingsError(
+                    f"{name} is set but KEYDESK_KAFKA_SECURITY_PROTOCOL={protocol}: use SSL or SASL_SSL"
+                )
+            if not path.is_file():
+                raise SettingsError(f"{name}={str(path)!r}: no such file")
+        if self.kafka_key_file is not None and self.kafka_cert_file is None:
+            raise SettingsError("KEYDESK_KAFKA_KEY_FILE is set without KEYDESK_KAFKA_CERT_FILE")
+        if self.kafka_key_password is not None and self.kafka_cert_file is None:
+            raise SettingsError("KEYDESK_KAFKA_KEY_PASSWORD is set without KEYDESK_KAFKA_CERT_FILE")
+        sasl_values = {
+            "KEYDESK_KAFKA_SASL_MECHANISM": self.kafka_sasl_mechanism,
+            "KEYDESK_KAFKA_SASL_USERNAME": self.kafka_sasl_username,
+            "KEYDESK_KAFKA_SASL_PASSWORD": self.kafka_sasl_password,
+        }
+        for name, value in sasl_values.items():
+            if sasl and value is None:
+                raise SettingsError(
+                    f"KEYDESK_KAFKA_SECURITY_PROTOCOL={protocol} needs {name}"
+                    + ("" if "PASSWORD" not in name else " (or KEYDESK_KAFKA_SASL_PASSWORD_FILE)")
+                )
+            if not sasl and value is not None:
+                raise SettingsError(
+                    f"{name} is set but KEYDESK_KAFKA_SECURITY_PROTOCOL={protocol}: "
+                    "use SASL_SSL or SASL_PLAINTEXT"
+                )
+        if sasl and self.kafka_sasl_mechanism not in SASL_MECHANISMS:
+            raise SettingsError(
+                f"KEYDESK_KAFKA_SASL_MECHANISM={self.kafka_sasl_mechanism!r}: "
+                f"use one of {', '.join(SASL_MECHANISMS)}"
+            )
+        if tls:
+            from streams.kafka_security import ssl_context
+
+            ssl_context(self)  # raises SettingsError naming the file it cannot use
+
+
+def _read_kafka_security(env: Mapping[str, str], values: dict[str, Any]) -> None:
+    """The ``KEYDESK_KAFKA_*`` security variables into ``values`` (checked by ``validate``).
+
+    Protocol and mechanism are Kafka's names, accepted in any case.  The password
+    may come from a file (a mounted secret), read here once; not both.
+    """
+    for name, attr in (
+        ("KEYDESK_KAFKA_SECURITY_PROTOCOL", "kafka_security_protocol"),
+        ("KEYDESK_KAFKA_SASL_MECHANISM", "kafka_sasl_mechanism"),
+    ):
+        if env.get(name, "").strip():
+            values[attr] = env[name].strip().upper()
+    for name, attr in (
+        ("KEYDESK_KAFKA_CA_FILE", "kafka_ca_file"),
+        ("KEYDESK_KAFKA_CERT_FILE", "kafka_cert_file"),
+        ("KEYDESK_KAFKA_KEY_FILE", "kafka_key_file"),
+    ):
+        if env.get(name, "").strip():
+            values[attr] = Path(env[name].strip())
+    if env.get("KEYDESK_KAFKA_SASL_USERNAME", "").strip():
+        values["kafka_sasl_username"] = env["KEYDESK_KAFKA_SASL_USERNAME"].strip()
+    # secrets are taken as given: a password may begin or end with a space
+    if env.get("KEYDESK_KAFKA_KEY_PASSWORD"):
+        values["kafka_key_password"] = env["KEYDESK_KAFKA_KEY_PASSWORD"]
+    password, password_file = (
+        env.get("KEYDESK_KAFKA_SASL_PASSWORD"),
+        env.get("KEYDESK_KAFKA_SASL_PASSWORD_FILE"),
+    )
+    if password and password_file:
+        raise SettingsError("set KEYDESK_KAFKA_SASL_PASSWORD or KEYDESK_KAFKA_SASL_PASSWORD_FILE, not both")
+    if password_file:
+        try:
+            text = Path(password_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"KEYDESK_KAFKA_SASL_PASSWORD_FILE={password_file!r}: {exc}") from None
+        password = text.removesuffix("\n").removesuffix("\r")  # the newline an editor or echo adds
+        if not password:
+            raise SettingsError(f"KEYDESK_KAFKA_SASL_PASSWORD_FILE={password_file!r} is empty")
+    if password:
+        values["kafka_sasl_password"] = password

@@ -61,6 +61,7 @@ from schemas.envelope import Event, InvalidEvent, decode_event
 from schemas.reporting_db import upgrade
 from schemas.reporting_tables import (
     Customer,
+    CustomerSearchTerm,
     EventRecord,
     Item,
     Revisit,
@@ -353,6 +354,11 @@ class SinkWriter:
         for customer_id in sorted(profile_changes):
             row = projection.customer_row(customer_id, customer_events.get(customer_id, []))
             self._upsert(conn, Customer, [row], ("customer_id",))
+            # What the archive is searched by: rewritten whole with the profile.
+            conn.execute(delete(CustomerSearchTerm).where(CustomerSearchTerm.customer_id == customer_id))
+            terms = projection.customer_search_rows(customer_id, row["profile"] if row else None)
+            if terms:
+                conn.execute(self._insert(CustomerSearchTerm), terms)
         result.customers = len(profile_changes)
         # A profile change re-measures the items whose latest event is at or after it.
         for customer_id, since in profile_changes.items():

@@ -177,6 +177,22 @@ class SlaTimers:
                 partition,
             )
 
+    def roll_back(self, watermarks: Mapping[int, datetime], customer_ids: Iterable[str]) -> None:
+        """Put the timers back where a batch that did not go through found them.
+
+        Its events are folded again (a retry, or the partition's next owner):
+        a replay's watermarks must be where they were, or the retry ticks its
+        first events at the instant the failed try ended, and the memo must not
+        hold those customers' items as they were inside the failed try.
+        Partitions dropped meanwhile stay dropped.
+        """
+        for partition in list(self.watermarks):
+            if partition in watermarks:
+                self.watermarks[partition] = watermarks[partition]
+            else:
+                del self.watermarks[partition]
+        self.memo.forget(customer_ids)
+
     def folded(self, event_id: str) -> None:
         """A step event came back through the SLA topic and is in its item's log."""
         self.in_flight.pop(event_id, None)

@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 from schemas.envelope import Event
 from sla_rules import RuleSet, evaluate
 from sla_rules.results import MetricStatus
+from streams.customer_archive import search_terms
 from streams.customer_view import find_item, fold, new_view
 from streams.item_sla import UNKNOWN_TIER, clock_history, item_facts
 
@@ -73,6 +74,15 @@ def customer_row(customer_id: str, customer_events: Sequence[Event]) -> dict[str
         "profile": profile,
         "updated_at": max(e.occurred_at for e in customer_events),
     }
+
+
+def customer_search_rows(customer_id: str, profile: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The ``customer_search_terms`` rows of a customer: what its archive is found by.
+
+    Derived from the same folded profile as :func:`customer_row`
+    (``streams/customer_archive.search_terms``), rewritten whole with it.
+    """
+    return [{"customer_id": customer_id, "kind": kind, "term": term} for kind, term in search_terms(profile)]
 
 
 @dataclass

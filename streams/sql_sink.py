@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,6 +110,7 @@ class SqlSink(ConsumerRebalanceListener):
         topics: Sequence[str],
         *,
         dead_letter_topic: str | None = None,
+        security: Mapping[str, Any] | None = None,
         max_records: int = 2000,
         backoff: tuple[float, float] = (0.2, 10.0),
         progress_every: float = 10.0,
@@ -119,6 +120,8 @@ class SqlSink(ConsumerRebalanceListener):
         self.topics = list(topics)
         self.dead_letter_topic = dead_letter_topic or dead_letter_topic_for(self.topics)
         self.bootstrap_servers = bootstrap_servers
+        # TLS/SASL options of both its clients (streams/kafka_security.py client_options)
+        self.security = dict(security or {})
         self.status = SinkStatus()
         self.backoff = backoff
         self.max_records = max_records
@@ -139,6 +142,7 @@ class SqlSink(ConsumerRebalanceListener):
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            **self.security,
         )
 
     # -- rebalances: start from the database's own record of where it stopped
@@ -345,6 +349,7 @@ class SqlSink(ConsumerRebalanceListener):
                 acks="all",
                 enable_idempotence=True,
                 client_id=f"{self.writer.group_id}-dead-letters",
+                **self.security,
             )
             try:
                 await producer.start()

@@ -71,6 +71,18 @@ DEFAULT_QUEUE_LIMIT, MAX_QUEUE_LIMIT = 50, 1000
 #: Dispatch queues computed at once per worker (each walks every owned view).
 MAX_CONCURRENT_QUEUES = 4
 
+#: ``GET /api/customers?limit=``: the default and the most customers on one page.
+DEFAULT_ARCHIVE_PAGE, MAX_ARCHIVE_PAGE = 50, 200
+
+#: Longest search text ``q`` and filter value of ``GET /api/customers``.
+MAX_SEARCH_LENGTH = 120
+
+#: Archive lists answered from the reporting database at once per worker, each in
+#: a thread (never on the event loop); one more gets a 429.  Each query is
+#: interrupted after :data:`ARCHIVE_QUERY_SECONDS`.
+MAX_CONCURRENT_ARCHIVE_READS = 4
+ARCHIVE_QUERY_SECONDS = 5.0
+
 # -- compliance reports ---------------------------------------------------------------
 
 #: Longest report period, in local calendar days (a leap year).  The report

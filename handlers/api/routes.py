@@ -35,6 +35,7 @@ from yarl import URL
 
 from handlers.api.actions import fold_outcome
 from handlers.api.commands import acknowledgement, command_to_event, waited_event_id
+from handlers.api.customer_archive import OwnerReads, register_customer_archive_routes
 from handlers.api.dispatch_queue import register_dispatch_queue_route
 from handlers.api.http_guard import (
     BadRequest,
@@ -424,6 +425,23 @@ def register_routes(
         return found
 
     register_item_step_routes(app, publisher, clock, acknowledgement_event, owner_outcome)
+    register_customer_archive_routes(
+        app,
+        publisher,
+        OwnerReads(
+            routed_read=routed_read,
+            owner_of=owner_of,
+            is_me=is_me,
+            ready=ready,
+            views=views,
+            wait_for_event=streams.processor.wait_for_event,
+            waits=waits,
+            http_client=lambda: app.http_client,
+            hop=lambda target: hop_headers(hop_key, target),
+        ),
+        settings.database_url,
+        clock,
+    )
 
     register_dispatch_queue_route(app, views, placement, clock, hop_key)
 

@@ -1,7 +1,7 @@
 """The ``keydesk`` command: bring the system up, log faults and take every step of them, tickets
 and orders, read views, publish events."""
 
-# One module per command group (``running``, ``desk``, ``sla``, ``upkeep``; the
+# One module per command group (``running``, ``desk``, ``items``, ``customers``, ``sla``, ``upkeep``; the
 # report commands live with the reports, ``handlers/reports/commands.py``) and
 # ``shared`` for what they all need.  This module is the command table and the
 # console entry point (``keydesk = "handlers.cli:main"``).
@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from handlers.cli.customers import add_customer_parsers
 from handlers.cli.desk import cmd_fault_log, cmd_publish, cmd_queue, cmd_view
 from handlers.cli.identity import add_identity_parsers
 from handlers.cli.items import add_item_parsers
@@ -70,6 +71,8 @@ def parser() -> argparse.ArgumentParser:
     ticket = sub.add_parser("ticket", help="tickets").add_subparsers(dest="action", required=True)
     order = sub.add_parser("order", help="orders").add_subparsers(dest="action", required=True)
     add_item_parsers({"fault": fault, "ticket": ticket, "order": order})
+
+    add_customer_parsers(sub)
 
     view = sub.add_parser("view", help=cmd_view.__doc__)
     view.add_argument("customer_id")

@@ -50,6 +50,7 @@ def cmd_view(args, settings: Settings) -> int:
 def cmd_publish(args, settings: Settings) -> int:
     """Publish a JSON-lines file of events; bad lines are listed and not sent."""
     from handlers.cli.publish_file import publish_lines
+    from streams.kafka_security import client_options
 
     with open(args.file, "rb") as lines:
         report = asyncio.run(
@@ -59,6 +60,7 @@ def cmd_publish(args, settings: Settings) -> int:
                 lines,
                 validate=not args.no_validate,
                 secret=settings.signing_key,
+                security=client_options(settings),
             )
         )
     for number, reason in report.refused:

@@ -28,13 +28,16 @@ def announce_when_ready(
     identity_lines: list[str] | None = None,
 ) -> Callable[[Streams], Awaitable[None]]:
     async def on_ready(streams: Streams) -> None:
-        loaded = 0
+        customers: set[str] = set()
         if samples is not None:
             # Fixed event ids: loading the samples again on every start changes nothing.
+            # A customer's registration, then its archive (contacts, services, staff ids).
             for line in samples.read_bytes().splitlines():
                 if line.strip():
-                    await streams.publisher.publish_bytes(decode_event(line).customer_id, line)
-                    loaded += 1
+                    customer_id = decode_event(line).customer_id
+                    await streams.publisher.publish_bytes(customer_id, line)
+                    customers.add(customer_id)
+        loaded = len(customers)
         http = str(streams.app.conf.canonical_url).rstrip("/")
         out = sys.stdout
         out.write(

@@ -15,8 +15,9 @@ a forgery (issue 9).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
@@ -34,11 +35,18 @@ class PublishReport:
 
 
 async def publish_lines(
-    bootstrap: str, topic: str, lines: Iterable[bytes], *, validate: bool = True, secret: bytes | None = None
+    bootstrap: str,
+    topic: str,
+    lines: Iterable[bytes],
+    *,
+    validate: bool = True,
+    secret: bytes | None = None,
+    security: Mapping[str, Any] | None = None,
 ) -> PublishReport:
     """Send each non-blank line as one event; returns once the broker acked all.
 
     ``secret``: the desk's, to sign acknowledgements with (none: they are refused).
+    ``security``: the producer's TLS/SASL options (``streams.kafka_security.client_options``).
     """
     report = PublishReport()
     producer = AIOKafkaProducer(
@@ -47,6 +55,7 @@ async def publish_lines(
         acks="all",
         linger_ms=5,
         max_batch_size=256 * 1024,
+        **(security or {}),
     )
     await producer.start()
     try:

@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from handlers.cli.shared import bootstrap, credentials_file, runtime_file, save_credentials
-from streams.settings import Settings
+from streams.settings import Settings, SettingsError
 
 SAMPLES = Path(__file__).with_name("samples") / "customers.jsonl"
 #: the demo user the CLI is signed in as after `keydesk up --demo` (the README's commands are the hotline's)
@@ -71,6 +71,12 @@ def cmd_up(args, settings: Settings) -> int:
     from sla_rules import load_rules
     from streams.log_config import configure_logging
 
+    if not settings.kafka and settings.kafka_security_protocol != "PLAINTEXT":
+        # the own broker has only a plaintext listener: the settings are meant for a cluster
+        raise SettingsError(
+            f"KEYDESK_KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol} needs KEYDESK_KAFKA: "
+            "the own local broker is plaintext"
+        )
     configure_logging(settings.log_format, settings.log_level)
     load_rules(settings.sla_rules)  # an invalid rules file stops us before anything starts
     broker = None

@@ -201,8 +201,9 @@ class IdentityGuard:
         if not any(decisions):
             await self._deny(request, caller, _target(request), decisions[0].reason)
             raise BadRequest(403, None, decisions[0].reason)
-        if operation.customer == "path":
-            await self.authorize(request, operation.any_of[0], request.match_info["customer_id"])
+        if operation.customer == "path":  # scoped by the first of its permissions the caller holds
+            held = next(p for p, d in zip(operation.any_of, decisions) if d)
+            await self.authorize(request, held, request.match_info["customer_id"])
 
     async def authorize(
         self, request: web.Request, permission: str, customer_id: str | None
@@ -240,6 +241,30 @@ class IdentityGuard:
             await self._deny(request, caller, f"{event_type} for {customer_id}", allowed.reason)
             raise BadRequest(403, "event_type", allowed.reason)
         return caller.name, event_source(caller, permission)
+
+    async def audit_change(
+        self,
+        request: web.Request,
+        kind: str,
+        target: str,
+        *,
+        before: dict[str, Any] | None = None,
+        after: dict[str, Any] | None = None,
+    ) -> None:
+        """Record an admin change made outside the identity tables (the customer archive, the rules)."""
+        try:
+            await self.db.run(
+                audit.record_now,
+                self.db.store.engine,
+                kind,
+                who(request),
+                target=target,
+                before=before,
+                after=after,
+                detail=f"{request.method} {request.path}",
+            )
+        except (SQLAlchemyError, TimeoutError):  # the change is on the log; say the trail missed it
+            log.error("identity.audit_failed", kind=kind, target=target, exc_info=True)
 
     async def _deny(self, request: web.Request, caller: Identity | None, target: str, reason: str) -> None:
         log.info("identity.denied", actor=caller.name if caller else None, target=target, reason=reason)
@@ -281,6 +306,11 @@ def guard_of(request: web.Request) -> IdentityGuard:
 async def authorize(request: web.Request, permission: str, customer_id: str | None) -> Identity | None:
     """The request's guard's :meth:`IdentityGuard.authorize`."""
     return await guard_of(request).authorize(request, permission, customer_id)
+
+
+async def audit_change(request: web.Request, kind: str, target: str, **states: Any) -> None:
+    """The request's guard's :meth:`IdentityGuard.audit_change`."""
+    await guard_of(request).audit_change(request, kind, target, **states)
 
 
 async def author(request: web.Request, event_type: str, customer_id: str) -> tuple[str, str]:

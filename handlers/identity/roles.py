@@ -8,12 +8,13 @@ that customer (:class:`CustomerFacts`).  Everything not granted here is refused.
 
 Roles (issue 11, point 4); a user may hold several:
 
-* ``hotline``: reads every customer (a call can be about anyone), logs faults,
-  opens tickets, places orders, takes every step of their loops, reads the
-  dispatch queue;
-* ``account_manager``: reads and acts on the customers whose account manager
-  (``account_manager.id``) or escalation chain (a step's ``id``) names the
-  user's staff id, and acknowledges their escalations;
+* ``hotline``: reads every customer (a call can be about anyone), lists and
+  searches the archive (一点受理), logs faults, opens tickets, places orders,
+  takes every step of their loops, reads the dispatch queue;
+* ``account_manager``: reads (views, clocks, archive records) and acts on the
+  customers whose account manager (``account_manager.id``) or escalation chain
+  (a step's ``id``) names the user's staff id, and acknowledges their
+  escalations; not the archive's list and search, which spans every customer;
 * ``manager``: the same for the customers of their chain or of their region
   (the user's ``region`` equals the customer's; ``*``: every region, a head
   office's manager), plus the compliance reports;
@@ -72,8 +73,8 @@ SCOPED = frozenset({CUSTOMER_READ, ITEM_WRITE, ESCALATION_ACK})
 
 ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = {
     "hotline": frozenset({CUSTOMER_READ, ITEM_WRITE, QUEUE_READ, ARCHIVE_READ}),
-    "account_manager": frozenset({CUSTOMER_READ, ITEM_WRITE, ESCALATION_ACK, ARCHIVE_READ}),
-    "manager": frozenset({CUSTOMER_READ, ITEM_WRITE, ESCALATION_ACK, ARCHIVE_READ, REPORT_READ}),
+    "account_manager": frozenset({CUSTOMER_READ, ITEM_WRITE, ESCALATION_ACK}),
+    "manager": frozenset({CUSTOMER_READ, ITEM_WRITE, ESCALATION_ACK, REPORT_READ}),
     "report_reader": frozenset({REPORT_READ, SINK_READ}),
     "admin": frozenset(
         {USERS_ADMIN, TOKENS_ADMIN, AUDIT_READ, ARCHIVE_READ, ARCHIVE_WRITE, RULES_WRITE, SINK_READ}

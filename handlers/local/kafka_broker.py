@@ -17,6 +17,12 @@ The Java process must not outlive the Python process that started it, not even a
 ``kill -9`` of that one: on Linux the broker is started with a parent-death signal
 (``prctl(PR_SET_PDEATHSIG, SIGKILL)``), in a session of its own so that a Ctrl-C in
 the terminal reaches only us and we stop it once, in order (also at exit).
+
+With :class:`SecuredListeners` the broker also listens with TLS and
+authentication, beside its plaintext listener (which the rest of the suite and
+the broker's own readiness probe use): ``SASL_SSL`` (PLAIN and SCRAM-SHA-512
+users) and ``SSL`` requiring a client certificate (mutual TLS).  That is how the
+suite proves keydesk works against a secured cluster (``tests/e2e/test_kafka_security.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import re
 import shutil
 import signal
 import socket
@@ -38,7 +45,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
@@ -133,6 +141,55 @@ def _die_with_parent() -> Callable[[], None] | None:
     return preexec
 
 
+# what may stand in a JAAS option and a --add-scram argument without quoting rules
+_PLAIN_WORD = re.compile(r"[A-Za-z0-9._-]{1,200}")
+
+
+@dataclass(frozen=True)
+class SecuredListeners:
+    """TLS material and users for the broker's secured listeners (all PEM files).
+
+    ``SASL_SSL`` presents ``cert_chain`` (the broker's certificate, then its
+    CAs') with ``key`` (unencrypted PKCS#8) and accepts PLAIN ``plain_users``
+    and SCRAM-SHA-512 ``scram_users`` (name -> password).  ``SSL`` presents the
+    same certificate and requires a client certificate signed by ``client_ca``.
+    SCRAM users are stored when the log directory is formatted, so they are
+    those of the first start of a data directory.
+
+    Authorization is on (Kafka's ``StandardAuthorizer``, deny by default): the
+    secured listeners' users may do what an ACL allows, and nothing else; the
+    plaintext listener's anonymous user is a super user (the broker's own
+    readiness probe, and whoever sets up the ACLs).
+    """
+
+    cert_chain: Path
+    key: Path
+    client_ca: Path
+    plain_users: Mapping[str, str] = field(default_factory=dict)
+    scram_users: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, password in [*self.plain_users.items(), *self.scram_users.items()]:
+            if not (_PLAIN_WORD.fullmatch(name) and _PLAIN_WORD.fullmatch(password)):
+                raise LocalKafkaError(f"user {name!r}: names and passwords are letters, digits, . _ -")
+
+    def keystore(self) -> str:
+        """One PEM with the key and the chain: the file Kafka's PEM key store reads."""
+        return self.key.read_text() + self.cert_chain.read_text()
+
+    def plain_jaas(self) -> str:
+        users = "".join(f' user_{name}="{password}"' for name, password in sorted(self.plain_users.items()))
+        return f"org.apache.kafka.common.security.plain.PlainLoginModule required{users};"
+
+    def scram_arguments(self) -> list[str]:
+        """``kafka-storage format`` arguments that store the SCRAM users."""
+        return [
+            arg
+            for name, password in sorted(self.scram_users.items())
+            for arg in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]")
+        ]
+
+
 _LOG4J = """log4j.rootLogger=WARN, file
 log4j.appender.file=org.apache.log4j.FileAppender
 log4j.appender.file.File={log}
@@ -159,8 +216,12 @@ class LocalKafka:
         controller_port: int | None = None,
         version: str = KAFKA_VERSION,
         heap: str = "1g",
+        secured: SecuredListeners | None = None,
     ) -> None:
         self.version = version
+        self.secured = secured
+        self.sasl_ssl_port: int | None = None  # picked at the first start, with ``secured``
+        self.ssl_port: int | None = None
         self.partitions = partitions
         self.heap = heap
         self.port = port
@@ -174,6 +235,20 @@ class LocalKafka:
     def bootstrap(self) -> str | None:
         """``host:port`` of the broker; known once the port is (given, or after a start)."""
         return None if self.port is None else f"{HOST}:{self.port}"
+
+    @property
+    def sasl_ssl_bootstrap(self) -> str | None:
+        """``host:port`` of the SASL_SSL listener (with ``secured``, once started)."""
+        return None if self.sasl_ssl_port is None else f"{HOST}:{self.sasl_ssl_port}"
+
+    @property
+    def ssl_bootstrap(self) -> str | None:
+        """``host:port`` of the SSL listener that requires a client certificate."""
+        return None if self.ssl_port is None else f"{HOST}:{self.ssl_port}"
+
+    @property
+    def _ports(self) -> list[int]:
+        return [p for p in (self.port, self.controller_port, self.sasl_ssl_port, self.ssl_port) if p]
 
     @property
     def pid(self) -> int | None:
@@ -204,6 +279,11 @@ class LocalKafka:
 
     def _write_config(self) -> Path:
         port, controller_port = self.port, self.controller_port
+        listeners = [f"PLAINTEXT://{HOST}:{port}"]
+        protocols = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
+        if self.secured is not None:
+            listeners += [f"SASL_SSL://{HOST}:{self.sasl_ssl_port}", f"SSL://{HOST}:{self.ssl_port}"]
+            protocols += ["SASL_SSL:SASL_SSL", "SSL:SSL"]
         config = self.data_dir / "server.properties"
         config.write_text(
             "\n".join(
@@ -211,10 +291,10 @@ class LocalKafka:
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.voters=1@{HOST}:{controller_port}",
-                    f"listeners=PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
-                    f"advertised.listeners=PLAINTEXT://{HOST}:{port}",
+                    f"listeners={','.join(listeners)},CONTROLLER://{HOST}:{controller_port}",
+                    f"advertised.listeners={','.join(listeners)}",
                     "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    f"listener.security.protocol.map={','.join(protocols)}",
                     "inter.broker.listener.name=PLAINTEXT",
                     f"log.dirs={self.log_dir}",
                     f"num.partitions={self.partitions}",
@@ -233,12 +313,35 @@ class LocalKafka:
                     # heartbeats every 0.5 s still leave a loaded machine room before fencing
                     "broker.session.timeout.ms=3000",
                     "broker.heartbeat.interval.ms=500",
+                    *self._secured_config(),
                 ]
             )
             + "\n"
         )
         (self.data_dir / "log4j.properties").write_text(_LOG4J.format(log=self.log_file))
         return config
+
+    def _secured_config(self) -> list[str]:
+        """server.properties lines of the SASL_SSL and SSL listeners (none without ``secured``)."""
+        if self.secured is None:
+            return []
+        keystore = self.data_dir / "broker-keystore.pem"
+        keystore.write_text(self.secured.keystore())
+        keystore.chmod(0o600)
+        return [
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users=User:ANONYMOUS",
+            # both TLS listeners present the broker's certificate
+            "ssl.keystore.type=PEM",
+            f"ssl.keystore.location={keystore}",
+            "listener.name.sasl_ssl.sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512",
+            f"listener.name.sasl_ssl.plain.sasl.jaas.config={self.secured.plain_jaas()}",
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config="
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "listener.name.ssl.ssl.client.auth=required",
+            "listener.name.ssl.ssl.truststore.type=PEM",
+            f"listener.name.ssl.ssl.truststore.location={self.secured.client_ca}",
+        ]
 
     def _java(self, lib: Path) -> list[str]:
         return [
@@ -265,6 +368,7 @@ class LocalKafka:
                 f"--cluster-id={cluster_id}",
                 "-c",
                 str(config),
+                *(self.secured.scram_arguments() if self.secured is not None else []),
             ],
             capture_output=True,
             text=True,
@@ -288,6 +392,9 @@ class LocalKafka:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or _free_port(self.controller_port)
         self.controller_port = self.controller_port or _free_port(self.port)
+        if self.secured is not None:
+            self.sasl_ssl_port = self.sasl_ssl_port or _free_port(*self._ports)
+            self.ssl_port = self.ssl_port or _free_port(*self._ports)
         config = self._write_config()
         java = self._java(lib)
         cluster_id = self._format_once(java, config)
@@ -325,11 +432,7 @@ class LocalKafka:
         began = time.monotonic()
         give_up = min(deadline, began + HELD_WAIT)
         while True:
-            held = [
-                f"port {HOST}:{port} is in use"
-                for port in (self.port, self.controller_port)
-                if not _port_is_free(port)
-            ]
+            held = [f"port {HOST}:{port} is in use" for port in self._ports if not _port_is_free(port)]
             if not _dir_is_unlocked(lock):
                 held.append(f"{self.log_dir} is locked by another broker")
             if not held:

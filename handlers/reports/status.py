@@ -15,6 +15,7 @@ from sqlalchemy import Engine, func, select
 
 from schemas.reporting_db import current_revision, head_revision
 from schemas.reporting_tables import REPORTING_TABLES, SinkPosition
+from streams.kafka_security import client_options
 from streams.settings import Settings
 
 
@@ -48,7 +49,10 @@ async def database_status(engine: Engine, settings: Settings) -> dict[str, Any]:
 
 async def _lag(settings: Settings, positions: dict[tuple[str, int], int]) -> dict[str, Any]:
     topics = [settings.events_topic, settings.sla_topic]
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=10_000)
+    security = client_options(settings)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=10_000, **security
+    )
     await admin.start()
     try:
         partitions = [
@@ -58,7 +62,9 @@ async def _lag(settings: Settings, positions: dict[tuple[str, int], int]) -> dic
         ]
     finally:
         await admin.close()
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=10_000)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=10_000, **security
+    )
     await consumer.start()
     try:
         ends = await consumer.end_offsets(partitions) if partitions else {}

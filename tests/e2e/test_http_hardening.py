@@ -53,6 +53,7 @@ POSTS = [
     "/api/customers/C-H/items/fault/F-1/acknowledge",
     "/api/faults/F-1/ack",
     "/api/orders/O-1/cancel",
+    "/api/customers",
 ]
 FAULT = {"customer_id": "C-HARD", "severity": "critical", "summary": "专线中断", "service": "MPLS VPN"}
 NOT_AN_ID = "not-an-event-id"
@@ -158,6 +159,14 @@ HOSTILE = [
         "occurred_at",
     ),
     ("GET", "/api/customers/C-H/view", b"a body a GET does not have", {}, 400, "body"),
+    ("GET", "/api/customers?limit=" + "9" * 5000, None, {}, 422, "limit"),
+    ("GET", "/api/customers?q=" + "x" * 5000, None, {}, 422, "q"),
+    ("GET", "/api/customers?q=%25%25%25&tier=" + "t" * 5000, None, {}, 422, "tier"),
+    ("GET", "/api/customers", b"a body a GET does not have", {}, 400, "body"),
+    ("PATCH", f"/api/customers/{'C' * 5000}", b'{"tier": "gold"}', {}, 422, "customer_id"),
+    ("PATCH", "/api/customers/C-H", orjson.dumps({"services": [{"service": "x"}] * 33}), {}, 422, "services"),
+    ("POST", "/api/customers", orjson.dumps({"customer_id": "C-H2", "name": ["x"]}), {}, 422, "name"),
+    ("GET", f"/api/customers/C-H?wait_for={NOT_AN_ID}", None, {}, 422, "wait_for"),
 ]
 
 

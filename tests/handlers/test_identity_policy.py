@@ -57,7 +57,9 @@ READS = {
     ("GET", "/api/customers/{customer_id}/view"),
     ("GET", f"{ITEM}/sla"),
     ("GET", f"{ITEM}/events/{{event_id}}"),
+    ("GET", "/api/customers/{customer_id}"),  # an archive record, scoped like the view
 }
+ARCHIVE_WRITES = {("POST", "/api/customers"), ("PATCH", "/api/customers/{customer_id}")}
 ADMIN = {
     ("GET", "/api/users"),
     ("POST", "/api/users"),
@@ -68,10 +70,13 @@ ADMIN = {
     ("GET", "/api/audit"),
     ("GET", "/api/sink"),
     ("POST", "/api/events"),  # customer.* events: the archive
+    ("GET", "/api/customers"),
+    ("GET", "/api/customers/{customer_id}"),
+    *ARCHIVE_WRITES,
 }
 #: role -> the operations (beyond the open ones) it may call at all, before any customer is looked at
 ALLOWED = {
-    "hotline": SELF_OPS | WRITES | READS | {("GET", "/api/dispatch-queue")},
+    "hotline": SELF_OPS | WRITES | READS | {("GET", "/api/dispatch-queue"), ("GET", "/api/customers")},
     "account_manager": SELF_OPS | WRITES | READS | {("POST", f"{ITEM}/acknowledge")},
     "manager": SELF_OPS
     | WRITES

@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import insert, inspect, select
 
 from schemas.reporting_db import current_revision, head_revision, open_engine, upgrade
-from schemas.reporting_tables import REPORTING_TABLES, Customer
+from schemas.reporting_tables import REPORTING_TABLES, Customer, CustomerSearchTerm
 
 
 @pytest.fixture
@@ -89,3 +89,28 @@ def test_the_revisit_summary_migration_fills_existing_items_from_their_revisits(
             )
         ).all()
     assert rows == [("F-1", 3, 5), ("F-2", 0, None)]
+
+
+def test_the_archive_migration_finds_existing_customers_by_their_circuits_and_phones(engine):
+    upgrade(engine, "0002")
+    profile = {
+        "name": "省政府办公厅",
+        "account_manager": {"id": "AM-1", "name": "李敏", "phone": "+86 139 0000 0001"},
+        "services": [{"service": "MPLS VPN", "circuit_id": "gz-mpls-0001"}],
+    }
+    with engine.begin() as conn:
+        conn.execute(
+            insert(Customer),
+            [
+                {"customer_id": "C-1", "profile": profile, "updated_at": datetime.now(UTC)},
+                {"customer_id": "C-2", "profile": {"name": "个体户"}, "updated_at": datetime.now(UTC)},
+            ],
+        )
+    upgrade(engine)
+    with engine.connect() as conn:
+        terms = conn.execute(
+            select(CustomerSearchTerm.customer_id, CustomerSearchTerm.kind, CustomerSearchTerm.term).order_by(
+                CustomerSearchTerm.kind
+            )
+        ).all()
+    assert terms == [("C-1", "circuit", "GZ-MPLS-0001"), ("C-1", "phone", "13900000001")]

@@ -100,3 +100,54 @@ async def test_a_batch_that_fails_after_its_ticks_leaves_no_step_in_flight(worke
     with pytest.raises(RuntimeError):
         await worker.processor.process_batch(list(taken))
     assert worker.processor.timers.in_flight == {}
+
+
+class Refusing(RecordingTopic):
+    """A dead-letter topic the broker will not take: fails the batch that needs it."""
+
+    async def send(self, **kwargs):
+        raise RuntimeError("broker away")
+
+
+async def fail_then_retry(worker, events):
+    """The batch ``events`` plus a poison record fails on its dead letter, then goes through.
+
+    As ``process_batch_until_done`` does: the batch's customers are reloaded as
+    last written before the retry, which then folds the very same records.
+    """
+    topic = worker.events.get_topic_name()
+    taken = [
+        _taken(topic, e.to_bytes(), e.customer_id.encode(), offset=n, streams=worker)
+        for n, e in enumerate(events)
+    ]
+    taken.append(
+        _taken(topic, b"\x00poison", events[0].customer_id.encode(), offset=len(events), streams=worker)
+    )
+    good = worker.processor.dead_letters
+    worker.processor.dead_letters = Refusing()
+    with pytest.raises(RuntimeError):
+        await worker.processor.process_batch(list(taken))
+    for customer_id in {e.customer_id for e in events}:
+        worker.views.reload(customer_id)
+    worker.processor.dead_letters = good
+    await worker.processor.process_batch(list(taken))
+    return {sent["value"] for sent in worker.processor.sla_topic.sent}
+
+
+async def test_a_retried_batch_publishes_the_steps_its_failed_try_took(worker):
+    """The retry meets the timers as the first try found them: every step, once."""
+    events = LATE_RESOLVE[:3]
+    assert await fail_then_retry(worker, events) == replayed(events)
+
+
+async def test_a_retried_batch_ticks_at_its_own_instants_not_where_the_failed_try_ended(worker):
+    """A resolve in time, then a later event: the retry must not tick the opening at 15:00."""
+    events = [
+        event("customer.registered", "C-1", "08:00", customer="C-1", tier="diamond"),
+        ticket("T-1", "opened", "09:00", customer="C-1", priority="P1", kind="complaint"),
+        ticket("T-1", "resolved", "09:10", customer="C-1"),
+        ticket("T-2", "opened", "15:00", customer="C-1", priority="P4", kind="inquiry"),
+    ]
+    expected = replayed(events)
+    assert not any(b"sla.breached" in step for step in expected), "the case must breach nothing"
+    assert await fail_then_retry(worker, events) == expected

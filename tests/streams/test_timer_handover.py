@@ -102,3 +102,18 @@ class TestHandover:
         timers.rebuild(views.items(), [HOME])
 
         assert timers.tick(views, at("09:06")) == []
+
+
+def test_a_rolled_back_batch_puts_the_watermarks_back_and_keeps_dropped_partitions_dropped(rules):
+    """A replay's watermarks go back to where the failed batch found them; a partition
+    revoked while the batch ran is not brought back by the roll-back."""
+    timers = SlaTimers(rules, lambda customer_id: {"C-1": 0, "C-2": 1}[customer_id], replay=True)
+    timers.advance(0, at("09:00"))
+    timers.advance(1, at("09:00"))
+    before = dict(timers.watermarks)
+    timers.advance(0, at("15:00"))
+    timers.advance(1, at("15:00"))
+    timers.advance(2, at("15:00"))  # first seen in the failed batch
+    timers.drop([1])  # revoked at one of the batch's awaits
+    timers.roll_back(before, ["C-1"])
+    assert timers.watermarks == {0: at("09:00")}

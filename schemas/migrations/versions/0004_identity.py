@@ -1,14 +1,13 @@
 """identity: users, sessions, API tokens and the append-only audit trail
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-01
 
 Issue 11 (points 4-6): staff sign in, every request needs a session or a token,
 and sign-ins, denials and admin changes are audited.  In the reporting database so
 that every worker sees the same users and a revocation at once
-(``schemas/identity_tables.py``).  Revises 0002: the customer archive's 0003 is
-developed alongside; whoever lands second re-chains.
+(``schemas/identity_tables.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from alembic import op
 import schemas.reporting_tables  # noqa: F401  (custom column types)
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
