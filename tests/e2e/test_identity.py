@@ -248,6 +248,37 @@ class TestRoles:
         assert {r["actor"] for r in history} == {"hotline-8"}
 
 
+class TestCustomerArchive:
+    def test_archive_changes_are_the_admins_and_audited_a_record_is_read_in_scope(self, desk):
+        am = add_user(desk, "am-arch", ["account_manager"], staff_id="AM-ARCH")
+        other = add_user(desk, "am-other", ["account_manager"], staff_id="AM-OTHER")
+        url = desk.workers[1].url
+        body = {
+            "customer_id": "C-ARCH",
+            "name": "档案客户",
+            "tier": "gold",
+            "region": "广东/佛山",
+            "account_manager": {"id": "AM-ARCH", "name": "李敏"},
+            "escalation_chain": [{"role": "department_head", "id": "DH-ARCH", "name": "王强"}],
+        }
+        status, answer = http("POST", f"{url}/api/customers", body, token=am)
+        assert (status, answer["field"]) == (403, None), answer  # not the account manager's to change
+        status, answer = http("POST", f"{url}/api/customers?wait=10", body)  # the suite's admin
+        assert status == 200, answer
+        status, answer = http("PATCH", f"{url}/api/customers/C-ARCH?wait=10", {"tier": "diamond"})
+        assert status == 200, answer
+        rows = {r["kind"]: r for r in audit(desk, target="C-ARCH")}
+        assert rows["customer.registered"]["after"]["tier"] == "gold"
+        updated = rows["customer.updated"]
+        assert (updated["before"]["tier"], updated["after"]["tier"]) == ("gold", "diamond")
+        assert updated["actor"] == "e2e-suite" and updated["credential"].startswith("t-")
+        # its account manager reads it once the sink has projected it; another does not
+        poll(lambda: http("GET", f"{url}/api/customers/C-ARCH", token=am)[0] == 200, "the record for its AM")
+        assert http("GET", f"{url}/api/customers/C-ARCH", token=other)[0] == 403
+        assert http("GET", f"{url}/api/customers?q=C-ARCH", token=am)[0] == 403  # the list is the hotline's
+        assert http("GET", f"{url}/api/customers?q=C-ARCH")[0] == 200
+
+
 class TestIntegrationTokens:
     def test_a_token_publishes_only_its_event_types_with_its_name_and_source(self, desk):
         status, made = http(
