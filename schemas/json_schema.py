@@ -8,6 +8,7 @@ checks that they and the decoder accept and refuse the same events.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,8 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return {**schema, "type": [schema["type"], "null"]}
 
 
-def _field_schema(spec: Field) -> dict[str, Any]:
+def field_schema(spec: Field) -> dict[str, Any]:
+    """One declared field as JSON Schema (also the HTTP API's request bodies, handlers/api/operations.py)."""
     if spec.type == "string":
         schema: dict[str, Any] = {"type": "string", "minLength": 1, "pattern": NON_BLANK_PATTERN}
         if spec.max_length is not None:
@@ -65,9 +67,9 @@ def _field_schema(spec: Field) -> dict[str, Any]:
         if spec.maximum is not None:
             schema["maximum"] = spec.maximum
     elif spec.type == "object":
-        schema = _object_schema(spec.properties or {})
+        schema = object_schema(spec.properties or {})
     else:
-        schema = {"type": "array", "items": _object_schema(spec.properties or {})}
+        schema = {"type": "array", "items": object_schema(spec.properties or {})}
         if spec.max_items is not None:
             schema["maxItems"] = spec.max_items
     if not spec.required:
@@ -77,10 +79,11 @@ def _field_schema(spec: Field) -> dict[str, Any]:
     return schema
 
 
-def _object_schema(fields: dict[str, Field]) -> dict[str, Any]:
+def object_schema(fields: Mapping[str, Field]) -> dict[str, Any]:
+    """An object of declared fields: those and no others, the required ones required."""
     return {
         "type": "object",
-        "properties": {name: _field_schema(spec) for name, spec in fields.items()},
+        "properties": {name: field_schema(spec) for name, spec in fields.items()},
         "required": [name for name, spec in fields.items() if spec.required],
         "additionalProperties": False,
     }
@@ -123,7 +126,7 @@ def event_schema(event_type: str) -> dict[str, Any]:
             "recorded_at": {**_INSTANT, "description": f"when a system recorded it: {_INSTANT_RULE}"},
             "source": {"enum": list(SOURCES)},
             "actor": {**_ID, "description": "who: staff id, alarm system, customer portal user"},
-            "payload": _object_schema(EVENT_TYPES[event_type]),
+            "payload": object_schema(EVENT_TYPES[event_type]),
         },
         "required": [
             "event_id",

@@ -10,7 +10,6 @@ request's own field.
 from __future__ import annotations
 
 import secrets
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -135,11 +134,3 @@ def acknowledgement(body: dict[str, Any], kind: str) -> tuple[str, int | None, d
         raise BadRequest(422, "note", f"longer than {MAX_NOTE_LENGTH} characters")
     extra = {"note": note} if note and note.strip() else {}
     return metric, cycle, extra
-
-
-def waited_event_id(text: str, field: str = "wait_for") -> str:
-    """An event id as the envelope spells it (a UUID), or a 422 naming ``field``."""
-    try:
-        return str(uuid.UUID(text))
-    except ValueError:
-        raise BadRequest(422, field, "must be an event id (a UUID) returned by a write") from None

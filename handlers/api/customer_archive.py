@@ -39,17 +39,16 @@ from faust.web import Request, Response, View
 from sqlalchemy.exc import DBAPIError
 from yarl import URL
 
-from handlers.api.commands import command_to_event, waited_event_id
+from handlers.api.commands import command_to_event
 from handlers.api.customer_search import archive_query, list_customers
-from handlers.api.http_guard import BadRequest, Slots, error_body, query_number, read_json_object
+from handlers.api.http_guard import BadRequest, Slots, error_body, read_json_object
 from handlers.api.input_limits import (
     ARCHIVE_QUERY_SECONDS,
-    DEFAULT_WAIT_SECONDS,
     MAX_CONCURRENT_ARCHIVE_READS,
-    MAX_WAIT_SECONDS,
     OWNER_CHECK_TIMEOUT_SECONDS,
     ROUTED_READ_TIMEOUT_SECONDS,
 )
+from handlers.api.operations import operation
 from handlers.identity.guard import audit_change, author
 from schemas.envelope import Event
 from schemas.reporting_db import open_engine
@@ -99,8 +98,8 @@ def register_customer_archive_routes(
             return 503, error_body("worker is rebalancing or recovering; retry shortly", None)
         if event_id is not None:
             with owners.waits.take():
-                if not await owners.wait_for_event(customer_id, event_id, timeout):
-                    return 504, error_body(f"event {event_id} not folded after {timeout:g} s", "wait_for")
+                if not await owners.wait_for_event(customer_id, event_id, timeout):  # a 404, not a 5xx
+                    return 404, error_body(f"event {event_id} not folded after {timeout:g} s", "wait_for")
         view = owners.views.get(customer_id)
         if view is None or view.get("profile") is None:
             return 404, error_body(f"no customer {customer_id} is registered", "customer_id")
@@ -109,7 +108,7 @@ def register_customer_archive_routes(
     async def owner_record(
         customer_id: str, event_id: str | None = None, timeout: float = 0.0
     ) -> tuple[int, dict[str, Any]] | None:
-        """The owner's answer (200 record, 404, 504 not yet folded), or ``None`` if it cannot say now."""
+        """The owner's answer (200 record, 404 no such customer), or ``None`` if it cannot say now."""
         owner = owners.owner_of(customer_id)
         if owner is None:
             return None
@@ -137,7 +136,7 @@ def register_customer_archive_routes(
                 return None
         if status == 404 and body.get("field") != "customer_id":
             return None
-        return (status, body) if status in (200, 404, 504) else None
+        return (status, body) if status in (200, 404) else None
 
     def cannot_say() -> BadRequest:
         return BadRequest(
@@ -147,10 +146,10 @@ def register_customer_archive_routes(
             {"Retry-After": "1"},
         )
 
-    def wait_of(request: Request) -> float | None:
-        if "wait" not in request.query:
-            return None
-        return query_number(request, "wait", DEFAULT_WAIT_SECONDS, 0, MAX_WAIT_SECONDS)
+    def wait_of(request: Request, operation_id: str) -> float | None:
+        """``?wait=S`` as the operation declares it (``?wait`` alone: 2 s; none: no wait)."""
+        wait: float | None = operation(operation_id).read(request)["wait"]
+        return wait
 
     async def published(
         web: View, request: Request, event: Event, wait: float | None, before: dict[str, Any] | None
@@ -203,8 +202,9 @@ def register_customer_archive_routes(
         async def post(self, request: Request) -> Response:
             """``{customer_id, name, [tier, region, industry, account_manager, escalation_chain,
             contacts, services, occurred_at]}``: 202, or 409 if already registered."""
-            wait = wait_of(request)
-            event = await archive_event(request, "customer.registered", await read_json_object(request))
+            wait = wait_of(request, "register_customer")
+            body = operation("register_customer").check_body(await read_json_object(request))
+            event = await archive_event(request, "customer.registered", body)
             found = await owner_record(event.customer_id)
             if found is None:
                 raise cannot_say()
@@ -223,6 +223,9 @@ def register_customer_archive_routes(
             Every worker answers from the reporting database, so the same page
             whichever is asked; it is behind the log by the sink's lag.
             """
+            operation("list_customers").read(
+                request
+            )  # the declared spellings and bounds, then the query's own
             query = archive_query(request.query)
             reads.acquire()
             loop = asyncio.get_running_loop()
@@ -247,9 +250,8 @@ def register_customer_archive_routes(
 
     async def read_record(web: View, request: Request, customer_id: str) -> Response:
         """The owner's archive record; ``?wait_for=EVENT_ID&timeout=S`` once that event is folded."""
-        event_id = waited_event_id(request.query["wait_for"]) if request.query.get("wait_for") else None
-        timeout = query_number(request, "timeout", DEFAULT_WAIT_SECONDS, 0, MAX_WAIT_SECONDS)
-        status, body = await answer_here(customer_id, event_id, timeout)
+        asked = operation("get_customer").read(request)
+        status, body = await answer_here(customer_id, asked["wait_for"], asked["timeout"])
         headers = {"Retry-After": "1"} if status == 503 else None
         return web.bytes(orjson.dumps(body), status=status, content_type="application/json", headers=headers)
 
@@ -261,10 +263,8 @@ def register_customer_archive_routes(
 
         async def patch(self, request: Request, customer_id: str) -> Response:
             """The fields to change, ``[occurred_at]``: 202; 404 for an unknown customer."""
-            wait = wait_of(request)
-            body = await read_json_object(request)
-            if "customer_id" in body:
-                raise BadRequest(422, "customer_id", "is the path's; leave it out of the body")
+            wait = wait_of(request, "update_customer")
+            body = operation("update_customer").check_body(await read_json_object(request))
             if not set(body) - set(_ENVELOPE_KEYS):
                 raise BadRequest(422, "body", "nothing to change: give at least one archive field")
             event = await archive_event(request, "customer.updated", {**body, "customer_id": customer_id})

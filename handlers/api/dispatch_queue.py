@@ -16,8 +16,9 @@ from typing import Any
 from faust.web import Request, Response
 from yarl import URL
 
-from handlers.api.http_guard import Slots, error_body, query_number
-from handlers.api.input_limits import DEFAULT_QUEUE_LIMIT, MAX_CONCURRENT_QUEUES, MAX_QUEUE_LIMIT
+from handlers.api.http_guard import Slots, error_body
+from handlers.api.input_limits import MAX_CONCURRENT_QUEUES
+from handlers.api.operations import operation
 from handlers.identity.hop import hop_headers
 from schemas.envelope import utc_iso
 from streams.partitioning import Placement
@@ -107,11 +108,12 @@ def register_dispatch_queue_route(
     @app.page("/api/dispatch-queue")
     async def dispatch_queue(web, request: Request) -> Response:
         """Open items across customers, most urgent first (零时延): every worker's, merged."""
-        limit = int(query_number(request, "limit", DEFAULT_QUEUE_LIMIT, 1, MAX_QUEUE_LIMIT, whole=True))
+        asked = operation("get_dispatch_queue").read(request)
+        limit = int(asked["limit"])
         with queues.take():
             now = clock()
             rows = local_queue(views, placement, now)
-            if request.query.get("local") != "1":
+            if asked["local"] != "1":
                 for url in other_workers():
                     try:
                         target = URL(f"{url}/api/dispatch-queue").with_query(local="1", limit=str(limit))

@@ -274,20 +274,3 @@ def check_instant_years(values: dict[str, Any], *fields: str) -> None:
             year = instant.year
         if not MIN_YEAR <= year <= MAX_YEAR:
             raise BadRequest(422, name, f"must lie in the years {MIN_YEAR}-{MAX_YEAR}")
-
-
-def query_number(
-    request: web.Request, name: str, default: float, low: float, high: float, *, whole: bool = False
-) -> float:
-    """A numeric query parameter in ``[low, high]``, or a 422 naming it."""
-    text = request.query.get(name)
-    if text is None or text == "":
-        return default
-    try:
-        value = int(text) if whole else float(text)
-    except ValueError:
-        value = None
-    if value is None or value != value or not low <= value <= high:  # value != value: NaN
-        kind = "a whole number" if whole else "a number"
-        raise BadRequest(422, name, f"must be {kind} from {low:g} to {high:g}")
-    return value

@@ -18,8 +18,8 @@ from faust.web import Request, Response, View
 
 from handlers.api.actions import ACKNOWLEDGEMENT, ACTIONS, COLLECTIONS, find_action
 from handlers.api.commands import action_to_event
-from handlers.api.http_guard import BadRequest, error_body, query_number, read_json_object
-from handlers.api.input_limits import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS
+from handlers.api.http_guard import BadRequest, error_body, read_json_object
+from handlers.api.operations import STEPS
 from handlers.identity.guard import author
 from schemas.envelope import Event
 from streams.publisher import HomePublisher
@@ -56,18 +56,12 @@ def register_item_step_routes(
             """
 
             async def post(self, request: Request, item_id: str, action: str) -> Response:
-                step = find_action(kind, action)
-                if step is None:
+                step, declared = find_action(kind, action), STEPS.get((kind, action))
+                if step is None or declared is None:
                     raise BadRequest(422, "action", f"a {kind}'s actions are {', '.join(ACTIONS[kind])}")
-                wait = (
-                    query_number(request, "wait", DEFAULT_WAIT_SECONDS, 0, MAX_WAIT_SECONDS)
-                    if "wait" in request.query
-                    else None
-                )
-                body = await read_json_object(request)
-                customer_id = body.get("customer_id")
-                if not isinstance(customer_id, str) or not customer_id.strip():
-                    raise BadRequest(422, "customer_id", "is required and must be a non-empty string")
+                wait = declared.read(request)["wait"]
+                body = declared.check_body(await read_json_object(request))
+                customer_id = body["customer_id"]
                 # who takes the step: the signed-in identity, allowed it for this customer
                 actor, source = await author(request, step.event_type, customer_id)
                 if step.event_type == ACKNOWLEDGEMENT:

@@ -34,31 +34,29 @@ from faust.web import Request, Response, View
 from yarl import URL
 
 from handlers.api.actions import fold_outcome
-from handlers.api.commands import acknowledgement, command_to_event, waited_event_id
+from handlers.api.commands import acknowledgement, command_to_event
 from handlers.api.customer_archive import OwnerReads, register_customer_archive_routes
 from handlers.api.dispatch_queue import register_dispatch_queue_route
 from handlers.api.http_guard import (
     BadRequest,
     Slots,
-    check_instant_years,
     error_body,
     install_http_guard,
-    query_number,
     read_body,
     read_json_object,
 )
 from handlers.api.input_limits import (
-    DEFAULT_WAIT_SECONDS,
     MAX_CONCURRENT_WAITS,
-    MAX_WAIT_SECONDS,
     OWNER_CHECK_TIMEOUT_SECONDS,
     ROUTED_READ_TIMEOUT_SECONDS,
 )
 from handlers.api.item_steps import register_item_step_routes
+from handlers.api.openapi_document import document_bytes
+from handlers.api.operations import operation
 from handlers.api.worker_health import WorkerHealth
 from handlers.identity.guard import IdentityGuard, author
 from handlers.identity.hop import ROUTED_HEADER, hop_headers
-from schemas.envelope import Event, InvalidEvent, decode_event, new_event, parse_instant
+from schemas.envelope import Event, InvalidEvent, decode_event, new_event
 from schemas.event_catalogue import SOURCES
 from sla_rules import evaluate, format_explanation
 from streams.app import Streams
@@ -67,7 +65,6 @@ from streams.item_sla import clock_history, item_facts
 from streams.partitioning import Placement
 from streams.publisher import HomePublisher
 from streams.settings import Settings
-from streams.vocabulary import ITEM_KINDS
 
 __all__ = ["register_routes"]
 
@@ -100,14 +97,13 @@ def register_routes(
     routing = views.customers
     waits = Slots(MAX_CONCURRENT_WAITS, "read-your-writes waits")
 
-    def command_view(event_type: str, id_field: str, id_prefix: str) -> type[View]:
+    def command_view(operation_id: str, event_type: str, id_field: str, id_prefix: str) -> type[View]:
+        declared = operation(operation_id)
+
         class CommandView(View):
             async def post(self, request: Request) -> Response:
-                body = await read_json_object(request)
-                customer_id = body.get("customer_id")
-                if not isinstance(customer_id, str) or not customer_id.strip():
-                    raise BadRequest(422, "customer_id", "is required and must be a non-empty string")
-                actor, source = await author(request, event_type, customer_id)
+                body = declared.check_body(await read_json_object(request))
+                actor, source = await author(request, event_type, body["customer_id"])
                 event = command_to_event(
                     body, event_type, id_field, id_prefix, clock(), actor=actor, source=source
                 )
@@ -124,9 +120,9 @@ def register_routes(
 
         return CommandView
 
-    app.page("/api/faults")(command_view("fault.reported", "fault_id", "F"))
-    app.page("/api/tickets")(command_view("ticket.opened", "ticket_id", "T"))
-    app.page("/api/orders")(command_view("order.received", "order_id", "O"))
+    app.page("/api/faults")(command_view("log_fault", "fault.reported", "fault_id", "F"))
+    app.page("/api/tickets")(command_view("open_ticket", "ticket.opened", "ticket_id", "T"))
+    app.page("/api/orders")(command_view("place_order", "order.received", "order_id", "O"))
 
     @app.page("/api/events")
     class RawEventView(View):
@@ -139,7 +135,7 @@ def register_routes(
         """
 
         async def post(self, request: Request) -> Response:
-            body = await read_json_object(request)  # 400 for what is not a JSON object
+            body = operation("post_event").check_body(await read_json_object(request))  # 400: not an object
             if str(body.get("event_type")).startswith("sla."):  # the timers' own, or the ack's
                 raise BadRequest(
                     422,
@@ -209,16 +205,17 @@ def register_routes(
     @routed_read
     async def customer_view(web, request: Request, customer_id: str) -> Response:
         """The one-stop view; ``?wait_for=EVENT_ID&timeout=S`` waits until that event is in."""
+        asked = operation("get_customer_view").read(request)
         if not ready():
             return recovering(web)
-        if request.query.get("wait_for"):
-            event_id = waited_event_id(request.query["wait_for"])
-            timeout = query_number(request, "timeout", DEFAULT_WAIT_SECONDS, 0, MAX_WAIT_SECONDS)
+        if asked["wait_for"] is not None:
+            event_id, timeout = asked["wait_for"], asked["timeout"]
             with waits.take():
                 arrived = await streams.processor.wait_for_event(customer_id, event_id, timeout)
-            if not arrived:
+            if not arrived:  # not a 5xx: this worker did its job, the event is not (yet) there
                 return web.json(
-                    error_body(f"event {event_id} not in the view after {timeout} s", "wait_for"), status=504
+                    error_body(f"event {event_id} not in the view after {timeout:g} s", "wait_for"),
+                    status=404,
                 )
         view = views.get(customer_id)
         if view is None:
@@ -229,15 +226,10 @@ def register_routes(
     @routed_read
     async def item_sla(web, request: Request, customer_id: str, kind: str, item_id: str) -> Response:
         """Every clock of one item at ``?at=`` (default now), with its explanation."""
+        asked = operation("get_item_sla").read(request)
         if not ready():
             return recovering(web)
-        if kind not in ITEM_KINDS:
-            return web.json(error_body(f"must be one of {', '.join(ITEM_KINDS)}", "kind"), status=422)
-        check_instant_years(request.query, "at")
-        try:
-            at = parse_instant(request.query["at"], "at") if "at" in request.query else clock()
-        except InvalidEvent as exc:
-            return web.json(error_body(exc.reason, exc.field), status=422)
+        at = asked["at"] or clock()
         view = views.get(customer_id)
         item = find_item(view, kind, item_id) if view else None
         if item is None:
@@ -349,7 +341,9 @@ def register_routes(
         """
 
         async def post(self, request: Request, customer_id: str, kind: str, item_id: str) -> Response:
-            body = await read_json_object(request)
+            declared = operation("acknowledge_escalation")
+            declared.read(request)
+            body = declared.check_body(await read_json_object(request))
             actor, source = await author(request, "sla.escalation_acknowledged", customer_id)
             event, checked = await acknowledgement_event(customer_id, kind, item_id, body, actor, source)
             await publisher.publish(event, signed=True)
@@ -365,19 +359,17 @@ def register_routes(
         The read behind an action's ``wait`` (``POST /api/{kind}s/{id}/{action}``):
         a worker that took the write asks the owner here (a GET, no body).
         """
+        asked = operation("get_item_event_outcome").read(request)
         if not ready():
             return recovering(web)
-        if kind not in ITEM_KINDS:
-            return web.json(error_body(f"must be one of {', '.join(ITEM_KINDS)}", "kind"), status=422)
-        event_id = waited_event_id(event_id, "event_id")
-        timeout = query_number(request, "timeout", DEFAULT_WAIT_SECONDS, 0, MAX_WAIT_SECONDS)
+        event_id, timeout = asked["event_id"], asked["timeout"]
         with waits.take():
             await streams.processor.wait_for_event(customer_id, event_id, timeout)
         found = fold_outcome(views.get(customer_id), kind, item_id, event_id)
-        if found is None:
+        if found is None:  # a 404, not a 504: nothing failed, the event is not (yet) in the item
             return web.json(
-                error_body(f"event {event_id} not in {kind} {item_id} after {timeout} s", "event_id"),
-                status=504,
+                error_body(f"event {event_id} not in {kind} {item_id} after {timeout:g} s", "event_id"),
+                status=404,
             )
         return web.bytes(
             orjson.dumps({**found, "item": present_item(found["item"], settings.zone)}),
@@ -455,6 +447,11 @@ def register_routes(
         if streams.sink.status.state in ("running", "retrying"):
             await streams.sink.lag()
         return web.json(streams.sink.status.to_dict())
+
+    @app.page("/api/openapi.json")
+    async def openapi_document(web, request: Request) -> Response:
+        """This API's OpenAPI 3.1 document, generated from the declarations the handlers validate with."""
+        return web.bytes(document_bytes(), content_type="application/json")
 
     @app.page("/api/health")
     async def health(web, request: Request) -> Response:

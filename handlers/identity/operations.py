@@ -71,6 +71,7 @@ _ITEM = "/api/customers/{customer_id}/items/{kind}/{item_id}"
 
 OPERATIONS: tuple[Operation, ...] = (
     _op("GET", "/api/health", OPEN),
+    _op("GET", "/api/openapi.json", SELF),
     _op("POST", "/api/login", OPEN),
     _op("POST", "/api/logout", SELF),
     _op("GET", "/api/me", SELF),

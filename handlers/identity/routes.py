@@ -24,9 +24,10 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
-from handlers.api.http_guard import BadRequest, check_instant_years, query_number, read_json_object
+from handlers.api.http_guard import BadRequest, check_instant_years, read_json_object
+from handlers.api.operations import operation
 from handlers.identity import audit
-from handlers.identity.audit import DEFAULT_PAGE, MAX_PAGE, Who
+from handlers.identity.audit import Who
 from handlers.identity.guard import CSRF_HEADER, SESSION_COOKIE, client_address, identity_of, who
 from handlers.identity.passwords import PasswordHasher, new_password, password_problem
 from handlers.identity.roles import ROLES, unknown_roles
@@ -342,26 +343,16 @@ def register_identity_routes(
     @app.page("/api/audit")
     async def audit_trail(web: View, request: Request) -> Response:
         """Admin: the audit trail, newest first, ``?kind=&actor=&target=&since=&until=&limit=&before=``."""
-        filters: dict[str, Any] = {}
-        for name in ("kind", "actor", "target"):
-            value = request.query.get(name)
-            if value:
-                if len(value) > 300:
-                    raise BadRequest(422, name, "longer than 300 characters")
-                filters[name] = value
-        check_instant_years(request.query, "since", "until")
+        asked = operation("read_audit").read(request)  # bounds as the API document declares them
+        filters: dict[str, Any] = {n: asked[n] for n in ("kind", "actor", "target") if asked[n]}
+        check_instant_years(dict(request.query), "since", "until")
         for name in ("since", "until"):
-            if request.query.get(name):
+            if asked[name]:
                 try:
-                    filters[name] = parse_instant(request.query[name], name)
+                    filters[name] = parse_instant(asked[name], name)
                 except InvalidEvent as exc:
                     raise BadRequest(422, exc.field, exc.reason) from None
-        limit = int(query_number(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE, whole=True))
-        before = (
-            int(query_number(request, "before", 0, 1, 2**62, whole=True))
-            if request.query.get("before")
-            else None
-        )
+        limit, before = int(asked["limit"]), asked["before"]
         rows = await db.run(audit.page, store.engine, filters, limit, before)
         return web.json({"records": rows, "next_before": rows[-1]["id"] if len(rows) == limit else None})
 

@@ -16,6 +16,13 @@ from zoneinfo import ZoneInfo
 from handlers.api.input_limits import MAX_REPORT_DAYS, MAX_YEAR, MIN_YEAR
 
 DIMENSIONS = ("tier", "customer", "priority", "kind", "region", "account_manager", "policy")
+#: The report's formats and the media type each is answered with over HTTP.
+REPORT_FORMATS = {
+    "table": "text/plain; charset=utf-8",
+    "csv": "text/csv; charset=utf-8",
+    "json": "application/json",
+    "html": "text/html; charset=utf-8",
+}
 
 
 class ReportArgumentError(ValueError):

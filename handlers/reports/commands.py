@@ -25,15 +25,17 @@ import structlog
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import OperationalError
 
-from handlers.api.http_guard import Slots, error_body
+from handlers.api.http_guard import BadRequest, Slots, error_body
 from handlers.api.input_limits import (
     MAX_CONCURRENT_REPORTS,
     MAX_REPORT_BREACHES,
     REPORT_RETRY_AFTER_SECONDS,
     REPORT_TIME_LIMIT_SECONDS,
 )
+from handlers.api.operations import operation
 from handlers.reports.arguments import (
     DIMENSIONS,
+    REPORT_FORMATS,
     ReportArgumentError,
     parse_bound,
     parse_group_by,
@@ -45,11 +47,15 @@ from handlers.reports.queries import compliance_report
 from schemas.reporting_db import current_revision, open_engine
 from streams.settings import Settings
 
+_RENDER: dict[str, Callable[[ComplianceReport, ZoneInfo], str]] = {
+    "table": as_table,
+    "csv": lambda report, zone: as_csv(report),
+    "json": lambda report, zone: as_json(report),
+    "html": as_html,
+}
+#: format -> (media type, renderer)
 FORMATS: dict[str, tuple[str, Callable[[ComplianceReport, ZoneInfo], str]]] = {
-    "table": ("text/plain; charset=utf-8", as_table),
-    "csv": ("text/csv; charset=utf-8", lambda report, zone: as_csv(report)),
-    "json": ("application/json", lambda report, zone: as_json(report)),
-    "html": ("text/html; charset=utf-8", as_html),
+    name: (media, _RENDER[name]) for name, media in REPORT_FORMATS.items()
 }
 OPTIONS = {
     "from": "--from",
@@ -253,7 +259,15 @@ def report_response(
     deadline: QueryDeadline | None = None,
     time_limit: float = REPORT_TIME_LIMIT_SECONDS,
 ) -> tuple[int, str, bytes]:
-    """Status, content type and body for ``GET /api/reports/compliance?...`` (blocking)."""
+    """Status, content type and body for ``GET /api/reports/compliance?...`` (blocking).
+
+    The query is read through the operation's declaration first (its bounds are
+    what ``/api/openapi.json`` publishes), then as the CLI reads its options.
+    """
+    try:
+        operation("get_compliance_report").read_values(query)
+    except BadRequest as exc:
+        return _problem(exc.status, exc.field, exc.reason)
     try:
         request = report_request(query, zone, now, max_breaches=MAX_REPORT_BREACHES)
         if deadline is not None:

@@ -43,7 +43,12 @@ def integration(*event_types: str, source: str = "network_alarm") -> Identity:
 
 
 ITEM = "/api/customers/{customer_id}/items/{kind}/{item_id}"
-SELF_OPS = {("POST", "/api/logout"), ("GET", "/api/me"), ("POST", "/api/me/password")}
+SELF_OPS = {
+    ("POST", "/api/logout"),
+    ("GET", "/api/me"),
+    ("POST", "/api/me/password"),
+    ("GET", "/api/openapi.json"),
+}
 WRITES = {
     ("POST", "/api/faults"),
     ("POST", "/api/tickets"),
