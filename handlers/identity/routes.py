@@ -241,7 +241,7 @@ def register_identity_routes(
             _unknown(body, _USER_FIELDS)
             username = _username(body)
             roles = _roles(body.get("roles", []))
-            one_time = body.get("password") is None
+            one_time = "password" not in body  # given: a string of 10-200 characters (null is refused)
             password = new_password() if one_time else _new_password(body, "password")
             added = await run(
                 store.add_user,
