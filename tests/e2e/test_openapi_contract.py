@@ -165,12 +165,12 @@ def test_every_operation_answers_as_documented_to_generated_and_hostile_input(
     documented = {
         f"{method.upper()} {path}" for path, methods in document["paths"].items() for method in methods
     }
-    tested = set(result["valid_rates"])
-    # schemathesis leaves out the document's own operation; the test above covers it.  Sign-in
-    # answers every generated username 401 (or 429 once the address is rate-limited), which
-    # schemathesis keeps out of its valid rates; its count of tested operations has them all.
-    assert tested | {"POST /api/login"} == documented - {"GET /api/openapi.json"}, output
-    assert result["operations"]["tested"] == len(documented), output
+    # Sign-in answers every generated username 401 (or 429 once the address is rate-limited), which
+    # schemathesis keeps out of its valid rates; it is tested all the same (its failures would be
+    # in the report, and the count of tested operations below includes it).
+    tested = set(result["valid_rates"]) | {"POST /api/login"}
+    # schemathesis leaves out the document's own operation; the test above covers it.
+    assert tested == documented - {"GET /api/openapi.json"}, output
     assert result["operations"]["tested"] == len(tested), output
     assert result["failures"] == [] and result["errors"] == [], output
     assert run.returncode == 0, output
