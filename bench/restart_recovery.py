@@ -42,6 +42,7 @@ import argparse
 import asyncio
 import os
 import random
+import secrets
 import signal
 import subprocess
 import sys
@@ -241,6 +242,22 @@ async def uncommitted(bootstrap: str, group: str, topic: str) -> int:
 # -- the worker ----------------------------------------------------------------------
 
 
+#: the bench's credential: every API call but health needs one (issue 11)
+BENCH_TOKEN = "kdt_" + secrets.token_urlsafe(32)
+
+
+def provision_identity(data_dir: Path) -> None:
+    """A user with every role and :data:`BENCH_TOKEN` in the workers' database (SQLite in ``data_dir``)."""
+    from handlers.identity.bootstrap import provision_credential
+    from handlers.identity.store import IdentityStore, prepare_database
+
+    engine = prepare_database(f"sqlite:///{(data_dir / 'keydesk.sqlite').resolve()}")
+    try:
+        provision_credential(IdentityStore(engine), "bench", "bench", BENCH_TOKEN)
+    finally:
+        engine.dispose()
+
+
 def worker_env(
     tree: Path, bootstrap: str, prefix: str, app_id: str, port: int, data_dir: Path, partitions: int
 ) -> dict[str, str]:
@@ -400,7 +417,11 @@ def check_views(port: int, customers: int, sample: int, seed: int = 11) -> dict:
         cid = customer_id(number)
         try:
             with urllib.request.urlopen(
-                f"http://127.0.0.1:{port}/api/customers/{cid}/view", timeout=30
+                urllib.request.Request(
+                    f"http://127.0.0.1:{port}/api/customers/{cid}/view",
+                    headers={"Authorization": f"Bearer {BENCH_TOKEN}"},
+                ),
+                timeout=30,
             ) as answer:
                 view = orjson.loads(answer.read())
         except urllib.error.HTTPError as exc:
@@ -477,6 +498,7 @@ def main() -> None:
         app_id = f"{prefix}-app"
         port = _free_port()
         env = worker_env(tree, bootstrap, prefix, app_id, port, workdir / "data", args.partitions)
+        provision_identity(workdir / "data")
         figures["worker_code"] = worker_code(tree, env)
         figures["publish_s"] = round(
             asyncio.run(publish(bootstrap, settings.events_topic, args.customers, at)), 1

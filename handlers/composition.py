@@ -19,6 +19,10 @@ import structlog
 
 from handlers.alerts.sender import register_alert_agent
 from handlers.api.routes import register_routes
+from handlers.identity.guard import IdentityGuard
+from handlers.identity.passwords import PasswordHasher
+from handlers.identity.routes import register_identity_routes
+from handlers.identity.store import IdentityDb, IdentityStore, prepare_database
 from handlers.kafka_topics import ensure_topics_sync
 from handlers.reports.commands import register_report_routes
 from handlers.sink_runner import register_sink_service
@@ -46,7 +50,11 @@ def build_worker_streams(settings: Settings) -> Streams:
     """Everything one worker process runs: agents, table, HTTP API and (unless off) the sink."""
     streams = build_streams(settings)
     placement = Placement(home=streams.publisher.home_partition, owned=streams.processor.owned_partitions)
-    register_routes(streams, settings, streams.publisher, placement)
+    # Users, sessions and tokens: the reporting database, migrated here too (the sink may be off).
+    identity_db = IdentityDb(IdentityStore(prepare_database(settings.database_url)))
+    identity = IdentityGuard(identity_db, settings.signing_key)
+    register_routes(streams, settings, streams.publisher, placement, identity)
+    register_identity_routes(streams.app, identity_db, PasswordHasher(), cookie_secure=settings.cookie_secure)
     register_report_routes(streams, settings)
     register_alert_agent(streams, settings, placement, streams.sla_topic)
     if settings.sink == "on":

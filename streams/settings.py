@@ -54,6 +54,7 @@ class Settings:
     smtp_user: str | None = None  # KEYDESK_SMTP_USER
     smtp_password: str | None = field(default=None, repr=False)  # KEYDESK_SMTP_PASSWORD
     secret: str | None = field(default=None, repr=False)  # KEYDESK_SECRET; None = <data_dir>/secret
+    cookie_secure: bool = False  # KEYDESK_COOKIE_SECURE=1: the session cookie only over HTTPS (behind TLS)
     # How every Kafka client of keydesk (worker, sink, publisher, CLI) connects;
     # streams/kafka_security.py turns these into the clients' options.
     kafka_security_protocol: str = "PLAINTEXT"  # KEYDESK_KAFKA_SECURITY_PROTOCOL: one of KAFKA_PROTOCOLS
@@ -172,6 +173,8 @@ class Settings:
         text("KEYDESK_SECRET", "secret")
         if env.get("KEYDESK_SMTP_STARTTLS"):
             values["smtp_starttls"] = env["KEYDESK_SMTP_STARTTLS"].lower() in ("1", "true", "yes")
+        if env.get("KEYDESK_COOKIE_SECURE"):
+            values["cookie_secure"] = env["KEYDESK_COOKIE_SECURE"].lower() in ("1", "true", "yes")
         _read_kafka_security(env, values)
         text("KEYDESK_TIMEZONE", "timezone")
         text("KEYDESK_LOG_FORMAT", "log_format")

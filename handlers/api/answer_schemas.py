@@ -28,6 +28,8 @@ _STRING: Schema = {"type": "string"}
 _NULLABLE_STRING: Schema = {"type": ["string", "null"]}
 _INTEGER: Schema = {"type": "integer"}
 _OBJECT: Schema = {"type": "object"}
+#: Any JSON object (the identity's answers: described by the README, not pinned field by field)
+OBJECT: Schema = _OBJECT
 _EVENT_ID: Schema = {"type": "string", "format": "uuid"}
 _KIND: Schema = {"type": "string", "enum": list(ITEM_KINDS)}
 

@@ -15,14 +15,22 @@ from typing import Any
 
 from handlers.api.actions import Action
 from handlers.api.http_guard import BadRequest
-from handlers.api.input_limits import MAX_CYCLE, MAX_ID_LENGTH, MAX_NOTE_LENGTH
+from handlers.api.input_limits import MAX_CYCLE, MAX_NOTE_LENGTH
 from schemas.envelope import InvalidEvent, new_event, parse_instant
-from schemas.event_catalogue import SOURCES
 from sla_rules import METRICS
 from streams.vocabulary import ITEM_KINDS
 
-_ENVELOPE_KEYS = {"customer_id", "actor", "source", "occurred_at"}
-_ACK_FIELDS = ("metric", "cycle", "actor", "note", "source")
+_ENVELOPE_KEYS = {"customer_id", "occurred_at"}
+_ACK_FIELDS = ("metric", "cycle", "note")
+#: set from the signed-in identity or the token (``handlers/identity``), never from a body
+IDENTITY_FIELDS = ("actor", "source")
+
+
+def refuse_identity_fields(body: dict[str, Any]) -> None:
+    """A body naming its own ``actor`` or ``source`` is refused: who acts is the sign-in's to say."""
+    for name in IDENTITY_FIELDS:
+        if name in body:
+            raise BadRequest(422, name, "is set from the signed-in user or the token; leave it out")
 
 
 def new_entity_id(prefix: str) -> str:
@@ -37,13 +45,18 @@ def command_to_event(
     id_field: str,
     id_prefix: str,
     now: datetime,
-    default_source: str = "hotline",
+    *,
+    actor: str,
+    source: str,
 ):
     """Turn a command body (envelope keys + payload fields) into a validated event.
 
-    Field errors name the request's own field (``severity``, ``fault_id``), not
-    the envelope's or the payload's path.
+    ``actor`` and ``source`` are the caller's identity's
+    (``handlers/identity/guard.author``); a body naming them is refused.  Field
+    errors name the request's own field (``severity``, ``fault_id``), not the
+    envelope's or the payload's path.
     """
+    refuse_identity_fields(body)
     customer_id = body.get("customer_id")
     if not isinstance(customer_id, str) or not customer_id.strip():
         raise BadRequest(422, "customer_id", "is required and must be a non-empty string")
@@ -61,8 +74,8 @@ def command_to_event(
             customer_id,
             entity_id,
             payload,
-            source=body.get("source") or default_source,
-            actor=body.get("actor") or "hotline",
+            source=source,
+            actor=actor,
             occurred_at=occurred_at,
             now=now,
         )
@@ -72,7 +85,9 @@ def command_to_event(
     return event
 
 
-def action_to_event(action: Action, item_id: str, body: dict[str, Any], now: datetime):
+def action_to_event(
+    action: Action, item_id: str, body: dict[str, Any], now: datetime, *, actor: str, source: str
+):
     """The event of one step of an item's loop: envelope keys + the action's payload fields.
 
     The catalogue's validation (through :func:`command_to_event`) checks the
@@ -88,7 +103,7 @@ def action_to_event(action: Action, item_id: str, body: dict[str, Any], now: dat
     if "item_id" in body:
         raise BadRequest(422, "item_id", "is the path's; leave it out of the body")
     command = {**action.defaults, **body, **action.fixed, "item_id": item_id}
-    return command_to_event(command, action.event_type, "item_id", "", now)
+    return command_to_event(command, action.event_type, "item_id", "", now, actor=actor, source=source)
 
 
 def acknowledgement(body: dict[str, Any], kind: str) -> tuple[str, int | None, dict[str, Any]]:
@@ -96,7 +111,9 @@ def acknowledgement(body: dict[str, Any], kind: str) -> tuple[str, int | None, d
 
     Checked here, on whichever worker receives it, against the rules'
     vocabulary; whether the item has that clock is for its owner to say.
+    Who acknowledges is the signed-in identity's to say, not the body's.
     """
+    refuse_identity_fields(body)
     unknown = sorted(set(body) - set(_ACK_FIELDS))
     if unknown:
         raise BadRequest(422, unknown[0][:64], f"unknown field; send {', '.join(_ACK_FIELDS)}")
@@ -115,10 +132,5 @@ def acknowledgement(body: dict[str, Any], kind: str) -> tuple[str, int | None, d
         raise BadRequest(422, "note", "must be a string")
     if note and len(note) > MAX_NOTE_LENGTH:
         raise BadRequest(422, "note", f"longer than {MAX_NOTE_LENGTH} characters")
-    actor, source = body.get("actor") or "manager", body.get("source") or "account_manager"
-    if not isinstance(actor, str) or not actor.strip() or len(actor) > MAX_ID_LENGTH:
-        raise BadRequest(422, "actor", f"must be a staff id of at most {MAX_ID_LENGTH} characters")
-    if source not in SOURCES:
-        raise BadRequest(422, "source", f"must be one of {', '.join(SOURCES)}")
     extra = {"note": note} if note and note.strip() else {}
-    return metric, cycle, {"source": source, "actor": actor, **extra}
+    return metric, cycle, extra

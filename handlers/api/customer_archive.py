@@ -49,6 +49,7 @@ from handlers.api.input_limits import (
     ROUTED_READ_TIMEOUT_SECONDS,
 )
 from handlers.api.operations import operation
+from handlers.identity.guard import audit_change, author
 from schemas.envelope import Event
 from schemas.reporting_db import open_engine
 from streams.customer_archive import archive_record, latest_stamp
@@ -58,9 +59,7 @@ __all__ = ["OwnerReads", "register_customer_archive_routes"]
 
 log = structlog.get_logger("keydesk.archive")
 
-#: The desk's defaults for an archive change made without saying by whom.
-_DEFAULTS = {"source": "web", "actor": "archive"}
-_ENVELOPE_KEYS = ("actor", "source", "occurred_at")
+_ENVELOPE_KEYS = ("occurred_at",)
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,8 @@ class OwnerReads:
     wait_for_event: Callable[[str, str, float], Awaitable[bool]]
     waits: Slots
     http_client: Callable[[], aiohttp.ClientSession]
-    routed_header: str
+    #: the headers of a read forwarded to ``target``: routed and signed (``handlers/identity/hop.py``)
+    hop: Callable[[URL], dict[str, str]]
 
 
 def register_customer_archive_routes(
@@ -122,10 +122,11 @@ def register_customer_archive_routes(
             if event_id is not None:
                 path += f"?wait_for={event_id}&timeout={timeout:g}"
             limit = ROUTED_READ_TIMEOUT_SECONDS if event_id else OWNER_CHECK_TIMEOUT_SECONDS
+            target = owner.join(URL(path, encoded=True))
             try:
                 async with owners.http_client().get(
-                    owner.join(URL(path, encoded=True)),
-                    headers={owners.routed_header: "1"},
+                    target,
+                    headers=owners.hop(target),
                     timeout=aiohttp.ClientTimeout(total=limit),
                 ) as answer:
                     status, body = answer.status, orjson.loads(await answer.read())
@@ -150,9 +151,21 @@ def register_customer_archive_routes(
         wait: float | None = operation(operation_id).read(request)["wait"]
         return wait
 
-    async def published(web: View, event: Event, wait: float | None) -> Response:
-        """The answer to an archive write the broker has: 202, or with ``wait`` the owner's record."""
+    async def published(
+        web: View, request: Request, event: Event, wait: float | None, before: dict[str, Any] | None
+    ) -> Response:
+        """The answer to an archive write the broker has: 202, or with ``wait`` the owner's record.
+
+        Audited (an admin change): the owner's record before, the event's fields after.
+        """
         await publisher.publish(event)
+        await audit_change(
+            request,
+            event.event_type,
+            event.customer_id,
+            before=before,
+            after={"event_id": event.event_id, **event.payload},
+        )
         answer: dict[str, Any] = {
             "customer_id": event.customer_id,
             "event_id": event.event_id,
@@ -167,9 +180,15 @@ def register_customer_archive_routes(
             return web.json({**answer, "waited": wait}, status=202)
         return web.json({**answer, "outcome": "applied", "customer": found[1]}, status=200)
 
-    def archive_event(event_type: str, body: dict[str, Any]) -> Event:
-        """The checked event of a write; a 422 names the request's field."""
-        event: Event = command_to_event({**_DEFAULTS, **body}, event_type, "customer_id", "C", clock(), "web")
+    async def archive_event(request: Request, event_type: str, body: dict[str, Any]) -> Event:
+        """The checked event of a write, by the signed-in admin; a 422 names the request's field."""
+        customer_id = body.get("customer_id")
+        if not isinstance(customer_id, str) or not customer_id.strip():
+            raise BadRequest(422, "customer_id", "is required and must be a non-empty string")
+        actor, source = await author(request, event_type, customer_id)
+        event: Event = command_to_event(
+            body, event_type, "customer_id", "C", clock(), actor=actor, source=source
+        )
         if not event.payload:
             raise BadRequest(
                 422, "body", "nothing to change: give at least one archive field (name, tier, services, ...)"
@@ -182,10 +201,10 @@ def register_customer_archive_routes(
 
         async def post(self, request: Request) -> Response:
             """``{customer_id, name, [tier, region, industry, account_manager, escalation_chain,
-            contacts, services, actor, source, occurred_at]}``: 202, or 409 if already registered."""
+            contacts, services, occurred_at]}``: 202, or 409 if already registered."""
             wait = wait_of(request, "register_customer")
             body = operation("register_customer").check_body(await read_json_object(request))
-            event = archive_event("customer.registered", body)
+            event = await archive_event(request, "customer.registered", body)
             found = await owner_record(event.customer_id)
             if found is None:
                 raise cannot_say()
@@ -196,7 +215,7 @@ def register_customer_archive_routes(
                     f"customer {event.customer_id} is already registered; change it with "
                     f"PATCH /api/customers/{event.customer_id}",
                 )
-            return await published(self, event, wait)
+            return await published(self, request, event, wait, None)
 
         async def get(self, request: Request) -> Response:
             """One page: ``?tier=&region=&account_manager=&has_open_breaches=&q=&limit=&after=``.
@@ -243,15 +262,15 @@ def register_customer_archive_routes(
         get = owners.routed_read(read_record)
 
         async def patch(self, request: Request, customer_id: str) -> Response:
-            """The fields to change, ``[actor, source, occurred_at]``: 202; 404 for an unknown customer."""
+            """The fields to change, ``[occurred_at]``: 202; 404 for an unknown customer."""
             wait = wait_of(request, "update_customer")
             body = operation("update_customer").check_body(await read_json_object(request))
             if not set(body) - set(_ENVELOPE_KEYS):
                 raise BadRequest(422, "body", "nothing to change: give at least one archive field")
-            event = archive_event("customer.updated", {**body, "customer_id": customer_id})
+            event = await archive_event(request, "customer.updated", {**body, "customer_id": customer_id})
             found = await owner_record(customer_id)
             if found is None:
                 raise cannot_say()
             if found[0] == 404:
                 raise BadRequest(404, "customer_id", f"no customer {customer_id} is registered")
-            return await published(self, event, wait)
+            return await published(self, request, event, wait, found[1])

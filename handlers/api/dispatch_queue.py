@@ -14,10 +14,12 @@ from datetime import datetime
 from typing import Any
 
 from faust.web import Request, Response
+from yarl import URL
 
 from handlers.api.http_guard import Slots, error_body
 from handlers.api.input_limits import MAX_CONCURRENT_QUEUES
 from handlers.api.operations import operation
+from handlers.identity.hop import hop_headers
 from schemas.envelope import utc_iso
 from streams.partitioning import Placement
 from streams.vocabulary import ITEM_KINDS
@@ -87,7 +89,9 @@ def queue_order(row: dict[str, Any]) -> tuple:
     )
 
 
-def register_dispatch_queue_route(app, views, placement: Placement, clock: Callable[[], datetime]) -> None:
+def register_dispatch_queue_route(
+    app, views, placement: Placement, clock: Callable[[], datetime], hop_key: bytes
+) -> None:
     """``GET /api/dispatch-queue[?limit=N]``: this worker's rows and every other worker's.
 
     Each call walks every owned view, and without ``local=1`` asks every other
@@ -112,9 +116,8 @@ def register_dispatch_queue_route(app, views, placement: Placement, clock: Calla
             if asked["local"] != "1":
                 for url in other_workers():
                     try:
-                        async with app.http_client.get(
-                            f"{url}/api/dispatch-queue", params={"local": "1", "limit": str(limit)}
-                        ) as r:
+                        target = URL(f"{url}/api/dispatch-queue").with_query(local="1", limit=str(limit))
+                        async with app.http_client.get(target, headers=hop_headers(hop_key, target)) as r:
                             rows.extend((await r.json())["items"])
                     except Exception as exc:  # a worker going away mid-rebalance: say so
                         return web.json(

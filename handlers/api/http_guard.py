@@ -25,7 +25,7 @@ All bounds are named in ``handlers/api/input_limits.py``.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -121,8 +121,13 @@ class Slots:
             self.release()
 
 
-def install_http_guard(app: faust.App) -> None:
+def install_http_guard(
+    app: faust.App, inner: Sequence[Callable[..., Awaitable[web.StreamResponse]]] = ()
+) -> None:
     """Give the app's aiohttp application keydesk's limits and the guard middleware.
+
+    ``inner``: middlewares that run inside the guard (the identity's,
+    ``handlers/identity/guard.py``), so that their refusals get its error shape.
 
     Through faust's ``web_application_options``, read once when faust builds the
     aiohttp application: hence before the first route is added.
@@ -136,7 +141,7 @@ def install_http_guard(app: faust.App) -> None:
     # keydesk sets no other web application option (streams/app.py).
     app.conf.web_application_options = {
         "client_max_size": MAX_BODY_BYTES,  # aiohttp's default is 1 MiB
-        "middlewares": [guard_middleware()],
+        "middlewares": [guard_middleware(), *inner],
         "handler_args": {"auto_decompress": False},
     }
     app.conf.HttpClient = routed_reads_client

@@ -20,13 +20,15 @@ from handlers.api.actions import ACKNOWLEDGEMENT, ACTIONS, COLLECTIONS, find_act
 from handlers.api.commands import action_to_event
 from handlers.api.http_guard import BadRequest, error_body, read_json_object
 from handlers.api.operations import STEPS
+from handlers.identity.guard import author
 from schemas.envelope import Event
 from streams.publisher import HomePublisher
 
 __all__ = ["register_item_step_routes"]
 
-#: (customer_id, kind, item_id, body) -> the checked acknowledgement and whether its item was checked
-Acknowledge = Callable[[str, str, str, dict[str, Any]], Awaitable[tuple[Event, bool]]]
+#: (customer_id, kind, item_id, body, actor, source) -> the checked acknowledgement and whether its
+#: item was checked
+Acknowledge = Callable[[str, str, str, dict[str, Any], str, str], Awaitable[tuple[Event, bool]]]
 #: (customer_id, kind, item_id, event_id, timeout) -> the owner's fold outcome, or None
 OwnerOutcome = Callable[[str, str, str, str, float], Awaitable[dict[str, Any] | None]]
 
@@ -60,12 +62,14 @@ def register_item_step_routes(
                 wait = declared.read(request)["wait"]
                 body = declared.check_body(await read_json_object(request))
                 customer_id = body["customer_id"]
+                # who takes the step: the signed-in identity, allowed it for this customer
+                actor, source = await author(request, step.event_type, customer_id)
                 if step.event_type == ACKNOWLEDGEMENT:
                     rest = {k: v for k, v in body.items() if k != "customer_id"}
-                    event, _ = await acknowledgement_event(customer_id, kind, item_id, rest)
+                    event, _ = await acknowledgement_event(customer_id, kind, item_id, rest, actor, source)
                     await publisher.publish(event, signed=True)
                 else:
-                    event = action_to_event(step, item_id, body, clock())
+                    event = action_to_event(step, item_id, body, clock(), actor=actor, source=source)
                     await publisher.publish(event)
                 answer: dict[str, Any] = {
                     "event_id": event.event_id,

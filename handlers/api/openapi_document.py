@@ -69,6 +69,8 @@ def _operation(op: Operation) -> dict[str, Any]:
         }
     if op.permission is not None:
         spec["x-keydesk-permission"] = op.permission
+    # a bearer token or session secret, or the browser's session cookie; none for the open ones
+    spec["security"] = [] if op.permission is None else [{"bearer": []}, {"session": []}]
     return spec
 
 
@@ -89,7 +91,13 @@ def build_document(
             "Every refusal is a 4xx whose body is {error, field}, field naming the culprit.",
         },
         "paths": paths,
-        "components": {"schemas": {"Error": ERROR, **raw_event_components()}},
+        "components": {
+            "schemas": {"Error": ERROR, **raw_event_components()},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "an API token or a session"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "keydesk_session"},
+            },
+        },
     }
     if server is not None:
         document["servers"] = [{"url": server}]

@@ -11,9 +11,9 @@ cannot say one thing while a handler enforces another.  The bounds are the
 constants of ``handlers/api/input_limits.py``; the shapes of the answers are in
 ``handlers/api/answer_schemas.py``.
 
-Each operation has a ``permission`` slot, ``None`` for now: the identity work
-(issue 11, points 4-6) fills it with the permission the operation needs, so
-that the table of who may do what is this table too.
+Each operation's ``permission`` is the one the identity's table of operations
+(``handlers/identity/operations.py``, deny by default) gives its method and
+route; an operation without a line there cannot be declared.
 
 Pure: no faust, no aiohttp request objects (a request is anything with
 ``query`` and ``match_info`` mappings).
@@ -43,9 +43,11 @@ from handlers.api.input_limits import (
     MAX_YEAR,
     MIN_YEAR,
 )
+from handlers.identity.operations import find_operation as find_permission
+from handlers.identity.roles import ROLES
 from handlers.reports.arguments import DIMENSIONS, REPORT_FORMATS
 from schemas.envelope import InvalidEvent, parse_instant, validate_fields
-from schemas.event_catalogue import EVENT_TYPES, SOURCES, TIERS, Field
+from schemas.event_catalogue import EVENT_TYPES, TIERS, Field
 from schemas.json_schema import event_schema, object_schema
 from streams.vocabulary import ITEM_KINDS
 
@@ -223,13 +225,12 @@ class Operation:
     ``path`` is the path as documented; ``route`` the pattern the handler is
     registered on, when one route serves several operations (the steps of a
     loop: ``/api/faults/{item_id}/{action}`` is one route and one documented
-    operation per action, each with its own body).  ``permission`` is filled
-    in by the identity work (issue 11, points 4-6): the permission a caller
-    needs for this operation; ``None`` until then.
+    operation per action, each with its own body).  ``permission``: what a
+    caller needs (from ``handlers/identity/operations.py``); ``None``: open.
     """
 
     operation_id: str
-    method: Literal["GET", "POST", "PATCH"]
+    method: Literal["GET", "POST", "PATCH", "DELETE"]
     path: str
     summary: str
     tag: str
@@ -294,9 +295,9 @@ def _string(description: str, *, required: bool = False, max_length: int | None 
 
 
 _CUSTOMER = {"customer_id": _string("the customer's id", required=True)}
+#: No ``actor`` nor ``source``: they are the signed-in caller's (``handlers/identity``), and a body
+#: naming them is refused (an unknown field).
 _ENVELOPE = {
-    "actor": _string("who: staff id or system (default: the command's)"),
-    "source": Field("string", False, enum=SOURCES, description="where it came from (default: the command's)"),
     "occurred_at": _string(
         "when it happened: an ISO-8601 instant with a UTC offset, 1970-2999 (default: now)", max_length=40
     ),
@@ -442,6 +443,202 @@ def _archive_operations() -> list[Operation]:
                 {"customer_id": "is the path's; leave it out of the body"},
             ),
             answers=(*write_answers, Answer(404, "no such customer", answers.ERROR)),
+        ),
+    ]
+
+
+def _body_schema(required: dict[str, Any], optional: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A closed JSON object: these fields and no other (the identity's handlers refuse the rest)."""
+    return {
+        "type": "object",
+        "properties": {**required, **optional},
+        "required": list(required),
+        "additionalProperties": False,
+        **extra,
+    }
+
+
+def _identity_operations() -> list[Operation]:
+    """Sign-in, me, users, tokens and the audit (``handlers/identity/routes.py``)."""
+    text = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}
+    secret = {"type": "string", "minLength": 1, "maxLength": 200}
+    roles = {"type": "array", "items": {"type": "string", "enum": list(ROLES)}}
+    unavailable = _error(503, "the identity database did not answer", "Retry-After")
+    user = Answer(200, "the user", answers.OBJECT)
+    return [
+        Operation(
+            "login",
+            "POST",
+            "/api/login",
+            "sign in: a session (HttpOnly SameSite=Strict cookie; the secret too if bearer)",
+            "identity",
+            body=Body(
+                "username and password",
+                schema=_body_schema({"username": text, "password": secret}, {"bearer": {"type": "boolean"}}),
+            ),
+            answers=_with_body(
+                Answer(200, "signed in: session id, CSRF token, expiry, roles", answers.OBJECT),
+                _error(401, "wrong username or password"),
+                _error(429, "too many failed sign-ins for this username or address", "Retry-After"),
+                unavailable,
+            ),
+        ),
+        Operation(
+            "logout",
+            "POST",
+            "/api/logout",
+            "end this session",
+            "identity",
+            answers=(
+                Answer(200, "signed out", answers.OBJECT),
+                _error(422, "a token is revoked, not signed out"),
+                unavailable,
+                INTERNAL,
+            ),
+        ),
+        Operation(
+            "me",
+            "GET",
+            "/api/me",
+            "who this request is: name, roles, scope, credential",
+            "identity",
+            answers=_read(Answer(200, "the caller", answers.OBJECT), unavailable),
+        ),
+        Operation(
+            "change_password",
+            "POST",
+            "/api/me/password",
+            "change my password (ends a one-time password)",
+            "identity",
+            body=Body(
+                "the current password and the new one (10 to 200 characters)",
+                schema=_body_schema({"password": secret, "new_password": secret}, {}),
+            ),
+            answers=_with_body(
+                Answer(200, "changed", answers.OBJECT),
+                _error(403, "the current password is wrong"),
+                unavailable,
+            ),
+        ),
+        Operation(
+            "list_users",
+            "GET",
+            "/api/users",
+            "every user: roles, staff id, region, disabled",
+            "identity",
+            answers=_read(Answer(200, "the users", answers.OBJECT), unavailable),
+        ),
+        Operation(
+            "add_user",
+            "POST",
+            "/api/users",
+            "add a user (no password: a one-time one, in this answer only)",
+            "identity",
+            body=Body(
+                "the user",
+                schema=_body_schema(
+                    {"username": text},
+                    {
+                        "password": secret,
+                        "roles": roles,
+                        "staff_id": text,
+                        "region": {"type": "string", "minLength": 1, "maxLength": 120},
+                    },
+                ),
+            ),
+            answers=_with_body(
+                Answer(201, "added", answers.OBJECT), _error(409, "the username is taken"), unavailable
+            ),
+        ),
+        Operation(
+            "change_user",
+            "PATCH",
+            "/api/users/{username}",
+            "change roles, disable or enable, staff id, region, or reset the password",
+            "identity",
+            params=(_id_param("username", "the user's name"),),
+            body=Body(
+                "the changes (at least one)",
+                schema=_body_schema(
+                    {},
+                    {
+                        "roles": roles,
+                        "disabled": {"type": "boolean"},
+                        "staff_id": {"type": ["string", "null"], "maxLength": MAX_ID_LENGTH},
+                        "region": {"type": ["string", "null"], "maxLength": 120},
+                        "password": {"type": ["string", "null"], "maxLength": 200},
+                    },
+                    minProperties=1,
+                ),
+            ),
+            answers=_with_body(
+                user,
+                Answer(404, "no such user", answers.ERROR),
+                _error(409, "the last admin can neither lose the role nor be disabled"),
+                unavailable,
+            ),
+        ),
+        Operation(
+            "list_tokens",
+            "GET",
+            "/api/tokens",
+            "every API token: scope, expiry, last use (never a secret)",
+            "identity",
+            answers=_read(Answer(200, "the tokens", answers.OBJECT), unavailable),
+        ),
+        Operation(
+            "create_token",
+            "POST",
+            "/api/tokens",
+            "a personal token (username) or an integration's (event_types, source); its secret once",
+            "identity",
+            body=Body(
+                "the token",
+                schema=_body_schema(
+                    {"name": text},
+                    {
+                        "username": text,
+                        "event_types": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                        "source": {"type": "string"},
+                        "expires_in_days": {"type": "integer", "minimum": 1, "maximum": 3650},
+                    },
+                ),
+            ),
+            answers=_with_body(
+                Answer(201, "created: the secret is in this answer only", answers.OBJECT),
+                _error(409, "a token of that name exists"),
+                unavailable,
+            ),
+        ),
+        Operation(
+            "revoke_token",
+            "DELETE",
+            "/api/tokens/{token_id}",
+            "revoke a token: refused by every worker from the next request on",
+            "identity",
+            params=(_id_param("token_id", "the token's public id"),),
+            answers=_read(
+                Answer(200, "revoked", answers.OBJECT),
+                Answer(404, "no such token", answers.ERROR),
+                unavailable,
+            ),
+        ),
+        Operation(
+            "read_audit",
+            "GET",
+            "/api/audit",
+            "the audit trail, newest first, a page at a time",
+            "identity",
+            params=(
+                Param("kind", "string", "login, login_failed, denied, user.changed, ...", max_length=300),
+                Param("actor", "string", "a username or token name", max_length=300),
+                Param("target", "string", "what the record is about", max_length=300),
+                Param("since", "string", "from this instant (ISO-8601 with an offset)", max_length=40),
+                Param("until", "string", "before this instant", max_length=40),
+                Param("limit", "integer", "most records on the page", minimum=1, maximum=500, default=100),
+                Param("before", "integer", "the next_before of the previous page", minimum=1, maximum=2**62),
+            ),
+            answers=_read(Answer(200, "one page", answers.OBJECT), unavailable),
         ),
     ]
 
@@ -650,6 +847,7 @@ def _all_operations() -> tuple[Operation, ...]:
     for kind, steps in ACTIONS.items():
         ops.extend(_step(kind, name, action) for name, action in steps.items())
     ops += _archive_operations()
+    ops += _identity_operations()
     ops += [
         Operation(
             "get_dispatch_queue",
@@ -757,8 +955,16 @@ def _all_operations() -> tuple[Operation, ...]:
     return tuple(ops)
 
 
-#: Every operation of the API.
-OPERATIONS: tuple[Operation, ...] = _all_operations()
+def _with_permission(op: Operation) -> Operation:
+    """The operation with the permission the identity's table gives it (``None``: open to anyone)."""
+    found = find_permission(op.method, op.route_pattern)
+    if found is None:
+        raise AssertionError(f"{op.method} {op.route_pattern} has no line in handlers/identity/operations.py")
+    return op if found.open else replace(op, permission=" or ".join(found.any_of))
+
+
+#: Every operation of the API, each with the permission it needs.
+OPERATIONS: tuple[Operation, ...] = tuple(_with_permission(op) for op in _all_operations())
 BY_ID: dict[str, Operation] = {op.operation_id: op for op in OPERATIONS}
 #: (kind, action) -> the step's operation, for the one route per collection.
 STEPS: dict[tuple[str, str], Operation] = {

@@ -21,6 +21,7 @@ their enforcement in ``handlers/api/http_guard.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -53,6 +54,8 @@ from handlers.api.item_steps import register_item_step_routes
 from handlers.api.openapi_document import document_bytes
 from handlers.api.operations import operation
 from handlers.api.worker_health import WorkerHealth
+from handlers.identity.guard import IdentityGuard, author
+from handlers.identity.hop import ROUTED_HEADER, hop_headers
 from schemas.envelope import Event, InvalidEvent, decode_event, new_event
 from schemas.event_catalogue import SOURCES
 from sla_rules import evaluate, format_explanation
@@ -62,9 +65,6 @@ from streams.item_sla import clock_history, item_facts
 from streams.partitioning import Placement
 from streams.publisher import HomePublisher
 from streams.settings import Settings
-
-ROUTED_HEADER = "X-Keydesk-Routed"  # set on a forwarded read: it is never forwarded again
-
 
 __all__ = ["register_routes"]
 
@@ -80,15 +80,19 @@ def register_routes(
     settings: Settings,
     publisher: HomePublisher,
     placement: Placement,
+    identity: IdentityGuard,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> None:
-    """Attach the API, and the guard every route runs behind, to the streams' faust app.
+    """Attach the API, and the guards every route runs behind, to the streams' faust app.
 
     Writes go out through ``publisher`` (to the customer's home partition, 202
-    once the broker has them); reads are routed by ``placement``.
+    once the broker has them); reads are routed by ``placement``.  ``identity``
+    authenticates and authorizes every request (``handlers/identity/guard.py``);
+    what a write publishes names the caller as its ``actor`` and ``source``.
     """
     app, views = streams.app, streams.views
-    install_http_guard(app)
+    install_http_guard(app, [identity.middleware()])
+    hop_key = identity.hop_key
     # The faust table whose partition owners serve a customer's reads.
     routing = views.customers
     waits = Slots(MAX_CONCURRENT_WAITS, "read-your-writes waits")
@@ -99,7 +103,10 @@ def register_routes(
         class CommandView(View):
             async def post(self, request: Request) -> Response:
                 body = declared.check_body(await read_json_object(request))
-                event = command_to_event(body, event_type, id_field, id_prefix, clock())
+                actor, source = await author(request, event_type, body["customer_id"])
+                event = command_to_event(
+                    body, event_type, id_field, id_prefix, clock(), actor=actor, source=source
+                )
                 await publisher.publish(event)
                 return self.json(
                     {
@@ -119,7 +126,13 @@ def register_routes(
 
     @app.page("/api/events")
     class RawEventView(View):
-        """Any customer, fault, ticket or order event, as its JSON envelope."""
+        """Any customer, fault, ticket or order event, as its JSON envelope.
+
+        Checked as a Kafka producer's bytes would be; its ``actor`` and
+        ``source`` are then replaced by the caller's (an integration token: its
+        name and its configured source), who must be allowed that event type
+        for that customer.
+        """
 
         async def post(self, request: Request) -> Response:
             body = operation("post_event").check_body(await read_json_object(request))  # 400: not an object
@@ -135,6 +148,8 @@ def register_routes(
                 event = decode_event(await read_body(request))
             except InvalidEvent as exc:
                 raise BadRequest(422, exc.field, exc.reason) from None
+            actor, source = await author(request, event.event_type, event.customer_id)
+            event = dataclasses.replace(event, actor=actor, source=source)
             await publisher.publish(event)
             return self.json({"event_id": event.event_id, "customer_id": event.customer_id}, status=202)
 
@@ -176,9 +191,8 @@ def register_routes(
                 return await handler(web, request, customer_id, **kwargs)
             if owner is None or ROUTED_HEADER in request.headers:  # no owner, or a loop
                 return recovering(web)
-            async with app.http_client.get(
-                owner.join(request.rel_url), headers={ROUTED_HEADER: "1"}
-            ) as answer:
+            target = owner.join(request.rel_url)
+            async with app.http_client.get(target, headers=hop_headers(hop_key, target)) as answer:
                 body = await answer.read()
                 headers = {"Content-Type": answer.headers.get("Content-Type", "application/json")}
                 if "Retry-After" in answer.headers:
@@ -253,10 +267,11 @@ def register_routes(
                 raise BadRequest(404, "item_id", f"no {kind} {item_id} for customer {customer_id}")
             return _item_clocks(item)
         path = f"/api/customers/{quote(customer_id, safe='')}/items/{kind}/{quote(item_id, safe='')}/sla"
+        target = owner.join(URL(path, encoded=True))
         try:
             async with app.http_client.get(
-                owner.join(URL(path, encoded=True)),
-                headers={ROUTED_HEADER: "1"},
+                target,
+                headers=hop_headers(hop_key, target),
                 timeout=aiohttp.ClientTimeout(total=OWNER_CHECK_TIMEOUT_SECONDS),
             ) as answer:
                 found = orjson.loads(await answer.read())
@@ -277,7 +292,7 @@ def register_routes(
             return None
 
     async def acknowledgement_event(
-        customer_id: str, kind: str, item_id: str, body: dict[str, Any]
+        customer_id: str, kind: str, item_id: str, body: dict[str, Any], actor: str, source: str
     ) -> tuple[Event, bool]:
         """A manager's acknowledgement, checked against the owner's clocks: the event and ``item_checked``."""
         metric, cycle, extra = acknowledgement(body, kind)
@@ -306,8 +321,8 @@ def register_routes(
                 customer_id,
                 item_id,
                 payload,
-                source=extra["source"],
-                actor=extra["actor"],
+                source=source,
+                actor=actor,
                 now=clock(),
             )
         except InvalidEvent as exc:
@@ -329,7 +344,8 @@ def register_routes(
             declared = operation("acknowledge_escalation")
             declared.read(request)
             body = declared.check_body(await read_json_object(request))
-            event, checked = await acknowledgement_event(customer_id, kind, item_id, body)
+            actor, source = await author(request, "sla.escalation_acknowledged", customer_id)
+            event, checked = await acknowledgement_event(customer_id, kind, item_id, body, actor, source)
             await publisher.publish(event, signed=True)
             return self.json(
                 {"event_id": event.event_id, **event.payload, "item_checked": checked}, status=202
@@ -381,10 +397,11 @@ def register_routes(
             f"/api/customers/{quote(customer_id, safe='')}/items/{kind}/"
             f"{quote(item_id, safe='')}/events/{event_id}?timeout={timeout:g}"
         )
+        target = owner.join(URL(path, encoded=True))
         try:
             async with app.http_client.get(
-                owner.join(URL(path, encoded=True)),
-                headers={ROUTED_HEADER: "1"},
+                target,
+                headers=hop_headers(hop_key, target),
                 timeout=aiohttp.ClientTimeout(total=ROUTED_READ_TIMEOUT_SECONDS),
             ) as answer:
                 found = orjson.loads(await answer.read())
@@ -412,13 +429,13 @@ def register_routes(
             wait_for_event=streams.processor.wait_for_event,
             waits=waits,
             http_client=lambda: app.http_client,
-            routed_header=ROUTED_HEADER,
+            hop=lambda target: hop_headers(hop_key, target),
         ),
         settings.database_url,
         clock,
     )
 
-    register_dispatch_queue_route(app, views, placement, clock)
+    register_dispatch_queue_route(app, views, placement, clock, hop_key)
 
     @app.page("/api/sink")
     async def sink_status(web, request: Request) -> Response:

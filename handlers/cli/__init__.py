@@ -9,12 +9,12 @@ and orders, read views, publish events."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from handlers.cli.customers import add_customer_parsers
 from handlers.cli.desk import cmd_fault_log, cmd_publish, cmd_queue, cmd_view
+from handlers.cli.identity import add_identity_parsers
 from handlers.cli.items import add_item_parsers
 from handlers.cli.running import cmd_broker, cmd_sink, cmd_up, cmd_worker
 from handlers.cli.sla import cmd_replay, cmd_sla_ack, cmd_sla_check, cmd_sla_explain
@@ -65,8 +65,6 @@ def parser() -> argparse.ArgumentParser:
     log.add_argument("--priority", choices=PRIORITIES)
     log.add_argument("--circuit-id", dest="circuit_id")
     log.add_argument("--location")
-    log.add_argument("--actor", default=os.environ.get("USER", "hotline"))
-    log.add_argument("--source", default="hotline")
     log.add_argument("--wait", action="store_true", help="wait for it and print it from the view")
     log.add_argument("--api", help="API base URL (default: the running `keydesk up`)")
     log.set_defaults(run=cmd_fault_log)
@@ -109,7 +107,6 @@ def parser() -> argparse.ArgumentParser:
     ack.add_argument("--metric", required=True, choices=SLA_METRICS)
     ack.add_argument("--cycle", type=int)
     ack.add_argument("--note")
-    ack.add_argument("--actor", default=os.environ.get("USER", "manager"))
     ack.add_argument("--api")
     ack.set_defaults(run=cmd_sla_ack)
 
@@ -132,6 +129,7 @@ def parser() -> argparse.ArgumentParser:
     db.add_argument("--kafka", help="bootstrap servers, for the sink's lag")
     db.set_defaults(run=cmd_db)
 
+    add_identity_parsers(sub)
     add_report_parser(sub)
     schemas = sub.add_parser("schemas", help=cmd_schemas.__doc__)
     schemas.add_argument("action", choices=["write", "check"])

@@ -60,7 +60,7 @@ def add_customer_parsers(subparsers: argparse._SubParsersAction) -> None:
                 metavar="JSON|@FILE",
                 help=f"the {field.replace('_', ' ')} as a JSON array (replaces the whole list)",
             )
-        write.add_argument("--actor", help="who makes the change (default: the API's)")
+        # no --actor: who makes the change is the signed-in user (keydesk login, KEYDESK_TOKEN)
         write.add_argument("--no-wait", action="store_true", help="answer once published, not once folded")
         write.add_argument("--api", help="API base URL (default: the running `keydesk up`)")
         write.set_defaults(run=command)
@@ -107,8 +107,6 @@ def _body(args) -> dict[str, Any]:
     for name in _LISTS:
         if getattr(args, name) is not None:
             body[name] = _json_list(getattr(args, name), name)
-    if args.actor:
-        body["actor"] = args.actor
     return body
 
 

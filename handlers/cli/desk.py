@@ -17,8 +17,6 @@ def cmd_fault_log(args, settings: Settings) -> int:
         "severity": args.severity,
         "summary": args.summary,
         "service": args.service,
-        "actor": args.actor,
-        "source": args.source,
     }
     for name in ("priority", "circuit_id", "location"):
         if getattr(args, name):

@@ -71,14 +71,13 @@ def add_item_parsers(groups: dict[str, argparse._SubParsersAction]) -> None:
 
 
 def _envelope_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--actor", help="who does it (default: the API's, e.g. hotline)")
-    parser.add_argument("--source", help="where it comes from (default: the API's, e.g. hotline)")
+    # No --actor nor --source: who acts is the signed-in user (`keydesk login`, KEYDESK_TOKEN).
     parser.add_argument("--api", help="API base URL (default: the running `keydesk up`)")
 
 
 def _body(args) -> dict:
     body = {"customer_id": args.customer}
-    for name in (*args.fields, "actor", "source"):
+    for name in args.fields:
         if getattr(args, name, None) is not None:
             body[name] = getattr(args, name)
     return body

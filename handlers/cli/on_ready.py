@@ -20,7 +20,12 @@ DEMO_CUSTOMER = "C-GOV-001"
 
 
 def announce_when_ready(
-    settings: Settings, *, samples: Path | None, demo: bool, own_broker: bool
+    settings: Settings,
+    *,
+    samples: Path | None,
+    demo: bool,
+    own_broker: bool,
+    identity_lines: list[str] | None = None,
 ) -> Callable[[Streams], Awaitable[None]]:
     async def on_ready(streams: Streams) -> None:
         customers: set[str] = set()
@@ -44,6 +49,8 @@ def announce_when_ready(
             f"({'fed by the sink' if settings.sink == 'on' else 'KEYDESK_SINK=off'}; keydesk db status)\n"
             f"  a view      {http}/api/customers/{DEMO_CUSTOMER}/view\n"
             f"  samples     {loaded} key-account customers loaded\n"
+            + "".join(f"{line}\n" for line in identity_lines or ())
+            + "  sign in     keydesk login (or KEYDESK_TOKEN=<token>; tokens: keydesk token create)\n"
             f"  log a fault keydesk fault log --customer {DEMO_CUSTOMER} --severity critical "
             "--service 'MPLS VPN' --summary '专线中断' --wait\n"
             "  Ctrl-C stops the worker and the broker.\n"
@@ -65,12 +72,13 @@ async def _demo(streams: Streams, http: str, settings: Settings) -> None:
             "service": "MPLS VPN",
             "summary": "省政府专网 MPLS VPN 中断 (demo)",
             "circuit_id": "GZ-MPLS-0001",
-            "actor": "hotline-demo",
         },
         "fault.reported",
         "fault_id",
         "F",
         datetime.now(UTC),
+        actor="hotline-demo",  # published by `keydesk up` itself, not through the API
+        source="hotline",
     )
     sent = await streams.publisher.publish(event)
     arrived = await streams.processor.wait_for_event(DEMO_CUSTOMER, event.event_id, 10.0)
@@ -80,7 +88,8 @@ async def _demo(streams: Streams, http: str, settings: Settings) -> None:
         f"\ndemo: logged fault {event.entity_id} for {DEMO_CUSTOMER}; "
         + (
             f"in the one-stop view after {elapsed_ms:.0f} ms, state {fault['state']}\n"
-            f"  curl -s {http}/api/customers/{DEMO_CUSTOMER}/view\n"
+            f"  keydesk view {DEMO_CUSTOMER}, or curl -s -H 'Authorization: Bearer <token>' "
+            f"{http}/api/customers/{DEMO_CUSTOMER}/view\n"
             if fault
             else "NOT in the view after 10 s\n"
         )

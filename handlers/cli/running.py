@@ -8,10 +8,59 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from handlers.cli.shared import bootstrap, runtime_file
+from handlers.cli.shared import bootstrap, credentials_file, runtime_file, save_credentials
 from streams.settings import Settings, SettingsError
 
 SAMPLES = Path(__file__).with_name("samples") / "customers.jsonl"
+#: the demo user the CLI is signed in as after `keydesk up --demo` (the README's commands are the hotline's)
+DEMO_CLI_USER = "demo-hotline"
+
+
+def first_run(settings: Settings, *, demo: bool, api: str) -> list[str]:
+    """The first admin if there is no user (one-time password); with ``demo``, a user per role.
+
+    Straight to the database (nobody could call the API before an admin exists).
+    Returns the banner's lines: every password made, shown this once.  With
+    ``demo`` the CLI is also signed in as :data:`DEMO_CLI_USER` (a personal
+    token in ``credentials.json``), so that the README's commands work at once.
+    """
+    import secrets
+
+    from handlers.identity.audit import Who
+    from handlers.identity.bootstrap import demo_users, first_admin
+    from handlers.identity.store import IdentityStore, prepare_database
+
+    engine = prepare_database(settings.database_url)
+    store = IdentityStore(engine)
+    lines = []
+    try:
+        admin = first_admin(store)
+        if admin is not None:
+            lines.append(
+                f"  first admin {admin.username}, one-time password {admin.password} "
+                "(keydesk login --username admin: it asks for a new one)"
+            )
+        if demo:
+            for made in demo_users(store):
+                scope = f", staff id {made.staff_id}" if made.staff_id else ""
+                scope += f", region {made.region}" if made.region else ""
+                lines.append(
+                    f"  demo user   {made.username:14} password {made.password}  ({made.roles[0]}{scope})"
+                )
+            if not credentials_file(settings).exists() and store.user(DEMO_CLI_USER) is not None:
+                public, secret = store.create_token(
+                    f"{DEMO_CLI_USER}-cli-{secrets.token_hex(3)}",
+                    Who(actor="keydesk-up"),
+                    username=DEMO_CLI_USER,
+                )
+                save_credentials(settings, api, {"username": DEMO_CLI_USER, "token": secret})
+                lines.append(
+                    f"  the CLI     signed in as {DEMO_CLI_USER} (token {public['id']}; "
+                    "keydesk login to change)"
+                )
+    finally:
+        engine.dispose()
+    return lines
 
 
 def cmd_up(args, settings: Settings) -> int:
@@ -35,6 +84,9 @@ def cmd_up(args, settings: Settings) -> int:
         broker = LocalKafka(partitions=settings.partitions)
         settings = replace(settings, kafka=broker.start())
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    identity_lines = first_run(
+        settings, demo=args.demo, api=f"http://{settings.http_host}:{settings.http_port}"
+    )
     runtime = runtime_file(settings)
     runtime.write_text(
         json.dumps(
@@ -53,6 +105,7 @@ def cmd_up(args, settings: Settings) -> int:
                 samples=None if args.no_samples else SAMPLES,
                 demo=args.demo,
                 own_broker=broker is not None,
+                identity_lines=identity_lines,
             ),
         )
     except SystemExit:

@@ -1,7 +1,10 @@
-"""What every command shares: where the running desk is (API, Kafka), HTTP calls, JSON output.
+"""What every command shares: where the running desk is (API, Kafka), who we are, HTTP calls, JSON output.
 
 ``keydesk up`` records its API and broker in ``runtime.json`` under the data
-directory; the other commands find the running desk there unless told.
+directory; the other commands find the running desk there unless told.  Every
+API call carries ``Authorization: Bearer`` with ``KEYDESK_TOKEN`` (scripts), else
+the session ``keydesk login`` saved in ``credentials.json`` in the data directory
+(readable by its owner only).
 """
 
 from __future__ import annotations
@@ -45,11 +48,51 @@ def bootstrap(settings: Settings, given: str | None) -> str:
         ) from None
 
 
-def http(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
+def credentials_file(settings: Settings) -> Path:
+    return settings.data_dir / "credentials.json"
+
+
+def save_credentials(settings: Settings, api: str, answer: dict) -> Path:
+    """Keep a sign-in's bearer secret for the next commands: a file only its owner can read."""
+    path = credentials_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    draft = path.with_name(f".credentials.{os.getpid()}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(
+            {
+                "api": api,
+                "username": answer.get("username"),
+                "token": answer["token"],
+                "session_id": answer.get("session_id"),
+                "expires_at": answer.get("expires_at"),
+            },
+            out,
+        )
+    os.replace(draft, path)
+    return path
+
+
+def bearer_token(settings: Settings | None = None) -> str | None:
+    """``KEYDESK_TOKEN``, else the session ``keydesk login`` saved, else none."""
+    if os.environ.get("KEYDESK_TOKEN"):
+        return os.environ["KEYDESK_TOKEN"].strip()
+    try:
+        settings = settings or Settings.from_env()
+        token = json.loads(credentials_file(settings).read_text())["token"]
+    except (OSError, ValueError, KeyError, SettingsError):
+        return None
+    return token if isinstance(token, str) else None
+
+
+def http(method: str, url: str, body: dict | None = None, *, token: str | None = None) -> tuple[int, dict]:
+    """One API call, authenticated as :func:`bearer_token` (or ``token``): its status and JSON answer."""
     data = orjson.dumps(body) if body is not None else None
-    request = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
+    headers = {"Content-Type": "application/json"}
+    bearer = bearer_token() if token is None else token  # "": anonymous
+    if bearer:
+        headers["Authorization"] = f"Bearer {bearer}"
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=15) as response:
             return response.status, orjson.loads(response.read())
@@ -63,7 +106,8 @@ def read_or_say(url: str) -> dict | None:
     """GET ``url`` from the API: its JSON answer, or ``None`` once the refusal is on stderr."""
     status, answer = http("GET", url)
     if status != 200:
-        print(f"{status}: {answer.get('error')}", file=sys.stderr)
+        hint = " (keydesk login, or set KEYDESK_TOKEN)" if status == 401 else ""
+        print(f"{status}: {answer.get('error')}{hint}", file=sys.stderr)
         return None
     return answer
 

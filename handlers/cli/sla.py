@@ -90,7 +90,7 @@ def _explain_offline(args, settings: Settings, kind: str, item_id: str) -> int:
 def cmd_sla_ack(args, settings: Settings) -> int:
     """A manager acknowledges an escalation: the rest of that ladder stops."""
     kind, item_id = _item_arg(args)
-    body = {"metric": args.metric, "actor": args.actor}
+    body = {"metric": args.metric}
     if args.note:
         body["note"] = args.note
     if args.cycle:

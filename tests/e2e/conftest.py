@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -46,10 +47,44 @@ def short_rules_file(directory: Path, *, ladder: bool) -> Path:
     return path
 
 
-def http(method: str, url: str, body=None, raw: bytes | None = None) -> tuple[int, dict]:
+#: The suite's credential: a personal token of a user holding every role (a head-office manager:
+#: every region), made in each desk's database before its first worker starts (``Desk``), sent
+#: by :func:`http` and given to the CLI as ``KEYDESK_TOKEN``.
+TEST_USER = "e2e-suite"
+TEST_TOKEN = "kdt_" + secrets.token_urlsafe(32)
+
+
+def auth(token: str | None = TEST_TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def provision_identity(database_url: str) -> None:
+    """The suite's user and token in a desk's database (migrated first): idempotent."""
+    from handlers.identity.bootstrap import provision_credential
+    from handlers.identity.store import IdentityStore, prepare_database
+
+    engine = prepare_database(database_url)
+    try:
+        provision_credential(IdentityStore(engine), TEST_USER, TEST_USER, TEST_TOKEN)
+    finally:
+        engine.dispose()
+
+
+def http(
+    method: str,
+    url: str,
+    body=None,
+    raw: bytes | None = None,
+    token: str | None = TEST_TOKEN,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict]:
+    """One API call as the suite's user (``token=None``: anonymous), its status and JSON answer."""
     data = raw if raw is not None else (orjson.dumps(body) if body is not None else None)
     request = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
+        url,
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json", **auth(token), **(headers or {})},
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
@@ -71,6 +106,7 @@ class Desk:
     tmp: Path
     workers: list[Worker] = field(default_factory=list)
     extra_env: dict[str, str] = field(default_factory=dict)
+    provisioned: bool = False
 
     @property
     def events_topic(self) -> str:
@@ -94,11 +130,25 @@ class Desk:
             KEYDESK_PARTITIONS=str(PARTITIONS),
             KEYDESK_LOG_FORMAT="json",
             KEYDESK_DATA_DIR=str(self.tmp),
+            KEYDESK_TOKEN=TEST_TOKEN,
             **self.extra_env,
         )
         return env
 
+    @property
+    def database_url(self) -> str:
+        from streams.settings import Settings
+
+        return Settings.from_env(self.env(0) | {"KEYDESK_HTTP_PORT": "1"}).database_url
+
+    def provision(self) -> None:
+        """Give the workers' database the suite's credential, once, before the first worker starts."""
+        if not self.provisioned:
+            provision_identity(self.database_url)
+            self.provisioned = True
+
     def start_worker(self) -> Worker:
+        self.provision()
         port = free_port()
         log = open(self.tmp / f"worker-{port}.log", "wb")
         process = subprocess.Popen(

@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams.event_processor import DLQ_HEADER
 from tests.builders import event, fault
-from tests.e2e.conftest import PARTITIONS, http, new_desk
+from tests.e2e.conftest import PARTITIONS, TEST_USER, http, new_desk
 
 pytestmark = pytest.mark.broker
 
@@ -67,7 +67,6 @@ class TestHotline:
                 "summary": "专线中断",
                 "service": "MPLS VPN",
                 "circuit_id": "GZ-0001",
-                "actor": "hotline-7",
             },
         )
         assert status == 202 and answer["fault_id"].startswith("F-")
@@ -75,7 +74,7 @@ class TestHotline:
         assert status == 200, view
         item = view["open"]["fault"][answer["fault_id"]]
         assert (item["state"], item["attributes"]["priority"]) == ("reported", "P1")
-        assert item["history"][0]["actor"] == "hotline-7"
+        assert item["history"][0]["actor"] == TEST_USER  # the signed-in user, never the body's
         assert item["opened_at"].endswith("+08:00")  # shown in local time
         assert item["sla"]["metrics"]["response"]["state"] == "pending"
         assert item["sla"]["metrics"]["restore"]["deadline"].endswith("+08:00")

@@ -168,8 +168,6 @@ class TestRegisterAndUpdate:
             "diamond",
             "--services",
             orjson.dumps(services).decode(),
-            "--actor",
-            "admin-1",
         )
         assert done.returncode == 0, done.stderr
         assert done.stdout.startswith("updated: C-BANK-002 (customer.updated "), done.stdout

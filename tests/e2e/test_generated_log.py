@@ -142,6 +142,7 @@ def start_worker(desk: Desk, batch: int | None) -> Worker:
     """A `keydesk worker` of ``desk``, folding at most ``batch`` events at a time if given."""
     if batch is None:
         return desk.start_worker()
+    desk.provision()
     port = free_port()
     log_path = desk.tmp / f"worker-{port}.log"
     with open(log_path, "wb") as log:

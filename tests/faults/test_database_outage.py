@@ -39,6 +39,9 @@ def test_a_database_cut_mid_load_and_restored_ends_with_every_event_in_event_log
     """The sink waits out the outage, says so on /api/sink, then catches up: all of it once."""
     s = outage_scenario
     (worker,) = s.start_workers(1)
+    # Running before the cut; and the worker has verified the suite's credential against the
+    # database, so that it still takes it while the database is away (guard.STALE_IF_ERROR).
+    assert sink_state(worker) in ("starting", "running")
     s.start_load(seconds=30)
     s.after_random_records(150, 700, "database cut", link.cut)
     cut_at, outage = time.monotonic(), s.rng.uniform(5.0, 10.0)

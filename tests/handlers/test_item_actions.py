@@ -16,11 +16,13 @@ from streams.lifecycles import NEW, TRANSITIONS
 from tests.builders import fault
 
 NOW = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
+#: who takes the steps: the signed-in identity's (handlers/identity/guard.author), never the body's
+WHO = {"actor": "hotline-7", "source": "hotline"}
 
 
 def refusal(kind: str, action: str, body: dict) -> tuple[int, str | None]:
     with pytest.raises(BadRequest) as caught:
-        action_to_event(ACTIONS[kind][action], "F-1", body, NOW)
+        action_to_event(ACTIONS[kind][action], "F-1", body, NOW, **WHO)
     return caught.value.status, caught.value.field
 
 
@@ -61,20 +63,21 @@ class TestActionBody:
     def test_a_step_becomes_its_event_on_the_item(self):
         """The body's customer and fields, the path's id, the action's event type."""
         event = action_to_event(
-            ACTIONS["fault"]["dispatch"], "F-1", {"customer_id": "C-1", "team": "一班"}, NOW
+            ACTIONS["fault"]["dispatch"], "F-1", {"customer_id": "C-1", "team": "一班"}, NOW, **WHO
         )
         assert (event.event_type, event.customer_id, event.entity_id) == ("fault.dispatched", "C-1", "F-1")
+        assert (event.actor, event.source) == ("hotline-7", "hotline")
         assert event.payload == {"team": "一班"}
 
     def test_pending_defaults_to_waiting_for_the_customer(self):
         """pending without a status pauses for the customer."""
-        event = action_to_event(ACTIONS["ticket"]["pending"], "T-1", {"customer_id": "C-1"}, NOW)
+        event = action_to_event(ACTIONS["ticket"]["pending"], "T-1", {"customer_id": "C-1"}, NOW, **WHO)
         assert event.payload == {"status": "pending_customer"}
 
     def test_close_without_resolution_carries_why(self):
         """close takes closed_unresolved from the catalogue's reasons."""
         body = {"customer_id": "C-1", "closed_unresolved": "duplicate"}
-        event = action_to_event(ACTIONS["fault"]["close"], "F-1", body, NOW)
+        event = action_to_event(ACTIONS["fault"]["close"], "F-1", body, NOW, **WHO)
         assert event.payload == {"closed_unresolved": "duplicate"}
         assert refusal("fault", "close", {**body, "closed_unresolved": "bored"}) == (422, "closed_unresolved")
 
@@ -89,7 +92,8 @@ class TestActionBody:
             ("fault", "pending", {"customer_id": "C-1", "status": "in_progress"}, "status"),
             ("ticket", "priority", {"customer_id": "C-1", "priority": "P9"}, "priority"),
             ("fault", "ack", {"customer_id": "C-1", "item_id": "F-2"}, "item_id"),
-            ("fault", "ack", {"customer_id": "C-1", "source": "pigeon"}, "source"),
+            ("fault", "ack", {"customer_id": "C-1", "source": "hotline"}, "source"),
+            ("fault", "ack", {"customer_id": "C-1", "actor": "someone-else"}, "actor"),
         ],
     )
     def test_a_bad_field_is_a_422_naming_it(self, kind, action, body, field):

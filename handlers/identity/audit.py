@@ -1,0 +1,127 @@
+"""The audit trail: sign-ins, failed sign-ins, permission denials and every admin change.
+
+Append-only (``schemas/identity_tables.py``: rows are inserted, never updated or
+deleted), in the reporting database so that every worker writes to one trail.
+Each row: when (UTC), what kind, who (username or token name), with which
+session or token (its public id), from which address, about what (``target``),
+and the state before and after as JSON.
+
+:func:`record` takes a SQLAlchemy connection so that an admin change and its
+audit row commit together (the customer archive and the rules calls it the same
+way: ``audit.record(conn, "customer.updated", actor=..., before=..., after=...)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy.orm import Session
+
+from handlers.identity.roles import Identity
+from schemas.identity_tables import AuditRecord
+
+MAX_PAGE = 500
+DEFAULT_PAGE = 100
+#: the filters ``GET /api/audit`` and ``keydesk audit`` take
+FILTERS = ("kind", "actor", "target", "since", "until")
+
+
+@dataclass(frozen=True, slots=True)
+class Who:
+    """The audit's view of a caller: actor, credential and address (any may be unknown)."""
+
+    actor: str | None = None
+    credential: str | None = None
+    address: str | None = None
+
+    @classmethod
+    def of(cls, identity: Identity | None, address: str | None) -> Who:
+        if identity is None:
+            return cls(address=address)
+        return cls(identity.name, identity.credential, address)
+
+
+def record(
+    conn: Connection | Session,
+    kind: str,
+    who: Who,
+    *,
+    target: str | None = None,
+    before: Mapping[str, Any] | None = None,
+    after: Mapping[str, Any] | None = None,
+    detail: str | None = None,
+    at: datetime | None = None,
+) -> None:
+    """Append one row, in the caller's transaction."""
+    conn.execute(
+        insert(AuditRecord),
+        {
+            "at": at or datetime.now(UTC),
+            "kind": kind[:40],
+            "actor": who.actor[:128] if who.actor else None,
+            "credential": who.credential,
+            "address": who.address[:64] if who.address else None,
+            "target": target[:300] if target else None,
+            "before": dict(before) if before is not None else None,
+            "after": dict(after) if after is not None else None,
+            "detail": detail[:500] if detail else None,
+        },
+    )
+
+
+def record_now(engine: Engine, kind: str, who: Who, **fields: Any) -> None:
+    """:func:`record` in a transaction of its own (sign-ins, denials)."""
+    with engine.begin() as conn:
+        record(conn, kind, who, **fields)
+
+
+def recent_count(
+    engine: Engine, kind: str, since: datetime, *, target: str | None = None, address: str | None = None
+) -> int:
+    """How many ``kind`` rows since ``since`` about ``target`` or from ``address`` (the login limit)."""
+    query = (
+        select(func.count()).select_from(AuditRecord).where(AuditRecord.kind == kind, AuditRecord.at >= since)
+    )
+    if target is not None:
+        query = query.where(AuditRecord.target == target)
+    if address is not None:
+        query = query.where(AuditRecord.address == address)
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+def page(
+    engine: Engine, filters: Mapping[str, Any], limit: int, before_id: int | None
+) -> list[dict[str, Any]]:
+    """Newest first, at most ``limit`` rows older than ``before_id`` (the next page's cursor)."""
+    query = select(AuditRecord).order_by(AuditRecord.id.desc()).limit(min(limit, MAX_PAGE))
+    for name in ("kind", "actor", "target"):
+        if filters.get(name):
+            query = query.where(getattr(AuditRecord, name) == filters[name])
+    if filters.get("since"):
+        query = query.where(AuditRecord.at >= filters["since"])
+    if filters.get("until"):
+        query = query.where(AuditRecord.at < filters["until"])
+    if before_id is not None:
+        query = query.where(AuditRecord.id < before_id)
+    with Session(engine) as session:
+        rows = session.execute(query).scalars().all()
+    return [
+        {
+            "id": r.id,
+            "at": r.at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "kind": r.kind,
+            "actor": r.actor,
+            "credential": r.credential,
+            "address": r.address,
+            "target": r.target,
+            "before": r.before,
+            "after": r.after,
+            "detail": r.detail,
+        }
+        for r in rows
+    ]

@@ -1,0 +1,117 @@
+"""The one table of every HTTP operation and the permission it needs: deny by default.
+
+Each row is a method and an aiohttp route pattern, exactly as the route is
+registered.  The middleware (``handlers/identity/guard.py``) finds the row of
+the route a request matched; a route with no row is refused to everyone (403),
+so a new route is closed until someone writes its line here.  Only the rows
+marked :data:`OPEN` need no credential: health and sign-in.
+
+``customer`` says where the operation's customer is: ``"path"`` (the
+``customer_id`` path parameter: the middleware checks it before the handler), or
+``"body"`` (the handler reads the body and calls ``authorize`` with it; the
+middleware refuses to let a 2xx out of a handler that did not).  ``any_of``
+lists the permissions of which the caller needs one before the handler runs; a
+handler that publishes checks the one its event type needs
+(``roles.permission_to_publish``).  ``hop``: a read a worker may forward to the
+customer's owner, signed with the desk's secret (``handlers/identity/hop.py``).
+
+Pure data.  ``tests/handlers/test_identity_policy.py`` checks that the worker's
+routes and this table name the same operations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from handlers.identity.roles import (
+    ARCHIVE_READ,
+    ARCHIVE_WRITE,
+    AUDIT_READ,
+    CUSTOMER_READ,
+    ESCALATION_ACK,
+    ITEM_WRITE,
+    QUEUE_READ,
+    REPORT_READ,
+    SELF,
+    SINK_READ,
+    TOKENS_ADMIN,
+    USERS_ADMIN,
+)
+
+#: the permission of an operation anyone may call
+OPEN = "open"
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    method: str
+    path: str
+    any_of: tuple[str, ...]
+    customer: Literal["path", "body"] | None = None
+    hop: bool = False
+
+    @property
+    def open(self) -> bool:
+        return self.any_of == (OPEN,)
+
+
+def _op(
+    method: str,
+    path: str,
+    *any_of: str,
+    customer: Literal["path", "body"] | None = None,
+    hop: bool = False,
+) -> Operation:
+    return Operation(method, path, any_of, customer, hop)
+
+
+_ITEM = "/api/customers/{customer_id}/items/{kind}/{item_id}"
+
+OPERATIONS: tuple[Operation, ...] = (
+    _op("GET", "/api/health", OPEN),
+    _op("GET", "/api/openapi.json", SELF),
+    _op("POST", "/api/login", OPEN),
+    _op("POST", "/api/logout", SELF),
+    _op("GET", "/api/me", SELF),
+    _op("POST", "/api/me/password", SELF),
+    # writes of the closed loops: the customer is in the body
+    _op("POST", "/api/faults", ITEM_WRITE, customer="body"),
+    _op("POST", "/api/tickets", ITEM_WRITE, customer="body"),
+    _op("POST", "/api/orders", ITEM_WRITE, customer="body"),
+    _op("POST", "/api/events", ITEM_WRITE, ARCHIVE_WRITE, customer="body"),
+    _op("POST", "/api/faults/{item_id}/{action}", ITEM_WRITE, ESCALATION_ACK, customer="body"),
+    _op("POST", "/api/tickets/{item_id}/{action}", ITEM_WRITE, ESCALATION_ACK, customer="body"),
+    _op("POST", "/api/orders/{item_id}/{action}", ITEM_WRITE, ESCALATION_ACK, customer="body"),
+    # one customer's reads, routed to its owner
+    _op("GET", "/api/customers/{customer_id}/view", CUSTOMER_READ, customer="path", hop=True),
+    _op("GET", f"{_ITEM}/sla", CUSTOMER_READ, customer="path", hop=True),
+    _op("GET", f"{_ITEM}/events/{{event_id}}", CUSTOMER_READ, customer="path", hop=True),
+    _op("POST", f"{_ITEM}/acknowledge", ESCALATION_ACK, customer="path"),
+    # the customer archive (客户档案): admins change it, a record is read like the view
+    _op("POST", "/api/customers", ARCHIVE_WRITE, customer="body"),
+    _op("GET", "/api/customers", ARCHIVE_READ),
+    _op("GET", "/api/customers/{customer_id}", CUSTOMER_READ, ARCHIVE_READ, customer="path", hop=True),
+    _op("PATCH", "/api/customers/{customer_id}", ARCHIVE_WRITE, customer="body"),
+    # across customers
+    _op("GET", "/api/dispatch-queue", QUEUE_READ, hop=True),
+    _op("GET", "/api/reports/compliance", REPORT_READ),
+    _op("GET", "/api/sink", SINK_READ),
+    # administration
+    _op("GET", "/api/users", USERS_ADMIN),
+    _op("POST", "/api/users", USERS_ADMIN),
+    _op("PATCH", "/api/users/{username}", USERS_ADMIN),
+    _op("GET", "/api/tokens", TOKENS_ADMIN),
+    _op("POST", "/api/tokens", TOKENS_ADMIN),
+    _op("DELETE", "/api/tokens/{token_id}", TOKENS_ADMIN),
+    _op("GET", "/api/audit", AUDIT_READ),
+)
+
+#: (method, path) -> operation; ``HEAD`` is looked up as ``GET``
+TABLE: Mapping[tuple[str, str], Operation] = {(op.method, op.path): op for op in OPERATIONS}
+
+
+def find_operation(method: str, path: str) -> Operation | None:
+    """The operation of a matched route, or ``None``: no such operation, refused to all."""
+    return TABLE.get(("GET" if method == "HEAD" else method, path))

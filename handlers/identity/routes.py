@@ -1,0 +1,369 @@
+"""The identity's HTTP routes: sign-in and out, me, users, tokens, the audit.
+
+``POST /api/login`` opens a server-side session: its secret goes in an
+``HttpOnly; SameSite=Strict`` cookie (``Secure`` with ``KEYDESK_COOKIE_SECURE=1``,
+behind TLS) and, for the CLI that asks with ``"bearer": true``, in the answer, to
+send as ``Authorization: Bearer``; the answer carries the CSRF token a browser
+sends in ``X-CSRF-Token`` with every write.  Sign-in attempts are limited in the
+database, so all workers share the count: after :data:`MAX_FAILURES_PER_USER`
+failed attempts for one username, or :data:`MAX_FAILURES_PER_ADDRESS` from one
+address, within :data:`FAILURE_WINDOW`, the next gets 429 (right password or not)
+until the window has passed.
+
+Admin routes answer 4xx naming the field; every change is audited with its
+before and after, in the change's own transaction (``store.py``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from handlers.api.http_guard import BadRequest, check_instant_years, read_json_object
+from handlers.api.operations import operation
+from handlers.identity import audit
+from handlers.identity.audit import Who
+from handlers.identity.guard import CSRF_HEADER, SESSION_COOKIE, client_address, identity_of, who
+from handlers.identity.passwords import PasswordHasher, new_password, password_problem
+from handlers.identity.roles import ROLES, unknown_roles
+from handlers.identity.store import SESSION_LIFETIME, IdentityDb, IdentityError, token_public
+from schemas.envelope import InvalidEvent, parse_instant
+from schemas.event_catalogue import EVENT_TYPES, SOURCES
+
+MAX_FAILURES_PER_USER = 5
+MAX_FAILURES_PER_ADDRESS = 20
+FAILURE_WINDOW = timedelta(minutes=15)
+MAX_TOKEN_DAYS = 3650
+USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+_USER_FIELDS = {"username", "password", "roles", "staff_id", "region"}
+_USER_CHANGES = {"roles", "disabled", "staff_id", "region", "password"}
+_TOKEN_FIELDS = {"name", "username", "event_types", "source", "expires_in_days"}
+#: event types an integration token may be given: any but the timers' own
+PUBLISHABLE = tuple(t for t in EVENT_TYPES if not t.startswith("sla."))
+
+
+def _unknown(body: dict[str, Any], allowed: set[str]) -> None:
+    extra = sorted(set(body) - allowed)
+    if extra:
+        raise BadRequest(422, extra[0][:64], f"unknown field; send {', '.join(sorted(allowed))}")
+
+
+def _text(body: dict[str, Any], name: str, most: int, *, required: bool = False) -> str | None:
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > most:
+        raise BadRequest(422, name, f"must be a non-empty string of at most {most} characters")
+    return value.strip()
+
+
+def _username(body: dict[str, Any], name: str = "username") -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not USERNAME.fullmatch(value):
+        raise BadRequest(422, name, "must be 1-64 letters, digits or ._@- (starting with a letter or digit)")
+    return value
+
+
+def _roles(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(r, str) for r in value):
+        raise BadRequest(422, "roles", f"must be a list of roles: {', '.join(ROLES)}")
+    unknown = unknown_roles(value)
+    if unknown:
+        raise BadRequest(422, "roles", f"unknown role {unknown[0][:40]!r}; roles are {', '.join(ROLES)}")
+    return sorted(set(value))
+
+
+def _new_password(body: dict[str, Any], name: str) -> str:
+    problem = password_problem(body.get(name))
+    if problem:
+        raise BadRequest(422, name, problem)
+    password: str = body[name]
+    return password
+
+
+def register_identity_routes(
+    app: faust.App,
+    db: IdentityDb,
+    hasher: PasswordHasher,
+    *,
+    cookie_secure: bool,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> None:
+    """Attach sign-in, me, users, tokens and audit routes to ``app``."""
+    store = db.store
+
+    async def run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await db.run(fn, *args, **kwargs)
+        except IdentityError as exc:
+            raise BadRequest(exc.status, exc.field, exc.reason) from None
+
+    @app.page("/api/login")
+    class Login(View):
+        """Sign in with username and password: a session (cookie, and a bearer secret if asked)."""
+
+        async def post(self, request: Request) -> Response:
+            body = await read_json_object(request)
+            _unknown(body, {"username", "password", "bearer"})
+            username = _text(body, "username", 64, required=True)
+            password = body.get("password")
+            if not isinstance(password, str) or not password or len(password) > 200:
+                raise BadRequest(422, "password", "must be a non-empty string of at most 200 characters")
+            assert username is not None
+            address = client_address(request)
+            since = clock() - FAILURE_WINDOW
+            failures = await db.run(audit.recent_count, store.engine, "login_failed", since, target=username)
+            from_address = (
+                await db.run(audit.recent_count, store.engine, "login_failed", since, address=address)
+                if address
+                else 0
+            )
+            if failures >= MAX_FAILURES_PER_USER or from_address >= MAX_FAILURES_PER_ADDRESS:
+                await db.run(
+                    audit.record_now, store.engine, "login_limited", Who(address=address), target=username
+                )
+                raise BadRequest(
+                    429,
+                    "username",
+                    f"too many failed sign-ins (at most {MAX_FAILURES_PER_USER} per user, "
+                    f"{MAX_FAILURES_PER_ADDRESS} per address in {FAILURE_WINDOW.seconds // 60} min); "
+                    "retry later",
+                    {"Retry-After": str(FAILURE_WINDOW.seconds)},
+                )
+            user = await db.run(store.user, username)
+            stored = user.password_hash if user is not None and not user.disabled else None
+            if not await hasher.verify(stored, password):
+                await db.run(
+                    audit.record_now, store.engine, "login_failed", Who(address=address), target=username
+                )
+                raise BadRequest(401, "password", "wrong username or password")
+            assert user is not None
+            session = await db.run(store.open_session, user.username, Who(address=address))
+            answer = {
+                "username": user.username,
+                "roles": list(user.roles),
+                "session_id": session.id,
+                "csrf_token": session.csrf,
+                "expires_at": session.expires_at.isoformat().replace("+00:00", "Z"),
+                "must_change_password": user.must_change_password,
+            }
+            if body.get("bearer") is True:
+                answer["token"] = session.secret
+            response = self.json(answer)
+            response.set_cookie(
+                SESSION_COOKIE,
+                session.secret,
+                max_age=int(SESSION_LIFETIME.total_seconds()),
+                path="/",
+                httponly=True,
+                samesite="Strict",
+                secure=cookie_secure,
+            )
+            return response
+
+    @app.page("/api/logout")
+    class Logout(View):
+        """End this session (every worker refuses it from the next request on)."""
+
+        async def post(self, request: Request) -> Response:
+            caller = identity_of(request)
+            assert caller is not None
+            if not caller.credential.startswith("s-"):
+                raise BadRequest(
+                    422, "Authorization", "a token is not signed out: revoke it (DELETE /api/tokens/{id})"
+                )
+            await db.run(store.end_session, caller.credential, who(request))
+            response = self.json({"signed_out": caller.credential})
+            response.del_cookie(SESSION_COOKIE, path="/")
+            return response
+
+    @app.page("/api/me")
+    async def me(web: View, request: Request) -> Response:
+        """Who this request is: name, roles, scope, credential."""
+        caller = identity_of(request)
+        assert caller is not None
+        return web.json(
+            {
+                "name": caller.name,
+                "kind": caller.kind,
+                "roles": sorted(caller.roles),
+                "staff_id": caller.staff,
+                "region": caller.region,
+                "credential": caller.credential,
+                "event_types": sorted(caller.event_types),
+                "source": caller.source,
+                "must_change_password": caller.must_change_password,
+                "csrf_header": CSRF_HEADER,
+            }
+        )
+
+    @app.page("/api/me/password")
+    class Password(View):
+        """Change my password: ``{password, new_password}`` (ends a one-time password)."""
+
+        async def post(self, request: Request) -> Response:
+            caller = identity_of(request)
+            assert caller is not None
+            if caller.kind != "user":
+                raise BadRequest(422, "Authorization", "an integration token has no password")
+            body = await read_json_object(request)
+            _unknown(body, {"password", "new_password"})
+            new = _new_password(body, "new_password")
+            user = await db.run(store.user, caller.name)
+            current = body.get("password")
+            if (
+                not isinstance(current, str)
+                or user is None
+                or not await hasher.verify(user.password_hash, current)
+            ):
+                await db.run(audit.record_now, store.engine, "login_failed", who(request), target=caller.name)
+                raise BadRequest(403, "password", "the current password is wrong")
+            if new == current:
+                raise BadRequest(422, "new_password", "must differ from the current password")
+            changes = {"password_hash": await hasher.hash(new), "must_change_password": False}
+            await run(store.change_user, caller.name, changes, who(request))
+            return self.json({"username": caller.name, "password_changed": True})
+
+    @app.page("/api/users")
+    class Users(View):
+        """Admin: list users; add one (``password`` omitted: a one-time one is made and shown once)."""
+
+        async def get(self, request: Request) -> Response:
+            return self.json({"users": await db.run(store.users)})
+
+        async def post(self, request: Request) -> Response:
+            body = await read_json_object(request)
+            _unknown(body, _USER_FIELDS)
+            username = _username(body)
+            roles = _roles(body.get("roles", []))
+            one_time = "password" not in body  # given: a string of 10-200 characters (null is refused)
+            password = new_password() if one_time else _new_password(body, "password")
+            added = await run(
+                store.add_user,
+                username,
+                await hasher.hash(password),
+                roles,
+                who(request),
+                staff_id=_text(body, "staff_id", 64),
+                region=_text(body, "region", 120),
+                must_change_password=one_time,
+            )
+            if one_time:
+                added["one_time_password"] = password
+            return self.json(added, status=201)
+
+    @app.page("/api/users/{username}")
+    class OneUser(View):
+        """Admin: change roles, disable or enable, staff id, region, or reset the password."""
+
+        async def patch(self, request: Request, username: str) -> Response:
+            body = await read_json_object(request)
+            _unknown(body, _USER_CHANGES)
+            if not body:
+                raise BadRequest(422, None, f"send one of {', '.join(sorted(_USER_CHANGES))}")
+            changes: dict[str, Any] = {}
+            if "roles" in body:
+                changes["roles"] = _roles(body["roles"])
+            if "disabled" in body:
+                if not isinstance(body["disabled"], bool):
+                    raise BadRequest(422, "disabled", "must be true or false")
+                changes["disabled"] = body["disabled"]
+            for name, most in (("staff_id", 64), ("region", 120)):
+                if name in body:
+                    changes[name] = _text(body, name, most)
+            one_time = None
+            if "password" in body:
+                one_time = new_password() if body["password"] is None else _new_password(body, "password")
+                changes["password_hash"] = await hasher.hash(one_time)
+                changes["must_change_password"] = True
+            changed = await run(store.change_user, username, changes, who(request))
+            if one_time is not None and body["password"] is None:
+                changed["one_time_password"] = one_time
+            return self.json(changed)
+
+    @app.page("/api/tokens")
+    class Tokens(View):
+        """Admin: list tokens; create one (its secret is in this answer only)."""
+
+        async def get(self, request: Request) -> Response:
+            return self.json({"tokens": await db.run(store.tokens)})
+
+        async def post(self, request: Request) -> Response:
+            body = await read_json_object(request)
+            _unknown(body, _TOKEN_FIELDS)
+            name = _username(body, "name")
+            username = _username(body) if body.get("username") is not None else None
+            event_types, source = body.get("event_types"), body.get("source")
+            if username is None:
+                if (
+                    not isinstance(event_types, list)
+                    or not event_types
+                    or not all(isinstance(t, str) for t in event_types)
+                ):
+                    raise BadRequest(
+                        422,
+                        "event_types",
+                        "an integration token needs a list of the event types it may publish",
+                    )
+                bad = sorted(set(event_types) - set(PUBLISHABLE))
+                if bad:
+                    raise BadRequest(
+                        422, "event_types", f"{bad[0][:60]!r} is not an event type a token may publish"
+                    )
+                if source not in SOURCES:
+                    raise BadRequest(422, "source", f"must be one of {', '.join(SOURCES)}")
+            elif event_types is not None or source is not None:
+                field = "event_types" if event_types is not None else "source"
+                raise BadRequest(422, field, "a personal token acts with its user's roles; leave it out")
+            days = query_number_value(body.get("expires_in_days"))
+            expires_at = clock() + timedelta(days=days) if days is not None else None
+            public, secret = await run(
+                store.create_token,
+                name,
+                who(request),
+                username=username,
+                event_types=event_types if username is None else None,
+                source=source if username is None else None,
+                expires_at=expires_at,
+            )
+            return self.json({**public, "token": secret}, status=201)
+
+    @app.page("/api/tokens/{token_id}")
+    class OneToken(View):
+        """Admin: revoke a token (every worker refuses it from the next request on)."""
+
+        async def delete(self, request: Request, token_id: str) -> Response:
+            return self.json(await run(store.revoke_token, token_id, who(request)))
+
+    @app.page("/api/audit")
+    async def audit_trail(web: View, request: Request) -> Response:
+        """Admin: the audit trail, newest first, ``?kind=&actor=&target=&since=&until=&limit=&before=``."""
+        asked = operation("read_audit").read(request)  # bounds as the API document declares them
+        filters: dict[str, Any] = {n: asked[n] for n in ("kind", "actor", "target") if asked[n]}
+        check_instant_years(dict(request.query), "since", "until")
+        for name in ("since", "until"):
+            if asked[name]:
+                try:
+                    filters[name] = parse_instant(asked[name], name)
+                except InvalidEvent as exc:
+                    raise BadRequest(422, exc.field, exc.reason) from None
+        limit, before = int(asked["limit"]), asked["before"]
+        rows = await db.run(audit.page, store.engine, filters, limit, before)
+        return web.json({"records": rows, "next_before": rows[-1]["id"] if len(rows) == limit else None})
+
+
+def query_number_value(value: Any) -> int | None:
+    """``expires_in_days``: a whole number of days, 1 to :data:`MAX_TOKEN_DAYS`, or ``None``."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_TOKEN_DAYS:
+        raise BadRequest(422, "expires_in_days", f"must be a whole number from 1 to {MAX_TOKEN_DAYS}")
+    return value
+
+
+__all__ = ["register_identity_routes", "token_public"]

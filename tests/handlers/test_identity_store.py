@@ -1,0 +1,143 @@
+"""Users, sessions, tokens and the audit in the database, on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from handlers.identity import audit
+from handlers.identity.audit import Who
+from handlers.identity.bootstrap import demo_users, first_admin
+from handlers.identity.passwords import hash_password, verify_password
+from handlers.identity.store import IdentityError, IdentityStore, prepare_database
+from schemas.identity_tables import ApiToken
+from schemas.reporting_tables import Customer
+
+ADMIN = Who("root", "s-root", "10.0.0.1")
+
+
+@pytest.fixture
+def store(reporting_db_url):
+    engine = prepare_database(reporting_db_url)
+    yield IdentityStore(engine)
+    engine.dispose()
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class TestTokens:
+    def test_a_token_is_stored_only_as_its_hash_and_refused_once_revoked(self, store):
+        store.add_user("ops", hash_password("long enough pw"), ["hotline"], ADMIN)
+        public, secret = store.create_token("ops-cli", ADMIN, username="ops")
+        with store.engine.connect() as conn:
+            stored = [tuple(row) for row in conn.execute(select(ApiToken.__table__))]
+        assert not any(secret in str(value) for row in stored for value in row)
+        assert store.token_identity(secret, now()).name == "ops"
+        store.revoke_token(public["id"], ADMIN)
+        assert store.token_identity(secret, now()) is None
+
+    def test_an_integration_token_carries_its_scope_and_expires(self, store):
+        expiry = now() + timedelta(days=1)
+        public, secret = store.create_token(
+            "nms", ADMIN, event_types=["fault.reported"], source="network_alarm", expires_at=expiry
+        )
+        nms = store.token_identity(secret, now())
+        assert (nms.kind, nms.event_types, nms.source) == ("integration", {"fault.reported"}, "network_alarm")
+        assert store.token_identity(secret, expiry + timedelta(seconds=1)) is None
+        assert store.tokens()[0]["last_used_at"] is not None
+
+    def test_a_name_is_one_tokens(self, store):
+        store.create_token("nms", ADMIN, event_types=["fault.reported"], source="network_alarm")
+        with pytest.raises(IdentityError) as refused:
+            store.create_token("nms", ADMIN, event_types=["fault.reported"], source="network_alarm")
+        assert (refused.value.status, refused.value.field) == (409, "name")
+
+
+class TestUsersAndSessions:
+    def test_disabling_a_user_ends_their_sessions_and_tokens_at_once(self, store):
+        store.add_user("am", hash_password("long enough pw"), ["account_manager"], ADMIN, staff_id="AM-1")
+        session = store.open_session("am", Who(address="10.0.0.2"))
+        _, secret = store.create_token("am-cli", ADMIN, username="am")
+        found, csrf_hash = store.session_identity(session.secret, "cookie", now())
+        assert (found.name, found.staff, found.via) == ("am", "AM-1", "cookie") and csrf_hash
+        store.change_user("am", {"disabled": True}, ADMIN)
+        assert store.session_identity(session.secret, "cookie", now()) is None
+        assert store.token_identity(secret, now()) is None
+
+    def test_an_ended_or_expired_session_is_refused(self, store):
+        store.add_user("h", hash_password("long enough pw"), ["hotline"], ADMIN)
+        session = store.open_session("h", Who())
+        assert store.session_identity(session.secret, "bearer", session.expires_at) is None
+        store.end_session(session.id, Who("h", session.id))
+        assert store.session_identity(session.secret, "bearer", now()) is None
+
+    def test_the_last_admin_can_neither_lose_the_role_nor_be_disabled(self, store):
+        made = first_admin(store)
+        assert made is not None and first_admin(store) is None  # only once
+        assert store.user("admin").must_change_password
+        for change in ({"roles": ["hotline"]}, {"disabled": True}):
+            with pytest.raises(IdentityError) as refused:
+                store.change_user("admin", change, ADMIN)
+            assert refused.value.status == 409
+        store.add_user("second", hash_password("long enough pw"), ["admin"], ADMIN)
+        assert store.change_user("admin", {"roles": ["hotline"]}, ADMIN)["roles"] == ["hotline"]
+
+    def test_demo_users_are_one_per_role_made_once(self, store):
+        made = demo_users(store)
+        assert sorted(r for m in made for r in m.roles) == sorted(
+            ["hotline", "account_manager", "manager", "report_reader", "admin"]
+        )
+        assert demo_users(store) == []
+        assert all(verify_password(store.user(m.username).password_hash, m.password) for m in made)
+
+
+class TestAudit:
+    def test_every_admin_change_is_recorded_with_before_and_after(self, store):
+        store.add_user("am", hash_password("long enough pw"), ["account_manager"], ADMIN)
+        store.change_user("am", {"roles": ["account_manager", "manager"]}, ADMIN)
+        public, _ = store.create_token("nms", ADMIN, event_types=["fault.reported"], source="network_alarm")
+        store.revoke_token(public["id"], ADMIN)
+        rows = audit.page(store.engine, {}, 10, None)
+        assert [r["kind"] for r in rows] == ["token.revoked", "token.created", "user.changed", "user.added"]
+        changed = rows[2]
+        assert (changed["actor"], changed["credential"], changed["address"]) == ("root", "s-root", "10.0.0.1")
+        assert changed["before"]["roles"] == ["account_manager"]
+        assert changed["after"]["roles"] == ["account_manager", "manager"]
+        assert "password_hash" not in str(rows)
+        assert rows[0]["after"]["revoked_at"] is not None and rows[0]["before"]["revoked_at"] is None
+
+    def test_pages_and_filters(self, store):
+        for n in range(5):
+            audit.record_now(store.engine, "login_failed", Who(address="10.0.0.9"), target=f"u{n % 2}")
+        first = audit.page(store.engine, {"kind": "login_failed"}, 2, None)
+        second = audit.page(store.engine, {"kind": "login_failed"}, 2, first[-1]["id"])
+        assert len(first) == len(second) == 2 and first[-1]["id"] > second[0]["id"]
+        assert len(audit.page(store.engine, {"target": "u0"}, 100, None)) == 3
+        since = now() - timedelta(minutes=15)
+        assert audit.recent_count(store.engine, "login_failed", since, target="u1") == 2
+        assert audit.recent_count(store.engine, "login_failed", since, address="10.0.0.9") == 5
+        assert (
+            audit.recent_count(store.engine, "login_failed", now() + timedelta(seconds=1), target="u1") == 0
+        )
+
+
+def test_customer_facts_come_from_the_projected_customers_row(store):
+    assert store.customer_facts("C-1") is None
+    profile = {"escalation_chain": [{"role": "account_manager", "id": "AM-1"}, {"role": "executive"}]}
+    with store.engine.begin() as conn:
+        conn.execute(
+            Customer.__table__.insert(),
+            {
+                "customer_id": "C-1",
+                "account_manager_id": "AM-1",
+                "region": "广东省/广州市",
+                "profile": profile,
+                "updated_at": now(),
+            },
+        )
+    facts = store.customer_facts("C-1")
+    assert (facts.account_manager_id, facts.region, facts.chain_ids) == ("AM-1", "广东省/广州市", {"AM-1"})
