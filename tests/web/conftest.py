@@ -16,8 +16,13 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from handlers.api.http_guard import guard_middleware
+from handlers.identity.audit import Who
+from handlers.identity.guard import IdentityGuard
+from handlers.identity.passwords import PasswordHasher, hash_password
+from handlers.identity.store import IdentityDb, IdentityStore, prepare_database
 from handlers.local.ports import LOOPBACK, free_port
-from handlers.web.pages import register_pages
+from handlers.web.pages import Desk, register_pages
 from tests.conftest import service_missing
 
 AXE = Path(__file__).parent / "vendor" / "axe-core-4.14.1" / "axe.min.js"
@@ -46,11 +51,20 @@ async def browser():
             await launched.close()
 
 
+#: the hotline user of the pages' tests, and the password it signs in with
+HOTLINE, PASSWORD = "hotline-zhang", "correct horse battery staple"
+
+
 @pytest.fixture
-async def pages_only():
-    """The desk's pages on an aiohttp server of their own: for what needs no worker behind it."""
-    app = web.Application()
-    register_pages(app)
+async def pages(tmp_path):
+    """The desk's pages behind its two middlewares (bounds, then identity) on a server of their own,
+    over an identity database with one hotline user: what needs no broker behind it."""
+    store = IdentityStore(prepare_database(f"sqlite:///{tmp_path / 'desk.sqlite'}"))
+    store.add_user(HOTLINE, hash_password(PASSWORD), ["hotline"], Who(actor="test"))
+    db = IdentityDb(store)
+    guard = IdentityGuard(db, b"k" * 32)
+    app = web.Application(middlewares=[guard_middleware(), guard.middleware()])
+    register_pages(app, Desk(db, PasswordHasher()))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()
