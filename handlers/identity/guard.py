@@ -39,6 +39,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import structlog
 from aiohttp import web
@@ -143,10 +144,23 @@ class IdentityGuard:
                     raise BadRequest(401, HOP_HEADER, "not a valid hop between this desk's workers")
                 request[_HOP] = True
                 return await handler(request)
-            caller, csrf_hash = await self._authenticate(request)
+            try:
+                caller, csrf_hash = await self._authenticate(request)
+            except BadRequest as exc:
+                if operation.page and exc.status == 401 and request.method in _SAFE_METHODS:
+                    return web.Response(
+                        status=303, headers={"Location": f"/login?next={quote(request.path_qs, safe='/')}"}
+                    )
+                raise
             request[_IDENTITY] = caller
             if caller.via == "cookie" and request.method not in _SAFE_METHODS:
                 sent = request.headers.get(CSRF_HEADER, "")
+                if (
+                    not sent
+                    and operation.page
+                    and request.content_type == "application/x-www-form-urlencoded"
+                ):
+                    sent = str((await request.post()).get("csrf_token", ""))
                 if not sent or csrf_hash is None or not hmac.compare_digest(digest(sent), csrf_hash):
                     await self._deny(request, caller, _target(request), "csrf")
                     raise BadRequest(

@@ -51,6 +51,9 @@ class Operation:
     any_of: tuple[str, ...]
     customer: Literal["path", "body"] | None = None
     hop: bool = False
+    #: a page of the web desk: without a sign-in it redirects to the sign-in page instead of a 401,
+    #: and its forms may send the CSRF token as the field ``csrf_token`` (no script sets a header)
+    page: bool = False
 
     @property
     def open(self) -> bool:
@@ -63,14 +66,21 @@ def _op(
     *any_of: str,
     customer: Literal["path", "body"] | None = None,
     hop: bool = False,
+    page: bool = False,
 ) -> Operation:
-    return Operation(method, path, any_of, customer, hop)
+    return Operation(method, path, any_of, customer, hop, page)
 
 
 _ITEM = "/api/customers/{customer_id}/items/{kind}/{item_id}"
 
 OPERATIONS: tuple[Operation, ...] = (
     _op("GET", "/api/health", OPEN),
+    # the web desk's pages (handlers/web/pages.py) and its static files
+    _op("GET", "/static", OPEN),
+    _op("GET", "/login", OPEN),
+    _op("POST", "/login", OPEN),
+    _op("GET", "/", SELF, page=True),
+    _op("POST", "/logout", SELF, page=True),
     _op("GET", "/api/openapi.json", SELF),
     _op("POST", "/api/login", OPEN),
     _op("POST", "/api/logout", SELF),

@@ -86,6 +86,62 @@ def _new_password(body: dict[str, Any], name: str) -> str:
     return password
 
 
+async def sign_in(
+    db: IdentityDb,
+    hasher: PasswordHasher,
+    username: str,
+    password: str,
+    address: str | None,
+    clock: Callable[[], datetime],
+) -> tuple[Any, Any]:
+    """Check a password and open a session: ``(user, session)``, or the refusal as a ``BadRequest``.
+
+    The one sign-in of the API's ``POST /api/login`` and the web desk's form
+    (``handlers/web/pages.py``): the rate limit (per username and per address,
+    shared by every worker through the audit table), the dummy hash for an
+    unknown or disabled user, and the audit rows of failures.
+    """
+    store = db.store
+    since = clock() - FAILURE_WINDOW
+    failures = await db.run(audit.recent_count, store.engine, "login_failed", since, target=username)
+    from_address = (
+        await db.run(audit.recent_count, store.engine, "login_failed", since, address=address)
+        if address
+        else 0
+    )
+    if failures >= MAX_FAILURES_PER_USER or from_address >= MAX_FAILURES_PER_ADDRESS:
+        await db.run(audit.record_now, store.engine, "login_limited", Who(address=address), target=username)
+        raise BadRequest(
+            429,
+            "username",
+            f"too many failed sign-ins (at most {MAX_FAILURES_PER_USER} per user, "
+            f"{MAX_FAILURES_PER_ADDRESS} per address in {FAILURE_WINDOW.seconds // 60} min); "
+            "retry later",
+            {"Retry-After": str(FAILURE_WINDOW.seconds)},
+        )
+    user = await db.run(store.user, username)
+    stored = user.password_hash if user is not None and not user.disabled else None
+    if not await hasher.verify(stored, password):
+        await db.run(audit.record_now, store.engine, "login_failed", Who(address=address), target=username)
+        raise BadRequest(401, "password", "wrong username or password")
+    assert user is not None
+    session = await db.run(store.open_session, user.username, Who(address=address))
+    return user, session
+
+
+def set_session_cookie(response: Any, secret: str, secure: bool) -> None:
+    """The session cookie: HttpOnly (no script reads it), SameSite=Strict (no other site sends it)."""
+    response.set_cookie(
+        SESSION_COOKIE,
+        secret,
+        max_age=int(SESSION_LIFETIME.total_seconds()),
+        path="/",
+        httponly=True,
+        samesite="Strict",
+        secure=secure,
+    )
+
+
 def register_identity_routes(
     app: faust.App,
     db: IdentityDb,
@@ -115,35 +171,7 @@ def register_identity_routes(
             if not isinstance(password, str) or not password or len(password) > 200:
                 raise BadRequest(422, "password", "must be a non-empty string of at most 200 characters")
             assert username is not None
-            address = client_address(request)
-            since = clock() - FAILURE_WINDOW
-            failures = await db.run(audit.recent_count, store.engine, "login_failed", since, target=username)
-            from_address = (
-                await db.run(audit.recent_count, store.engine, "login_failed", since, address=address)
-                if address
-                else 0
-            )
-            if failures >= MAX_FAILURES_PER_USER or from_address >= MAX_FAILURES_PER_ADDRESS:
-                await db.run(
-                    audit.record_now, store.engine, "login_limited", Who(address=address), target=username
-                )
-                raise BadRequest(
-                    429,
-                    "username",
-                    f"too many failed sign-ins (at most {MAX_FAILURES_PER_USER} per user, "
-                    f"{MAX_FAILURES_PER_ADDRESS} per address in {FAILURE_WINDOW.seconds // 60} min); "
-                    "retry later",
-                    {"Retry-After": str(FAILURE_WINDOW.seconds)},
-                )
-            user = await db.run(store.user, username)
-            stored = user.password_hash if user is not None and not user.disabled else None
-            if not await hasher.verify(stored, password):
-                await db.run(
-                    audit.record_now, store.engine, "login_failed", Who(address=address), target=username
-                )
-                raise BadRequest(401, "password", "wrong username or password")
-            assert user is not None
-            session = await db.run(store.open_session, user.username, Who(address=address))
+            user, session = await sign_in(db, hasher, username, password, client_address(request), clock)
             answer = {
                 "username": user.username,
                 "roles": list(user.roles),
@@ -155,15 +183,7 @@ def register_identity_routes(
             if body.get("bearer") is True:
                 answer["token"] = session.secret
             response = self.json(answer)
-            response.set_cookie(
-                SESSION_COOKIE,
-                session.secret,
-                max_age=int(SESSION_LIFETIME.total_seconds()),
-                path="/",
-                httponly=True,
-                samesite="Strict",
-                secure=cookie_secure,
-            )
+            set_session_cookie(response, session.secret, cookie_secure)
             return response
 
     @app.page("/api/logout")
@@ -366,4 +386,4 @@ def query_number_value(value: Any) -> int | None:
     return value
 
 
-__all__ = ["register_identity_routes", "token_public"]
+__all__ = ["register_identity_routes", "set_session_cookie", "sign_in", "token_public"]

@@ -48,6 +48,8 @@ SELF_OPS = {
     ("GET", "/api/me"),
     ("POST", "/api/me/password"),
     ("GET", "/api/openapi.json"),
+    ("GET", "/"),  # the web desk's first page, and signing out of it
+    ("POST", "/logout"),
 }
 WRITES = {
     ("POST", "/api/faults"),
@@ -100,10 +102,13 @@ class TestEveryRoleAgainstEveryOperation:
         expected = operation.open or (operation.method, operation.path) in ALLOWED[role]
         assert allowed == expected
 
-    def test_only_health_and_sign_in_are_open(self):
+    def test_only_health_sign_in_and_the_pages_static_files_are_open(self):
         assert {(o.method, o.path) for o in OPERATIONS if o.open} == {
             ("GET", "/api/health"),
             ("POST", "/api/login"),
+            ("GET", "/login"),
+            ("POST", "/login"),
+            ("GET", "/static"),
         }
 
     def test_an_unknown_operation_is_nobodys(self):

@@ -1,0 +1,33 @@
+"""Which language a page speaks, and that every string has its Chinese."""
+
+import pytest
+
+from handlers.web.languages import choose, translations, untranslated
+from handlers.web.vendored import differences
+
+
+@pytest.mark.parametrize(
+    ("asked", "remembered", "expected"),
+    [
+        (None, None, "zh_CN"),  # nothing said: the desk's own language
+        (None, "en", "en"),  # chosen on a page before
+        ("zh_CN", "en", "zh_CN"),  # chosen now
+        ("klingon", None, "zh_CN"),
+        (None, "../../etc", "zh_CN"),
+    ],
+)
+def test_a_page_speaks_what_was_asked_then_what_was_chosen_before_then_chinese(asked, remembered, expected):
+    assert choose(asked, remembered) == expected
+
+
+def test_every_string_of_every_template_has_its_chinese():
+    assert untranslated() == []
+
+
+def test_english_pages_are_the_message_ids_and_chinese_pages_their_translations():
+    assert translations("en").gettext("Sign in") == "Sign in"
+    assert translations("zh_CN").gettext("Sign in") == "登录"
+
+
+def test_the_vendored_front_end_files_are_their_npm_packages_bytes():
+    assert differences() == []
