@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp_jinja2
 import jinja2
@@ -67,11 +68,31 @@ def render(
 
 
 def local_path(given: object) -> str:
-    """Where to go after signing in: a path on this desk, never another site (``//evil``, ``/\\evil``)."""
+    """Where to go after signing in: a path on this desk, never another site.
+
+    Not ``//evil``, ``/\\evil``, nor ``/<tab>/evil`` (browsers drop tabs and line
+    breaks from a ``Location``, which then names another host): a path of
+    printable characters without spaces that parses as a path alone.
+    """
     text = given if isinstance(given, str) else ""
-    if not text.startswith("/") or text.startswith("//") or "\\" in text or len(text) > 500:
+    if (
+        not text.startswith("/")
+        or len(text) > 500
+        or any(c.isspace() or not c.isprintable() or c == "\\" for c in text)
+    ):
+        return "/"
+    parts = urlsplit(text)
+    if parts.scheme or parts.netloc or text.startswith("//"):
         return "/"
     return text
+
+
+def same_origin(request: web.Request) -> bool:
+    """Whether a form post comes from this desk's own pages (login CSRF: another site's form
+    must not sign the browser in as someone else).  Browsers send ``Origin`` on every form
+    post; a post without one (a script, curl) is not a browser's cross-site one."""
+    origin = request.headers.get("Origin")
+    return origin is None or urlsplit(origin).netloc == request.host
 
 
 @dataclass(frozen=True)
@@ -93,6 +114,10 @@ def register_pages(web_app: web.Application, desk: Desk) -> None:
 
     async def sign_in_form(request: web.Request) -> web.Response:
         """The form's sign-in: the API's (``sign_in``), then back to the page that asked for it."""
+        if not same_origin(request):
+            return render(
+                request, "sign_in.html", {"next": "/", "problem": None, "username": None}, status=403
+            )
         form = await request.post()
         username, password = str(form.get("username", ""))[:64].strip(), str(form.get("password", ""))[:256]
         going = local_path(form.get("next"))

@@ -78,7 +78,10 @@ async def test_a_sign_out_from_another_site_is_refused_without_the_sessions_csrf
     assert page.url == f"{pages}/"
 
 
-@pytest.mark.parametrize("elsewhere", ["//evil.example/", "https://evil.example/", "/\\evil.example"])
+@pytest.mark.parametrize(
+    "elsewhere",
+    ["//evil.example/", "https://evil.example/", "/\\evil.example", "/%09/evil.example", "/%0A/evil.example"],
+)
 async def test_signing_in_never_sends_the_user_to_another_site(browser, pages, elsewhere):
     page = await browser.new_page()
     await page.goto(f"{pages}/login?next={elsewhere}")
@@ -86,3 +89,18 @@ async def test_signing_in_never_sends_the_user_to_another_site(browser, pages, e
     await page.get_by_label("密码").fill(PASSWORD)
     await page.get_by_role("button", name="登录").click()
     await page.wait_for_url(f"{pages}/")
+
+
+async def test_another_sites_form_cannot_sign_the_browser_in(browser, pages):
+    """Login CSRF: a post whose Origin is another site is refused, and no session is made."""
+    page = await browser.new_page()
+    await page.goto(f"{pages}/login")
+    forged = await page.request.post(
+        f"{pages}/login",
+        form={"username": HOTLINE, "password": PASSWORD},
+        headers={"Origin": "https://evil.example"},
+        max_redirects=0,
+    )
+    assert forged.status == 403
+    await page.goto(f"{pages}/")
+    assert page.url == f"{pages}/login?next=/"
