@@ -191,6 +191,18 @@ class IdentityStore:
                     .where(LoginSession.username == username, LoginSession.revoked_at.is_(None))
                     .values(revoked_at=now)
                 )
+            elif "password_hash" in changes:
+                # A new password ends the user's other sessions: one stolen must not outlive the
+                # change its theft prompted.  The session making the change goes on.
+                conn.execute(
+                    update(LoginSession)
+                    .where(
+                        LoginSession.username == username,
+                        LoginSession.revoked_at.is_(None),
+                        LoginSession.id != (who.credential or ""),
+                    )
+                    .values(revoked_at=now)
+                )
             after_user = conn.execute(select(User).where(User.username == username)).scalars().one()
             after = user_public(after_user)
             shown = {k: v for k, v in changes.items() if k not in ("password_hash", "must_change_password")}

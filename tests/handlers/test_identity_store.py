@@ -68,6 +68,17 @@ class TestUsersAndSessions:
         assert store.session_identity(session.secret, "cookie", now()) is None
         assert store.token_identity(secret, now()) is None
 
+    def test_a_new_password_ends_every_other_session_of_the_user(self, store):
+        """A stolen session must not outlive the password change its theft prompted; the session
+        that changed it goes on (the user is at the keyboard), an admin's reset ends them all."""
+        store.add_user("am", hash_password("long enough pw"), ["account_manager"], ADMIN)
+        mine, stolen = store.open_session("am", Who()), store.open_session("am", Who())
+        store.change_user("am", {"password_hash": hash_password("another long pw")}, Who("am", mine.id))
+        assert store.session_identity(stolen.secret, "cookie", now()) is None
+        assert store.session_identity(mine.secret, "cookie", now()) is not None
+        store.change_user("am", {"password_hash": hash_password("a third long pw")}, ADMIN)
+        assert store.session_identity(mine.secret, "cookie", now()) is None
+
     def test_an_ended_or_expired_session_is_refused(self, store):
         store.add_user("h", hash_password("long enough pw"), ["hotline"], ADMIN)
         session = store.open_session("h", Who())
