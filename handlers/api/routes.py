@@ -66,7 +66,21 @@ from streams.partitioning import Placement
 from streams.publisher import HomePublisher
 from streams.settings import Settings
 
-__all__ = ["register_routes"]
+__all__ = ["DeskReads", "register_routes"]
+
+
+@dataclasses.dataclass(frozen=True)
+class DeskReads:
+    """What the web desk's pages need of the API's routing (``handlers/web/customer_desk.py``).
+
+    The same closures the API's handlers use, so a page reads a customer from
+    its owner, checks an acknowledgement and learns a step's outcome exactly as
+    the API does, with no second copy.
+    """
+
+    owners: OwnerReads
+    acknowledgement_event: Callable[..., Awaitable[tuple[Event, bool]]]
+    owner_outcome: Callable[..., Awaitable[dict[str, Any] | None]]
 
 
 def _item_clocks(item: dict[str, Any]) -> dict[str, int]:
@@ -82,7 +96,7 @@ def register_routes(
     placement: Placement,
     identity: IdentityGuard,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-) -> None:
+) -> DeskReads:
     """Attach the API, and the guards every route runs behind, to the streams' faust app.
 
     Writes go out through ``publisher`` (to the customer's home partition, 202
@@ -417,23 +431,18 @@ def register_routes(
         return found
 
     register_item_step_routes(app, publisher, clock, acknowledgement_event, owner_outcome)
-    register_customer_archive_routes(
-        app,
-        publisher,
-        OwnerReads(
-            routed_read=routed_read,
-            owner_of=owner_of,
-            is_me=is_me,
-            ready=ready,
-            views=views,
-            wait_for_event=streams.processor.wait_for_event,
-            waits=waits,
-            http_client=lambda: app.http_client,
-            hop=lambda target: hop_headers(hop_key, target),
-        ),
-        settings.database_url,
-        clock,
+    owners = OwnerReads(
+        routed_read=routed_read,
+        owner_of=owner_of,
+        is_me=is_me,
+        ready=ready,
+        views=views,
+        wait_for_event=streams.processor.wait_for_event,
+        waits=waits,
+        http_client=lambda: app.http_client,
+        hop=lambda target: hop_headers(hop_key, target),
     )
+    register_customer_archive_routes(app, publisher, owners, settings.database_url, clock)
 
     register_dispatch_queue_route(app, views, placement, clock, hop_key)
 
@@ -469,3 +478,5 @@ def register_routes(
             },
             status=status,
         )
+
+    return DeskReads(owners, acknowledgement_event, owner_outcome)
