@@ -26,7 +26,10 @@ from handlers.identity.store import IdentityDb, IdentityStore, prepare_database
 from handlers.kafka_topics import ensure_topics_sync
 from handlers.reports.commands import register_report_routes
 from handlers.sink_runner import register_sink_service
+from handlers.web.customer_desk import WorkerCustomerDesk
+from handlers.web.customer_screens import register_customer_screens
 from handlers.web.pages import Desk, register_pages
+from schemas.reporting_db import open_engine
 from streams.app import Streams, build_streams
 from streams.desk_signature import fingerprint
 from streams.log_config import configure_logging
@@ -54,10 +57,14 @@ def build_worker_streams(settings: Settings) -> Streams:
     # Users, sessions and tokens: the reporting database, migrated here too (the sink may be off).
     identity_db = IdentityDb(IdentityStore(prepare_database(settings.database_url)))
     identity = IdentityGuard(identity_db, settings.signing_key)
-    register_routes(streams, settings, streams.publisher, placement, identity)
+    reads = register_routes(streams, settings, streams.publisher, placement, identity)
     hasher = PasswordHasher()
     register_identity_routes(streams.app, identity_db, hasher, cookie_secure=settings.cookie_secure)
     register_pages(streams.app.web.web_app, Desk(identity_db, hasher, cookie_secure=settings.cookie_secure))
+    customer_desk = WorkerCustomerDesk(
+        reads, streams.publisher, lambda: streams.rules, settings.zone, open_engine(settings.database_url)
+    )
+    register_customer_screens(streams.app.web.web_app, customer_desk, identity_db)
     register_report_routes(streams, settings)
     register_alert_agent(streams, settings, placement, streams.sla_topic)
     if settings.sink == "on":

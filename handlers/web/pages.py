@@ -25,6 +25,7 @@ from aiohttp import web
 from handlers.api.http_guard import BadRequest
 from handlers.identity.guard import SESSION_COOKIE, client_address, identity_of, who
 from handlers.identity.passwords import PasswordHasher
+from handlers.identity.roles import ARCHIVE_READ, may
 from handlers.identity.routes import set_session_cookie, sign_in
 from handlers.identity.store import IdentityDb
 from handlers.web.languages import HTML_LANG, LANGUAGES, TEMPLATES, choose, translations
@@ -142,7 +143,13 @@ def register_pages(web_app: web.Application, desk: Desk) -> None:
         caller = identity_of(request)
         assert caller is not None  # the identity's middleware signed it in
         return render(
-            request, "home.html", {"caller": caller, "csrf_token": request.cookies.get(CSRF_COOKIE, "")}
+            request,
+            "home.html",
+            {
+                "caller": caller,
+                "csrf_token": request.cookies.get(CSRF_COOKIE, ""),
+                "may_search": bool(may(caller, ARCHIVE_READ)),
+            },
         )
 
     async def sign_out(request: web.Request) -> web.Response:

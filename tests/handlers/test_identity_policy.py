@@ -67,6 +67,17 @@ READS = {
     ("GET", "/api/customers/{customer_id}"),  # an archive record, scoped like the view
 }
 ARCHIVE_WRITES = {("POST", "/api/customers"), ("PATCH", "/api/customers/{customer_id}")}
+# screens 2-4: the customer pages, scoped like the view and the steps; the console like the archive's search
+PAGE_ITEM = "/customers/{customer_id}/items/{kind}/{item_id}"
+CUSTOMER_PAGES = {
+    ("GET", "/customers/{customer_id}"),
+    ("GET", PAGE_ITEM),
+    ("GET", "/customers/{customer_id}/faults/new"),
+    ("POST", "/customers/{customer_id}/faults"),
+    ("POST", f"{PAGE_ITEM}/steps/{{action}}"),
+}
+ACK_PAGE = ("POST", f"{PAGE_ITEM}/acknowledge")
+CONSOLE = ("GET", "/console")
 ADMIN = {
     ("GET", "/api/users"),
     ("POST", "/api/users"),
@@ -83,14 +94,23 @@ ADMIN = {
 }
 #: role -> the operations (beyond the open ones) it may call at all, before any customer is looked at
 ALLOWED = {
-    "hotline": SELF_OPS | WRITES | READS | {("GET", "/api/dispatch-queue"), ("GET", "/api/customers")},
-    "account_manager": SELF_OPS | WRITES | READS | {("POST", f"{ITEM}/acknowledge")},
+    "hotline": SELF_OPS
+    | WRITES
+    | READS
+    | CUSTOMER_PAGES
+    | {("GET", "/api/dispatch-queue"), ("GET", "/api/customers"), CONSOLE},
+    "account_manager": SELF_OPS
+    | WRITES
+    | READS
+    | CUSTOMER_PAGES
+    | {("POST", f"{ITEM}/acknowledge"), ACK_PAGE},
     "manager": SELF_OPS
     | WRITES
     | READS
-    | {("POST", f"{ITEM}/acknowledge"), ("GET", "/api/reports/compliance")},
+    | CUSTOMER_PAGES
+    | {("POST", f"{ITEM}/acknowledge"), ("GET", "/api/reports/compliance"), ACK_PAGE},
     "report_reader": SELF_OPS | {("GET", "/api/reports/compliance"), ("GET", "/api/sink")},
-    "admin": SELF_OPS | ADMIN,
+    "admin": SELF_OPS | ADMIN | {CONSOLE},
 }
 
 

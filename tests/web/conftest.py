@@ -89,3 +89,7 @@ async def serious_accessibility_problems(page) -> list[str]:
 async def scrolls_sideways(page) -> bool:
     """Whether the page is wider than the viewport (it must not be, at 390 px)."""
     return await page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
+
+
+# screens 2-4: the customer screens over a desk in memory (fixture ``screens``)
+from tests.web.customer_desk_fixture import screens  # noqa: E402, F401
