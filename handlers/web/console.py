@@ -12,11 +12,13 @@ the customer page it goes to shows the new fault with its clocks.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import structlog
 from aiohttp import web
 
 from handlers.api.commands import command_to_event
@@ -30,6 +32,8 @@ from handlers.web.page_context import base_context
 from handlers.web.pages import render
 from streams.customer_archive import CIRCUIT, archive_record, circuit_term, query_terms
 from streams.vocabulary import FAULT_SEVERITIES
+
+log = structlog.get_logger("keydesk.web")
 
 #: how long logging a fault waits for the owner's fold before going to the customer page anyway
 FOLD_WAIT_SECONDS = 3.0
@@ -125,8 +129,16 @@ def register_console(web_app: web.Application, data: CustomerDesk, clock: Callab
                 "given": {k: str(form.get(k, "")) for k in ("severity", "summary", "location", "service")},
             }
             return render(request, "fault_form.html", context, status=422)
+        published = time.perf_counter()
         await data.publish(event)
-        await data.outcome(customer_id, "fault", event.entity_id, event.event_id, FOLD_WAIT_SECONDS)
+        folded = await data.outcome(customer_id, "fault", event.entity_id, event.event_id, FOLD_WAIT_SECONDS)
+        log.info(
+            "web.fault_logged",
+            customer_id=customer_id,
+            fault_id=event.entity_id,
+            folded=folded is not None,
+            ms=round((time.perf_counter() - published) * 1000, 1),
+        )
         going = f"{customer_path(customer_id)}?{urlencode({'step': event.event_id})}#fault-{event.entity_id}"
         return web.Response(status=303, headers={"Location": going})
 

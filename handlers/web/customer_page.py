@@ -15,11 +15,13 @@ with htmx it answers with the item's card alone, swapped in place.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
+import structlog
 from aiohttp import web
 
 from handlers.api.actions import ACKNOWLEDGEMENT, ACTIONS
@@ -45,6 +47,8 @@ from handlers.web.pages import render
 from streams.customer_archive import archive_record
 from streams.customer_view import find_item
 from streams.vocabulary import ITEM_KINDS
+
+log = structlog.get_logger("keydesk.web")
 
 #: closed items listed under "recently closed", newest first
 RECENT_CLOSED_SHOWN = 10
@@ -129,8 +133,10 @@ def register_customer_page(
 
     async def customer_page(request: web.Request) -> web.Response:
         customer_id = request.match_info["customer_id"]
+        started = time.perf_counter()
         view = await load(customer_id)
         rights = await rights_on(request, identity, customer_id)
+        read = time.perf_counter()
         now = clock()
         open_cards = [
             item_card(view, item, desk, rights, now)
@@ -157,7 +163,15 @@ def register_customer_page(
             "picked": request.query.get("circuit", ""),
             "now": local_time(now, desk.zone),
         }
-        return render(request, "customer.html", context)
+        page = render(request, "customer.html", context)
+        log.info(
+            "web.customer_page",
+            customer_id=customer_id,
+            items=len(open_cards) + len(closed_cards),
+            read_ms=round((read - started) * 1000, 1),
+            ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        return page
 
     async def answer_step(
         request: web.Request,
