@@ -64,6 +64,11 @@ def item_title(item: dict[str, Any]) -> str:
     return ""
 
 
+def form_field_name(given: str) -> str | None:
+    """A field name a step's redirect named (``?problem=``), or ``None``: never other text to show."""
+    return given if 0 < len(given) <= 40 and all(c.islower() or c == "_" for c in given) else None
+
+
 def step_notice(view: dict[str, Any], event_id: str | None) -> dict[str, Any] | None:
     """What became of a step the user just took: found in an item's history, or not folded yet."""
     if not event_id:
@@ -159,7 +164,7 @@ def register_customer_page(
             "rights": rights,
             "month": await desk.month(customer_id, now),
             "notice": step_notice(view, request.query.get("step")),
-            "problem": request.query.get("problem", "")[:64] or None,
+            "problem": form_field_name(request.query.get("problem", "")),
             "picked": request.query.get("circuit", ""),
             "now": local_time(now, desk.zone),
         }

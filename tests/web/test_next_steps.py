@@ -142,3 +142,12 @@ def test_durations_read_as_days_hours_and_minutes():
 def test_the_month_is_the_desks_local_calendar_month():
     start, end = month_bounds(at("07:00", "2026-12-01"), ZoneInfo("Asia/Shanghai"))
     assert (start.isoformat(), end.isoformat()) == ("2026-12-01T00:00:00+08:00", "2027-01-01T00:00:00+08:00")
+
+
+def test_a_redirect_may_name_a_field_but_carry_no_other_text_to_the_page():
+    from handlers.web.customer_page import form_field_name
+
+    assert form_field_name("satisfaction") == "satisfaction"
+    assert form_field_name("closed_unresolved") == "closed_unresolved"
+    assert form_field_name("Call 110 now") is None
+    assert form_field_name("") is None
