@@ -36,6 +36,7 @@ from yarl import URL
 from handlers.api.actions import fold_outcome
 from handlers.api.commands import acknowledgement, command_to_event
 from handlers.api.customer_archive import OwnerReads, register_customer_archive_routes
+from handlers.api.customer_services import register_customer_service_routes
 from handlers.api.dispatch_queue import register_dispatch_queue_route
 from handlers.api.http_guard import (
     BadRequest,
@@ -417,7 +418,7 @@ def register_routes(
         return found
 
     register_item_step_routes(app, publisher, clock, acknowledgement_event, owner_outcome)
-    register_customer_archive_routes(
+    owner_record = register_customer_archive_routes(
         app,
         publisher,
         OwnerReads(
@@ -434,6 +435,7 @@ def register_routes(
         settings.database_url,
         clock,
     )
+    register_customer_service_routes(app, publisher, owner_record, settings.database_url, clock)
 
     register_dispatch_queue_route(app, views, placement, clock, hop_key)
 

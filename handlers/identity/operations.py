@@ -104,6 +104,10 @@ OPERATIONS: tuple[Operation, ...] = (
     _op("GET", "/api/customers", ARCHIVE_READ),
     _op("GET", "/api/customers/{customer_id}", CUSTOMER_READ, ARCHIVE_READ, customer="path", hop=True),
     _op("PATCH", "/api/customers/{customer_id}", ARCHIVE_WRITE, customer="body"),
+    # its service register: changed by admins like the record, read like it (from the database)
+    _op("POST", "/api/customers/{customer_id}/services", ARCHIVE_WRITE, customer="body"),
+    _op("DELETE", "/api/customers/{customer_id}/services/{service_id}", ARCHIVE_WRITE, customer="body"),
+    _op("GET", "/api/customers/{customer_id}/services", CUSTOMER_READ, ARCHIVE_READ, customer="path"),
     # across customers
     _op("GET", "/api/dispatch-queue", QUEUE_READ, hop=True),
     _op("GET", "/api/reports/compliance", REPORT_READ),

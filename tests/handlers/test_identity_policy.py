@@ -65,8 +65,14 @@ READS = {
     ("GET", f"{ITEM}/sla"),
     ("GET", f"{ITEM}/events/{{event_id}}"),
     ("GET", "/api/customers/{customer_id}"),  # an archive record, scoped like the view
+    ("GET", "/api/customers/{customer_id}/services"),  # its service register, scoped alike
 }
-ARCHIVE_WRITES = {("POST", "/api/customers"), ("PATCH", "/api/customers/{customer_id}")}
+ARCHIVE_WRITES = {
+    ("POST", "/api/customers"),
+    ("PATCH", "/api/customers/{customer_id}"),
+    ("POST", "/api/customers/{customer_id}/services"),
+    ("DELETE", "/api/customers/{customer_id}/services/{service_id}"),
+}
 ADMIN = {
     ("GET", "/api/users"),
     ("POST", "/api/users"),
@@ -79,6 +85,7 @@ ADMIN = {
     ("POST", "/api/events"),  # customer.* events: the archive
     ("GET", "/api/customers"),
     ("GET", "/api/customers/{customer_id}"),
+    ("GET", "/api/customers/{customer_id}/services"),
     *ARCHIVE_WRITES,
 }
 #: role -> the operations (beyond the open ones) it may call at all, before any customer is looked at
