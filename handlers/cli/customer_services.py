@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from handlers.cli.shared import api_base, http, print_json
+from handlers.cli.shared import api_base, ask, http, print_json, refused
 from streams.settings import Settings, SettingsError
 
 __all__ = ["add_service_parsers"]
@@ -71,11 +71,6 @@ def _services_url(settings: Settings, args) -> str:
     return f"{api_base(settings, args.api)}/api/customers/{customer}/services"
 
 
-def _refused(status: int, answer: dict, where: str = "") -> int:
-    print(f"refused ({status}): {where}{answer.get('field')}: {answer.get('error')}", file=sys.stderr)
-    return 2
-
-
 def _bodies(args) -> list[dict[str, Any]]:
     if args.from_file:
         if args.service_id or any(getattr(args, name) for name in _FIELDS):
@@ -107,7 +102,11 @@ def cmd_add(args, settings: Settings) -> int:
             body["occurred_at"] = args.occurred_at
         status, answer = http("POST", url, body)
         if status != 202:
-            return _refused(status, answer, f"line {number}: " if args.from_file else "")
+            if args.from_file:
+                print(
+                    f"{args.from_file}: line {number} ({body.get('service_id')}) not added", file=sys.stderr
+                )
+            return refused(status, answer)
         if not args.from_file:
             print(f"published: {body['service_id']} of {answer['customer_id']} ({answer['event_id']})")
     if args.from_file:
@@ -118,9 +117,7 @@ def cmd_add(args, settings: Settings) -> int:
 def cmd_remove(args, settings: Settings) -> int:
     """Take a service out of a customer's register (customer.service_removed)."""
     service = urllib.parse.quote(args.service_id, safe="")
-    status, answer = http("DELETE", f"{_services_url(settings, args)}/{service}")
-    if status != 202:
-        return _refused(status, answer)
+    answer = ask("DELETE", f"{_services_url(settings, args)}/{service}", expect=202)
     print(f"published: {args.service_id} of {answer['customer_id']} removed ({answer['event_id']})")
     return 0
 
@@ -131,9 +128,7 @@ def cmd_list(args, settings: Settings) -> int:
     if args.after:
         query["after"] = args.after
     while True:
-        status, page = http("GET", f"{_services_url(settings, args)}?{urllib.parse.urlencode(query)}")
-        if status != 200:
-            return _refused(status, page)
+        page = ask("GET", f"{_services_url(settings, args)}?{urllib.parse.urlencode(query)}")
         if args.json:
             print_json(page)
         else:
