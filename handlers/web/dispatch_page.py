@@ -75,7 +75,9 @@ def register_dispatch_page(web_app: web.Application, live: LiveDesk) -> None:
     async def ask(url: str, query: dict[str, str]) -> list[dict[str, Any]]:
         target = URL(f"{url}/queue/local").with_query(query)
         async with live.http().get(
-            target, headers=hop_headers(live.hop_key, target), timeout=aiohttp.ClientTimeout(total=PEER_SECONDS)
+            target,
+            headers=hop_headers(live.hop_key, target),
+            timeout=aiohttp.ClientTimeout(total=PEER_SECONDS),
         ) as answer:
             if answer.status != 200:
                 raise aiohttp.ClientResponseError(answer.request_info, (), status=answer.status)

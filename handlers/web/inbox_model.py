@@ -142,7 +142,12 @@ def inbox(
         rows[step.event_id] = InboxRow(step, customer, to_me, acked.get(step.key))
     ordered = sorted(
         rows.values(),
-        key=lambda r: (r.acknowledged is not None, not r.to_me, -r.step.occurred_at.timestamp(), r.step.event_id),
+        key=lambda r: (
+            r.acknowledged is not None,
+            not r.to_me,
+            -r.step.occurred_at.timestamp(),
+            r.step.event_id,
+        ),
     )
     return ordered[:limit]
 

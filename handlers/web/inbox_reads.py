@@ -16,7 +16,7 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.engine import Engine
 
 from handlers.alerts.routing import ALERTING_EVENTS
-from handlers.web.inbox_model import Acknowledgement, CycleKey, Customer, Step
+from handlers.web.inbox_model import Acknowledgement, Customer, CycleKey, Step
 from handlers.web.queue_model import profile_facts
 from schemas.reporting_tables import Customer as CustomerRow
 from schemas.reporting_tables import SlaStep
@@ -28,7 +28,9 @@ INBOX_READ = 5000
 CHUNK = 500
 
 
-def recent_steps(engine: Engine, now: datetime, days: int = INBOX_DAYS, limit: int = INBOX_READ) -> list[Step]:
+def recent_steps(
+    engine: Engine, now: datetime, days: int = INBOX_DAYS, limit: int = INBOX_READ
+) -> list[Step]:
     """The newest steps (warnings, breaches, ladder steps) of the last ``days``, newest first."""
     query = (
         select(SlaStep)
@@ -87,11 +89,13 @@ def customers(engine: Engine, ids: Iterable[str]) -> dict[str, Customer]:
     with engine.connect() as conn:
         for start in range(0, len(wanted), CHUNK):
             rows = conn.execute(
-                select(CustomerRow.customer_id, CustomerRow.name, CustomerRow.tier, CustomerRow.profile).where(
-                    CustomerRow.customer_id.in_(wanted[start : start + CHUNK])
-                )
+                select(
+                    CustomerRow.customer_id, CustomerRow.name, CustomerRow.tier, CustomerRow.profile
+                ).where(CustomerRow.customer_id.in_(wanted[start : start + CHUNK]))
             ).all()
             for r in rows:
                 profile = r.profile or {}
-                found[r.customer_id] = Customer(profile_facts(r.customer_id, profile), r.name, r.tier, profile)
+                found[r.customer_id] = Customer(
+                    profile_facts(r.customer_id, profile), r.name, r.tier, profile
+                )
     return found

@@ -50,6 +50,7 @@ STREAM_QUEUE = 512
 #: how long a customer's facts are taken from the cache, and how many are kept
 FACTS_SECONDS = 20.0
 FACTS_KEPT = 20_000
+UNKNOWN_SECONDS = 1.0
 #: steps and acknowledgements kept for the pages (the sink may not have written them yet)
 RECENT_SECONDS = 300.0
 RECENT_KEPT = 5_000
@@ -186,7 +187,8 @@ class LiveHub:
         missing = []
         for customer_id in set(ids):
             cached = self._facts.get(customer_id)
-            if cached is not None and now - cached[0] < FACTS_SECONDS:
+            # a customer the database does not hold yet (the sink's lag) is asked again soon
+            if cached is not None and now - cached[0] < (FACTS_SECONDS if cached[1] else UNKNOWN_SECONDS):
                 found[customer_id] = cached[1]
             else:
                 missing.append(customer_id)
@@ -276,90 +278,3 @@ class LiveTopics:
     @property
     def all(self) -> tuple[str, str, str]:
         return (self.sla, self.events, self.items_changelog)
-
-
-class LiveSource:
-    """The one Kafka consumer of a worker's live feed: outside every group, from the end, all partitions."""
-
-    def __init__(
-        self,
-        hub: LiveHub,
-        bootstrap_servers: list[str],
-        topics: LiveTopics,
-        secret: bytes,
-        security: dict[str, Any],
-    ) -> None:
-        self.hub = hub
-        self.bootstrap_servers = bootstrap_servers
-        self.topics = topics
-        self.secret = secret
-        self.security = security
-        self._stopping = asyncio.Event()
-        self.started = asyncio.Event()  # set once every partition is assigned and at its end
-
-    async def run(self) -> None:
-        """Consume until stopped; after a failure, start again from the end and tell the pages to reload."""
-        backoff = 0.5
-        while not self._stopping.is_set():
-            try:
-                await self._consume()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("live.consumer_failed", retry_in=backoff, exc_info=True)
-                await self.hub.resync()
-                try:
-                    await asyncio.wait_for(self._stopping.wait(), backoff)
-                except TimeoutError:
-                    pass
-                backoff = min(backoff * 2, 10.0)
-
-    async def stop(self) -> None:
-        self._stopping.set()
-
-    async def _consume(self) -> None:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers,
-            group_id=None,
-            enable_auto_commit=False,
-            client_id="keydesk-live-feed",
-            **self.security,
-        )
-        await consumer.start()
-        try:
-            while True:  # the changelog topic appears when the worker's tables start
-                known = await consumer.topics()
-                if all(t in known for t in self.topics.all) or self._stopping.is_set():
-                    break
-                try:
-                    await asyncio.wait_for(self._stopping.wait(), 1.0)
-                except TimeoutError:
-                    pass
-            if self._stopping.is_set():
-                return
-            assigned = [
-                TopicPartition(topic, p)
-                for topic in self.topics.all
-                for p in sorted(consumer.partitions_for_topic(topic) or ())
-            ]
-            consumer.assign(assigned)
-            await consumer.seek_to_end(*assigned)
-            for tp in assigned:  # resolve the end now, so that nothing after "started" is missed
-                await consumer.position(tp)
-            self.started.set()
-            log.info("live.consuming", partitions=len(assigned), topics=list(self.topics.all))
-            while not self._stopping.is_set():
-                batches = await consumer.getmany(timeout_ms=250, max_records=FETCH_RECORDS)
-                changes = []
-                for tp, records in batches.items():
-                    for record in records:
-                        change = decode_change(
-                            tp.topic, record.key, record.value, record.headers, self.topics, self.secret
-                        )
-                        if change is not None:
-                            changes.append(change)
-                await self.hub.publish(changes)
-        finally:
-            await consumer.stop()

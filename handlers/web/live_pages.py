@@ -20,7 +20,8 @@ from handlers.web.dispatch_page import register_dispatch_page
 from handlers.web.inbox_model import Customer
 from handlers.web.inbox_page import register_inbox_page
 from handlers.web.live_desk import Acknowledge, LiveDesk
-from handlers.web.live_feed import LiveHub, LiveSource, LiveTopics
+from handlers.web.live_feed import LiveHub, LiveTopics
+from handlers.web.live_source import LiveSource
 from handlers.web.live_stream import register_live_stream
 from streams.app import Streams
 from streams.kafka_security import client_options
@@ -61,7 +62,12 @@ def live_desk_of_worker(
         items_changelog=streams.views.items_table.changelog_topic.get_topic_name(),
     )
     source = LiveSource(
-        hub, list(settings.bootstrap_servers), topics, settings.signing_key, client_options(settings)
+        hub,
+        list(settings.bootstrap_servers),
+        topics,
+        settings.signing_key,
+        client_options(settings),
+        settings.partitions,
     )
 
     @app.service

@@ -91,7 +91,12 @@ ALLOWED = {
     | READS
     | LIVE_QUEUE
     | {("GET", "/api/dispatch-queue"), ("GET", "/api/customers")},
-    "account_manager": SELF_OPS | WRITES | READS | LIVE_QUEUE | LIVE_INBOX | {("POST", f"{ITEM}/acknowledge")},
+    "account_manager": SELF_OPS
+    | WRITES
+    | READS
+    | LIVE_QUEUE
+    | LIVE_INBOX
+    | {("POST", f"{ITEM}/acknowledge")},
     "manager": SELF_OPS
     | WRITES
     | READS

@@ -64,7 +64,12 @@ def item(kind: str, item_id: str, deadline: datetime, *, paused: bool = False, p
         "attributes": {"priority": priority, "summary": f"{item_id} 专线中断"},
         "sla": {
             "metrics": {
-                "response": {"state": "pending", "deadline": deadline.isoformat(), "paused": paused, "cycle": 1}
+                "response": {
+                    "state": "pending",
+                    "deadline": deadline.isoformat(),
+                    "paused": paused,
+                    "cycle": 1,
+                }
             }
         },
     }
@@ -137,8 +142,12 @@ async def live(tmp_path):
         session.add_all(
             [
                 step_row("C-GOV", "F-OLD", "sla.breached", NOW - timedelta(hours=2)),
-                step_row("C-GOV", "F-OLD", "sla.escalation_due", NOW - timedelta(hours=2), 1, "account_manager"),
-                step_row("C-BANK", "F-BANK", "sla.escalation_due", NOW - timedelta(hours=1), 1, "account_manager"),
+                step_row(
+                    "C-GOV", "F-OLD", "sla.escalation_due", NOW - timedelta(hours=2), 1, "account_manager"
+                ),
+                step_row(
+                    "C-BANK", "F-BANK", "sla.escalation_due", NOW - timedelta(hours=1), 1, "account_manager"
+                ),
             ]
         )
         session.commit()
@@ -159,7 +168,13 @@ async def live(tmp_path):
         if body.get("note"):
             payload["note"] = body["note"]
         event = new_event(
-            "sla.escalation_acknowledged", customer_id, item_id, payload, source=source, actor=actor, now=datetime.now(UTC)
+            "sla.escalation_acknowledged",
+            customer_id,
+            item_id,
+            payload,
+            source=source,
+            actor=actor,
+            now=datetime.now(UTC),
         )
         published.append(event)
         return event, True
@@ -218,7 +233,9 @@ async def connected(page, name: str) -> None:
 
 
 class TestEscalationsInbox:
-    async def test_a_manager_sees_the_steps_of_their_scope_unacknowledged_first_and_to_them(self, browser, live):
+    async def test_a_manager_sees_the_steps_of_their_scope_unacknowledged_first_and_to_them(
+        self, browser, live
+    ):
         page = await live.sign_in(browser, "manager-li")
         await page.goto(f"{live.url}/inbox")
         rows = page.locator("#inbox-rows tr")
@@ -246,7 +263,12 @@ class TestEscalationsInbox:
         await expect(done).to_contain_text("已派单给广州传输一班")
         [ack] = live.published
         assert (ack.customer_id, ack.entity_id, ack.actor) == ("C-GOV", "F-1", "manager-li")
-        assert ack.payload == {"item_kind": "fault", "metric": "response", "cycle": 1, "note": "已派单给广州传输一班"}
+        assert ack.payload == {
+            "item_kind": "fault",
+            "metric": "response",
+            "cycle": 1,
+            "note": "已派单给广州传输一班",
+        }
 
     async def test_acknowledging_works_without_javascript(self, browser, live):
         context = await browser.new_context(java_script_enabled=False)
@@ -289,7 +311,13 @@ class TestEscalationsInbox:
         csrf = await page.locator("input[name=csrf_token]").first.input_value()
         forged = await page.request.post(
             f"{live.url}/inbox/acknowledge",
-            form={"customer_id": "C-GOV", "kind": "fault", "item_id": "F-OLD", "metric": "response", "csrf_token": csrf},
+            form={
+                "customer_id": "C-GOV",
+                "kind": "fault",
+                "item_id": "F-OLD",
+                "metric": "response",
+                "csrf_token": csrf,
+            },
         )
         assert forged.status == 403
         assert live.published == []
@@ -332,7 +360,9 @@ class TestDispatchQueue:
 
 @pytest.mark.parametrize("language", ["zh_CN", "en"])
 @pytest.mark.parametrize(("user", "path"), [("manager-li", "/inbox"), ("hotline-zhang", "/queue")])
-async def test_the_live_pages_are_accessible_fit_a_phone_and_show_local_time(browser, live, language, user, path):
+async def test_the_live_pages_are_accessible_fit_a_phone_and_show_local_time(
+    browser, live, language, user, path
+):
     page = await live.sign_in(browser, user, viewport=PHONE, language=language)
     await page.goto(f"{live.url}{path}?lang={language}")
     assert await serious_accessibility_problems(page) == []
