@@ -21,6 +21,7 @@ again: a revoked session does not stream on), when it cannot keep up
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from typing import Any
 
 import aiohttp_jinja2
@@ -32,11 +33,12 @@ from handlers.web.inbox_model import Customer, one_row
 from handlers.web.inbox_page import row_context
 from handlers.web.live_desk import LiveDesk
 from handlers.web.live_feed import LiveChange, TooManyStreams
-from handlers.web.pages import CSRF_COOKIE, ENVIRONMENTS, language_of
+from handlers.web.pages import ENVIRONMENTS, language_of
 from streams.vocabulary import ITEM_KINDS
 
 QUEUE_EVERY = 1.0
 KEEPALIVE = 15.0
+RENDERED_KEPT = 4096
 LIFETIME = 600.0
 
 
@@ -47,6 +49,10 @@ def sse(event: str, data: str) -> bytes:
 
 
 def register_live_stream(web_app: web.Application, live: LiveDesk) -> None:
+    #: a step's row as sent, by (event id, language, addressed to the viewer): rendered once for all
+    #: the streams it goes to, not once a stream (200 streams: 200 renders of one row otherwise)
+    rendered_rows: OrderedDict[tuple[str, str, bool], bytes] = OrderedDict()
+
     async def stream(request: web.Request) -> web.StreamResponse:
         viewer = identity_of(request)
         assert viewer is not None
@@ -73,12 +79,19 @@ def register_live_stream(web_app: web.Application, live: LiveDesk) -> None:
             row = one_row(change.step, customer, None, viewer)
             if row is None or (only_mine and not row.to_me):
                 return b""
-            context = row_context(row, live, fresh=True)
-            return sse("step", rendered("inbox_row.html", {"row": context, "csrf_token": csrf})) + sse(
-                "news", rendered("inbox_news.html", {"row": context})
-            )
+            key = (change.step.event_id, language, row.to_me)
+            found = rendered_rows.get(key)
+            if found is None:
+                context = row_context(row, live, fresh=True)
+                # no CSRF field: a live row exists only with htmx, which sends the page's token as a header
+                found = sse("step", rendered("inbox_row.html", {"row": context, "csrf_token": None})) + sse(
+                    "news", rendered("inbox_news.html", {"row": context})
+                )
+                rendered_rows[key] = found
+                while len(rendered_rows) > RENDERED_KEPT:
+                    rendered_rows.popitem(last=False)
+            return found
 
-        csrf = request.cookies.get(CSRF_COOKIE, "")
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream; charset=utf-8",
