@@ -36,7 +36,6 @@ from schemas.reporting_tables import Customer, SlaStep
 from tests.web.conftest import PHONE, scrolls_sideways, serious_accessibility_problems
 
 PASSWORD = "correct horse battery staple"
-NOW = datetime.now(UTC).replace(microsecond=0)
 REGION = "广东省/广州市"
 
 
@@ -100,8 +99,8 @@ def step_row(customer_id: str, item_id: str, event_type: str, at: datetime, step
 
 
 class LivePages:
-    def __init__(self, url: str, hub: LiveHub, views: dict, published: list, engine) -> None:
-        self.url, self.hub, self.views, self.published, self.engine = url, hub, views, published, engine
+    def __init__(self, url: str, hub: LiveHub, views: dict, published: list, now: datetime) -> None:
+        self.url, self.hub, self.views, self.published, self.now = url, hub, views, published, now
 
     async def sign_in(self, browser, username: str, *, viewport=None, language: str = "zh_CN"):
         page = await browser.new_page(viewport=viewport)
@@ -115,6 +114,7 @@ class LivePages:
 
 @pytest.fixture
 async def live(tmp_path):
+    now = datetime.now(UTC).replace(microsecond=0)
     engine = prepare_database(f"sqlite:///{tmp_path / 'desk.sqlite'}")
     store = IdentityStore(engine)
     hashed = hash_password(PASSWORD)
@@ -136,17 +136,17 @@ async def live(tmp_path):
                     account_manager_id=p["account_manager"]["id"],
                     account_manager_name=p["account_manager"]["name"],
                     profile=p,
-                    updated_at=NOW,
+                    updated_at=now,
                 )
             )
         session.add_all(
             [
-                step_row("C-GOV", "F-OLD", "sla.breached", NOW - timedelta(hours=2)),
+                step_row("C-GOV", "F-OLD", "sla.breached", now - timedelta(hours=2)),
                 step_row(
-                    "C-GOV", "F-OLD", "sla.escalation_due", NOW - timedelta(hours=2), 1, "account_manager"
+                    "C-GOV", "F-OLD", "sla.escalation_due", now - timedelta(hours=2), 1, "account_manager"
                 ),
                 step_row(
-                    "C-BANK", "F-BANK", "sla.escalation_due", NOW - timedelta(hours=1), 1, "account_manager"
+                    "C-BANK", "F-BANK", "sla.escalation_due", now - timedelta(hours=1), 1, "account_manager"
                 ),
             ]
         )
@@ -155,8 +155,8 @@ async def live(tmp_path):
     guard = IdentityGuard(db, b"k" * 32)
     hub = LiveHub(customer_lookup(db))
     views = {
-        "C-GOV": view("C-GOV", item("fault", "F-1", NOW + timedelta(minutes=10))),
-        "C-BANK": view("C-BANK", item("fault", "F-2", NOW + timedelta(hours=3))),
+        "C-GOV": view("C-GOV", item("fault", "F-1", now + timedelta(minutes=10))),
+        "C-BANK": view("C-BANK", item("fault", "F-2", now + timedelta(hours=3))),
     }
     published: list = []
 
@@ -200,7 +200,7 @@ async def live(tmp_path):
     port = free_port()
     await web.TCPSite(runner, LOOPBACK, port).start()
     try:
-        yield LivePages(f"http://{LOOPBACK}:{port}", hub, views, published, engine)
+        yield LivePages(f"http://{LOOPBACK}:{port}", hub, views, published, now)
     finally:
         hub.close()
         await runner.cleanup()
@@ -339,7 +339,7 @@ class TestDispatchQueue:
         await connected(page, "queue")
         first = page.locator("table.queue tbody tr").first
         await expect(first).to_have_attribute("data-item", "fault/F-1")
-        live.views["C-BANK"] = view("C-BANK", item("fault", "F-2", NOW - timedelta(minutes=1)))  # raised
+        live.views["C-BANK"] = view("C-BANK", item("fault", "F-2", live.now - timedelta(minutes=1)))  # raised
         await live.hub.publish([LiveChange("item", "C-BANK", "fault", "F-2", read_at=time.time())])
         await expect(first).to_have_attribute("data-item", "fault/F-2", timeout=2000)
         assert "band-breached" in await first.get_attribute("class")
