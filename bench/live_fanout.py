@@ -47,7 +47,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Live fan-out (issue 12)"
 PASSWORD = "bench password 12345"
 STREAMS_PER_USER = 8
-TIME = re.compile(r'data-step="(sla\.[a-z_]+):[0-9]*".*?<time datetime="([^"]+)"', re.S)
+TIME = re.compile(
+    r'id="step-([0-9a-f-]+)".*?data-step="(sla\.[a-z_]+):[0-9]*".*?<time datetime="([^"]+)"', re.S
+)
 
 
 def provision(database_url: str, clients: int) -> list[str]:
@@ -74,6 +76,7 @@ class Client:
 
     def __init__(self) -> None:
         self.latencies: list[float] = []
+        self.arrivals: list[tuple[str, float]] = []  # (step event id, arrival)
         self.synced = asyncio.Event()
         self.ended: str | None = None
 
@@ -107,9 +110,10 @@ class Client:
             self.synced.set()
         elif event == "step":
             found = TIME.search(data)
-            if found and found.group(1) in ("sla.breached", "sla.escalation_due"):
-                due = datetime.fromisoformat(found.group(2).replace("Z", "+00:00")).timestamp()
+            if found and found.group(2) in ("sla.breached", "sla.escalation_due"):
+                due = datetime.fromisoformat(found.group(3).replace("Z", "+00:00")).timestamp()
                 self.latencies.append(now - due)
+                self.arrivals.append((found.group(1), now))
 
 
 def event_bytes(event_type: str, customer: str, entity: str, at: datetime, **payload) -> bytes:
@@ -196,6 +200,8 @@ async def run(args, base: str, bootstrap: str, topic: str, secrets: list[str]) -
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     every = [v for c in clients for v in c.latencies]
+    published = published_at(args.log)
+    fanout = [at - published[eid] for c in clients for eid, at in c.arrivals if eid in published]
     ended_early = [c.ended for c in clients if c.ended not in (None, "CancelledError")]
     return {
         "clients": len(clients),
@@ -207,7 +213,30 @@ async def run(args, base: str, bootstrap: str, topic: str, secrets: list[str]) -
         "p50": pct(every, 50),
         "p99": pct(every, 99),
         "max": max(every, default=float("nan")),
+        "fanout_n": len(fanout),
+        "fanout_p50": pct(fanout, 50),
+        "fanout_p99": pct(fanout, 99),
+        "fanout_max": max(fanout, default=float("nan")),
+        "published_p50_after_due": pct(list(published_late(args.log)), 50),
     }
+
+
+def published_at(log: Path) -> dict[str, float]:
+    """When the worker published each step (its log's ``sla.step_published``), by event id."""
+    found = {}
+    for line in log.read_bytes().splitlines():
+        if b'"sla.step_published"' in line:
+            record = orjson.loads(line)
+            found[record["event_id"]] = datetime.fromisoformat(
+                record["timestamp"].replace("Z", "+00:00")
+            ).timestamp()
+    return found
+
+
+def published_late(log: Path):
+    for line in log.read_bytes().splitlines():
+        if b'"sla.step_published"' in line and (b"escalation_due" in line or b"sla.breached" in line):
+            yield orjson.loads(line)["seconds_after_due"]
 
 
 def wait_ready(base: str, timeout: float = 120) -> None:
@@ -271,6 +300,7 @@ def main() -> None:
                 cwd=ROOT,
             )
         base = f"http://127.0.0.1:{port}"
+        args.log = workdir / "worker.log"
         wait_ready(base)
         result = asyncio.run(run(args, base, bootstrap, f"{prefix}.events", secrets))
     finally:
@@ -294,6 +324,11 @@ def main() -> None:
         f"- step-to-client latency (due instant to arrival at the client), "
         f"over {result['deliveries']:,} deliveries: p50 {result['p50']:.3f} s, "
         f"p99 {result['p99']:.3f} s, max {result['max']:.3f} s",
+        f"- of which the worker's own lag (due instant to the timer's publish, its log): "
+        f"p50 {result['published_p50_after_due']:.3f} s",
+        f"- fan-out alone (the timer's publish to arrival at the client), over {result['fanout_n']:,} "
+        f"deliveries: p50 {result['fanout_p50']:.3f} s, p99 {result['fanout_p99']:.3f} s, "
+        f"max {result['fanout_max']:.3f} s",
         f"- steps received per client: {result['per_client_min']}–{result['per_client_max']}; "
         f"streams ended early: {len(result['ended_early'])} {sorted(set(result['ended_early']))}",
         "",
