@@ -28,6 +28,7 @@ from handlers.reports.commands import register_report_routes
 from handlers.sink_runner import register_sink_service
 from handlers.web.customer_desk import WorkerCustomerDesk
 from handlers.web.customer_screens import register_customer_screens
+from handlers.web.live_pages import live_desk_of_worker, register_live_pages
 from handlers.web.pages import Desk, register_pages
 from schemas.reporting_db import open_engine
 from streams.app import Streams, build_streams
@@ -61,10 +62,16 @@ def build_worker_streams(settings: Settings) -> Streams:
     hasher = PasswordHasher()
     register_identity_routes(streams.app, identity_db, hasher, cookie_secure=settings.cookie_secure)
     register_pages(streams.app.web.web_app, Desk(identity_db, hasher, cookie_secure=settings.cookie_secure))
+    # screens 2-4: the hotline console, the customer's one-stop page, the item page
     customer_desk = WorkerCustomerDesk(
         reads, streams.publisher, lambda: streams.rules, settings.zone, open_engine(settings.database_url)
     )
     register_customer_screens(streams.app.web.web_app, customer_desk, identity_db)
+    # screens 5-6: the dispatch queue and the escalations inbox, live from every partition
+    register_live_pages(
+        streams.app.web.web_app,
+        live_desk_of_worker(streams, settings, placement, identity_db, reads.acknowledge, identity.hop_key),
+    )
     register_report_routes(streams, settings)
     register_alert_agent(streams, settings, placement, streams.sla_topic)
     if settings.sink == "on":
