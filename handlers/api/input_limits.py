@@ -19,6 +19,8 @@ from schemas.envelope import ID_MAX_LENGTH
 #: bomb stops here).  A fault or a raw event is a few KiB.  Also aiohttp's
 #: ``client_max_size`` (its default is 1 MiB).
 MAX_BODY_BYTES = 256 * 1024
+#: A rules document (``PUT /api/rules``): its UTF-8 text, as the rules topic takes it.
+MAX_RULES_BYTES = 256 * 1024
 
 #: ``Content-Encoding`` values a body may have; anything else is a 415.
 BODY_ENCODINGS = ("identity", "gzip")

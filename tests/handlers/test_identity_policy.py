@@ -67,6 +67,7 @@ READS = {
     ("GET", "/api/customers/{customer_id}"),  # an archive record, scoped like the view
 }
 ARCHIVE_WRITES = {("POST", "/api/customers"), ("PATCH", "/api/customers/{customer_id}")}
+RULES_READS = {("GET", "/api/rules"), ("POST", "/api/rules/check")}
 ADMIN = {
     ("GET", "/api/users"),
     ("POST", "/api/users"),
@@ -80,6 +81,8 @@ ADMIN = {
     ("GET", "/api/customers"),
     ("GET", "/api/customers/{customer_id}"),
     *ARCHIVE_WRITES,
+    *RULES_READS,
+    ("PUT", "/api/rules"),
 }
 #: role -> the operations (beyond the open ones) it may call at all, before any customer is looked at
 ALLOWED = {
@@ -88,6 +91,7 @@ ALLOWED = {
     "manager": SELF_OPS
     | WRITES
     | READS
+    | RULES_READS
     | {("POST", f"{ITEM}/acknowledge"), ("GET", "/api/reports/compliance")},
     "report_reader": SELF_OPS | {("GET", "/api/reports/compliance"), ("GET", "/api/sink")},
     "admin": SELF_OPS | ADMIN,
