@@ -36,7 +36,9 @@ class RuleProblem:
         column: int | None = None
         path = self.location
         syntax = _LINE_COLUMN.fullmatch(self.location)
-        if syntax:
+        if self.location.isdigit():  # a TOML error without a position (at the end), an unreadable file
+            line, path = int(self.location) or None, ""
+        elif syntax:
             line, column, path = int(syntax[1]), int(syntax[2]), ""
         else:
             at_line = _LINE_PATH.fullmatch(self.location)

@@ -167,3 +167,18 @@ def test_the_summary_names_each_version_and_whether_it_is_history():
     ]
     assert {c["id"] for c in summary["calendars"]} == {"24x7", "cn-business"}
     assert summary["rules"][-1]["policy"] == "public"
+
+
+def test_a_problem_says_its_field_path_and_line_apart():
+    _, problems = parse_rules(SHIPPED.replace('calendar = "24x7"', 'calendar = "25x8"', 1), "t")
+    assert problems[0].located() == {
+        "path": "policies[0](id=diamond).calendar",
+        "line": SHIPPED.splitlines().index('id = "diamond"'),  # the [[policies]] line above it, 1-based
+        "column": None,
+        "reason": problems[0].reason,
+    }
+    _, syntax = parse_rules("schema = 1\nversion = = 2\n", "t")
+    assert (syntax[0].located()["line"], syntax[0].located()["path"]) == (2, "")
+    assert syntax[0].located()["column"] is not None
+    _, at_end = parse_rules("schema = 1\n[broken", "t")
+    assert at_end[0].located()["path"] == ""
