@@ -14,7 +14,6 @@ import signal
 import mode
 import structlog
 
-from handlers.kafka_topics import ensure_topics
 from schemas.reporting_db import open_engine
 from sla_rules import RuleSet
 from streams.app import Streams
@@ -76,8 +75,7 @@ def run_sink(settings: Settings) -> int:
     feed = RulesFeed.from_settings(settings)  # an invalid rules file stops us here
 
     async def main() -> None:
-        await ensure_topics(settings)
-        await feed.catch_up()
+        await feed.catch_up()  # (no topic yet: the file's rules, until a worker has made it)
         sink = build_sink(settings, feed.in_force.rules)  # its consumer belongs to this loop
 
         async def apply(new: InForce) -> None:

@@ -132,10 +132,15 @@ class RulesFeed:
             self.outcomes.popitem(last=False)
         self.position = record.offset + 1
 
-    async def _read(self, *, until_end: bool) -> None:
+    async def _read(self, *, until_end: bool) -> bool:
+        """Fold records (to the topic's end, or until stopped); ``False`` if there is no topic yet."""
         consumer = self._consumer()
         await consumer.start()
         try:
+            if self.topic not in await consumer.topics():
+                # Created by the first worker (handlers/kafka_topics.py); a sink of its own may not
+                # create topics, and before that topic there is no revision: the file's rules hold.
+                return False
             tp = TopicPartition(self.topic, 0)
             consumer.assign([tp])
             consumer.seek(tp, self.position)
@@ -145,12 +150,14 @@ class RulesFeed:
                 for record in batches.get(tp, []):
                     await self._fold(record)
                 await self._notify()
+            return True
         finally:
             await consumer.stop()
 
     async def catch_up(self) -> InForce:
         """Fold the topic from where this feed stands to its current end (at start)."""
-        await self._read(until_end=True)
+        if not await self._read(until_end=True):
+            log.warning("rules.no_topic", topic=self.topic)
         self._progress = None  # made in this loop: the running one makes its own
         log.info("rules.in_force", **self.in_force.describe(), position=self.position)
         return self.in_force
@@ -161,11 +168,13 @@ class RulesFeed:
         try:
             while not self._stopping:
                 try:
-                    await self._read(until_end=False)
+                    if await self._read(until_end=False):
+                        continue
+                    self.last_error = f"no topic {self.topic} yet"
                 except (KafkaError, OSError) as exc:
                     self.last_error = repr(exc)[:300]
-                    log.warning("rules.follow_retrying", error=self.last_error)
-                    await asyncio.sleep(_RETRY_SECONDS)  # backoff before reconnecting
+                log.warning("rules.follow_retrying", error=self.last_error)
+                await asyncio.sleep(_RETRY_SECONDS)  # backoff before reconnecting
         finally:
             self.following = False
             await self._notify()

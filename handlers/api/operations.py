@@ -38,7 +38,7 @@ from handlers.api.input_limits import (
     MAX_ID_LENGTH,
     MAX_QUEUE_LIMIT,
     MAX_REPORT_BREACHES,
-    MAX_RULES_BYTES,
+    MAX_RULES_CHARACTERS,
     MAX_SEARCH_LENGTH,
     MAX_WAIT_SECONDS,
     MAX_YEAR,
@@ -648,7 +648,10 @@ def _rules_operations() -> list[Operation]:
     """The SLA rules in force, a check of a draft, a replace (``handlers/api/rules_routes.py``)."""
     document = Body(
         "a rules document: the whole TOML text (sla_rules/default_rules.toml shows the format)",
-        schema=_body_schema({"text": {"type": "string", "minLength": 1, "maxLength": MAX_RULES_BYTES}}, {}),
+        schema=_body_schema(
+            {"text": {"type": "string", "minLength": 1, "maxLength": MAX_RULES_CHARACTERS, "pattern": r"\S"}},
+            {},
+        ),
     )
     return [
         Operation(

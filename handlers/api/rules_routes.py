@@ -24,7 +24,7 @@ from aiokafka.errors import KafkaError
 from faust.web import Request, Response, View
 
 from handlers.api.http_guard import BadRequest, read_json_object
-from handlers.api.input_limits import MAX_RULES_BYTES
+from handlers.api.input_limits import MAX_RULES_BYTES, MAX_RULES_CHARACTERS
 from handlers.api.operations import operation
 from handlers.identity.guard import audit_change, identity_of
 from sla_rules import RuleProblem, RuleSet, parse_rules
@@ -47,15 +47,17 @@ def _problems(kind: str, problems: list[RuleProblem]) -> list[dict[str, Any]]:
 
 
 def text_of(body: dict[str, Any]) -> str:
-    """The body's ``text``: exactly that field, a non-empty string of at most 256 KiB of UTF-8."""
+    """The body's ``text``: exactly that field, a string with something in it, bounded."""
     extra = sorted(set(body) - {"text"})
     if extra:
         raise BadRequest(422, extra[0][:64], "unknown field; send {text}")
     text = body.get("text")
     if not isinstance(text, str) or not text.strip():
         raise BadRequest(422, "text", "is required: the rules document as a string")
-    if len(text.encode()) > MAX_RULES_BYTES:
-        raise BadRequest(422, "text", f"longer than {MAX_RULES_BYTES} bytes")
+    if len(text) > MAX_RULES_CHARACTERS or len(text.encode()) > MAX_RULES_BYTES:
+        raise BadRequest(
+            422, "text", f"longer than {MAX_RULES_CHARACTERS} characters or {MAX_RULES_BYTES} bytes of UTF-8"
+        )
     return text
 
 
