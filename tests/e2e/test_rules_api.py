@@ -273,3 +273,37 @@ class TestReplace:
                 assert late.alive() and time.monotonic() < deadline, late.log_path.read_text()[-3000:]
                 time.sleep(0.2)  # polling for the port, not waiting a fixed time
         assert status == 200 and answer["revision"] == 1, answer
+
+
+class TestCli:
+    def test_show_check_and_replace_from_the_cli(self, desk, tmp_path):
+        env = desk.env(1) | {"KEYDESK_API": desk.workers[1].url}
+
+        def keydesk(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run(
+                [sys.executable, "-m", "handlers.cli", "rules", *args],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                cwd=Path(__file__).parents[2],
+            )
+
+        shown = keydesk("show")
+        assert shown.returncode == 0, shown.stderr
+        assert shown.stdout.startswith("revision 1 (log, replaced by e2e-suite at ")
+        assert "  diamond v2  from " in shown.stdout
+        in_force = tmp_path / "in-force.toml"
+        in_force.write_text(keydesk("show", "--text").stdout)
+        assert keydesk("check", str(in_force)).returncode == 0
+        same = keydesk("replace", str(in_force))
+        assert (same.returncode, same.stdout.strip()) == (0, "unchanged: revision 1 has this text already")
+        broken = tmp_path / "broken.toml"
+        broken.write_text(in_force.read_text().replace('calendar = "24x7"', 'calendar = "25x8"', 1))
+        checked = keydesk("check", str(broken))
+        assert checked.returncode == 1
+        line = SHIPPED.splitlines().index('id = "diamond"')  # its [[policies]] line, 1-based
+        assert f"{broken}:{line}:policies[0](id=diamond).calendar: unknown calendar '25x8'" in checked.stderr
+        refused = keydesk("replace", str(broken))
+        assert refused.returncode == 2 and refused.stderr.startswith("refused (422): text: not valid rules")
+        assert http("GET", f"{desk.workers[0].url}/api/rules")[1]["revision"] == 1
