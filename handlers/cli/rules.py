@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from handlers.cli.shared import api_base, http, print_json
+from handlers.cli.shared import api_base, http, print_json, refused
 from streams.settings import Settings
 
 __all__ = ["add_rules_parsers"]
@@ -41,10 +41,10 @@ def add_rules_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _refused(status: int, answer: dict) -> int:
-    hint = " (keydesk login, or set KEYDESK_TOKEN)" if status == 401 else ""
-    print(f"refused ({status}): {answer.get('field')}: {answer.get('error')}{hint}", file=sys.stderr)
+    """The shared refusal line, then each problem of the document on a line of its own."""
+    code = refused(status, answer)
     _print_problems(answer.get("problems") or [])
-    return 2
+    return code
 
 
 def _print_problems(problems: list[dict], prefix: str = "") -> None:

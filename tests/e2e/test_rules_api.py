@@ -23,6 +23,7 @@ from sqlalchemy import create_engine, text
 from sla_rules import DEFAULT_RULES_PATH
 from streams.partitioning import murmur2_partition
 from tests.e2e.conftest import PARTITIONS, http, new_desk
+from tests.e2e.conftest import keydesk as run_keydesk
 from tests.e2e.test_identity import PASSWORD, login, poll
 
 pytestmark = pytest.mark.broker
@@ -277,17 +278,8 @@ class TestReplace:
 
 class TestCli:
     def test_show_check_and_replace_from_the_cli(self, desk, tmp_path):
-        env = desk.env(1) | {"KEYDESK_API": desk.workers[1].url}
-
         def keydesk(*args: str) -> subprocess.CompletedProcess:
-            return subprocess.run(
-                [sys.executable, "-m", "handlers.cli", "rules", *args],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-                cwd=Path(__file__).parents[2],
-            )
+            return run_keydesk(desk, "rules", *args, worker=1)
 
         shown = keydesk("show")
         assert shown.returncode == 0, shown.stderr
