@@ -23,7 +23,7 @@ MAX_BODY_BYTES = 256 * 1024
 #: characters, as the document declares it (fewer than the body's bytes, so that a text just too
 #: long is refused naming ``text``, not as a body too large).  The shipped file is ~20 KB.
 MAX_RULES_BYTES = 256 * 1024
-MAX_RULES_CHARACTERS = 200_000
+MAX_RULES_CHARACTERS = 100_000
 
 #: ``Content-Encoding`` values a body may have; anything else is a 415.
 BODY_ENCODINGS = ("identity", "gzip")
