@@ -10,15 +10,18 @@ timers or partitioner.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable
 
 import faust
+import mode
 import structlog
 
 from handlers.alerts.sender import register_alert_agent
 from handlers.api.routes import register_routes
+from handlers.api.rules_routes import register_rules_routes
 from handlers.identity.guard import IdentityGuard
 from handlers.identity.passwords import PasswordHasher
 from handlers.identity.routes import register_identity_routes
@@ -35,6 +38,8 @@ from streams.app import Streams, build_streams
 from streams.desk_signature import fingerprint
 from streams.log_config import configure_logging
 from streams.partitioning import Placement
+from streams.rules_feed import RulesFeed
+from streams.rules_revisions import InForce
 from streams.settings import Settings
 
 log = structlog.get_logger("keydesk.worker")
@@ -51,9 +56,15 @@ def seconds_since_process_start() -> float:
         return time.process_time()
 
 
-def build_worker_streams(settings: Settings) -> Streams:
-    """Everything one worker process runs: agents, table, HTTP API and (unless off) the sink."""
-    streams = build_streams(settings)
+def build_worker_streams(settings: Settings, rules_feed: RulesFeed | None = None) -> Streams:
+    """Everything one worker process runs: agents, table, HTTP API and (unless off) the sink.
+
+    ``rules_feed``: the rules in force, caught up with the rules topic (``run_worker``);
+    without one (tests), the rules file's, followed from the topic's beginning once running.
+    """
+    feed = rules_feed or RulesFeed.from_settings(settings)
+    streams = build_streams(settings, rules=feed.in_force.rules)
+    register_rules_feed(streams, feed)
     placement = Placement(home=streams.publisher.home_partition, owned=streams.processor.owned_partitions)
     # Users, sessions and tokens: the reporting database, migrated here too (the sink may be off).
     identity_db = IdentityDb(IdentityStore(prepare_database(settings.database_url)))
@@ -73,10 +84,34 @@ def build_worker_streams(settings: Settings) -> Streams:
         live_desk_of_worker(streams, settings, placement, identity_db, reads.acknowledge, identity.hop_key),
     )
     register_report_routes(streams, settings)
+    register_rules_routes(streams.app, feed)
     register_alert_agent(streams, settings, placement, streams.sla_topic)
     if settings.sink == "on":
         register_sink_service(streams, settings)
     return streams
+
+
+def register_rules_feed(streams: Streams, feed: RulesFeed) -> None:
+    """Follow the rules topic while the app runs; each applied revision reaches the processor,
+    the in-worker sink and the routes (``streams.rules``), in that order, between their batches."""
+    streams.rules_feed = feed
+
+    async def apply(new: InForce) -> None:
+        await streams.processor.swap_rules(new.rules)
+        if streams.sink is not None:
+            await streams.sink.swap_rules(new.rules)
+        streams.rules = new.rules
+
+    feed.appliers.append(apply)
+
+    @streams.app.service
+    class RulesFeedService(mode.Service):
+        async def on_start(self) -> None:
+            self._following = asyncio.ensure_future(feed.follow())
+
+        async def on_stop(self) -> None:
+            await feed.stop()
+            await asyncio.wait_for(asyncio.shield(self._following), 30)
 
 
 def announce_secret(settings: Settings) -> None:
@@ -104,7 +139,9 @@ def run_worker(settings: Settings, on_ready: Callable[[Streams], Awaitable[None]
     configure_logging(settings.log_format, settings.log_level)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     ensure_topics_sync(settings)
-    streams = build_worker_streams(settings)
+    feed = RulesFeed.from_settings(settings)
+    asyncio.run(feed.catch_up())  # the newest revision on the log is in force from the first event on
+    streams = build_worker_streams(settings, feed)
     announce_secret(settings)
     ready = False
 

@@ -18,10 +18,13 @@ from streams.settings import Settings, SettingsError
 
 # Dead letters are few and each one is somebody's lost fault report: keep them.
 DEAD_LETTER_CONFIG = {"retention.ms": "-1"}
+#: The rules' revisions: one partition (one order for every reader), compacted with a key per
+#: revision, so every revision stays (``streams/rules_revisions.py``).
+RULES_CONFIG = {"cleanup.policy": "compact"}
 
 
 async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
-    """Create the events and dead-letter topics if missing; check partition counts."""
+    """Create the events, SLA, dead-letter, alerts-failed and rules topics if missing; check partitions."""
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.bootstrap_servers,
         request_timeout_ms=int(timeout * 1000),
@@ -41,6 +44,10 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
             for name, cfg in wanted.items()
             if name not in existing
         ]
+        if settings.rules_topic not in existing:
+            missing.append(
+                NewTopic(settings.rules_topic, 1, settings.replication, topic_configs=RULES_CONFIG)
+            )
         if missing:
             try:
                 await admin.create_topics(missing, timeout_ms=int(timeout * 1000))
@@ -52,6 +59,13 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
                 raise SettingsError(
                     f"topic {described['topic']} has {count} partitions but "
                     f"KEYDESK_PARTITIONS={settings.partitions}; they must be co-partitioned"
+                )
+        for described in await admin.describe_topics([settings.rules_topic]):
+            count = len(described["partitions"])
+            if count and count != 1:
+                raise SettingsError(
+                    f"topic {described['topic']} has {count} partitions; the rules' revisions need one "
+                    "(one order for every worker)"
                 )
     finally:
         await admin.close()

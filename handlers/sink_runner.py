@@ -15,9 +15,11 @@ import mode
 import structlog
 
 from schemas.reporting_db import open_engine
-from sla_rules import RuleSet, load_rules
+from sla_rules import RuleSet
 from streams.app import Streams
 from streams.kafka_security import client_options
+from streams.rules_feed import RulesFeed
+from streams.rules_revisions import InForce
 from streams.settings import Settings
 from streams.sink_writer import SinkWriter
 from streams.sql_sink import SqlSink
@@ -64,11 +66,24 @@ def _log_end(task: asyncio.Future) -> None:
 
 
 def run_sink(settings: Settings) -> int:
-    """Run the sink in the foreground until SIGINT/SIGTERM."""
-    rules = load_rules(settings.sla_rules)
+    """Run the sink in the foreground until SIGINT/SIGTERM.
+
+    Its rules: the file (``KEYDESK_SLA_RULES``), superseded by the newest revision
+    on the rules topic, read to its end before the first batch and followed while
+    it runs (``streams/rules_feed.py``), as a worker does.
+    """
+    feed = RulesFeed.from_settings(settings)  # an invalid rules file stops us here
 
     async def main() -> None:
-        sink = build_sink(settings, rules)  # its consumer belongs to this loop
+        await feed.catch_up()  # (no topic yet: the file's rules, until a worker has made it)
+        sink = build_sink(settings, feed.in_force.rules)  # its consumer belongs to this loop
+
+        async def apply(new: InForce) -> None:
+            await sink.swap_rules(new.rules)
+
+        feed.appliers.append(apply)
+        following = asyncio.ensure_future(feed.follow())
+        following.add_done_callback(_log_end)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, lambda: loop.create_task(sink.stop()))
@@ -77,8 +92,13 @@ def run_sink(settings: Settings) -> int:
             database=sink.writer.engine.url.render_as_string(),
             topics=sink.topics,
             group=settings.sink_group,
+            rules_revision=feed.in_force.revision,
         )
-        await sink.run()
+        try:
+            await sink.run()
+        finally:
+            await feed.stop()
+            await asyncio.wait_for(asyncio.shield(following), 30)
 
     asyncio.run(main())
     return 0

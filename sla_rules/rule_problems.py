@@ -10,6 +10,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+_LINE_COLUMN = re.compile(r"(\d+):(\d+)")
+_LINE_PATH = re.compile(r"(\d+):(.+)", re.DOTALL)
+
 
 @dataclass(frozen=True)
 class RuleProblem:
@@ -25,6 +28,23 @@ class RuleProblem:
     def to_dict(self) -> dict[str, str]:
         """JSON-able form for machine-readable check output."""
         return {"file": self.file, "location": self.location, "reason": self.reason}
+
+    def located(self) -> dict[str, Any]:
+        """``{path, line, column, reason}``: the location split into the field path and its line
+        (``12:policies[0](id=p).version``), or a TOML syntax error's line and column (``3:7``)."""
+        line: int | None = None
+        column: int | None = None
+        path = self.location
+        syntax = _LINE_COLUMN.fullmatch(self.location)
+        if self.location.isdigit():  # a TOML error without a position (at the end), an unreadable file
+            line, path = int(self.location) or None, ""
+        elif syntax:
+            line, column, path = int(syntax[1]), int(syntax[2]), ""
+        else:
+            at_line = _LINE_PATH.fullmatch(self.location)
+            if at_line:
+                line, path = int(at_line[1]), at_line[2]
+        return {"path": path, "line": line, "column": column, "reason": self.reason}
 
 
 class RulesError(Exception):

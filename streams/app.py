@@ -73,6 +73,8 @@ class Streams:
     publisher: HomePublisher
     sla_topic: faust.TopicT
     sink: Any = None  # the SQL sink when this worker runs one (handlers/sink_runner.py)
+    #: the rules' revisions this worker follows (streams/rules_feed.py; handlers/composition.py)
+    rules_feed: Any = None
 
 
 class App(faust.App):

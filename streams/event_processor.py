@@ -27,6 +27,7 @@ from streams.desk_signature import is_signed
 from streams.item_sla import items_touched_by, sla_summary
 from streams.partitioning import murmur2_partition
 from streams.publisher import HomePublisher
+from streams.rules_gate import RulesGate
 from streams.sla_timers import SlaTimers
 from streams.topic_rules import misplaced
 
@@ -71,6 +72,7 @@ class EventProcessor:
         self.views = views
         self.rules = rules
         self.timers = SlaTimers(rules, self.home_partition, replay=replay)
+        self.rules_gate = RulesGate()  # a new rule set is swapped in between batches
         self.sla_topic: faust.TopicT | None = None  # set by streams.sla_agents
         self.partitions = partitions or app.conf.topic_partitions
         self.clock = clock
@@ -82,6 +84,16 @@ class EventProcessor:
         # Awaited at a revocation before the views are dropped (the alert sender's handover).
         self.before_drop: list[Callable[[], Awaitable[None]]] = []
         self.last_error: str | None = None
+
+    async def swap_rules(self, rules: RuleSet) -> None:
+        """Fold with ``rules`` from the next batch on (``streams/rules_feed.py``): between batches,
+        and every open clock is evaluated again under them at the next tick."""
+
+        def apply() -> None:
+            self.rules = rules
+            self.timers.use_rules(rules, self.views.items())
+
+        await self.rules_gate.swap(apply)
 
     def home_partition(self, customer_id: str) -> int:
         return murmur2_partition(customer_id.encode(), self.partitions)
@@ -107,7 +119,8 @@ class EventProcessor:
         while True:
             generation = self.views.generation
             try:
-                await self.process_batch(batch)
+                async with self.rules_gate.batch():
+                    await self.process_batch(batch)
             except Exception as exc:
                 self.stats["batch_retries"] += 1
                 self.failing_since = self.failing_since or self.clock()

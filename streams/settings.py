@@ -76,6 +76,11 @@ class Settings:
         return f"{self.topic_prefix}{SLA_TOPIC_SUFFIX}"  # streams/topic_rules.py knows it by this
 
     @property
+    def rules_topic(self) -> str:
+        """The SLA rules' revisions (``streams/rules_revisions.py``): one partition, compacted."""
+        return f"{self.topic_prefix}.rules"
+
+    @property
     def alerts_failed_topic(self) -> str:
         return f"{self.topic_prefix}.alerts-failed"
 

@@ -153,6 +153,22 @@ class SlaTimers:
                 self._schedule_known(view, item)
         return sum(len(self.indexes[p]) for p in owned)
 
+    def use_rules(self, rules: RuleSet, views: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """Time every clock under ``rules`` from now on (a replaced rules file).
+
+        The memo serves one rule set, so it starts empty, and every open clock
+        of the owned partitions is due at once: its steps are computed again
+        from its whole log under the new rules.  A replacement cannot change a
+        step due up to now (``sla_rules/rules_history.py``), so what was
+        published stays right and is not published again (ids dedupe anyway).
+        """
+        self.rules = rules
+        self.memo = StepMemo()
+        for customer_id, view in views:
+            if self.partition_of(customer_id) in self.indexes:
+                for item in _items(view):
+                    self.schedule(view, item)
+
     def drop(self, partitions: Iterable[int]) -> None:
         """Forget revoked partitions' clocks; their new owner rebuilds them."""
         gone = set(partitions)

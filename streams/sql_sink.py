@@ -193,6 +193,11 @@ class SqlSink(ConsumerRebalanceListener):
     async def stop(self) -> None:
         self._stopping.set()
 
+    async def swap_rules(self, rules: Any) -> None:
+        """Project with ``rules`` from the next batch on (``streams/rules_feed.py``): between batches."""
+        async with self._lock:
+            self.writer.rules = rules
+
     async def _prepare(self) -> None:
         """Migrate the schema (the database may not be up yet)."""
         await asyncio.to_thread(self.writer.prepare)

@@ -221,3 +221,54 @@ ARCHIVE_PUBLISHED: Schema = _object(
 ARCHIVE_APPLIED: Schema = _object(
     {**_ARCHIVE_KEYS, "outcome": {"const": "applied"}, "customer": ARCHIVE_RECORD}
 )
+
+#: One problem of a rules document: where (the field path, its line and column when known) and why.
+RULE_PROBLEM: Schema = _object(
+    {
+        "kind": {"enum": ["invalid", "history", "warning"]},
+        "path": _STRING,
+        "line": {"type": ["integer", "null"]},
+        "reason": _STRING,
+    },
+    {"column": {"type": ["integer", "null"]}},
+)
+_PROBLEMS: Schema = {"type": "array", "items": RULE_PROBLEM}
+_REVISION_KEYS: dict[str, Schema] = {
+    "revision": {"type": "integer", "minimum": 0},
+    "digest": _STRING,
+    "version": _STRING,
+    "source": _STRING,
+    "replaced_by": _NULLABLE_STRING,
+    "replaced_at": _NULLABLE_STRING,
+}
+#: The rules in force on the worker asked (``GET /api/rules``).
+RULES_IN_FORCE: Schema = _object(
+    {
+        **_REVISION_KEYS,
+        "text": _STRING,
+        "summary": _object(
+            {
+                "version": _STRING,
+                "policies": {"type": "array", "items": _OBJECT},
+                "calendars": {"type": "array", "items": _OBJECT},
+                "rules": {"type": "array", "items": _OBJECT},
+            }
+        ),
+        "following": {"type": "boolean"},
+    }
+)
+#: What ``POST /api/rules/check`` found: what ``PUT`` would refuse, changing nothing.
+RULES_CHECKED: Schema = _object(
+    {"valid": {"type": "boolean"}, "problems": _PROBLEMS, "warnings": _PROBLEMS, "against": _OBJECT}
+)
+#: A replace refused: the error body, with every problem of the document when it is the document.
+RULES_REFUSED: Schema = _object({"error": _STRING, "field": _NULLABLE_STRING}, {"problems": _PROBLEMS})
+#: A replace on the log (202: the broker has it; 200: in force on this worker, or nothing to change).
+RULES_REPLACED: Schema = _object(
+    {
+        "outcome": {"enum": ["published", "applied", "unchanged"]},
+        "revision": {"type": "integer", "minimum": 0},
+        "digest": _STRING,
+    },
+    {"base": {"type": "integer"}, "offset": {"type": "integer"}, "waited": {"type": "number"}},
+)

@@ -19,6 +19,11 @@ from schemas.envelope import ID_MAX_LENGTH
 #: bomb stops here).  A fault or a raw event is a few KiB.  Also aiohttp's
 #: ``client_max_size`` (its default is 1 MiB).
 MAX_BODY_BYTES = 256 * 1024
+#: A rules document (``PUT /api/rules``): its UTF-8 text, as the rules topic takes it, and its
+#: characters, as the document declares it (fewer than the body's bytes, so that a text just too
+#: long is refused naming ``text``, not as a body too large).  The shipped file is ~20 KB.
+MAX_RULES_BYTES = 256 * 1024
+MAX_RULES_CHARACTERS = 100_000
 
 #: ``Content-Encoding`` values a body may have; anything else is a 415.
 BODY_ENCODINGS = ("identity", "gzip")

@@ -38,6 +38,7 @@ from handlers.api.input_limits import (
     MAX_ID_LENGTH,
     MAX_QUEUE_LIMIT,
     MAX_REPORT_BREACHES,
+    MAX_RULES_CHARACTERS,
     MAX_SEARCH_LENGTH,
     MAX_SERVICE_PAGE,
     MAX_WAIT_SECONDS,
@@ -231,7 +232,7 @@ class Operation:
     """
 
     operation_id: str
-    method: Literal["GET", "POST", "PATCH", "DELETE"]
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
     path: str
     summary: str
     tag: str
@@ -711,6 +712,77 @@ def _identity_operations() -> list[Operation]:
     ]
 
 
+def _rules_operations() -> list[Operation]:
+    """The SLA rules in force, a check of a draft, a replace (``handlers/api/rules_routes.py``)."""
+    document = Body(
+        "a rules document: the whole TOML text (sla_rules/default_rules.toml shows the format)",
+        schema=_body_schema(
+            {"text": {"type": "string", "minLength": 1, "maxLength": MAX_RULES_CHARACTERS, "pattern": r"\S"}},
+            {},
+        ),
+    )
+    return [
+        Operation(
+            "get_rules",
+            "GET",
+            "/api/rules",
+            "the SLA rules in force on this worker: text, revision, who replaced them when, a summary",
+            "rules",
+            answers=_read(Answer(200, "the rules in force", answers.RULES_IN_FORCE)),
+        ),
+        Operation(
+            "check_rules",
+            "POST",
+            "/api/rules/check",
+            "what a replace by this document would refuse, changing nothing",
+            "rules",
+            body=document,
+            answers=_with_body(
+                Answer(200, "valid, or its problems with path and line", answers.RULES_CHECKED)
+            ),
+            description="Problems of kind invalid (the document itself) and history (what it would change "
+            "of policy versions, rules and calendars in force already: sla_rules/rules_history.py).",
+        ),
+        Operation(
+            "replace_rules",
+            "PUT",
+            "/api/rules",
+            "replace the SLA rules: a new revision on the rules topic, followed by every worker and sink",
+            "rules",
+            params=(
+                replace(
+                    _wait_seconds(
+                        "wait",
+                        "wait up to this many seconds until this worker has the revision in force "
+                        "(given empty: 2 s); without it the answer is 202 once the broker has it",
+                        default=None,
+                    ),
+                    empty=DEFAULT_WAIT_SECONDS,
+                ),
+            ),
+            body=document,
+            answers=(
+                Answer(200, "in force on this worker (or the same text already was)", answers.RULES_REPLACED),
+                Answer(202, "on the rules topic: the broker has it", answers.RULES_REPLACED),
+                Answer(
+                    409,
+                    "it would rewrite history (a policy version in force changed or dropped, ...), "
+                    "or another replace came first",
+                    answers.RULES_REFUSED,
+                ),
+                Answer(
+                    422,
+                    "the document is not valid rules (every problem named), or a field refused",
+                    answers.RULES_REFUSED,
+                ),
+                _error(503, "the broker did not take the revision", "Retry-After"),
+                *_BODY_ERRORS,
+                INTERNAL,
+            ),
+        ),
+    ]
+
+
 def _raw_event_schema() -> dict[str, Any]:
     return {"oneOf": [{"$ref": f"#/components/schemas/{t}"} for t in RAW_EVENT_TYPES]}
 
@@ -917,6 +989,7 @@ def _all_operations() -> tuple[Operation, ...]:
     ops += _archive_operations()
     ops += _service_operations()
     ops += _identity_operations()
+    ops += _rules_operations()
     ops += [
         Operation(
             "get_dispatch_queue",

@@ -16,6 +16,7 @@ from handlers.cli.customers import add_customer_parsers
 from handlers.cli.desk import cmd_fault_log, cmd_publish, cmd_queue, cmd_view
 from handlers.cli.identity import add_identity_parsers
 from handlers.cli.items import add_item_parsers
+from handlers.cli.rules import add_rules_parsers
 from handlers.cli.running import cmd_broker, cmd_sink, cmd_up, cmd_worker
 from handlers.cli.shared import Refused, refused
 from handlers.cli.sla import cmd_replay, cmd_sla_ack, cmd_sla_check, cmd_sla_explain
@@ -131,6 +132,7 @@ def parser() -> argparse.ArgumentParser:
     db.set_defaults(run=cmd_db)
 
     add_identity_parsers(sub)
+    add_rules_parsers(sub)
     add_report_parser(sub)
     schemas = sub.add_parser("schemas", help=cmd_schemas.__doc__)
     schemas.add_argument("action", choices=["write", "check"])

@@ -34,6 +34,8 @@ from handlers.identity.roles import (
     ITEM_WRITE,
     QUEUE_READ,
     REPORT_READ,
+    RULES_READ,
+    RULES_WRITE,
     SELF,
     SINK_READ,
     TOKENS_ADMIN,
@@ -151,6 +153,10 @@ OPERATIONS: tuple[Operation, ...] = (
     _op("POST", "/api/tokens", TOKENS_ADMIN),
     _op("DELETE", "/api/tokens/{token_id}", TOKENS_ADMIN),
     _op("GET", "/api/audit", AUDIT_READ),
+    # the SLA rules: managers read the policies their clocks run under; admins replace them
+    _op("GET", "/api/rules", RULES_READ),
+    _op("POST", "/api/rules/check", RULES_READ),
+    _op("PUT", "/api/rules", RULES_WRITE),
 )
 
 #: (method, path) -> operation; ``HEAD`` is looked up as ``GET``

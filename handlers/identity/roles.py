@@ -17,7 +17,8 @@ Roles (issue 11, point 4); a user may hold several:
   escalations; not the archive's list and search, which spans every customer;
 * ``manager``: the same for the customers of their chain or of their region
   (the user's ``region`` equals the customer's; ``*``: every region, a head
-  office's manager), plus the compliance reports;
+  office's manager), plus the compliance reports and reading the SLA rules
+  (the policies their clocks run under);
 * ``report_reader``: the reports and the sink's status only;
 * ``admin``: users, roles, tokens, the audit trail, the customer archive and the
   rules; no ticket work unless the user also holds a desk role.
@@ -50,6 +51,7 @@ AUDIT_READ = "audit.read"
 ARCHIVE_READ = "archive.read"  # list and search the customer archive
 ARCHIVE_WRITE = "archive.write"  # register and update customers (customer.* events)
 RULES_WRITE = "rules.write"  # the SLA rules file
+RULES_READ = "rules.read"  # read the SLA rules in force, check a draft against them
 #: any signed-in user, whatever their roles: who am I, sign out, change my password
 SELF = "self"
 
@@ -66,6 +68,7 @@ PERMISSIONS = (
     ARCHIVE_READ,
     ARCHIVE_WRITE,
     RULES_WRITE,
+    RULES_READ,
     SELF,
 )
 #: permissions about one customer: granted per customer by the role's scope
@@ -74,10 +77,19 @@ SCOPED = frozenset({CUSTOMER_READ, ITEM_WRITE, ESCALATION_ACK})
 ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = {
     "hotline": frozenset({CUSTOMER_READ, ITEM_WRITE, QUEUE_READ, ARCHIVE_READ}),
     "account_manager": frozenset({CUSTOMER_READ, ITEM_WRITE, ESCALATION_ACK}),
-    "manager": frozenset({CUSTOMER_READ, ITEM_WRITE, ESCALATION_ACK, REPORT_READ}),
+    "manager": frozenset({CUSTOMER_READ, ITEM_WRITE, ESCALATION_ACK, REPORT_READ, RULES_READ}),
     "report_reader": frozenset({REPORT_READ, SINK_READ}),
     "admin": frozenset(
-        {USERS_ADMIN, TOKENS_ADMIN, AUDIT_READ, ARCHIVE_READ, ARCHIVE_WRITE, RULES_WRITE, SINK_READ}
+        {
+            USERS_ADMIN,
+            TOKENS_ADMIN,
+            AUDIT_READ,
+            ARCHIVE_READ,
+            ARCHIVE_WRITE,
+            RULES_READ,
+            RULES_WRITE,
+            SINK_READ,
+        }
     ),
 }
 

@@ -83,7 +83,7 @@ def sink_acls(desk: Desk) -> list[Acl]:
     return [
         *(
             (sink, TOPIC, topic, LITERAL, op)
-            for topic in (desk.events_topic, desk.sla_topic)
+            for topic in (desk.events_topic, desk.sla_topic, f"{desk.prefix}.rules")
             for op in ("Describe", "Read")
         ),
         (sink, TOPIC, desk.dead_letter_topic, LITERAL, "Write"),

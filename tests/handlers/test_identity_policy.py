@@ -84,6 +84,7 @@ CUSTOMER_PAGES = {
 }
 ACK_PAGE = ("POST", f"{PAGE_ITEM}/acknowledge")
 CONSOLE = ("GET", "/console")
+RULES_READS = {("GET", "/api/rules"), ("POST", "/api/rules/check")}
 ADMIN = {
     ("GET", "/api/users"),
     ("POST", "/api/users"),
@@ -98,6 +99,8 @@ ADMIN = {
     ("GET", "/api/customers/{customer_id}"),
     ("GET", "/api/customers/{customer_id}/services"),
     *ARCHIVE_WRITES,
+    *RULES_READS,
+    ("PUT", "/api/rules"),
 }
 # screens 5-6: the dispatch queue for every desk role (scoped per row), the inbox for those who acknowledge
 LIVE_QUEUE = {("GET", "/queue"), ("GET", "/queue/rows"), ("GET", "/live")}
@@ -121,6 +124,7 @@ ALLOWED = {
     | WRITES
     | READS
     | CUSTOMER_PAGES
+    | RULES_READS
     | LIVE_QUEUE
     | LIVE_INBOX
     | {("POST", f"{ITEM}/acknowledge"), ("GET", "/api/reports/compliance"), ACK_PAGE},

@@ -117,3 +117,24 @@ def test_a_rolled_back_batch_puts_the_watermarks_back_and_keeps_dropped_partitio
     timers.drop([1])  # revoked at one of the batch's awaits
     timers.roll_back(before, ["C-1"])
     assert timers.watermarks == {0: at("09:00")}
+
+
+def test_new_rules_time_every_open_clock_again_at_once(rules):
+    """A replaced rule set (streams/rules_feed.py): the memo of the old one is dropped and each open
+    clock is due at the next tick, not at the instant the old rules had indexed it for."""
+    from sla_rules import DEFAULT_RULES_PATH, parse_rules
+
+    text = DEFAULT_RULES_PATH.read_text()
+    old = 'P1 = { response = "5m",  restore = "2h"'
+    assert text.count(old) == 1
+    shorter, problems = parse_rules(text.replace(old, 'P1 = { response = "1m",  restore = "2h"'))
+    assert shorter is not None, problems
+    views = {"C-1": summarised(diamond_view("C-1", fault("F-1", "reported", "09:00", customer="C-1")), rules)}
+    timers = live_timers(rules, {"C-1": HOME})
+    timers.rebuild(views.items(), [HOME])
+    assert timers.tick(views, at("09:01")) == []  # the first warning of 5 min is at 09:02:30
+    assert timers.tick(views, at("09:01:10")) == []
+    timers.use_rules(shorter, views.items())
+    steps = timers.tick(views, at("09:01:10"))
+    assert {(s.event_type, s.payload["metric"]) for s in steps} >= {("sla.breached", "response")}
+    assert {s.payload["target_seconds"] for s in steps if s.payload["metric"] == "response"} == {60}
