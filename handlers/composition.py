@@ -26,7 +26,9 @@ from handlers.identity.store import IdentityDb, IdentityStore, prepare_database
 from handlers.kafka_topics import ensure_topics_sync
 from handlers.reports.commands import register_report_routes
 from handlers.sink_runner import register_sink_service
+from handlers.web.admin_pages import register_admin_pages
 from handlers.web.pages import Desk, register_pages
+from handlers.web.reports_page import register_report_page
 from streams.app import Streams, build_streams
 from streams.desk_signature import fingerprint
 from streams.log_config import configure_logging
@@ -54,11 +56,15 @@ def build_worker_streams(settings: Settings) -> Streams:
     # Users, sessions and tokens: the reporting database, migrated here too (the sink may be off).
     identity_db = IdentityDb(IdentityStore(prepare_database(settings.database_url)))
     identity = IdentityGuard(identity_db, settings.signing_key)
-    register_routes(streams, settings, streams.publisher, placement, identity)
+    archive = register_routes(streams, settings, streams.publisher, placement, identity)
     hasher = PasswordHasher()
     register_identity_routes(streams.app, identity_db, hasher, cookie_secure=settings.cookie_secure)
-    register_pages(streams.app.web.web_app, Desk(identity_db, hasher, cookie_secure=settings.cookie_secure))
-    register_report_routes(streams, settings)
+    desk = Desk(identity_db, hasher, cookie_secure=settings.cookie_secure)
+    register_pages(streams.app.web.web_app, desk)
+    report_runs = register_report_routes(streams, settings)
+    # screens 7-8: reports and admin, over the same report runs and archive functions as the API
+    register_report_page(streams.app.web.web_app, report_runs, settings.zone)
+    register_admin_pages(streams.app.web.web_app, desk, archive, settings.zone)
     register_alert_agent(streams, settings, placement, streams.sla_topic)
     if settings.sink == "on":
         register_sink_service(streams, settings)

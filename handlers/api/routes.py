@@ -35,7 +35,7 @@ from yarl import URL
 
 from handlers.api.actions import fold_outcome
 from handlers.api.commands import acknowledgement, command_to_event
-from handlers.api.customer_archive import OwnerReads, register_customer_archive_routes
+from handlers.api.customer_archive import ArchiveDesk, OwnerReads, register_customer_archive_routes
 from handlers.api.dispatch_queue import register_dispatch_queue_route
 from handlers.api.http_guard import (
     BadRequest,
@@ -82,13 +82,14 @@ def register_routes(
     placement: Placement,
     identity: IdentityGuard,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-) -> None:
+) -> ArchiveDesk:
     """Attach the API, and the guards every route runs behind, to the streams' faust app.
 
     Writes go out through ``publisher`` (to the customer's home partition, 202
     once the broker has them); reads are routed by ``placement``.  ``identity``
     authenticates and authorizes every request (``handlers/identity/guard.py``);
-    what a write publishes names the caller as its ``actor`` and ``source``.
+    what a write publishes names the caller as its ``actor`` and ``source``.  Answers the
+    customer archive's writes and reads, for the web desk's admin pages.
     """
     app, views = streams.app, streams.views
     install_http_guard(app, [identity.middleware()])
@@ -417,7 +418,7 @@ def register_routes(
         return found
 
     register_item_step_routes(app, publisher, clock, acknowledgement_event, owner_outcome)
-    register_customer_archive_routes(
+    archive = register_customer_archive_routes(
         app,
         publisher,
         OwnerReads(
@@ -469,3 +470,5 @@ def register_routes(
             },
             status=status,
         )
+
+    return archive

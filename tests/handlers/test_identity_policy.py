@@ -81,6 +81,23 @@ ADMIN = {
     ("GET", "/api/customers/{customer_id}"),
     *ARCHIVE_WRITES,
 }
+#: the web desk's report and admin screens (screens 7-8)
+REPORT_PAGES = {("GET", "/reports"), ("GET", "/reports/export")}
+ADMIN_PAGES = {
+    ("GET", "/admin/users"),
+    ("POST", "/admin/users"),
+    ("GET", "/admin/users/{username}"),
+    ("POST", "/admin/users/{username}"),
+    ("GET", "/admin/tokens"),
+    ("POST", "/admin/tokens"),
+    ("POST", "/admin/tokens/{token_id}/revoke"),
+    ("GET", "/admin/customers"),
+    ("GET", "/admin/customers/new"),
+    ("POST", "/admin/customers"),
+    ("GET", "/admin/customers/{customer_id}"),
+    ("POST", "/admin/customers/{customer_id}"),
+    ("GET", "/admin/audit"),
+}
 #: role -> the operations (beyond the open ones) it may call at all, before any customer is looked at
 ALLOWED = {
     "hotline": SELF_OPS | WRITES | READS | {("GET", "/api/dispatch-queue"), ("GET", "/api/customers")},
@@ -88,9 +105,10 @@ ALLOWED = {
     "manager": SELF_OPS
     | WRITES
     | READS
+    | REPORT_PAGES
     | {("POST", f"{ITEM}/acknowledge"), ("GET", "/api/reports/compliance")},
-    "report_reader": SELF_OPS | {("GET", "/api/reports/compliance"), ("GET", "/api/sink")},
-    "admin": SELF_OPS | ADMIN,
+    "report_reader": SELF_OPS | REPORT_PAGES | {("GET", "/api/reports/compliance"), ("GET", "/api/sink")},
+    "admin": SELF_OPS | ADMIN | ADMIN_PAGES,
 }
 
 

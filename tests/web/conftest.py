@@ -89,3 +89,7 @@ async def serious_accessibility_problems(page) -> list[str]:
 async def scrolls_sideways(page) -> bool:
     """Whether the page is wider than the viewport (it must not be, at 390 px)."""
     return await page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
+
+
+# screens 7-8: the report and admin screens' server (a fixture of its own module)
+from tests.web.desk_screens import screens  # noqa: E402, F401
