@@ -142,7 +142,13 @@ def register_pages(web_app: web.Application, desk: Desk) -> None:
         caller = identity_of(request)
         assert caller is not None  # the identity's middleware signed it in
         return render(
-            request, "home.html", {"caller": caller, "csrf_token": request.cookies.get(CSRF_COOKIE, "")}
+            request,
+            "home.html",
+            {
+                "caller": caller,
+                "csrf_token": request.cookies.get(CSRF_COOKIE, ""),
+                "allowed": sorted(caller.permissions()),  # the screens' links (base.html)
+            },
         )
 
     async def sign_out(request: web.Request) -> web.Response:

@@ -9,6 +9,7 @@ that owns a customer; they are driven against a real worker in
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -57,6 +58,12 @@ EVENTS = [
 ]
 
 
+@functools.cache
+def password_hash() -> str:
+    """The users' one password hash, made once: argon2 takes seconds on a busy machine."""
+    return hash_password(PASSWORD)
+
+
 @pytest.fixture
 async def screens(tmp_path):
     """The sign-in page and screens 7-8 behind the bounds and identity middlewares: its address."""
@@ -67,7 +74,7 @@ async def screens(tmp_path):
     )
     store = IdentityStore(engine)
     for name, roles in ROLES.items():
-        store.add_user(name, hash_password(PASSWORD), roles, Who(actor="test"))
+        store.add_user(name, password_hash(), roles, Who(actor="test"))
     db = IdentityDb(store)
     guard = IdentityGuard(db, b"k" * 32)
     app = web.Application(middlewares=[guard_middleware(), guard.middleware()])
