@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-WIDTH = 600  # the viewBox's width; the SVG is scaled to its container
-LABEL_WIDTH = 170  # the labels' column on the left
-VALUE_WIDTH = 70  # the values' column on the right of the longest bar
+WIDTH = 420  # the viewBox's width: drawn at that size, narrower on a phone (a 390 px screen: 0.8)
+LABEL_WIDTH = 140  # the labels' column on the left
+VALUE_WIDTH = 64  # the values' column on the right of the longest bar
 BAR_HEIGHT = 16
 BAR_GAP = 3
 ROW_GAP = 10
@@ -61,6 +61,11 @@ class Chart:
     width: int
     height: float
     bar_height: int = BAR_HEIGHT
+
+    @property
+    def label_end(self) -> int:
+        """Where the labels end (they are right-aligned against the bars)."""
+        return LABEL_WIDTH - 6
 
     @property
     def colours(self) -> tuple[str, ...]:
