@@ -3,8 +3,6 @@ and the customer archive is registered and edited from the admin pages through t
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -16,7 +14,7 @@ import pytest
 
 from handlers.identity.audit import Who
 from handlers.identity.store import IdentityStore, prepare_database
-from tests.e2e.conftest import http
+from tests.e2e.conftest import http, keydesk
 from tests.web import conftest as web_fixtures
 from tests.web.conftest import PHONE, scrolls_sideways, serious_accessibility_problems
 from tests.web.desk_screens import password_hash, signed_in
@@ -45,13 +43,7 @@ def worker(desk):
 
 def keydesk_report(desk, *args: str) -> dict:
     """`keydesk report compliance ... --format json`, run as an operator runs it."""
-    done = subprocess.run(
-        [sys.executable, "-m", "handlers.cli", "report", "compliance", *args, "--format", "json"],
-        env=desk.env(1),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = keydesk(desk, "report", "compliance", *args, "--format", "json")
     assert done.returncode == 0, done.stderr
     return orjson.loads(done.stdout)
 
