@@ -29,10 +29,12 @@ from handlers.identity.store import IdentityDb, IdentityStore, prepare_database
 from handlers.kafka_topics import ensure_topics_sync
 from handlers.reports.commands import register_report_routes
 from handlers.sink_runner import register_sink_service
+from handlers.web.admin_pages import register_admin_pages
 from handlers.web.customer_desk import WorkerCustomerDesk
 from handlers.web.customer_screens import register_customer_screens
 from handlers.web.live_pages import live_desk_of_worker, register_live_pages
 from handlers.web.pages import Desk, register_pages
+from handlers.web.reports_page import register_report_page
 from schemas.reporting_db import open_engine
 from streams.app import Streams, build_streams
 from streams.desk_signature import fingerprint
@@ -72,7 +74,8 @@ def build_worker_streams(settings: Settings, rules_feed: RulesFeed | None = None
     reads = register_routes(streams, settings, streams.publisher, placement, identity)
     hasher = PasswordHasher()
     register_identity_routes(streams.app, identity_db, hasher, cookie_secure=settings.cookie_secure)
-    register_pages(streams.app.web.web_app, Desk(identity_db, hasher, cookie_secure=settings.cookie_secure))
+    desk = Desk(identity_db, hasher, cookie_secure=settings.cookie_secure)
+    register_pages(streams.app.web.web_app, desk)
     # screens 2-4: the hotline console, the customer's one-stop page, the item page
     customer_desk = WorkerCustomerDesk(
         reads, streams.publisher, lambda: streams.rules, settings.zone, open_engine(settings.database_url)
@@ -83,7 +86,10 @@ def build_worker_streams(settings: Settings, rules_feed: RulesFeed | None = None
         streams.app.web.web_app,
         live_desk_of_worker(streams, settings, placement, identity_db, reads.acknowledge, identity.hop_key),
     )
-    register_report_routes(streams, settings)
+    report_runs = register_report_routes(streams, settings)
+    # screens 7-8: reports and admin, over the same report runs and archive functions as the API
+    register_report_page(streams.app.web.web_app, report_runs, settings.zone)
+    register_admin_pages(streams.app.web.web_app, desk, reads.archive, settings.zone)
     register_rules_routes(streams.app, feed)
     register_alert_agent(streams, settings, placement, streams.sla_topic)
     if settings.sink == "on":

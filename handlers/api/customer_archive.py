@@ -25,7 +25,7 @@ if the owner cannot say within ``S`` seconds.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -55,7 +55,7 @@ from schemas.reporting_db import open_engine
 from streams.customer_archive import archive_record, latest_stamp
 from streams.publisher import HomePublisher
 
-__all__ = ["OwnerReads", "OwnerRecord", "register_customer_archive_routes"]
+__all__ = ["ArchiveDesk", "OwnerReads", "OwnerRecord", "register_customer_archive_routes"]
 
 log = structlog.get_logger("keydesk.archive")
 
@@ -83,18 +83,35 @@ class OwnerReads:
     hop: Callable[[URL], dict[str, str]]
 
 
+@dataclass(frozen=True)
+class ArchiveDesk:
+    """The archive's writes and reads as the API's routes do them, for the web desk's admin pages
+    (``handlers/web/admin_pages.py``): one check, one event, one audit row, whoever asks.
+
+    ``register(request, body, wait)`` and ``update(request, customer_id, body, wait)`` answer
+    ``(status, body)`` as ``POST``/``PATCH`` do; ``search(params)`` the page of ``GET
+    /api/customers``; ``record(customer_id)`` the owner's record or ``None`` (``owner_record``: the owner's
+    own answer, for the service register's writes).  A refusal is a :class:`BadRequest`
+    naming the field.
+    """
+
+    register: Callable[[Any, dict[str, Any], float | None], Awaitable[tuple[int, dict[str, Any]]]]
+    update: Callable[[Any, str, dict[str, Any], float | None], Awaitable[tuple[int, dict[str, Any]]]]
+    search: Callable[[Mapping[str, str]], Awaitable[dict[str, Any]]]
+    owner_record: OwnerRecord
+    record: Callable[[str], Awaitable[dict[str, Any] | None]]
+
+
 def register_customer_archive_routes(
     app: Any,
     publisher: HomePublisher,
     owners: OwnerReads,
     database_url: str,
     clock: Callable[[], datetime],
-) -> OwnerRecord:
-    """Attach ``/api/customers`` (POST, GET) and ``/api/customers/{customer_id}`` (GET, PATCH).
-
-    Returns how to ask the owner for a record, for the service register's writes
-    (``handlers/api/customer_services.py``), which check the customer the same way.
-    """
+) -> ArchiveDesk:
+    """Attach ``/api/customers`` (POST, GET) and ``/api/customers/{customer_id}`` (GET, PATCH);
+    the same writes and reads for the web desk's admin pages, and how to ask the owner for a
+    record for the service register's writes (``handlers/api/customer_services.py``)."""
     engine = open_engine(database_url)
     pool = ThreadPoolExecutor(MAX_CONCURRENT_ARCHIVE_READS, thread_name_prefix="keydesk-archive")
     reads = Slots(MAX_CONCURRENT_ARCHIVE_READS, "archive lists")
@@ -161,8 +178,8 @@ def register_customer_archive_routes(
         return wait
 
     async def published(
-        web: View, request: Request, event: Event, wait: float | None, before: dict[str, Any] | None
-    ) -> Response:
+        request: Request, event: Event, wait: float | None, before: dict[str, Any] | None
+    ) -> tuple[int, dict[str, Any]]:
         """The answer to an archive write the broker has: 202, or with ``wait`` the owner's record.
 
         Audited (an admin change): the owner's record before, the event's fields after.
@@ -183,11 +200,11 @@ def register_customer_archive_routes(
         }
         log.info("archive.published", customer_id=event.customer_id, event_type=event.event_type)
         if wait is None:
-            return web.json(answer, status=202)
+            return 202, answer
         found = await owner_record(event.customer_id, event.event_id, wait)
         if found is None or found[0] != 200:
-            return web.json({**answer, "waited": wait}, status=202)
-        return web.json({**answer, "outcome": "applied", "customer": found[1]}, status=200)
+            return 202, {**answer, "waited": wait}
+        return 200, {**answer, "outcome": "applied", "customer": found[1]}
 
     async def archive_event(request: Request, event_type: str, body: dict[str, Any]) -> Event:
         """The checked event of a write, by the signed-in admin; a 422 names the request's field."""
@@ -204,6 +221,66 @@ def register_customer_archive_routes(
             )
         return event
 
+    async def register(
+        request: Request, body: dict[str, Any], wait: float | None
+    ) -> tuple[int, dict[str, Any]]:
+        """``POST /api/customers``: publish ``customer.registered``; 409 if the owner has the customer."""
+        body = operation("register_customer").check_body(body)
+        event = await archive_event(request, "customer.registered", body)
+        found = await owner_record(event.customer_id)
+        if found is None:
+            raise cannot_say()
+        if found[0] == 200:
+            raise BadRequest(
+                409,
+                "customer_id",
+                f"customer {event.customer_id} is already registered; change it with "
+                f"PATCH /api/customers/{event.customer_id}",
+            )
+        return await published(request, event, wait, None)
+
+    async def update(
+        request: Request, customer_id: str, body: dict[str, Any], wait: float | None
+    ) -> tuple[int, dict[str, Any]]:
+        """``PATCH /api/customers/{id}``: publish ``customer.updated``; 404 for an unknown customer."""
+        body = operation("update_customer").check_body(body)
+        if not set(body) - set(_ENVELOPE_KEYS):
+            raise BadRequest(422, "body", "nothing to change: give at least one archive field")
+        event = await archive_event(request, "customer.updated", {**body, "customer_id": customer_id})
+        found = await owner_record(customer_id)
+        if found is None:
+            raise cannot_say()
+        if found[0] == 404:
+            raise BadRequest(404, "customer_id", f"no customer {customer_id} is registered")
+        return await published(request, event, wait, found[1])
+
+    async def search(params: Mapping[str, str]) -> dict[str, Any]:
+        """``GET /api/customers``: one page of the archive from the reporting database."""
+        operation("list_customers").read_values(
+            params
+        )  # the declared spellings and bounds, then the query's own
+        query = archive_query(params)
+        reads.acquire()
+        loop = asyncio.get_running_loop()
+        try:
+            work = pool.submit(list_customers, engine, query, clock())
+        except BaseException:
+            reads.release()
+            raise
+        work.add_done_callback(lambda _: loop.call_soon_threadsafe(reads.release))
+        try:
+            page: dict[str, Any] = await asyncio.wrap_future(work)
+        except DBAPIError as exc:
+            log.warning("archive.database_unavailable", error=str(exc).splitlines()[0][:300])
+            if "interrupt" in str(exc).lower() or "statement timeout" in str(exc).lower():
+                raise BadRequest(
+                    422, "q", f"the search did not finish within {ARCHIVE_QUERY_SECONDS:g} s; narrow it"
+                ) from None
+            raise BadRequest(
+                503, None, "the reporting database did not answer; retry later", {"Retry-After": "5"}
+            ) from None
+        return page
+
     @app.page("/api/customers")
     class CustomersView(View):
         """Register a customer (POST); list and search the archive (GET, from the reporting database)."""
@@ -212,19 +289,8 @@ def register_customer_archive_routes(
             """``{customer_id, name, [tier, region, industry, account_manager, escalation_chain,
             contacts, services, occurred_at]}``: 202, or 409 if already registered."""
             wait = wait_of(request, "register_customer")
-            body = operation("register_customer").check_body(await read_json_object(request))
-            event = await archive_event(request, "customer.registered", body)
-            found = await owner_record(event.customer_id)
-            if found is None:
-                raise cannot_say()
-            if found[0] == 200:
-                raise BadRequest(
-                    409,
-                    "customer_id",
-                    f"customer {event.customer_id} is already registered; change it with "
-                    f"PATCH /api/customers/{event.customer_id}",
-                )
-            return await published(self, request, event, wait, None)
+            status, answer = await register(request, await read_json_object(request), wait)
+            return self.json(answer, status=status)
 
         async def get(self, request: Request) -> Response:
             """One page: ``?tier=&region=&account_manager=&has_open_breaches=&q=&limit=&after=``.
@@ -232,29 +298,7 @@ def register_customer_archive_routes(
             Every worker answers from the reporting database, so the same page
             whichever is asked; it is behind the log by the sink's lag.
             """
-            operation("list_customers").read(
-                request
-            )  # the declared spellings and bounds, then the query's own
-            query = archive_query(request.query)
-            reads.acquire()
-            loop = asyncio.get_running_loop()
-            try:
-                work = pool.submit(list_customers, engine, query, clock())
-            except BaseException:
-                reads.release()
-                raise
-            work.add_done_callback(lambda _: loop.call_soon_threadsafe(reads.release))
-            try:
-                page = await asyncio.wrap_future(work)
-            except DBAPIError as exc:
-                log.warning("archive.database_unavailable", error=str(exc).splitlines()[0][:300])
-                if "interrupt" in str(exc).lower() or "statement timeout" in str(exc).lower():
-                    raise BadRequest(
-                        422, "q", f"the search did not finish within {ARCHIVE_QUERY_SECONDS:g} s; narrow it"
-                    ) from None
-                raise BadRequest(
-                    503, None, "the reporting database did not answer; retry later", {"Retry-After": "5"}
-                ) from None
+            page = await search(request.query)
             return self.bytes(orjson.dumps(page), content_type="application/json")
 
     async def read_record(web: View, request: Request, customer_id: str) -> Response:
@@ -273,15 +317,16 @@ def register_customer_archive_routes(
         async def patch(self, request: Request, customer_id: str) -> Response:
             """The fields to change, ``[occurred_at]``: 202; 404 for an unknown customer."""
             wait = wait_of(request, "update_customer")
-            body = operation("update_customer").check_body(await read_json_object(request))
-            if not set(body) - set(_ENVELOPE_KEYS):
-                raise BadRequest(422, "body", "nothing to change: give at least one archive field")
-            event = await archive_event(request, "customer.updated", {**body, "customer_id": customer_id})
-            found = await owner_record(customer_id)
-            if found is None:
-                raise cannot_say()
-            if found[0] == 404:
-                raise BadRequest(404, "customer_id", f"no customer {customer_id} is registered")
-            return await published(self, request, event, wait, found[1])
+            status, answer = await update(request, customer_id, await read_json_object(request), wait)
+            return self.json(answer, status=status)
 
-    return owner_record
+    async def record(customer_id: str) -> dict[str, Any] | None:
+        """The owner's record of a customer (``None``: not registered); 503 if the owner cannot say."""
+        found = await owner_record(customer_id)
+        if found is None:
+            raise cannot_say()
+        return found[1] if found[0] == 200 else None
+
+    return ArchiveDesk(
+        register=register, update=update, search=search, record=record, owner_record=owner_record
+    )

@@ -35,7 +35,7 @@ from yarl import URL
 
 from handlers.api.actions import fold_outcome
 from handlers.api.commands import acknowledgement, command_to_event
-from handlers.api.customer_archive import OwnerReads, register_customer_archive_routes
+from handlers.api.customer_archive import ArchiveDesk, OwnerReads, register_customer_archive_routes
 from handlers.api.customer_services import register_customer_service_routes
 from handlers.api.dispatch_queue import register_dispatch_queue_route
 from handlers.api.http_guard import (
@@ -83,6 +83,7 @@ class DeskReads:
     acknowledgement_event: Callable[..., Awaitable[tuple[Event, bool]]]
     owner_outcome: Callable[..., Awaitable[dict[str, Any] | None]]
     acknowledge: Callable[[Request, str, str, str, dict[str, Any]], Awaitable[tuple[Event, bool]]]
+    archive: ArchiveDesk
 
 
 def _item_clocks(item: dict[str, Any]) -> dict[str, int]:
@@ -107,7 +108,8 @@ def register_routes(
     Writes go out through ``publisher`` (to the customer's home partition, 202
     once the broker has them); reads are routed by ``placement``.  ``identity``
     authenticates and authorizes every request (``handlers/identity/guard.py``);
-    what a write publishes names the caller as its ``actor`` and ``source``.
+    what a write publishes names the caller as its ``actor`` and ``source``.  Answers the
+    customer archive's writes and reads, for the web desk's admin pages.
     """
     app, views = streams.app, streams.views
     install_http_guard(app, [identity.middleware()])
@@ -455,8 +457,8 @@ def register_routes(
         http_client=lambda: app.http_client,
         hop=lambda target: hop_headers(hop_key, target),
     )
-    owner_record = register_customer_archive_routes(app, publisher, owners, settings.database_url, clock)
-    register_customer_service_routes(app, publisher, owner_record, settings.database_url, clock)
+    archive = register_customer_archive_routes(app, publisher, owners, settings.database_url, clock)
+    register_customer_service_routes(app, publisher, archive.owner_record, settings.database_url, clock)
 
     register_dispatch_queue_route(app, views, placement, clock, hop_key)
 
@@ -493,4 +495,4 @@ def register_routes(
             status=status,
         )
 
-    return DeskReads(owners, acknowledgement_event, owner_outcome, acknowledge)
+    return DeskReads(owners, acknowledgement_event, owner_outcome, acknowledge, archive)

@@ -157,6 +157,23 @@ OPERATIONS: tuple[Operation, ...] = (
     _op("GET", "/api/rules", RULES_READ),
     _op("POST", "/api/rules/check", RULES_READ),
     _op("PUT", "/api/rules", RULES_WRITE),
+    # screens 7-8 of the web desk: reports (handlers/web/reports_page.py) and admin
+    # (handlers/web/admin_pages.py), each over the same functions as its API route
+    _op("GET", "/reports", REPORT_READ, page=True),
+    _op("GET", "/reports/export", REPORT_READ, page=True),
+    _op("GET", "/admin/users", USERS_ADMIN, page=True),
+    _op("POST", "/admin/users", USERS_ADMIN, page=True),
+    _op("GET", "/admin/users/{username}", USERS_ADMIN, page=True),
+    _op("POST", "/admin/users/{username}", USERS_ADMIN, page=True),
+    _op("GET", "/admin/tokens", TOKENS_ADMIN, page=True),
+    _op("POST", "/admin/tokens", TOKENS_ADMIN, page=True),
+    _op("POST", "/admin/tokens/{token_id}/revoke", TOKENS_ADMIN, page=True),
+    _op("GET", "/admin/customers", ARCHIVE_WRITE, page=True),
+    _op("GET", "/admin/customers/new", ARCHIVE_WRITE, page=True),
+    _op("POST", "/admin/customers", ARCHIVE_WRITE, customer="body", page=True),
+    _op("GET", "/admin/customers/{customer_id}", ARCHIVE_WRITE, page=True),
+    _op("POST", "/admin/customers/{customer_id}", ARCHIVE_WRITE, customer="body", page=True),
+    _op("GET", "/admin/audit", AUDIT_READ, page=True),
 )
 
 #: (method, path) -> operation; ``HEAD`` is looked up as ``GET``

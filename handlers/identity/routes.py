@@ -17,7 +17,7 @@ before and after, in the change's own transaction (``store.py``).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -154,10 +154,7 @@ def register_identity_routes(
     store = db.store
 
     async def run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await db.run(fn, *args, **kwargs)
-        except IdentityError as exc:
-            raise BadRequest(exc.status, exc.field, exc.reason) from None
+        return await _run(db, fn, *args, **kwargs)
 
     @app.page("/api/login")
     class Login(View):
@@ -257,24 +254,7 @@ def register_identity_routes(
             return self.json({"users": await db.run(store.users)})
 
         async def post(self, request: Request) -> Response:
-            body = await read_json_object(request)
-            _unknown(body, _USER_FIELDS)
-            username = _username(body)
-            roles = _roles(body.get("roles", []))
-            one_time = "password" not in body  # given: a string of 10-200 characters (null is refused)
-            password = new_password() if one_time else _new_password(body, "password")
-            added = await run(
-                store.add_user,
-                username,
-                await hasher.hash(password),
-                roles,
-                who(request),
-                staff_id=_text(body, "staff_id", 64),
-                region=_text(body, "region", 120),
-                must_change_password=one_time,
-            )
-            if one_time:
-                added["one_time_password"] = password
+            added = await add_user(db, hasher, await read_json_object(request), who(request))
             return self.json(added, status=201)
 
     @app.page("/api/users/{username}")
@@ -283,28 +263,7 @@ def register_identity_routes(
 
         async def patch(self, request: Request, username: str) -> Response:
             body = await read_json_object(request)
-            _unknown(body, _USER_CHANGES)
-            if not body:
-                raise BadRequest(422, None, f"send one of {', '.join(sorted(_USER_CHANGES))}")
-            changes: dict[str, Any] = {}
-            if "roles" in body:
-                changes["roles"] = _roles(body["roles"])
-            if "disabled" in body:
-                if not isinstance(body["disabled"], bool):
-                    raise BadRequest(422, "disabled", "must be true or false")
-                changes["disabled"] = body["disabled"]
-            for name, most in (("staff_id", 64), ("region", 120)):
-                if name in body:
-                    changes[name] = _text(body, name, most)
-            one_time = None
-            if "password" in body:
-                one_time = new_password() if body["password"] is None else _new_password(body, "password")
-                changes["password_hash"] = await hasher.hash(one_time)
-                changes["must_change_password"] = True
-            changed = await run(store.change_user, username, changes, who(request))
-            if one_time is not None and body["password"] is None:
-                changed["one_time_password"] = one_time
-            return self.json(changed)
+            return self.json(await change_user(db, hasher, username, body, who(request)))
 
     @app.page("/api/tokens")
     class Tokens(View):
@@ -315,66 +274,145 @@ def register_identity_routes(
 
         async def post(self, request: Request) -> Response:
             body = await read_json_object(request)
-            _unknown(body, _TOKEN_FIELDS)
-            name = _username(body, "name")
-            username = _username(body) if body.get("username") is not None else None
-            event_types, source = body.get("event_types"), body.get("source")
-            if username is None:
-                if (
-                    not isinstance(event_types, list)
-                    or not event_types
-                    or not all(isinstance(t, str) for t in event_types)
-                ):
-                    raise BadRequest(
-                        422,
-                        "event_types",
-                        "an integration token needs a list of the event types it may publish",
-                    )
-                bad = sorted(set(event_types) - set(PUBLISHABLE))
-                if bad:
-                    raise BadRequest(
-                        422, "event_types", f"{bad[0][:60]!r} is not an event type a token may publish"
-                    )
-                if source not in SOURCES:
-                    raise BadRequest(422, "source", f"must be one of {', '.join(SOURCES)}")
-            elif event_types is not None or source is not None:
-                field = "event_types" if event_types is not None else "source"
-                raise BadRequest(422, field, "a personal token acts with its user's roles; leave it out")
-            days = query_number_value(body.get("expires_in_days"))
-            expires_at = clock() + timedelta(days=days) if days is not None else None
-            public, secret = await run(
-                store.create_token,
-                name,
-                who(request),
-                username=username,
-                event_types=event_types if username is None else None,
-                source=source if username is None else None,
-                expires_at=expires_at,
-            )
-            return self.json({**public, "token": secret}, status=201)
+            return self.json(await create_token(db, body, who(request), clock), status=201)
 
     @app.page("/api/tokens/{token_id}")
     class OneToken(View):
         """Admin: revoke a token (every worker refuses it from the next request on)."""
 
         async def delete(self, request: Request, token_id: str) -> Response:
-            return self.json(await run(store.revoke_token, token_id, who(request)))
+            return self.json(await revoke_token(db, token_id, who(request)))
 
     @app.page("/api/audit")
     async def audit_trail(web: View, request: Request) -> Response:
         """Admin: the audit trail, newest first, ``?kind=&actor=&target=&since=&until=&limit=&before=``."""
-        asked = operation("read_audit").read(request)  # bounds as the API document declares them
-        filters: dict[str, Any] = {n: asked[n] for n in ("kind", "actor", "target") if asked[n]}
-        check_instant_years(dict(request.query), "since", "until")
-        for name in ("since", "until"):
-            if asked[name]:
-                try:
-                    filters[name] = parse_instant(asked[name], name)
-                except InvalidEvent as exc:
-                    raise BadRequest(422, exc.field, exc.reason) from None
-        limit, before = int(asked["limit"]), asked["before"]
-        rows = await db.run(audit.page, store.engine, filters, limit, before)
-        return web.json({"records": rows, "next_before": rows[-1]["id"] if len(rows) == limit else None})
+        return web.json(await audit_page(db, request.query))
+
+
+# The admin changes, one function each: the API's routes above and the web desk's admin pages
+# (``handlers/web/admin_pages.py``) both call them, so a change is checked and audited one way.
+
+
+async def _run(db: IdentityDb, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    try:
+        return await db.run(fn, *args, **kwargs)
+    except IdentityError as exc:
+        raise BadRequest(exc.status, exc.field, exc.reason) from None
+
+
+async def add_user(db: IdentityDb, hasher: PasswordHasher, body: dict[str, Any], by: Who) -> dict[str, Any]:
+    """``POST /api/users``: the new user; ``one_time_password`` when none was given (shown once)."""
+    _unknown(body, _USER_FIELDS)
+    username = _username(body)
+    roles = _roles(body.get("roles", []))
+    one_time = "password" not in body  # given: a string of 10-200 characters (null is refused)
+    password = new_password() if one_time else _new_password(body, "password")
+    added: dict[str, Any] = await _run(
+        db,
+        db.store.add_user,
+        username,
+        await hasher.hash(password),
+        roles,
+        by,
+        staff_id=_text(body, "staff_id", 64),
+        region=_text(body, "region", 120),
+        must_change_password=one_time,
+    )
+    if one_time:
+        added["one_time_password"] = password
+    return added
+
+
+async def change_user(
+    db: IdentityDb, hasher: PasswordHasher, username: str, body: dict[str, Any], by: Who
+) -> dict[str, Any]:
+    """``PATCH /api/users/{username}``; ``password: null`` makes a one-time one (in the answer only)."""
+    _unknown(body, _USER_CHANGES)
+    if not body:
+        raise BadRequest(422, None, f"send one of {', '.join(sorted(_USER_CHANGES))}")
+    changes: dict[str, Any] = {}
+    if "roles" in body:
+        changes["roles"] = _roles(body["roles"])
+    if "disabled" in body:
+        if not isinstance(body["disabled"], bool):
+            raise BadRequest(422, "disabled", "must be true or false")
+        changes["disabled"] = body["disabled"]
+    for name, most in (("staff_id", 64), ("region", 120)):
+        if name in body:
+            changes[name] = _text(body, name, most)
+    one_time = None
+    if "password" in body:
+        one_time = new_password() if body["password"] is None else _new_password(body, "password")
+        changes["password_hash"] = await hasher.hash(one_time)
+        changes["must_change_password"] = True
+    changed: dict[str, Any] = await _run(db, db.store.change_user, username, changes, by)
+    if one_time is not None and body["password"] is None:
+        changed["one_time_password"] = one_time
+    return changed
+
+
+async def create_token(
+    db: IdentityDb, body: dict[str, Any], by: Who, clock: Callable[[], datetime]
+) -> dict[str, Any]:
+    """``POST /api/tokens``: the token's public record and its secret (``token``), shown this once."""
+    _unknown(body, _TOKEN_FIELDS)
+    name = _username(body, "name")
+    username = _username(body) if body.get("username") is not None else None
+    event_types, source = body.get("event_types"), body.get("source")
+    if username is None:
+        if (
+            not isinstance(event_types, list)
+            or not event_types
+            or not all(isinstance(t, str) for t in event_types)
+        ):
+            raise BadRequest(
+                422,
+                "event_types",
+                "an integration token needs a list of the event types it may publish",
+            )
+        bad = sorted(set(event_types) - set(PUBLISHABLE))
+        if bad:
+            raise BadRequest(422, "event_types", f"{bad[0][:60]!r} is not an event type a token may publish")
+        if source not in SOURCES:
+            raise BadRequest(422, "source", f"must be one of {', '.join(SOURCES)}")
+    elif event_types is not None or source is not None:
+        field = "event_types" if event_types is not None else "source"
+        raise BadRequest(422, field, "a personal token acts with its user's roles; leave it out")
+    days = query_number_value(body.get("expires_in_days"))
+    expires_at = clock() + timedelta(days=days) if days is not None else None
+    public, secret = await _run(
+        db,
+        db.store.create_token,
+        name,
+        by,
+        username=username,
+        event_types=event_types if username is None else None,
+        source=source if username is None else None,
+        expires_at=expires_at,
+    )
+    return {**public, "token": secret}
+
+
+async def revoke_token(db: IdentityDb, token_id: str, by: Who) -> dict[str, Any]:
+    """``DELETE /api/tokens/{token_id}``: the token as revoked (again: unchanged, audited)."""
+    revoked: dict[str, Any] = await _run(db, db.store.revoke_token, token_id, by)
+    return revoked
+
+
+async def audit_page(db: IdentityDb, query: Mapping[str, str]) -> dict[str, Any]:
+    """``GET /api/audit``: one page of the trail, newest first, and the ``next_before`` cursor."""
+    asked = operation("read_audit").read_values(query)  # bounds as the API document declares them
+    filters: dict[str, Any] = {n: asked[n] for n in ("kind", "actor", "target") if asked[n]}
+    check_instant_years(dict(query), "since", "until")
+    for name in ("since", "until"):
+        if asked[name]:
+            try:
+                filters[name] = parse_instant(asked[name], name)
+            except InvalidEvent as exc:
+                raise BadRequest(422, exc.field, exc.reason) from None
+    limit, before = int(asked["limit"]), asked["before"]
+    rows = await db.run(audit.page, db.store.engine, filters, limit, before)
+    return {"records": rows, "next_before": rows[-1]["id"] if len(rows) == limit else None}
 
 
 def query_number_value(value: Any) -> int | None:
@@ -386,4 +424,14 @@ def query_number_value(value: Any) -> int | None:
     return value
 
 
-__all__ = ["register_identity_routes", "set_session_cookie", "sign_in", "token_public"]
+__all__ = [
+    "add_user",
+    "audit_page",
+    "change_user",
+    "create_token",
+    "register_identity_routes",
+    "revoke_token",
+    "set_session_cookie",
+    "sign_in",
+    "token_public",
+]

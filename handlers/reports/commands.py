@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -53,6 +54,7 @@ _RENDER: dict[str, Callable[[ComplianceReport, ZoneInfo], str]] = {
     "json": lambda report, zone: as_json(report),
     "html": as_html,
 }
+T = TypeVar("T")
 #: format -> (media type, renderer)
 FORMATS: dict[str, tuple[str, Callable[[ComplianceReport, ZoneInfo], str]]] = {
     name: (media, _RENDER[name]) for name, media in REPORT_FORMATS.items()
@@ -251,23 +253,22 @@ class QueryDeadline:
         return bool(self._passed())
 
 
-def report_response(
+def checked_report(
     engine: Engine,
     query: Mapping[str, str],
     zone: ZoneInfo,
     now: datetime,
     deadline: QueryDeadline | None = None,
     time_limit: float = REPORT_TIME_LIMIT_SECONDS,
-) -> tuple[int, str, bytes]:
-    """Status, content type and body for ``GET /api/reports/compliance?...`` (blocking).
+) -> tuple[ReportRequest, ComplianceReport]:
+    """The checked request and its report for ``GET /api/reports/compliance?...`` (blocking).
 
     The query is read through the operation's declaration first (its bounds are
     what ``/api/openapi.json`` publishes), then as the CLI reads its options.
+    Every refusal is a :class:`BadRequest` naming the field; the web desk's
+    report page (``handlers/web/reports_page.py``) calls this too.
     """
-    try:
-        operation("get_compliance_report").read_values(query)
-    except BadRequest as exc:
-        return _problem(exc.status, exc.field, exc.reason)
+    operation("get_compliance_report").read_values(query)
     try:
         request = report_request(query, zone, now, max_breaches=MAX_REPORT_BREACHES)
         if deadline is not None:
@@ -278,20 +279,36 @@ def report_response(
             if deadline is not None:
                 timed_out, deadline.at = deadline.passed(), math.inf
     except ReportArgumentError as exc:
-        return _problem(422, exc.field, exc.reason)
+        raise BadRequest(422, exc.field, exc.reason) from None
     except ReportUnavailable as exc:
-        return _problem(503, None, str(exc))
+        raise BadRequest(503, None, str(exc)) from None
     except OperationalError as exc:
         if deadline is not None and timed_out:
-            return _problem(
+            raise BadRequest(
                 422,
                 "to",
                 f"the report did not finish within {time_limit:g} s "
                 f"over HTTP; ask for a shorter period, or use "
                 f"keydesk report compliance",
-            )
+            ) from None
         log.warning("report.database_unavailable", error=str(exc).splitlines()[0][:300])
-        return _problem(503, None, "the reporting database did not answer; retry later")
+        raise BadRequest(503, None, "the reporting database did not answer; retry later") from None
+    return request, report
+
+
+def report_response(
+    engine: Engine,
+    query: Mapping[str, str],
+    zone: ZoneInfo,
+    now: datetime,
+    deadline: QueryDeadline | None = None,
+    time_limit: float = REPORT_TIME_LIMIT_SECONDS,
+) -> tuple[int, str, bytes]:
+    """Status, content type and body for ``GET /api/reports/compliance?...`` (blocking)."""
+    try:
+        request, report = checked_report(engine, query, zone, now, deadline, time_limit)
+    except BadRequest as exc:
+        return _problem(exc.status, exc.field, exc.reason)
     content_type, render = FORMATS[request.format]
     return 200, content_type, render(report, zone).encode()
 
@@ -333,10 +350,45 @@ def _in_daemon_thread(fn: Callable[[], tuple], done: Callable[[], None]) -> asyn
     return future
 
 
+@dataclass
+class ReportRuns:
+    """One worker's report runs: its engine with the time limit, and its one report slot.
+
+    The API's route and the web desk's report page share them, so a worker runs
+    one report at a time whoever asks, each interrupted after
+    :data:`REPORT_TIME_LIMIT_SECONDS`, in a thread off the event loop.
+    """
+
+    engine: Engine
+    deadline: QueryDeadline
+    slots: Slots
+    zone: ZoneInfo
+    clock: Callable[[], datetime]
+
+    async def run(self, work: Callable[[Engine, QueryDeadline, datetime], T]) -> T:
+        """``work(engine, deadline, now)`` in a daemon thread, holding the slot (429 when taken)."""
+        now = self.clock()
+        self.slots.acquire()
+        result: T = await _in_daemon_thread(lambda: work(self.engine, self.deadline, now), self.slots.release)
+        return result
+
+    async def response(self, query: Mapping[str, str]) -> tuple[int, str, bytes]:
+        """:func:`report_response` for this worker."""
+        return await self.run(
+            lambda engine, deadline, now: report_response(engine, query, self.zone, now, deadline)
+        )
+
+    async def report(self, query: Mapping[str, str]) -> tuple[ReportRequest, ComplianceReport]:
+        """:func:`checked_report` for this worker (a :class:`BadRequest` names the field)."""
+        return await self.run(
+            lambda engine, deadline, now: checked_report(engine, query, self.zone, now, deadline)
+        )
+
+
 def register_report_routes(
     streams, settings: Settings, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-) -> None:
-    """Attach ``GET /api/reports/compliance`` to the streams' faust app.
+) -> ReportRuns:
+    """Attach ``GET /api/reports/compliance`` to the streams' faust app; its runs, for the pages.
 
     The queries run in a thread: a report over a year of items takes seconds,
     and the worker's event loop must keep consuming and heartbeating.  One
@@ -344,16 +396,26 @@ def register_report_routes(
     a 429 with ``Retry-After``), interrupted after
     :data:`REPORT_TIME_LIMIT_SECONDS`.
     """
-    engine = open_engine(settings.database_url)
-    deadline = QueryDeadline(engine)
-    reports = Slots(MAX_CONCURRENT_REPORTS, "compliance reports", retry_after=REPORT_RETRY_AFTER_SECONDS)
+    runs = report_runs(settings.database_url, settings.zone, clock)
 
     @streams.app.page("/api/reports/compliance")
     async def compliance(web, request):
-        query, now = dict(request.query), clock()
-        reports.acquire()
-        status, content_type, body = await _in_daemon_thread(
-            lambda: report_response(engine, query, settings.zone, now, deadline), reports.release
-        )
+        status, content_type, body = await runs.response(dict(request.query))
         # a header, not content_type=: aiohttp refuses a charset in that argument
         return web.bytes(body, status=status, headers={"Content-Type": content_type})
+
+    return runs
+
+
+def report_runs(
+    database_url: str, zone: ZoneInfo, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+) -> ReportRuns:
+    """A worker's :class:`ReportRuns` over the reporting database at ``database_url``."""
+    engine = open_engine(database_url)
+    return ReportRuns(
+        engine,
+        QueryDeadline(engine),
+        Slots(MAX_CONCURRENT_REPORTS, "compliance reports", retry_after=REPORT_RETRY_AFTER_SECONDS),
+        zone,
+        clock,
+    )

@@ -25,7 +25,6 @@ from aiohttp import web
 from handlers.api.http_guard import BadRequest
 from handlers.identity.guard import SESSION_COOKIE, client_address, identity_of, who
 from handlers.identity.passwords import PasswordHasher
-from handlers.identity.roles import ARCHIVE_READ, may
 from handlers.identity.routes import set_session_cookie, sign_in
 from handlers.identity.store import IdentityDb
 from handlers.web.languages import HTML_LANG, LANGUAGES, TEMPLATES, choose, translations
@@ -148,7 +147,7 @@ def register_pages(web_app: web.Application, desk: Desk) -> None:
             {
                 "caller": caller,
                 "csrf_token": request.cookies.get(CSRF_COOKIE, ""),
-                "may_search": bool(may(caller, ARCHIVE_READ)),
+                "allowed": sorted(caller.permissions()),  # the screens' links (base.html)
             },
         )
 

@@ -105,6 +105,23 @@ ADMIN = {
 # screens 5-6: the dispatch queue for every desk role (scoped per row), the inbox for those who acknowledge
 LIVE_QUEUE = {("GET", "/queue"), ("GET", "/queue/rows"), ("GET", "/live")}
 LIVE_INBOX = {("GET", "/inbox"), ("GET", "/inbox/table"), ("POST", "/inbox/acknowledge")}
+#: the web desk's report and admin screens (screens 7-8)
+REPORT_PAGES = {("GET", "/reports"), ("GET", "/reports/export")}
+ADMIN_PAGES = {
+    ("GET", "/admin/users"),
+    ("POST", "/admin/users"),
+    ("GET", "/admin/users/{username}"),
+    ("POST", "/admin/users/{username}"),
+    ("GET", "/admin/tokens"),
+    ("POST", "/admin/tokens"),
+    ("POST", "/admin/tokens/{token_id}/revoke"),
+    ("GET", "/admin/customers"),
+    ("GET", "/admin/customers/new"),
+    ("POST", "/admin/customers"),
+    ("GET", "/admin/customers/{customer_id}"),
+    ("POST", "/admin/customers/{customer_id}"),
+    ("GET", "/admin/audit"),
+}
 #: role -> the operations (beyond the open ones) it may call at all, before any customer is looked at
 ALLOWED = {
     "hotline": SELF_OPS
@@ -127,9 +144,10 @@ ALLOWED = {
     | RULES_READS
     | LIVE_QUEUE
     | LIVE_INBOX
+    | REPORT_PAGES
     | {("POST", f"{ITEM}/acknowledge"), ("GET", "/api/reports/compliance"), ACK_PAGE},
-    "report_reader": SELF_OPS | {("GET", "/api/reports/compliance"), ("GET", "/api/sink")},
-    "admin": SELF_OPS | ADMIN | {CONSOLE},
+    "report_reader": SELF_OPS | REPORT_PAGES | {("GET", "/api/reports/compliance"), ("GET", "/api/sink")},
+    "admin": SELF_OPS | ADMIN | ADMIN_PAGES | {CONSOLE},
 }
 
 

@@ -93,3 +93,6 @@ async def scrolls_sideways(page) -> bool:
 
 # screens 2-4: the customer screens over a desk in memory (fixture ``screens``)
 from tests.web.customer_desk_fixture import screens  # noqa: E402, F401
+
+# screens 7-8: the report and admin screens' server (fixture ``back_office``, a module of its own)
+from tests.web.desk_screens import back_office  # noqa: E402, F401

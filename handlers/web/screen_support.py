@@ -1,0 +1,112 @@
+"""What the report and admin screens share: who is looking, local times, and refusals as pages.
+
+* :func:`render_screen` renders a screen with the caller, the permissions the
+  navigation shows links for (a link only to what the caller may open), and the
+  session's CSRF token for the screen's forms.
+* Instants are stored and passed around in UTC; people read them in the desk's
+  zone (``KEYDESK_TIMEZONE``), with the offset, inside ``<time datetime=UTC>``:
+  the Jinja filter ``local_instant``.
+* A page the identity refuses (a hotline user opening an admin page, a form
+  posted without its CSRF token) is answered by the identity's middleware in the
+  API's JSON shape; :func:`problem_pages` turns such an answer to a page into a
+  page in the visitor's language, status unchanged, so a browser shows a 403
+  page and not a JSON document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+from markupsafe import Markup, escape
+
+from handlers.identity.guard import identity_of
+from handlers.identity.operations import find_operation
+from handlers.web.pages import CSRF_COOKIE, ENVIRONMENTS, render
+
+_INSTALLED = web.AppKey("keydesk_screen_support", bool)
+#: refusals a page may get, each told in the visitor's language by ``problem.html``
+PAGE_PROBLEMS = (400, 403, 404, 409, 413, 415, 422, 429, 500, 503)
+
+
+def render_screen(
+    request: web.Request, template: str, context: dict[str, Any], *, status: int = 200
+) -> web.Response:
+    caller = identity_of(request)
+    allowed = sorted(caller.permissions()) if caller is not None else []
+    page = render(
+        request,
+        template,
+        {
+            "caller": caller,
+            "allowed": allowed,
+            "csrf_token": request.cookies.get(CSRF_COOKIE, ""),
+            **context,
+        },
+        status=status,
+    )
+    return page
+
+
+def no_store(page: web.Response) -> web.Response:
+    """A page showing a secret once (a one-time password, a new token): kept by no cache."""
+    page.headers["Cache-Control"] = "no-store"
+    return page
+
+
+def parse_utc(text: str | None) -> datetime | None:
+    """An instant as the API spells it (``2026-12-01T10:00:00Z`` or with an offset), aware."""
+    if not text:
+        return None
+    try:
+        instant = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return instant if instant.utcoffset() is not None else instant.replace(tzinfo=UTC)
+
+
+def local_instant(zone: ZoneInfo) -> Callable[[Any], Markup]:
+    """The filter: an instant (aware ``datetime`` or ISO text) as local time in ``<time>``; — if none."""
+
+    def shown(value: Any) -> Markup:
+        instant = value if isinstance(value, datetime) else parse_utc(value)
+        if instant is None:
+            return Markup("—")
+        utc = instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        local = instant.astimezone(zone).isoformat(" ", "minutes")
+        return Markup('<time datetime="{}">{}</time>').format(escape(utc), escape(local))
+
+    return shown
+
+
+def install_screen_support(web_app: web.Application, zone: ZoneInfo) -> None:
+    """The filters in every language's environment and the problem pages' middleware, once."""
+    if web_app.get(_INSTALLED):
+        return
+    web_app[_INSTALLED] = True
+    for key in ENVIRONMENTS.values():
+        web_app[key].filters["local_instant"] = local_instant(zone)
+    # outermost: it sees the answer the guard made of a refusal (the app is not frozen yet)
+    web_app.middlewares.insert(0, problem_pages)
+
+
+@web.middleware
+async def problem_pages(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """A page's refusal in the API's JSON shape becomes a page saying it, with the same status."""
+    answer = await handler(request)
+    if answer.status < 400 or answer.status not in PAGE_PROBLEMS or answer.content_type != "application/json":
+        return answer
+    match = request.match_info
+    resource = match.route.resource if match.http_exception is None else None
+    operation = find_operation(request.method, resource.canonical) if resource is not None else None
+    if operation is None or not operation.page:
+        return answer
+    page = render_screen(request, "problem.html", {"status": answer.status}, status=answer.status)
+    if "Retry-After" in answer.headers:
+        page.headers["Retry-After"] = answer.headers["Retry-After"]
+    return page
