@@ -93,6 +93,7 @@ def register_routes(
     publisher: HomePublisher,
     placement: Placement,
     identity: IdentityGuard,
+    worker_health: WorkerHealth,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> None:
     """Attach the API, and the guards every route runs behind, to the streams' faust app.
@@ -101,6 +102,8 @@ def register_routes(
     once the broker has them); reads are routed by ``placement``.  ``identity``
     authenticates and authorizes every request (``handlers/identity/guard.py``);
     what a write publishes names the caller as its ``actor`` and ``source``.
+    ``worker_health`` says whether this worker may answer from its views, and
+    is ``/api/health``'s verdict.
     """
     app, views = streams.app, streams.views
     install_http_guard(app, [identity.middleware()])
@@ -165,7 +168,6 @@ def register_routes(
             await publisher.publish(event)
             return self.json({"event_id": event.event_id, "customer_id": event.customer_id}, status=202)
 
-    worker_health = WorkerHealth(app, streams.processor, sink_of=lambda: streams.sink)
     ready = worker_health.ready
 
     def recovering(web) -> Response:
