@@ -28,6 +28,7 @@ from handlers.identity.store import IdentityDb, IdentityStore, prepare_database
 from handlers.kafka_topics import ensure_topics_sync
 from handlers.reports.commands import register_report_routes
 from handlers.sink_runner import register_sink_service
+from handlers.web.live_pages import live_desk_of_worker, register_live_pages
 from handlers.web.pages import Desk, register_pages
 from streams.app import Streams, build_streams
 from streams.desk_signature import fingerprint
@@ -72,10 +73,17 @@ def build_worker_streams(settings: Settings) -> Streams:
     # Users, sessions and tokens: the reporting database, migrated here too (the sink may be off).
     identity_db = IdentityDb(IdentityStore(prepare_database(settings.database_url)))
     identity = IdentityGuard(identity_db, settings.signing_key)
-    register_routes(streams, settings, streams.publisher, placement, identity, worker_health(streams))
+    acknowledge = register_routes(
+        streams, settings, streams.publisher, placement, identity, worker_health(streams)
+    )
     hasher = PasswordHasher()
     register_identity_routes(streams.app, identity_db, hasher, cookie_secure=settings.cookie_secure)
     register_pages(streams.app.web.web_app, Desk(identity_db, hasher, cookie_secure=settings.cookie_secure))
+    # screens 5-6: the dispatch queue and the escalations inbox, live from every partition
+    register_live_pages(
+        streams.app.web.web_app,
+        live_desk_of_worker(streams, settings, placement, identity_db, acknowledge, identity.hop_key),
+    )
     register_report_routes(streams, settings)
     register_alert_agent(streams, settings, placement, streams.sla_topic)
     if settings.sink == "on":
