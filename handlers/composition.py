@@ -4,8 +4,9 @@ The one place that knows the processor's insides: the edges get narrow
 collaborators instead (:class:`~streams.publisher.HomePublisher` for writing
 to a customer's home partition, :class:`~streams.partitioning.Placement` for
 where customers live and which partitions this worker serves, the SLA topic
-for the alert sender), so none reaches into ``streams.processor``'s topics,
-timers or partitioner.
+for the alert sender, the fold's retries and the sink's status for the health
+verdict), so none reaches into ``streams.processor``'s topics, timers,
+partitioner or counters of failure.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import structlog
 from handlers.alerts.sender import register_alert_agent
 from handlers.api.routes import register_routes
 from handlers.api.rules_routes import register_rules_routes
+from handlers.api.worker_health import Retrying, WorkerHealth
 from handlers.identity.guard import IdentityGuard
 from handlers.identity.passwords import PasswordHasher
 from handlers.identity.routes import register_identity_routes
@@ -43,6 +45,7 @@ from streams.partitioning import Placement
 from streams.rules_feed import RulesFeed
 from streams.rules_revisions import InForce
 from streams.settings import Settings
+from streams.sql_sink import SinkStatus
 
 log = structlog.get_logger("keydesk.worker")
 
@@ -58,6 +61,21 @@ def seconds_since_process_start() -> float:
         return time.process_time()
 
 
+def worker_health(streams: Streams) -> WorkerHealth:
+    """The health verdict, given what it reads: the app, the fold's retries, the sink's status."""
+    processor = streams.processor
+
+    def retrying() -> Retrying | None:
+        since = processor.failing_since
+        return None if since is None else Retrying(since, processor.last_error)
+
+    def sink_status() -> SinkStatus | None:
+        # read at each call: the sink is attached after the routes are built
+        return streams.sink.status if streams.sink is not None else None
+
+    return WorkerHealth(streams.app, retrying, sink_status)
+
+
 def build_worker_streams(settings: Settings, rules_feed: RulesFeed | None = None) -> Streams:
     """Everything one worker process runs: agents, table, HTTP API and (unless off) the sink.
 
@@ -71,7 +89,7 @@ def build_worker_streams(settings: Settings, rules_feed: RulesFeed | None = None
     # Users, sessions and tokens: the reporting database, migrated here too (the sink may be off).
     identity_db = IdentityDb(IdentityStore(prepare_database(settings.database_url)))
     identity = IdentityGuard(identity_db, settings.signing_key)
-    reads = register_routes(streams, settings, streams.publisher, placement, identity)
+    reads = register_routes(streams, settings, streams.publisher, placement, identity, worker_health(streams))
     hasher = PasswordHasher()
     register_identity_routes(streams.app, identity_db, hasher, cookie_secure=settings.cookie_secure)
     desk = Desk(identity_db, hasher, cookie_secure=settings.cookie_secure)

@@ -234,24 +234,37 @@ def _people(
 ) -> tuple[list[Recipient], str]:
     if not profile:
         return [], f"客户档案缺失 (no customer profile for {customer_id})"
-    manager = _account_manager(profile)
     if event_type != "sla.escalation_due":
+        manager = _account_manager(profile)
         return ([manager], "") if manager else ([], "未配置客户经理 (no account manager)")
     role = role or ""
+    unique = escalation_recipients(profile, role)
+    if not unique:
+        return [], f"升级链中无{ROLE_LABELS.get(role, role)} (nobody holds role {role})"
+    return unique, ""
+
+
+def escalation_recipients(profile: Mapping[str, Any] | None, role: str) -> list[Recipient]:
+    """Whom a ladder step of ``role`` is addressed to, each once: not the account manager's copy.
+
+    Every escalation-chain entry whose role is ``role``, and for
+    ``account_manager`` the profile's account manager first.  The one rule both
+    the alerts and the acknowledgement's check (an account manager acknowledges
+    only a step addressed to them, ``handlers/identity/roles.py``) follow.
+    """
     people = [
         Recipient.from_person(p, role)
-        for p in profile.get("escalation_chain") or ()
+        for p in (profile or {}).get("escalation_chain") or ()
         if isinstance(p, Mapping) and p.get("role") == role
     ]
+    manager = _account_manager(profile)
     if role == "account_manager" and manager is not None:
         people.insert(0, manager)
     unique: list[Recipient] = []
     for person in people:
         if all(not _same(person, other) for other in unique):
             unique.append(person)
-    if not unique:
-        return [], f"升级链中无{ROLE_LABELS.get(role, role)} (nobody holds role {role})"
-    return unique, ""
+    return unique
 
 
 def _account_manager(profile: Mapping[str, Any] | None) -> Recipient | None:

@@ -24,8 +24,9 @@ from streams.customer_view import find_item
 
 #: Statuses that pause a clock (``pending_customer``, ``pending_third_party``).
 PENDING_STATUSES = tuple(s for s in WORK_STATUSES if s.startswith("pending"))
-#: A manager's acknowledgement of an escalation: checked against the owner's
-#: clocks and published signed (``handlers/api/routes.py``), not a lifecycle step.
+#: A manager's acknowledgement of an escalation (or an account manager's, of a step
+#: addressed to them): checked against the owner's clocks and sent steps and
+#: published signed (``handlers/api/routes.py``), not a lifecycle step.
 ACKNOWLEDGEMENT = "sla.escalation_acknowledged"
 
 

@@ -78,10 +78,23 @@ CUSTOMER_VIEW: Schema = _object(
     }
 )
 
+#: A ladder step the owner has sent, and the staff ids it is addressed to
+#: (``handlers/api/escalations_sent.py``).
+_SENT_STEP: Schema = _object(
+    {
+        "metric": {"type": "string", "enum": list(SLA_METRICS)},
+        "cycle": {"type": "integer", "minimum": 1},
+        "step": {"type": "integer", "minimum": 1},
+        "role": _STRING,
+        "addressed_to": {"type": "array", "items": _STRING},
+    }
+)
+
 ITEM_SLA: Schema = _object(
     {
         "evaluation": _object({"metrics": {"type": "object", "additionalProperties": _OBJECT}}),
         "explanation": _STRING,
+        "escalations_sent": {"type": "array", "items": _SENT_STEP},
     }
 )
 

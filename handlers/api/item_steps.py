@@ -26,9 +26,9 @@ from streams.publisher import HomePublisher
 
 __all__ = ["register_item_step_routes"]
 
-#: (customer_id, kind, item_id, body, actor, source) -> the checked acknowledgement and whether its
-#: item was checked
-Acknowledge = Callable[[str, str, str, dict[str, Any], str, str], Awaitable[tuple[Event, bool]]]
+#: (request, customer_id, kind, item_id, body, actor, source) -> the checked acknowledgement and
+#: whether its item was checked
+Acknowledge = Callable[[Request, str, str, str, dict[str, Any], str, str], Awaitable[tuple[Event, bool]]]
 #: (customer_id, kind, item_id, event_id, timeout) -> the owner's fold outcome, or None
 OwnerOutcome = Callable[[str, str, str, str, float], Awaitable[dict[str, Any] | None]]
 
@@ -66,7 +66,9 @@ def register_item_step_routes(
                 actor, source = await author(request, step.event_type, customer_id)
                 if step.event_type == ACKNOWLEDGEMENT:
                     rest = {k: v for k, v in body.items() if k != "customer_id"}
-                    event, _ = await acknowledgement_event(customer_id, kind, item_id, rest, actor, source)
+                    event, _ = await acknowledgement_event(
+                        request, customer_id, kind, item_id, rest, actor, source
+                    )
                     await publisher.publish(event, signed=True)
                 else:
                     event = action_to_event(step, item_id, body, clock(), actor=actor, source=source)

@@ -955,8 +955,19 @@ def _all_operations() -> tuple[Operation, ...]:
             body=acknowledgement_body(),
             answers=_with_body(
                 Answer(202, "on the log, signed", answers.ACKNOWLEDGED),
+                _error(
+                    403,
+                    "the caller's role does not allow this operation for this customer, or (an account "
+                    "manager) no ladder step of that cycle sent so far was addressed to them (field: metric)",
+                ),
                 Answer(404, "the owner says there is no such item", answers.ERROR),
                 RECOVERING,
+            ),
+            description=(
+                "A manager acknowledges within their scope (their chain or region); an account manager "
+                "only a clock whose ladder has sent a step of that cycle addressed to them: their staff "
+                "id on a chain entry of the step's role, or they are the customer's account manager and "
+                "the step's role is account_manager (as the owner's view says; 503 while it cannot)."
             ),
         ),
         Operation(

@@ -38,6 +38,7 @@ from handlers.api.commands import acknowledgement, command_to_event
 from handlers.api.customer_archive import ArchiveDesk, OwnerReads, register_customer_archive_routes
 from handlers.api.customer_services import register_customer_service_routes
 from handlers.api.dispatch_queue import register_dispatch_queue_route
+from handlers.api.escalations_sent import from_json, sent_steps, to_json
 from handlers.api.http_guard import (
     BadRequest,
     Slots,
@@ -55,8 +56,9 @@ from handlers.api.item_steps import register_item_step_routes
 from handlers.api.openapi_document import document_bytes
 from handlers.api.operations import operation
 from handlers.api.worker_health import WorkerHealth
-from handlers.identity.guard import IdentityGuard, author
+from handlers.identity.guard import IdentityGuard, author, identity_of, refuse
 from handlers.identity.hop import ROUTED_HEADER, hop_headers
+from handlers.identity.roles import SentStep, may_acknowledge
 from schemas.envelope import Event, InvalidEvent, decode_event, new_event
 from schemas.event_catalogue import SOURCES
 from sla_rules import evaluate, format_explanation
@@ -92,12 +94,23 @@ def _item_clocks(item: dict[str, Any]) -> dict[str, int]:
     return {name: int(m.get("cycle") or 1) for name, m in metrics.items()}
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class OwnerClocks:
+    """An item's clocks as its owner knows them, and the ladder steps it has sent."""
+
+    #: metric: its current cycle
+    clocks: dict[str, int]
+    #: ``None``: the owner's answer did not say (an account manager's acknowledgement waits for it)
+    sent: list[SentStep] | None
+
+
 def register_routes(
     streams: Streams,
     settings: Settings,
     publisher: HomePublisher,
     placement: Placement,
     identity: IdentityGuard,
+    worker_health: WorkerHealth,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> DeskReads:
     """Attach the API, and the guards every route runs behind, to the streams' faust app.
@@ -110,6 +123,8 @@ def register_routes(
     authenticates and authorizes every request (``handlers/identity/guard.py``);
     what a write publishes names the caller as its ``actor`` and ``source``.  Answers the
     customer archive's writes and reads, for the web desk's admin pages.
+    ``worker_health`` says whether this worker may answer from its views, and
+    is ``/api/health``'s verdict.
     """
     app, views = streams.app, streams.views
     install_http_guard(app, [identity.middleware()])
@@ -174,7 +189,6 @@ def register_routes(
             await publisher.publish(event)
             return self.json({"event_id": event.event_id, "customer_id": event.customer_id}, status=202)
 
-    worker_health = WorkerHealth(app, streams.processor, sink_of=lambda: streams.sink)
     ready = worker_health.ready
 
     def recovering(web) -> Response:
@@ -264,13 +278,15 @@ def register_routes(
                 {
                     "evaluation": evaluation.to_dict(),
                     "explanation": format_explanation(facts, evaluation, streams.rules),
+                    # what an acknowledgement taken by another worker is checked against
+                    "escalations_sent": to_json(sent_steps(view.get("profile"), item)),
                 }
             ),
             content_type="application/json",
         )
 
-    async def owner_clocks(customer_id: str, kind: str, item_id: str) -> dict[str, int] | None:
-        """The item's clocks (metric: current cycle) as its owner knows them.
+    async def owner_clocks(customer_id: str, kind: str, item_id: str) -> OwnerClocks | None:
+        """The item's clocks (metric: current cycle) as its owner knows them, and the steps it sent.
 
         ``None`` when the owner cannot tell now (rebalancing, recovering, not
         answering within the check's deadline); a 404 when it says there is no
@@ -286,7 +302,7 @@ def register_routes(
             item = find_item(view, kind, item_id) if view else None
             if item is None:
                 raise BadRequest(404, "item_id", f"no {kind} {item_id} for customer {customer_id}")
-            return _item_clocks(item)
+            return OwnerClocks(_item_clocks(item), sent_steps(view.get("profile"), item))
         path = f"/api/customers/{quote(customer_id, safe='')}/items/{kind}/{quote(item_id, safe='')}/sla"
         target = owner.join(URL(path, encoded=True))
         try:
@@ -303,21 +319,33 @@ def register_routes(
             return None
         if status == 404 and found.get("field") == "item_id":
             raise BadRequest(404, "item_id", f"no {kind} {item_id} for customer {customer_id}")
+        if status != 200:
+            return None
         try:
-            return (
-                {name: int(m.get("cycle") or 1) for name, m in found["evaluation"]["metrics"].items()}
-                if status == 200
-                else None
-            )
+            clocks = {name: int(m.get("cycle") or 1) for name, m in found["evaluation"]["metrics"].items()}
         except (KeyError, TypeError, AttributeError, ValueError):  # not what our owner sends
             return None
+        return OwnerClocks(clocks, from_json(found.get("escalations_sent")))
 
     async def acknowledgement_event(
-        customer_id: str, kind: str, item_id: str, body: dict[str, Any], actor: str, source: str
+        request: Request,
+        customer_id: str,
+        kind: str,
+        item_id: str,
+        body: dict[str, Any],
+        actor: str,
+        source: str,
     ) -> tuple[Event, bool]:
-        """A manager's acknowledgement, checked against the owner's clocks: the event and ``item_checked``."""
+        """An acknowledgement, checked against the owner's clocks: the event and ``item_checked``.
+
+        The caller (``author`` has allowed them acknowledgements for this
+        customer) must also be one this clock's escalation may be acknowledged
+        by: an account manager only once a step of that cycle was addressed to
+        them, as the owner says (``roles.may_acknowledge``).
+        """
         metric, cycle, extra = acknowledgement(body, kind)
-        clocks = await owner_clocks(customer_id, kind, item_id)
+        owner = await owner_clocks(customer_id, kind, item_id)
+        clocks = owner.clocks if owner is not None else None
         if clocks is not None and metric not in clocks:
             raise BadRequest(
                 422, "metric", f"must be one of the item's clocks: {', '.join(sorted(clocks)) or 'none'}"
@@ -334,6 +362,14 @@ def register_routes(
                 {"Retry-After": "1"},
             )
         payload = {"item_kind": kind, "metric": metric, "cycle": cycle or clocks[metric]}
+        caller = identity_of(request)
+        if caller is None:  # author() lets no hop or anonymous request this far; never publish unnamed
+            raise BadRequest(403, None, "an acknowledgement needs a signed-in user")
+        allowed = may_acknowledge(caller, metric, payload["cycle"], owner.sent if owner else None)
+        if not allowed and (owner is None or owner.sent is None):
+            raise BadRequest(503, None, allowed.reason, {"Retry-After": "1"})
+        if not allowed:
+            await refuse(request, customer_id, allowed.reason, "metric")
         if "note" in extra:
             payload["note"] = extra["note"]
         try:
@@ -376,7 +412,7 @@ def register_routes(
         checked, the caller authorized for the customer, the owner's clocks checked, published signed."""
         body = operation("acknowledge_escalation").check_body(body)
         actor, source = await author(request, "sla.escalation_acknowledged", customer_id)
-        event, checked = await acknowledgement_event(customer_id, kind, item_id, body, actor, source)
+        event, checked = await acknowledgement_event(request, customer_id, kind, item_id, body, actor, source)
         await publisher.publish(event, signed=True)
         return event, checked
 

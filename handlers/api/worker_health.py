@@ -25,16 +25,28 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
+
+if TYPE_CHECKING:
+    from streams.sql_sink import SinkStatus
 
 PROBE_EVERY = 2.0  # seconds between broker probes (health may be polled often)
 PROBE_TIMEOUT = 2.0  # seconds a metadata request may take before the broker counts as down
 STUCK_AFTER = 30.0  # seconds of retrying after which a retrying part counts as down
 GROUP_GRACE = 10.0  # seconds the group may look unsettled after a rebalance (session timeout)
 _NO_GENERATION = -1  # aiokafka's DEFAULT_GENERATION_ID: not in a group
+
+
+@dataclass(frozen=True, slots=True)
+class Retrying:
+    """The fold's batch that does not go through: retried since ``since`` (wall clock), last failing so."""
+
+    since: float
+    error: str | None
 
 
 @dataclass
@@ -45,14 +57,25 @@ class _Probe:
 
 
 class WorkerHealth:
-    """Collects the worker's problems; :meth:`report` is the endpoint's body."""
+    """Collects the worker's problems; :meth:`report` is the endpoint's body.
+
+    Given what it reads, by the composition root (``handlers/composition.py``):
+    the faust app (rebalancing, the producer's and consumer's clients, the
+    agents), ``retrying`` (the fold's batch being retried, ``None`` while
+    events flow) and ``sink_status`` (the SQL sink's, ``None`` without one).
+    """
 
     def __init__(
-        self, app: faust.App, processor: Any, sink_of=lambda: None, clock=time.monotonic, wall=time.time
+        self,
+        app: faust.App,
+        retrying: Callable[[], Retrying | None],
+        sink_status: Callable[[], SinkStatus | None] = lambda: None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.app = app
-        self.processor = processor
-        self.sink_of = sink_of  # the sink is attached after the routes are built
+        self.retrying = retrying
+        self.sink_status = sink_status  # the sink is attached after the routes are built
         self.clock = clock
         self.wall = wall
         self._probe = _Probe()
@@ -91,10 +114,10 @@ class WorkerHealth:
                 problems["group"] = group
         for name, error in self._crashed_agents().items():
             problems[f"agent:{name}"] = error
-        failing = getattr(self.processor, "failing_since", None)
-        if failing is not None and self.wall() - failing > STUCK_AFTER:
+        failing = self.retrying()
+        if failing is not None and self.wall() - failing.since > STUCK_AFTER:
             problems["events"] = (
-                f"a batch has been retried for {self.wall() - failing:.0f} s: {self.processor.last_error}"
+                f"a batch has been retried for {self.wall() - failing.since:.0f} s: {failing.error}"
             )
         sink = self._sink_error()
         if sink:
@@ -168,10 +191,9 @@ class WorkerHealth:
         return crashed
 
     def _sink_error(self) -> str | None:
-        sink = self.sink_of()
-        if sink is None:
+        status = self.sink_status()
+        if status is None:
             return None
-        status = sink.status
         if status.state == "stopped":
             return f"the SQL sink has stopped: {status.last_error}"
         waited = status.retrying_seconds

@@ -1,9 +1,12 @@
 """Publishing events to the events topic from outside a worker (CLI, tools, tests).
 
-Uses an idempotent aiokafka producer keyed by ``customer_id`` with Kafka's
-default partitioner, so events land on the partition their customer's view
-lives on.  Lines are checked against the contract first; bad lines are reported
-with their line number and, unless asked to, not sent.
+Through the one publisher of a customer's records (``streams/publisher.py``:
+keyed by ``customer_id``, on the customer's home partition of the topic's
+partitions, acknowledged by the broker), over an idempotent aiokafka producer,
+so events land on the partition their customer's view lives on.  Lines are
+checked against the contract first; bad lines are reported with their line
+number and, unless asked to, not sent (then as they are, unkeyed: a line that
+is not an event names no customer).
 
 Managers' acknowledgements in a file (an imported history) go to the events
 topic like every other event of the item's log, in file order, signed with the
@@ -21,8 +24,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from schemas.envelope import InvalidEvent, decode_lines
-from streams.desk_signature import signature_headers
+from schemas.envelope import Event, InvalidEvent, decode_lines
+from streams.publisher import HomePublisher, ProducerTopic
 from streams.topic_rules import ACKNOWLEDGEMENT
 
 
@@ -59,32 +62,20 @@ async def publish_lines(
     )
     await producer.start()
     try:
+        publisher: HomePublisher | None = None  # made at the first event: the topic's partitions known
         pending = []
         for number, line, event in decode_lines(lines):
-            key = None
-            if isinstance(event, InvalidEvent):
-                if validate:
-                    report.refused.append((number, str(event)))
-                    continue
+            refusal = _refusal(event, validate=validate, secret=secret)
+            if refusal is not None:
+                report.refused.append((number, refusal))
+                continue
+            if isinstance(event, InvalidEvent):  # sent as it is, as asked: unkeyed, it names no customer
+                pending.append(await producer.send(topic, line))
             else:
-                key = event.customer_id.encode()
-            headers = None
-            if not isinstance(event, InvalidEvent) and event.kind == "sla":
-                if event.event_type != ACKNOWLEDGEMENT:
-                    report.refused.append(
-                        (number, f"{event.event_type}: step events are the SLA timers' own; not published")
-                    )
-                    continue
-                if not secret:
-                    report.refused.append(
-                        (
-                            number,
-                            f"{event.event_type}: an acknowledgement needs the desk's secret to be signed",
-                        )
-                    )
-                    continue
-                headers = signature_headers(secret, line)
-            pending.append(await producer.send(topic, line, key=key, headers=headers))
+                if publisher is None:
+                    partitions = len(await producer.partitions_for(topic))
+                    publisher = HomePublisher(ProducerTopic(producer, topic), partitions, secret=secret)
+                pending.append(await publisher.enqueue(event.customer_id, line, signed=event.kind == "sla"))
             report.sent += 1
             if len(pending) >= 10_000:
                 for fut in pending:
@@ -95,3 +86,16 @@ async def publish_lines(
     finally:
         await producer.stop()
     return report
+
+
+def _refusal(event: Event | InvalidEvent, *, validate: bool, secret: bytes | None) -> str | None:
+    """Why a line is not sent, or ``None``: a bad line (when validating), a step, an unsignable ack."""
+    if isinstance(event, InvalidEvent):
+        return str(event) if validate else None
+    if event.kind != "sla":
+        return None
+    if event.event_type != ACKNOWLEDGEMENT:
+        return f"{event.event_type}: step events are the SLA timers' own; not published"
+    if not secret:
+        return f"{event.event_type}: an acknowledgement needs the desk's secret to be signed"
+    return None

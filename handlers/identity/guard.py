@@ -38,7 +38,7 @@ import hmac
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import quote
 
 import structlog
@@ -256,6 +256,11 @@ class IdentityGuard:
             raise BadRequest(403, "event_type", allowed.reason)
         return caller.name, event_source(caller, permission)
 
+    async def refuse(self, request: web.Request, target: str, reason: str, field: str | None) -> NoReturn:
+        """A refusal a handler decides itself, from what only it knows: audited, then 403 naming ``field``."""
+        await self._deny(request, identity_of(request), target, reason)
+        raise BadRequest(403, field, reason)
+
     async def audit_change(
         self,
         request: web.Request,
@@ -320,6 +325,11 @@ def guard_of(request: web.Request) -> IdentityGuard:
 async def authorize(request: web.Request, permission: str, customer_id: str | None) -> Identity | None:
     """The request's guard's :meth:`IdentityGuard.authorize`."""
     return await guard_of(request).authorize(request, permission, customer_id)
+
+
+async def refuse(request: web.Request, target: str, reason: str, field: str | None) -> NoReturn:
+    """The request's guard's :meth:`IdentityGuard.refuse`."""
+    await guard_of(request).refuse(request, target, reason, field)
 
 
 async def audit_change(request: web.Request, kind: str, target: str, **states: Any) -> None:

@@ -15,7 +15,7 @@ handler that publishes checks the one its event type needs
 (``roles.permission_to_publish``).  ``hop``: a read a worker may forward to the
 customer's owner, signed with the desk's secret (``handlers/identity/hop.py``).
 
-Pure data.  ``tests/handlers/test_identity_policy.py`` checks that the worker's
+Pure data.  ``tests/handlers/identity/test_identity_policy.py`` checks that the worker's
 routes and this table name the same operations.
 """
 

@@ -13,8 +13,9 @@ Roles (issue 11, point 4); a user may hold several:
   takes every step of their loops, reads the dispatch queue;
 * ``account_manager``: reads (views, clocks, archive records) and acts on the
   customers whose account manager (``account_manager.id``) or escalation chain
-  (a step's ``id``) names the user's staff id, and acknowledges their
-  escalations; not the archive's list and search, which spans every customer;
+  (a step's ``id``) names the user's staff id, and acknowledges the escalations
+  addressed to them (:func:`may_acknowledge`); not the archive's list and
+  search, which spans every customer;
 * ``manager``: the same for the customers of their chain or of their region
   (the user's ``region`` equals the customer's; ``*``: every region, a head
   office's manager), plus the compliance reports and reading the SLA rules
@@ -149,6 +150,22 @@ class CustomerFacts:
 
 
 @dataclass(frozen=True, slots=True)
+class SentStep:
+    """A ladder step the timers sent for one clock's cycle, as the customer's owner knows it.
+
+    ``addressed_to``: the staff ids of the people it is addressed to (the chain
+    entries of its role, and the account manager for an ``account_manager``
+    step: ``handlers/alerts/routing.escalation_recipients``), not who got a copy.
+    """
+
+    metric: str
+    cycle: int
+    step: int
+    role: str
+    addressed_to: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     allowed: bool
     reason: str
@@ -199,6 +216,36 @@ def may_for_customer(identity: Identity, permission: str, customer: CustomerFact
             return Decision(True, f"the customer is in {identity.region}")
     name = customer.customer_id if customer else "this customer"
     return Decision(False, f"{identity.name} may not {permission} for {name}")
+
+
+def may_acknowledge(identity: Identity, metric: str, cycle: int, sent: Iterable[SentStep] | None) -> Decision:
+    """Whether ``identity``, already allowed to acknowledge for the customer, may acknowledge this clock.
+
+    A manager acknowledges within their scope (their chain or region, checked by
+    :func:`may_for_customer`), sent steps or not: reassigning and standing in
+    is their job.  An account manager only once a ladder step of that clock's
+    cycle has been sent to them: the acknowledgement stops the steps above
+    them, which is not theirs to do for a step that went to a colleague, nor
+    before anything was sent.  ``sent``: the steps the owner has sent (any
+    clock, any cycle); ``None`` when the owner could not say, which refuses an
+    account manager (the caller answers 503: retry).
+    """
+    if identity.kind == "integration" or ESCALATION_ACK not in identity.permissions():
+        return may(identity, ESCALATION_ACK)
+    if "manager" in identity.roles:
+        return Decision(True, "a manager acknowledges within their scope")
+    if sent is None:
+        return Decision(False, "the customer's owner cannot say now which escalations were sent; retry")
+    staff = identity.staff
+    steps = sorted((s for s in sent if s.metric == metric and s.cycle == cycle), key=lambda s: s.step)
+    mine = [s for s in steps if staff in s.addressed_to]
+    if mine:
+        return Decision(True, f"step {mine[0].step} ({mine[0].role}) was addressed to {staff}")
+    clock = f"{metric} cycle {cycle}"
+    if not steps:
+        return Decision(False, f"no escalation of {clock} has been sent yet: nothing to acknowledge")
+    went = ", ".join(f"step {s.step} to the {s.role}" for s in steps)
+    return Decision(False, f"no escalation of {clock} sent so far was addressed to staff id {staff} ({went})")
 
 
 def may_publish(identity: Identity, event_type: str) -> Decision:

@@ -97,6 +97,34 @@ def http(
             return exc.code, {"raw": payload.decode(errors="replace")}
 
 
+#: the password of every user a test adds (:func:`add_user`)
+PASSWORD = "correct horse battery"
+
+
+def add_user(desk: Desk, username: str, roles: list[str], **extra) -> str:
+    """A user made by the suite's admin through the API; returns a bearer session secret.
+
+    Made on the first worker, signed in on the second where there is one: every
+    worker sees what another wrote to the identity's database.
+    """
+    status, answer = http(
+        "POST",
+        f"{desk.workers[0].url}/api/users",
+        {"username": username, "roles": roles, "password": PASSWORD, **extra},
+    )
+    assert status == 201, answer
+    return login(desk.workers[min(1, len(desk.workers) - 1)].url, username)["token"]
+
+
+def login(url: str, username: str, password: str = PASSWORD, bearer: bool = True) -> dict:
+    """Sign in over the API (``bearer``: the session secret comes back to send as a bearer token)."""
+    status, answer = http(
+        "POST", f"{url}/api/login", {"username": username, "password": password, "bearer": bearer}, token=None
+    )
+    assert status == 200, answer
+    return answer
+
+
 def keydesk(
     desk: Desk,
     *args: str,

@@ -16,7 +16,7 @@ import pytest
 
 from streams.partitioning import murmur2_partition
 from tests.builders import event, fault
-from tests.e2e.conftest import PARTITIONS, TEST_USER, http, new_desk, short_rules_file
+from tests.e2e.conftest import PARTITIONS, TEST_USER, add_user, http, new_desk, short_rules_file
 
 pytestmark = pytest.mark.broker
 
@@ -196,3 +196,82 @@ class TestAcknowledgeThroughAnyWorker:
             assert (status, answer["field"]) == (404, "item_id"), (worker is owner, answer)
             status, answer = http("POST", f"{base}/F-1/acknowledge", {"metric": "provision"})
             assert (status, answer["field"]) == (422, "metric"), (worker is owner, answer)
+
+
+class TestAnAccountManagerAcknowledgesWhatWasAddressedToThem:
+    def test_a_step_sent_to_one_account_manager_is_theirs_to_acknowledge_not_a_colleagues(
+        self, three_workers
+    ):
+        """Two account managers on one chain, step 1 to AM-1: AM-2 gets 403 from every worker, AM-1 202."""
+        desk = three_workers
+        customer = f"C-ACKAM-{uuid.uuid4().hex[:6]}"
+        post(
+            desk,
+            event(
+                "customer.registered",
+                customer,
+                datetime.now(UTC) - timedelta(hours=1),
+                customer=customer,
+                tier="diamond",
+                name="省人民医院",
+                account_manager={"id": "AM-1", "name": "李敏"},
+                escalation_chain=[
+                    {"role": "account_manager", "id": "AM-1", "name": "李敏"},
+                    {"role": "department_head", "id": "DH-1", "name": "王强"},
+                    # an account manager too, standing in a place the ladder reaches after 1 h
+                    {"role": "branch_leader", "id": "AM-2", "name": "陈静"},
+                ],
+            ),
+        )
+        tag = uuid.uuid4().hex[:6]
+        am_1 = add_user(desk, f"am1-{tag}", ["account_manager"], staff_id="AM-1")
+        am_2 = add_user(desk, f"am2-{tag}", ["account_manager"], staff_id="AM-2")
+        owner = owner_of(desk, customer)
+        others = [w for w in desk.workers if w is not owner]
+        # both in the customer's scope once the sink has projected it
+        for token in (am_1, am_2):
+            poll(
+                lambda token=token: (
+                    http("GET", f"{owner.url}/api/customers/{customer}/view", token=token)[0] == 200
+                ),
+                "the customer visible to its account managers",
+                30,
+            )
+        # Breached on arrival: ladder step 1 (the account manager) is due at once, step 2 in ~50 s.
+        reported = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=70)
+        post(desk, fault("F-1", "reported", reported, customer=customer))
+        poll(lambda: escalations(sla_log(owner, customer, "F-1"), 1), "F-1's ladder step 1", 30)
+        # not yet breached: nothing has been sent for F-2, so nothing is anyone's to acknowledge
+        post(desk, fault("F-2", "reported", datetime.now(UTC), customer=customer))
+
+        for worker in desk.workers:  # the owner answers itself, the others ask it
+            path = f"{worker.url}/api/customers/{customer}/items/fault"
+            status, answer = http("POST", f"{path}/F-1/acknowledge", {"metric": "response"}, token=am_2)
+            assert (status, answer["field"]) == (403, "metric"), (worker is owner, answer)
+            assert "AM-2" in answer["error"] and "step 1 to the account_manager" in answer["error"], answer
+            status, answer = http("POST", f"{path}/F-2/acknowledge", {"metric": "response"}, token=am_1)
+            assert (status, answer["field"]) == (403, "metric"), (worker is owner, answer)
+            assert "has been sent yet" in answer["error"], answer
+        denied = http("GET", f"{desk.workers[0].url}/api/audit?kind=denied&actor=am2-{tag}&limit=50")[1]
+        assert len([r for r in denied["records"] if r["target"] == customer]) == 3, denied
+
+        status, answer = http(
+            "POST",
+            f"{others[0].url}/api/customers/{customer}/items/fault/F-1/acknowledge",
+            {"metric": "response", "note": "已联系客户"},
+            token=am_1,
+        )
+        assert status == 202, answer
+        assert (answer["cycle"], answer["item_checked"]) == (1, True), answer
+        # the same check on the step route, here on the owner
+        status, answer = http(
+            "POST",
+            f"{owner.url}/api/faults/F-1/ack-escalation?wait=10",
+            {"customer_id": customer, "metric": "response"},
+            token=am_1,
+        )
+        assert (status, answer["outcome"]) == (200, "applied"), answer
+        acks = [
+            r for r in sla_log(owner, customer, "F-1") if r["event_type"] == "sla.escalation_acknowledged"
+        ]
+        assert {r["actor"] for r in acks} == {f"am1-{tag}"}, acks

@@ -20,12 +20,11 @@ import pytest
 from handlers.identity.hop import HOP_HEADER, ROUTED_HEADER
 from handlers.identity.operations import OPERATIONS
 from streams.partitioning import murmur2_partition
-from tests.e2e.conftest import PARTITIONS, TEST_TOKEN, http, new_desk
+from tests.e2e.conftest import PARTITIONS, PASSWORD, TEST_TOKEN, add_user, http, new_desk
 from tests.e2e.conftest import keydesk as run_keydesk
 
 pytestmark = pytest.mark.broker
 
-PASSWORD = "correct horse battery"
 FAULT = {"severity": "critical", "summary": "专线中断", "service": "MPLS VPN"}
 PATH_VALUES = {
     "customer_id": "C-ID-A",
@@ -56,25 +55,6 @@ def desk(kafka_bootstrap, tmp_path_factory):
         yield d
     finally:
         d.stop()
-
-
-def add_user(desk, username: str, roles: list[str], **extra) -> str:
-    """A user made by the suite's admin through the API; returns a bearer session secret."""
-    status, answer = http(
-        "POST",
-        f"{desk.workers[0].url}/api/users",
-        {"username": username, "roles": roles, "password": PASSWORD, **extra},
-    )
-    assert status == 201, answer
-    return login(desk.workers[1].url, username)["token"]
-
-
-def login(url: str, username: str, password: str = PASSWORD, bearer: bool = True) -> dict:
-    status, answer = http(
-        "POST", f"{url}/api/login", {"username": username, "password": password, "bearer": bearer}, token=None
-    )
-    assert status == 200, answer
-    return answer
 
 
 def poll(check, what: str, timeout: float = 30.0):

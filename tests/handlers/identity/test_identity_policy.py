@@ -17,8 +17,10 @@ from handlers.identity.roles import (
     SELF,
     CustomerFacts,
     Identity,
+    SentStep,
     event_source,
     may,
+    may_acknowledge,
     may_for_customer,
     may_publish,
 )
@@ -226,6 +228,62 @@ class TestCustomerScope:
         both = user("report_reader", "account_manager", staff_id=AM_B)
         assert not may_for_customer(both, CUSTOMER_READ, CUST_A)
         assert may_for_customer(both, CUSTOMER_READ, CUST_B)
+
+
+def sent(step: int, role: str, *staff: str, metric: str = "response", cycle: int = 1) -> SentStep:
+    return SentStep(metric, cycle, step, role, frozenset(staff))
+
+
+class TestAcknowledgingAnEscalation:
+    """Who may acknowledge a clock's escalation, once scope is granted: whom its sent steps went to."""
+
+    AM_1 = user("account_manager", name="li.min", staff_id="AM-1")
+
+    def test_an_account_manager_acknowledges_a_step_addressed_to_them(self):
+        decision = may_acknowledge(self.AM_1, "response", 1, [sent(1, "account_manager", "AM-1", "AM-2")])
+        assert decision and "step 1" in decision.reason
+
+    def test_a_step_addressed_to_a_colleague_is_not_theirs(self):
+        decision = may_acknowledge(self.AM_1, "response", 1, [sent(1, "account_manager", "AM-2")])
+        assert not decision
+        assert "AM-1" in decision.reason and "step 1 to the account_manager" in decision.reason
+        assert "AM-2" not in decision.reason  # who else was alerted is not the refusal's to tell
+
+    def test_nothing_sent_yet_is_nothing_to_acknowledge(self):
+        decision = may_acknowledge(self.AM_1, "response", 1, [])
+        assert not decision and "no escalation of response cycle 1 has been sent" in decision.reason
+
+    def test_only_a_step_of_that_clock_and_cycle_counts(self):
+        elsewhere = [
+            sent(1, "account_manager", "AM-1", metric="restore"),
+            sent(1, "account_manager", "AM-1", cycle=2),
+        ]
+        assert not may_acknowledge(self.AM_1, "response", 1, elsewhere)
+        assert may_acknowledge(self.AM_1, "response", 2, elsewhere)
+        assert may_acknowledge(self.AM_1, "restore", 1, elsewhere)
+
+    def test_any_sent_step_of_the_cycle_addressed_to_them_counts_not_only_the_last(self):
+        steps = [sent(1, "account_manager", "AM-1"), sent(2, "department_head", "DH-1")]
+        assert may_acknowledge(self.AM_1, "response", 1, steps)
+        assert may_acknowledge(user("account_manager", staff_id="DH-1"), "response", 1, steps)
+
+    def test_the_staff_id_defaults_to_the_username(self):
+        assert may_acknowledge(user("account_manager", name="AM-1"), "response", 1, [sent(1, "x", "AM-1")])
+
+    def test_an_owner_that_cannot_say_refuses_an_account_manager(self):
+        decision = may_acknowledge(self.AM_1, "response", 1, None)
+        assert not decision and "retry" in decision.reason
+
+    def test_a_manager_acknowledges_within_their_scope_whatever_was_sent(self):
+        manager = user("manager", staff_id="BL-1", region="广东省/广州市")
+        assert may_acknowledge(manager, "response", 1, [])
+        assert may_acknowledge(manager, "response", 1, [sent(1, "account_manager", "AM-2")])
+        assert may_acknowledge(manager, "response", 1, None)
+        assert may_acknowledge(user("manager", "account_manager", staff_id="AM-1"), "response", 1, [])
+
+    def test_roles_without_the_permission_are_refused(self):
+        for who in (user("hotline"), user("report_reader"), user("admin"), integration("fault.reported")):
+            assert not may_acknowledge(who, "response", 1, [sent(1, "account_manager", who.staff)])
 
 
 class TestIntegrationTokens:

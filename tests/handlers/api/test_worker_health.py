@@ -1,9 +1,12 @@
 """What /api/health says: ok only while nothing stops events, steps or alerts from flowing."""
 
 import asyncio
+import time
 from types import SimpleNamespace
 
-from handlers.api.worker_health import GROUP_GRACE, STUCK_AFTER, WorkerHealth
+from handlers.api.worker_health import GROUP_GRACE, STUCK_AFTER, Retrying, WorkerHealth
+from handlers.composition import worker_health
+from streams.sql_sink import SinkStatus
 
 
 class Client:
@@ -43,8 +46,8 @@ def worker(
         ),
         agents={"fold-events": SimpleNamespace(_actors=list(actors))},
     )
-    processor = SimpleNamespace(failing_since=failing_since, last_error="KafkaTimeoutError()")
-    return WorkerHealth(app, processor, sink_of=lambda: sink, wall=lambda: 1000.0)
+    retrying = None if failing_since is None else Retrying(failing_since, "KafkaTimeoutError()")
+    return WorkerHealth(app, lambda: retrying, sink_status=lambda: sink, wall=lambda: 1000.0)
 
 
 class TestWorkerHealth:
@@ -101,20 +104,33 @@ class TestWorkerHealth:
 
     async def test_a_stopped_or_long_retrying_sink_is_named(self):
         """The SQL sink stopped, or retrying past the grace period, degrades the worker."""
-        stopped = SimpleNamespace(
-            status=SimpleNamespace(state="stopped", last_error="boom", retrying_seconds=None)
-        )
-        retrying = SimpleNamespace(
-            status=SimpleNamespace(
-                state="retrying", last_error="OperationalError", retrying_seconds=STUCK_AFTER + 5
-            )
+        stopped = SinkStatus(state="stopped", last_error="boom")
+        retrying = SinkStatus(
+            state="retrying", last_error="OperationalError", retrying_from=time.monotonic() - STUCK_AFTER - 5
         )
         _, first = await worker(sink=stopped).report()
         _, second = await worker(sink=retrying).report()
+        _, running = await worker(sink=SinkStatus(state="running")).report()
         assert "stopped" in first["problems"]["sink"]
         assert "retrying for" in second["problems"]["sink"]
+        assert running["problems"] == {}
 
     async def test_a_rebalancing_worker_is_recovering_not_degraded(self):
         """While rebalancing the group and broker checks wait: recovering, 200, not ready."""
         status, body = await worker(rebalancing=True, generation=-1).report()
         assert (status, body["status"], body["ready"]) == (200, "recovering", False)
+
+
+class TestWhatTheCompositionRootHandsIt:
+    async def test_the_folds_retries_and_a_sink_attached_after_the_routes(self):
+        """The verdict reads the processor's retry and the sink's status at each report, not once."""
+        processor = SimpleNamespace(failing_since=None, last_error=None)
+        streams = SimpleNamespace(app=worker().app, processor=processor, sink=None)
+        health = worker_health(streams)
+        health.wall = lambda: 1000.0
+        assert (await health.report())[1]["problems"] == {}
+        processor.failing_since, processor.last_error = 1000.0 - STUCK_AFTER - 1, "KafkaTimeoutError()"
+        streams.sink = SimpleNamespace(status=SinkStatus(state="stopped", last_error="boom"))
+        status, body = await health.report()
+        assert status == 503 and set(body["problems"]) == {"events", "sink"}
+        assert "KafkaTimeoutError" in body["problems"]["events"] and "boom" in body["problems"]["sink"]

@@ -29,7 +29,7 @@ from tests.conftest import service_missing
 
 pytestmark = pytest.mark.broker
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 TOPIC = "restart-in-place"
 SENT = 12  # messages before the crash
 COMMITTED = 5  # offset the group commits before the crash
