@@ -64,6 +64,13 @@ def page_refusals() -> Callable[..., Awaitable[web.StreamResponse]]:
     return refusal_page
 
 
+_INSTALLED = web.AppKey("keydesk_page_refusals", bool)
+
+
 def install_page_refusals(web_app: web.Application) -> None:
-    """Put the middleware outside every other (the HTTP guard makes the JSON it reads)."""
+    """Put the middleware outside every other (the HTTP guard makes the JSON it reads), once:
+    every group of screens asks for it."""
+    if web_app.get(_INSTALLED):
+        return
+    web_app[_INSTALLED] = True
     web_app.middlewares.insert(0, page_refusals())

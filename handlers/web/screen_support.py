@@ -8,14 +8,14 @@
   the Jinja filter ``local_instant``.
 * A page the identity refuses (a hotline user opening an admin page, a form
   posted without its CSRF token) is answered by the identity's middleware in the
-  API's JSON shape; :func:`problem_pages` turns such an answer to a page into a
-  page in the visitor's language, status unchanged, so a browser shows a 403
-  page and not a JSON document.
+  API's JSON shape; :mod:`handlers.web.page_refusals` turns such an answer to a
+  page into a page in the visitor's language, status unchanged, so a browser
+  shows a 403 page and not a JSON document.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,12 +24,10 @@ from aiohttp import web
 from markupsafe import Markup, escape
 
 from handlers.identity.guard import identity_of
-from handlers.identity.operations import find_operation
+from handlers.web.page_refusals import install_page_refusals
 from handlers.web.pages import CSRF_COOKIE, ENVIRONMENTS, render
 
 _INSTALLED = web.AppKey("keydesk_screen_support", bool)
-#: refusals a page may get, each told in the visitor's language by ``problem.html``
-PAGE_PROBLEMS = (400, 403, 404, 409, 413, 415, 422, 429, 500, 503)
 
 
 def render_screen(
@@ -83,30 +81,10 @@ def local_instant(zone: ZoneInfo) -> Callable[[Any], Markup]:
 
 
 def install_screen_support(web_app: web.Application, zone: ZoneInfo) -> None:
-    """The filters in every language's environment and the problem pages' middleware, once."""
+    """The filters in every language's environment and the refusal pages' middleware, once."""
     if web_app.get(_INSTALLED):
         return
     web_app[_INSTALLED] = True
     for key in ENVIRONMENTS.values():
         web_app[key].filters["local_instant"] = local_instant(zone)
-    # outermost: it sees the answer the guard made of a refusal (the app is not frozen yet)
-    web_app.middlewares.insert(0, problem_pages)
-
-
-@web.middleware
-async def problem_pages(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """A page's refusal in the API's JSON shape becomes a page saying it, with the same status."""
-    answer = await handler(request)
-    if answer.status < 400 or answer.status not in PAGE_PROBLEMS or answer.content_type != "application/json":
-        return answer
-    match = request.match_info
-    resource = match.route.resource if match.http_exception is None else None
-    operation = find_operation(request.method, resource.canonical) if resource is not None else None
-    if operation is None or not operation.page:
-        return answer
-    page = render_screen(request, "problem.html", {"status": answer.status}, status=answer.status)
-    if "Retry-After" in answer.headers:
-        page.headers["Retry-After"] = answer.headers["Retry-After"]
-    return page
+    install_page_refusals(web_app)

@@ -22,9 +22,9 @@ from sqlalchemy import create_engine, text
 
 from sla_rules import DEFAULT_RULES_PATH
 from streams.partitioning import murmur2_partition
-from tests.e2e.conftest import PARTITIONS, http, new_desk
+from tests.e2e.conftest import PARTITIONS, PASSWORD, http, login, new_desk
 from tests.e2e.conftest import keydesk as run_keydesk
-from tests.e2e.test_identity import PASSWORD, login, poll
+from tests.e2e.test_identity import poll
 
 pytestmark = pytest.mark.broker
 

@@ -168,7 +168,7 @@ async def test_a_non_admin_gets_the_403_page_on_every_admin_page(browser, back_o
     for path in ADMIN_PAGES:
         answer = await page.goto(f"{back_office}{path}")
         assert answer.status == 403, path
-        assert await page.get_by_role("heading", level=1).inner_text() == "You may not do this"
+        assert await page.get_by_role("heading", level=1).inner_text() == "You may not open this (403)"
     nav = page.get_by_role("navigation", name="Screens")
     assert "Users" not in (await nav.inner_text() if await nav.count() else "")
 

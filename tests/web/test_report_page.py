@@ -120,7 +120,7 @@ async def test_a_user_without_the_report_permission_gets_the_403_page(browser, b
     answer = await page.goto(f"{back_office}/reports")
     assert answer.status == 403
     assert answer.headers["content-type"].startswith("text/html")
-    assert await page.get_by_role("heading", level=1).inner_text() == "无权执行此操作"
+    assert await page.get_by_role("heading", level=1).inner_text() == "无权访问 (403)"
     assert (
         await page.request.get(f"{back_office}/reports/export?format=csv&from=2026-11-01&to=2026-12-01")
     ).status == 403
