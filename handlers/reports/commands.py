@@ -33,6 +33,8 @@ from handlers.api.input_limits import (
     REPORT_TIME_LIMIT_SECONDS,
 )
 from handlers.api.operations import operation
+from handlers.identity.guard import identity_of
+from handlers.identity.roles import ReportScope, report_scope
 from handlers.reports.arguments import (
     DIMENSIONS,
     REPORT_FORMATS,
@@ -131,8 +133,11 @@ def _breach_limit(text: str | None, most: int | None = None) -> int | None:
     return int(text) or None
 
 
-def build_report(engine: Engine, request: ReportRequest, zone: ZoneInfo) -> ComplianceReport:
-    """The report, or :class:`ReportUnavailable` for a database the sink never migrated."""
+def build_report(
+    engine: Engine, request: ReportRequest, zone: ZoneInfo, customers: ReportScope | None = None
+) -> ComplianceReport:
+    """The report (of ``customers`` only, if given), or :class:`ReportUnavailable` for a database
+    the sink never migrated."""
     if current_revision(engine) is None:
         raise ReportUnavailable(
             f"the reporting database {engine.url.render_as_string()} has "
@@ -146,6 +151,7 @@ def build_report(engine: Engine, request: ReportRequest, zone: ZoneInfo) -> Comp
         group_by=request.group_by,
         zone=zone,
         breach_limit=request.breach_limit,
+        customers=customers,
     )
 
 
@@ -258,11 +264,13 @@ def report_response(
     now: datetime,
     deadline: QueryDeadline | None = None,
     time_limit: float = REPORT_TIME_LIMIT_SECONDS,
+    customers: ReportScope | None = None,
 ) -> tuple[int, str, bytes]:
     """Status, content type and body for ``GET /api/reports/compliance?...`` (blocking).
 
     The query is read through the operation's declaration first (its bounds are
     what ``/api/openapi.json`` publishes), then as the CLI reads its options.
+    ``customers``: the caller's scope (``roles.report_scope``: a manager's own customers).
     """
     try:
         operation("get_compliance_report").read_values(query)
@@ -273,7 +281,7 @@ def report_response(
         if deadline is not None:
             deadline.at = time.monotonic() + time_limit
         try:
-            report = build_report(engine, request, zone)
+            report = build_report(engine, request, zone, customers)
         finally:
             if deadline is not None:
                 timed_out, deadline.at = deadline.passed(), math.inf
@@ -351,9 +359,13 @@ def register_report_routes(
     @streams.app.page("/api/reports/compliance")
     async def compliance(web, request):
         query, now = dict(request.query), clock()
+        caller = identity_of(request)
+        assert caller is not None  # the identity's middleware let only a report.read through
+        customers = report_scope(caller)  # a manager's report counts their own customers only
         reports.acquire()
         status, content_type, body = await _in_daemon_thread(
-            lambda: report_response(engine, query, settings.zone, now, deadline), reports.release
+            lambda: report_response(engine, query, settings.zone, now, deadline, customers=customers),
+            reports.release,
         )
         # a header, not content_type=: aiohttp refuses a charset in that argument
         return web.bytes(body, status=status, headers={"Content-Type": content_type})
