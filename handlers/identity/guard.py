@@ -33,9 +33,11 @@ Our own pool being full is not an outage: a credential this worker never
 verified is looked up in a lane of at most ``UNTRUSTED_LOOKUPS`` calls
 (``store.IdentityDb.run_untrusted``), the next one refused at once with a 503
 and ``Retry-After``; a call that waited in the queue past its deadline without
-starting is the same 503 (``IdentityBusy``).  Neither opens the stale window, so
-a flood of made-up tokens can neither hold the threads that sign-ins and known
-credentials use nor make this worker honour a revoked credential.
+starting is the same 503 (``IdentityBusy``).  Neither opens the stale window
+(unless the database's last word was that it cannot be reached:
+``IdentityDb.unreachable``, hung queries holding the threads), so a flood of
+made-up tokens can neither hold the threads that sign-ins and known credentials
+use nor make this worker honour a revoked credential.
 
 A ``body`` operation's handler calls :func:`authorize` or :func:`author` with the
 customer it read; the middleware turns a 2xx of a handler that did not into a
@@ -53,7 +55,7 @@ from urllib.parse import quote
 
 import structlog
 from aiohttp import web
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from handlers.api.http_guard import BadRequest, problem
 from handlers.identity import audit
@@ -72,7 +74,14 @@ from handlers.identity.roles import (
     may_publish,
     permission_to_publish,
 )
-from handlers.identity.store import SESSION_PREFIX, TOKEN_PREFIX, IdentityBusy, IdentityDb, digest
+from handlers.identity.store import (
+    SESSION_PREFIX,
+    TOKEN_PREFIX,
+    IdentityBusy,
+    IdentityDb,
+    database_unreachable,
+    digest,
+)
 
 log = structlog.get_logger("keydesk.identity")
 
@@ -222,9 +231,13 @@ class IdentityGuard:
                 if identity is not None:
                     return self._remember(secret, (identity, None), now)
         except IdentityBusy:
-            # Our own threads are taken: the database may be fine, and a flood of unknown
+            # Our own threads are taken.  Unless the database's last word was that it cannot be
+            # reached (hung queries holding the threads), it may be fine: a flood of unknown
             # credentials must not turn on the stale window for everyone.
-            log.warning("identity.busy", untrusted=run is not self.db.run)
+            stale = self._stale(secret, via, now) if self.db.unreachable else None
+            log.warning("identity.busy", untrusted=run is not self.db.run, stale_credential=stale is not None)
+            if stale is not None:
+                return stale
             raise
         except (SQLAlchemyError, TimeoutError) as exc:
             unreachable = database_unreachable(exc)
@@ -340,22 +353,6 @@ class IdentityGuard:
             )
         except (SQLAlchemyError, TimeoutError, IdentityBusy):
             log.warning("identity.audit_failed", target=target, reason=reason, exc_info=True)
-
-
-def database_unreachable(exc: BaseException) -> bool:
-    """Whether ``exc`` says the database cannot be reached (what the stale window is for).
-
-    A refused or dropped connection (``OperationalError``, ``InterfaceError``, an
-    invalidated connection) or a query that started and got no answer in time
-    (``TimeoutError`` from :class:`IdentityDb`; a call that never started is
-    :class:`IdentityBusy` instead).  Not a query the database refused, and not
-    SQLAlchemy's own pool timeout: both say the database is there.
-    """
-    if isinstance(exc, TimeoutError):
-        return True
-    if isinstance(exc, OperationalError | InterfaceError):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 def _needs_facts(caller: Identity, permission: str) -> bool:

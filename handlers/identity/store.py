@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, insert, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from handlers.api.http_guard import BadRequest
@@ -453,6 +453,11 @@ class IdentityDb:
     finishes in its thread.  :meth:`run_untrusted` is for what any stranger can
     cause (a credential never seen): at most :data:`UNTRUSTED_LOOKUPS` of those
     at once, the next refused at once.
+
+    :attr:`unreachable` is the database's last word: true after a call that
+    could not reach it (:func:`database_unreachable`) until a call finishes that
+    did.  A full pool while it is true is the outage showing (hung queries hold
+    the threads); a full pool while it is false is only a crowd.
     """
 
     def __init__(self, store: IdentityStore, threads: int = 4, untrusted: int = UNTRUSTED_LOOKUPS) -> None:
@@ -461,6 +466,7 @@ class IdentityDb:
         self.untrusted_limit = min(untrusted, threads - 1)
         #: untrusted calls queued or running (one event loop: no lock)
         self.untrusted_used = 0
+        self.unreachable = False
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         future, started = self._submit(fn, args, kwargs)
@@ -488,7 +494,16 @@ class IdentityDb:
             started.set()
             return fn(*args, **kwargs)
 
-        return asyncio.get_running_loop().run_in_executor(self._pool, call), started
+        future = asyncio.get_running_loop().run_in_executor(self._pool, call)
+        future.add_done_callback(self._heard)
+        return future, started
+
+    def _heard(self, future: asyncio.Future[Any]) -> None:
+        """A call ended (in its thread, whether anyone still waits): what it says of the database."""
+        if future.cancelled():
+            return
+        error = future.exception()
+        self.unreachable = error is not None and database_unreachable(error)
 
     async def _wait(self, future: asyncio.Future[T], started: threading.Event) -> T:
         try:
@@ -496,4 +511,21 @@ class IdentityDb:
         except TimeoutError:
             if not started.is_set() and future.cancel():  # still queued: it never runs
                 raise IdentityBusy("the identity's threads are all busy; retry shortly") from None
+            self.unreachable = True  # it started and the database has not answered it
             raise
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot be reached (what the guard's stale window is for).
+
+    A refused or dropped connection (``OperationalError``, ``InterfaceError``, an
+    invalidated connection) or a query that started and got no answer in time
+    (``TimeoutError`` from :class:`IdentityDb`; a call that never started is
+    :class:`IdentityBusy` instead).  Not a query the database refused, and not
+    SQLAlchemy's own pool timeout: both say the database is there.
+    """
+    if isinstance(exc, TimeoutError):
+        return True
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated

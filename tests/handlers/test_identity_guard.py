@@ -136,16 +136,38 @@ async def test_a_call_that_waited_past_its_deadline_without_starting_is_busy_not
     db = IdentityDb(store, threads=2)  # type: ignore[arg-type]
     guard = IdentityGuard(db, b"k" * 32)
     await guard._authenticate(bearer("kdt_known"))
-    hold = [asyncio.ensure_future(db.run(store.token_identity, f"kdt_flood{n}", None)) for n in (1, 2)]
+    # both threads busy with other calls, none of them past its own deadline: a crowd, not an outage
+    hold = [db._pool.submit(store.token_identity, f"kdt_flood{n}", None) for n in (1, 2)]
     try:
-        for _ in hold:  # both threads taken
+        for _ in hold:
             assert await asyncio.to_thread(store.starts.acquire, True, 5)
         with pytest.raises(BadRequest) as refused:
             await guard._authenticate(bearer("kdt_known"))
         assert isinstance(refused.value, IdentityBusy) and refused.value.status == 503
+        assert not db.unreachable
     finally:
         store.release.set()
-        await asyncio.gather(*hold, return_exceptions=True)
+
+
+async def test_a_database_that_hangs_holds_the_threads_and_is_an_outage(monkeypatch):
+    """Queries that started and got no answer say the database is away: then a full pool is the
+    outage showing, and a credential verified before is honoured from memory as for a cut link."""
+    monkeypatch.setattr(store_module, "DB_TIMEOUT_SECONDS", 0.2)
+    store = SlowStore()
+    db = IdentityDb(store, threads=2)  # type: ignore[arg-type]
+    guard = IdentityGuard(db, b"k" * 32)
+    await guard._authenticate(bearer("kdt_known"))
+    hung = [asyncio.ensure_future(db.run(store.token_identity, f"kdt_flood{n}", None)) for n in (1, 2)]
+    try:
+        for outcome in await asyncio.gather(*hung, return_exceptions=True):
+            assert isinstance(outcome, TimeoutError) and not isinstance(outcome, IdentityBusy)
+        assert db.unreachable
+        assert (await guard._authenticate(bearer("kdt_known")))[0] == HOTLINE
+        with pytest.raises(BadRequest) as unseen:
+            await guard._authenticate(bearer("kdt_never_seen"))
+        assert unseen.value.status == 503
+    finally:
+        store.release.set()
 
 
 async def test_a_query_the_database_refused_is_no_outage_either():
