@@ -171,53 +171,14 @@ class BusinessCalendar:
         """
         if need is not None and need <= 0:
             return 0, a
-        if b is not None and b <= a:
-            return 0, None
-        if self.always_on:
+        if need is None:
             if b is None:
-                return need, a + need  # type: ignore[operator, return-value]  # need=None needs a finite b
-            if need is not None and need <= b - a:
-                return need, a + need
-            return b - a, None
-        if need is None and b is None:
-            raise ValueError("measure_until needs a bound or an amount")
-        got = 0
-        # The walk starts one local day before a's local date, as far as the
-        # result goes. It actually starts from the UTC date two days before
-        # (never later, since offsets stay within a day), which needs no
-        # time-zone conversion: the extra days end before ``a`` and are skipped.
-        # The walk limit is counted from a's local date, found only if a walk
-        # gets that far.
-        days, compute_day = self._days, self._compute_day
-        ordinal = _EPOCH_ORDINAL + a // DAY_US - 2
-        limit, exact_limit = ordinal + MAX_WALK_DAYS - 3, False
-        while True:
-            if ordinal >= limit:
-                if exact_limit:
-                    break
-                limit, exact_limit = self.local_date(a).toordinal() - 1 + MAX_WALK_DAYS, True
-                continue
-            intervals, total, day_start = days.get(ordinal) or compute_day(ordinal)
-            if b is not None and day_start >= b:
-                break
-            if intervals:
-                first, last = intervals[0][0], intervals[-1][1]
-                if last <= a:
-                    pass
-                elif first >= a and (b is None or last <= b) and (need is None or need - got > total):
-                    got += total  # the whole day counts: jump over it
-                else:
-                    for s, e in intervals:
-                        s = max(s, a)
-                        if b is not None:
-                            e = min(e, b)
-                        if e <= s:
-                            continue
-                        if need is not None and got + (e - s) >= need:
-                            return need, s + (need - got)
-                        got += e - s
-            ordinal += 1
-        return got, None
+                raise ValueError("measure_until needs a bound or an amount")
+            # Working time in [a, b) never exceeds b - a: this amount is never
+            # reached, so the walk measures all of [a, b).
+            need = b - a + 1
+        measured, reached = self.reach(a, b, (need,))
+        return (need, reached[0]) if reached else (measured, None)
 
     def reach(self, a: int, b: int | None, needs: Sequence[int]) -> tuple[int, list[int]]:
         """``measure_until`` for several amounts (ascending) in one forward walk.
@@ -249,8 +210,14 @@ class BusinessCalendar:
                 need = needs[k]
             return b - a, reached
         got = 0
+        # The walk starts one local day before a's local date, as far as the
+        # result goes. It actually starts from the UTC date two days before
+        # (never later, since offsets stay within a day), which needs no
+        # time-zone conversion: the extra days end before ``a`` and are skipped.
+        # The walk limit is counted from a's local date, found only if a walk
+        # gets that far.
         days, compute_day = self._days, self._compute_day
-        ordinal = _EPOCH_ORDINAL + a // DAY_US - 2  # see measure_until
+        ordinal = _EPOCH_ORDINAL + a // DAY_US - 2
         limit, exact_limit = ordinal + MAX_WALK_DAYS - 3, False
         while True:
             if ordinal >= limit:

@@ -17,6 +17,7 @@ from handlers.cli.desk import cmd_fault_log, cmd_publish, cmd_queue, cmd_view
 from handlers.cli.identity import add_identity_parsers
 from handlers.cli.items import add_item_parsers
 from handlers.cli.running import cmd_broker, cmd_sink, cmd_up, cmd_worker
+from handlers.cli.shared import Refused, refused
 from handlers.cli.sla import cmd_replay, cmd_sla_ack, cmd_sla_check, cmd_sla_explain
 from handlers.cli.upkeep import cmd_db, cmd_schemas
 from handlers.reports.commands import add_report_parser
@@ -146,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.run(args, Settings.from_env())
+    except Refused as exc:
+        return refused(exc.status, exc.answer)
     except (SettingsError, InvalidEvent) as exc:
         print(f"keydesk: {exc}", file=sys.stderr)
         return 2

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from handlers.cli.shared import api_base, http, print_json
+from handlers.cli.shared import api_base, ask, http, print_json, refused
 from schemas.event_catalogue import TIERS
 from streams.settings import Settings, SettingsError
 
@@ -110,11 +110,6 @@ def _body(args) -> dict[str, Any]:
     return body
 
 
-def _refused(status: int, answer: dict) -> int:
-    print(f"refused ({status}): {answer.get('field')}: {answer.get('error')}", file=sys.stderr)
-    return 2
-
-
 def _customer_url(settings: Settings, args) -> str:
     return f"{api_base(settings, args.api)}/api/customers/{urllib.parse.quote(args.customer_id, safe='')}"
 
@@ -128,7 +123,7 @@ def _written(status: int, answer: dict, verb: str) -> int:
         later = f", not folded within {answer['waited']} s" if "waited" in answer else ""
         print(f"published: {answer['customer_id']} ({answer['event_type']} {answer['event_id']}){later}")
         return 0
-    return _refused(status, answer)
+    return refused(status, answer)
 
 
 def cmd_register(args, settings: Settings) -> int:
@@ -151,9 +146,7 @@ def cmd_update(args, settings: Settings) -> int:
 
 def cmd_show(args, settings: Settings) -> int:
     """A customer's archive record, from the worker that owns it."""
-    status, answer = http("GET", _customer_url(settings, args))
-    if status != 200:
-        return _refused(status, answer)
+    answer = ask("GET", _customer_url(settings, args))
     print_json(answer)
     return 0
 
@@ -176,9 +169,7 @@ def cmd_list(args, settings: Settings) -> int:
         query["has_open_breaches"] = "true" if args.has_open_breaches else "false"
     base = f"{api_base(settings, args.api)}/api/customers"
     while True:
-        status, page = http("GET", f"{base}?{urllib.parse.urlencode(query)}")
-        if status != 200:
-            return _refused(status, page)
+        page = ask("GET", f"{base}?{urllib.parse.urlencode(query)}")
         if args.json:
             print_json(page)
         else:

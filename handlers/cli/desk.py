@@ -6,7 +6,7 @@ import asyncio
 import sys
 import urllib.request
 
-from handlers.cli.shared import api_base, bootstrap, http, print_json, read_or_say
+from handlers.cli.shared import api_base, ask, bootstrap, http, print_json
 from streams.settings import Settings
 
 
@@ -22,10 +22,7 @@ def cmd_fault_log(args, settings: Settings) -> int:
         if getattr(args, name):
             body[name] = getattr(args, name)
     base = api_base(settings, args.api)
-    status, answer = http("POST", f"{base}/api/faults", body)
-    if status != 202:
-        print(f"refused ({status}): {answer.get('field')}: {answer.get('error')}", file=sys.stderr)
-        return 2
+    answer = ask("POST", f"{base}/api/faults", body, expect=202)
     print(answer["fault_id"])
     if args.wait:
         status, view = http("GET", f"{base}{answer['view']}?wait_for={answer['event_id']}")
@@ -38,11 +35,9 @@ def cmd_fault_log(args, settings: Settings) -> int:
 
 def cmd_view(args, settings: Settings) -> int:
     """Show a customer's one-stop view."""
-    view = read_or_say(
-        f"{api_base(settings, args.api)}/api/customers/{urllib.request.quote(args.customer_id)}/view"
+    view = ask(
+        "GET", f"{api_base(settings, args.api)}/api/customers/{urllib.request.quote(args.customer_id)}/view"
     )
-    if view is None:
-        return 1
     print_json(view)
     return 0
 
@@ -71,9 +66,7 @@ def cmd_publish(args, settings: Settings) -> int:
 
 def cmd_queue(args, settings: Settings) -> int:
     """The dispatch queue: open items across customers, most urgent first."""
-    answer = read_or_say(f"{api_base(settings, args.api)}/api/dispatch-queue?limit={args.limit}")
-    if answer is None:
-        return 1
+    answer = ask("GET", f"{api_base(settings, args.api)}/api/dispatch-queue?limit={args.limit}")
     if args.json:
         print_json(answer)
         return 0

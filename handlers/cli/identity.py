@@ -17,7 +17,7 @@ import getpass
 import sys
 import urllib.parse
 
-from handlers.cli.shared import api_base, credentials_file, http, print_json, save_credentials
+from handlers.cli.shared import api_base, ask, credentials_file, print_json, save_credentials
 from handlers.identity.roles import ROLES
 from schemas.event_catalogue import SOURCES
 from streams.settings import Settings
@@ -98,12 +98,6 @@ def _disable_enable(user: argparse._SubParsersAction) -> list[argparse.ArgumentP
     return [user.choices["disable"], user.choices["enable"]]
 
 
-def _refused(status: int, answer: dict) -> int:
-    hint = " (keydesk login, or set KEYDESK_TOKEN)" if status == 401 else ""
-    print(f"refused ({status}): {answer.get('field')}: {answer.get('error')}{hint}", file=sys.stderr)
-    return 2
-
-
 def _read_secret(prompt: str, from_stdin: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\n")
@@ -115,24 +109,20 @@ def cmd_login(args, settings: Settings) -> int:
     base = api_base(settings, args.api)
     username = args.username or input("username: ").strip()
     password = _read_secret("password: ", args.password_stdin)
-    status, answer = http(
+    answer = ask(
         "POST", f"{base}/api/login", {"username": username, "password": password, "bearer": True}, token=""
     )
-    if status != 200:
-        return _refused(status, answer)
     if answer.get("must_change_password"):
         new = _read_secret("a new password (at least 10 characters): ", args.password_stdin)
         if not args.password_stdin and getpass.getpass("again: ") != new:
             print("the two new passwords differ; nothing changed", file=sys.stderr)
             return 2
-        changed, refusal = http(
+        ask(
             "POST",
             f"{base}/api/me/password",
             {"password": password, "new_password": new},
             token=answer["token"],
         )
-        if changed != 200:
-            return _refused(changed, refusal)
     path = save_credentials(settings, base, answer)
     print(f"signed in as {answer['username']} ({', '.join(answer['roles']) or 'no role'}); session in {path}")
     return 0
@@ -140,19 +130,17 @@ def cmd_login(args, settings: Settings) -> int:
 
 def cmd_logout(args, settings: Settings) -> int:
     """End the saved session (refused from then on by every worker) and forget it."""
-    status, answer = http("POST", f"{api_base(settings, args.api)}/api/logout", {})
-    credentials_file(settings).unlink(missing_ok=True)
-    if status != 200:
-        return _refused(status, answer)
+    try:
+        answer = ask("POST", f"{api_base(settings, args.api)}/api/logout", {})
+    finally:
+        credentials_file(settings).unlink(missing_ok=True)
     print(f"signed out ({answer['signed_out']})")
     return 0
 
 
 def cmd_whoami(args, settings: Settings) -> int:
     """Who the API takes this command line for."""
-    status, answer = http("GET", f"{api_base(settings, args.api)}/api/me")
-    if status != 200:
-        return _refused(status, answer)
+    answer = ask("GET", f"{api_base(settings, args.api)}/api/me")
     print_json(answer)
     return 0
 
@@ -163,9 +151,7 @@ def cmd_user_add(args, settings: Settings) -> int:
     for name in ("staff_id", "region"):
         if getattr(args, name):
             body[name] = getattr(args, name)
-    status, answer = http("POST", f"{api_base(settings, args.api)}/api/users", body)
-    if status != 201:
-        return _refused(status, answer)
+    answer = ask("POST", f"{api_base(settings, args.api)}/api/users", body, expect=201)
     print(f"added {answer['username']} ({', '.join(answer['roles']) or 'no role'})")
     print(f"one-time password: {answer['one_time_password']}")
     return 0
@@ -173,9 +159,7 @@ def cmd_user_add(args, settings: Settings) -> int:
 
 def cmd_user_list(args, settings: Settings) -> int:
     """Every user, their roles, staff id and region."""
-    status, answer = http("GET", f"{api_base(settings, args.api)}/api/users")
-    if status != 200:
-        return _refused(status, answer)
+    answer = ask("GET", f"{api_base(settings, args.api)}/api/users")
     if args.json:
         print_json(answer["users"])
         return 0
@@ -188,43 +172,35 @@ def cmd_user_list(args, settings: Settings) -> int:
     return 0
 
 
-def _change(args, settings: Settings, body: dict) -> tuple[int, dict]:
+def _change(args, settings: Settings, body: dict) -> dict:
     user = urllib.parse.quote(args.username, safe="")
-    return http("PATCH", f"{api_base(settings, args.api)}/api/users/{user}", body)
+    return ask("PATCH", f"{api_base(settings, args.api)}/api/users/{user}", body)
 
 
 def cmd_user_disable(args, settings: Settings) -> int:
     """Disable a user: their sessions and tokens are refused at once."""
-    status, answer = _change(args, settings, {"disabled": True})
-    if status != 200:
-        return _refused(status, answer)
+    answer = _change(args, settings, {"disabled": True})
     print(f"disabled {answer['username']}")
     return 0
 
 
 def cmd_user_enable(args, settings: Settings) -> int:
     """Enable a disabled user again."""
-    status, answer = _change(args, settings, {"disabled": False})
-    if status != 200:
-        return _refused(status, answer)
+    answer = _change(args, settings, {"disabled": False})
     print(f"enabled {answer['username']}")
     return 0
 
 
 def cmd_user_role(args, settings: Settings) -> int:
     """Set a user's roles (all of them: those not named are taken away)."""
-    status, answer = _change(args, settings, {"roles": args.roles})
-    if status != 200:
-        return _refused(status, answer)
+    answer = _change(args, settings, {"roles": args.roles})
     print(f"{answer['username']}: {', '.join(answer['roles']) or 'no role'}")
     return 0
 
 
 def cmd_user_reset(args, settings: Settings) -> int:
     """Give a user a new one-time password (printed once)."""
-    status, answer = _change(args, settings, {"password": None})
-    if status != 200:
-        return _refused(status, answer)
+    answer = _change(args, settings, {"password": None})
     print(f"one-time password for {answer['username']}: {answer['one_time_password']}")
     return 0
 
@@ -240,9 +216,7 @@ def cmd_token_create(args, settings: Settings) -> int:
         body["source"] = args.source
     if args.expires_in_days is not None:
         body["expires_in_days"] = args.expires_in_days
-    status, answer = http("POST", f"{api_base(settings, args.api)}/api/tokens", body)
-    if status != 201:
-        return _refused(status, answer)
+    answer = ask("POST", f"{api_base(settings, args.api)}/api/tokens", body, expect=201)
     print(f"token {answer['id']} ({answer['name']}); shown once, keep it now:")
     print(answer["token"])
     return 0
@@ -250,9 +224,7 @@ def cmd_token_create(args, settings: Settings) -> int:
 
 def cmd_token_list(args, settings: Settings) -> int:
     """Every token: name, scope, expiry, last use, revoked (never the secret)."""
-    status, answer = http("GET", f"{api_base(settings, args.api)}/api/tokens")
-    if status != 200:
-        return _refused(status, answer)
+    answer = ask("GET", f"{api_base(settings, args.api)}/api/tokens")
     if args.json:
         print_json(answer["tokens"])
         return 0
@@ -270,9 +242,7 @@ def cmd_token_list(args, settings: Settings) -> int:
 def cmd_token_revoke(args, settings: Settings) -> int:
     """Revoke a token: every worker refuses it from the next request on."""
     token = urllib.parse.quote(args.token_id, safe="")
-    status, answer = http("DELETE", f"{api_base(settings, args.api)}/api/tokens/{token}")
-    if status != 200:
-        return _refused(status, answer)
+    answer = ask("DELETE", f"{api_base(settings, args.api)}/api/tokens/{token}")
     print(f"revoked {answer['id']} ({answer['name']})")
     return 0
 
@@ -282,9 +252,7 @@ def cmd_audit(args, settings: Settings) -> int:
     query = {n: getattr(args, n) for n in ("kind", "actor", "target", "since", "until") if getattr(args, n)}
     query["limit"] = str(args.limit)
     url = f"{api_base(settings, args.api)}/api/audit?{urllib.parse.urlencode(query)}"
-    status, answer = http("GET", url)
-    if status != 200:
-        return _refused(status, answer)
+    answer = ask("GET", url)
     if args.json:
         print_json(answer["records"])
         return 0

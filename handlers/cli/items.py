@@ -18,7 +18,7 @@ import sys
 import urllib.parse
 
 from handlers.api.actions import ACTIONS, COLLECTIONS
-from handlers.cli.shared import api_base, http
+from handlers.cli.shared import api_base, ask, http, refused
 from schemas.event_catalogue import ORDER_URGENCIES, PRIORITIES, TICKET_KINDS
 from streams.settings import Settings
 
@@ -83,17 +83,10 @@ def _body(args) -> dict:
     return body
 
 
-def _refused(status: int, answer: dict) -> int:
-    print(f"refused ({status}): {answer.get('field')}: {answer.get('error')}", file=sys.stderr)
-    return 2
-
-
 def cmd_open(args, settings: Settings) -> int:
     """Open a ticket / place an order for a customer; prints the new id."""
     kind = args.item_kind
-    status, answer = http("POST", f"{api_base(settings, args.api)}/api/{COLLECTIONS[kind]}", _body(args))
-    if status != 202:
-        return _refused(status, answer)
+    answer = ask("POST", f"{api_base(settings, args.api)}/api/{COLLECTIONS[kind]}", _body(args), expect=202)
     print(answer[f"{kind}_id"])
     return 0
 
@@ -114,4 +107,4 @@ def cmd_item_action(args, settings: Settings) -> int:
         later = "" if args.no_wait else f", not folded within {answer.get('waited')} s"
         print(f"published: {answer['event_type']} {answer['event_id']}{later}")
         return 0
-    return _refused(status, answer)
+    return refused(status, answer)

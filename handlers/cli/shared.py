@@ -102,13 +102,28 @@ def http(method: str, url: str, body: dict | None = None, *, token: str | None =
         raise SettingsError(f"cannot reach the keydesk API at {url}: {exc.reason}") from None
 
 
-def read_or_say(url: str) -> dict | None:
-    """GET ``url`` from the API: its JSON answer, or ``None`` once the refusal is on stderr."""
-    status, answer = http("GET", url)
-    if status != 200:
-        hint = " (keydesk login, or set KEYDESK_TOKEN)" if status == 401 else ""
-        print(f"{status}: {answer.get('error')}{hint}", file=sys.stderr)
-        return None
+def refused(status: int, answer: dict) -> int:
+    """Say on stderr why the API refused, naming the field (and how to sign in, on a 401): exit code 2."""
+    hint = " (keydesk login, or set KEYDESK_TOKEN)" if status == 401 else ""
+    print(f"refused ({status}): {answer.get('field')}: {answer.get('error')}{hint}", file=sys.stderr)
+    return 2
+
+
+class Refused(Exception):
+    """The API said no: :func:`handlers.cli.main` says why (:func:`refused`) and exits 2."""
+
+    def __init__(self, status: int, answer: dict) -> None:
+        super().__init__(status, answer)
+        self.status, self.answer = status, answer
+
+
+def ask(
+    method: str, url: str, body: dict | None = None, *, expect: int = 200, token: str | None = None
+) -> dict:
+    """One API call whose only good answer is ``expect``: its JSON answer, else :class:`Refused`."""
+    status, answer = http(method, url, body, token=token)
+    if status != expect:
+        raise Refused(status, answer)
     return answer
 
 

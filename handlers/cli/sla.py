@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import urllib.request
 
-from handlers.cli.shared import api_base, http
+from handlers.cli.shared import api_base, ask, http
 from streams.settings import Settings, SettingsError
 from streams.vocabulary import ITEM_KINDS
 
@@ -95,16 +95,14 @@ def cmd_sla_ack(args, settings: Settings) -> int:
         body["note"] = args.note
     if args.cycle:
         body["cycle"] = args.cycle
-    status, answer = http(
+    answer = ask(
         "POST",
         f"{api_base(settings, args.api)}/api/customers/"
         f"{urllib.request.quote(args.customer)}/items/{kind}/"
         f"{urllib.request.quote(item_id)}/acknowledge",
         body,
+        expect=202,
     )
-    if status != 202:
-        print(f"refused ({status}): {answer.get('field')}: {answer.get('error')}", file=sys.stderr)
-        return 2
     print(f"acknowledged {kind} {item_id} {answer['metric']} (cycle {answer['cycle']})")
     return 0
 

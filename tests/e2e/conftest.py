@@ -97,6 +97,33 @@ def http(
             return exc.code, {"raw": payload.decode(errors="replace")}
 
 
+def keydesk(
+    desk: Desk,
+    *args: str,
+    worker: int = 0,
+    stdin: str | None = None,
+    env: dict[str, str | None] | None = None,
+) -> subprocess.CompletedProcess:
+    """The CLI as a user runs it, against the desk's worker ``worker`` as the suite's user.
+
+    ``env`` adds variables or, with ``None``, takes one away (``KEYDESK_TOKEN``: as whoever
+    ``keydesk login`` saved instead)."""
+    variables = desk.env(6066) | {"KEYDESK_API": desk.workers[worker].url}
+    for name, value in (env or {}).items():
+        if value is None:
+            variables.pop(name, None)
+        else:
+            variables[name] = value
+    return subprocess.run(
+        [sys.executable, "-m", "handlers.cli", *args],
+        env=variables,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 @dataclass
 class Desk:
     """One keydesk deployment: a topic prefix and consumer group, with its workers."""

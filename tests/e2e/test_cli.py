@@ -10,15 +10,13 @@ import orjson
 import pytest
 
 from tests.builders import event, fault
+from tests.e2e.conftest import keydesk as run_keydesk
 
 pytestmark = pytest.mark.broker
 
 
 def keydesk(desk, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = desk.env(6066) | {"KEYDESK_API": desk.workers[0].url}
-    done = subprocess.run(
-        [sys.executable, "-m", "handlers.cli", *args], env=env, capture_output=True, text=True, timeout=120
-    )
+    done = run_keydesk(desk, *args)
     if check:
         assert done.returncode == 0, done.stderr
     return done

@@ -10,8 +10,6 @@ unknown customer 404 (issue 11, point 3).
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 import urllib.parse
 from datetime import UTC, datetime, timedelta
@@ -20,7 +18,7 @@ import orjson
 import pytest
 
 from handlers.local.postgres_server import create_database, drop_database
-from tests.e2e.conftest import http, new_desk
+from tests.e2e.conftest import http, keydesk, new_desk
 from tests.e2e.test_acknowledge_any_worker import wait_until_every_partition_is_owned
 
 pytestmark = [pytest.mark.broker, pytest.mark.postgres]
@@ -64,13 +62,6 @@ def archive_desk(kafka_bootstrap, postgres_url, tmp_path_factory):
     finally:
         desk.stop()
         drop_database(postgres_url, url)
-
-
-def keydesk(desk, *args: str, worker: int = 1) -> subprocess.CompletedProcess:
-    env = desk.env(6066) | {"KEYDESK_API": desk.workers[worker].url}
-    return subprocess.run(
-        [sys.executable, "-m", "handlers.cli", *args], env=env, capture_output=True, text=True, timeout=120
-    )
 
 
 def register(worker, body: dict) -> tuple[int, dict]:

@@ -11,8 +11,6 @@ limited across workers; the audit holds each of these.
 from __future__ import annotations
 
 import stat
-import subprocess
-import sys
 import time
 import uuid
 
@@ -25,6 +23,7 @@ from handlers.identity.operations import OPERATIONS
 from streams.partitioning import murmur2_partition
 from streams.settings import Settings
 from tests.e2e.conftest import PARTITIONS, TEST_TOKEN, http, new_desk
+from tests.e2e.conftest import keydesk as run_keydesk
 
 pytestmark = pytest.mark.broker
 
@@ -402,17 +401,8 @@ def _login_cookie(url: str, username: str) -> tuple[int, dict]:
 
 def keydesk(desk, *args: str, data_dir, token: str | None = None, stdin: str | None = None):
     """The CLI against the first worker: as ``token``, else as whoever ``keydesk login`` saved."""
-    env = desk.env(6066) | {"KEYDESK_API": desk.workers[0].url, "KEYDESK_DATA_DIR": str(data_dir)}
-    env.pop("KEYDESK_TOKEN")
-    if token is not None:
-        env["KEYDESK_TOKEN"] = token
-    return subprocess.run(
-        [sys.executable, "-m", "handlers.cli", *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    return run_keydesk(
+        desk, *args, stdin=stdin, env={"KEYDESK_DATA_DIR": str(data_dir), "KEYDESK_TOKEN": token}
     )
 
 
@@ -440,8 +430,8 @@ class TestCommandLine:
         assert stat.S_IMODE(saved.stat().st_mode) == 0o600
         whoami = keydesk(desk, "whoami", **me)
         assert whoami.returncode == 0 and '"name": "cli-am"' in whoami.stdout, whoami.stderr
-        queue = keydesk(desk, "queue", **me)
-        assert queue.returncode == 1 and queue.stderr.startswith("403"), queue.stderr  # the hotline's
+        queue = keydesk(desk, "queue", **me)  # the queue is the hotline's, not an account manager's
+        assert queue.returncode == 2 and queue.stderr.startswith("refused (403)"), queue.stderr
         assert keydesk(desk, "user", "role", "cli-am", "hotline", "account_manager", **admin).returncode == 0
         assert keydesk(desk, "queue", **me).returncode == 0  # the new role holds at the next request
         again = keydesk(

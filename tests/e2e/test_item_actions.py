@@ -9,8 +9,6 @@ answered with the owner's outcome (issue 11).
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -20,7 +18,7 @@ import pytest
 
 from streams.partitioning import murmur2_partition
 from tests.builders import event
-from tests.e2e.conftest import PARTITIONS, http, new_desk
+from tests.e2e.conftest import PARTITIONS, http, keydesk, new_desk
 from tests.e2e.test_acknowledge_any_worker import wait_until_every_partition_is_owned
 
 pytestmark = pytest.mark.broker
@@ -36,13 +34,6 @@ def two_workers(kafka_bootstrap, tmp_path_factory):
         yield desk
     finally:
         desk.stop()
-
-
-def keydesk(desk, *args: str, worker: int = 0) -> subprocess.CompletedProcess:
-    env = desk.env(6066) | {"KEYDESK_API": desk.workers[worker].url}
-    return subprocess.run(
-        [sys.executable, "-m", "handlers.cli", *args], env=env, capture_output=True, text=True, timeout=120
-    )
 
 
 def step(desk, kind: str, action: str, item_id: str, customer: str, *options: str) -> str:

@@ -32,7 +32,7 @@ from sla_rules import (
     load_rules,
     parse_rules,
 )
-from sla_rules.business_calendar import DAY_US, HOUR_US, MINUTE_US, to_us
+from sla_rules.business_calendar import DAY_US, HOUR_US, MAX_WALK_DAYS, MINUTE_US, to_us
 from sla_rules.clock import INF, reach_instants
 
 from .test_properties import any_history
@@ -248,17 +248,59 @@ class TestDeferredDetail:
             raise AssertionError(f"{name} could be assigned")
 
 
+def walk_day_by_day(calendar: BusinessCalendar, a: int, b: int | None, need: int) -> tuple[int, int | None]:
+    """``measure_until`` the obvious way: every local day's working intervals in turn, clipped to
+    [a, b), for MAX_WALK_DAYS days from the day before a's local date. No day jumps, no cache."""
+    if need <= 0:
+        return 0, a
+    if calendar.always_on:
+        if b is None or need <= b - a:
+            return need, a + need
+        return b - a, None
+    got = 0
+    first = calendar.local_date(a) - dt.timedelta(days=1)
+    for n in range(MAX_WALK_DAYS):
+        for s, e in calendar.day_intervals(first + dt.timedelta(days=n)):
+            s, e = max(s, a), e if b is None else min(e, b)
+            if e <= s:
+                continue
+            if got + (e - s) >= need:
+                return need, s + (need - got)
+            got += e - s
+    return got, None
+
+
+class TestTheWalkItself:
+    def test_measure_until_equals_the_day_by_day_walk(self):
+        """Random calendars and spans, DST zones included: the same working time and instant."""
+        rnd = random.Random(20261201)
+        for _ in range(400):
+            tz = rnd.choice(["Asia/Shanghai", "Europe/Berlin", "America/New_York"])
+            week = {
+                wd: [(rnd.randint(0, 600), rnd.randint(660, 1440))] for wd in range(7) if rnd.random() < 0.7
+            }
+            start = dt.date(2026, 1, 1) + dt.timedelta(days=rnd.randint(0, 400))
+            holidays = [start + dt.timedelta(days=rnd.randint(0, 30)) for _ in range(rnd.randint(0, 4))]
+            calendar = BusinessCalendar("c", time_zone=tz, week=week, holidays=holidays)
+            a = to_us(dt.datetime.combine(start, dt.time(), UTC)) + rnd.randint(0, 48 * 60) * MINUTE_US
+            b = None if rnd.random() < 0.3 else a + rnd.randint(1, 20 * 24) * HOUR_US
+            need = rnd.randint(1, 15 * 24) * 10 * MINUTE_US
+            assert calendar.measure_until(a, b, need) == walk_day_by_day(calendar, a, b, need)
+            if b is not None:
+                assert calendar.working_time(a, b) == walk_day_by_day(calendar, a, b, b - a + 1)[0]
+
+
 def chained_reach(
     calendar: BusinessCalendar, running: list[tuple[int, int]], amounts: list[int]
 ) -> list[int | None]:
-    """The reference for ``reach_instants``: one ``measure_until`` per amount, each from the previous
+    """The reference for ``reach_instants``: one day-by-day walk per amount, each from the previous
     instant."""
     result: list[int | None] = []
     got, i = 0, 0
     for a, b in running:
         pos = a
         while i < len(amounts):
-            measured, reached = calendar.measure_until(pos, None if b >= INF else b, amounts[i] - got)
+            measured, reached = walk_day_by_day(calendar, pos, None if b >= INF else b, amounts[i] - got)
             got += measured
             if reached is None:
                 break
