@@ -8,7 +8,9 @@ sends in ``X-CSRF-Token`` with every write.  Sign-in attempts are limited in the
 database, so all workers share the count: after :data:`MAX_FAILURES_PER_USER`
 failed attempts for one username, or :data:`MAX_FAILURES_PER_ADDRESS` from one
 address, within :data:`FAILURE_WINDOW`, the next gets 429 (right password or not)
-until the window has passed.
+until the window has passed.  Each attempt is counted before its password is
+checked (:func:`reserve_password_attempt`), so a burst is counted whole; a check
+of the current password (``POST /api/me/password``) counts against the same limit.
 
 Admin routes answer 4xx naming the field; every change is audited with its
 before and after, in the change's own transaction (``store.py``).
