@@ -199,7 +199,9 @@ def _check_request(request: web.Request) -> None:
             raise BadRequest(422, name, f"longer than {MAX_ID_LENGTH} characters")
         if has_control_character(value, allow_breaks=False):
             raise BadRequest(422, name, "must not contain control characters")
-    for name, value in request.query.items():
+    # The API's queries (values that reach SQL); a page's (``/login?next=``) are its own to sanitise,
+    # so that a bad link still shows the page.
+    for name, value in request.query.items() if request.path.startswith("/api/") else ():
         if has_control_character(name, allow_breaks=False) or has_control_character(
             value, allow_breaks=False
         ):

@@ -27,8 +27,8 @@ async def edge():
         return web.json_response({"fields": sorted(await read_json_object(request))})
 
     app = web.Application(middlewares=[guard_middleware()])
-    app.router.add_get("/items/{item_id}", echo_path)
-    app.router.add_post("/items", echo_body)
+    app.router.add_get("/api/items/{item_id}", echo_path)
+    app.router.add_post("/api/items", echo_body)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()
@@ -46,14 +46,14 @@ async def answer(response: aiohttp.ClientResponse) -> tuple[int, dict]:
 
 class TestControlCharacters:
     async def test_a_nul_in_a_path_parameter_is_422_naming_it(self, edge):
-        async with edge.get("/items/F-1%00x") as response:
+        async with edge.get("/api/items/F-1%00x") as response:
             assert await answer(response) == (
                 422,
                 {"error": "must not contain control characters", "field": "item_id"},
             )
 
     async def test_a_control_character_in_a_query_value_is_422_naming_the_parameter(self, edge):
-        async with edge.get("/items/F-1", params={"actor": "li\x1bmin"}) as response:
+        async with edge.get("/api/items/F-1", params={"actor": "li\x1bmin"}) as response:
             status, body = await answer(response)
         assert (status, body["field"]) == (422, "actor")
 
@@ -67,20 +67,22 @@ class TestControlCharacters:
         ],
     )
     async def test_a_control_character_anywhere_in_a_body_is_422_naming_the_field(self, edge, body, field):
-        async with edge.post("/items", json=body) as response:
+        async with edge.post("/api/items", json=body) as response:
             status, answered = await answer(response)
         assert (status, answered["field"]) == (422, field)
 
     async def test_free_text_keeps_its_tabs_and_line_breaks_and_plain_ids_pass(self, edge):
         body = {"note": "第一行\n第二行\r\n\tindented", "customer_id": "C-1"}
-        async with edge.post("/items", json=body) as response:
+        async with edge.post("/api/items", json=body) as response:
             assert await answer(response) == (200, {"fields": ["customer_id", "note"]})
-        async with edge.get("/items/F-1", params={"q": "中国 电信"}) as response:
+        async with edge.get("/api/items/F-1", params={"q": "中国 电信"}) as response:
             assert await answer(response) == (200, {"item_id": "F-1", "q": "中国 电信"})
 
     async def test_a_body_nested_past_pythons_recursion_limit_is_walked_without_a_500(self, edge):
         deep = '{"a": ' + "[" * 1000 + '"\\u0000"' + "]" * 1000 + "}"
-        async with edge.post("/items", data=deep, headers={"Content-Type": "application/json"}) as response:
+        async with edge.post(
+            "/api/items", data=deep, headers={"Content-Type": "application/json"}
+        ) as response:
             status, body = await answer(response)
         assert (status, body["field"]) == (422, "a" + "[0]" * 21)  # the path, cut at 64 characters
 
