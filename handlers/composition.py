@@ -28,6 +28,7 @@ from handlers.identity.store import IdentityDb, IdentityStore, prepare_database
 from handlers.kafka_topics import ensure_topics_sync
 from handlers.reports.commands import register_report_routes
 from handlers.sink_runner import register_sink_service
+from handlers.web.live_pages import live_desk_of_worker, register_live_pages
 from handlers.web.pages import Desk, register_pages
 from streams.app import Streams, build_streams
 from streams.desk_signature import fingerprint
@@ -60,10 +61,15 @@ def build_worker_streams(settings: Settings) -> Streams:
         settings.signing_key,
         here=lambda: hop_target(URL(str(streams.app.conf.canonical_url))),
     )
-    register_routes(streams, settings, streams.publisher, placement, identity)
+    acknowledge = register_routes(streams, settings, streams.publisher, placement, identity)
     hasher = PasswordHasher()
     register_identity_routes(streams.app, identity_db, hasher, cookie_secure=settings.cookie_secure)
     register_pages(streams.app.web.web_app, Desk(identity_db, hasher, cookie_secure=settings.cookie_secure))
+    # screens 5-6: the dispatch queue and the escalations inbox, live from every partition
+    register_live_pages(
+        streams.app.web.web_app,
+        live_desk_of_worker(streams, settings, placement, identity_db, acknowledge, identity.hop_key),
+    )
     register_report_routes(streams, settings)
     register_alert_agent(streams, settings, placement, streams.sla_topic)
     if settings.sink == "on":

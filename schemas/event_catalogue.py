@@ -92,6 +92,19 @@ _SERVICE = {
     "address": _s("site address", required=False, max_length=100),
 }
 
+#: One service of the customer's service register (业务清单), added and removed one at a
+#: time (``customer.service_added``/``customer.service_removed``): a key account has
+#: hundreds to thousands of circuits, far more than one event's ``services`` list can
+#: carry.  ``service_id`` names it in the register (the operator's product instance
+#: or service id; the circuit id will do when there is no other).
+MAX_REGISTER_SERVICES = 5000
+_REGISTER_SERVICE = {
+    "service_id": _s("the service's id in the register, e.g. a product instance id", max_length=64),
+    **_SERVICE,
+    "bandwidth": _s("e.g. 100M, 10G", required=False, max_length=32),
+    "note": _s("free text: the site's contact, the access type, ...", required=False, max_length=500),
+}
+
 # Public customers (公众客户) have neither a tier nor an account manager, so both
 # may be left out: the SLA rules then evaluate the customer as tier public, and
 # alerts go to the duty desk (handlers/alerts/routing.py).
@@ -211,6 +224,13 @@ _NOTE = {"note": _s("free text", required=False)}
 EVENT_TYPES: dict[str, dict[str, Field]] = {
     "customer.registered": _CUSTOMER_FIELDS,
     "customer.updated": _optional(_CUSTOMER_FIELDS),
+    # The register: one service per event, last writer by (occurred_at, event_id) wins per
+    # service id; the profile's ``services`` list above is apart from it (streams/customer_services.py).
+    "customer.service_added": _REGISTER_SERVICE,
+    "customer.service_removed": {
+        "service_id": _s("the id of the service to take out of the register", max_length=64),
+        **_NOTE,
+    },
     "fault.reported": {
         "severity": _s("fault severity", enum=FAULT_SEVERITIES),
         "priority": _s(

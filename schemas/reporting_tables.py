@@ -139,6 +139,35 @@ class CustomerSearchTerm(Base):
     __table_args__ = (Index(None, "kind", "term"),)
 
 
+class CustomerService(Base):
+    """One service of a customer's service register (业务清单), by service id (migration 0005).
+
+    Written by the sink from ``customer.service_added``/``customer.service_removed``
+    (``streams/customer_services.py``: last writer by ``stamp`` wins per service).
+    A removed service stays as a tombstone (``state`` ``removed``) so that an older
+    add read later cannot bring it back; an add past the register's bound stays as
+    ``refused``.  Only ``active`` rows are the customer's services, and their
+    ``circuit_term`` (``streams/customer_archive.circuit_term``) finds the customer.
+    """
+
+    __tablename__ = "customer_services"
+
+    customer_id: Mapped[str] = mapped_column(primary_key=True)
+    service_id: Mapped[str] = mapped_column(primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))  # active | removed | refused
+    stamp: Mapped[str] = mapped_column(String(100))  # occurred_at (UTC ISO) | event id
+    event_id: Mapped[str]
+    updated_at: Mapped[datetime]  # event time of the event that wrote the row
+    service: Mapped[str | None]
+    circuit_id: Mapped[str | None]
+    circuit_term: Mapped[str | None]
+    address: Mapped[str | None] = mapped_column(String(100))
+    bandwidth: Mapped[str | None] = mapped_column(String(32))
+    note: Mapped[str | None] = mapped_column(String(500))
+
+    __table_args__ = (Index(None, "customer_id", "state"), Index(None, "circuit_term", "state"))
+
+
 class Item(Base):
     """A fault, ticket or order as it stands: state, dimensions and timestamps."""
 

@@ -9,6 +9,8 @@ found by besides its name and id: every circuit id of its services, and every
 phone number on it (its contacts', the account manager's, the escalation
 chain's).  The sink stores the terms beside the ``customers`` row
 (``customer_search_terms``), so a search is an indexed lookup on any worker.
+The circuits of the customer's service register (``streams/customer_services.py``)
+are found the same way, by the ``circuit_term`` of their ``customer_services`` rows.
 
 Terms are normalised so that the way an operator types one finds the way it
 was registered: circuit ids upper-case without spaces, phone numbers digits

@@ -33,6 +33,7 @@ from typing import Any
 from schemas.envelope import Event, utc_iso
 from schemas.event_catalogue import TIERS
 from streams import event_ids, event_order, lifecycles
+from streams.customer_services import SERVICE_EVENT_TYPES
 from streams.event_ids import EVENT_OWNERS, PROFILE, Owner
 from streams.vocabulary import ITEM_KINDS, SEVERITY_PRIORITY
 
@@ -156,6 +157,10 @@ def _fold_profile(view: dict[str, Any], event: Event) -> Outcome:
     event_ids.owners(view)[event.event_id] = PROFILE
     event_ids.forget_profile_ids(view, seen[:-PROFILE_EVENT_IDS_LIMIT])
     del seen[:-PROFILE_EVENT_IDS_LIMIT]
+    if event.event_type in SERVICE_EVENT_TYPES:
+        # The service register lives in the reporting database, not in the view
+        # (streams/customer_services.py): only the id is remembered, as a profile event's.
+        return Outcome("applied")
     stamp = f"{utc_iso(event.occurred_at)}|{event.event_id}"
     stamps = view["profile_stamps"]
     profile = view["profile"] or {}

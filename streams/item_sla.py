@@ -15,6 +15,7 @@ from schemas.envelope import Event, event_from_dict, utc_iso
 from sla_rules import CLOCK_EVENT_TYPES, ItemFacts, RuleSet, evaluate
 from sla_rules.evaluation import StepMemo, step_set
 from sla_rules.instants import iso_instant
+from streams.customer_services import SERVICE_EVENT_TYPES
 from streams.customer_view import Outcome
 from streams.vocabulary import ITEM_KINDS
 
@@ -53,6 +54,8 @@ def items_touched_by(
     third of the timer's evaluations find nothing; BENCHMARKS.md.)
     """
     if outcome is not None and outcome.status != "applied":
+        return set()
+    if event.event_type in SERVICE_EVENT_TYPES:  # the register changes no clock
         return set()
     if event.kind == "customer":
         return {(kind, item_id) for kind in ITEM_KINDS for item_id in view["open"][kind]}

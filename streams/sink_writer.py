@@ -44,7 +44,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, Engine, delete, select, tuple_
+from sqlalchemy import Connection, Engine, delete, func, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import (
     DataError,
@@ -62,6 +62,7 @@ from schemas.reporting_db import upgrade
 from schemas.reporting_tables import (
     Customer,
     CustomerSearchTerm,
+    CustomerService,
     EventRecord,
     Item,
     Revisit,
@@ -72,6 +73,7 @@ from schemas.reporting_tables import (
 )
 from sla_rules import RuleSet
 from streams import sql_projection as projection
+from streams.customer_services import ACTIVE, SERVICE_EVENT_TYPES
 from streams.desk_signature import is_signed
 from streams.event_ids import event_owner, reuse_reason
 from streams.topic_rules import misplaced
@@ -343,9 +345,10 @@ class SinkWriter:
         if steps:
             conn.execute(self._insert(SlaStep).on_conflict_do_nothing(), steps)
         items = {(e.customer_id, e.kind, e.entity_id) for e in new_events if e.kind in ITEM_KINDS}
+        self._write_services(conn, [e for e in new_events if e.event_type in SERVICE_EVENT_TYPES])
         profile_changes: dict[str, datetime] = {}
         for e in new_events:
-            if e.kind == "customer":
+            if e.kind == "customer" and e.event_type not in SERVICE_EVENT_TYPES:
                 since = profile_changes.get(e.customer_id)
                 profile_changes[e.customer_id] = min(since, e.occurred_at) if since else e.occurred_at
         customer_events = self._customer_events(
@@ -371,6 +374,58 @@ class SinkWriter:
             )
         self._recompute_items(conn, sorted(items), customer_events)
         result.items = len(items)
+
+    # -- the service register: one row per (customer, service), last writer wins ------
+
+    def _write_services(self, conn: Connection, events: list[Event]) -> None:
+        """Apply register events to ``customer_services`` in the partition's order.
+
+        Incremental, unlike the other derived rows: a key account's thousands of
+        add events are not refolded at each one.  The rule is order-proof per
+        service (``streams/customer_services.py``), and the one order-dependent
+        decision, the bound, is taken in the order of the customer's partition,
+        the order the worker folds in.  Each event is new to ``event_log`` (a
+        redelivery never gets here).
+        """
+        if not events:
+            return
+        keys = sorted({(e.customer_id, e.payload["service_id"]) for e in events})
+        columns = CustomerService.__table__.c
+        rows: dict[tuple[str, str], dict[str, Any]] = {}
+        for chunk in _chunks(keys, _CHUNK):
+            statement = select(CustomerService.__table__).where(
+                tuple_(columns.customer_id, columns.service_id).in_(chunk)
+            )
+            for row in conn.execute(statement).mappings():
+                rows[(row["customer_id"], row["service_id"])] = dict(row)
+        customers = sorted({e.customer_id for e in events})
+        active: dict[str, int] = dict.fromkeys(customers, 0)
+        for chunk in _chunks(customers, _CHUNK):
+            counted = (
+                select(columns.customer_id, func.count())
+                .where(columns.customer_id.in_(chunk), columns.state == ACTIVE)
+                .group_by(columns.customer_id)
+            )
+            active.update({customer: count for customer, count in conn.execute(counted).all()})
+        changed: dict[tuple[str, str], dict[str, Any]] = {}
+        for event in events:
+            key = (event.customer_id, event.payload["service_id"])
+            before = rows.get(key)
+            change, row = projection.service_row(event, before, active[event.customer_id])
+            if row is None:
+                continue
+            if change.outcome == "refused":
+                log.warning(
+                    "sink.service_refused",
+                    customer_id=event.customer_id,
+                    service_id=key[1],
+                    event_id=event.event_id,
+                    reason=change.reason,
+                )
+            was = before is not None and before["state"] == ACTIVE
+            active[event.customer_id] += (row["state"] == ACTIVE) - was
+            rows[key] = changed[key] = row
+        self._upsert(conn, CustomerService, list(changed.values()), ("customer_id", "service_id"))
 
     # -- derived rows: recomputed from every stored event of the item ---------------
 
@@ -421,7 +476,9 @@ class SinkWriter:
         by_customer: dict[str, list[Event]] = {}
         for chunk in _chunks(sorted(customers), _CHUNK):
             statement = select(EventRecord.__table__).where(
-                EventRecord.entity_kind == "customer", EventRecord.customer_id.in_(chunk)
+                EventRecord.entity_kind == "customer",
+                EventRecord.customer_id.in_(chunk),
+                EventRecord.event_type.not_in(sorted(SERVICE_EVENT_TYPES)),  # the register: its own table
             )
             for row in conn.execute(statement):
                 by_customer.setdefault(row.customer_id, []).append(projection.event_from_row(row))

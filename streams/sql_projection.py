@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from schemas.envelope import Event
+from schemas.envelope import Event, utc_iso
 from sla_rules import RuleSet, evaluate
 from sla_rules.results import MetricStatus
-from streams.customer_archive import search_terms
+from streams import customer_services
+from streams.customer_archive import circuit_term, search_terms
 from streams.customer_view import find_item, fold, new_view
 from streams.item_sla import UNKNOWN_TIER, clock_history, item_facts
 
@@ -52,6 +53,8 @@ def profile_view(
     """
     view = new_view(customer_id)
     for event in sorted(customer_events, key=lambda e: (e.occurred_at, e.event_id)):
+        if event.event_type in customer_services.SERVICE_EVENT_TYPES:
+            continue  # the service register is its own table (service_row)
         if as_of is None or event.occurred_at <= as_of:
             fold(view, event)
     return view
@@ -83,6 +86,37 @@ def customer_search_rows(customer_id: str, profile: dict[str, Any] | None) -> li
     (``streams/customer_archive.search_terms``), rewritten whole with it.
     """
     return [{"customer_id": customer_id, "kind": kind, "term": term} for kind, term in search_terms(profile)]
+
+
+def service_row(
+    event: Event, current: dict[str, Any] | None, active_count: int
+) -> tuple[customer_services.Change, dict[str, Any] | None]:
+    """What one register event does to its ``customer_services`` row: the change and the new row.
+
+    ``current``: the row as stored (``None``: never had it); ``active_count``:
+    the customer's active services now.  The row is ``None`` when nothing
+    changes (a stale or repeated event).  The one rule of
+    ``streams/customer_services.apply``; the sink applies the events in the
+    order of the customer's partition.
+    """
+    change = customer_services.apply(
+        current,
+        event.event_type,
+        event.payload,
+        customer_services.stamp(utc_iso(event.occurred_at), event.event_id),
+        active_count,
+    )
+    if change.entry is None:
+        return change, None
+    circuit = change.entry.get("circuit_id")
+    row = {
+        "customer_id": event.customer_id,
+        **change.entry,
+        "event_id": event.event_id,
+        "updated_at": event.occurred_at,
+        "circuit_term": circuit_term(circuit) if circuit else None,
+    }
+    return change, row
 
 
 @dataclass

@@ -16,6 +16,8 @@ DEFAULT_PAYLOADS = {
         "tier": "diamond",
         "account_manager": {"id": "AM-1", "name": "李敏"},
     },
+    "customer.service_added": {"service_id": "S-1", "service": "MPLS VPN", "circuit_id": "GZ-MPLS-0001"},
+    "customer.service_removed": {"service_id": "S-1"},
     "fault.reported": {"severity": "critical", "summary": "专线中断", "service": "MPLS VPN"},
     "fault.dispatched": {"team": "广州传输一班"},
     "fault.reopened": {"reason": "link down again"},

@@ -197,17 +197,47 @@ def route(
     return alerts
 
 
+def addressees(
+    event_type: str,
+    role: str | None,
+    step: int | None,
+    profile: Mapping[str, Any] | None,
+    config: RoutingConfig | None = None,
+) -> list[Recipient]:
+    """Who an SLA step is for, copies included, by the rules above (no fallback desk): the
+    web desk's inbox marks the steps addressed to its user with the alerts' own routing."""
+    if event_type not in ALERTING_EVENTS:
+        return []
+    config = config or RoutingConfig()
+    primary, _ = _people(event_type, role, "", profile)
+    manager = _account_manager(profile)
+    if (
+        event_type == "sla.escalation_due"
+        and (step or 0) >= config.copy_account_manager_from_step
+        and manager is not None
+        and all(not _same(manager, p) for p in primary)
+    ):
+        primary.append(manager)
+    return primary
+
+
 def _primary_recipients(
     event: Event,
     profile: Mapping[str, Any] | None,
 ) -> tuple[list[Recipient], str]:
     """The people the event is for, or ``([], why nobody)``."""
+    return _people(event.event_type, event.payload.get("role"), event.customer_id, profile)
+
+
+def _people(
+    event_type: str, role: str | None, customer_id: str, profile: Mapping[str, Any] | None
+) -> tuple[list[Recipient], str]:
     if not profile:
-        return [], f"客户档案缺失 (no customer profile for {event.customer_id})"
+        return [], f"客户档案缺失 (no customer profile for {customer_id})"
     manager = _account_manager(profile)
-    if event.event_type != "sla.escalation_due":
+    if event_type != "sla.escalation_due":
         return ([manager], "") if manager else ([], "未配置客户经理 (no account manager)")
-    role = event.payload["role"]
+    role = role or ""
     people = [
         Recipient.from_person(p, role)
         for p in profile.get("escalation_chain") or ()

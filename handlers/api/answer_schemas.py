@@ -202,6 +202,18 @@ ARCHIVE_PAGE: Schema = _object(
         "next": _NULLABLE_STRING,
     }
 )
+#: One page of a customer's service register (``handlers/api/service_register.py``).
+SERVICE_PAGE: Schema = _object(
+    {
+        "customer_id": _STRING,
+        "count": _INTEGER,
+        "services": {
+            "type": "array",
+            "items": _object({"service_id": _STRING, "updated_at": _STRING}, {"circuit_id": _STRING}),
+        },
+        "next": _NULLABLE_STRING,
+    }
+)
 _ARCHIVE_KEYS: dict[str, Schema] = {"customer_id": _STRING, "event_id": _EVENT_ID, "event_type": _STRING}
 ARCHIVE_PUBLISHED: Schema = _object(
     {**_ARCHIVE_KEYS, "outcome": {"const": "published"}}, {"waited": {"type": "number", "minimum": 0}}

@@ -55,11 +55,16 @@ from schemas.reporting_db import open_engine
 from streams.customer_archive import archive_record, latest_stamp
 from streams.publisher import HomePublisher
 
-__all__ = ["OwnerReads", "register_customer_archive_routes"]
+__all__ = ["OwnerReads", "OwnerRecord", "register_customer_archive_routes"]
 
 log = structlog.get_logger("keydesk.archive")
 
 _ENVELOPE_KEYS = ("occurred_at",)
+
+
+#: The owner's archive record of a customer: ``(200, record)``, ``(404, error)``, or ``None``
+#: when the owner cannot say now.
+OwnerRecord = Callable[[str], Awaitable[tuple[int, dict[str, Any]] | None]]
 
 
 @dataclass(frozen=True)
@@ -84,8 +89,12 @@ def register_customer_archive_routes(
     owners: OwnerReads,
     database_url: str,
     clock: Callable[[], datetime],
-) -> None:
-    """Attach ``/api/customers`` (POST, GET) and ``/api/customers/{customer_id}`` (GET, PATCH)."""
+) -> OwnerRecord:
+    """Attach ``/api/customers`` (POST, GET) and ``/api/customers/{customer_id}`` (GET, PATCH).
+
+    Returns how to ask the owner for a record, for the service register's writes
+    (``handlers/api/customer_services.py``), which check the customer the same way.
+    """
     engine = open_engine(database_url)
     pool = ThreadPoolExecutor(MAX_CONCURRENT_ARCHIVE_READS, thread_name_prefix="keydesk-archive")
     reads = Slots(MAX_CONCURRENT_ARCHIVE_READS, "archive lists")
@@ -274,3 +283,5 @@ def register_customer_archive_routes(
             if found[0] == 404:
                 raise BadRequest(404, "customer_id", f"no customer {customer_id} is registered")
             return await published(self, request, event, wait, found[1])
+
+    return owner_record

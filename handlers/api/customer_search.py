@@ -34,8 +34,9 @@ from handlers.api.input_limits import (
 )
 from schemas.envelope import utc_iso
 from schemas.event_catalogue import TIERS
-from schemas.reporting_tables import Customer, CustomerSearchTerm, Item, SlaOutcome
+from schemas.reporting_tables import Customer, CustomerSearchTerm, CustomerService, Item, SlaOutcome
 from streams.customer_archive import CIRCUIT, archive_record, query_terms
+from streams.customer_services import ACTIVE
 
 #: The query parameters ``GET /api/customers`` takes.
 PARAMETERS = ("tier", "region", "account_manager", "has_open_breaches", "q", "limit", "after")
@@ -157,6 +158,16 @@ def _statement(query: ArchiveQuery, now: datetime) -> Select[Any]:
                     select(CustomerSearchTerm.customer_id).where(CustomerSearchTerm.kind == kind, match)
                 )
             )
+            if kind == CIRCUIT:  # and the circuits of the service register (streams/customer_services.py)
+                registered = CustomerService.circuit_term
+                found.append(
+                    Customer.customer_id.in_(
+                        select(CustomerService.customer_id).where(
+                            CustomerService.state == ACTIVE,
+                            or_(registered == term, registered.like(f"{_like(term)}%", escape="\\")),
+                        )
+                    )
+                )
         statement = statement.where(or_(*found))
     if query.after:
         statement = statement.where(Customer.customer_id > query.after)

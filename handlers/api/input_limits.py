@@ -74,6 +74,9 @@ MAX_CONCURRENT_QUEUES = 4
 #: ``GET /api/customers?limit=``: the default and the most customers on one page.
 DEFAULT_ARCHIVE_PAGE, MAX_ARCHIVE_PAGE = 50, 200
 
+#: ``GET /api/customers/{id}/services?limit=``: the most services on one page (default 50).
+MAX_SERVICE_PAGE = 500
+
 #: Longest search text ``q`` and filter value of ``GET /api/customers``.
 MAX_SEARCH_LENGTH = 120
 

@@ -39,6 +39,7 @@ from handlers.api.input_limits import (
     MAX_QUEUE_LIMIT,
     MAX_REPORT_BREACHES,
     MAX_SEARCH_LENGTH,
+    MAX_SERVICE_PAGE,
     MAX_WAIT_SECONDS,
     MAX_YEAR,
     MIN_YEAR,
@@ -447,6 +448,73 @@ def _archive_operations() -> list[Operation]:
     ]
 
 
+def _service_operations() -> list[Operation]:
+    """The service register (业务清单, ``handlers/api/customer_services.py``): add, remove, page through."""
+    service_id = _id_param("service_id", "the service's id in the register")
+    published = Answer(202, "on the log (the broker has it)", answers.ARCHIVE_PUBLISHED)
+    unknown = Answer(404, "no such customer (customer_id), or no such service (service_id)", answers.ERROR)
+    database = _error(503, "the owner or the reporting database did not answer; retry", "Retry-After")
+    return [
+        Operation(
+            "add_customer_service",
+            "POST",
+            "/api/customers/{customer_id}/services",
+            "add a service to the customer's register, or change one (customer.service_added)",
+            "customer archive",
+            params=(CUSTOMER_ID,),
+            body=Body(
+                "the customer.service_added fields: the service's id, what it is, its circuit id",
+                {**EVENT_TYPES["customer.service_added"], **_ENVELOPE},
+                {"customer_id": "is the path's; leave it out of the body"},
+            ),
+            answers=_with_body(
+                published,
+                unknown,
+                _error(409, "the register holds its bound of services; remove one first"),
+                database,
+            ),
+            description="Published to the customer's home partition by whichever worker receives it; "
+            "the register is the reporting database's, so the service is listed and found by its "
+            "circuit id once the sink has written it (GET /api/sink: its lag).",
+        ),
+        Operation(
+            "remove_customer_service",
+            "DELETE",
+            "/api/customers/{customer_id}/services/{service_id}",
+            "take a service out of the customer's register (customer.service_removed)",
+            "customer archive",
+            params=(CUSTOMER_ID, service_id),
+            answers=_read(published, unknown, database),
+        ),
+        Operation(
+            "list_customer_services",
+            "GET",
+            "/api/customers/{customer_id}/services",
+            "the customer's service register, a page at a time (from the reporting database)",
+            "customer archive",
+            params=(
+                CUSTOMER_ID,
+                Param(
+                    "limit",
+                    "integer",
+                    "most services on the page",
+                    minimum=1,
+                    maximum=MAX_SERVICE_PAGE,
+                    default=DEFAULT_ARCHIVE_PAGE,
+                ),
+                Param("after", "string", "the next of the previous page", max_length=MAX_ID_LENGTH),
+            ),
+            answers=_read(
+                Answer(200, "one page", answers.SERVICE_PAGE),
+                Answer(404, "no such customer in the reporting database", answers.ERROR),
+                BUSY,
+                _error(503, "the reporting database did not answer", "Retry-After"),
+            ),
+            description="Ordered by service id; next is the after of the next page (null on the last).",
+        ),
+    ]
+
+
 def _body_schema(required: dict[str, Any], optional: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """A closed JSON object: these fields and no other (the identity's handlers refuse the rest)."""
     return {
@@ -847,6 +915,7 @@ def _all_operations() -> tuple[Operation, ...]:
     for kind, steps in ACTIONS.items():
         ops.extend(_step(kind, name, action) for name, action in steps.items())
     ops += _archive_operations()
+    ops += _service_operations()
     ops += _identity_operations()
     ops += [
         Operation(

@@ -36,6 +36,7 @@ from yarl import URL
 from handlers.api.actions import fold_outcome
 from handlers.api.commands import acknowledgement, command_to_event
 from handlers.api.customer_archive import OwnerReads, register_customer_archive_routes
+from handlers.api.customer_services import register_customer_service_routes
 from handlers.api.dispatch_queue import register_dispatch_queue_route
 from handlers.api.http_guard import (
     BadRequest,
@@ -82,8 +83,11 @@ def register_routes(
     placement: Placement,
     identity: IdentityGuard,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-) -> None:
+) -> Callable[[Request, str, str, str, dict[str, Any]], Awaitable[tuple[Event, bool]]]:
     """Attach the API, and the guards every route runs behind, to the streams' faust app.
+
+    Returns the acknowledgement of an escalation (``POST .../acknowledge``), which the web
+    desk's inbox calls too: one way to acknowledge.
 
     Writes go out through ``publisher`` (to the customer's home partition, 202
     once the broker has them); reads are routed by ``placement``.  ``identity``
@@ -350,15 +354,23 @@ def register_routes(
         """
 
         async def post(self, request: Request, customer_id: str, kind: str, item_id: str) -> Response:
-            declared = operation("acknowledge_escalation")
-            declared.read(request)
-            body = declared.check_body(await read_json_object(request))
-            actor, source = await author(request, "sla.escalation_acknowledged", customer_id)
-            event, checked = await acknowledgement_event(customer_id, kind, item_id, body, actor, source)
-            await publisher.publish(event, signed=True)
+            operation("acknowledge_escalation").read(request)
+            body = await read_json_object(request)
+            event, checked = await acknowledge(request, customer_id, kind, item_id, body)
             return self.json(
                 {"event_id": event.event_id, **event.payload, "item_checked": checked}, status=202
             )
+
+    async def acknowledge(
+        request: Request, customer_id: str, kind: str, item_id: str, body: dict[str, Any]
+    ) -> tuple[Event, bool]:
+        """The one acknowledgement of an escalation, the API's and the web desk's inbox's: the body
+        checked, the caller authorized for the customer, the owner's clocks checked, published signed."""
+        body = operation("acknowledge_escalation").check_body(body)
+        actor, source = await author(request, "sla.escalation_acknowledged", customer_id)
+        event, checked = await acknowledgement_event(customer_id, kind, item_id, body, actor, source)
+        await publisher.publish(event, signed=True)
+        return event, checked
 
     @app.page("/api/customers/{customer_id}/items/{kind}/{item_id}/events/{event_id}")
     @routed_read
@@ -426,7 +438,7 @@ def register_routes(
         return found
 
     register_item_step_routes(app, publisher, clock, acknowledgement_event, owner_outcome)
-    register_customer_archive_routes(
+    owner_record = register_customer_archive_routes(
         app,
         publisher,
         OwnerReads(
@@ -443,6 +455,7 @@ def register_routes(
         settings.database_url,
         clock,
     )
+    register_customer_service_routes(app, publisher, owner_record, settings.database_url, clock)
 
     register_dispatch_queue_route(app, views, placement, clock, hop_key)
 
@@ -478,3 +491,5 @@ def register_routes(
             },
             status=status,
         )
+
+    return acknowledge

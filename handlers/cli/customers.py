@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from handlers.cli.customer_services import add_service_parsers
 from handlers.cli.shared import api_base, ask, http, print_json, refused
 from schemas.event_catalogue import TIERS
 from streams.settings import Settings, SettingsError
@@ -64,6 +65,8 @@ def add_customer_parsers(subparsers: argparse._SubParsersAction) -> None:
         write.add_argument("--no-wait", action="store_true", help="answer once published, not once folded")
         write.add_argument("--api", help="API base URL (default: the running `keydesk up`)")
         write.set_defaults(run=command)
+
+    add_service_parsers(group)
 
     show = group.add_parser("show", help=cmd_show.__doc__)
     show.add_argument("customer_id", metavar="ID")

@@ -42,6 +42,8 @@ from handlers.identity.roles import (
 
 #: the permission of an operation anyone may call
 OPEN = "open"
+#: a permission no role holds: the operation is only for a worker's signed hop
+HOP_ONLY = "hop.only"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,15 @@ OPERATIONS: tuple[Operation, ...] = (
     _op("POST", "/login", OPEN),
     _op("GET", "/", SELF, page=True),
     _op("POST", "/logout", SELF, page=True),
+    # screens 5-6 (handlers/web/dispatch_page.py, inbox_page.py, live_stream.py): each row of the
+    # queue and the inbox is scoped by the customer's facts; /queue/local is a signed hop only
+    _op("GET", "/queue", CUSTOMER_READ, page=True),
+    _op("GET", "/queue/rows", CUSTOMER_READ, page=True),
+    _op("GET", "/queue/local", HOP_ONLY, hop=True),
+    _op("GET", "/inbox", ESCALATION_ACK, page=True),
+    _op("GET", "/inbox/table", ESCALATION_ACK, page=True),
+    _op("POST", "/inbox/acknowledge", ESCALATION_ACK, customer="body", page=True),
+    _op("GET", "/live", CUSTOMER_READ, ESCALATION_ACK, page=True),
     _op("GET", "/api/openapi.json", SELF),
     _op("POST", "/api/login", OPEN),
     _op("POST", "/api/logout", SELF),
@@ -104,6 +115,10 @@ OPERATIONS: tuple[Operation, ...] = (
     _op("GET", "/api/customers", ARCHIVE_READ),
     _op("GET", "/api/customers/{customer_id}", CUSTOMER_READ, ARCHIVE_READ, customer="path", hop=True),
     _op("PATCH", "/api/customers/{customer_id}", ARCHIVE_WRITE, customer="body"),
+    # its service register: changed by admins like the record, read like it (from the database)
+    _op("POST", "/api/customers/{customer_id}/services", ARCHIVE_WRITE, customer="body"),
+    _op("DELETE", "/api/customers/{customer_id}/services/{service_id}", ARCHIVE_WRITE, customer="body"),
+    _op("GET", "/api/customers/{customer_id}/services", CUSTOMER_READ, ARCHIVE_READ, customer="path"),
     # across customers
     _op("GET", "/api/dispatch-queue", QUEUE_READ, hop=True),
     _op("GET", "/api/reports/compliance", REPORT_READ),

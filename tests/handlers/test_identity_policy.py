@@ -66,8 +66,14 @@ READS = {
     ("GET", f"{ITEM}/sla"),
     ("GET", f"{ITEM}/events/{{event_id}}"),
     ("GET", "/api/customers/{customer_id}"),  # an archive record, scoped like the view
+    ("GET", "/api/customers/{customer_id}/services"),  # its service register, scoped alike
 }
-ARCHIVE_WRITES = {("POST", "/api/customers"), ("PATCH", "/api/customers/{customer_id}")}
+ARCHIVE_WRITES = {
+    ("POST", "/api/customers"),
+    ("PATCH", "/api/customers/{customer_id}"),
+    ("POST", "/api/customers/{customer_id}/services"),
+    ("DELETE", "/api/customers/{customer_id}/services/{service_id}"),
+}
 ADMIN = {
     ("GET", "/api/users"),
     ("POST", "/api/users"),
@@ -80,15 +86,30 @@ ADMIN = {
     ("POST", "/api/events"),  # customer.* events: the archive
     ("GET", "/api/customers"),
     ("GET", "/api/customers/{customer_id}"),
+    ("GET", "/api/customers/{customer_id}/services"),
     *ARCHIVE_WRITES,
 }
+# screens 5-6: the dispatch queue for every desk role (scoped per row), the inbox for those who acknowledge
+LIVE_QUEUE = {("GET", "/queue"), ("GET", "/queue/rows"), ("GET", "/live")}
+LIVE_INBOX = {("GET", "/inbox"), ("GET", "/inbox/table"), ("POST", "/inbox/acknowledge")}
 #: role -> the operations (beyond the open ones) it may call at all, before any customer is looked at
 ALLOWED = {
-    "hotline": SELF_OPS | WRITES | READS | {("GET", "/api/dispatch-queue"), ("GET", "/api/customers")},
-    "account_manager": SELF_OPS | WRITES | READS | {("POST", f"{ITEM}/acknowledge")},
+    "hotline": SELF_OPS
+    | WRITES
+    | READS
+    | LIVE_QUEUE
+    | {("GET", "/api/dispatch-queue"), ("GET", "/api/customers")},
+    "account_manager": SELF_OPS
+    | WRITES
+    | READS
+    | LIVE_QUEUE
+    | LIVE_INBOX
+    | {("POST", f"{ITEM}/acknowledge")},
     "manager": SELF_OPS
     | WRITES
     | READS
+    | LIVE_QUEUE
+    | LIVE_INBOX
     | {("POST", f"{ITEM}/acknowledge"), ("GET", "/api/reports/compliance")},
     "report_reader": SELF_OPS | {("GET", "/api/reports/compliance"), ("GET", "/api/sink")},
     "admin": SELF_OPS | ADMIN,

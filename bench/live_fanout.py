@@ -1,0 +1,351 @@
+"""Live fan-out (issue 12): 200 event-stream clients while the worker folds 500 events/s.
+
+A real worker on its own local broker (or ``KEYDESK_KAFKA``), with the diamond
+P1 fault response cut to 1 minute.  Head-office managers (every customer is
+in their scope), with sessions made in the database, open ``--clients``
+streams of ``/live?for=inbox`` (at most 8 per user, the hub's bound).  Then
+``--rate`` events/s go to the events topic for ``--seconds``:
+``--steps`` a second are P1 faults of diamond customers backdated 59 s, whose
+breach and first ladder step fall due about a second later; the rest are faults
+of other customers (no step during the run).  Each client reads its stream;
+for every breach and ladder step row it receives, the latency is its arrival
+minus the step's due instant (the row's ``<time datetime>``): timer tick,
+publish, the feed's consumer, the fan-out and the stream, all included.
+
+    .venv/bin/python bench/live_fanout.py                  # 200 clients, 500 events/s, 30 s
+    .venv/bin/python bench/live_fanout.py --clients 50 --seconds 10
+
+Not part of the test suite.  Prints the figures (and, with ``--write``,
+replaces its section of BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.sla_timers import _rules_file, pct  # noqa: E402
+from handlers.local.ports import free_port  # noqa: E402
+from schemas.envelope import new_event  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTION = "## Live fan-out (issue 12)"
+PASSWORD = "bench password 12345"
+STREAMS_PER_USER = 8
+TIME = re.compile(
+    r'id="step-([0-9a-f-]+)".*?data-step="(sla\.[a-z_]+):[0-9]*".*?<time datetime="([^"]+)"', re.S
+)
+
+
+def provision(database_url: str, clients: int) -> list[str]:
+    """Head-office managers and one session each stream (8 a user), straight in the database: 200
+    argon2 sign-ins take minutes on a shared machine and are not what this measures."""
+    from handlers.identity.audit import Who
+    from handlers.identity.passwords import hash_password
+    from handlers.identity.store import IdentityStore, prepare_database
+
+    engine = prepare_database(database_url)
+    store, hashed = IdentityStore(engine), hash_password(PASSWORD)
+    secrets = []
+    for n in range(clients):
+        name = f"bench-mgr-{n // STREAMS_PER_USER}"
+        if n % STREAMS_PER_USER == 0:
+            store.add_user(name, hashed, ["manager"], Who(actor="bench"), region="*")
+        secrets.append(store.open_session(name, Who(actor=name)).secret)
+    engine.dispose()
+    return secrets
+
+
+class Client:
+    """One event stream; records the latency of every breach and ladder step row it receives."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.arrivals: list[tuple[str, float]] = []  # (step event id, arrival)
+        self.synced = asyncio.Event()
+        self.ended: str | None = None
+
+    async def run(self, http: aiohttp.ClientSession, base: str, secret: str) -> None:
+        try:
+            async with http.get(
+                f"{base}/live?for=inbox",
+                headers={"Authorization": f"Bearer {secret}"},
+                timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
+            ) as r:
+                if r.status != 200:
+                    self.ended = f"status {r.status}"
+                    return
+                event, data = "", []
+                async for raw in r.content:
+                    line = raw.decode().rstrip("\n")
+                    if line.startswith("event: "):
+                        event = line[7:]
+                    elif line.startswith("data: "):
+                        data.append(line[6:])
+                    elif line == "":
+                        self.seen(event, "\n".join(data), time.time())
+                        event, data = "", []
+        except (aiohttp.ClientError, asyncio.CancelledError) as exc:
+            self.ended = type(exc).__name__
+        else:
+            self.ended = self.ended or "closed by the worker"
+
+    def seen(self, event: str, data: str, now: float) -> None:
+        if event == "sync":
+            self.synced.set()
+        elif event == "step":
+            found = TIME.search(data)
+            if found and found.group(2) in ("sla.breached", "sla.escalation_due"):
+                due = datetime.fromisoformat(found.group(3).replace("Z", "+00:00")).timestamp()
+                self.latencies.append(now - due)
+                self.arrivals.append((found.group(1), now))
+
+
+def event_bytes(event_type: str, customer: str, entity: str, at: datetime, **payload) -> bytes:
+    return new_event(
+        event_type, customer, entity, payload, source="hotline", actor="bench", now=at
+    ).to_bytes()
+
+
+async def load(bootstrap: str, topic: str, rate: int, steps: int, seconds: float) -> dict:
+    """``rate`` events/s for ``seconds``, ``steps`` of them a second diamond P1 faults due in ~1 s."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    sent = 0
+    try:
+        diamonds = [f"C-DIA-{n:03d}" for n in range(20)]
+        for customer in diamonds:
+            registered = event_bytes(
+                "customer.registered",
+                customer,
+                customer,
+                datetime.now(UTC) - timedelta(hours=2),
+                name=f"钻石客户{customer}",
+                tier="diamond",
+                account_manager={"id": "AM-1", "name": "李敏"},
+            )
+            await producer.send(topic, registered, key=customer.encode())
+        await producer.flush()
+        await asyncio.sleep(2)  # the registrations folded before the faults (bench pacing, not a test)
+        started = time.monotonic()
+        tick, ticks = 0.1, 0
+        per_tick, steps_per_tick = rate * tick, steps * tick
+        owed = steps_owed = 0.0
+        while time.monotonic() - started < seconds:
+            owed += per_tick
+            steps_owed += steps_per_tick
+            now = datetime.now(UTC)
+            while owed >= 1:
+                if steps_owed >= 1:
+                    customer = diamonds[sent % len(diamonds)]
+                    value = event_bytes(
+                        "fault.reported",
+                        customer,
+                        f"F-{uuid.uuid4().hex[:10]}",
+                        now - timedelta(seconds=59),
+                        severity="critical",
+                        summary="专线中断",
+                        service="MPLS VPN",
+                    )
+                    steps_owed -= 1
+                else:
+                    customer = f"C-BG-{sent % 2000:04d}"
+                    value = event_bytes(
+                        "fault.reported",
+                        customer,
+                        f"F-{uuid.uuid4().hex[:10]}",
+                        now,
+                        severity="minor",
+                        summary="告警",
+                        service="互联网专线",
+                    )
+                await producer.send(topic, value, key=customer.encode())  # queued, not waited for
+                sent += 1
+                owed -= 1
+            ticks += 1
+            await asyncio.sleep(max(0.0, started + tick * ticks - time.monotonic()))
+        await producer.flush()
+        took = time.monotonic() - started
+    finally:
+        await producer.stop()
+    return {"sent": sent, "seconds": took, "rate": sent / took}
+
+
+async def run(args, base: str, bootstrap: str, topic: str, secrets: list[str]) -> dict:
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar()) as http:
+        clients = [Client() for _ in secrets]
+        tasks = [asyncio.create_task(c.run(http, base, s)) for c, s in zip(clients, secrets, strict=True)]
+        await asyncio.wait_for(asyncio.gather(*(c.synced.wait() for c in clients)), 60)
+        produced = await load(bootstrap, topic, args.rate, args.steps, args.seconds)
+        await asyncio.sleep(5)  # the last faults' steps fall due ~1 s after they were folded
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    every = [v for c in clients for v in c.latencies]
+    published = published_at(args.log)
+    fanout = [at - published[eid] for c in clients for eid, at in c.arrivals if eid in published]
+    ended_early = [c.ended for c in clients if c.ended not in (None, "CancelledError")]
+    return {
+        "clients": len(clients),
+        "ended_early": ended_early,
+        "produced": produced,
+        "deliveries": len(every),
+        "per_client_min": min((len(c.latencies) for c in clients), default=0),
+        "per_client_max": max((len(c.latencies) for c in clients), default=0),
+        "p50": pct(every, 50),
+        "p99": pct(every, 99),
+        "max": max(every, default=float("nan")),
+        "fanout_n": len(fanout),
+        "fanout_p50": pct(fanout, 50),
+        "fanout_p99": pct(fanout, 99),
+        "fanout_max": max(fanout, default=float("nan")),
+        "published_p50_after_due": pct(list(published_late(args.log)), 50),
+    }
+
+
+def published_at(log: Path) -> dict[str, float]:
+    """When the worker published each step (its log's ``sla.step_published``), by event id."""
+    found = {}
+    for line in log.read_bytes().splitlines():
+        if b'"sla.step_published"' in line:
+            record = orjson.loads(line)
+            found[record["event_id"]] = datetime.fromisoformat(
+                record["timestamp"].replace("Z", "+00:00")
+            ).timestamp()
+    return found
+
+
+def published_late(log: Path):
+    for line in log.read_bytes().splitlines():
+        if b'"sla.step_published"' in line and (b"escalation_due" in line or b"sla.breached" in line):
+            yield orjson.loads(line)["seconds_after_due"]
+
+
+def wait_ready(base: str, timeout: float = 120) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base}/api/health", timeout=2) as r:
+                if orjson.loads(r.read()).get("ready"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)  # polling the worker's health
+    raise RuntimeError("the worker did not become ready")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--rate", type=int, default=500, help="events per second")
+    parser.add_argument(
+        "--steps", type=int, default=10, help="of them, faults whose steps fall due, per second"
+    )
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--write", action="store_true", help="replace the section of BENCHMARKS.md")
+    args = parser.parse_args()
+
+    from handlers.local.kafka_broker import LocalKafka
+
+    workdir = Path(tempfile.mkdtemp(prefix="keydesk-live-bench-"))
+    broker, bootstrap = None, os.environ.get("KEYDESK_KAFKA")
+    if not bootstrap:
+        broker = LocalKafka(partitions=args.partitions, heap="1g")
+        bootstrap = broker.start()
+    worker = None
+    try:
+        prefix = f"live{uuid.uuid4().hex[:6]}"
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KEYDESK_")}
+        env.update(
+            KEYDESK_KAFKA=bootstrap,
+            KEYDESK_TOPIC_PREFIX=prefix,
+            KEYDESK_APP_ID=f"{prefix}-app",
+            KEYDESK_PARTITIONS=str(args.partitions),
+            KEYDESK_LOG_FORMAT="json",
+            KEYDESK_HTTP_PORT=str(port),
+            KEYDESK_DATA_DIR=str(workdir),
+            KEYDESK_SLA_RULES=str(_rules_file(workdir)),
+        )
+        secrets = provision(f"sqlite:///{workdir / 'keydesk.sqlite'}", args.clients)
+        with open(workdir / "worker.log", "wb") as log_file:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "handlers.cli", "worker"],
+                env=env,
+                stdout=log_file,
+                stderr=log_file,
+                cwd=ROOT,
+            )
+        base = f"http://127.0.0.1:{port}"
+        args.log = workdir / "worker.log"
+        wait_ready(base)
+        result = asyncio.run(run(args, base, bootstrap, f"{prefix}.events", secrets))
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        if broker is not None:
+            broker.stop()
+    lines = [
+        SECTION,
+        "",
+        f"`bench/live_fanout.py`, one worker (sink on) and its local broker on this machine, "
+        f"{os.cpu_count()} cores, {datetime.now(UTC):%Y-%m-%d}.",
+        f"{result['clients']} `/live?for=inbox` streams of head-office managers; "
+        f"{result['produced']['rate']:.0f} events/s for {result['produced']['seconds']:.0f} s "
+        f"({args.steps}/s diamond P1 faults whose breach and ladder step 1 fall due during the run).",
+        "",
+        f"- step-to-client latency (due instant to arrival at the client), "
+        f"over {result['deliveries']:,} deliveries: p50 {result['p50']:.3f} s, "
+        f"p99 {result['p99']:.3f} s, max {result['max']:.3f} s",
+        f"- of which the worker's own lag (due instant to the timer's publish, its log): "
+        f"p50 {result['published_p50_after_due']:.3f} s",
+        f"- fan-out alone (the timer's publish to arrival at the client), over {result['fanout_n']:,} "
+        f"deliveries: p50 {result['fanout_p50']:.3f} s, p99 {result['fanout_p99']:.3f} s, "
+        f"max {result['fanout_max']:.3f} s",
+        f"- steps received per client: {result['per_client_min']}–{result['per_client_max']}; "
+        f"streams ended early: {len(result['ended_early'])} {sorted(set(result['ended_early']))}",
+        "",
+    ]
+    print("\n".join(lines))
+    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    if args.write:
+        path = ROOT / "BENCHMARKS.md"
+        text = path.read_text(encoding="utf-8")
+        start = text.find(SECTION)
+        if start >= 0:
+            end = text.find("\n## ", start + len(SECTION))
+            text = text[:start] + "\n".join(lines) + (text[end:] if end >= 0 else "\n")
+        else:
+            text = text.rstrip("\n") + "\n\n" + "\n".join(lines)
+        path.write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
