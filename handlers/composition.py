@@ -19,12 +19,14 @@ from collections.abc import Awaitable, Callable
 import faust
 import mode
 import structlog
+from yarl import URL
 
 from handlers.alerts.sender import register_alert_agent
 from handlers.api.routes import register_routes
 from handlers.api.rules_routes import register_rules_routes
 from handlers.api.worker_health import Retrying, WorkerHealth
 from handlers.identity.guard import IdentityGuard
+from handlers.identity.hop import hop_target
 from handlers.identity.passwords import PasswordHasher
 from handlers.identity.routes import register_identity_routes
 from handlers.identity.store import IdentityDb, IdentityStore, prepare_database
@@ -88,7 +90,11 @@ def build_worker_streams(settings: Settings, rules_feed: RulesFeed | None = None
     placement = Placement(home=streams.publisher.home_partition, owned=streams.processor.owned_partitions)
     # Users, sessions and tokens: the reporting database, migrated here too (the sink may be off).
     identity_db = IdentityDb(IdentityStore(prepare_database(settings.database_url)))
-    identity = IdentityGuard(identity_db, settings.signing_key)
+    identity = IdentityGuard(
+        identity_db,
+        settings.signing_key,
+        here=lambda: hop_target(URL(str(streams.app.conf.canonical_url))),
+    )
     reads = register_routes(streams, settings, streams.publisher, placement, identity, worker_health(streams))
     hasher = PasswordHasher()
     register_identity_routes(streams.app, identity_db, hasher, cookie_secure=settings.cookie_secure)

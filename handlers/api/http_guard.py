@@ -197,6 +197,15 @@ def _check_request(request: web.Request) -> None:
     for name, value in request.match_info.items():
         if len(value) > MAX_ID_LENGTH:
             raise BadRequest(422, name, f"longer than {MAX_ID_LENGTH} characters")
+        if has_control_character(value, allow_breaks=False):
+            raise BadRequest(422, name, "must not contain control characters")
+    # The API's queries (values that reach SQL); a page's (``/login?next=``) are its own to sanitise,
+    # so that a bad link still shows the page.
+    for name, value in request.query.items() if request.path.startswith("/api/") else ():
+        if has_control_character(name, allow_breaks=False) or has_control_character(
+            value, allow_breaks=False
+        ):
+            raise BadRequest(422, printable(name), "must not contain control characters")
     if not request.body_exists:
         return
     if request.method in _BODILESS:
@@ -250,7 +259,52 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
         raise BadRequest(400, "body", f"body is not valid JSON: {exc}"[:300]) from None
     if not isinstance(body, dict):
         raise BadRequest(400, "body", "body must be a JSON object")
+    culprit = control_character_field(body)
+    if culprit is not None:
+        raise BadRequest(422, culprit, "must not contain control characters (tab and line breaks allowed)")
     return body
+
+
+#: C0 controls and DEL, but tab, line feed and carriage return (free text has lines)
+_CONTROL = frozenset(chr(c) for c in (*range(32), 127)) - {"\t", "\n", "\r"}
+_CONTROL_OR_BREAK = _CONTROL | {"\t", "\n", "\r"}
+
+
+def has_control_character(text: str, *, allow_breaks: bool = True) -> bool:
+    """Whether ``text`` holds a control character: NUL above all, which PostgreSQL refuses in text
+    (a 500 when it reached a query), and the others no name, id or note needs."""
+    forbidden = _CONTROL if allow_breaks else _CONTROL_OR_BREAK
+    return not forbidden.isdisjoint(text)
+
+
+def control_character_field(value: Any) -> str | None:
+    """The dotted path (``contacts[0].name``) of the first key or string in ``value`` with a control
+    character, or ``None``.  Every string of a body may reach SQL (the sink projects events).
+
+    A loop, not recursion: orjson parses arrays nested 1,024 deep, past Python's recursion limit.
+    """
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, here = stack.pop()
+        if isinstance(here, str):
+            if has_control_character(here):
+                return printable(path or "body")
+        elif isinstance(here, dict):
+            inner: list[tuple[str, Any]] = []
+            for key, item in here.items():
+                named = f"{path}.{key}" if path else str(key)
+                if has_control_character(str(key)):
+                    return printable(named)
+                inner.append((named, item))
+            stack.extend(reversed(inner))
+        elif isinstance(here, list):
+            stack.extend(reversed([(f"{path}[{i}]", item) for i, item in enumerate(here)]))
+    return None
+
+
+def printable(name: str) -> str:
+    """A field name fit to echo back: control characters shown escaped, at most 64 characters."""
+    return "".join(c if c not in _CONTROL_OR_BREAK else repr(c)[1:-1] for c in name)[:64]
 
 
 def check_instant_years(values: dict[str, Any], *fields: str) -> None:

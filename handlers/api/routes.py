@@ -56,7 +56,7 @@ from handlers.api.item_steps import register_item_step_routes
 from handlers.api.openapi_document import document_bytes
 from handlers.api.operations import operation
 from handlers.api.worker_health import WorkerHealth
-from handlers.identity.guard import IdentityGuard, author, identity_of, refuse
+from handlers.identity.guard import IdentityGuard, audit_change, author, identity_of, refuse
 from handlers.identity.hop import ROUTED_HEADER, hop_headers
 from handlers.identity.roles import SentStep, may_acknowledge
 from schemas.envelope import Event, InvalidEvent, decode_event, new_event
@@ -187,6 +187,15 @@ def register_routes(
             actor, source = await author(request, event.event_type, event.customer_id)
             event = dataclasses.replace(event, actor=actor, source=source)
             await publisher.publish(event)
+            if event.event_type.startswith("customer."):
+                # A change of the archive, as POST/PATCH /api/customers audit theirs (no "before"
+                # here: a raw event is not read against the owner's record first).
+                await audit_change(
+                    request,
+                    event.event_type,
+                    event.customer_id,
+                    after={"event_id": event.event_id, **event.payload},
+                )
             return self.json({"event_id": event.event_id, "customer_id": event.customer_id}, status=202)
 
     ready = worker_health.ready

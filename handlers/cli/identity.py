@@ -69,7 +69,10 @@ def add_identity_parsers(sub: argparse._SubParsersAction) -> None:
     token = sub.add_parser("token", help="API tokens (admin)").add_subparsers(dest="action", required=True)
     create = token.add_parser("create", help=cmd_token_create.__doc__)
     create.add_argument("name")
-    create.add_argument("--user", help="a personal token acting as this user (else an integration token)")
+    create.add_argument(
+        "--user",
+        help="a personal token: your own username (no one mints one for another); else an integration token",
+    )
     create.add_argument(
         "--event-type", dest="event_types", action="append", help="an integration may publish it (repeat)"
     )

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Engine, String, cast, func, insert, select
+from sqlalchemy.orm import Session, aliased
 
 from handlers.identity.roles import Identity
 from schemas.identity_tables import AuditRecord
@@ -92,6 +92,66 @@ def recent_count(
         query = query.where(AuditRecord.address == address)
     with engine.connect() as conn:
         return int(conn.execute(query).scalar_one())
+
+
+#: a password check about to run (sign-in, or a change of one's own password), recorded before it runs
+ATTEMPT = "login_attempt"
+#: an attempt that turned out not to be a wrong password (right, or refused unchecked): not counted
+SETTLED = "login_attempt_settled"
+
+
+def reserve_attempt(
+    engine: Engine, who: Who, username: str, since: datetime, at: datetime
+) -> tuple[int, int, int]:
+    """Record a password attempt before checking it: ``(its id, unsettled for the user, from the address)``.
+
+    The counts include this attempt and every one still running, not only the
+    failures already recorded: counted after the attempt's own row commits, so
+    of any number of attempts at once the last to commit sees them all, and no
+    more than the limit are ever let through to the password check.  An
+    attempt stays counted (as a failure) unless :func:`settle_attempt` says
+    otherwise, a crash between the two included.
+    """
+    with engine.begin() as conn:
+        row = conn.execute(
+            insert(AuditRecord).returning(AuditRecord.id),
+            {
+                "at": at,
+                "kind": ATTEMPT,
+                "actor": who.actor[:128] if who.actor else None,
+                "credential": who.credential,
+                "address": who.address[:64] if who.address else None,
+                "target": username[:300],
+            },
+        )
+        attempt_id = int(row.scalar_one())
+    with engine.connect() as conn:
+        by_user = _unsettled(conn, since, "target", username[:300])
+        by_address = _unsettled(conn, since, "address", who.address[:64]) if who.address else 0
+    return attempt_id, by_user, by_address
+
+
+def settle_attempt(engine: Engine, attempt_id: int, who: Who, outcome: str) -> None:
+    """Take an attempt out of the count: the password was right, or it was never checked."""
+    record_now(engine, SETTLED, who, target=str(attempt_id), detail=outcome)
+
+
+def _unsettled(conn: Connection, since: datetime, column: str, value: str) -> int:
+    """Attempts since ``since`` with ``column`` equal to ``value`` and no settling row."""
+    attempt, settled = aliased(AuditRecord), aliased(AuditRecord)
+    query = (
+        select(func.count())
+        .select_from(attempt)
+        .where(
+            attempt.kind == ATTEMPT,
+            attempt.at >= since,
+            getattr(attempt, column) == value,
+            ~select(settled.id)
+            .where(settled.kind == SETTLED, settled.target == cast(attempt.id, String))
+            .exists(),
+        )
+    )
+    return int(conn.execute(query).scalar_one())
 
 
 def page(

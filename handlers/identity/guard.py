@@ -6,8 +6,9 @@ shape), before any handler:
 1. the route the request matched is looked up in the one table of operations
    (``handlers/identity/operations.py``); a route without a row is refused to
    everyone (403), an ``OPEN`` one (health, sign-in) runs at once;
-2. a read forwarded by another worker must carry a valid hop signature
-   (``handlers/identity/hop.py``): that worker authenticated and authorized it;
+2. a read forwarded by another worker must carry a valid hop signature, made
+   for this worker's address (``handlers/identity/hop.py``): that worker
+   authenticated and authorized it;
 3. otherwise the caller is authenticated per request, no cache: ``Authorization:
    Bearer <token or session secret>`` or the ``keydesk_session`` cookie, looked
    up by hash in the database (``handlers/identity/store.py``); none or an unknown,
@@ -19,13 +20,24 @@ shape), before any handler:
    an audit row ``denied`` otherwise), and for a ``path`` operation the customer
    in the path (``roles.may_for_customer``, from the ``customers`` table).
 
-While the database does not answer, a credential this worker verified against
-it within :data:`STALE_IF_ERROR` is taken as it was then (and a credential it
-never saw gets a 503): a database outage must not take the views and the sink's
-own status down with it (``tests/faults/test_database_outage.py``).  When the
-database answers it is always asked, so a revocation holds at once; what an
-outage can let through is a credential revoked elsewhere just before the
+While the database cannot be reached (a refused or dropped connection, a query
+without an answer: :func:`database_unreachable`), a credential this worker
+verified against it within :data:`STALE_IF_ERROR` is taken as it was then (and a
+credential it never saw gets a 503): a database outage must not take the views
+and the sink's own status down with it (``tests/faults/test_database_outage.py``).
+When the database answers it is always asked, so a revocation holds at once;
+what an outage can let through is a credential revoked elsewhere just before the
 outage began, on a worker that verified it earlier, for at most that window.
+
+Our own pool being full is not an outage: a credential this worker never
+verified is looked up in a lane of at most ``UNTRUSTED_LOOKUPS`` calls
+(``store.IdentityDb.run_untrusted``), the next one refused at once with a 503
+and ``Retry-After``; a call that waited in the queue past its deadline without
+starting is the same 503 (``IdentityBusy``).  Neither opens the stale window
+(unless the database's last word was that it cannot be reached:
+``IdentityDb.unreachable``, hung queries holding the threads), so a flood of
+made-up tokens can neither hold the threads that sign-ins and known credentials
+use nor make this worker honour a revoked credential.
 
 A ``body`` operation's handler calls :func:`authorize` or :func:`author` with the
 customer it read; the middleware turns a 2xx of a handler that did not into a
@@ -62,7 +74,14 @@ from handlers.identity.roles import (
     may_publish,
     permission_to_publish,
 )
-from handlers.identity.store import SESSION_PREFIX, TOKEN_PREFIX, IdentityDb, digest
+from handlers.identity.store import (
+    SESSION_PREFIX,
+    TOKEN_PREFIX,
+    IdentityBusy,
+    IdentityDb,
+    database_unreachable,
+    digest,
+)
 
 log = structlog.get_logger("keydesk.identity")
 
@@ -98,9 +117,12 @@ def who(request: web.Request) -> Who:
 class IdentityGuard:
     """The middleware and the checks handlers call, over one :class:`IdentityDb`."""
 
-    def __init__(self, db: IdentityDb, hop_key: bytes) -> None:
+    def __init__(self, db: IdentityDb, hop_key: bytes, here: Callable[[], str] | None = None) -> None:
+        """``here``: this worker's ``host:port`` as hops to it are signed (``hop.hop_target`` of its
+        canonical URL); without it no hop is accepted."""
         self.db = db
         self.hop_key = hop_key
+        self.here = here
         #: digest of a secret -> (identity, CSRF hash, when the database last vouched for it)
         self._verified: OrderedDict[str, tuple[Identity, str | None, datetime]] = OrderedDict()
 
@@ -134,13 +156,18 @@ class IdentityGuard:
             operation = find_operation(request.method, resource.canonical if resource else "")
             if operation is None:  # a route nobody wrote a line for (or HEAD of a POST): nobody's
                 log.info("identity.no_operation", method=request.method, path=request.path)
+                await self._deny(request, None, _target(request), "no_operation", untrusted=True)
                 raise BadRequest(403, None, "no permission covers this operation (deny by default)")
             request[_GUARD] = self
             if operation.open:
                 return await handler(request)
             hop = request.headers.get(HOP_HEADER)
             if hop is not None:
-                if not (operation.hop and hop_valid(self.hop_key, request.method, request.raw_path, hop)):
+                if not (
+                    operation.hop
+                    and self.here is not None
+                    and hop_valid(self.hop_key, self.here(), request.method, request.raw_path, hop)
+                ):
                     raise BadRequest(401, HOP_HEADER, "not a valid hop between this desk's workers")
                 request[_HOP] = True
                 return await handler(request)
@@ -190,24 +217,43 @@ class IdentityGuard:
         if len(secret) > MAX_CREDENTIAL_LENGTH:
             raise _unauthenticated("not a keydesk credential")
         now = datetime.now(UTC)
+        key = digest(secret)
+        # A credential this worker has verified before is looked up in the pool's common lane; one
+        # it has not (anyone can make those up, by the thousand) in the bounded untrusted lane.
+        run = self.db.run if key in self._verified else self.db.run_untrusted
         try:
             if secret.startswith(SESSION_PREFIX):
-                found = await self.db.run(self.db.store.session_identity, secret, via, now)
+                found = await run(self.db.store.session_identity, secret, via, now)
                 if found is not None:
                     return self._remember(secret, found, now)
             elif secret.startswith(TOKEN_PREFIX) and via == "bearer":
-                identity = await self.db.run(self.db.store.token_identity, secret, now)
+                identity = await run(self.db.store.token_identity, secret, now)
                 if identity is not None:
                     return self._remember(secret, (identity, None), now)
-        except (SQLAlchemyError, TimeoutError):
-            stale = self._stale(secret, via, now)
-            log.warning("identity.database_unavailable", stale_credential=stale is not None, exc_info=True)
+        except IdentityBusy:
+            # Our own threads are taken.  Unless the database's last word was that it cannot be
+            # reached (hung queries holding the threads), it may be fine: a flood of unknown
+            # credentials must not turn on the stale window for everyone.
+            stale = self._stale(secret, via, now) if self.db.unreachable else None
+            log.warning("identity.busy", untrusted=run is not self.db.run, stale_credential=stale is not None)
+            if stale is not None:
+                return stale
+            raise
+        except (SQLAlchemyError, TimeoutError) as exc:
+            unreachable = database_unreachable(exc)
+            stale = self._stale(secret, via, now) if unreachable else None
+            log.warning(
+                "identity.database_unavailable",
+                unreachable=unreachable,
+                stale_credential=stale is not None,
+                exc_info=True,
+            )
             if stale is not None:
                 return stale
             raise BadRequest(
                 503, None, "the identity database did not answer; retry shortly", {"Retry-After": "1"}
             ) from None
-        self._verified.pop(digest(secret), None)
+        self._verified.pop(key, None)
         raise _unauthenticated("unknown, expired or revoked credential")
 
     async def _check_operation(self, request: web.Request, operation: Operation, caller: Identity) -> None:
@@ -282,13 +328,27 @@ class IdentityGuard:
                 after=after,
                 detail=f"{request.method} {request.path}",
             )
-        except (SQLAlchemyError, TimeoutError):  # the change is on the log; say the trail missed it
+        except (
+            SQLAlchemyError,
+            TimeoutError,
+            IdentityBusy,
+        ):  # the change is on the log; say the trail missed it
             log.error("identity.audit_failed", kind=kind, target=target, exc_info=True)
 
-    async def _deny(self, request: web.Request, caller: Identity | None, target: str, reason: str) -> None:
+    async def _deny(
+        self,
+        request: web.Request,
+        caller: Identity | None,
+        target: str,
+        reason: str,
+        *,
+        untrusted: bool = False,
+    ) -> None:
+        """Log and audit a refusal (``denied``); ``untrusted``: anyone can cause it (the bounded lane)."""
         log.info("identity.denied", actor=caller.name if caller else None, target=target, reason=reason)
+        run = self.db.run_untrusted if untrusted else self.db.run
         try:
-            await self.db.run(
+            await run(
                 audit.record_now,
                 self.db.store.engine,
                 "denied",
@@ -296,8 +356,8 @@ class IdentityGuard:
                 target=target,
                 detail=f"{request.method} {request.path}: {reason}",
             )
-        except (SQLAlchemyError, TimeoutError):
-            log.warning("identity.audit_failed", exc_info=True)
+        except (SQLAlchemyError, TimeoutError, IdentityBusy):
+            log.warning("identity.audit_failed", target=target, reason=reason, exc_info=True)
 
 
 def _needs_facts(caller: Identity, permission: str) -> bool:

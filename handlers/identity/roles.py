@@ -248,6 +248,34 @@ def may_acknowledge(identity: Identity, metric: str, cycle: int, sent: Iterable[
     return Decision(False, f"no escalation of {clock} sent so far was addressed to staff id {staff} ({went})")
 
 
+@dataclass(frozen=True, slots=True)
+class ReportScope:
+    """The customers a manager's compliance report covers: the same rule as :func:`may_for_customer`.
+
+    A customer whose account manager or escalation chain step is ``staff``, or
+    (``region`` set) whose region is ``region``; the customers' rows in the
+    reporting database decide, as they do for the manager's reads.
+    """
+
+    staff: str
+    region: str | None
+
+
+def report_scope(identity: Identity) -> ReportScope | None:
+    """Whose items ``identity``'s compliance report may count: ``None`` for all of them.
+
+    A report reader's (the role is for reports across the desk) or a head-office
+    manager's (region ``*``) covers everyone; a manager's otherwise covers their
+    own customers only, so that grouping by customer or account manager shows
+    nobody else's.  Whoever may not read reports at all is refused before this.
+    """
+    if "report_reader" in identity.roles or identity.kind != "user":
+        return None
+    if "manager" in identity.roles and identity.region != EVERY_REGION:
+        return ReportScope(identity.staff, identity.region)
+    return None
+
+
 def may_publish(identity: Identity, event_type: str) -> Decision:
     """Whether an identity may publish an event of this type (integration tokens: their scope only)."""
     if identity.kind == "integration":

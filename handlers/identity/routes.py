@@ -8,7 +8,9 @@ sends in ``X-CSRF-Token`` with every write.  Sign-in attempts are limited in the
 database, so all workers share the count: after :data:`MAX_FAILURES_PER_USER`
 failed attempts for one username, or :data:`MAX_FAILURES_PER_ADDRESS` from one
 address, within :data:`FAILURE_WINDOW`, the next gets 429 (right password or not)
-until the window has passed.
+until the window has passed.  Each attempt is counted before its password is
+checked (:func:`reserve_password_attempt`), so a burst is counted whole; a check
+of the current password (``POST /api/me/password``) counts against the same limit.
 
 Admin routes answer 4xx naming the field; every change is audited with its
 before and after, in the change's own transaction (``store.py``).
@@ -62,6 +64,13 @@ def _text(body: dict[str, Any], name: str, most: int, *, required: bool = False)
     return value.strip()
 
 
+def checked_text(value: str, name: str) -> str:
+    """``value`` unless it holds a control character (NUL: PostgreSQL refuses it in any text)."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise BadRequest(422, name, "must not contain control characters")
+    return value
+
+
 def _username(body: dict[str, Any], name: str = "username") -> str:
     value = body.get(name)
     if not isinstance(value, str) or not USERNAME.fullmatch(value):
@@ -102,23 +111,8 @@ async def sign_in(
     unknown or disabled user, and the audit rows of failures.
     """
     store = db.store
-    since = clock() - FAILURE_WINDOW
-    failures = await db.run(audit.recent_count, store.engine, "login_failed", since, target=username)
-    from_address = (
-        await db.run(audit.recent_count, store.engine, "login_failed", since, address=address)
-        if address
-        else 0
-    )
-    if failures >= MAX_FAILURES_PER_USER or from_address >= MAX_FAILURES_PER_ADDRESS:
-        await db.run(audit.record_now, store.engine, "login_limited", Who(address=address), target=username)
-        raise BadRequest(
-            429,
-            "username",
-            f"too many failed sign-ins (at most {MAX_FAILURES_PER_USER} per user, "
-            f"{MAX_FAILURES_PER_ADDRESS} per address in {FAILURE_WINDOW.seconds // 60} min); "
-            "retry later",
-            {"Retry-After": str(FAILURE_WINDOW.seconds)},
-        )
+    username = checked_text(username, "username")
+    attempt = await reserve_password_attempt(db, username, address, clock)
     user = await db.run(store.user, username)
     stored = user.password_hash if user is not None and not user.disabled else None
     if not await hasher.verify(stored, password):
@@ -126,7 +120,43 @@ async def sign_in(
         raise BadRequest(401, "password", "wrong username or password")
     assert user is not None
     session = await db.run(store.open_session, user.username, Who(address=address))
+    await db.run(
+        audit.settle_attempt, store.engine, attempt, Who(user.username, session.id, address), "login"
+    )
     return user, session
+
+
+async def reserve_password_attempt(
+    db: IdentityDb,
+    username: str,
+    address: str | None,
+    clock: Callable[[], datetime],
+    actor: str | None = None,
+) -> int:
+    """Count a password check before it runs (the attempt's id), or refuse it with a 429.
+
+    Reserved first, then counted (``audit.reserve_attempt``): attempts sent at
+    once are each counted before any is checked, so at most the limit of them
+    reach the password hash.  Sign-ins and changes of one's own password share
+    the per-user count: both are guesses at that user's password.
+    """
+    store, now = db.store, clock()
+    who = Who(actor, None, address)
+    attempt, by_user, by_address = await db.run(
+        audit.reserve_attempt, store.engine, who, username, now - FAILURE_WINDOW, now
+    )
+    if by_user > MAX_FAILURES_PER_USER or by_address > MAX_FAILURES_PER_ADDRESS:
+        await db.run(audit.settle_attempt, store.engine, attempt, who, "limited")  # never checked
+        await db.run(audit.record_now, store.engine, "login_limited", who, target=username)
+        raise BadRequest(
+            429,
+            "username" if actor is None else "password",
+            f"too many failed password attempts (at most {MAX_FAILURES_PER_USER} per user, "
+            f"{MAX_FAILURES_PER_ADDRESS} per address in {FAILURE_WINDOW.seconds // 60} min); "
+            "retry later",
+            {"Retry-After": str(FAILURE_WINDOW.seconds)},
+        )
+    return attempt
 
 
 def set_session_cookie(response: Any, secret: str, secure: bool) -> None:
@@ -231,17 +261,20 @@ def register_identity_routes(
             body = await read_json_object(request)
             _unknown(body, {"password", "new_password"})
             new = _new_password(body, "new_password")
-            user = await db.run(store.user, caller.name)
             current = body.get("password")
-            if (
-                not isinstance(current, str)
-                or user is None
-                or not await hasher.verify(user.password_hash, current)
-            ):
-                await db.run(audit.record_now, store.engine, "login_failed", who(request), target=caller.name)
-                raise BadRequest(403, "password", "the current password is wrong")
+            if not isinstance(current, str) or not current or len(current) > 200:
+                raise BadRequest(422, "password", "must be a non-empty string of at most 200 characters")
             if new == current:
                 raise BadRequest(422, "new_password", "must differ from the current password")
+            # a stolen session must not be a way to guess the password without limit
+            attempt = await reserve_password_attempt(
+                db, caller.name, client_address(request), clock, actor=caller.name
+            )
+            user = await db.run(store.user, caller.name)
+            if user is None or not await hasher.verify(user.password_hash, current):
+                await db.run(audit.record_now, store.engine, "login_failed", who(request), target=caller.name)
+                raise BadRequest(403, "password", "the current password is wrong")
+            await db.run(audit.settle_attempt, store.engine, attempt, who(request), "password_checked")
             changes = {"password_hash": await hasher.hash(new), "must_change_password": False}
             await run(store.change_user, caller.name, changes, who(request))
             return self.json({"username": caller.name, "password_changed": True})
@@ -378,6 +411,14 @@ async def create_token(
     elif event_types is not None or source is not None:
         field = "event_types" if event_types is not None else "source"
         raise BadRequest(422, field, "a personal token acts with its user's roles; leave it out")
+    if username is not None and username != by.actor:
+        # A personal token acts under its user's name: minted by an admin for someone else,
+        # it would let the admin act as them.  Admins make integration tokens instead.
+        raise BadRequest(
+            403,
+            "username",
+            "a personal token is made by its own user; leave username out for an integration token",
+        )
     days = query_number_value(body.get("expires_in_days"))
     expires_at = clock() + timedelta(days=days) if days is not None else None
     public, secret = await _run(

@@ -18,17 +18,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, insert, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from handlers.api.http_guard import BadRequest
 from handlers.identity import audit
 from handlers.identity.audit import Who
 from handlers.identity.roles import CustomerFacts, Identity
@@ -152,9 +155,14 @@ class IdentityStore:
             "created_at": now,
             "updated_at": now,
         }
-        with self._session() as conn, conn.begin():
+        with _unique(409, "username", f"user {username} exists"), self._session() as conn, conn.begin():
             if conn.execute(select(User.username).where(User.username == username)).first():
                 raise IdentityError(409, "username", f"user {username} exists")
+            if conn.execute(
+                select(ApiToken.id).where(ApiToken.name == username, ApiToken.username.is_(None))
+            ).first():
+                # an integration token's name is the actor of what it publishes: one name, one who
+                raise IdentityError(409, "username", f"an integration token is named {username}")
             conn.execute(insert(User), row)
             after = {k: v for k, v in row.items() if k != "password_hash"}
             after["created_at"] = _iso(now)
@@ -291,7 +299,7 @@ class IdentityStore:
             "created_at": now,
             "expires_at": expires_at,
         }
-        with self._session() as conn, conn.begin():
+        with _unique(409, "name", f"a token named {name} exists"), self._session() as conn, conn.begin():
             if conn.execute(select(ApiToken.id).where(ApiToken.name == name)).first():
                 raise IdentityError(409, "name", f"a token named {name} exists")
             if (
@@ -299,6 +307,11 @@ class IdentityStore:
                 and not conn.execute(select(User.username).where(User.username == username)).first()
             ):
                 raise IdentityError(422, "username", f"no user {username}")
+            if username is None and conn.execute(select(User.username).where(User.username == name)).first():
+                # its name is the actor of the events it publishes: not a user's name
+                raise IdentityError(
+                    409, "name", f"{name} is a user's name; an integration token needs its own"
+                )
             conn.execute(insert(ApiToken), row)
             token = conn.execute(select(ApiToken).where(ApiToken.id == row["id"])).scalars().one()
             public = token_public(token)
@@ -367,6 +380,19 @@ class IdentityStore:
         return CustomerFacts(customer_id, row.account_manager_id, row.region, ids)
 
 
+@contextmanager
+def _unique(status: int, field: str, reason: str) -> Iterator[None]:
+    """A unique index's refusal as an :class:`IdentityError` naming ``field``.
+
+    The check before an insert answers the common case; two workers creating
+    the same name at once both pass it, and the loser's insert meets the index.
+    """
+    try:
+        yield
+    except IntegrityError:
+        raise IdentityError(status, field, reason) from None
+
+
 def _user_identity(user: User, credential: str, via: str) -> Identity:
     return Identity(
         name=user.username,
@@ -398,20 +424,108 @@ def prepare_database(url: str, attempts: int = 5) -> Engine:
     return engine
 
 
+#: at most this many lookups of credentials a worker has not verified yet run or wait at once
+#: (of :class:`IdentityDb`'s threads): a flood of made-up tokens gets a fast 503 and never holds
+#: the threads that sign-ins and known credentials need
+UNTRUSTED_LOOKUPS = 2
+
+
+class IdentityBusy(BadRequest):
+    """The identity's threads are taken (a flood, or a slow database): a 503 now, not a queue.
+
+    Not a database outage: the worker's own pool is full.  The guard does not
+    open its stale-credential window on it (``guard.py``); whoever meets it
+    answers 503 with ``Retry-After``.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(503, None, reason, {"Retry-After": "1"})
+
+
 class IdentityDb:
     """:class:`IdentityStore` for the event loop: its calls in a bounded pool, each with a deadline.
 
     Four threads: at most four identity queries run at once per worker; more
-    wait in the pool's queue, each bounded by :data:`DB_TIMEOUT_SECONDS` (past
-    it the request gets a 503, the query finishes in its thread).
+    wait in the pool's queue, each bounded by :data:`DB_TIMEOUT_SECONDS`.  A
+    call that did not even start within it is :class:`IdentityBusy` (the pool
+    is saturated, the database may be fine); one that started and did not
+    finish is a ``TimeoutError`` (the database does not answer), and the query
+    finishes in its thread.  :meth:`run_untrusted` is for what any stranger can
+    cause (a credential never seen): at most :data:`UNTRUSTED_LOOKUPS` of those
+    at once, the next refused at once.
+
+    :attr:`unreachable` is the database's last word: true after a call that
+    could not reach it (:func:`database_unreachable`) until a call finishes that
+    did.  A full pool while it is true is the outage showing (hung queries hold
+    the threads); a full pool while it is false is only a crowd.
     """
 
-    def __init__(self, store: IdentityStore, threads: int = 4) -> None:
+    def __init__(self, store: IdentityStore, threads: int = 4, untrusted: int = UNTRUSTED_LOOKUPS) -> None:
         self.store = store
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="keydesk-identity")
+        self.untrusted_limit = min(untrusted, threads - 1)
+        #: untrusted calls queued or running (one event loop: no lock)
+        self.untrusted_used = 0
+        self.unreachable = False
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await asyncio.wait_for(
-            loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs)), DB_TIMEOUT_SECONDS
-        )
+        future, started = self._submit(fn, args, kwargs)
+        return await self._wait(future, started)
+
+    async def run_untrusted(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """:meth:`run`, counted against :data:`UNTRUSTED_LOOKUPS` until the thread is done with it."""
+        if self.untrusted_used >= self.untrusted_limit:
+            raise IdentityBusy("too many sign-in checks of unknown credentials at once; retry shortly")
+        self.untrusted_used += 1
+        future, started = self._submit(fn, args, kwargs)
+        # freed when the thread ends (or the call is cancelled before it began), not when we stop waiting
+        future.add_done_callback(lambda _: self._untrusted_done())
+        return await self._wait(future, started)
+
+    def _untrusted_done(self) -> None:
+        self.untrusted_used -= 1
+
+    def _submit(
+        self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[asyncio.Future[T], threading.Event]:
+        started = threading.Event()
+
+        def call() -> T:
+            started.set()
+            return fn(*args, **kwargs)
+
+        future = asyncio.get_running_loop().run_in_executor(self._pool, call)
+        future.add_done_callback(self._heard)
+        return future, started
+
+    def _heard(self, future: asyncio.Future[Any]) -> None:
+        """A call ended (in its thread, whether anyone still waits): what it says of the database."""
+        if future.cancelled():
+            return
+        error = future.exception()
+        self.unreachable = error is not None and database_unreachable(error)
+
+    async def _wait(self, future: asyncio.Future[T], started: threading.Event) -> T:
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), DB_TIMEOUT_SECONDS)
+        except TimeoutError:
+            if not started.is_set() and future.cancel():  # still queued: it never runs
+                raise IdentityBusy("the identity's threads are all busy; retry shortly") from None
+            self.unreachable = True  # it started and the database has not answered it
+            raise
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot be reached (what the guard's stale window is for).
+
+    A refused or dropped connection (``OperationalError``, ``InterfaceError``, an
+    invalidated connection) or a query that started and got no answer in time
+    (``TimeoutError`` from :class:`IdentityDb`; a call that never started is
+    :class:`IdentityBusy` instead).  Not a query the database refused, and not
+    SQLAlchemy's own pool timeout: both say the database is there.
+    """
+    if isinstance(exc, TimeoutError):
+        return True
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated

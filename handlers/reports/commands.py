@@ -34,6 +34,8 @@ from handlers.api.input_limits import (
     REPORT_TIME_LIMIT_SECONDS,
 )
 from handlers.api.operations import operation
+from handlers.identity.guard import identity_of
+from handlers.identity.roles import ReportScope, report_scope
 from handlers.reports.arguments import (
     DIMENSIONS,
     REPORT_FORMATS,
@@ -133,8 +135,11 @@ def _breach_limit(text: str | None, most: int | None = None) -> int | None:
     return int(text) or None
 
 
-def build_report(engine: Engine, request: ReportRequest, zone: ZoneInfo) -> ComplianceReport:
-    """The report, or :class:`ReportUnavailable` for a database the sink never migrated."""
+def build_report(
+    engine: Engine, request: ReportRequest, zone: ZoneInfo, customers: ReportScope | None = None
+) -> ComplianceReport:
+    """The report (of ``customers`` only, if given), or :class:`ReportUnavailable` for a database
+    the sink never migrated."""
     if current_revision(engine) is None:
         raise ReportUnavailable(
             f"the reporting database {engine.url.render_as_string()} has "
@@ -148,6 +153,7 @@ def build_report(engine: Engine, request: ReportRequest, zone: ZoneInfo) -> Comp
         group_by=request.group_by,
         zone=zone,
         breach_limit=request.breach_limit,
+        customers=customers,
     )
 
 
@@ -260,11 +266,13 @@ def checked_report(
     now: datetime,
     deadline: QueryDeadline | None = None,
     time_limit: float = REPORT_TIME_LIMIT_SECONDS,
+    customers: ReportScope | None = None,
 ) -> tuple[ReportRequest, ComplianceReport]:
     """The checked request and its report for ``GET /api/reports/compliance?...`` (blocking).
 
     The query is read through the operation's declaration first (its bounds are
     what ``/api/openapi.json`` publishes), then as the CLI reads its options.
+    ``customers``: the caller's scope (``roles.report_scope``: a manager's own customers).
     Every refusal is a :class:`BadRequest` naming the field; the web desk's
     report page (``handlers/web/reports_page.py``) calls this too.
     """
@@ -274,7 +282,7 @@ def checked_report(
         if deadline is not None:
             deadline.at = time.monotonic() + time_limit
         try:
-            report = build_report(engine, request, zone)
+            report = build_report(engine, request, zone, customers)
         finally:
             if deadline is not None:
                 timed_out, deadline.at = deadline.passed(), math.inf
@@ -303,10 +311,11 @@ def report_response(
     now: datetime,
     deadline: QueryDeadline | None = None,
     time_limit: float = REPORT_TIME_LIMIT_SECONDS,
+    customers: ReportScope | None = None,
 ) -> tuple[int, str, bytes]:
     """Status, content type and body for ``GET /api/reports/compliance?...`` (blocking)."""
     try:
-        request, report = checked_report(engine, query, zone, now, deadline, time_limit)
+        request, report = checked_report(engine, query, zone, now, deadline, time_limit, customers)
     except BadRequest as exc:
         return _problem(exc.status, exc.field, exc.reason)
     content_type, render = FORMATS[request.format]
@@ -372,16 +381,24 @@ class ReportRuns:
         result: T = await _in_daemon_thread(lambda: work(self.engine, self.deadline, now), self.slots.release)
         return result
 
-    async def response(self, query: Mapping[str, str]) -> tuple[int, str, bytes]:
-        """:func:`report_response` for this worker."""
+    async def response(
+        self, query: Mapping[str, str], customers: ReportScope | None = None
+    ) -> tuple[int, str, bytes]:
+        """:func:`report_response` for this worker, over the caller's ``customers``."""
         return await self.run(
-            lambda engine, deadline, now: report_response(engine, query, self.zone, now, deadline)
+            lambda engine, deadline, now: report_response(
+                engine, query, self.zone, now, deadline, customers=customers
+            )
         )
 
-    async def report(self, query: Mapping[str, str]) -> tuple[ReportRequest, ComplianceReport]:
+    async def report(
+        self, query: Mapping[str, str], customers: ReportScope | None = None
+    ) -> tuple[ReportRequest, ComplianceReport]:
         """:func:`checked_report` for this worker (a :class:`BadRequest` names the field)."""
         return await self.run(
-            lambda engine, deadline, now: checked_report(engine, query, self.zone, now, deadline)
+            lambda engine, deadline, now: checked_report(
+                engine, query, self.zone, now, deadline, customers=customers
+            )
         )
 
 
@@ -400,7 +417,10 @@ def register_report_routes(
 
     @streams.app.page("/api/reports/compliance")
     async def compliance(web, request):
-        status, content_type, body = await runs.response(dict(request.query))
+        caller = identity_of(request)
+        assert caller is not None  # the identity's middleware let only a report.read through
+        # a manager's report counts their own customers only
+        status, content_type, body = await runs.response(dict(request.query), report_scope(caller))
         # a header, not content_type=: aiohttp refuses a charset in that argument
         return web.bytes(body, status=status, headers={"Content-Type": content_type})
 

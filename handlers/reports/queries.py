@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, and_, case, func, or_, select, text
+from sqlalchemy import ColumnElement, Connection, Engine, and_, case, func, or_, select, text
 
 from handlers.api.input_limits import MAX_REPORT_DAYS
+from handlers.identity.roles import ReportScope
 from handlers.reports.arguments import parse_group_by
 from handlers.reports.model import Breach, ComplianceReport, Figures, Step, Week
-from schemas.reporting_tables import Item, SlaOutcome, SlaPausedTime, SlaStep
+from schemas.reporting_tables import Customer, Item, SlaOutcome, SlaPausedTime, SlaStep
 
 _DIMENSION_COLUMNS = {
     "tier": Item.tier,
@@ -71,6 +72,7 @@ def compliance_report(
     zone: ZoneInfo,
     breach_limit: int | None = None,
     customer_id: str | None = None,
+    customers: ReportScope | None = None,
 ) -> ComplianceReport:
     """The report of items opened in ``[period_start, period_end)``, true at ``as_of``.
 
@@ -79,6 +81,8 @@ def compliance_report(
     ``breach_limit``: list at most that many breaches, earliest deadline first
     (the counts in the figures are always complete).  A period longer than
     :data:`~handlers.api.input_limits.MAX_REPORT_DAYS` is a ``ValueError``.
+    ``customers``: count only the items of these customers (a manager's own,
+    ``roles.report_scope``); every figure, group and breach is of them alone.
     """
     dims = parse_group_by(group_by)
     for name, value in (("period_start", period_start), ("period_end", period_end), ("as_of", as_of)):
@@ -87,10 +91,10 @@ def compliance_report(
     if period_end - period_start > timedelta(days=MAX_REPORT_DAYS + 1):  # +1: a DST hour
         # One CASE branch per week: from year 1000 that was 53,583 of them and 0.8 GB.
         raise ValueError(f"a report covers at most {MAX_REPORT_DAYS} days")
-    scope = _Scope(period_start, period_end, as_of, customer_id)
     weeks = week_starts(period_start, period_end, zone)
     keys = {f"k{i}": _dimension(d) for i, d in enumerate(dims)}
     with _snapshot(engine) as connection:
+        scope = _Scope(period_start, period_end, as_of, _customers_of(connection, customers, customer_id))
         items = _item_sums(connection, scope, keys, weeks)
         clocks, spread = _clock_sums(connection, scope, keys, weeks, with_spread="customer" not in dims)
         if spread is None:
@@ -137,17 +141,48 @@ def _snapshot(engine: Engine) -> Connection:
 
 @dataclass(frozen=True)
 class _Scope:
-    """What every query of one report shares: the opening period and the as-of instant."""
+    """What every query of one report shares: the opening period, the as-of instant, the customers."""
 
     start: datetime
     end: datetime
     as_of: datetime
-    customer_id: str | None = None
+    #: only items of these customers (``None``: every customer's)
+    customers: ColumnElement[bool] | None = None
 
     def items(self):
-        """The report's population: items opened in the period (of one customer, if given)."""
+        """The report's population: items opened in the period (of the customers in scope)."""
         opened = and_(Item.opened_at >= self.start, Item.opened_at < self.end)
-        return opened if self.customer_id is None else and_(opened, Item.customer_id == self.customer_id)
+        return opened if self.customers is None else and_(opened, self.customers)
+
+
+def _customers_of(
+    connection: Connection, scope: ReportScope | None, customer_id: str | None = None
+) -> ColumnElement[bool] | None:
+    """``Item.customer_id`` among the customers of ``scope``, by their rows in ``customers``
+    (and ``customer_id``'s, if given: the customer page's figures).
+
+    The rule of ``roles.may_for_customer`` for a manager: account manager,
+    region (in SQL) or a step of the escalation chain (in the profile's JSON, read
+    here: a dialect-neutral JSON query would be a second reading of the chain).
+    """
+    one = None if customer_id is None else Item.customer_id == customer_id
+    if scope is None:
+        return one
+    named = [Customer.account_manager_id == scope.staff]
+    if scope.region:
+        named.append(Customer.region == scope.region)
+    in_chain = [
+        customer_id
+        for customer_id, profile in connection.execute(select(Customer.customer_id, Customer.profile))
+        if any(
+            isinstance(step, dict) and str(step.get("id") or "") == scope.staff
+            for step in (profile or {}).get("escalation_chain") or ()
+        )
+    ]
+    if in_chain:
+        named.append(Customer.customer_id.in_(in_chain))
+    in_scope = Item.customer_id.in_(select(Customer.customer_id).where(or_(*named)))
+    return in_scope if one is None else and_(one, in_scope)
 
 
 def _dimension(name: str):

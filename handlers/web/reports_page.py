@@ -20,6 +20,8 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from handlers.api.http_guard import BadRequest
+from handlers.identity.guard import identity_of
+from handlers.identity.roles import ReportScope, report_scope
 from handlers.reports.arguments import DIMENSIONS
 from handlers.reports.commands import ReportRuns
 from handlers.reports.model import ComplianceReport
@@ -111,6 +113,13 @@ def charts(report: ComplianceReport) -> list[dict[str, Any]]:
     return found
 
 
+def scope_of(request: web.Request) -> ReportScope | None:
+    """Whose items the caller's report counts (``roles.report_scope``): the API's rule."""
+    caller = identity_of(request)
+    assert caller is not None  # the identity's middleware let only a report.read through
+    return report_scope(caller)
+
+
 def register_report_page(web_app: web.Application, runs: ReportRuns, zone: ZoneInfo) -> None:
     """Attach ``/reports`` and ``/reports/export`` to the worker's aiohttp application."""
     install_screen_support(web_app, zone)
@@ -137,7 +146,8 @@ def register_report_page(web_app: web.Application, runs: ReportRuns, zone: ZoneI
         }
         status = 200
         try:
-            request_, report = await runs.report(query)
+            # a manager's report counts their own customers only, as the API's
+            request_, report = await runs.report(query, scope_of(request))
         except BadRequest as exc:
             status = exc.status
             context["problem"] = {"status": exc.status, "field": exc.field, "reason": exc.reason}
@@ -162,7 +172,7 @@ def register_report_page(web_app: web.Application, runs: ReportRuns, zone: ZoneI
         query = {**report_query(request.query, []), "format": fmt}
         if group_by:
             query["group_by"] = ",".join(group_by)
-        status, content_type, body = await runs.response(query)
+        status, content_type, body = await runs.response(query, scope_of(request))
         headers = {"Content-Type": content_type}
         if status == 200:
             name = f"compliance-{query.get('from', '')}-{query.get('to', '')}.{DOWNLOADS[fmt]}"

@@ -16,10 +16,12 @@ import uuid
 
 import orjson
 import pytest
+from yarl import URL
 
-from handlers.identity.hop import HOP_HEADER, ROUTED_HEADER
+from handlers.identity.hop import HOP_HEADER, ROUTED_HEADER, hop_headers
 from handlers.identity.operations import OPERATIONS
 from streams.partitioning import murmur2_partition
+from streams.settings import Settings
 from tests.e2e.conftest import PARTITIONS, PASSWORD, TEST_TOKEN, add_user, http, new_desk
 from tests.e2e.conftest import keydesk as run_keydesk
 
@@ -445,3 +447,81 @@ class TestCommandLine:
             kinds
         )
         assert keydesk(desk, "audit", **me).returncode == 2  # signed out: no credential
+
+
+class TestHostileReviewFindings:
+    """Last stop's hostile review of the identity code: each finding, against the real workers."""
+
+    def test_a_raw_customer_event_is_audited_like_the_archive_routes(self, desk):
+        register(desk, "C-RAW-AUDIT", "AM-RAW", "广东省/珠海市")
+        rows = audit(desk, kind="customer.registered", target="C-RAW-AUDIT")
+        assert len(rows) == 1, rows
+        assert (rows[0]["actor"], rows[0]["after"]["region"]) == ("e2e-suite", "广东省/珠海市")
+        assert rows[0]["detail"] == "POST /api/events" and rows[0]["after"]["event_id"]
+
+    def test_an_admin_cannot_mint_a_personal_token_for_someone_else(self, desk):
+        add_user(desk, "victim-1", ["hotline"])
+        url = f"{desk.workers[0].url}/api/tokens"
+        status, answer = http("POST", url, {"name": "act-as-victim", "username": "victim-1"})
+        assert (status, answer["field"]) == (403, "username"), answer
+        assert not any(t["name"] == "act-as-victim" for t in http("GET", url)[1]["tokens"])
+
+    def test_an_integration_token_cannot_take_a_users_name(self, desk):
+        add_user(desk, "li.ming", ["account_manager"], staff_id="AM-LM")
+        status, answer = http(
+            "POST",
+            f"{desk.workers[1].url}/api/tokens",
+            {"name": "li.ming", "event_types": ["fault.reported"], "source": "network_alarm"},
+        )
+        assert (status, answer["field"]) == (409, "name"), answer
+
+    def test_the_current_password_check_is_rate_limited_like_sign_in(self, desk):
+        session = add_user(desk, "guessed-1", ["hotline"])
+        url = f"{desk.workers[0].url}/api/me/password"
+        for n in range(5):
+            guess = {"password": f"wrong guess {n}", "new_password": "a new long password"}
+            status, answer = http("POST", url, guess, token=session)
+            assert (status, answer["field"]) == (403, "password"), answer
+        right = {"password": PASSWORD, "new_password": "a new long password"}
+        status, answer = http("POST", url, right, token=session)
+        assert (status, answer["field"]) == (429, "password"), answer
+        status, answer = http(  # one count per user: sign-in is closed to the guesser too
+            "POST",
+            f"{desk.workers[1].url}/api/login",
+            {"username": "guessed-1", "password": PASSWORD},
+            token=None,
+        )
+        assert status == 429, answer
+        assert audit(desk, kind="login_limited", target="guessed-1")
+
+    def test_a_hop_captured_on_its_way_to_one_worker_is_refused_by_another(self, desk):
+        key = Settings.from_env(desk.env(0) | {"KEYDESK_HTTP_PORT": "1"}).signing_key
+        path = "/api/dispatch-queue?local=1&limit=5"
+        first, second = (URL(w.url) for w in desk.workers[:2])
+        captured = hop_headers(key, first.join(URL(path)))
+        status, answer = http("GET", f"{first}{path}", token=None, headers=captured)
+        assert status == 200, answer  # the worker it was signed for answers it
+        status, answer = http("GET", f"{str(second).rstrip('/')}{path}", token=None, headers=captured)
+        assert (status, answer["field"]) == (401, HOP_HEADER), answer
+
+    def test_a_nul_in_a_username_or_an_id_is_a_422_naming_the_field(self, desk):
+        url = desk.workers[0].url
+        status, answer = http(
+            "POST", f"{url}/api/login", {"username": "ad\u0000min", "password": "whatever it is"}, token=None
+        )
+        assert (status, answer["field"]) == (422, "username"), answer
+        status, answer = http("GET", f"{url}/api/customers/C-1%00/view")
+        assert (status, answer["field"]) == (422, "customer_id"), answer
+        status, answer = http(
+            "POST", f"{url}/api/users", {"username": "n1", "roles": ["hotline"], "region": "广东\u0000省"}
+        )
+        assert (status, answer["field"]) == (422, "region"), answer
+
+    def test_a_manager_gets_a_report_of_their_own_customers(self, desk):
+        manager = add_user(desk, "manager-r", ["manager"], staff_id="DH-R", region="湖南省/长沙市")
+        status, answer = http(
+            "GET",
+            f"{desk.workers[2].url}/api/reports/compliance?from=2026-11-01&to=2026-11-02",
+            token=manager,
+        )
+        assert status == 200 and answer["total"]["items"] == 0, answer

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from yarl import URL
 
-from handlers.identity.hop import hop_signature, hop_valid
+from handlers.identity.hop import HOP_HEADER, hop_headers, hop_signature, hop_target, hop_valid
 from handlers.identity.operations import OPERATIONS, find_operation
 from handlers.identity.roles import (
     ARCHIVE_WRITE,
@@ -316,13 +317,29 @@ class TestHop:
     KEY = b"k" * 32
 
     def test_a_signed_hop_holds_for_its_path_within_the_window(self):
-        signature = hop_signature(self.KEY, "GET", "/api/customers/C-1/view?x=1", now=1000)
-        assert hop_valid(self.KEY, "GET", "/api/customers/C-1/view?x=1", signature, now=1010)
-        assert not hop_valid(self.KEY, "GET", "/api/customers/C-2/view?x=1", signature, now=1010)
-        assert not hop_valid(self.KEY, "GET", "/api/customers/C-1/view?x=1", signature, now=1031)
-        assert not hop_valid(b"j" * 32, "GET", "/api/customers/C-1/view?x=1", signature, now=1010)
-        assert not hop_valid(self.KEY, "GET", "/api/customers/C-1/view?x=1", "1", now=1000)
-        assert not hop_valid(self.KEY, "GET", "/api/customers/C-1/view?x=1", "", now=1000)
+        here = "127.0.0.1:6066"
+        signature = hop_signature(self.KEY, here, "GET", "/api/customers/C-1/view?x=1", now=1000)
+        assert hop_valid(self.KEY, here, "GET", "/api/customers/C-1/view?x=1", signature, now=1010)
+        assert not hop_valid(self.KEY, here, "GET", "/api/customers/C-2/view?x=1", signature, now=1010)
+        assert not hop_valid(self.KEY, here, "GET", "/api/customers/C-1/view?x=1", signature, now=1031)
+        assert not hop_valid(b"j" * 32, here, "GET", "/api/customers/C-1/view?x=1", signature, now=1010)
+        assert not hop_valid(self.KEY, here, "GET", "/api/customers/C-1/view?x=1", "1", now=1000)
+        assert not hop_valid(self.KEY, here, "GET", "/api/customers/C-1/view?x=1", "", now=1000)
+
+    def test_a_hop_signed_for_one_worker_is_refused_by_another_and_for_another_method(self):
+        """A captured hop cannot be replayed against another worker of the desk."""
+        signature = hop_signature(self.KEY, "127.0.0.1:6066", "GET", "/api/dispatch-queue?local=1", now=1000)
+        assert not hop_valid(
+            self.KEY, "127.0.0.1:6067", "GET", "/api/dispatch-queue?local=1", signature, now=1001
+        )
+        assert not hop_valid(
+            self.KEY, "127.0.0.1:6066", "POST", "/api/dispatch-queue?local=1", signature, now=1001
+        )
+        target = URL("http://127.0.0.1:6066/api/customers/C-1/view?x=1")
+        sent = hop_headers(self.KEY, target)[HOP_HEADER]
+        assert hop_target(target) == "127.0.0.1:6066"
+        assert hop_valid(self.KEY, "127.0.0.1:6066", "GET", target.raw_path_qs, sent)
+        assert not hop_valid(self.KEY, "localhost:6066", "GET", target.raw_path_qs, sent)
 
 
 def test_the_table_names_exactly_the_workers_routes(tmp_path: Path):

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
+from handlers.api.http_guard import BadRequest
 from handlers.identity import audit
 from handlers.identity.audit import Who
 from handlers.identity.bootstrap import demo_users, first_admin
-from handlers.identity.passwords import hash_password, verify_password
-from handlers.identity.store import IdentityError, IdentityStore, prepare_database
+from handlers.identity.passwords import PasswordHasher, hash_password, verify_password
+from handlers.identity.routes import MAX_FAILURES_PER_USER, sign_in
+from handlers.identity.store import IdentityDb, IdentityError, IdentityStore, prepare_database
 from schemas.identity_tables import ApiToken
 from schemas.reporting_tables import Customer
 
@@ -152,3 +157,126 @@ def test_customer_facts_come_from_the_projected_customers_row(store):
         )
     facts = store.customer_facts("C-1")
     assert (facts.account_manager_id, facts.region, facts.chain_ids) == ("AM-1", "广东省/广州市", {"AM-1"})
+
+
+class CountingHasher(PasswordHasher):
+    """The real argon2 check, counted; each check waits until every attempt of the burst is either
+    at its check or refused, so that none can record its failure before the others are counted."""
+
+    def __init__(self, attempts: int) -> None:
+        super().__init__()
+        self.checked, self.refused, self.attempts = 0, 0, attempts
+        self.all_in = asyncio.Event()
+
+    def arrived(self) -> None:
+        if self.checked + self.refused == self.attempts:
+            self.all_in.set()
+
+    async def verify(self, stored: str | None, password: str) -> bool:
+        self.checked += 1
+        self.arrived()
+        await asyncio.wait_for(self.all_in.wait(), 10)
+        return await super().verify(stored, password)
+
+
+async def attempt(hasher: CountingHasher, coroutine) -> int:
+    try:
+        await coroutine
+    except BadRequest as exc:
+        if exc.status == 429:
+            hasher.refused += 1
+            hasher.arrived()
+        return exc.status
+    return 200
+
+
+class TestPasswordAttempts:
+    async def test_attempts_at_once_are_counted_before_any_is_checked(self, store):
+        """Twelve wrong passwords sent together: at most the limit of them reach the hash."""
+        store.add_user("am", hash_password("long enough pw"), ["account_manager"], ADMIN)
+        db, hasher, burst = IdentityDb(store), CountingHasher(12), 12
+        answers = await asyncio.gather(
+            *(
+                attempt(hasher, sign_in(db, hasher, "am", "wrong guess", "10.0.0.7", now))
+                for _ in range(burst)
+            )
+        )
+        assert hasher.checked <= MAX_FAILURES_PER_USER
+        assert sorted(set(answers)) == ([401, 429] if hasher.checked else [429])
+        assert answers.count(401) == hasher.checked
+        # the limited ones were not failures: the count is the checked ones only, and holds
+        hasher.attempts, hasher.all_in = 1, asyncio.Event()
+        left = MAX_FAILURES_PER_USER - hasher.checked
+        for _ in range(left):
+            hasher.checked, hasher.refused = 0, 0
+            assert await attempt(hasher, sign_in(db, hasher, "am", "wrong guess", None, now)) == 401
+            hasher.all_in.clear()
+        with pytest.raises(BadRequest) as limited:
+            await sign_in(db, hasher, "am", "long enough pw", None, now)
+        assert limited.value.status == 429
+
+    async def test_a_right_password_is_not_counted_as_a_failure(self, store):
+        store.add_user("h", hash_password("long enough pw"), ["hotline"], ADMIN)
+        db, hasher = IdentityDb(store), PasswordHasher()
+        for _ in range(MAX_FAILURES_PER_USER + 2):
+            user, session = await sign_in(db, hasher, "h", "long enough pw", "10.0.0.8", now)
+            assert user.username == "h" and session.secret
+        for _ in range(MAX_FAILURES_PER_USER):
+            with pytest.raises(BadRequest) as wrong:
+                await sign_in(db, hasher, "h", "not it at all", "10.0.0.8", now)
+            assert wrong.value.status == 401
+        with pytest.raises(BadRequest) as limited:
+            await sign_in(db, hasher, "h", "long enough pw", "10.0.0.8", now)
+        assert (limited.value.status, limited.value.field) == (429, "username")
+        kinds = [r["kind"] for r in audit.page(store.engine, {"target": "h"}, 100, None)]
+        assert kinds.count("login_failed") == MAX_FAILURES_PER_USER and "login_limited" in kinds
+
+    async def test_a_username_with_a_control_character_is_422_naming_it(self, store):
+        """NUL reached PostgreSQL's query and came back a 500."""
+        with pytest.raises(BadRequest) as refused:
+            await sign_in(IdentityDb(store), PasswordHasher(), "am\x00in", "long enough pw", None, now)
+        assert (refused.value.status, refused.value.field) == (422, "username")
+
+
+class TestNames:
+    def test_an_integration_token_takes_no_users_name_nor_a_user_a_tokens(self, store):
+        """An integration token's name is the actor of what it publishes: it must not be a person's."""
+        store.add_user("li.min", hash_password("long enough pw"), ["account_manager"], ADMIN)
+        with pytest.raises(IdentityError) as taken:
+            store.create_token("li.min", ADMIN, event_types=["fault.reported"], source="network_alarm")
+        assert (taken.value.status, taken.value.field) == (409, "name")
+        store.create_token("nms", ADMIN, event_types=["fault.reported"], source="network_alarm")
+        with pytest.raises(IdentityError) as named:
+            store.add_user("nms", hash_password("long enough pw"), ["hotline"], ADMIN)
+        assert (named.value.status, named.value.field) == (409, "username")
+        store.create_token("li.min-cli", ADMIN, username="li.min")  # a personal token's name is a label
+
+    def test_two_workers_creating_one_name_at_once_get_a_409_not_an_integrity_error(self, store, monkeypatch):
+        """Both pass the check before the insert; the loser meets the unique index."""
+        both_checked = threading.Barrier(2, timeout=10)
+        real_session = store._session
+
+        def session_waiting_before_insert():
+            conn = real_session()
+            execute = conn.execute
+
+            def execute_then_meet(statement, *args, **kwargs):
+                if getattr(statement, "is_insert", False) and statement.table.name == "api_tokens":
+                    both_checked.wait()
+                return execute(statement, *args, **kwargs)
+
+            conn.execute = execute_then_meet
+            return conn
+
+        monkeypatch.setattr(store, "_session", session_waiting_before_insert)
+
+        def create() -> str:
+            try:
+                store.create_token("nms", ADMIN, event_types=["fault.reported"], source="network_alarm")
+            except IdentityError as exc:
+                return f"{exc.status} {exc.field}"
+            return "201"
+
+        with ThreadPoolExecutor(2) as pool:
+            answers = sorted(pool.map(lambda _: create(), range(2)))
+        assert answers == ["201", "409 name"]

@@ -13,11 +13,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import insert, text
 
+from handlers.identity.roles import CUSTOMER_READ, CustomerFacts, Identity, may_for_customer, report_scope
 from handlers.local.postgres_server import create_database, drop_database
 from handlers.reports.arguments import DIMENSIONS, parse_group_by, parse_period
 from handlers.reports.queries import compliance_report, week_starts
 from schemas.reporting_db import open_engine, upgrade
-from schemas.reporting_tables import Item, Revisit, SlaOutcome, SlaPausedTime, SlaStep
+from schemas.reporting_tables import Customer, Item, Revisit, SlaOutcome, SlaPausedTime, SlaStep
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 PERIOD = (datetime(2026, 11, 1, tzinfo=BEIJING), datetime(2026, 12, 1, tzinfo=BEIJING))
@@ -739,3 +740,77 @@ class TestArguments:
             ("2026-11-02", 0),
         ]
         assert starts[1].astimezone(UTC) - starts[0].astimezone(UTC) == timedelta(hours=169)
+
+
+class TestManagerScope:
+    """A manager's report counts their own customers only (``roles.report_scope``), by the rule of
+    their reads: account manager, escalation chain or region, from the ``customers`` rows."""
+
+    CUSTOMERS = {
+        "C-MINE": {"account_manager_id": "DH-1", "region": "湖南省/长沙市", "chain": []},
+        "C-CHAIN": {"account_manager_id": "AM-9", "region": "湖南省/长沙市", "chain": ["AM-9", "DH-1"]},
+        "C-REGION": {"account_manager_id": "AM-7", "region": "广东省/深圳市", "chain": ["AM-7"]},
+        "C-ELSE": {"account_manager_id": "AM-8", "region": "广东省/广州市", "chain": ["AM-8"]},
+    }
+
+    def fill(self, engine) -> None:
+        with engine.begin() as connection:
+            connection.execute(Customer.__table__.delete())  # PostgreSQL's database is the session's
+            for customer_id, facts in self.CUSTOMERS.items():
+                connection.execute(
+                    insert(Customer),
+                    {
+                        "customer_id": customer_id,
+                        "account_manager_id": facts["account_manager_id"],
+                        "region": facts["region"],
+                        "profile": {
+                            "escalation_chain": [{"role": "account_manager", "id": i} for i in facts["chain"]]
+                        },
+                        "updated_at": local(1),
+                    },
+                )
+        rows = []
+        for n, customer_id in enumerate(self.CUSTOMERS):
+            fault = item(f"F-{n}", customer=customer_id)
+            rows += [fault, clock(fault, "restore", "breached", met_at=local(10, "15:00"))]
+        store(engine, *rows)
+
+    def test_a_regional_managers_report_has_their_customers_and_nobody_elses(self, engine):
+        self.fill(engine)
+        manager = Identity(
+            "m", "user", "s-1", roles=frozenset({"manager"}), staff_id="DH-1", region="广东省/深圳市"
+        )
+        scoped = compliance_report(
+            engine,
+            period_start=PERIOD[0],
+            period_end=PERIOD[1],
+            as_of=AS_OF,
+            group_by=("customer",),
+            zone=BEIJING,
+            customers=report_scope(manager),
+        ).to_dict()
+        assert [g["key"]["customer"] for g in scoped["groups"]] == ["C-CHAIN", "C-MINE", "C-REGION"]
+        assert scoped["total"]["breaches"] == 3
+        assert {b["customer_id"] for b in scoped["breaches"]} == {"C-CHAIN", "C-MINE", "C-REGION"}
+        for agreeing in self.CUSTOMERS:  # the report's rule is the reads' rule
+            facts = self.CUSTOMERS[agreeing]
+            read = may_for_customer(
+                manager,
+                CUSTOMER_READ,
+                CustomerFacts(
+                    agreeing, facts["account_manager_id"], facts["region"], frozenset(facts["chain"])
+                ),
+            )
+            assert bool(read) == (agreeing != "C-ELSE")
+
+    def test_a_report_reader_and_a_head_office_manager_see_every_customer(self, engine):
+        self.fill(engine)
+        for who in (
+            Identity("r", "user", "s-2", roles=frozenset({"report_reader"})),
+            Identity("hq", "user", "s-3", roles=frozenset({"manager"}), region="*"),
+            Identity(
+                "both", "user", "s-4", roles=frozenset({"manager", "report_reader"}), region="湖南省/长沙市"
+            ),
+        ):
+            assert report_scope(who) is None
+        assert report(engine)["total"]["breaches"] == 4

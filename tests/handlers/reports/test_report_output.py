@@ -16,6 +16,8 @@ import orjson
 import pytest
 from sqlalchemy import insert
 
+from handlers.identity.guard import _IDENTITY as IDENTITY_KEY  # where the middleware puts the caller
+from handlers.identity.roles import Identity
 from handlers.reports.commands import add_report_parser, register_report_routes, run_report
 from handlers.reports.model import Breach, ComplianceReport, Figures, Step, Week
 from handlers.reports.output import as_csv, as_html, as_json, as_table, hours_minutes, line_chart
@@ -326,6 +328,10 @@ class TestCommand:
         assert "no tables yet" in capsys.readouterr().err
 
 
+#: a report reader's request: the whole desk's report
+READER = Identity("reader", "user", "s-reader", roles=frozenset({"report_reader"}))
+
+
 @pytest.fixture
 def route(settings):
     """The report's view, registered on a real (never started) faust app."""
@@ -333,8 +339,15 @@ def route(settings):
     register_report_routes(SimpleNamespace(app=app), settings, clock=lambda: utc(30, 0))
     view = app.web.views["/api/reports/compliance"]
 
-    async def get(**query: str):
-        return await view.get(SimpleNamespace(query=query))
+    class Request(dict):
+        """What the view reads of a request: its query, and the caller the identity's middleware set."""
+
+        def __init__(self, query: dict[str, str], caller: Identity) -> None:
+            super().__init__({IDENTITY_KEY: caller})
+            self.query = query
+
+    async def get(caller: Identity = READER, **query: str):
+        return await view.get(Request(query, caller))
 
     return get
 
@@ -352,6 +365,14 @@ class TestHttpRoute:
     async def test_each_format_has_its_content_type(self, route, fmt, content_type):
         response = await route(**{"from": "2026-11-01", "to": "2026-12-01", "format": fmt})
         assert (response.status, response.headers["Content-Type"]) == (200, content_type)
+
+    async def test_a_managers_report_counts_only_their_customers(self, route):
+        """The stored customer is nobody's in the customers table: a regional manager's report is empty."""
+        period = {"from": "2026-11-01", "to": "2026-12-01"}
+        everyone = orjson.loads((await route(**period)).body)["total"]["items"]
+        manager = Identity("m", "user", "s-m", roles=frozenset({"manager"}), staff_id="DH-9", region="湖南省")
+        mine = orjson.loads((await route(manager, **period)).body)["total"]["items"]
+        assert (everyone > 0, mine) == (True, 0)
 
     async def test_json_is_the_default(self, route):
         response = await route(**{"from": "2026-11-01", "to": "2026-12-01", "group_by": "customer"})
