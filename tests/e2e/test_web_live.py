@@ -183,7 +183,7 @@ async def test_a_managers_inbox_shows_a_breach_live_and_an_acknowledgement_stops
     assert "to-me" in await row.get_attribute("class")  # step 1 is the account manager's: the manager's
 
     await row.get_by_label("备注").fill("已派单 广州传输一班")
-    await row.get_by_role("button", name="确认").click()
+    await row.get_by_role("button", name="确认升级").click()
     done = page.locator(
         "#inbox-rows tr.acknowledged[data-item='fault/F-ACK'][data-step='sla.escalation_due:1']"
     )

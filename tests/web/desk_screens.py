@@ -20,6 +20,7 @@ from handlers.api.http_guard import guard_middleware
 from handlers.identity.audit import Who
 from handlers.identity.guard import IdentityGuard
 from handlers.identity.passwords import PasswordHasher, hash_password
+from handlers.identity.roles import EVERY_REGION
 from handlers.identity.store import IdentityDb, IdentityStore, prepare_database
 from handlers.local.ports import LOOPBACK, free_port
 from handlers.reports.commands import report_runs
@@ -74,7 +75,9 @@ async def back_office(tmp_path):
     )
     store = IdentityStore(engine)
     for name, roles in ROLES.items():
-        store.add_user(name, password_hash(), roles, Who(actor="test"))
+        # the manager is head office's (every region): their report counts every customer
+        region = EVERY_REGION if name == MANAGER else None
+        store.add_user(name, password_hash(), roles, Who(actor="test"), region=region)
     db = IdentityDb(store)
     guard = IdentityGuard(db, b"k" * 32)
     app = web.Application(middlewares=[guard_middleware(), guard.middleware()])

@@ -169,7 +169,7 @@ async def test_a_non_admin_gets_the_403_page_on_every_admin_page(browser, back_o
         answer = await page.goto(f"{back_office}{path}")
         assert answer.status == 403, path
         assert await page.get_by_role("heading", level=1).inner_text() == "You may not open this (403)"
-    nav = page.get_by_role("navigation", name="Screens")
+    nav = page.get_by_role("navigation", name="Desk")
     assert "Users" not in (await nav.inner_text() if await nav.count() else "")
 
 
@@ -202,7 +202,7 @@ async def test_without_a_worker_the_archive_pages_say_the_desk_cannot_answer(bro
     page = await signed_in(browser, back_office, ADMIN, language="en")
     answer = await page.goto(f"{back_office}/admin/customers")
     assert answer.status == 503
-    assert await page.get_by_role("heading", level=1).inner_text() == "Busy: try again shortly"
+    assert await page.get_by_role("heading", level=1).inner_text() == "Not available right now (503)"
 
 
 @pytest.mark.parametrize("language", ["zh_CN", "en"])

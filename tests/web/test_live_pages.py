@@ -257,7 +257,7 @@ class TestEscalationsInbox:
         await expect(page.locator("#inbox-news")).to_contain_text("F-1")
         assert await page.locator("[data-item='fault/F-NOT-MINE']").count() == 0
         await fresh.get_by_label("备注").fill("已派单给广州传输一班")
-        await fresh.get_by_role("button", name="确认").click()
+        await fresh.get_by_role("button", name="确认升级").click()
         done = page.locator("#inbox-rows tr.acknowledged[data-item='fault/F-1']")
         await expect(done).to_contain_text("manager-li", timeout=2000)
         await expect(done).to_contain_text("已派单给广州传输一班")
@@ -279,7 +279,7 @@ class TestEscalationsInbox:
         await page.locator("form button[type=submit]").click()
         await page.goto(f"{live.url}/inbox")
         row = page.locator("#inbox-rows tr[data-step='sla.escalation_due:1']")
-        await row.get_by_role("button", name="确认").click()
+        await row.get_by_role("button", name="确认升级").click()
         await expect(page.locator("#inbox-rows tr.open")).to_have_count(0)
         assert [e.entity_id for e in live.published] == ["F-OLD"]
         await context.close()

@@ -70,7 +70,7 @@ async def test_a_report_reader_sees_the_reports_figures_by_tier_with_charts_and_
         assert await charts.nth(n).locator("title").text_content()
     # the only buttons are the report form's own: nothing to change, nothing to act on
     assert await page.locator("main button").all_inner_texts() == ["生成报表"]
-    nav = await page.get_by_role("navigation", name="功能").inner_text()
+    nav = await page.get_by_role("navigation", name="服务台").inner_text()
     assert "报表" in nav and "用户" not in nav
 
 
