@@ -37,6 +37,8 @@ from handlers.api.input_limits import (
     MAX_REPORT_BREACHES,
     MAX_REPORT_DAYS,
 )
+from handlers.identity.guard import _IDENTITY as IDENTITY_KEY  # where the middleware puts the caller
+from handlers.identity.roles import Identity
 from handlers.reports import commands as report_commands
 from schemas.reporting_db import open_engine
 from streams.settings import Settings
@@ -385,6 +387,16 @@ class TestUnderABarrage:
             desk.stop()
 
 
+class SignedIn(dict):
+    """A request the identity's middleware has let through: the caller under its key, a query."""
+
+    query: dict[str, str]
+
+
+#: a report reader: the whole desk's report
+READER = Identity("reader", "user", "s-reader", roles=frozenset({"report_reader"}))
+
+
 class TestOneReportAtATime:
     async def test_a_second_report_while_one_runs_is_a_429_with_retry_after(self, tmp_path, monkeypatch):
         """No broker needed: the route on a never-started app, the report held in its thread."""
@@ -400,22 +412,32 @@ class TestOneReportAtATime:
         settings = Settings(db_url=f"sqlite:///{tmp_path / 'r.sqlite'}")
         report_commands.register_report_routes(SimpleNamespace(app=app), settings)
         view = app.web.views["/api/reports/compliance"]
-        first = asyncio.ensure_future(view.get(SimpleNamespace(query={})))
-        while not started.is_set():
-            await asyncio.sleep(0.01)  # the first report's thread has begun
+
+        def asked() -> dict:
+            """A report reader's request, as the identity's middleware leaves it."""
+            request = SignedIn({IDENTITY_KEY: READER})
+            request.query = {}
+            return request
+
+        first = asyncio.ensure_future(view.get(asked()))
+        while not started.is_set():  # the first report's thread has begun
+            if first.done():
+                first.result()  # it failed before its thread began: say why
+                raise AssertionError("the first report answered before its thread began")
+            await asyncio.sleep(0.01)
         with pytest.raises(BadRequest) as refused:
-            await view.get(SimpleNamespace(query={}))
+            await view.get(asked())
         assert refused.value.status == 429 and refused.value.headers["Retry-After"]
         release.set()
         assert (await first).status == 200
-        assert (await view.get(SimpleNamespace(query={}))).status == 200  # the slot is free
+        assert (await view.get(asked())).status == 200  # the slot is free
 
     def test_a_report_past_its_time_limit_is_interrupted_and_named(self, tmp_path, monkeypatch):
         """SQLite's progress handler stops an endless query; the answer names the period."""
         engine = open_engine(f"sqlite:///{tmp_path / 'slow.sqlite'}")
         deadline = report_commands.QueryDeadline(engine)
 
-        def endless(engine, request, zone):
+        def endless(engine, request, zone, customers=None):
             with engine.connect() as connection:
                 connection.execute(
                     text(
