@@ -9,8 +9,10 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
+from handlers.api.http_guard import BadRequest
 from handlers.identity.roles import CustomerFacts, Identity
-from handlers.web.inbox_model import Acknowledgement, Customer, Step, inbox
+from handlers.web.inbox_model import Acknowledgement, Customer, InboxRow, Step, inbox
+from handlers.web.inbox_page import arrived_since, page_since
 from handlers.web.live_feed import LiveChange, LiveHub, LiveTopics, TooManyStreams, decode_change
 from handlers.web.queue_model import FilterProblem, QueueFilters, band, local_rows
 from schemas.envelope import new_event
@@ -196,6 +198,40 @@ class TestInbox:
     def test_a_customer_outside_the_scope_is_not_shown(self):
         assert inbox([step(customer="C-OTHER")], {}, [], user("account_manager", staff="AM-1")) == []
         assert len(inbox([step(customer="C-OTHER")], {}, [], user("manager", region="*"))) == 1
+
+
+class TestNewSincePageShown:
+    """A reload of the inbox's table keeps the "new" cue on what the live feed read after the page came."""
+
+    shown = 1_800_000_000.0
+
+    def row(self, s: Step) -> InboxRow:
+        return InboxRow(s, None, True, None)
+
+    def test_a_step_read_after_the_page_was_shown_is_new_and_one_read_before_is_not(self):
+        came_live, was_there = step(item="F-1"), step(item="F-2")
+        read_at = {came_live.event_id: self.shown + 0.5, was_there.event_id: self.shown - 30}
+        assert arrived_since(self.row(came_live), read_at, self.shown)
+        assert not arrived_since(self.row(was_there), read_at, self.shown)
+
+    def test_event_time_does_not_make_a_step_new_only_its_arrival_does(self):
+        late = replace(step(item="F-3"), occurred_at=datetime.fromtimestamp(self.shown + 3600, UTC))
+        assert not arrived_since(self.row(late), {}, self.shown)  # from the database only: it was there
+        assert arrived_since(self.row(late), {late.event_id: self.shown}, self.shown)
+
+    def test_a_fresh_page_marks_nothing_new(self):
+        s = step()
+        assert not arrived_since(self.row(s), {s.event_id: self.shown + 1}, None)
+
+    def test_the_pages_time_is_bounded_and_a_bad_one_is_refused_naming_it(self):
+        assert page_since(None, self.shown) is None
+        assert page_since("", self.shown) is None
+        assert page_since(f"{self.shown - 60:.3f}", self.shown) == self.shown - 60
+        too_old, too_new = str(self.shown - 8 * 24 * 3600), str(self.shown + 3600)
+        for bad in ("soon", "nan", "inf", "1e400", too_old, too_new, "9" * 40):
+            with pytest.raises(BadRequest) as refused:
+                page_since(bad, self.shown)
+            assert (refused.value.status, refused.value.field) == (422, "since")
 
 
 def queue_view(customer: str, manager: str, region: str, deadline: datetime, kind: str = "fault") -> dict:

@@ -10,6 +10,7 @@ publishes is recorded: the authorization it passes is the real guard's.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -269,6 +270,62 @@ class TestEscalationsInbox:
             "cycle": 1,
             "note": "已派单给广州传输一班",
         }
+
+    async def test_a_reload_answered_before_a_live_step_does_not_erase_it_nor_its_cue(self, browser, live):
+        """The stream and the table's reload are two channels: hold a reload's answer until a step came."""
+        page = await live.sign_in(browser, "manager-li")
+        await page.goto(f"{live.url}/inbox")
+        await connected(page, "inbox")
+        await expect(page.locator("#inbox-rows tr")).to_have_count(2)
+        computed = asyncio.get_running_loop().create_future()
+        release = asyncio.Event()
+
+        async def hold(route):
+            answer = await route.fetch()  # rendered now: before the step below exists
+            computed.set_result(answer.url)
+            await release.wait()
+            await route.fulfill(response=answer)
+
+        await page.route("**/inbox/table*", hold)
+        await live.hub.resync()  # what a restarted feed makes every page do
+        assert "since=" in await asyncio.wait_for(computed, 5)
+        await live.hub.publish([live_step("C-GOV", "F-1")])
+        fresh = page.locator("#inbox-rows tr.fresh[data-item='fault/F-1']")
+        await expect(fresh).to_be_visible(timeout=2000)
+        async with page.expect_response(lambda r: "/inbox/table" in r.url):
+            release.set()
+        await expect(page.locator("#inbox-rows tr")).to_have_count(3)
+        await expect(fresh.locator(".badge.new")).to_have_text("新")
+        await page.unroute("**/inbox/table*")
+        async with page.expect_response(lambda r: "/inbox/table" in r.url):
+            await live.hub.resync()  # a reload computed after it: the server's rows keep the cue
+        await expect(page.locator("#inbox-rows tr")).to_have_count(3)
+        await expect(fresh.locator(".badge.new")).to_have_text("新")
+        await page.reload()  # a new page: what was there when it came is not new to it
+        await expect(page.locator("#inbox-rows tr[data-item='fault/F-1']")).to_have_count(1)
+        await expect(page.locator("#inbox-rows tr.fresh")).to_have_count(0)
+
+    async def test_a_step_coming_the_moment_after_a_reload_is_swapped_in_lands_in_the_new_table(
+        self, browser, live
+    ):
+        """htmx wires a swapped-in element's ``sse-swap`` when the swap settles: the table settles at once.
+
+        The step is dispatched on the page's own EventSource in the task after the swap, as the
+        stream's next message would be; a settle delay (htmx's 20 ms default) would drop it.
+        """
+        page = await live.sign_in(browser, "manager-li")
+        await page.goto(f"{live.url}/inbox")
+        await connected(page, "inbox")
+        row = '<tr id="step-x" class="step open fresh" data-item="fault/F-9"><td>x</td></tr>'
+        await page.evaluate(
+            """(row) => document.getElementById('inbox-table').addEventListener('htmx:afterSwap', () =>
+                setTimeout(() => document.querySelector('[sse-connect]')['htmx-internal-data']
+                    .sseEventSource.dispatchEvent(new MessageEvent('step', {data: row}))), {once: true})""",
+            row,
+        )
+        async with page.expect_response(lambda r: "/inbox/table" in r.url):
+            await live.hub.resync()
+        await expect(page.locator("#inbox-rows tr[data-item='fault/F-9']")).to_have_count(1)
 
     async def test_acknowledging_works_without_javascript(self, browser, live):
         context = await browser.new_context(java_script_enabled=False)
