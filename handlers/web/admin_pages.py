@@ -19,10 +19,9 @@ middleware refuses a post without it (403) before any handler runs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -41,7 +40,13 @@ from handlers.identity.routes import (
     revoke_token,
 )
 from handlers.web.pages import Desk
-from handlers.web.screen_support import install_screen_support, no_store, render_screen
+from handlers.web.screen_support import (
+    install_screen_support,
+    no_store,
+    problem_of,
+    redirect_done,
+    render_screen,
+)
 from schemas.event_catalogue import SOURCES, TIERS
 
 #: the archive fields a form edits as text, and those it edits as JSON (lists, objects)
@@ -55,14 +60,6 @@ DONE = ("added", "saved", "disabled", "enabled", "revoked", "registered", "updat
 
 def _field(form: Mapping[str, Any], name: str, most: int = 500) -> str:
     return str(form.get(name, "")).strip()[:most]
-
-
-def _redirect(path: str, done: str) -> web.Response:
-    return web.Response(status=303, headers={"Location": f"{path}?{urlencode({'done': done})}"})
-
-
-def _problem(exc: BadRequest) -> dict[str, Any]:
-    return {"status": exc.status, "field": exc.field, "reason": exc.reason}
 
 
 def _json_field(form: Mapping[str, Any], name: str) -> Any:
@@ -154,7 +151,7 @@ def register_admin_pages(
         try:
             added = await add_user(db, hasher, body, who(request))
         except BadRequest as exc:
-            return await users_page(request, status=exc.status, problem=_problem(exc), form=body)
+            return await users_page(request, status=exc.status, problem=problem_of(exc), form=body)
         # the one-time password: on this answer only, never in a URL or a later page
         return no_store(await users_page(request, status=200, one_time=added))
 
@@ -193,11 +190,11 @@ def register_admin_pages(
         except BadRequest as exc:
             if exc.status == 404:
                 raise
-            return await user_page(request, username, status=exc.status, problem=_problem(exc))
+            return await user_page(request, username, status=exc.status, problem=problem_of(exc))
         if action == "reset":
             return no_store(await user_page(request, username, one_time=changed["one_time_password"]))
         done = {"save": "saved", "disable": "disabled", "enable": "enabled"}[action]
-        return _redirect(f"/admin/users/{username}", done)
+        return redirect_done(f"/admin/users/{username}", done)
 
     # API tokens ---------------------------------------------------------------------------------
 
@@ -238,36 +235,30 @@ def register_admin_pages(
                 body["expires_in_days"] = int(days)
             created = await create_token(db, body, who(request), desk.clock)
         except BadRequest as exc:
-            return await tokens_page(request, status=exc.status, problem=_problem(exc), form=body)
+            return await tokens_page(request, status=exc.status, problem=problem_of(exc), form=body)
         return no_store(await tokens_page(request, created=created))
 
     async def revoke(request: web.Request) -> web.Response:
         try:
             await revoke_token(db, request.match_info["token_id"], who(request))
         except BadRequest as exc:
-            return await tokens_page(request, status=exc.status, problem=_problem(exc))
-        return _redirect("/admin/tokens", "revoked")
+            return await tokens_page(request, status=exc.status, problem=problem_of(exc))
+        return redirect_done("/admin/tokens", "revoked")
 
     # the customer archive ----------------------------------------------------------------------
 
-    def no_archive() -> BadRequest:
-        return BadRequest(503, None, "the customer archive needs a worker behind the desk")
+    def the_archive() -> ArchiveDesk:
+        if archive is None:
+            raise BadRequest(503, None, "the customer archive needs a worker behind the desk")
+        return archive
 
     async def customers(request: web.Request) -> web.Response:
-        if archive is None:
-            raise no_archive()
         asked = {
             n: request.query[n].strip()
             for n in ("q", "tier", "region", "account_manager", "has_open_breaches", "after")
             if request.query.get(n, "").strip()
         }
-        problem, page = None, {"customers": [], "next": None}
-        try:
-            page = await archive.search(asked)
-        except BadRequest as exc:
-            if exc.status not in (422,):
-                raise
-            problem = _problem(exc)
+        page, problem = await listed(lambda: the_archive().search(asked), {"customers": [], "next": None})
         following = {**asked, "after": page["next"]} if page["next"] else None
         return render_screen(
             request,
@@ -305,52 +296,58 @@ def register_admin_pages(
             status=status,
         )
 
+    async def record_of(customer_id: str) -> dict[str, Any]:
+        record = await the_archive().record(customer_id)
+        if record is None:
+            raise BadRequest(404, "customer_id", f"no customer {customer_id} is registered")
+        return record
+
+    async def archive_change(
+        request: web.Request, shown: dict[str, str], change: Callable[[], Awaitable[str]], *, new: bool
+    ) -> web.Response:
+        """A register or an update: back to the record (``change`` gives its id), or the form and why not."""
+        try:
+            customer_id = await change()
+        except BadRequest as exc:
+            return await customer_form_page(
+                request, shown, new=new, status=exc.status, problem=problem_of(exc)
+            )
+        return redirect_done(f"/admin/customers/{customer_id}", "registered" if new else "updated")
+
     async def new_customer(request: web.Request) -> web.Response:
-        if archive is None:
-            raise no_archive()
+        the_archive()
         return await customer_form_page(request, archive_form(None), new=True)
 
     async def register(request: web.Request) -> web.Response:
-        if archive is None:
-            raise no_archive()
+        archive_desk = the_archive()
         form = await request.post()
         shown = {n: _field(form, n, 200_000) for n in ("customer_id", *ARCHIVE_TEXT, *ARCHIVE_JSON)}
-        try:
-            body = archive_body(form, customer_id=True)
-            _, answer = await archive.register(request, body, 2.0)
-        except BadRequest as exc:
-            return await customer_form_page(
-                request, shown, new=True, status=exc.status, problem=_problem(exc)
-            )
-        return _redirect(f"/admin/customers/{answer['customer_id']}", "registered")
+
+        async def change() -> str:
+            _, answer = await archive_desk.register(request, archive_body(form, customer_id=True), 2.0)
+            return str(answer["customer_id"])
+
+        return await archive_change(request, shown, change, new=True)
 
     async def customer(request: web.Request) -> web.Response:
-        if archive is None:
-            raise no_archive()
-        customer_id = request.match_info["customer_id"]
-        record = await archive.record(customer_id)
-        if record is None:
-            raise BadRequest(404, "customer_id", f"no customer {customer_id} is registered")
+        record = await record_of(request.match_info["customer_id"])
         return await customer_form_page(request, archive_form(record), new=False)
 
     async def update(request: web.Request) -> web.Response:
-        if archive is None:
-            raise no_archive()
+        archive_desk = the_archive()
         customer_id = request.match_info["customer_id"]
         form = await request.post()
         shown = {n: _field(form, n, 200_000) for n in (*ARCHIVE_TEXT, *ARCHIVE_JSON)}
         shown["customer_id"] = customer_id
-        try:
-            record = await archive.record(customer_id)
-            if record is None:
-                raise BadRequest(404, "customer_id", f"no customer {customer_id} is registered")
-            body = changed_fields(archive_body(form, customer_id=False), record)
-            await archive.update(request, customer_id, body, 2.0)
-        except BadRequest as exc:
-            return await customer_form_page(
-                request, shown, new=False, status=exc.status, problem=_problem(exc)
+
+        async def change() -> str:
+            record = await record_of(customer_id)  # a 404 first, as before the form is read
+            await archive_desk.update(
+                request, customer_id, changed_fields(archive_body(form, customer_id=False), record), 2.0
             )
-        return _redirect(f"/admin/customers/{customer_id}", "updated")
+            return customer_id
+
+        return await archive_change(request, shown, change, new=False)
 
     # the audit trail ---------------------------------------------------------------------------
 
@@ -358,16 +355,12 @@ def register_admin_pages(
         asked = {n: request.query[n].strip()[:300] for n in AUDIT_FILTERS if request.query.get(n, "").strip()}
         days = {n: request.query.get(n, "").strip()[:10] for n in ("since", "until")}
         before = request.query.get("before", "").strip()[:20]
-        problem, page = None, {"records": [], "next_before": None}
-        try:
+
+        async def read() -> dict[str, Any]:
             query = {**asked, **day_bounds(days["since"], days["until"], zone), "limit": str(AUDIT_PAGE)}
-            if before:
-                query["before"] = before
-            page = await audit_page(db, query)
-        except BadRequest as exc:
-            if exc.status != 422:
-                raise
-            problem = _problem(exc)
+            return await audit_page(db, {**query, "before": before} if before else query)
+
+        page, problem = await listed(read, {"records": [], "next_before": None})
         kept = {**asked, **{n: v for n, v in days.items() if v}}
         older = {**kept, "before": page["next_before"]} if page["next_before"] else None
         return render_screen(
@@ -396,6 +389,19 @@ def register_admin_pages(
     web_app.router.add_get("/admin/customers/{customer_id}", customer)
     web_app.router.add_post("/admin/customers/{customer_id}", update)
     web_app.router.add_get("/admin/audit", audit)
+
+
+async def listed(
+    read: Callable[[], Awaitable[dict[str, Any]]], empty: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A list's page, or, for a query refused 422, the ``empty`` page and the problem to show with it
+    (the form stays usable); any other refusal is the refusal page's."""
+    try:
+        return await read(), None
+    except BadRequest as exc:
+        if exc.status != 422:
+            raise
+        return empty, problem_of(exc)
 
 
 def _done(request: web.Request) -> str | None:

@@ -18,11 +18,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from markupsafe import Markup, escape
 
+from handlers.api.http_guard import BadRequest
 from handlers.identity.guard import identity_of
 from handlers.web.page_refusals import install_page_refusals
 from handlers.web.pages import CSRF_COOKIE, ENVIRONMENTS, render
@@ -47,6 +49,16 @@ def render_screen(
         status=status,
     )
     return page
+
+
+def problem_of(exc: BadRequest) -> dict[str, Any]:
+    """A refusal as a screen's ``problem_note`` shows it: status, field, the API's reason."""
+    return {"status": exc.status, "field": exc.field, "reason": exc.reason}
+
+
+def redirect_done(path: str, done: str) -> web.Response:
+    """Redirect after a post: back to ``path``, whose page says what was ``done`` (a word)."""
+    return web.Response(status=303, headers={"Location": f"{path}?{urlencode({'done': done})}"})
 
 
 def no_store(page: web.Response) -> web.Response:
