@@ -39,6 +39,7 @@ from handlers.web.customer_screens import register_customer_screens
 from handlers.web.live_pages import live_desk_of_worker, register_live_pages
 from handlers.web.pages import Desk, register_pages
 from handlers.web.reports_page import register_report_page
+from handlers.web.rules_page import register_rules_page
 from schemas.reporting_db import open_engine
 from streams.app import Streams, build_streams
 from streams.desk_signature import fingerprint
@@ -115,6 +116,7 @@ def build_worker_streams(settings: Settings, rules_feed: RulesFeed | None = None
     register_report_page(streams.app.web.web_app, report_runs, settings.zone)
     register_admin_pages(streams.app.web.web_app, desk, reads.archive, settings.zone)
     register_rules_routes(streams.app, feed)
+    register_rules_page(streams.app.web.web_app, feed, settings.zone)
     register_alert_agent(streams, settings, placement, streams.sla_topic)
     if settings.sink == "on":
         register_sink_service(streams, settings)

@@ -174,6 +174,10 @@ OPERATIONS: tuple[Operation, ...] = (
     _op("GET", "/admin/customers/{customer_id}", ARCHIVE_WRITE, page=True),
     _op("POST", "/admin/customers/{customer_id}", ARCHIVE_WRITE, customer="body", page=True),
     _op("GET", "/admin/audit", AUDIT_READ, page=True),
+    # the rules screen (handlers/web/rules_page.py): read and check like the API, replace only with write
+    _op("GET", "/admin/rules", RULES_READ, page=True),
+    _op("POST", "/admin/rules/check", RULES_READ, page=True),
+    _op("POST", "/admin/rules/replace", RULES_WRITE, page=True),
 )
 
 #: (method, path) -> operation; ``HEAD`` is looked up as ``GET``

@@ -124,7 +124,10 @@ ADMIN_PAGES = {
     ("GET", "/admin/customers/{customer_id}"),
     ("POST", "/admin/customers/{customer_id}"),
     ("GET", "/admin/audit"),
+    ("POST", "/admin/rules/replace"),
 }
+#: the rules screen's view and check: whoever reads the rules (managers, admins); its replace is admin's
+RULES_PAGES = {("GET", "/admin/rules"), ("POST", "/admin/rules/check")}
 #: role -> the operations (beyond the open ones) it may call at all, before any customer is looked at
 ALLOWED = {
     "hotline": SELF_OPS
@@ -145,12 +148,13 @@ ALLOWED = {
     | READS
     | CUSTOMER_PAGES
     | RULES_READS
+    | RULES_PAGES
     | LIVE_QUEUE
     | LIVE_INBOX
     | REPORT_PAGES
     | {("POST", f"{ITEM}/acknowledge"), ("GET", "/api/reports/compliance"), ACK_PAGE},
     "report_reader": SELF_OPS | REPORT_PAGES | {("GET", "/api/reports/compliance"), ("GET", "/api/sink")},
-    "admin": SELF_OPS | ADMIN | ADMIN_PAGES | {CONSOLE},
+    "admin": SELF_OPS | ADMIN | ADMIN_PAGES | RULES_PAGES | {CONSOLE},
 }
 
 
