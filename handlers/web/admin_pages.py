@@ -1,5 +1,7 @@
 """Screen 8, administration in the browser: users and roles, API tokens, the customer archive, the audit.
 
+(The rules file, which managers read too, has its module: ``handlers/web/rules_page.py``.)
+
 Each form calls the function the API's route calls (``handlers/identity/routes.py``:
 ``add_user``, ``change_user``, ``create_token``, ``revoke_token``, ``audit_page``;
 the archive's ``register``/``update``/``search`` of

@@ -11,6 +11,7 @@ from handlers.api.http_guard import BadRequest
 from handlers.web.admin_pages import archive_body, archive_form, changed_fields, day_bounds
 from handlers.web.report_charts import LABEL_WIDTH, VALUE_WIDTH, WIDTH, bar_chart
 from handlers.web.reports_page import default_period, report_query
+from handlers.web.rules_page import draft_of, seen_of
 
 ZONE = ZoneInfo("Asia/Shanghai")
 
@@ -73,3 +74,14 @@ def test_the_audit_forms_local_days_are_whole_local_days_in_utc():
     with pytest.raises(BadRequest) as refused:
         day_bounds("", "tomorrow", ZONE)
     assert refused.value.field == "until"
+
+
+def test_the_rules_forms_text_gets_the_files_line_breaks_back_and_names_its_revision():
+    """A browser sends a textarea's line breaks as CRLF; the rules keep LF (else every line differs)."""
+    assert draft_of({"text": 'schema = 1\r\nversion = "x"\r\n'}) == 'schema = 1\nversion = "x"\n'
+    assert draft_of({}) == ""
+    assert seen_of({"seen": "3"}) == 3
+    for bad in ("", "-1", "1.5", "３", "9" * 13):
+        with pytest.raises(BadRequest) as refused:
+            seen_of({"seen": bad})
+        assert (refused.value.status, refused.value.field) == (422, "seen")
