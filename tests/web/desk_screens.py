@@ -4,12 +4,16 @@ What needs no broker: the identity (users, tokens, audit) and the compliance
 report read the reporting database, here a SQLite file written by the sink's
 own writer from a few events.  The customer archive's pages need the worker
 that owns a customer; they are driven against a real worker in
-``tests/e2e/test_web_reports.py``.
+``tests/e2e/test_web_reports.py``.  The rules screen is served over the
+shipped rules file; its replace, which needs the rules topic, is driven against
+the suite's broker in ``tests/web/test_admin_rules_page.py``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -27,7 +31,9 @@ from handlers.reports.commands import report_runs
 from handlers.web.admin_pages import register_admin_pages
 from handlers.web.pages import Desk, register_pages
 from handlers.web.reports_page import register_report_page
+from handlers.web.rules_page import register_rules_page
 from sla_rules import DEFAULT_RULES_PATH, load_rules
+from streams.rules_feed import RulesFeed, rules_of_file
 from streams.sink_writer import SinkWriter
 from tests.builders import event
 
@@ -65,8 +71,13 @@ def password_hash() -> str:
     return hash_password(PASSWORD)
 
 
-@pytest.fixture
-async def back_office(tmp_path):
+def rules_of_the_file() -> RulesFeed:
+    """The shipped rules file in force, with no rules topic behind (a replace answers 503)."""
+    return RulesFeed(None, "keydesk.rules", rules_of_file(None), secret=b"k" * 32)
+
+
+@contextlib.asynccontextmanager
+async def back_office_server(tmp_path, rules: RulesFeed) -> AsyncIterator[str]:
     """The sign-in page and screens 7-8 behind the bounds and identity middlewares: its address."""
     url = f"sqlite:///{tmp_path / 'desk.sqlite'}"
     engine = prepare_database(url)
@@ -85,6 +96,7 @@ async def back_office(tmp_path):
     register_pages(app, desk)
     register_report_page(app, report_runs(url, ZONE, lambda: NOW), ZONE)
     register_admin_pages(app, desk, None, ZONE)
+    register_rules_page(app, rules, ZONE, lambda: NOW)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()
@@ -94,6 +106,13 @@ async def back_office(tmp_path):
     finally:
         await runner.cleanup()
         engine.dispose()
+
+
+@pytest.fixture
+async def back_office(tmp_path):
+    """The back office over the shipped rules file (no broker: the rules can be read and checked)."""
+    async with back_office_server(tmp_path, rules_of_the_file()) as base:
+        yield base
 
 
 async def signed_in(browser, base: str, username: str, *, language: str = "zh_CN", viewport=None):
