@@ -1,4 +1,4 @@
-"""Screenshots of the desk's main screens, taken from a running desk (``make up``) with Playwright.
+"""Screenshots of the desk's main screens, taken from a running desk (``keydesk up --demo``) with Playwright.
 
     python -m docs.screenshots [--api URL] [--lang zh_CN|en] [--out docs/screens]
 
@@ -6,10 +6,15 @@ Run next to ``make up`` (another terminal, ``. .venv/bin/activate``): it finds t
 desk's address where ``keydesk up`` recorded it (``var/runtime.json``, or
 ``KEYDESK_API`` / ``--api``) and signs in as the demo users by opening a session
 for each straight in the desk's database (``KEYDESK_DB``; audited as a sign-in
-like any other), so it needs no password.  Each screen of :data:`SCREENS` is
-shot at a desktop width and at a phone's 390 px into ``docs/screens/NAME.png``
-and ``NAME-phone.png``; the README shows them, so they are made, not drawn.
-A screen added to the desk gets its line in :data:`SCREENS`.
+like any other), so it needs no password.  What the demo has not made and the
+screens need (an escalated fault, a paused complaint, an order) it first puts in
+through the desk's API as the demo hotline user (:mod:`docs.screenshot_items`).
+Each screen of :data:`SCREENS` is opened as the role that uses it, waited for
+until it shows what it is shot for (``ready``: a missing one stops the script, so
+no picture of an empty page is made), and shot at a desktop width and at a
+phone's 390 px into ``docs/screens/NAME.png`` and ``NAME-phone.png``; the README
+shows them, so they are made, not drawn.  A screen added to the desk gets its
+line in :data:`SCREENS`.
 
 Chromium is Debian's (``.ci/install-system-packages``), as in the browser tests.
 """
@@ -19,12 +24,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import urlencode, urlsplit
 
-from handlers.cli.shared import api_base
+from docs.screenshot_items import CUSTOMER, Call, stage
+from handlers.cli.shared import api_base, http
 from handlers.identity.audit import Who
 from handlers.identity.guard import SESSION_COOKIE
 from handlers.identity.store import IdentityStore, prepare_database
@@ -34,6 +40,8 @@ from streams.settings import Settings
 OUT = Path(__file__).parent / "screens"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
+#: how long a screen may take to show what it is shot for (a live one: its stream's news)
+READY_MS = 15_000
 
 
 @dataclass(frozen=True)
@@ -42,11 +50,24 @@ class Screen:
     path: str
     #: the demo user who looks at it (``None``: signed out)
     user: str | None
+    #: what must be visible before the shot (a CSS selector); ``path`` and ``ready`` may name
+    #: the staged items' ids (``{fault}``, :data:`docs.screenshot_items.STAGED`)
+    ready: str | None = None
 
 
+ITEM = f"/customers/{CUSTOMER}/items/fault/{{fault}}"
 SCREENS = (
     Screen("sign-in", "/login", None),
     Screen("home", "/", "demo-hotline"),
+    # a part of a name: two customers found (one would go straight to its page)
+    Screen("console", "/console?" + urlencode({"q": "省"}), "demo-hotline", "ul.results li"),
+    Screen("fault-form", f"/customers/{CUSTOMER}/faults/new?circuit=GZ-MPLS-0001", "demo-hotline", "form"),
+    Screen("customer", f"/customers/{CUSTOMER}", "demo-hotline", '[id="fault-{fault}"] .clocks'),
+    Screen("item", ITEM, "demo-am", 'section[aria-labelledby="ladder-title"] ol.timeline li'),
+    Screen("queue", "/queue", "demo-hotline", 'tr[data-item="fault/{fault}"]'),
+    Screen(
+        "inbox", "/inbox", "demo-manager", 'tr[data-item="fault/{fault}"][data-step="sla.escalation_due:2"]'
+    ),
     Screen("reports", "/reports?group_by=tier", "demo-reports"),
     Screen("admin-users", "/admin/users", "demo-admin"),
     Screen("admin-tokens", "/admin/tokens", "demo-admin"),
@@ -63,6 +84,8 @@ def chromium() -> str:
 
 
 BY = Who(actor="docs.screenshots")
+#: who logs the staged items: the hotline takes the calls
+STAGED_BY = "demo-hotline"
 
 
 def sessions(store: IdentityStore, users: set[str]) -> dict[str, tuple[str, str, str]]:
@@ -76,8 +99,22 @@ def sessions(store: IdentityStore, users: set[str]) -> dict[str, tuple[str, str,
     return made
 
 
-async def shoot(base: str, language: str, out: Path, made: dict[str, tuple[str, str, str]]) -> list[Path]:
-    from playwright.async_api import async_playwright
+def api_caller(base: str, secret: str) -> Call:
+    """One API call as the session of ``secret``; an answer other than 200 or 202 stops the script."""
+
+    def call(method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
+        status, answer = http(method, f"{base}{path}", body, token=secret)
+        if status not in (200, 202):
+            raise SystemExit(f"screenshots: {method} {path} answered {status}: {answer}")
+        return answer
+
+    return call
+
+
+async def shoot(
+    base: str, language: str, out: Path, made: dict[str, tuple[str, str, str]], ids: dict[str, str]
+) -> list[Path]:
+    from playwright.async_api import async_playwright, expect
 
     host = urlsplit(base).hostname or "127.0.0.1"
     written = []
@@ -96,11 +133,16 @@ async def shoot(base: str, language: str, out: Path, made: dict[str, tuple[str, 
                         ]
                     await context.add_cookies(cookies)
                     page = await context.new_page()
-                    answer = await page.goto(f"{base}{screen.path}")
+                    path = screen.path.format(**ids)
+                    answer = await page.goto(f"{base}{path}")
                     if answer is None or answer.status >= 400:
-                        print(
-                            f"screenshots: {screen.path} answered {answer and answer.status}", file=sys.stderr
-                        )
+                        raise SystemExit(f"screenshots: {path} answered {answer and answer.status}")
+                    if screen.ready is not None:
+                        ready = screen.ready.format(**ids)
+                        try:
+                            await expect(page.locator(ready).first).to_be_visible(timeout=READY_MS)
+                        except AssertionError:
+                            raise SystemExit(f"screenshots: {path} does not show {ready}") from None
                     target = out / f"{screen.name}{suffix}.png"
                     await page.screenshot(path=str(target), full_page=True)
                     written.append(target)
@@ -121,9 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     engine = prepare_database(settings.database_url)
     store = IdentityStore(engine)
-    made = sessions(store, {s.user for s in SCREENS if s.user})
+    made = sessions(store, {s.user for s in SCREENS if s.user} | {STAGED_BY})
     try:
-        for path in asyncio.run(shoot(base, args.lang, args.out, made)):
+        ids = stage(api_caller(base, made[STAGED_BY][1]))
+        for path in asyncio.run(shoot(base, args.lang, args.out, made, ids)):
             print(path)
     finally:
         for session_id, _, _ in made.values():  # the script's sessions end with it

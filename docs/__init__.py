@@ -1,0 +1,1 @@
+"""Documentation made from the running desk: the screenshots script and what it puts in first."""
