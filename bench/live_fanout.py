@@ -40,6 +40,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.benchmarks_file import replace_section  # noqa: E402
 from bench.sla_timers import _rules_file, pct  # noqa: E402
 from handlers.local.ports import free_port  # noqa: E402
 from schemas.envelope import new_event  # noqa: E402
@@ -356,15 +357,7 @@ def main() -> None:
     print("\n".join(lines))
     print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
     if args.write:
-        path = ROOT / "BENCHMARKS.md"
-        text = path.read_text(encoding="utf-8")
-        start = text.find(SECTION)
-        if start >= 0:
-            end = text.find("\n## ", start + len(SECTION))
-            text = text[:start] + "\n".join(lines) + (text[end:] if end >= 0 else "\n")
-        else:
-            text = text.rstrip("\n") + "\n\n" + "\n".join(lines)
-        path.write_text(text, encoding="utf-8")
+        replace_section(SECTION, lines)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ fill the first thousand rows of the whole desk.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -125,23 +126,35 @@ def _region_matches(given: str, region: str | None) -> bool:
     return region == given or region.startswith(given.rstrip("/") + "/")
 
 
-def page_row(view: Mapping[str, Any], item: Mapping[str, Any], now: datetime) -> dict[str, Any] | None:
-    """One queue row with what the page filters on, or ``None`` for an item with no running clock."""
-    row = queue_row(dict(view), dict(item), now)
-    if row is None:
-        return None
-    profile = view.get("profile") or {}
+def customer_columns(customer_id: str, profile: Mapping[str, Any]) -> dict[str, Any]:
+    """What each row of a customer's items shows and filters on of the customer: read once per customer."""
     manager = profile.get("account_manager")
-    facts = profile_facts(str(view["customer_id"]), profile)
-    attributes = item.get("attributes") or {}
+    facts = profile_facts(customer_id, profile)
     return {
-        **row,
         "region": facts.region,
         "account_manager_id": facts.account_manager_id,
         "account_manager": manager.get("name") if isinstance(manager, Mapping) else None,
         "chain_ids": sorted(facts.chain_ids),
-        "assignee": attributes.get("assignee"),
     }
+
+
+def page_row(
+    view: Mapping[str, Any],
+    item: Mapping[str, Any],
+    now: datetime,
+    customer: Mapping[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """One queue row with what the page filters on, or ``None`` for an item with no running clock.
+
+    ``customer``: the view's :func:`customer_columns`, when the caller has them already.
+    """
+    row = queue_row(dict(view), dict(item), now)
+    if row is None:
+        return None
+    if customer is None:
+        customer = customer_columns(str(view["customer_id"]), view.get("profile") or {})
+    attributes = item.get("attributes") or {}
+    return {**row, **customer, "assignee": attributes.get("assignee")}
 
 
 def row_facts(row: Mapping[str, Any]) -> CustomerFacts:
@@ -163,17 +176,23 @@ def is_mine(row: Mapping[str, Any], viewer: Identity) -> bool:
     )
 
 
-def shown(row: Mapping[str, Any], viewer: Identity, filters: QueueFilters) -> bool:
-    """Whether the viewer may see the row (their scope) and the filters keep it."""
+def customer_shown(row: Mapping[str, Any], viewer: Identity, filters: QueueFilters) -> bool:
+    """Whether the viewer may see the customer's rows (their scope) and the customer's filters keep them.
+
+    ``row``: any row of the customer, or just its columns and tier: nothing of the item is read.
+    """
     if not may_for_customer(viewer, CUSTOMER_READ, row_facts(row)):
         return False
     if filters.tier and (row.get("tier") or "public") != filters.tier:
         return False
-    if filters.kind and row.get("kind") != filters.kind:
-        return False
     if not _region_matches(filters.region, row.get("region")):
         return False
-    if filters.account_manager and row.get("account_manager_id") != filters.account_manager:
+    return not (filters.account_manager and row.get("account_manager_id") != filters.account_manager)
+
+
+def item_shown(row: Mapping[str, Any], viewer: Identity, filters: QueueFilters) -> bool:
+    """Whether the filters that look at the item (its kind, "mine") keep the row."""
+    if filters.kind and row.get("kind") != filters.kind:
         return False
     return not (filters.mine and not is_mine(row, viewer))
 
@@ -186,20 +205,29 @@ def local_rows(
     filters: QueueFilters,
     limit: int = PAGE_ROWS,
 ) -> list[dict[str, Any]]:
-    """The viewer's rows among ``views`` (only the customers ``owns`` says are here), most urgent first."""
+    """The viewer's rows among ``views`` (only the customers ``owns`` says are here), most urgent first.
+
+    Scope and the customer's filters are decided once per customer, before any of its items is read:
+    with 10,000 open items that is most of the queue's time (BENCHMARKS.md, "Desk pages").
+    """
     rows = []
     for customer_id, view in views:
         if owns is not None and not owns(customer_id):
             continue
-        for kind in ITEM_KINDS:
+        profile = view.get("profile") or {}
+        columns = customer_columns(str(view["customer_id"]), profile)
+        customer = {**columns, "customer_id": view["customer_id"], "tier": profile.get("tier")}
+        if not customer_shown(customer, viewer, filters):
+            continue
+        for kind in (filters.kind,) if filters.kind else ITEM_KINDS:
             for item in (view.get("open") or {}).get(kind, {}).values():
-                row = page_row(view, item, now)
-                if row is not None and shown(row, viewer, filters):
+                row = page_row(view, item, now, columns)
+                if row is not None and item_shown(row, viewer, filters):
                     rows.append(row)
     return merged(rows, limit)
 
 
 def merged(rows: Iterable[dict[str, Any]], limit: int = PAGE_ROWS) -> list[dict[str, Any]]:
     """Rows of every worker as one queue: the API's order, at most ``limit``, each with its band."""
-    ordered = sorted(rows, key=queue_order)[:limit]
+    ordered = heapq.nsmallest(limit, rows, key=queue_order)  # sorted(...)[:limit], without sorting all
     return [{**row, "band": band(row)} for row in ordered]
