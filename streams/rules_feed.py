@@ -12,6 +12,14 @@ returns its offset once the broker has it; :meth:`RulesFeed.outcome_of` says
 what this process's fold made of it (applied, superseded by another replace,
 refused).
 
+A record the fold does not apply (superseded by a replace that came first,
+unsigned, undecodable, invalid rules) is folded too, as a no-op with its
+reason: every process reaches the same outcome for it (``outcome_of`` gives it
+to the writer, the log says it with the record's offset and key), and its
+original bytes stay where they are: each revision has its own key, so
+compaction never removes one.  It is not copied to the dead-letter topic:
+every worker and sink reads this topic whole, and each would copy it again.
+
 Swapping is safe for the folds' determinism because of what a replace may
 change (``sla_rules/rules_history.py``): nothing evaluated at an instant up to
 the replace.  An event that occurs after a new version's ``effective_from``
@@ -126,7 +134,14 @@ class RulesFeed:
                 offset=record.offset,
             )
         else:
-            log.warning("rules.not_applied", outcome=outcome, reason=reason, offset=record.offset)
+            log.warning(
+                "rules.not_applied",
+                outcome=outcome,
+                reason=reason,
+                offset=record.offset,
+                key=(record.key or b"")[:64].decode("utf-8", "replace"),
+                size=len(record.value or b""),
+            )
         self.outcomes[record.offset] = (outcome, reason)
         while len(self.outcomes) > _KEEP_OUTCOMES:
             self.outcomes.popitem(last=False)

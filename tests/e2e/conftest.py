@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import shutil
@@ -12,8 +13,10 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import orjson
 import pytest
@@ -23,6 +26,7 @@ from sla_rules import DEFAULT_RULES_PATH
 from tests.conftest import service_missing
 
 PARTITIONS = 4
+T = TypeVar("T")
 
 
 #: What :func:`short_rules_file` shortens in the shipped rules: diamond P1 faults'
@@ -52,6 +56,44 @@ def short_rules_file(directory: Path, *, ladder: bool) -> Path:
 #: by :func:`http` and given to the CLI as ``KEYDESK_TOKEN``.
 TEST_USER = "e2e-suite"
 TEST_TOKEN = "kdt_" + secrets.token_urlsafe(32)
+
+
+def poll(
+    check: Callable[[], T],
+    what: str,
+    timeout: float = 30.0,
+    every: float = 0.1,
+    detail: Callable[[], str] | None = None,
+) -> T:
+    """``check()``'s first truthy answer, or an AssertionError naming ``what`` after ``timeout`` s.
+
+    For what only shows up by asking (a worker's view, the sink's database, the
+    workers' health): the interval paces the asking, the condition is what is
+    waited for.  ``detail`` adds what explains a failure (a worker's log tail).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            more = f"\n{detail()}" if detail else ""
+            raise AssertionError(
+                f"timed out after {timeout} s waiting for {what}; last answer: {found!r}{more}"
+            )
+        time.sleep(every)
+
+
+async def apoll(check: Callable[[], Awaitable[T]], what: str, timeout: float = 30.0, every: float = 0.2) -> T:
+    """:func:`poll` for an async ``check`` (a page in the browser): the event loop keeps running."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = await check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}; last answer: {found!r}")
+        await asyncio.sleep(every)
 
 
 def auth(token: str | None = TEST_TOKEN) -> dict[str, str]:
@@ -221,16 +263,18 @@ class Desk:
 
     def wait_until_partitions_split(self, timeout: float = 60.0) -> None:
         """Wait until every partition is owned by exactly one live worker, all workers busy."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def split() -> list | None:
             owned = [w.partitions() for w in self.workers if w.alive()]
             flat = [p for ps in owned if ps for p in ps]
-            if owned and all(owned) and sorted(flat) == list(range(PARTITIONS)):
-                return
-            if time.monotonic() > deadline:
-                logs = "\n".join(w.log_path.read_text()[-3000:] for w in self.workers)
-                raise AssertionError(f"partitions not split among workers: {owned}\n{logs}")
-            time.sleep(0.1)  # polling the workers' own health reports
+            return owned if owned and all(owned) and sorted(flat) == list(range(PARTITIONS)) else None
+
+        poll(
+            split,
+            "every partition owned by exactly one busy worker",
+            timeout,
+            detail=lambda: "\n".join(w.log_path.read_text()[-3000:] for w in self.workers),
+        )
 
     def stop(self) -> None:
         for worker in self.workers:

@@ -16,7 +16,7 @@ import pytest
 
 from streams.partitioning import murmur2_partition
 from tests.builders import event, fault
-from tests.e2e.conftest import PARTITIONS, TEST_USER, add_user, http, new_desk, short_rules_file
+from tests.e2e.conftest import PARTITIONS, TEST_USER, add_user, http, new_desk, poll, short_rules_file
 
 pytestmark = pytest.mark.broker
 
@@ -52,16 +52,13 @@ def wait_until_every_partition_is_owned(desk, timeout: float = 90.0) -> None:
     a worker that joined last with no partition (2, 2, 0 of 4), which is as good
     a non-owner for these tests as any.
     """
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def owned_once_each() -> list | None:
         owned = [w.partitions() for w in desk.workers]
-        if all(p is not None for p in owned) and sorted(p for ps in owned for p in ps) == list(
-            range(PARTITIONS)
-        ):
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"partitions not owned once each: {owned}")
-        time.sleep(0.1)  # polling the workers' own health reports
+        flat = sorted(p for ps in owned if ps for p in ps)
+        return owned if all(p is not None for p in owned) and flat == list(range(PARTITIONS)) else None
+
+    poll(owned_once_each, "every partition owned by exactly one worker", timeout)
 
 
 def post(desk, e) -> None:
@@ -81,16 +78,6 @@ def sla_log(worker, customer: str, fault_id: str) -> list[dict]:
     status, view = http("GET", f"{worker.url}/api/customers/{customer}/view")
     assert status == 200, view
     return view["open"]["fault"][fault_id].get("sla_log", [])
-
-
-def poll(predicate, what: str, timeout: float):
-    """Poll ``predicate`` (an HTTP read) until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)  # polling the worker's view, not waiting for time to pass
-    return result
 
 
 def escalations(log: list[dict], step: int) -> list[dict]:

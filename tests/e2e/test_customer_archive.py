@@ -10,7 +10,6 @@ unknown customer 404 (issue 11, point 3).
 
 from __future__ import annotations
 
-import time
 import urllib.parse
 from datetime import UTC, datetime, timedelta
 
@@ -18,7 +17,7 @@ import orjson
 import pytest
 
 from handlers.local.postgres_server import create_database, drop_database
-from tests.e2e.conftest import http, keydesk, new_desk
+from tests.e2e.conftest import http, keydesk, new_desk, poll
 from tests.e2e.test_acknowledge_any_worker import wait_until_every_partition_is_owned
 
 pytestmark = [pytest.mark.broker, pytest.mark.postgres]
@@ -80,14 +79,12 @@ def ids(page: dict) -> list[str]:
 
 def once_the_sink_has_it(worker, until, timeout: float = 60.0, **query) -> dict:
     """The archive page for ``query`` once ``until(page)`` holds (the sink writes behind the log)."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def shown() -> dict | None:
         page = listed(worker, **query)
-        if until(page):
-            return page
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the archive never showed it: {query} -> {page}")
-        time.sleep(0.1)  # polling the workers' own answer
+        return page if until(page) else None
+
+    return poll(shown, f"the archive's page for {query}", timeout)
 
 
 @pytest.fixture(scope="module")

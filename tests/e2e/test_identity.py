@@ -22,8 +22,9 @@ from handlers.identity.hop import HOP_HEADER, ROUTED_HEADER, hop_headers
 from handlers.identity.operations import OPERATIONS
 from streams.partitioning import murmur2_partition
 from streams.settings import Settings
-from tests.e2e.conftest import PARTITIONS, PASSWORD, TEST_TOKEN, add_user, http, new_desk
+from tests.e2e.conftest import PARTITIONS, PASSWORD, TEST_TOKEN, add_user, http, new_desk, poll
 from tests.e2e.conftest import keydesk as run_keydesk
+from tests.e2e.test_acknowledge_any_worker import wait_until_every_partition_is_owned
 
 pytestmark = pytest.mark.broker
 
@@ -46,28 +47,11 @@ def desk(kafka_bootstrap, tmp_path_factory):
     d = new_desk(kafka_bootstrap, tmp_path_factory.mktemp("identity"))
     for _ in range(3):
         d.start_worker()
-    deadline = time.monotonic() + 90
-    while True:
-        owned = [w.partitions() for w in d.workers]
-        flat = sorted(p for ps in owned if ps for p in ps)
-        if all(p is not None for p in owned) and flat == list(range(PARTITIONS)):
-            break
-        assert time.monotonic() < deadline, f"partitions not split: {owned}"
-        time.sleep(0.2)  # polling the workers' own health reports
     try:
+        wait_until_every_partition_is_owned(d)
         yield d
     finally:
         d.stop()
-
-
-def poll(check, what: str, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"{what} not within {timeout} s"
-        time.sleep(0.2)  # polling the API for a state, not waiting a fixed time
 
 
 def register(desk, customer_id: str, account_manager: str, region: str) -> None:

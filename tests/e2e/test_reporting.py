@@ -14,23 +14,19 @@ import pytest
 from handlers.kafka_topics import ensure_topics
 from streams.settings import Settings
 from tests.builders import event, fault
-from tests.e2e.conftest import http, new_desk
+from tests.e2e.conftest import http, new_desk, poll
 
 pytestmark = pytest.mark.broker
 
 
 def sink_status(worker, timeout: float = 60.0, until=lambda s: True) -> dict:
     """Poll the worker's own sink report until ``until`` holds."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def reported() -> dict | None:
         status, answer = http("GET", f"{worker.url}/api/sink")
-        if status == 200 and until(answer):
-            return answer
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"sink never got there: {status} {answer}\n{worker.log_path.read_text()[-3000:]}"
-            )
-        time.sleep(0.1)  # polling the worker's own report
+        return answer if status == 200 and until(answer) else None
+
+    return poll(reported, "the sink's report", timeout, detail=lambda: worker.log_path.read_text()[-3000:])
 
 
 def test_a_logged_fault_is_in_the_default_sqlite_database_with_its_clocks(desk):

@@ -19,7 +19,7 @@ import orjson
 import pytest
 
 from handlers.local.postgres_server import create_database, drop_database
-from tests.e2e.conftest import http, new_desk
+from tests.e2e.conftest import http, new_desk, poll
 from tests.e2e.test_acknowledge_any_worker import wait_until_every_partition_is_owned
 
 pytestmark = [pytest.mark.broker, pytest.mark.postgres]
@@ -54,18 +54,6 @@ def search(worker, q: str) -> list[str]:
     status, page = http("GET", f"{worker.url}/api/customers?{urllib.parse.urlencode({'q': q})}")
     assert status == 200, page
     return [c["customer_id"] for c in page["customers"]]
-
-
-def until(check, what: str, timeout: float = 120.0):
-    """``check()`` once it is truthy: the sink writes behind the log."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        time.sleep(0.1)  # polling the worker's own answer
 
 
 def changelog_sizes(desk, kcat: str, table: str) -> list[tuple[str, int]]:
@@ -117,7 +105,7 @@ def key_account(register_desk, kcat, tmp_path_factory):
     done = keydesk(desk, "customer", "service", "add", CUSTOMER, "--from", str(lines))
     assert done.returncode == 0, done.stderr
     assert f"published: {SERVICES} services of {CUSTOMER}" in done.stdout
-    until(lambda: search(worker, f"GZ-MPLS-{SERVICES:04d}") == [CUSTOMER], "the last circuit found")
+    poll(lambda: search(worker, f"GZ-MPLS-{SERVICES:04d}") == [CUSTOMER], "the last circuit found", 120)
     return desk, header_before, time.monotonic() - started
 
 
@@ -169,7 +157,7 @@ class TestAThousandServices:
         (worker,) = desk.workers
         done = keydesk(desk, "customer", "service", "remove", CUSTOMER, "SVC-1000")
         assert done.returncode == 0, done.stderr
-        until(lambda: search(worker, "GZ-MPLS-1000") == [], "the removed circuit gone from the search")
+        poll(lambda: search(worker, "GZ-MPLS-1000") == [], "the removed circuit gone from the search", 120)
         status, page = http("GET", f"{worker.url}/api/customers/{CUSTOMER}/services?after=SVC-0999")
         assert status == 200 and page["services"] == [] and page["count"] == SERVICES - 1
         assert search(worker, "GZ-MPLS-0999") == [CUSTOMER]

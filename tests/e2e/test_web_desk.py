@@ -51,22 +51,17 @@ def test_fausts_own_pages_are_not_served(worker, path):
 
 # -- screens 2-4 on a real worker and broker: the hotline's call, from search to acknowledgement
 
-from tests.e2e.conftest import http  # noqa: E402
+from tests.e2e.conftest import http, poll  # noqa: E402
 from tests.web.conftest import browser  # noqa: E402, F401  (the fixture)
 
 WEB_HOTLINE, WEB_PASSWORD = "web-hotline", "a long enough password"
 WEB_CUSTOMER, WEB_CIRCUIT = "C-E2E-WEB", "E2E-WEB-0001"
 
 
-def found_in_archive(worker, circuit: str, timeout: float = 30.0) -> bool:
+def found_in_archive(worker, circuit: str) -> bool:
     """Whether the archive's search (the reporting database, behind by the sink) finds the circuit."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status, page = http("GET", f"{worker.url}/api/customers?q={circuit}")
-        if status == 200 and len(page["customers"]) == 1:
-            return True
-        time.sleep(0.1)  # polling the sink's projection through the API
-    return False
+    status, page = http("GET", f"{worker.url}/api/customers?q={circuit}")
+    return status == 200 and len(page["customers"]) == 1
 
 
 def page_timings(worker) -> str:
@@ -100,7 +95,7 @@ async def test_a_hotline_user_finds_a_customer_by_circuit_logs_a_fault_and_ackno
         },
     )
     assert status == 200
-    assert await asyncio.to_thread(found_in_archive, worker, WEB_CIRCUIT)
+    await asyncio.to_thread(poll, lambda: found_in_archive(worker, WEB_CIRCUIT), "the circuit in the archive")
 
     page = await (await browser.new_context()).new_page()
     await page.goto(f"{worker.url}/console")

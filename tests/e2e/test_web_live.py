@@ -30,7 +30,7 @@ from handlers.identity.store import IdentityStore, prepare_database
 from schemas.reporting_tables import Customer
 from streams.partitioning import murmur2_partition
 from tests.builders import event, fault, ticket
-from tests.e2e.conftest import PARTITIONS, http, new_desk, short_rules_file
+from tests.e2e.conftest import PARTITIONS, http, new_desk, poll, short_rules_file
 from tests.web.conftest import browser  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.broker
@@ -77,15 +77,6 @@ def split(desk):
 def post(worker, e) -> None:
     status, answer = http("POST", f"{worker.url}/api/events", raw=e.to_bytes())
     assert status == 202, answer
-
-
-def poll(predicate, what: str, timeout: float):
-    deadline = time.monotonic() + timeout
-    while not (found := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.2)  # polling a worker's view or the database, not waiting for time to pass
-    return found
 
 
 def register(worker, engine, customer: str) -> None:

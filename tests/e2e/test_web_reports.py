@@ -3,7 +3,6 @@ and the customer archive is registered and edited from the admin pages through t
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
@@ -14,7 +13,7 @@ import pytest
 
 from handlers.identity.audit import Who
 from handlers.identity.store import IdentityStore, prepare_database
-from tests.e2e.conftest import http, keydesk
+from tests.e2e.conftest import apoll, http, keydesk, poll
 from tests.web import conftest as web_fixtures
 from tests.web.conftest import PHONE, scrolls_sideways, serious_accessibility_problems
 from tests.web.desk_screens import password_hash, signed_in
@@ -96,14 +95,14 @@ def publish_a_morning(worker, now: datetime) -> int:
     return opened
 
 
-def wait_for_items(desk, query: list[str], items: int, timeout: float = 60.0) -> dict:
+def wait_for_items(desk, query: list[str], items: int) -> dict:
     """The CLI's report once the sink has written the items (its lag is the only wait)."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def written() -> dict | None:
         report = keydesk_report(desk, *query)
-        if report["total"]["items"] >= items or time.monotonic() > deadline:
-            return report
-        time.sleep(0.2)  # polling the database the sink writes
+        return report if report["total"]["items"] >= items else None
+
+    return poll(written, f"{items} items in the CLI's report", 60, every=0.2)
 
 
 def cells(figures: dict) -> dict[str, str]:
@@ -190,12 +189,11 @@ async def test_an_admin_registers_and_edits_a_customer_from_the_archive_pages(br
     assert trail["records"][0]["before"]["name"] == "省档案馆"
 
     # listed and found by its circuit once the sink has written it
-    deadline = time.monotonic() + 30
-    while True:
+    async def listed() -> int:
         await page.goto(f"{worker.url}/admin/customers?q=FS-MPLS-7")
-        if await page.locator(f"tr[data-customer='{customer}']").count() or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)  # polling the reporting database the list reads
+        return await page.locator(f"tr[data-customer='{customer}']").count()
+
+    await apoll(listed, "the customer in the admin list by its circuit")
     assert "省档案馆（新馆）" in await page.locator(f"tr[data-customer='{customer}']").inner_text()
 
 
