@@ -163,7 +163,6 @@ async def reserve_password_attempt(
 #: in the page's language: ``handlers/web/account_page.py``)
 SAME_PASSWORD = "must differ from the current password"
 WRONG_PASSWORD = "the current password is wrong"
-CURRENT_PASSWORD_REQUIRED = "must be a non-empty string of at most 200 characters"
 
 
 async def change_own_password(
@@ -192,7 +191,7 @@ async def change_own_password(
         raise BadRequest(422, "new_password", problem)
     assert isinstance(new, str)
     if not isinstance(current, str) or not current or len(current) > 200:
-        raise BadRequest(422, "password", CURRENT_PASSWORD_REQUIRED)
+        raise BadRequest(422, "password", "must be a non-empty string of at most 200 characters")
     if new == current:
         raise BadRequest(422, "new_password", SAME_PASSWORD)
     store = db.store
