@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -81,15 +82,29 @@ class Client:
         self.ended: str | None = None
 
     async def run(self, http: aiohttp.ClientSession, base: str, secret: str) -> None:
+        """Open the stream as htmx's SSE extension does: a 503 (the worker's sign-in lane is full while
+        200 never-seen sessions arrive at once) is retried after its Retry-After, up to 10 times."""
+        for _ in range(10):
+            if not await self._stream(http, base, secret):
+                return
+        self.ended = self.ended or "gave up after 10 refusals"
+
+    async def _stream(self, http: aiohttp.ClientSession, base: str, secret: str) -> bool:
+        """One connection; ``True``: refused with 503, to be tried again."""
         try:
             async with http.get(
                 f"{base}/live?for=inbox",
                 headers={"Authorization": f"Bearer {secret}"},
                 timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
             ) as r:
+                if r.status == 503:
+                    self.ended = "status 503"
+                    await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
+                    return True
                 if r.status != 200:
                     self.ended = f"status {r.status}"
-                    return
+                    return False
+                self.ended = None
                 event, data = "", []
                 async for raw in r.content:
                     line = raw.decode().rstrip("\n")
@@ -104,6 +119,7 @@ class Client:
             self.ended = type(exc).__name__
         else:
             self.ended = self.ended or "closed by the worker"
+        return False
 
     def seen(self, event: str, data: str, now: float) -> None:
         if event == "sync":
@@ -193,7 +209,11 @@ async def run(args, base: str, bootstrap: str, topic: str, secrets: list[str]) -
     async with aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar()) as http:
         clients = [Client() for _ in secrets]
         tasks = [asyncio.create_task(c.run(http, base, s)) for c, s in zip(clients, secrets, strict=True)]
-        await asyncio.wait_for(asyncio.gather(*(c.synced.wait() for c in clients)), 60)
+        try:
+            await asyncio.wait_for(asyncio.gather(*(c.synced.wait() for c in clients)), 60)
+        except TimeoutError:
+            ended = Counter(c.ended or "still waiting" for c in clients if not c.synced.is_set())
+            raise SystemExit(f"live_fanout: streams not open within 60 s: {dict(ended)}") from None
         produced = await load(bootstrap, topic, args.rate, args.steps, args.seconds)
         await asyncio.sleep(5)  # the last faults' steps fall due ~1 s after they were folded
         for task in tasks:
