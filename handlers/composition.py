@@ -33,6 +33,7 @@ from handlers.identity.store import IdentityDb, IdentityStore, prepare_database
 from handlers.kafka_topics import ensure_topics_sync
 from handlers.reports.commands import register_report_routes
 from handlers.sink_runner import register_sink_service
+from handlers.web.account_page import register_account_page
 from handlers.web.admin_pages import register_admin_pages
 from handlers.web.customer_desk import WorkerCustomerDesk
 from handlers.web.customer_screens import register_customer_screens
@@ -101,6 +102,7 @@ def build_worker_streams(settings: Settings, rules_feed: RulesFeed | None = None
     register_identity_routes(streams.app, identity_db, hasher, cookie_secure=settings.cookie_secure)
     desk = Desk(identity_db, hasher, cookie_secure=settings.cookie_secure)
     register_pages(streams.app.web.web_app, desk)
+    register_account_page(streams.app.web.web_app, desk)
     # screens 2-4: the hotline console, the customer's one-stop page, the item page
     customer_desk = WorkerCustomerDesk(
         reads, streams.publisher, lambda: streams.rules, settings.zone, open_engine(settings.database_url)

@@ -125,6 +125,38 @@ for _kind, _steps in ACTIONS.items():
 COLLECTIONS = {kind: f"{kind}s" for kind in ITEM_KINDS}
 
 
+@dataclass(frozen=True, slots=True)
+class Creation:
+    """The first step of a kind's loop: the API's operation that opens one, the event, the new id.
+
+    ``POST /api/faults`` (tickets, orders) and the web desk's forms for a new
+    item (``handlers/web/item_forms.py``) both open an item through
+    ``handlers/api/commands.new_item_event`` with this.
+    """
+
+    kind: str
+    operation_id: str
+    event_type: str
+    #: the body's field for the item's id, and the prefix of an id made for it (F-9K3M7Q2XWD)
+    id_field: str
+    id_prefix: str
+
+    @property
+    def collection(self) -> str:
+        return COLLECTIONS[self.kind]
+
+
+#: kind -> how one is opened: log a fault, open a ticket, place an order
+CREATIONS: Mapping[str, Creation] = {
+    c.kind: c
+    for c in (
+        Creation("fault", "log_fault", "fault.reported", "fault_id", "F"),
+        Creation("ticket", "open_ticket", "ticket.opened", "ticket_id", "T"),
+        Creation("order", "place_order", "order.received", "order_id", "O"),
+    )
+}
+
+
 def find_action(kind: str, name: str) -> Action | None:
     """The step called ``name`` for a ``kind`` item, or ``None``."""
     return ACTIONS.get(kind, {}).get(name)

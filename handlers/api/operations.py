@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from handlers.api import answer_schemas as answers
-from handlers.api.actions import ACKNOWLEDGEMENT, ACTIONS, COLLECTIONS, Action
+from handlers.api.actions import ACKNOWLEDGEMENT, ACTIONS, COLLECTIONS, CREATIONS, Action, Creation
 from handlers.api.http_guard import BadRequest, check_instant_years
 from handlers.api.input_limits import (
     DEFAULT_ARCHIVE_PAGE,
@@ -835,15 +835,17 @@ def _read(*own: Answer) -> tuple[Answer, ...]:
 # -- the operations -------------------------------------------------------------------------
 
 
-def _command(operation_id: str, collection: str, event_type: str, id_field: str, what: str) -> Operation:
+def _command(creation: Creation) -> Operation:
     return Operation(
-        operation_id,
+        creation.operation_id,
         "POST",
-        f"/api/{collection}",
-        f"log a new {what} ({event_type})",
+        f"/api/{creation.collection}",
+        f"log a new {creation.kind} ({creation.event_type})",
         "commands",
-        body=command_body(event_type, id_field, what),
-        answers=_with_body(Answer(202, "on the log (the broker has it)", answers.command_accepted(id_field))),
+        body=command_body(creation.event_type, creation.id_field, creation.kind),
+        answers=_with_body(
+            Answer(202, "on the log (the broker has it)", answers.command_accepted(creation.id_field))
+        ),
         description="Taken by whichever worker receives it and published to the customer's home partition.",
     )
 
@@ -887,9 +889,7 @@ def _step(kind: str, name: str, action: Action) -> Operation:
 
 def _all_operations() -> tuple[Operation, ...]:
     ops = [
-        _command("log_fault", "faults", "fault.reported", "fault_id", "fault"),
-        _command("open_ticket", "tickets", "ticket.opened", "ticket_id", "ticket"),
-        _command("place_order", "orders", "order.received", "order_id", "order"),
+        *(_command(creation) for creation in CREATIONS.values()),
         Operation(
             "post_event",
             "POST",

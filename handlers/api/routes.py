@@ -33,8 +33,8 @@ import orjson
 from faust.web import Request, Response, View
 from yarl import URL
 
-from handlers.api.actions import fold_outcome
-from handlers.api.commands import acknowledgement, command_to_event
+from handlers.api.actions import CREATIONS, Creation, fold_outcome
+from handlers.api.commands import acknowledgement
 from handlers.api.customer_archive import ArchiveDesk, OwnerReads, register_customer_archive_routes
 from handlers.api.customer_services import register_customer_service_routes
 from handlers.api.dispatch_queue import register_dispatch_queue_route
@@ -52,6 +52,7 @@ from handlers.api.input_limits import (
     OWNER_CHECK_TIMEOUT_SECONDS,
     ROUTED_READ_TIMEOUT_SECONDS,
 )
+from handlers.api.item_creation import new_item_event
 from handlers.api.item_steps import register_item_step_routes
 from handlers.api.openapi_document import document_bytes
 from handlers.api.operations import operation
@@ -133,20 +134,14 @@ def register_routes(
     routing = views.customers
     waits = Slots(MAX_CONCURRENT_WAITS, "read-your-writes waits")
 
-    def command_view(operation_id: str, event_type: str, id_field: str, id_prefix: str) -> type[View]:
-        declared = operation(operation_id)
-
+    def command_view(creation: Creation) -> type[View]:
         class CommandView(View):
             async def post(self, request: Request) -> Response:
-                body = declared.check_body(await read_json_object(request))
-                actor, source = await author(request, event_type, body["customer_id"])
-                event = command_to_event(
-                    body, event_type, id_field, id_prefix, clock(), actor=actor, source=source
-                )
+                event = await new_item_event(request, creation, await read_json_object(request), clock())
                 await publisher.publish(event)
                 return self.json(
                     {
-                        id_field: event.entity_id,
+                        creation.id_field: event.entity_id,
                         "event_id": event.event_id,
                         "customer_id": event.customer_id,
                         "view": f"/api/customers/{event.customer_id}/view",
@@ -156,9 +151,8 @@ def register_routes(
 
         return CommandView
 
-    app.page("/api/faults")(command_view("log_fault", "fault.reported", "fault_id", "F"))
-    app.page("/api/tickets")(command_view("open_ticket", "ticket.opened", "ticket_id", "T"))
-    app.page("/api/orders")(command_view("place_order", "order.received", "order_id", "O"))
+    for creation in CREATIONS.values():
+        app.page(f"/api/{creation.collection}")(command_view(creation))
 
     @app.page("/api/events")
     class RawEventView(View):

@@ -85,11 +85,19 @@ OPERATIONS: tuple[Operation, ...] = (
     _op("POST", "/login", OPEN),
     _op("GET", "/", SELF, page=True),
     _op("POST", "/logout", SELF, page=True),
+    # the signed-in user's own password (handlers/web/account_page.py): the API's /api/me/password
+    _op("GET", "/account/password", SELF, page=True),
+    _op("POST", "/account/password", SELF, page=True),
     # screens 2-4 (handlers/web/customer_screens.py): the hotline console, the customer and item pages
     _op("GET", "/console", ARCHIVE_READ, page=True),
     _op("GET", "/customers/{customer_id}", CUSTOMER_READ, customer="path", page=True),
+    # the forms for a new item (handlers/web/new_item_pages.py): the API's POST /api/faults etc.
     _op("GET", "/customers/{customer_id}/faults/new", ITEM_WRITE, customer="path", page=True),
     _op("POST", "/customers/{customer_id}/faults", ITEM_WRITE, customer="path", page=True),
+    _op("GET", "/customers/{customer_id}/tickets/new", ITEM_WRITE, customer="path", page=True),
+    _op("POST", "/customers/{customer_id}/tickets", ITEM_WRITE, customer="path", page=True),
+    _op("GET", "/customers/{customer_id}/orders/new", ITEM_WRITE, customer="path", page=True),
+    _op("POST", "/customers/{customer_id}/orders", ITEM_WRITE, customer="path", page=True),
     _op("GET", "/customers/{customer_id}/items/{kind}/{item_id}", CUSTOMER_READ, customer="path", page=True),
     _op(
         "POST",

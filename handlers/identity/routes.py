@@ -32,7 +32,7 @@ from handlers.identity import audit
 from handlers.identity.audit import Who
 from handlers.identity.guard import CSRF_HEADER, SESSION_COOKIE, client_address, identity_of, who
 from handlers.identity.passwords import PasswordHasher, new_password, password_problem
-from handlers.identity.roles import ROLES, unknown_roles
+from handlers.identity.roles import ROLES, Identity, unknown_roles
 from handlers.identity.store import SESSION_LIFETIME, IdentityDb, IdentityError, token_public
 from schemas.envelope import InvalidEvent, parse_instant
 from schemas.event_catalogue import EVENT_TYPES, SOURCES
@@ -159,6 +159,52 @@ async def reserve_password_attempt(
     return attempt
 
 
+#: why a change of one's own password is refused, as the API says it (the desk's page words each
+#: in the page's language: ``handlers/web/account_page.py``)
+SAME_PASSWORD = "must differ from the current password"
+WRONG_PASSWORD = "the current password is wrong"
+
+
+async def change_own_password(
+    db: IdentityDb,
+    hasher: PasswordHasher,
+    caller: Identity,
+    current: object,
+    new: object,
+    by: Who,
+    clock: Callable[[], datetime],
+) -> None:
+    """Change the caller's own password, or refuse as a ``BadRequest`` naming ``password``/``new_password``.
+
+    The one change of ``POST /api/me/password`` and the desk's page
+    (``GET/POST /account/password``): the new password's bounds
+    (``passwords.password_problem``), the check of the current one counted
+    against the sign-in rate limit (a stolen session must not be a way to
+    guess the password without limit; 429 past it), a failed check audited,
+    and the change audited by ``store.change_user``, which ends the user's
+    other sessions (``by.credential`` goes on) and the one-time password.
+    """
+    if caller.kind != "user":
+        raise BadRequest(422, "Authorization", "an integration token has no password")
+    problem = password_problem(new)
+    if problem:
+        raise BadRequest(422, "new_password", problem)
+    assert isinstance(new, str)
+    if not isinstance(current, str) or not current or len(current) > 200:
+        raise BadRequest(422, "password", "must be a non-empty string of at most 200 characters")
+    if new == current:
+        raise BadRequest(422, "new_password", SAME_PASSWORD)
+    store = db.store
+    attempt = await reserve_password_attempt(db, caller.name, by.address, clock, actor=caller.name)
+    user = await db.run(store.user, caller.name)
+    if user is None or not await hasher.verify(user.password_hash, current):
+        await db.run(audit.record_now, store.engine, "login_failed", by, target=caller.name)
+        raise BadRequest(403, "password", WRONG_PASSWORD)
+    await db.run(audit.settle_attempt, store.engine, attempt, by, "password_checked")
+    changes = {"password_hash": await hasher.hash(new), "must_change_password": False}
+    await _run(db, store.change_user, caller.name, changes, by)
+
+
 def set_session_cookie(response: Any, secret: str, secure: bool) -> None:
     """The session cookie: HttpOnly (no script reads it), SameSite=Strict (no other site sends it)."""
     response.set_cookie(
@@ -256,27 +302,11 @@ def register_identity_routes(
         async def post(self, request: Request) -> Response:
             caller = identity_of(request)
             assert caller is not None
-            if caller.kind != "user":
-                raise BadRequest(422, "Authorization", "an integration token has no password")
             body = await read_json_object(request)
             _unknown(body, {"password", "new_password"})
-            new = _new_password(body, "new_password")
-            current = body.get("password")
-            if not isinstance(current, str) or not current or len(current) > 200:
-                raise BadRequest(422, "password", "must be a non-empty string of at most 200 characters")
-            if new == current:
-                raise BadRequest(422, "new_password", "must differ from the current password")
-            # a stolen session must not be a way to guess the password without limit
-            attempt = await reserve_password_attempt(
-                db, caller.name, client_address(request), clock, actor=caller.name
+            await change_own_password(
+                db, hasher, caller, body.get("password"), body.get("new_password"), who(request), clock
             )
-            user = await db.run(store.user, caller.name)
-            if user is None or not await hasher.verify(user.password_hash, current):
-                await db.run(audit.record_now, store.engine, "login_failed", who(request), target=caller.name)
-                raise BadRequest(403, "password", "the current password is wrong")
-            await db.run(audit.settle_attempt, store.engine, attempt, who(request), "password_checked")
-            changes = {"password_hash": await hasher.hash(new), "must_change_password": False}
-            await run(store.change_user, caller.name, changes, who(request))
             return self.json({"username": caller.name, "password_changed": True})
 
     @app.page("/api/users")

@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 import structlog
 from aiohttp import web
 
-from handlers.api.actions import ACKNOWLEDGEMENT, ACTIONS
+from handlers.api.actions import ACKNOWLEDGEMENT, ACTIONS, COLLECTIONS
 from handlers.api.commands import action_to_event
 from handlers.api.http_guard import BadRequest
 from handlers.api.input_limits import MAX_NOTE_LENGTH
@@ -40,6 +40,7 @@ from handlers.web.next_steps import (
     local_time,
     next_steps,
     open_escalations,
+    read_inputs,
     revisit_recorded,
 )
 from handlers.web.page_context import Rights, base_context, rights_on, wants_fragment
@@ -162,6 +163,7 @@ def register_customer_page(
             "open_cards": open_cards,
             "closed_cards": closed_cards,
             "rights": rights,
+            "collections": COLLECTIONS,
             "month": await desk.month(customer_id, now),
             "notice": step_notice(view, request.query.get("step")),
             "problem": form_field_name(request.query.get("problem", "")),
@@ -214,18 +216,8 @@ def register_customer_page(
         if step is None or step.event_type == ACKNOWLEDGEMENT:
             raise BadRequest(422, "action", f"not a step of a {kind}")
         form = await request.post()
-        body: dict[str, Any] = {"customer_id": customer_id}
         try:
-            for f in form_fields(kind, action):
-                value = str(form.get(f.name, "")).strip()
-                if not value:
-                    continue
-                if f.kind == "number":
-                    if not (value.isascii() and value.isdigit() and len(value) <= 4):
-                        raise BadRequest(422, f.name, "must be a whole number")
-                    body[f.name] = int(value)
-                else:
-                    body[f.name] = value
+            body = {"customer_id": customer_id, **read_inputs(form_fields(kind, action), form)}
             body = STEPS[(kind, action)].check_body(body)
             actor, source = await author(request, step.event_type, customer_id)
             event = action_to_event(step, item_id, body, clock(), actor=actor, source=source)

@@ -15,21 +15,26 @@ recorded for each step: who was told, on which channel, with what outcome.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
 
 from handlers.api.actions import ACKNOWLEDGEMENT, ACTIONS
+from handlers.api.http_guard import BadRequest
 from schemas.event_catalogue import Field
 from streams import lifecycles
 
-#: what a form asks for a field: a choice of values, a whole number in a range, or a text
-FORM_FIELD_KINDS = ("choice", "number", "text")
+#: what a form asks for a field: a choice of values, a whole number in a range, a line of text, or a
+#: longer text (a ticket's details)
+FORM_FIELD_KINDS = ("choice", "number", "text", "long_text")
+#: a text field allowed more than this is asked in a box of several lines
+LINE_LENGTH = 2000
 
 
 @dataclass(frozen=True, slots=True)
 class FormField:
-    """One input of a step's form."""
+    """One input of a form (a step's, or a new item's)."""
 
     name: str
     kind: str  # one of FORM_FIELD_KINDS
@@ -52,20 +57,50 @@ class Step:
 _ASKED_WHEN_OPTIONAL = frozenset({"closed_unresolved", "comment", "status"})
 
 
-def form_fields(kind: str, action: str) -> tuple[FormField, ...]:
-    """The inputs of a step's form: the catalogue's required fields, and a few optional ones worth asking."""
-    fields: dict[str, Field] = ACTIONS[kind][action].fields()
+def form_inputs(fields: Mapping[str, Field], asked: Iterable[str] = ()) -> tuple[FormField, ...]:
+    """The inputs of a form over the catalogue's ``fields``: each required one, and the optional ones
+    named in ``asked``, in the catalogue's order, each as the kind of input its declaration calls for."""
+    wanted = frozenset(asked)
     shown = []
     for name, f in fields.items():
-        if not (f.required or name in _ASKED_WHEN_OPTIONAL):
+        if not (f.required or name in wanted):
             continue
         if f.enum:
             shown.append(FormField(name, "choice", f.required, choices=tuple(f.enum)))
         elif f.type == "integer":
             shown.append(FormField(name, "number", f.required, minimum=f.minimum, maximum=f.maximum))
         else:
-            shown.append(FormField(name, "text", f.required, max_length=f.max_length))
+            long = f.max_length is not None and f.max_length > LINE_LENGTH
+            shown.append(
+                FormField(name, "long_text" if long else "text", f.required, max_length=f.max_length)
+            )
     return tuple(shown)
+
+
+def form_fields(kind: str, action: str) -> tuple[FormField, ...]:
+    """The inputs of a step's form: the catalogue's required fields, and a few optional ones worth asking."""
+    return form_inputs(ACTIONS[kind][action].fields(), _ASKED_WHEN_OPTIONAL)
+
+
+def read_inputs(inputs: Iterable[FormField], form: Mapping[str, Any]) -> dict[str, Any]:
+    """A posted form's values of ``inputs``, trimmed, left out when empty, whole numbers as ``int``.
+
+    Not the check of the values: that is the API's declared body's, which the
+    caller runs next.  Only what a form cannot send as it is: a number, refused
+    (422 naming it) unless it is one.
+    """
+    body: dict[str, Any] = {}
+    for f in inputs:
+        value = str(form.get(f.name, "")).strip()
+        if not value:
+            continue
+        if f.kind == "number":
+            if not (value.isascii() and value.isdigit() and len(value) <= 4):
+                raise BadRequest(422, f.name, "must be a whole number")
+            body[f.name] = int(value)
+        else:
+            body[f.name] = value
+    return body
 
 
 def next_steps(kind: str, state: str | None, *, may_work: bool) -> list[Step]:

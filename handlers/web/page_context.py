@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
+from handlers.api.actions import CREATIONS
 from handlers.identity.guard import identity_of
 from handlers.identity.roles import (
     ARCHIVE_READ,
@@ -23,6 +24,7 @@ from handlers.identity.roles import (
     Identity,
     may,
     may_for_customer,
+    permission_to_publish,
 )
 from handlers.identity.store import IdentityDb
 from handlers.web.pages import CSRF_COOKIE
@@ -48,8 +50,10 @@ def base_context(request: web.Request) -> dict[str, Any]:
 class Rights:
     """What the signed-in user may do on one customer (each a permission of ``roles.py``)."""
 
-    work: bool  # take the steps of its items, log faults (item.write)
+    work: bool  # take the steps of its items (item.write)
     acknowledge: bool  # acknowledge its escalations (escalation.ack)
+    #: the kinds of item they may open for it (a form each): the permission publishing its event needs
+    opens: tuple[str, ...] = ()
 
 
 async def rights_on(request: web.Request, db: IdentityDb, customer_id: str) -> Rights:
@@ -63,6 +67,11 @@ async def rights_on(request: web.Request, db: IdentityDb, customer_id: str) -> R
     return Rights(
         work=bool(may_for_customer(caller, ITEM_WRITE, facts)),
         acknowledge=bool(may_for_customer(caller, ESCALATION_ACK, facts)),
+        opens=tuple(
+            kind
+            for kind, creation in CREATIONS.items()
+            if may_for_customer(caller, permission_to_publish(creation.event_type), facts)
+        ),
     )
 
 

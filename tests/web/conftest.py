@@ -22,6 +22,7 @@ from handlers.identity.guard import IdentityGuard
 from handlers.identity.passwords import PasswordHasher, hash_password
 from handlers.identity.store import IdentityDb, IdentityStore, prepare_database
 from handlers.local.ports import LOOPBACK, free_port
+from handlers.web.account_page import register_account_page
 from handlers.web.pages import Desk, register_pages
 from tests.conftest import service_missing
 
@@ -64,7 +65,9 @@ async def pages(tmp_path):
     db = IdentityDb(store)
     guard = IdentityGuard(db, b"k" * 32)
     app = web.Application(middlewares=[guard_middleware(), guard.middleware()])
-    register_pages(app, Desk(db, PasswordHasher()))
+    desk_pages = Desk(db, PasswordHasher())
+    register_pages(app, desk_pages)
+    register_account_page(app, desk_pages)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()

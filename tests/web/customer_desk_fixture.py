@@ -34,6 +34,7 @@ from handlers.identity.store import IdentityDb, IdentityStore, prepare_database
 from handlers.local.ports import LOOPBACK, free_port
 from handlers.reports.model import Figures
 from handlers.reports.queries import compliance_report
+from handlers.web.account_page import register_account_page
 from handlers.web.customer_desk import month_bounds
 from handlers.web.customer_screens import register_customer_screens
 from handlers.web.pages import Desk, register_pages
@@ -237,7 +238,9 @@ async def screens(tmp_path):
     desk = FoldingDesk(engine)
     seed(desk, datetime.now(UTC))
     app = web.Application(middlewares=[guard_middleware(), IdentityGuard(db, SECRET).middleware()])
-    register_pages(app, Desk(db, PasswordHasher()))
+    desk_pages = Desk(db, PasswordHasher())
+    register_pages(app, desk_pages)
+    register_account_page(app, desk_pages)
     register_customer_screens(app, desk, db)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

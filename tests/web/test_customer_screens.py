@@ -23,6 +23,15 @@ def card(page, kind: str, item_id: str):
     return page.locator(f"article#{kind}-{item_id}")
 
 
+async def tab_to(page, text: str) -> None:
+    """Press Tab until the element reading ``text`` has the focus (the keyboard alone gets there)."""
+    for _ in range(40):
+        await page.keyboard.press("Tab")
+        if await page.evaluate("document.activeElement.textContent") == text:
+            return
+    pytest.fail(f"the tab order never reached {text!r}")
+
+
 async def csrf_of(page) -> str:
     return await page.locator("input[name=csrf_token]").first.get_attribute("value")
 
@@ -67,12 +76,7 @@ class TestHotlineConsole:
         await page.keyboard.type("GZ-MPLS-0001")
         await page.keyboard.press("Enter")
         await page.wait_for_url(f"{base}{GOV}?circuit=GZ-MPLS-0001")
-        for _ in range(40):  # Tab until the link to log a fault has the focus
-            await page.keyboard.press("Tab")
-            if await page.evaluate("document.activeElement.textContent") == "故障申告":
-                break
-        else:
-            pytest.fail("the tab order never reached the link to log a fault")
+        await tab_to(page, "故障申告")
         await page.keyboard.press("Enter")
         await page.wait_for_url(f"{base}{GOV}/faults/new?circuit=GZ-MPLS-0001")
         await page.keyboard.type("省政府专网中断")  # the summary has the focus
@@ -97,6 +101,133 @@ class TestHotlineConsole:
         assert answer.status == 422
         assert "请检查此项：故障现象" in await answer.text()
         assert list(desk.views["C-GOV-001"]["open"]["fault"]) == ["F-OLD"]
+
+
+class TestOpeningATicketAndPlacingAnOrder:
+    """The forms beside the fault's: the API's POST /api/tickets and /api/orders, by the same function."""
+
+    async def test_a_ticket_is_opened_from_the_keyboard_alone_and_shown_with_its_clocks(
+        self, browser, screens
+    ):
+        base, desk = screens
+        page = await signed_in(browser, base, "hotline-zhang")
+        await page.goto(f"{base}{GOV}")
+        await tab_to(page, "新建工单")
+        await page.keyboard.press("Enter")
+        await page.wait_for_url(f"{base}{GOV}/tickets/new")
+        await page.keyboard.type("营业厅网速慢投诉")  # the subject has the focus
+        await page.keyboard.press("Shift+Tab")  # back to the priority
+        await page.keyboard.press("ArrowDown")  # P1 -> P2
+        assert await page.get_by_label("优先级").input_value() == "P2"
+        await page.keyboard.press("Tab")
+        await page.keyboard.press("Enter")
+        await page.wait_for_url(f"{base}{GOV}?step=*")
+        (ticket_id,) = desk.views["C-GOV-001"]["open"]["ticket"]
+        opened = desk.views["C-GOV-001"]["open"]["ticket"][ticket_id]
+        assert (opened["attributes"]["kind"], opened["attributes"]["priority"]) == ("complaint", "P2")
+        assert opened["history"][0]["actor"] == "hotline-zhang"
+        shown = card(page, "ticket", ticket_id)
+        assert "营业厅网速慢投诉" in await shown.inner_text()
+        assert "已完成：工单创建" in await shown.inner_text()
+        assert await shown.get_by_role("progressbar").count() >= 1
+
+    async def test_an_order_is_placed_without_javascript_for_a_site_of_the_customers_services(
+        self, browser, screens
+    ):
+        base, desk = screens
+        page = await signed_in(browser, base, "hotline-zhang", language="en", java_script_enabled=False)
+        await page.goto(f"{base}{GOV}")
+        await page.get_by_role("link", name="Place an order").click()
+        await page.wait_for_url(f"{base}{GOV}/orders/new")
+        await page.get_by_label("Product").fill("leased_line")
+        await page.get_by_label("Urgency").select_option("urgent")
+        await page.get_by_label("Bandwidth (optional)").fill("100M")
+        await page.get_by_label("越秀区东风中路").check()
+        await page.get_by_label("Another site's address").fill("天河区体育西路 1 号")
+        await page.get_by_role("button", name="Place the order").click()
+        await page.wait_for_url(f"{base}{GOV}?step=*")
+        (order_id,) = desk.views["C-GOV-001"]["open"]["order"]
+        placed = desk.views["C-GOV-001"]["open"]["order"][order_id]["attributes"]
+        assert (placed["product"], placed["urgency"], placed["bandwidth"]) == (
+            "leased_line",
+            "urgent",
+            "100M",
+        )
+        assert placed["sites"] == [{"address": "越秀区东风中路"}, {"address": "天河区体育西路 1 号"}]
+        shown = card(page, "order", order_id)
+        assert "leased_line" in await shown.inner_text()
+        assert "Done: Order received" in await shown.inner_text()
+
+    async def test_with_htmx_a_blank_subject_is_told_next_to_it_in_place(self, browser, screens):
+        """Spaces pass the browser's ``required``; the API's body refuses the subject, named next to it."""
+        base, desk = screens
+        page = await signed_in(browser, base, "hotline-zhang", viewport=PHONE)
+        await page.goto(f"{base}{GOV}/tickets/new")
+        await page.evaluate("window.notReloaded = true")
+        await page.get_by_label("主题").fill("   ")
+        await page.get_by_label("详细说明").fill("客户来电")
+        await page.get_by_role("button", name="提交工单").click()
+        told = page.locator("#ticket-subject-problem")
+        await told.wait_for()
+        assert await told.inner_text() == "请检查此项：主题"
+        assert await page.evaluate("window.notReloaded === true")
+        subject = page.get_by_label("主题")
+        assert await subject.get_attribute("aria-invalid") == "true"
+        assert await subject.get_attribute("aria-describedby") == "ticket-subject-problem"
+        assert await page.get_by_label("详细说明").input_value() == "客户来电"  # kept
+        assert desk.views["C-GOV-001"]["open"].get("ticket", {}) == {}
+        assert await serious_accessibility_problems(page) == []
+        assert not await scrolls_sideways(page)
+
+    async def test_without_javascript_a_refused_field_is_a_422_page_naming_it_next_to_it(
+        self, browser, screens
+    ):
+        base, desk = screens
+        page = await signed_in(browser, base, "hotline-zhang", language="en")
+        await page.goto(f"{base}{GOV}/orders/new")
+        answer = await page.request.post(
+            f"{base}{GOV}/orders", form={"csrf_token": await csrf_of(page), "product": "leased_line"}
+        )
+        assert answer.status == 422
+        text = await answer.text()
+        assert (
+            '<p class="field-problem" id="order-urgency-problem" role="alert">Check this field: Urgency</p>'
+            in text
+        )
+        assert desk.views["C-GOV-001"]["open"].get("order", {}) == {}
+
+    @pytest.mark.parametrize("collection", ["tickets", "orders"])
+    async def test_a_role_not_allowed_sees_no_form_and_a_forged_post_is_refused(
+        self, browser, screens, collection
+    ):
+        """Another's account manager: a 403 page and no form, a forged post refused; their own: the links."""
+        base, desk = screens
+        page = await signed_in(browser, base, "am-zhao")
+        own = await page.goto(f"{base}/customers/C-BANK-001")
+        assert own.status == 200
+        assert await page.get_by_role("link", name="新建工单").count() == 1
+        csrf = await csrf_of(page)  # their session's own token: the forgery is only of the customer
+        answer = await page.goto(f"{base}{GOV}/{collection}/new")
+        assert answer.status == 403
+        assert await page.locator("main form, main button").count() == 0
+        forged = await page.request.post(
+            f"{base}{GOV}/{collection}",
+            form={
+                "csrf_token": csrf,
+                "kind": "complaint",
+                "priority": "P1",
+                "subject": "伪造",
+                "product": "leased_line",
+                "urgency": "normal",
+            },
+        )
+        assert forged.status == 403
+        assert not desk.views["C-GOV-001"]["open"].get("ticket") and not desk.views["C-GOV-001"]["open"].get(
+            "order"
+        )
+        reader = await signed_in(browser, base, "reports-wu")
+        assert (await reader.goto(f"{base}{GOV}/{collection}/new")).status == 403
+        assert await reader.locator("main form").count() == 0
 
 
 class TestCustomerPage:
@@ -301,6 +432,9 @@ SCREENS = [
     ("hotline-zhang", "/console"),
     ("hotline-zhang", "/console?q=C-"),
     ("hotline-zhang", f"{GOV}/faults/new"),
+    ("hotline-zhang", f"{GOV}/tickets/new"),
+    ("hotline-zhang", f"{GOV}/orders/new"),
+    ("manager-chen", f"{GOV}/orders/new"),
     ("manager-chen", GOV),
     ("manager-chen", f"{GOV}/items/fault/F-OLD"),
     ("manager-chen", f"{GOV}/items/fault/F-DONE"),

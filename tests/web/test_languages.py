@@ -2,7 +2,9 @@
 
 import pytest
 
-from handlers.web.languages import choose, translations, untranslated
+from collections import Counter
+
+from handlers.web.languages import CATALOGUE, choose, translations, untranslated
 from handlers.web.vendored import differences
 
 
@@ -22,6 +24,15 @@ def test_a_page_speaks_what_was_asked_then_what_was_chosen_before_then_chinese(a
 
 def test_every_string_of_every_template_has_its_chinese():
     assert untranslated() == []
+
+
+def test_no_message_is_in_the_catalogue_twice():
+    """A second entry for a message silently gives every use of it the other's words ("Target":
+    a clock's 目标时限 and the audit's 对象 once shared one id, and the audit's won everywhere)."""
+    ids = Counter(
+        line for line in CATALOGUE.read_text(encoding="utf-8").splitlines() if line.startswith("msgid ")
+    )
+    assert [line for line, n in ids.items() if n > 1 and line != 'msgid ""'] == []
 
 
 def test_english_pages_are_the_message_ids_and_chinese_pages_their_translations():

@@ -53,6 +53,8 @@ SELF_OPS = {
     ("GET", "/api/openapi.json"),
     ("GET", "/"),  # the web desk's first page, and signing out of it
     ("POST", "/logout"),
+    ("GET", "/account/password"),  # changing one's own password on the desk
+    ("POST", "/account/password"),
 }
 WRITES = {
     ("POST", "/api/faults"),
@@ -81,8 +83,11 @@ PAGE_ITEM = "/customers/{customer_id}/items/{kind}/{item_id}"
 CUSTOMER_PAGES = {
     ("GET", "/customers/{customer_id}"),
     ("GET", PAGE_ITEM),
-    ("GET", "/customers/{customer_id}/faults/new"),
-    ("POST", "/customers/{customer_id}/faults"),
+    *(
+        ("GET", f"/customers/{{customer_id}}/{collection}/new")
+        for collection in ("faults", "tickets", "orders")
+    ),
+    *(("POST", f"/customers/{{customer_id}}/{collection}") for collection in ("faults", "tickets", "orders")),
     ("POST", f"{PAGE_ITEM}/steps/{{action}}"),
 }
 ACK_PAGE = ("POST", f"{PAGE_ITEM}/acknowledge")
