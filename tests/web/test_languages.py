@@ -1,8 +1,8 @@
 """Which language a page speaks, and that every string has its Chinese."""
 
-import pytest
-
 from collections import Counter
+
+import pytest
 
 from handlers.web.languages import CATALOGUE, choose, translations, untranslated
 from handlers.web.vendored import differences
