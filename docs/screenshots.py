@@ -62,6 +62,7 @@ SCREENS = (
     # a part of a name: two customers found (one would go straight to its page)
     Screen("console", "/console?" + urlencode({"q": "省"}), "demo-hotline", "ul.results li"),
     Screen("fault-form", f"/customers/{CUSTOMER}/faults/new?circuit=GZ-MPLS-0001", "demo-hotline", "form"),
+    Screen("order-form", f"/customers/{CUSTOMER}/orders/new", "demo-hotline", "form"),
     Screen("customer", f"/customers/{CUSTOMER}", "demo-hotline", '[id="fault-{fault}"] .clocks'),
     Screen("item", ITEM, "demo-am", 'section[aria-labelledby="ladder-title"] ol.timeline li'),
     Screen("queue", "/queue", "demo-hotline", 'tr[data-item="fault/{fault}"]'),
@@ -72,6 +73,7 @@ SCREENS = (
     Screen("admin-users", "/admin/users", "demo-admin"),
     Screen("admin-tokens", "/admin/tokens", "demo-admin"),
     Screen("admin-customers", "/admin/customers", "demo-admin"),
+    Screen("admin-rules", "/admin/rules", "demo-admin", "ol.lines li"),
     Screen("admin-audit", "/admin/audit", "demo-admin"),
 )
 
