@@ -1,0 +1,342 @@
+"""A whole recorded log through Kafka against `keydesk replay` of the same file (issue 13).
+
+The log is ``tests/generated_log.generate_log`` over a month (the generator of
+``large_log``, with more customers: by default about 155,000 events), generated
+once by this checkout (``--seed``), or read from ``--log``.  In one run:
+
+1. in process: ``python -m handlers.cli replay FILE --out STEPS`` in a
+   subprocess (``bench/replay_speed.replay_once``: wall clock from the start of
+   the interpreter to its exit);
+2. through Kafka: a fresh local broker (``handlers/local/kafka_broker.LocalKafka``,
+   or ``KEYDESK_KAFKA``) and topic prefix, a replay-clock worker
+   (``KEYDESK_CLOCK=replay``, started the way the end-to-end tests start one,
+   ``tests/e2e/conftest.Desk``) whose SQL sink writes a fresh SQLite file or,
+   with ``--database postgresql`` (a throwaway server,
+   ``handlers/local/postgres_server.py``) or ``--database postgresql://...``, a
+   fresh PostgreSQL database.  With ``--sink process`` the worker runs without
+   its sink (``KEYDESK_SINK=off``) and ``keydesk sink`` runs beside it, in a
+   process of its own, in the same consumer group.
+
+The Kafka time runs from the start of ``keydesk publish FILE`` (the worker
+already up and owning every partition) to *done*, which is both of:
+
+* **the worker idle with its own steps folded**: its ``/api/health`` counters
+  (``processed``) show every record it was given handled, and nothing more to
+  come: ``applied + rejected + duplicate + archived + dead_lettered`` (each
+  record folded or parked once) equals the events ``keydesk publish`` sent plus
+  ``forwarded`` plus ``sla_steps_published`` (its own step events come back on
+  the SLA topic and are folded like the rest), with ``keydesk publish`` exited.
+  A replay-clock worker publishes steps only while folding events of the events
+  topic, never while folding its steps, so once this holds nothing else comes.
+  Polled every :data:`POLL` seconds; a retried or refetched batch (counted twice)
+  would make the sum overshoot, and the bench stops with that said;
+* **zero sink lag**: the sink's positions as its database records them
+  (``sink_positions``, written in the transaction of each batch) reach the end
+  offsets of every partition of both topics, read once the worker is idle (so
+  they hold every step; the SLA topic's ends must add up to the steps
+  published).  Polled every 0.5 s (``tests/e2e/test_generated_log.wait_for_sink``).
+
+Then the checks: the step events on the SLA topic are exactly those the
+in-process replay wrote (``step_disagreement``, the step-equality property of
+issue 10: ids, instants, causes, detection instants), and ``event_log`` holds
+one row per distinct event id of the log and of the steps.
+
+    .venv/bin/python bench/log_through_kafka.py                          # SQLite
+    .venv/bin/python bench/log_through_kafka.py --database postgresql    # throwaway PostgreSQL
+
+Prints what it does, then one JSON line of figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import orjson
+from sqlalchemy import func, select
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.replay_speed import replay_once  # noqa: E402
+from bench.throughput import bench_events_topic  # noqa: E402
+from handlers.local.postgres_server import LocalPostgres, create_database, drop_database  # noqa: E402
+from schemas.envelope import decode_event  # noqa: E402
+from schemas.reporting_db import open_engine  # noqa: E402
+from schemas.reporting_tables import EventRecord  # noqa: E402
+from tests.e2e.conftest import PARTITIONS, Desk, Worker, http  # noqa: E402
+from tests.e2e.test_generated_log import end_offsets, read_topic, step_disagreement, wait_for_sink  # noqa: E402
+from tests.generated_log import LARGE_CUSTOMERS, generate_log  # noqa: E402
+from tests.month_of_events import write_events  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+START = datetime(2026, 11, 1, tzinfo=ZoneInfo("Asia/Shanghai"))
+DAYS = 30  # November: the month of large_log
+MIN_EVENTS = 150_000
+#: Customers of the default log: large_log's 2,000 give ~107,000 events; this many ~155,000.
+CUSTOMERS = LARGE_CUSTOMERS * 29 // 20
+TARGETS = {"sqlite": 2.0, "postgresql": 3.0}  # issue 13: Kafka time / in-process replay time
+POLL = 0.2  # seconds between two looks at the worker's counters
+FOLDED = ("applied", "rejected", "duplicate", "archived")  # streams/customer_view.Outcome.status
+TIMEOUT = 3600.0
+
+
+class BenchFailure(RuntimeError):
+    """The run cannot give a figure (a process died, counters that do not add up)."""
+
+
+def generated(workdir: Path, customers: int, seed: int) -> Path:
+    started = time.perf_counter()
+    log = write_events(
+        generate_log(customers=customers, start=START, days=DAYS, seed=seed), workdir / "log.jsonl"
+    )
+    print(f"generated {log} ({customers:,} customers) in {time.perf_counter() - started:.1f} s", flush=True)
+    return log
+
+
+def event_ids(path: Path) -> set[str]:
+    """The distinct event ids of a JSON-lines file of valid events."""
+    with path.open("rb") as lines:
+        return {orjson.loads(line)["event_id"] for line in lines if line.strip()}
+
+
+@contextlib.contextmanager
+def database(choice: str, workdir: Path):
+    """A fresh database URL for the sink: a SQLite file, or a new PostgreSQL database."""
+    if choice == "sqlite":
+        yield f"sqlite:///{workdir / 'reports.sqlite'}"
+        return
+    server = None
+    server_url = choice
+    if choice == "postgresql":
+        server = LocalPostgres(fsync=False)
+        server_url = server.start()
+    url = create_database(server_url, "logkafka")
+    try:
+        yield url
+    finally:
+        with contextlib.suppress(Exception):
+            drop_database(server_url, url)
+        if server is not None:
+            server.stop()
+
+
+def start_sink_process(desk: Desk) -> Worker:
+    """``keydesk sink`` beside a worker without its own (``KEYDESK_SINK=off``), same group and database."""
+    log_path = desk.tmp / "sink.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "handlers.cli", "sink"],
+            env=desk.env(1),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+    return Worker(url="", process=process, log_path=log_path)
+
+
+def counters(worker: Worker) -> dict[str, int]:
+    """The worker's ``/api/health`` ``processed`` counters ({} while it does not answer)."""
+    try:
+        _, health = http("GET", f"{worker.url}/api/health")
+    except (urllib.error.URLError, ConnectionError, OSError):
+        return {}
+    return health.get("processed") or {}
+
+
+def handled(processed: dict[str, int]) -> int:
+    """Records the worker is done with: folded (any outcome) or dead-lettered."""
+    return sum(processed.get(status, 0) for status in FOLDED) + processed.get("dead_lettered", 0)
+
+
+def wait_until_idle(worker: Worker, publish: subprocess.Popen, processes: list[Worker]) -> dict:
+    """Poll until the worker has handled every published event and every step it published.
+
+    Returns its counters then, and what ``keydesk publish`` reported.
+    """
+    deadline = time.monotonic() + TIMEOUT
+    sent: int | None = None
+    while True:
+        if sent is None and publish.poll() is not None:
+            out, err = publish.communicate()
+            found = [line for line in out.splitlines() if line.startswith("sent ")]
+            if publish.returncode != 0 or not found:
+                raise BenchFailure(f"keydesk publish failed ({publish.returncode}): {err[-2000:]}")
+            sent = int(found[-1].split()[1])
+        processed = counters(worker)
+        if sent is not None and processed:
+            expected = sent + processed.get("forwarded", 0) + processed.get("sla_steps_published", 0)
+            done = handled(processed)
+            if done > expected:
+                raise BenchFailure(f"worker counted {done} records handled, {expected} given: {processed}")
+            if done == expected and not processed.get("sla_steps_unsent"):
+                return {"sent": sent, "processed": processed}
+        dead = [p for p in processes if not p.alive()]
+        if dead or time.monotonic() > deadline:
+            raise BenchFailure(
+                f"{len(dead)} process(es) stopped, or timed out; counters {processed}; "
+                + "\n".join(p.log_path.read_text(errors="replace")[-3000:] for p in processes)
+            )
+        time.sleep(POLL)  # pacing the look at the worker's counters; the condition is what is waited for
+
+
+def timeline(worker_log: Path, started_at: float) -> dict[str, float | None]:
+    """When (seconds after the publish began) the worker's log says it last folded an event of the
+    log, published a step, folded a step and logged an alert: where a slow run spent its time."""
+    last: dict[str, str] = {}
+    with worker_log.open("rb") as lines:
+        for line in lines:
+            if not line.startswith(b"{"):
+                continue
+            record = orjson.loads(line)
+            what = record.get("event")
+            if what == "event.folded":
+                what = "step_folded" if str(record.get("event_type")).startswith("sla.") else "event_folded"
+            elif what not in ("sla.step_published", "alert_delivered"):
+                continue
+            last[what] = record["timestamp"]
+    return {
+        f"last_{what.replace('.', '_')}": round(datetime.fromisoformat(at).timestamp() - started_at, 2)
+        for what, at in sorted(last.items())
+    }
+
+
+def through_kafka(args, log: Path, workdir: Path) -> dict:
+    """Publish the log to a fresh desk, time it to done, then read back its steps."""
+    with bench_events_topic(PARTITIONS, "logkafka") as settings, database(args.database, workdir) as url:
+        env = {"KEYDESK_CLOCK": "replay", "KEYDESK_DB": url}
+        if args.sink == "process":
+            env["KEYDESK_SINK"] = "off"
+        desk = Desk(bootstrap=settings.kafka, prefix=settings.topic_prefix, tmp=workdir, extra_env=env)
+        processes: list[Worker] = []
+        try:
+            worker = desk.start_worker()
+            processes.append(worker)
+            if args.sink == "process":
+                processes.append(start_sink_process(desk))
+            desk.wait_until_partitions_split()
+            started, started_at = time.perf_counter(), time.time()
+            publish = subprocess.Popen(
+                [sys.executable, "-m", "handlers.cli", "publish", str(log)],
+                env=desk.env(1),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=ROOT,
+            )
+            idle = wait_until_idle(worker, publish, processes)
+            worker_idle = time.perf_counter() - started
+            ends = asyncio.run(end_offsets(desk))
+            sla_ends = sum(end for tp, end in ends.items() if tp.topic == desk.sla_topic)
+            steps_published = idle["processed"].get("sla_steps_published", 0)
+            if sla_ends != steps_published:
+                raise BenchFailure(f"SLA topic ends add up to {sla_ends}, {steps_published} steps published")
+            wait_for_sink(desk, url, ends, timeout=TIMEOUT)
+            done = time.perf_counter() - started
+            steps = asyncio.run(read_topic(desk, desk.sla_topic, ends))
+        finally:
+            for process in processes:
+                process.stop()
+        engine = open_engine(url)
+        try:
+            with engine.connect() as conn:
+                stored = conn.execute(select(func.count()).select_from(EventRecord)).scalar_one()
+        finally:
+            engine.dispose()
+        return {
+            "seconds": round(done, 2),
+            "worker_idle_seconds": round(worker_idle, 2),
+            "sent": idle["sent"],
+            "processed": idle["processed"],
+            "steps": steps,
+            "event_log_rows": stored,
+            "worker_log": timeline(worker.log_path, started_at),
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--log", type=Path, help="this JSON-lines file instead of the generated log")
+    parser.add_argument("--customers", type=int, default=CUSTOMERS, help="customers of the generated log")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the generated log")
+    parser.add_argument(
+        "--database",
+        default="sqlite",
+        help="sqlite (a fresh file, default), postgresql (a throwaway server) or a postgresql:// server URL",
+    )
+    parser.add_argument(
+        "--sink",
+        choices=("worker", "process"),
+        default="worker",
+        help="the SQL sink inside the worker (KEYDESK_SINK=on, default) or `keydesk sink` beside it",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, database)")
+    args = parser.parse_args()
+    kind = "sqlite" if args.database == "sqlite" else "postgresql"
+    workdir = Path(tempfile.mkdtemp(prefix="keydesk-logkafka-"))
+    try:
+        log = args.log or generated(workdir, args.customers, args.seed)
+        lines = sum(1 for line in log.open("rb") if line.strip())
+        if lines < MIN_EVENTS:
+            print(f"warning: {lines:,} events, fewer than the {MIN_EVENTS:,} of the target", flush=True)
+        figures: dict = {
+            "log": str(log),
+            "lines": lines,
+            "database": kind,
+            "sink": args.sink,
+            "load_average_start": Path("/proc/loadavg").read_text().split()[:3],
+        }
+        replayed = replay_once(ROOT, log, workdir / "steps.jsonl")
+        print(
+            f"in process: {replayed['events']:,} events in {replayed['seconds']:.1f} s "
+            f"({replayed['events_per_s']:,.0f} events/s), {replayed['steps']:,} steps",
+            flush=True,
+        )
+        kafka = through_kafka(args, log, workdir)
+        with (workdir / "steps.jsonl").open("rb") as out:
+            replay_steps = [decode_event(line) for line in out if line.strip()]
+        problem = step_disagreement(kafka.pop("steps"), replay_steps)
+        distinct = len(event_ids(log) | {step.event_id for step in replay_steps})
+        ratio = kafka["seconds"] / replayed["seconds"]
+        figures.update(
+            replay=replayed,
+            kafka=kafka,
+            ratio=round(ratio, 2),
+            target=TARGETS[kind],
+            met=ratio <= TARGETS[kind],
+            same_steps=problem is None,
+            step_problem=problem,
+            event_log_complete=kafka["event_log_rows"] == distinct,
+            distinct_events=distinct,
+            load_average_end=Path("/proc/loadavg").read_text().split()[:3],
+        )
+        print(
+            f"through Kafka ({kind}, sink in {args.sink}): {kafka['sent']:,} events to done in "
+            f"{kafka['seconds']:.1f} s (worker idle at {kafka['worker_idle_seconds']:.1f} s) = "
+            f"{ratio:.2f}x the in-process replay (target {TARGETS[kind]:.0f}x: "
+            f"{'met' if figures['met'] else 'NOT met'}); steps "
+            f"{'the same as' if problem is None else 'DIFFERENT from'} the replay's; event_log "
+            f"{kafka['event_log_rows']:,} rows of {distinct:,} distinct events",
+            flush=True,
+        )
+        if problem:
+            print(problem, flush=True)
+        print(orjson.dumps(figures).decode(), flush=True)
+    finally:
+        if args.keep:
+            print(f"kept {workdir}", flush=True)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
