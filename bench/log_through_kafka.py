@@ -20,16 +20,21 @@ once by this checkout (``--seed``), or read from ``--log``.  In one run:
 The Kafka time runs from the start of ``keydesk publish FILE`` (the worker
 already up and owning every partition) to *done*, which is both of:
 
-* **the worker idle with its own steps folded**: its ``/api/health`` counters
-  (``processed``) show every record it was given handled, and nothing more to
-  come: ``applied + rejected + duplicate + archived + dead_lettered`` (each
-  record folded or parked once) equals the events ``keydesk publish`` sent plus
-  ``forwarded`` plus ``sla_steps_published`` (its own step events come back on
-  the SLA topic and are folded like the rest), with ``keydesk publish`` exited.
-  A replay-clock worker publishes steps only while folding events of the events
-  topic, never while folding its steps, so once this holds nothing else comes.
-  Polled every :data:`POLL` seconds; a retried or refetched batch (counted twice)
-  would make the sum overshoot, and the bench stops with that said;
+* **the worker idle with its own steps folded**: ``keydesk publish`` has exited,
+  and (a) the worker's ``/api/health`` counters (``processed``) show every record
+  it was given handled once: ``applied + rejected + duplicate + archived +
+  dead_lettered`` equals the events ``keydesk publish`` sent plus ``forwarded``
+  plus ``sla_steps_published`` (its own step events come back on the SLA topic
+  and are folded like the rest), none unsent; (b) its consumer group has
+  committed every partition of the events topic to its end (a batch is acked
+  only once the steps its ticks made are published and acknowledged, so no step
+  is still in flight; faust commits every second); (c) the SLA topic's end
+  offsets add up to the steps published.  A replay-clock worker publishes steps
+  only while folding events of the events topic, never while folding its own
+  steps, so once all three hold nothing else comes.  The counters are polled
+  every :data:`POLL` seconds, the offsets when the counters add up.  A retried
+  or refetched batch (counted twice) would make the sums meaningless: the
+  bench stops with that said;
 * **zero sink lag**: the sink's positions as its database records them
   (``sink_positions``, written in the transaction of each batch) reach the end
   offsets of every partition of both topics, read once the worker is idle (so
@@ -52,6 +57,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import shutil
 import subprocess
 import sys
@@ -63,18 +69,29 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import orjson
+from aiokafka import TopicPartition
 from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.replay_speed import replay_once  # noqa: E402
 from bench.throughput import bench_events_topic  # noqa: E402
+from handlers.local.kafka_broker import LocalKafka  # noqa: E402
 from handlers.local.postgres_server import LocalPostgres, create_database, drop_database  # noqa: E402
 from schemas.envelope import decode_event  # noqa: E402
-from schemas.reporting_db import open_engine  # noqa: E402
-from schemas.reporting_tables import EventRecord  # noqa: E402
+from schemas.reporting_db import open_engine, upgrade  # noqa: E402
+from schemas.reporting_tables import Base, EventRecord  # noqa: E402
+from sla_rules import load_rules  # noqa: E402
+from streams.partitioning import home_partition  # noqa: E402
+from streams.sink_writer import SinkWriter  # noqa: E402
 from tests.e2e.conftest import PARTITIONS, Desk, Worker, http  # noqa: E402
-from tests.e2e.test_generated_log import end_offsets, read_topic, step_disagreement, wait_for_sink  # noqa: E402
+from tests.e2e.test_generated_log import (  # noqa: E402
+    committed,
+    end_offsets,
+    read_topic,
+    step_disagreement,
+    wait_for_sink,
+)
 from tests.generated_log import LARGE_CUSTOMERS, generate_log  # noqa: E402
 from tests.month_of_events import write_events  # noqa: E402
 
@@ -87,6 +104,8 @@ CUSTOMERS = LARGE_CUSTOMERS * 29 // 20
 TARGETS = {"sqlite": 2.0, "postgresql": 3.0}  # issue 13: Kafka time / in-process replay time
 POLL = 0.2  # seconds between two looks at the worker's counters
 FOLDED = ("applied", "rejected", "duplicate", "archived")  # streams/customer_view.Outcome.status
+#: Counters of records folded again (a retried batch, a refetch after a rebalance).
+COUNTED_TWICE = ("batch_retries", "left_for_refetch", "dropped_for_refetch")
 TIMEOUT = 3600.0
 
 
@@ -110,24 +129,39 @@ def event_ids(path: Path) -> set[str]:
 
 
 @contextlib.contextmanager
-def database(choice: str, workdir: Path):
+def servers(databases: list[str], broker: bool = True):
+    """One broker for the run (``KEYDESK_KAFKA``, else a local one) and, if asked, a PostgreSQL server.
+
+    Yields the PostgreSQL server URL (``None`` without one).  Each variant gets a
+    fresh topic prefix (``bench/throughput.bench_events_topic``) and database.
+    """
+    with contextlib.ExitStack() as stack:
+        if broker and not os.environ.get("KEYDESK_KAFKA"):
+            kafka = LocalKafka(partitions=PARTITIONS, heap="2g")
+            # read by bench_events_topic; the workers' environments are their own (Desk.env)
+            os.environ["KEYDESK_KAFKA"] = kafka.start()
+            stack.callback(kafka.stop)
+        server_url = next((d for d in databases if d.startswith("postgresql://")), None)
+        if "postgresql" in databases:
+            server = LocalPostgres(fsync=False)
+            server_url = server.start()
+            stack.callback(server.stop)
+        yield server_url
+
+
+@contextlib.contextmanager
+def database(choice: str, server_url: str | None, workdir: Path):
     """A fresh database URL for the sink: a SQLite file, or a new PostgreSQL database."""
     if choice == "sqlite":
         yield f"sqlite:///{workdir / 'reports.sqlite'}"
         return
-    server = None
-    server_url = choice
-    if choice == "postgresql":
-        server = LocalPostgres(fsync=False)
-        server_url = server.start()
+    assert server_url is not None
     url = create_database(server_url, "logkafka")
     try:
         yield url
     finally:
         with contextlib.suppress(Exception):
             drop_database(server_url, url)
-        if server is not None:
-            server.stop()
 
 
 def start_sink_process(desk: Desk) -> Worker:
@@ -158,13 +192,30 @@ def handled(processed: dict[str, int]) -> int:
     return sum(processed.get(status, 0) for status in FOLDED) + processed.get("dead_lettered", 0)
 
 
-def wait_until_idle(worker: Worker, publish: subprocess.Popen, processes: list[Worker]) -> dict:
-    """Poll until the worker has handled every published event and every step it published.
+def events_done(desk: Desk, steps_published: int) -> dict[TopicPartition, int] | None:
+    """The end offsets of both topics if the worker is done with the events topic, else None.
 
-    Returns its counters then, and what ``keydesk publish`` reported.
+    Done: the worker's group has committed every partition of the events topic to
+    its end (a batch is acked, so committed, only once the steps its ticks made
+    are published and acknowledged), and the SLA topic holds exactly the steps
+    its counters say it published (none in flight).
     """
+    ends = asyncio.run(end_offsets(desk))
+    done = asyncio.run(committed(desk))
+    sla_ends = sum(end for tp, end in ends.items() if tp.topic == desk.sla_topic)
+    events = all(done.get(tp, -1) >= end for tp, end in ends.items() if tp.topic == desk.events_topic)
+    return ends if events and sla_ends == steps_published else None
+
+
+def wait_until_idle(desk: Desk, publish: subprocess.Popen, processes: list[Worker]) -> dict:
+    """Poll until the worker is idle with its own steps folded (see the module's docstring).
+
+    Returns its counters then, what ``keydesk publish`` reported and the end offsets.
+    """
+    worker = desk.workers[0]
     deadline = time.monotonic() + TIMEOUT
     sent: int | None = None
+    processed: dict[str, int] = {}
     while True:
         if sent is None and publish.poll() is not None:
             out, err = publish.communicate()
@@ -173,13 +224,16 @@ def wait_until_idle(worker: Worker, publish: subprocess.Popen, processes: list[W
                 raise BenchFailure(f"keydesk publish failed ({publish.returncode}): {err[-2000:]}")
             sent = int(found[-1].split()[1])
         processed = counters(worker)
-        if sent is not None and processed:
-            expected = sent + processed.get("forwarded", 0) + processed.get("sla_steps_published", 0)
-            done = handled(processed)
-            if done > expected:
-                raise BenchFailure(f"worker counted {done} records handled, {expected} given: {processed}")
-            if done == expected and not processed.get("sla_steps_unsent"):
-                return {"sent": sent, "processed": processed}
+        twice = {k: processed[k] for k in COUNTED_TWICE if processed.get(k)}
+        if twice:
+            raise BenchFailure(f"records folded more than once, the counters cannot tell when: {twice}")
+        if sent is not None and processed and not processed.get("sla_steps_unsent"):
+            steps = processed.get("sla_steps_published", 0)
+            # Each record folded or parked once: every event sent (and forwarded home), every step.
+            if handled(processed) == sent + processed.get("forwarded", 0) + steps:
+                ends = events_done(desk, steps)
+                if ends is not None:
+                    return {"sent": sent, "processed": processed, "ends": ends}
         dead = [p for p in processes if not p.alive()]
         if dead or time.monotonic() > deadline:
             raise BenchFailure(
@@ -210,18 +264,22 @@ def timeline(worker_log: Path, started_at: float) -> dict[str, float | None]:
     }
 
 
-def through_kafka(args, log: Path, workdir: Path) -> dict:
+def through_kafka(log: Path, workdir: Path, choice: str, server_url: str | None, sink: str) -> dict:
     """Publish the log to a fresh desk, time it to done, then read back its steps."""
-    with bench_events_topic(PARTITIONS, "logkafka") as settings, database(args.database, workdir) as url:
+    workdir.mkdir()
+    with (
+        bench_events_topic(PARTITIONS, "logkafka") as settings,
+        database(choice, server_url, workdir) as url,
+    ):
         env = {"KEYDESK_CLOCK": "replay", "KEYDESK_DB": url}
-        if args.sink == "process":
+        if sink == "process":
             env["KEYDESK_SINK"] = "off"
         desk = Desk(bootstrap=settings.kafka, prefix=settings.topic_prefix, tmp=workdir, extra_env=env)
         processes: list[Worker] = []
         try:
             worker = desk.start_worker()
             processes.append(worker)
-            if args.sink == "process":
+            if sink == "process":
                 processes.append(start_sink_process(desk))
             desk.wait_until_partitions_split()
             started, started_at = time.perf_counter(), time.time()
@@ -233,13 +291,9 @@ def through_kafka(args, log: Path, workdir: Path) -> dict:
                 text=True,
                 cwd=ROOT,
             )
-            idle = wait_until_idle(worker, publish, processes)
+            idle = wait_until_idle(desk, publish, processes)
             worker_idle = time.perf_counter() - started
-            ends = asyncio.run(end_offsets(desk))
-            sla_ends = sum(end for tp, end in ends.items() if tp.topic == desk.sla_topic)
-            steps_published = idle["processed"].get("sla_steps_published", 0)
-            if sla_ends != steps_published:
-                raise BenchFailure(f"SLA topic ends add up to {sla_ends}, {steps_published} steps published")
+            ends = idle["ends"]
             wait_for_sink(desk, url, ends, timeout=TIMEOUT)
             done = time.perf_counter() - started
             steps = asyncio.run(read_topic(desk, desk.sla_topic, ends))
@@ -263,6 +317,57 @@ def through_kafka(args, log: Path, workdir: Path) -> dict:
         }
 
 
+def writer_ab(log: Path, steps: Path, server_url: str, batch: int) -> dict:
+    """The sink's writer alone (no Kafka) on PostgreSQL, multi-row VALUES against unnest arrays.
+
+    The log and the replay's steps, each on its customer's home partition of
+    its topic, written in batches of ``batch`` records, once per way into a
+    fresh database; then every derived table must hold the same rows in both
+    (``stored_at`` aside).  Same run, alternating, so the figures compare.
+    """
+    partitions: dict[tuple[str, int], list[bytes]] = {}
+    for topic, path in (("ab.events", log), ("ab.sla", steps)):
+        with path.open("rb") as lines:
+            for line in lines:
+                if line.strip():
+                    customer = orjson.loads(line)["customer_id"]
+                    partitions.setdefault((topic, home_partition(customer, PARTITIONS)), []).append(line)
+    figures: dict[str, float] = {}
+    tables: dict[str, dict[str, list]] = {}
+    for arrays in (False, True):
+        name = "arrays" if arrays else "values"
+        url = create_database(server_url, "writerab")
+        engine = open_engine(url)
+        try:
+            upgrade(engine)
+            writer = SinkWriter(engine, load_rules(), "writer-ab", arrays=arrays)
+            started = time.perf_counter()
+            for (topic, partition), values in sorted(partitions.items()):
+                for first in range(0, len(values), batch):
+                    writer.write(topic, partition, list(enumerate(values[first : first + batch], first)))
+            figures[f"{name}_seconds"] = round(time.perf_counter() - started, 2)
+            tables[name] = table_rows(engine)
+        finally:
+            engine.dispose()
+            drop_database(server_url, url)
+        print(f"writer alone, {name}: {figures[f'{name}_seconds']:.1f} s", flush=True)
+    figures["same_rows"] = tables["values"] == tables["arrays"]
+    figures["records"] = sum(len(v) for v in partitions.values())
+    return figures
+
+
+def table_rows(engine) -> dict[str, list]:
+    """Every row of every table the sink writes, sorted (``stored_at``/``updated_at`` of positions aside)."""
+    out = {}
+    with engine.connect() as conn:
+        for table in Base.metadata.sorted_tables:
+            if table.name == "sink_positions":
+                continue
+            columns = [c for c in table.c if c.name != "stored_at"]
+            out[table.name] = sorted(repr(tuple(row)) for row in conn.execute(select(*columns)))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--log", type=Path, help="this JSON-lines file instead of the generated log")
@@ -271,17 +376,27 @@ def main() -> None:
     parser.add_argument(
         "--database",
         default="sqlite",
-        help="sqlite (a fresh file, default), postgresql (a throwaway server) or a postgresql:// server URL",
+        help="comma-separated, each run in turn: sqlite (a fresh file, default), postgresql "
+        "(a throwaway server) or a postgresql:// server URL (a fresh database on it)",
     )
     parser.add_argument(
         "--sink",
-        choices=("worker", "process"),
         default="worker",
-        help="the SQL sink inside the worker (KEYDESK_SINK=on, default) or `keydesk sink` beside it",
+        help="comma-separated, each run in turn: worker (the SQL sink inside the worker, "
+        "KEYDESK_SINK=on, default) or process (`keydesk sink` beside a worker without one)",
     )
-    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, database)")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, databases)")
+    parser.add_argument(
+        "--writer-ab",
+        type=int,
+        metavar="BATCH",
+        help="instead: the sink's writer alone on PostgreSQL, VALUES against arrays, in batches of BATCH",
+    )
     args = parser.parse_args()
-    kind = "sqlite" if args.database == "sqlite" else "postgresql"
+    databases = args.database.split(",")
+    sinks = args.sink.split(",")
+    if not set(sinks) <= {"worker", "process"}:
+        parser.error("--sink: worker or process")
     workdir = Path(tempfile.mkdtemp(prefix="keydesk-logkafka-"))
     try:
         log = args.log or generated(workdir, args.customers, args.seed)
@@ -291,45 +406,59 @@ def main() -> None:
         figures: dict = {
             "log": str(log),
             "lines": lines,
-            "database": kind,
-            "sink": args.sink,
+            "commit": subprocess.run(
+                ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True
+            ).stdout.strip(),
             "load_average_start": Path("/proc/loadavg").read_text().split()[:3],
         }
         replayed = replay_once(ROOT, log, workdir / "steps.jsonl")
+        figures["replay"] = replayed
         print(
             f"in process: {replayed['events']:,} events in {replayed['seconds']:.1f} s "
             f"({replayed['events_per_s']:,.0f} events/s), {replayed['steps']:,} steps",
             flush=True,
         )
-        kafka = through_kafka(args, log, workdir)
         with (workdir / "steps.jsonl").open("rb") as out:
             replay_steps = [decode_event(line) for line in out if line.strip()]
-        problem = step_disagreement(kafka.pop("steps"), replay_steps)
         distinct = len(event_ids(log) | {step.event_id for step in replay_steps})
-        ratio = kafka["seconds"] / replayed["seconds"]
-        figures.update(
-            replay=replayed,
-            kafka=kafka,
-            ratio=round(ratio, 2),
-            target=TARGETS[kind],
-            met=ratio <= TARGETS[kind],
-            same_steps=problem is None,
-            step_problem=problem,
-            event_log_complete=kafka["event_log_rows"] == distinct,
-            distinct_events=distinct,
-            load_average_end=Path("/proc/loadavg").read_text().split()[:3],
-        )
-        print(
-            f"through Kafka ({kind}, sink in {args.sink}): {kafka['sent']:,} events to done in "
-            f"{kafka['seconds']:.1f} s (worker idle at {kafka['worker_idle_seconds']:.1f} s) = "
-            f"{ratio:.2f}x the in-process replay (target {TARGETS[kind]:.0f}x: "
-            f"{'met' if figures['met'] else 'NOT met'}); steps "
-            f"{'the same as' if problem is None else 'DIFFERENT from'} the replay's; event_log "
-            f"{kafka['event_log_rows']:,} rows of {distinct:,} distinct events",
-            flush=True,
-        )
-        if problem:
-            print(problem, flush=True)
+        if args.writer_ab:
+            with servers(["postgresql"], broker=False) as server_url:
+                assert server_url is not None
+                figures["writer_ab"] = writer_ab(log, workdir / "steps.jsonl", server_url, args.writer_ab)
+            print(orjson.dumps(figures).decode(), flush=True)
+            return
+        figures["runs"] = []
+        with servers(databases) as server_url:
+            for number, (choice, sink) in enumerate((d, k) for d in databases for k in sinks):
+                kind = "sqlite" if choice == "sqlite" else "postgresql"
+                kafka = through_kafka(log, workdir / f"run-{number}", choice, server_url, sink)
+                problem = step_disagreement(kafka.pop("steps"), replay_steps)
+                ratio = kafka["seconds"] / replayed["seconds"]
+                run = {
+                    "database": kind,
+                    "sink": sink,
+                    **kafka,
+                    "ratio": round(ratio, 2),
+                    "target": TARGETS[kind],
+                    "met": ratio <= TARGETS[kind],
+                    "same_steps": problem is None,
+                    "step_problem": problem,
+                    "event_log_complete": kafka["event_log_rows"] == distinct,
+                    "distinct_events": distinct,
+                }
+                figures["runs"].append(run)
+                print(
+                    f"through Kafka ({kind}, sink in {sink}): {kafka['sent']:,} events to done in "
+                    f"{kafka['seconds']:.1f} s (worker idle at {kafka['worker_idle_seconds']:.1f} s) = "
+                    f"{ratio:.2f}x the in-process replay (target {TARGETS[kind]:.0f}x: "
+                    f"{'met' if run['met'] else 'NOT met'}); steps "
+                    f"{'the same as' if problem is None else 'DIFFERENT from'} the replay's; event_log "
+                    f"{kafka['event_log_rows']:,} rows of {distinct:,} distinct events",
+                    flush=True,
+                )
+                if problem:
+                    print(problem, flush=True)
+        figures["load_average_end"] = Path("/proc/loadavg").read_text().split()[:3]
         print(orjson.dumps(figures).decode(), flush=True)
     finally:
         if args.keep:
