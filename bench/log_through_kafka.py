@@ -15,7 +15,9 @@ once by this checkout (``--seed``), or read from ``--log``.  In one run:
    ``handlers/local/postgres_server.py``) or ``--database postgresql://...``, a
    fresh PostgreSQL database.  With ``--sink process`` the worker runs without
    its sink (``KEYDESK_SINK=off``) and ``keydesk sink`` runs beside it, in a
-   process of its own, in the same consumer group.
+   process of its own, in the same consumer group.  Comma-separated
+   ``--database`` and ``--sink`` values run each combination in turn after the
+   one replay, on the one broker (a fresh topic prefix and database each).
 
 The Kafka time runs from the start of ``keydesk publish FILE`` (the worker
 already up and owning every partition) to *done*, which is both of:
@@ -48,6 +50,11 @@ one row per distinct event id of the log and of the steps.
 
     .venv/bin/python bench/log_through_kafka.py                          # SQLite
     .venv/bin/python bench/log_through_kafka.py --database postgresql    # throwaway PostgreSQL
+    .venv/bin/python bench/log_through_kafka.py --customers 50 --sink worker,process   # a smoke A/B
+
+``--writer-ab BATCH`` instead times the sink's writer alone (no Kafka) on a
+throwaway PostgreSQL, multi-row ``VALUES`` against ``unnest`` arrays
+(``SinkWriter(arrays=...)``), and checks both leave the same rows.
 
 Prints what it does, then one JSON line of figures.
 """
