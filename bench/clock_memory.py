@@ -200,6 +200,51 @@ def item_fields(store: CustomerStore) -> dict[str, int]:
     return dict(sorted(sizes.items(), key=lambda kv: -kv[1]))
 
 
+#: Fields of a clock's summary that are derived (from the deadline, the target and the instant).
+DERIVED_METRIC_FIELDS = (
+    "elapsed_seconds",
+    "remaining_seconds",
+    "overdue_seconds",
+    "target_seconds",
+    "paused_seconds_by_reason",
+)
+
+
+def _intern_strings(obj: Any) -> None:
+    """Replace every string value under ``obj`` by its interned copy (one object per distinct text)."""
+    stack = [obj]
+    while stack:
+        node = stack.pop()
+        pairs = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, value in list(pairs):
+            if isinstance(value, str):
+                node[key] = sys.intern(value)
+            elif isinstance(value, (dict, list)):
+                stack.append(value)
+
+
+def lever_probes(state: State) -> dict[str, int]:
+    """Deep sizes for the levers: the rebuilt views as they are, with their strings interned,
+    and also without the derived clock fields; the store's bookkeeping part by part."""
+    store, _ = state.rebuilt()
+    figures = {"as_rebuilt": deep_size(store._views, set())}
+    seen: set[int] = set()
+    deep_size((store._views, state.tables), seen)
+    for name in ("_written", "_chunk_counts", "_item_keys"):  # the bookkeeping, part by part
+        figures[f"bookkeeping{name}"] = deep_size(getattr(store, name), seen)
+    for _, view in store.items():
+        _intern_strings(view)
+    figures["strings_interned"] = deep_size(store._views, set())
+    for _, view in store.items():
+        for kind_items in view["open"].values():
+            for item in kind_items.values():
+                for metric in ((item.get("sla") or {}).get("metrics") or {}).values():
+                    for name in DERIVED_METRIC_FIELDS:
+                        metric.pop(name, None)
+    figures["interned_without_derived_fields"] = deep_size(store._views, set())
+    return figures
+
+
 def _traced() -> int:
     gc.collect()
     return tracemalloc.get_traced_memory()[0]
@@ -261,6 +306,7 @@ def weigh(customers: int, per_customer: int) -> dict[str, Any]:
     }
     rebuilt["other"] = rebuilt_total - sum(v for k, v in rebuilt.items() if k != "total")
     tracemalloc.stop()
+    levers = lever_probes(state)
     return {
         "mode": "sizes",
         "customers": customers,
@@ -276,6 +322,7 @@ def weigh(customers: int, per_customer: int) -> dict[str, Any]:
         "rebuilt_tracemalloc": rebuilt,
         "rebuilt_deep_size": rebuilt_sized,
         "rebuilt_item_fields": fields,
+        "views_lever_probes": levers,
     }
 
 
