@@ -5,9 +5,12 @@ run), with a fresh topic prefix and application id:
 
 1. publishes, for each of N customers (default 100,000), a ``customer.registered``
    and a ``fault.reported`` (so every customer has a profile and one open item);
+   with ``--items-per-customer K``, K open items instead, faults, tickets and
+   orders in turn (:data:`ITEM_CYCLE`: 10 clocks a customer at K=5);
 2. starts a worker (``python -m handlers.cli worker``), waits until it has folded
-   all 2N events (``GET /api/health``, ``processed``) and committed their offsets,
-   and stops it with SIGTERM (killed if it has not stopped within 60 s);
+   all N·(1+K) events (``GET /api/health``, ``processed``) and committed their
+   offsets (60 s at most: ``uncommitted_before_stop`` says what was left), and
+   stops it with SIGTERM (killed if it has not stopped within 60 s);
 3. counts the changelog records a new worker has to recover (the end offsets of
    the ``<app id>-*-changelog`` topics) and their bytes;
 4. starts a NEW worker process with the same settings and times it from its start
@@ -16,15 +19,19 @@ run), with a fresh topic prefix and application id:
    that says ready before its first assignment has recovered nothing yet);
    notes the longest wait between two health answers on the way (the event loop
    busy with something else); then reads its RSS and checks the views of a
-   random sample of customers (profile and open fault present).
+   random sample of customers (profile and every open item present, each running
+   the clocks of its kind), and takes the clocks held from the worker's deadline
+   index (its ``sla_timers.rebuilt`` line) and those checks (``clocks_held``).
+   ``--restarts R`` does this R times on the same state.
 
 Prints one JSON line of figures.  The faults are reported "now" (``--at``), for
 public-tier customers at severity ``warning`` (P4 on business hours: a first
 warning hours of business time away under the shipped rules): no SLA clock
 comes due during the run, so the worker does nothing but recover and rebuild,
 and the figure is not mixed with SLA steps being published
-(``sla_steps_published`` in the output says if any were).  ``--py-spy PATH``
-also profiles the restarted worker from its start until ready.
+(the ``processed`` counts in the output would show any).  ``--py-spy PATH``
+also profiles the restarted worker from its start until ready (the last of the
+``--restarts``, so that with two the first is timed without the profiler).
 
 ``--tree`` runs the workers from another checkout of keydesk (its directory is
 the workers' working directory and ``PYTHONPATH``); the bench itself (broker,
