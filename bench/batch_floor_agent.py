@@ -13,12 +13,8 @@ Run by bench/throughput.py as a subprocess; prints one JSON line with its figure
 from __future__ import annotations
 
 import os
-import sys
-import time
 
-import faust
-import orjson
-
+from bench.naive_faust_agent import counted, run
 from streams.app import BATCH_LINGER, BATCH_MAX, BATCH_WITHIN, App, faust_settings
 from streams.event_batches import event_batches
 from streams.settings import Settings
@@ -42,23 +38,14 @@ def main() -> None:
         },
     )
     events = app.topic(topic, key_type=bytes, value_type=bytes)
-    state = {"n": 0, "first": None}
+    count = counted(total)
 
     @app.agent(events)
-    async def count(stream):
+    async def take(stream):
         async for batch in event_batches(stream, BATCH_MAX, idle=BATCH_WITHIN, linger=BATCH_LINGER):
-            if state["first"] is None:
-                state["first"] = time.perf_counter()
-            state["n"] += len(batch)
-            if state["n"] >= total:
-                elapsed = time.perf_counter() - state["first"]
-                sys.stdout.write(orjson.dumps({"events": state["n"], "seconds": elapsed}).decode() + "\n")
-                sys.stdout.flush()
-                os._exit(0)
+            count(len(batch))
 
-    worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
-    worker.spinner = None
-    worker.execute_from_commandline()
+    run(app)
 
 
 if __name__ == "__main__":
