@@ -5,10 +5,13 @@ writes about it (``event.folded``, ``event.dead_lettered``, ...); code that
 handles one customer's request may bind them with ``structlog.contextvars``,
 which every line merges.
 
-JSON lines are written once per event-loop turn (:class:`TurnWriter`), not one
-``write`` each: the worker writes a summary line for every event it folds, and
-a write system call per line to a log file was ~5 % of the worker's time
-(issue 13; BENCHMARKS.md, "Worker throughput").
+The event processor's JSON lines (logger ``keydesk.events``: a summary line for
+every event folded or dead-lettered) are written once per event-loop turn
+(:class:`TurnWriter`), not one ``write`` each: a write system call per line to
+a log file was ~5 % of the worker's time (issue 13; BENCHMARKS.md, "Worker
+throughput").  Every other line is written at once, after those before it: a
+line that precedes an outside effect (an alert about to be delivered) must be
+on file before the effect, whatever happens to the process next.
 """
 
 from __future__ import annotations
@@ -23,19 +26,24 @@ from typing import BinaryIO
 import orjson
 import structlog
 
+#: The loggers whose lines may wait for the end of the event loop's turn: they are
+#: about events whose batch is not yet acknowledged, so a process killed before
+#: the turn ends folds those events, and writes their lines, again.
+DEFERRED_LOGGERS = frozenset({"keydesk.events"})
 #: A turn's lines are written at once by then at the latest (a batch of events
 #: folded without an await writes thousands), so memory stays bounded.
 TURN_MAX_LINES = 2000
 
 
 class TurnWriter:
-    """Collects rendered lines and writes them in one go when the event loop's turn ends.
+    """Writes lines in order; deferred ones in one go when the event loop's turn ends.
 
-    Outside a running loop (the CLI's commands, a thread without one) a line is
-    written at once.  Lines keep their order, whoever writes them (structlog
-    and, through :class:`TurnHandler`, the standard library's loggers), and
-    are flushed at exit.  A process killed with ``-9`` loses the lines of the
-    turn it was in, which were about work it had not yet acknowledged.
+    A deferred line outside a running loop (the CLI's commands, a thread
+    without one) is written at once, as is any line that is not deferred,
+    together with the deferred ones before it: lines keep their order, whoever
+    writes them (structlog and, through :class:`TurnHandler`, the standard
+    library's loggers).  What is left is written at exit.  A process killed
+    with ``-9`` loses the deferred lines of the turn it was in.
     """
 
     def __init__(self, file: BinaryIO) -> None:
@@ -45,11 +53,13 @@ class TurnWriter:
         self._scheduled: set[asyncio.AbstractEventLoop] = set()
         atexit.register(self.flush)
 
-    def write_line(self, line: bytes) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
+    def write_line(self, line: bytes, *, deferred: bool = False) -> None:
+        loop = None
+        if deferred:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                pass
         with self._lock:
             self._lines.append(line)
             if loop is None or len(self._lines) >= TURN_MAX_LINES:
@@ -83,11 +93,12 @@ class TurnWriter:
 class TurnLogger:
     """structlog's ``BytesLogger`` interface over a :class:`TurnWriter`."""
 
-    def __init__(self, writer: TurnWriter) -> None:
+    def __init__(self, writer: TurnWriter, *, deferred: bool = False) -> None:
         self._writer = writer
+        self._deferred = deferred
 
     def msg(self, message: bytes) -> None:
-        self._writer.write_line(message)
+        self._writer.write_line(message, deferred=self._deferred)
 
     log = debug = info = warn = warning = msg
     fatal = failure = err = error = critical = exception = msg
@@ -135,10 +146,11 @@ def configure_logging(log_format: str = "auto", level: str = "info") -> None:
     if as_json:
         renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps)
         writer = _writer_for(sys.stderr.buffer)
-        logger = TurnLogger(writer)
+        at_once, deferred = TurnLogger(writer), TurnLogger(writer, deferred=True)
 
         def factory(*args: object) -> TurnLogger:
-            return logger
+            """structlog calls this with ``get_logger``'s arguments: the first is the name."""
+            return deferred if args and args[0] in DEFERRED_LOGGERS else at_once
 
         foreign_renderer = structlog.processors.JSONRenderer(
             serializer=lambda obj, **kw: orjson.dumps(obj, default=str).decode()
