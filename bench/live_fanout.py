@@ -286,6 +286,12 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument(
+        "--sink",
+        choices=("on", "off"),
+        default="on",
+        help="whether the worker also runs the SQL sink (KEYDESK_SINK), as it does by default",
+    )
     parser.add_argument("--write", action="store_true", help="replace the section of BENCHMARKS.md")
     args = parser.parse_args()
 
@@ -310,6 +316,7 @@ def main() -> None:
             KEYDESK_HTTP_PORT=str(port),
             KEYDESK_DATA_DIR=str(workdir),
             KEYDESK_SLA_RULES=str(_rules_file(workdir)),
+            KEYDESK_SINK=args.sink,
         )
         secrets = provision(f"sqlite:///{workdir / 'keydesk.sqlite'}", args.clients)
         with open(workdir / "worker.log", "wb") as log_file:
@@ -336,7 +343,7 @@ def main() -> None:
     lines = [
         SECTION,
         "",
-        f"`bench/live_fanout.py`, one worker (sink on) and its local broker on this machine, "
+        f"`bench/live_fanout.py`, one worker (sink {args.sink}) and its local broker on this machine, "
         f"{os.cpu_count()} cores, {datetime.now(UTC):%Y-%m-%d}.",
         f"{result['clients']} `/live?for=inbox` streams of head-office managers; "
         f"{result['produced']['rate']:.0f} events/s for {result['produced']['seconds']:.0f} s "

@@ -2,6 +2,7 @@
 into a faust Record (json, validation on) and updates one table entry per event.
 
 Run by bench/throughput.py as a subprocess; prints one JSON line with its figures.
+``counted`` and ``run`` are shared with the other baseline, bench/batch_floor_agent.py.
 """
 
 from __future__ import annotations
@@ -27,6 +28,30 @@ class Envelope(faust.Record, serializer="json", validation=True):
     payload: dict
 
 
+def counted(total: int):
+    """A function to call with each event (or batch) counted: it prints the figures and exits at ``total``."""
+    state = {"n": 0, "first": None}
+
+    def count(n: int = 1) -> None:
+        if state["first"] is None:
+            state["first"] = time.perf_counter()
+        state["n"] += n
+        if state["n"] >= total:
+            elapsed = time.perf_counter() - state["first"]
+            sys.stdout.write(orjson.dumps({"events": state["n"], "seconds": elapsed}).decode() + "\n")
+            sys.stdout.flush()
+            os._exit(0)
+
+    return count
+
+
+def run(app: faust.App) -> None:
+    """Run ``app``'s agents in the foreground until a ``counted`` function exits."""
+    worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
+    worker.spinner = None
+    worker.execute_from_commandline()
+
+
 def main() -> None:
     bootstrap, topic, total = (
         os.environ["BENCH_KAFKA"],
@@ -45,24 +70,15 @@ def main() -> None:
     )
     events = app.topic(topic, key_type=str, value_type=Envelope)
     counts = app.Table("counts", default=int)
-    state = {"n": 0, "first": None}
+    count = counted(total)
 
     @app.agent(events)
-    async def count(stream):
+    async def fold(stream):
         async for event in stream:
-            if state["first"] is None:
-                state["first"] = time.perf_counter()
             counts[event.customer_id] += 1
-            state["n"] += 1
-            if state["n"] >= total:
-                elapsed = time.perf_counter() - state["first"]
-                sys.stdout.write(orjson.dumps({"events": state["n"], "seconds": elapsed}).decode() + "\n")
-                sys.stdout.flush()
-                os._exit(0)
+            count()
 
-    worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
-    worker.spinner = None
-    worker.execute_from_commandline()
+    run(app)
 
 
 if __name__ == "__main__":

@@ -5,9 +5,12 @@ run), with a fresh topic prefix and application id:
 
 1. publishes, for each of N customers (default 100,000), a ``customer.registered``
    and a ``fault.reported`` (so every customer has a profile and one open item);
+   with ``--items-per-customer K``, K open items instead, faults, tickets and
+   orders in turn (:data:`ITEM_CYCLE`: 10 clocks a customer at K=5);
 2. starts a worker (``python -m handlers.cli worker``), waits until it has folded
-   all 2N events (``GET /api/health``, ``processed``) and committed their offsets,
-   and stops it with SIGTERM (killed if it has not stopped within 60 s);
+   all N·(1+K) events (``GET /api/health``, ``processed``) and committed their
+   offsets (60 s at most: ``uncommitted_before_stop`` says what was left), and
+   stops it with SIGTERM (killed if it has not stopped within 60 s);
 3. counts the changelog records a new worker has to recover (the end offsets of
    the ``<app id>-*-changelog`` topics) and their bytes;
 4. starts a NEW worker process with the same settings and times it from its start
@@ -16,15 +19,19 @@ run), with a fresh topic prefix and application id:
    that says ready before its first assignment has recovered nothing yet);
    notes the longest wait between two health answers on the way (the event loop
    busy with something else); then reads its RSS and checks the views of a
-   random sample of customers (profile and open fault present).
+   random sample of customers (profile and every open item present, each running
+   the clocks of its kind), and takes the clocks held from the worker's deadline
+   index (its ``sla_timers.rebuilt`` line) and those checks (``clocks_held``).
+   ``--restarts R`` does this R times on the same state.
 
 Prints one JSON line of figures.  The faults are reported "now" (``--at``), for
 public-tier customers at severity ``warning`` (P4 on business hours: a first
 warning hours of business time away under the shipped rules): no SLA clock
 comes due during the run, so the worker does nothing but recover and rebuild,
 and the figure is not mixed with SLA steps being published
-(``sla_steps_published`` in the output says if any were).  ``--py-spy PATH``
-also profiles the restarted worker from its start until ready.
+(the ``processed`` counts in the output would show any).  ``--py-spy PATH``
+also profiles the restarted worker from its start until ready (the last of the
+``--restarts``, so that with two the first is timed without the profiler).
 
 ``--tree`` runs the workers from another checkout of keydesk (its directory is
 the workers' working directory and ``PYTHONPATH``); the bench itself (broker,
@@ -78,12 +85,36 @@ def customer_id(number: int) -> str:
     return f"C-{number:07d}"
 
 
-def fault_id(number: int) -> str:
-    return f"F-{number:07d}"
+#: The kind of a customer's ``j``-th item (``--items-per-customer``): faults,
+#: tickets and orders in turn.  Under the shipped rules (public tier) an open
+#: fault runs 3 clocks (response, restore, resolve), an open ticket 2 (response,
+#: resolve), an order received 1 (provision; acceptance starts at activation,
+#: revisit at closure): 2 clocks per item on average over the cycle of 5.
+ITEM_CYCLE = ("fault", "ticket", "order", "fault", "order")
+CLOCKS_PER_KIND = {"fault": 3, "ticket": 2, "order": 1}
 
 
-def customer_events(customers: int, at: datetime, seed: int = 9):
-    """``(key, value)`` wire messages: each customer's registration, then its fault."""
+def item_ids(number: int, per_customer: int) -> list[tuple[str, str]]:
+    """``(kind, id)`` of a customer's items; the first one is its fault ``F-<number>``."""
+    prefix = {"fault": "F", "ticket": "T", "order": "O"}
+    return [
+        (kind, f"{prefix[kind]}-{number:07d}" + (f"-{j}" if j else ""))
+        for j, kind in ((j, ITEM_CYCLE[j % len(ITEM_CYCLE)]) for j in range(per_customer))
+    ]
+
+
+def expected_clocks(customers: int, per_customer: int) -> dict[str, int]:
+    """Open items and running clocks by kind the published events give, under the shipped rules."""
+    figures: dict[str, int] = {}
+    for kind, _ in item_ids(0, per_customer):
+        figures[f"{kind}_items"] = figures.get(f"{kind}_items", 0) + customers
+        figures["clocks"] = figures.get("clocks", 0) + customers * CLOCKS_PER_KIND[kind]
+    figures["items"] = customers * per_customer
+    return figures
+
+
+def customer_events(customers: int, at: datetime, per_customer: int = 1, seed: int = 9):
+    """``(key, value)`` wire messages: each customer's registration, then its items."""
     rng = random.Random(seed)
     instant = at.astimezone(SHANGHAI).replace(microsecond=0).isoformat()
 
@@ -119,24 +150,40 @@ def customer_events(customers: int, at: datetime, seed: int = 9):
                 },
             ),
         )
-        yield (
-            cid.encode(),
-            envelope(
-                "fault.reported",
-                cid,
-                fault_id(number),
-                "system",
-                {
-                    "severity": "warning",
-                    "summary": "专线中断",
-                    "service": "MPLS VPN",
-                    "circuit_id": f"GZ-{number:07d}",
-                },
-            ),
-        )
+        for kind, entity in item_ids(number, per_customer):
+            if kind == "fault":
+                event = envelope(
+                    "fault.reported",
+                    cid,
+                    entity,
+                    "system",
+                    {
+                        "severity": "warning",
+                        "summary": "专线中断",
+                        "service": "MPLS VPN",
+                        "circuit_id": f"GZ-{entity[2:]}",
+                    },
+                )
+            elif kind == "ticket":
+                event = envelope(
+                    "ticket.opened",
+                    cid,
+                    entity,
+                    "web",
+                    {"kind": "service_request", "priority": "P4", "subject": "申请增加带宽"},
+                )
+            else:
+                event = envelope(
+                    "order.received",
+                    cid,
+                    entity,
+                    "account_manager",
+                    {"product": "leased_line", "urgency": "normal", "bandwidth": "100M"},
+                )
+            yield cid.encode(), event
 
 
-async def publish(bootstrap: str, topic: str, customers: int, at: datetime) -> float:
+async def publish(bootstrap: str, topic: str, customers: int, at: datetime, per_customer: int) -> float:
     """Publish the events; returns the seconds it took."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
@@ -149,7 +196,7 @@ async def publish(bootstrap: str, topic: str, customers: int, at: datetime) -> f
     started = time.perf_counter()
     try:
         pending = []
-        for key, value in customer_events(customers, at):
+        for key, value in customer_events(customers, at, per_customer):
             pending.append(await producer.send(topic, value, key=key))
             if len(pending) >= 20_000:
                 await asyncio.gather(*pending)
@@ -408,11 +455,18 @@ def memory(pid: int) -> dict[str, float]:
     return figures
 
 
-def check_views(port: int, customers: int, sample: int, seed: int = 11) -> dict:
-    """The views of ``sample`` random customers: profile and their open fault present."""
+def check_views(port: int, customers: int, sample: int, per_customer: int, seed: int = 11) -> dict:
+    """The views of ``sample`` random customers: profile and every open item present.
+
+    Also counts the clocks those items run (their SLA summary's metrics, by
+    state and by kind): the check that each kind runs the clocks
+    :data:`CLOCKS_PER_KIND` says, which the total of clocks held is taken from.
+    """
     rng = random.Random(seed)
     numbers = rng.sample(range(customers), min(sample, customers))
     bad: list[str] = []
+    states: dict[str, int] = {}
+    running: dict[str, list[int]] = {}
     for number in numbers:
         cid = customer_id(number)
         try:
@@ -428,12 +482,30 @@ def check_views(port: int, customers: int, sample: int, seed: int = 11) -> dict:
             bad.append(f"{cid}: HTTP {exc.code} {exc.read()[:200]!r}")
             continue
         profile = view.get("profile") or {}
-        faults = (view.get("open") or {}).get("fault") or {}
         if profile.get("name") != f"客户{cid}":
             bad.append(f"{cid}: profile {profile!r:.120}")
-        if fault_id(number) not in faults:
-            bad.append(f"{cid}: open faults {sorted(faults)[:5]}")
-    return {"views_checked": len(numbers), "views_wrong": bad}
+        for kind, entity in item_ids(number, per_customer):
+            item = ((view.get("open") or {}).get(kind) or {}).get(entity)
+            if item is None:
+                bad.append(f"{cid}: {kind} {entity} not open")
+                continue
+            metrics = (item.get("sla") or {}).get("metrics") or {}
+            for metric in metrics.values():
+                states[str(metric.get("state"))] = states.get(str(metric.get("state")), 0) + 1
+            # open: neither met nor cancelled ("pending", or "breached" and still running)
+            running.setdefault(kind, []).append(
+                sum(m.get("state") not in ("met", "cancelled") for m in metrics.values())
+            )
+    per_kind = {kind: sorted(set(counts)) for kind, counts in running.items()}
+    for kind, counts in per_kind.items():
+        if counts != [CLOCKS_PER_KIND[kind]]:
+            bad.append(f"{kind}: running clocks per item {counts}, expected {CLOCKS_PER_KIND[kind]}")
+    return {
+        "views_checked": len(numbers),
+        "views_wrong": bad,
+        "sampled_clock_states": states,
+        "sampled_running_clocks_per_item": per_kind,
+    }
 
 
 def log_marks(log_path: Path, started_wall: datetime) -> dict:
@@ -457,12 +529,85 @@ def log_marks(log_path: Path, started_wall: datetime) -> dict:
     return marks
 
 
+def restart(
+    tree: Path,
+    env: dict[str, str],
+    workdir: Path,
+    port: int,
+    args: argparse.Namespace,
+    number: int,
+    spy: Path | None,
+) -> dict:
+    """Start worker ``number + 1`` on the recovered state, time it to ready, check it, stop it."""
+    figures: dict = {"restart": number, "profiled": spy is not None}
+    log_path = workdir / f"worker-{number + 1}.log"
+    started_wall = datetime.now(UTC)
+    started = time.perf_counter()
+    second = start_worker(tree, env, log_path)
+    profiler = None
+    if spy:
+        with open(workdir / "py-spy.log", "wb") as spy_log:
+            profiler = subprocess.Popen(
+                [
+                    str(spy),
+                    "record",
+                    "--pid",
+                    str(second.pid),
+                    "--rate",
+                    "100",
+                    "--format",
+                    "raw",
+                    "--threads",
+                    "--output",
+                    str(workdir / "restart-profile.txt"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=spy_log,
+            )
+    try:
+        figures.update(time_to_ready(port, second, started, args.partitions))
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            profiler.wait(60)
+        figures.update(memory(second.pid))
+        figures.update(check_views(port, args.customers, args.sample, args.items_per_customer))
+        answer = health(port)
+        figures["processed_after_checks"] = answer[1].get("processed") if answer else None
+    finally:
+        if profiler is not None and profiler.poll() is None:
+            profiler.kill()
+        figures["second_worker_stop"] = stop_worker(second)
+    figures["log_marks"] = log_marks(log_path, started_wall)
+    # What the restarted worker holds: its deadline index's entries (one per
+    # item with clocks, from its own ``sla_timers.rebuilt`` line) and the
+    # clocks they run (by kind, as the sampled views showed them).
+    rebuilt = figures["log_marks"].get("sla_timers.rebuilt") or {}
+    figures["deadline_index_entries"] = rebuilt.get("clocks")
+    expected = expected_clocks(args.customers, args.items_per_customer)
+    if figures["deadline_index_entries"] == expected["items"] and not figures["views_wrong"]:
+        figures["clocks_held"] = expected["clocks"]
+    else:
+        figures["clocks_held"] = None  # not what was published: see views_wrong and the log
+    print(
+        f"restart {number}: ready in {figures['restart_to_ready_s']} s, clocks held {figures['clocks_held']}",
+        flush=True,
+    )
+    return figures
+
+
 # -- the run -------------------------------------------------------------------------
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument(
+        "--items-per-customer",
+        type=int,
+        default=1,
+        metavar="K",
+        help="open items per customer, faults, tickets and orders in turn (5 gives 10 clocks a customer)",
+    )
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument(
         "--tree", type=Path, default=ROOT, help="checkout of keydesk the workers run from (default: this one)"
@@ -483,13 +628,22 @@ def main() -> None:
         "until ready (collapsed stacks, restart-profile.txt in the log "
         "folder); slows it down, so not for the figure itself",
     )
+    parser.add_argument(
+        "--restarts",
+        type=int,
+        default=1,
+        help="restarts on the same recovered state, one after the other; the figures are the "
+        "first's, the others' under later_restarts (with --py-spy, only the last is profiled)",
+    )
     args = parser.parse_args()
     tree = args.tree.resolve()
     at = args.at or datetime.now(UTC)
     workdir = Path(tempfile.mkdtemp(prefix="keydesk-restart-"))
     figures: dict = {
         "customers": args.customers,
-        "events": 2 * args.customers,
+        "items_per_customer": args.items_per_customer,
+        "events": args.customers * (1 + args.items_per_customer),
+        "expected": expected_clocks(args.customers, args.items_per_customer),
         "partitions": args.partitions,
         "load_average_start": Path("/proc/loadavg").read_text().split()[:3],
     }
@@ -501,7 +655,10 @@ def main() -> None:
         provision_identity(workdir / "data")
         figures["worker_code"] = worker_code(tree, env)
         figures["publish_s"] = round(
-            asyncio.run(publish(bootstrap, settings.events_topic, args.customers, at)), 1
+            asyncio.run(
+                publish(bootstrap, settings.events_topic, args.customers, at, args.items_per_customer)
+            ),
+            1,
         )
         print(f"published {figures['events']} events in {figures['publish_s']} s", flush=True)
 
@@ -523,43 +680,13 @@ def main() -> None:
         figures["changelog_mib"] = round(sum(c["bytes"] for c in changelogs.values()) / 2**20, 1)
         figures["changelogs"] = changelogs
 
-        started_wall = datetime.now(UTC)
-        started = time.perf_counter()
-        second = start_worker(tree, env, workdir / "worker-2.log")
-        profiler = None
-        if args.py_spy:
-            with open(workdir / "py-spy.log", "wb") as spy_log:
-                profiler = subprocess.Popen(
-                    [
-                        str(args.py_spy),
-                        "record",
-                        "--pid",
-                        str(second.pid),
-                        "--rate",
-                        "100",
-                        "--format",
-                        "raw",
-                        "--threads",
-                        "--output",
-                        str(workdir / "restart-profile.txt"),
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=spy_log,
-                )
-        try:
-            figures.update(time_to_ready(port, second, started, args.partitions))
-            if profiler is not None:
-                profiler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
-                profiler.wait(60)
-            figures.update(memory(second.pid))
-            figures.update(check_views(port, args.customers, args.sample))
-            answer = health(port)
-            figures["processed_after_checks"] = answer[1].get("processed") if answer else None
-        finally:
-            if profiler is not None and profiler.poll() is None:
-                profiler.kill()
-            figures["second_worker_stop"] = stop_worker(second)
-        figures["log_marks"] = log_marks(workdir / "worker-2.log", started_wall)
+        runs = [
+            restart(tree, env, workdir, port, args, number, args.py_spy if number == args.restarts else None)
+            for number in range(1, args.restarts + 1)
+        ]
+        figures.update(runs[0])
+        if len(runs) > 1:
+            figures["later_restarts"] = runs[1:]
     figures["load_average_end"] = Path("/proc/loadavg").read_text().split()[:3]
     figures["logs"] = str(workdir)
     print(orjson.dumps(figures).decode(), flush=True)

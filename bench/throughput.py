@@ -6,13 +6,30 @@ Apache Kafka broker, then measures over exactly those events:
   (a) a bare aiokafka consumer reading them: the ceiling for Python;
   (b) a naive faust agent decoding a Record and updating one table entry per
       event: the framework floor (bench/naive_faust_agent.py);
+  (f) keydesk's own consumer path doing nothing per event: faust's and
+      aiokafka's cost on the way in, the ceiling for (c) (bench/batch_floor_agent.py);
   (c) the full keydesk worker (`keydesk worker`): validation, dead-lettering,
       the view fold, one JSON log line per event, changelog writes.
 
 Rates are events/s from the first event processed to the last; the ratios c/b
 and c/a are the figures that matter (absolute numbers depend on the machine).
 
+The events' dates are set relative to the run (``--dates``), because the worker's
+timers run on the wall clock: ``live`` (the default) has the month of events
+begin at the run's start, as a desk's own events do, so no clock comes due while
+it runs; ``past`` has it end at the run's start, so every clock is overdue and
+the worker also publishes each item's whole ladder of steps and folds it back
+(a catch-up after an outage; not a cost the naive agent (b) has at all).
+
     .venv/bin/python bench/throughput.py --events 200000
+    .venv/bin/python bench/throughput.py --events 200000 --dates past
+
+``--tree DIR`` also runs (c) from another checkout (its directory is the worker's
+working directory and ``PYTHONPATH``), each worker on its own topics holding the
+same events, so a change is measured against the code before it in one run:
+
+    git worktree add /tmp/before HEAD~1
+    .venv/bin/python bench/throughput.py --events 100000 --only c --tree /tmp/before --rounds 2
 """
 
 from __future__ import annotations
@@ -26,8 +43,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -43,7 +62,18 @@ from streams.settings import Settings  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-async def publish(bootstrap: str, topic: str, total: int) -> float:
+#: How far before the run a ``past`` mix begins: its four weeks, plus the longest
+#: item loop (eight steps of up to four hours), end before the run does.
+PAST_OFFSET = timedelta(days=30)
+
+
+def mix_start(dates: str, now: datetime) -> datetime:
+    """Where the event mix begins for ``--dates`` (whole minutes, as a desk's clocks have)."""
+    start = now.replace(second=0, microsecond=0)
+    return start - PAST_OFFSET if dates == "past" else start
+
+
+async def publish(bootstrap: str, topic: str, total: int, start: datetime) -> float:
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         enable_idempotence=True,
@@ -55,7 +85,7 @@ async def publish(bootstrap: str, topic: str, total: int) -> float:
     started = time.perf_counter()
     try:
         batch = []
-        for key, value in generate(total):
+        for key, value in generate(total, start=start):
             batch.append(await producer.send(topic, value, key=key))
             if len(batch) >= 20_000:
                 await asyncio.gather(*batch)
@@ -112,7 +142,8 @@ def bench_events_topic(partitions: int, label: str):
             broker.stop()
 
 
-def naive_faust(bootstrap: str, topic: str, total: int, partitions: int) -> float:
+def faust_baseline(script: str, bootstrap: str, topic: str, total: int, partitions: int) -> float:
+    """Events/s of a baseline agent (``bench/<script>.py``) over the topic's ``total`` events."""
     env = dict(
         os.environ,
         BENCH_KAFKA=bootstrap,
@@ -122,7 +153,7 @@ def naive_faust(bootstrap: str, topic: str, total: int, partitions: int) -> floa
         PYTHONPATH=str(ROOT),
     )
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "naive_faust_agent.py")],
+        [sys.executable, str(ROOT / "bench" / f"{script}.py")],
         env=env,
         capture_output=True,
         text=True,
@@ -130,15 +161,16 @@ def naive_faust(bootstrap: str, topic: str, total: int, partitions: int) -> floa
     )
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if not lines:
-        raise RuntimeError(f"naive faust agent failed: {done.stderr[-2000:]}")
+        raise RuntimeError(f"{script} failed: {done.stderr[-2000:]}")
     figures = orjson.loads(lines[-1])
     return figures["events"] / figures["seconds"]
 
 
 def keydesk_worker(
-    bootstrap: str, prefix: str, total: int, partitions: int, workdir: Path
+    bootstrap: str, prefix: str, total: int, partitions: int, workdir: Path, tree: Path = ROOT
 ) -> tuple[float, dict]:
-    log_path = workdir / "keydesk-worker.log"
+    """(c): the worker of checkout ``tree`` over the ``total`` events of topic prefix ``prefix``."""
+    log_path = workdir / f"keydesk-worker-{prefix}.log"
     port = 6100 + os.getpid() % 800
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYDESK_")}
     env.update(
@@ -150,6 +182,7 @@ def keydesk_worker(
         KEYDESK_HTTP_PORT=str(port),
         KEYDESK_DATA_DIR=str(workdir),
         KEYDESK_SINK="off",
+        PYTHONPATH=str(tree),
     )  # the worker alone, as measured before the sink existed
     with open(log_path, "wb") as log:
         worker = subprocess.Popen(
@@ -157,10 +190,11 @@ def keydesk_worker(
             env=env,
             stderr=log,
             stdout=subprocess.DEVNULL,
-            cwd=ROOT,
+            cwd=tree,
         )
         try:
             folded = _wait_for_folds(log_path, total, worker)
+            processed = _worker_counts(port)
         finally:
             worker.send_signal(signal.SIGTERM)
             try:
@@ -175,18 +209,34 @@ def keydesk_worker(
                 )
                 worker.kill()
                 worker.wait(10)
-    first, last = folded[0], folded[-1]
-    return total / (last - first).total_seconds(), {"log_lines": len(folded)}
+    stamps, steps = folded
+    first, last = stamps[0], stamps[-1]
+    return total / (last - first).total_seconds(), {
+        "log_lines": len(stamps),
+        "steps_folded": steps,
+        "processed": processed,
+    }
 
 
-def _wait_for_folds(log_path: Path, total: int, worker: subprocess.Popen) -> list[datetime]:
+def _worker_counts(port: int) -> dict:
+    """The worker's own counters (``GET /api/health``: folded, written records, retries)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=10) as answer:
+            body = answer.read()
+    except urllib.error.HTTPError as refused:  # 503 when degraded: the counters are still in it
+        body = refused.read()
+    return orjson.loads(body).get("processed", {})
+
+
+def _wait_for_folds(log_path: Path, total: int, worker: subprocess.Popen) -> tuple[list[datetime], int]:
     """Follow the worker's JSON log until every event has its summary line.
 
     The worker also folds the SLA step events its timers publish (``sla.*``) and
     logs them the same way; they are not among the published events, so they
-    are not counted.
+    are not counted in the rate; how many were folded by then is returned with it.
     """
     stamps: list[datetime] = []
+    steps = 0
     deadline = time.monotonic() + 1800
     partial = b""
     with open(log_path, "rb") as log:
@@ -204,9 +254,10 @@ def _wait_for_folds(log_path: Path, total: int, worker: subprocess.Popen) -> lis
             if b'"event.folded"' in line or b'"event.dead_lettered"' in line:
                 record = orjson.loads(line)
                 if str(record.get("event_type", "")).startswith("sla."):
-                    continue  # a step the worker's SLA timers published, not a bench event
+                    steps += 1  # a step the worker's SLA timers published, not a bench event
+                    continue
                 stamps.append(datetime.fromisoformat(record["timestamp"]))
-    return stamps
+    return stamps, steps
 
 
 def main() -> None:
@@ -214,24 +265,69 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument(
-        "--only", default="bc", help="which of (b) and (c) to run after (a): 'bc' (default), 'b' or 'c'"
+        "--only",
+        default="bfc",
+        help="which of (b), (f) and (c) to run after (a): 'bfc' (default) or any of the letters",
     )
+    parser.add_argument(
+        "--dates",
+        choices=("live", "past"),
+        default="live",
+        help="events from the run's start on (live, default) or in the month before it (past)",
+    )
+    parser.add_argument(
+        "--tree",
+        type=Path,
+        action="append",
+        default=[],
+        help="also run (c) from this checkout of keydesk, on its own copy of the events (a same-run A/B)",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="how many times to run (c) for each tree")
     args = parser.parse_args()
+    start = mix_start(args.dates, datetime.now(UTC))
     workdir = Path(tempfile.mkdtemp(prefix="keydesk-bench-"))
     with bench_events_topic(args.partitions, "bench") as settings:
         bootstrap, prefix, topic = settings.kafka, settings.topic_prefix, settings.events_topic
-        rate_publish = asyncio.run(publish(bootstrap, topic, args.events))
-        print(f"published {args.events} events at {rate_publish:,.0f}/s", flush=True)
+        rate_publish = asyncio.run(publish(bootstrap, topic, args.events, start))
+        print(
+            f"published {args.events} events ({args.dates}: from {start.isoformat()}) "
+            f"at {rate_publish:,.0f}/s",
+            flush=True,
+        )
         a = asyncio.run(bare_consumer(bootstrap, topic, args.events))
         print(f"(a) bare aiokafka consumer   {a:>10,.0f} events/s", flush=True)
         b = None
         if "b" in args.only:
-            b = naive_faust(bootstrap, topic, args.events, args.partitions)
+            b = faust_baseline("naive_faust_agent", bootstrap, topic, args.events, args.partitions)
             print(f"(b) naive faust agent        {b:>10,.0f} events/s", flush=True)
-        if "c" in args.only:
-            c, extra = keydesk_worker(bootstrap, prefix, args.events, args.partitions, workdir)
-            print(f"(c) keydesk worker           {c:>10,.0f} events/s", flush=True)
-            print((f"c/b = {c / b:.1f}x   " if b else "") + f"c/a = {c / a:.3f}", flush=True)
+        f = None
+        if "f" in args.only:
+            f = faust_baseline("batch_floor_agent", bootstrap, topic, args.events, args.partitions)
+            print(f"(f) keydesk's consumer floor {f:>10,.0f} events/s", flush=True)
+            if b:
+                print(f"f/b = {f / b:.1f}x (the most c/b can be)", flush=True)
+        if "c" not in args.only:
+            return
+        trees = [ROOT, *(tree.resolve() for tree in args.tree)]
+        for round_number in range(args.rounds):
+            for n, tree in enumerate(trees):
+                if round_number or n:  # each worker its own topics, with the same events
+                    prefix = f"bench{uuid.uuid4().hex[:6]}"
+                    asyncio.run(
+                        ensure_topics(
+                            Settings(kafka=bootstrap, topic_prefix=prefix, partitions=args.partitions)
+                        )
+                    )
+                    asyncio.run(publish(bootstrap, f"{prefix}.events", args.events, start))
+                c, extra = keydesk_worker(bootstrap, prefix, args.events, args.partitions, workdir, tree)
+                name = "this checkout" if tree == ROOT else str(tree)
+                print(
+                    f"(c) keydesk worker           {c:>10,.0f} events/s   ({name}; "
+                    f"{extra['steps_folded']:,} of its own SLA step events folded meanwhile)",
+                    flush=True,
+                )
+                print(f"    the worker's counters: {orjson.dumps(extra['processed']).decode()}", flush=True)
+                print((f"c/b = {c / b:.1f}x   " if b else "") + f"c/a = {c / a:.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -194,7 +194,12 @@ class EventProcessor:
             try:
                 outcome = self._fold_one(view, event, message)
             except Exception as exc:  # a bug must not stop the desk: undo, park the event, go on
-                self.log.exception("event.fold_failed", event_id=event.event_id, customer_id=customer_id)
+                self.log.exception(
+                    "event.fold_failed",
+                    customer_id=customer_id,
+                    entity_id=event.entity_id,
+                    event_id=event.event_id,
+                )
                 undone = self._undo(customer_id, folded.get(customer_id, ()))
                 if undone is None:
                     touched.pop(customer_id, None)
@@ -314,25 +319,25 @@ class EventProcessor:
         return view
 
     def _fold_one(self, view: dict[str, Any], event: Event, message: faust.types.Message) -> Outcome:
-        structlog.contextvars.bind_contextvars(
-            customer_id=event.customer_id, entity_id=event.entity_id, event_id=event.event_id
+        # The ids are passed, not bound with contextvars: binding and unbinding
+        # three variables per event cost more than the line itself (issue 13), and
+        # nothing inside the fold logs.
+        outcome = fold(view, event, message.offset)
+        self.stats[outcome.status] += 1
+        self.log.info(
+            "event.folded",
+            customer_id=event.customer_id,
+            entity_id=event.entity_id,
+            event_id=event.event_id,
+            event_type=event.event_type,
+            outcome=outcome.status,
+            state=outcome.state,
+            late=outcome.late,
+            reason=outcome.reason,
+            partition=message.partition,
+            offset=message.offset,
         )
-        try:
-            outcome = fold(view, event, message.offset)
-            self.stats[outcome.status] += 1
-            self.log.info(
-                "event.folded",
-                event_type=event.event_type,
-                outcome=outcome.status,
-                state=outcome.state,
-                late=outcome.late,
-                reason=outcome.reason,
-                partition=message.partition,
-                offset=message.offset,
-            )
-            return outcome
-        finally:
-            structlog.contextvars.unbind_contextvars("customer_id", "entity_id", "event_id")
+        return outcome
 
     def _refresh_sla(self, view: dict[str, Any], items: set[tuple[str, str]]) -> None:
         for kind, item_id in items:
