@@ -577,9 +577,7 @@ class SinkWriter:
             sql += " ON CONFLICT DO NOTHING"
         if returning is not None:
             sql += f" RETURNING {quote(returning)}"
-        processors = [
-            (name, columns[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in names
-        ]
+        processors = [(name, _array_processor(columns[name].type, dialect)) for name in names]
         made = self._array_statements[key] = (sql, processors)
         return made
 
@@ -598,6 +596,22 @@ class SinkWriter:
             ],
             ("group_id", "topic", "partition"),
         )
+
+
+def _array_processor(column_type: Any, dialect: Any) -> Any:
+    """The column's bind processing, and for a float column ints made floats: psycopg cannot
+    dump a list of mixed ints and floats (a paused time of 0 among 21120.0), and the error,
+    a DataError, would blame the records and dead-letter good events."""
+    process = column_type.dialect_impl(dialect).bind_processor(dialect)
+    try:
+        floats = column_type.python_type is float
+    except NotImplementedError:
+        floats = False
+    if not floats:
+        return process
+    if process is None:
+        return lambda value: None if value is None else float(value)
+    return lambda value: process(None if value is None else float(value))
 
 
 def _unsized(sql_type: str) -> str:
