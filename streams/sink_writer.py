@@ -38,6 +38,7 @@ view shows.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -154,7 +155,17 @@ def blames_the_records(exc: BaseException) -> bool:
 class SinkWriter:
     """Writes one partition's records to the database as one transaction."""
 
-    def __init__(self, engine: Engine, rules: RuleSet, group_id: str, secret: bytes | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        rules: RuleSet,
+        group_id: str,
+        secret: bytes | None = None,
+        *,
+        arrays: bool | None = None,
+    ) -> None:
+        """``arrays``: write each table's rows as one ``INSERT .. SELECT FROM unnest(arrays)``
+        (default on PostgreSQL; see :meth:`_insert_rows`), else as SQLAlchemy's multi-row ``VALUES``."""
         self.engine = engine
         self.secret = secret  # the desk's: a signed acknowledgement may come on the events topic
         self.rules = rules
@@ -164,6 +175,10 @@ class SinkWriter:
             raise ValueError(f"KEYDESK_DB: unsupported database {dialect!r} (sqlite or postgresql)")
         self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         self._sqlite = dialect == "sqlite"
+        self._arrays = (dialect == "postgresql") if arrays is None else arrays
+        if self._arrays and dialect != "postgresql":
+            raise ValueError("arrays: PostgreSQL only")
+        self._array_statements: dict[tuple, tuple[str, list[tuple[str, Any]]]] = {}
 
     def prepare(self) -> None:
         """Bring the schema up to date (Alembic); safe to repeat."""
@@ -334,16 +349,12 @@ class SinkWriter:
     # -- the audit log and the SLA steps: append once per event id ------------------
 
     def _append_events(self, conn: Connection, rows: list[dict[str, Any]]) -> list[str]:
-        if not rows:
-            return []
-        statement = self._insert(EventRecord).on_conflict_do_nothing().returning(EventRecord.event_id)
-        inserted = set(conn.execute(statement, rows).scalars().all())
+        inserted = set(self._insert_rows(conn, EventRecord, rows, skip_existing=True, returning="event_id"))
         return [r["event_id"] for r in rows if r["event_id"] in inserted]
 
     def _project(self, conn: Connection, new_events: list[Event], result: WriteResult) -> None:
         steps = [projection.step_row(e) for e in new_events if e.kind == "sla"]
-        if steps:
-            conn.execute(self._insert(SlaStep).on_conflict_do_nothing(), steps)
+        self._insert_rows(conn, SlaStep, steps, skip_existing=True)
         items = {(e.customer_id, e.kind, e.entity_id) for e in new_events if e.kind in ITEM_KINDS}
         self._write_services(conn, [e for e in new_events if e.event_type in SERVICE_EVENT_TYPES])
         profile_changes: dict[str, datetime] = {}
@@ -360,8 +371,7 @@ class SinkWriter:
             # What the archive is searched by: rewritten whole with the profile.
             conn.execute(delete(CustomerSearchTerm).where(CustomerSearchTerm.customer_id == customer_id))
             terms = projection.customer_search_rows(customer_id, row["profile"] if row else None)
-            if terms:
-                conn.execute(self._insert(CustomerSearchTerm), terms)
+            self._insert_rows(conn, CustomerSearchTerm, terms)
         result.customers = len(profile_changes)
         # A profile change re-measures the items whose latest event is at or after it.
         for customer_id, since in profile_changes.items():
@@ -458,8 +468,7 @@ class SinkWriter:
                 (SlaPausedTime, [p for d in derived for p in d.paused]),
                 (Revisit, [r for d in derived for r in d.revisits]),
             ):
-                if rows:
-                    conn.execute(self._insert(table), rows)
+                self._insert_rows(conn, table, rows)
 
     def _item_events(
         self, conn: Connection, items: list[tuple[str, str, str]]
@@ -487,11 +496,92 @@ class SinkWriter:
     def _upsert(
         self, conn: Connection, table: type, rows: list[dict[str, Any]], key: tuple[str, ...]
     ) -> None:
+        self._insert_rows(conn, table, rows, upsert_key=key)
+
+    # -- how rows are inserted --------------------------------------------------------
+
+    def _insert_rows(
+        self,
+        conn: Connection,
+        table: type,
+        rows: list[dict[str, Any]],
+        *,
+        skip_existing: bool = False,
+        upsert_key: tuple[str, ...] = (),
+        returning: str | None = None,
+    ) -> list[Any]:
+        """Insert ``rows`` (each with the keys of the first) into ``table``; the ``returning``
+        column of the rows inserted.
+
+        ``skip_existing``: a row that conflicts with one stored is left out
+        (``ON CONFLICT DO NOTHING``); ``upsert_key``: it replaces the stored row's
+        other columns.  On PostgreSQL, one ``INSERT .. SELECT * FROM unnest(%s, ..)``
+        with a parameter per column, each an array of that column's values: a
+        short statement psycopg converts once and the server prepares, where
+        SQLAlchemy's multi-row ``VALUES`` (up to 1,000 rows x 15 columns per
+        statement) was parsed again in Python by psycopg for every page, a third
+        of a batch's time (BENCHMARKS.md, "SQL sink throughput").  Values go
+        through the columns' own bind processing (instants to UTC, JSON) first,
+        and the arrays are cast to the columns' types without their lengths, so
+        a value too long fails the INSERT as it did, instead of being cut.
+        """
         if not rows:
-            return
+            return []
+        if self._arrays:
+            sql, columns = self._array_statement(table, tuple(rows[0]), skip_existing, upsert_key, returning)
+            arrays = {}
+            for number, (name, process) in enumerate(columns):
+                values = [row[name] for row in rows]
+                arrays[f"c{number}"] = [process(v) for v in values] if process else values
+            answer = conn.exec_driver_sql(sql, arrays)
+            return list(answer.scalars().all()) if returning else []
         statement = self._insert(table)
-        updated = {name: statement.excluded[name] for name in rows[0] if name not in key}
-        conn.execute(statement.on_conflict_do_update(index_elements=list(key), set_=updated), rows)
+        if upsert_key:
+            updated = {name: statement.excluded[name] for name in rows[0] if name not in upsert_key}
+            statement = statement.on_conflict_do_update(index_elements=list(upsert_key), set_=updated)
+        elif skip_existing:
+            statement = statement.on_conflict_do_nothing()
+        if returning is None:
+            conn.execute(statement, rows)
+            return []
+        return list(conn.execute(statement.returning(table.__table__.c[returning]), rows).scalars().all())
+
+    def _array_statement(
+        self,
+        table: type,
+        names: tuple[str, ...],
+        skip_existing: bool,
+        upsert_key: tuple[str, ...],
+        returning: str | None,
+    ) -> tuple[str, list[tuple[str, Any]]]:
+        """The ``unnest`` INSERT for these columns, and each column's bind processor (made once)."""
+        key = (table, names, skip_existing, upsert_key, returning)
+        made = self._array_statements.get(key)
+        if made is not None:
+            return made
+        dialect = self.engine.dialect
+        quote = dialect.identifier_preparer.quote
+        columns = table.__table__.c  # type: ignore[attr-defined]
+        arrays = ", ".join(
+            f"%(c{number})s::{_unsized(columns[name].type.compile(dialect=dialect))}[]"
+            for number, name in enumerate(names)
+        )
+        sql = (
+            f"INSERT INTO {quote(table.__tablename__)} ({', '.join(quote(n) for n in names)}) "  # type: ignore[attr-defined]
+            f"SELECT * FROM unnest({arrays})"
+        )
+        if upsert_key:
+            updated = ", ".join(f"{quote(n)} = EXCLUDED.{quote(n)}" for n in names if n not in upsert_key)
+            sql += f" ON CONFLICT ({', '.join(quote(n) for n in upsert_key)}) DO UPDATE SET {updated}"
+        elif skip_existing:
+            sql += " ON CONFLICT DO NOTHING"
+        if returning is not None:
+            sql += f" RETURNING {quote(returning)}"
+        processors = [
+            (name, columns[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in names
+        ]
+        made = self._array_statements[key] = (sql, processors)
+        return made
 
     def _save_position(self, conn: Connection, topic: str, partition: int, offset: int) -> None:
         self._upsert(
@@ -508,6 +598,11 @@ class SinkWriter:
             ],
             ("group_id", "topic", "partition"),
         )
+
+
+def _unsized(sql_type: str) -> str:
+    """``VARCHAR(64)`` as ``VARCHAR``: a cast to the sized type would cut a value too long."""
+    return re.sub(r"\(.*?\)", "", sql_type)
 
 
 def _chunks(values: Sequence, size: int) -> Iterable[list]:

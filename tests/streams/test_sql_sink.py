@@ -10,20 +10,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy import func, select
 
 from handlers.kafka_topics import ensure_topics
+from handlers.local.postgres_server import create_database, drop_database
 from schemas.reporting_db import open_engine, upgrade
-from schemas.reporting_tables import Customer, EventRecord, Item, Revisit, SinkPosition, SlaOutcome, SlaStep
+from schemas.reporting_tables import (
+    Base,
+    Customer,
+    EventRecord,
+    Item,
+    Revisit,
+    SinkPosition,
+    SlaOutcome,
+    SlaStep,
+)
 from sla_rules import load_rules
 from streams.desk_signature import signature_headers
+from streams.replay import replay
 from streams.settings import Settings
 from streams.sink_writer import SinkWriter
 from streams.sql_sink import SqlSink
 from tests.builders import event, fault
+from tests.generated_log import generate_log
 
 RULES = load_rules()
 DIAMOND = event("customer.registered", "C-1", "08:00", region="广东/广州")
@@ -163,6 +177,43 @@ class TestWriter:
         with engine.connect() as conn:
             step = conn.execute(select(SlaStep.__table__)).one()
         assert (step.item_id, step.metric, step.cycle, step.note) == ("F-1", "restore", 1, "on it")
+
+
+@pytest.mark.postgres
+def test_on_postgresql_the_array_inserts_write_the_rows_the_multi_row_values_write(postgres_url):
+    """Both ways of inserting (``SinkWriter(arrays=...)``) on a generated log and its steps:
+    every table the same, row for row, over batches that repeat and revisit items."""
+    log = generate_log(customers=6, start=datetime(2026, 11, 2, tzinfo=ZoneInfo("Asia/Shanghai")), days=3)
+    steps = replay((e.to_bytes() for e in log), RULES, partitions=1).steps
+    assert len(log) > 100 and len(steps) > 50
+    batches = [("keydesk.events", log), ("keydesk.sla", steps)]
+    tables = []
+    for arrays in (False, True):
+        url = create_database(postgres_url)
+        engine = open_engine(url)
+        try:
+            upgrade(engine)
+            writer = SinkWriter(engine, RULES, "sink", arrays=arrays)
+            for topic, events in batches:
+                for first in range(0, len(events), 37):
+                    writer.write(topic, 0, records(events[first : first + 37], first))
+                writer.write(topic, 0, records(events[:50]))  # a redelivery: nothing new
+            with engine.connect() as conn:
+                tables.append(
+                    {
+                        table.name: sorted(
+                            repr(tuple(row))
+                            for row in conn.execute(select(*[c for c in table.c if c.name != "stored_at"]))
+                        )
+                        for table in Base.metadata.sorted_tables
+                        if table.name != "sink_positions"
+                    }
+                )
+        finally:
+            engine.dispose()
+            drop_database(postgres_url, url)
+    assert tables[0]["event_log"] and tables[0]["sla_outcomes"] and tables[0]["sla_steps"]
+    assert tables[0] == tables[1]
 
 
 # -- the Kafka side ------------------------------------------------------------------
