@@ -18,6 +18,7 @@ from typing import Any
 
 import faust
 from faust.serializers import codecs
+from faust.types import ProducerT
 from mode.utils.objects import cached_property
 
 from sla_rules import RuleSet, load_rules
@@ -38,6 +39,9 @@ from streams.sla_agents import register_sla_agents
 BATCH_MAX = 4000  # events folded per batch at most
 BATCH_WITHIN = 0.005  # seconds without a new event that close a partial batch
 BATCH_LINGER = 0.1  # seconds a batch may collect events at most
+#: Changelog records pending in faust's producer buffer before intake waits for it:
+#: a few batches' worth (a batch writes about 0.4 records per event).
+PRODUCER_BUFFER_MAX = 5 * BATCH_MAX
 
 
 class _Utf8(codecs.Codec):
@@ -79,6 +83,22 @@ class Streams:
 
 class App(faust.App):
     """faust's app with keydesk's stream flow control (``streams.consumer_tuning.FlowControl``)."""
+
+    def _new_producer(self) -> ProducerT:
+        """faust's producer, whose buffer holds up intake only past :data:`PRODUCER_BUFFER_MAX` records.
+
+        Table writes go to the changelog through this buffer, and faust makes every
+        incoming message wait while more than ``max_messages`` (100) are pending,
+        in steps of up to 0.1 s.  A batch of events writes hundreds of changelog
+        records at once, so after every batch intake crawled: with 500 events/s
+        and one live client, the timers published due steps 2.6 s late (p50) and
+        10.9 s at p99, growing over the run; at this limit 0.33 s (issue 12's
+        fan-out; BENCHMARKS.md, "Live fan-out").  The limit still bounds the
+        memory pending records take (records are at most 64 KiB, typically 1-3 KB).
+        """
+        producer = super()._new_producer()
+        producer.buffer.max_messages = PRODUCER_BUFFER_MAX
+        return producer
 
     @cached_property
     def flow_control(self) -> FlowControl:

@@ -8,20 +8,34 @@ conductor through ``Service.wait_first(callback(message), suspend_flow.wait())``
 cancels the losers: four tasks, a wait and three cancellations for each Kafka
 message.  On the worker that was the single largest framework cost per event.
 
-:class:`Consumer` keeps the drain loop of 0.15.3 line for line (read-offset
-bookkeeping, gap tracking for acks, ``commit_every`` commits, the periodic
-``sleep(0)``) and only awaits ``callback(message)`` directly while the flow is
-not suspended.  Nothing in faust 0.15.3 ever sets ``suspend_flow``; should it be
-set (by a future faust, or by hand), the original ``wait_first`` race is used for
-that message, so the behaviour there is exactly faust's.
+:class:`Consumer` keeps the drain loop of 0.15.3 (read-offset bookkeeping, gap
+tracking for acks, ``commit_every`` commits, the periodic ``sleep(0)``) and
+awaits ``callback(message)`` directly while the flow is not suspended; once it
+is (``Consumer.stop_flow``, at every revocation), the original ``wait_first``
+race is used for that message.
 
-Stopping is unchanged: the drain loop runs inside the Fetcher service's task,
-and a rebalance or shutdown stops the Fetcher (``App._stop_fetcher``), which
-cancels that task; a callback blocked on flow control or a full stream buffer
-is cancelled with it, as faust's own ``wait_first`` futures were.  Offsets are
-still only acknowledged by the streams after processing, and committed by
-faust's ``Consumer.commit``, which flushes the producer first: at-least-once is
-untouched.
+One difference follows from that, and is why the read offset is recorded
+*before* the callback here, where faust records it after: a callback awaited
+directly is not cancelled when a rebalance suspends the flow.  It may be held up
+(by flow control, or by the producer buffer in ``wait_until_producer_ebb``)
+for the whole rebalance, the fetcher is not stopped by one (``App._stop_fetcher``
+runs only at shutdown), and it can return after the recovery has sought every
+partition to its committed offset (``Consumer.perform_seek``, which also sets
+the read offsets).  Recorded after the callback, that stale record's offset
+overwrote the seek's read offset, so the records fetched again from the
+committed offset up to it were dropped as already read: never folded, never
+acked in the new generation, and that partition committed nothing more until
+the worker was restarted (``Consumer._new_offset`` below refuses to commit past
+an offset that was not acked).  Issue 9: seen after a rebalance in
+``bench/restart_recovery.py`` (432,508 of 600,000 events left uncommitted);
+``tests/faults/test_commits_after_rebalance.py`` and
+``tests/streams/test_consumer_drain.py`` are its tests.  Recorded before, a seek
+made during the callback wins; the stale record itself reaches the stream with
+its old generation and is dropped there unacked (``streams.event_batches``).
+
+Offsets are still only acknowledged by the streams after processing, and
+committed by faust's ``Consumer.commit``, which flushes the producer first:
+at-least-once is untouched.
 
 The consumer is selected through the broker URL scheme ``keydesk-kafka://``,
 registered here as an alias of this module's :class:`Transport`; see
@@ -100,6 +114,11 @@ class Consumer(faust_aiokafka.Consumer):
                         offset = message.offset
                         r_offset = get_read_offset(tp)
                         if r_offset is None or offset >= r_offset:
+                            # Read before the awaits below, not after them as in faust:
+                            # a seek made meanwhile (the rebalance's seek to the committed
+                            # offsets) must win, or the records it fetches again are
+                            # dropped as read (see the module docstring).
+                            set_read_offset(tp, offset)
                             gap = offset - (r_offset or 0)
                             # We have a gap in income messages
                             if gap > 1 and r_offset:
@@ -111,11 +130,10 @@ class Consumer(faust_aiokafka.Consumer):
                                     self._n_acked = 0
                                     await self.commit()
                             if flow_suspended():
-                                # faust's own race (never taken on 0.15.3).
+                                # faust's own race: a rebalance began between the fetch and here.
                                 await self.wait_first(callback(message), self.suspend_flow.wait())
                             else:
                                 await callback(message)
-                            set_read_offset(tp, offset)
                         else:
                             self.log.dev(
                                 "DROPPED MESSAGE ROFF %r: k=%r v=%r",

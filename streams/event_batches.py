@@ -27,8 +27,11 @@ events"):
 * an event from a stale consumer generation is dropped *without* an ack.
   faust acks it, which puts its offset among the acked ones although nothing
   folded it; the next commit can then jump past it.  Unacked, it is fetched
-  again: every rebalance seeks to the committed offsets before flow resumes
-  (``faust.tables.recovery.Recovery._resume_streams``).  An event of the
+  again: every rebalance ends with a seek to the committed offsets
+  (``Consumer.perform_seek`` in ``faust.tables.recovery.Recovery``), and the
+  drain loop keeps that seek even when such a stale record reached this queue
+  only after it (``streams.consumer_tuning``; before, it undid the seek and
+  the partition never committed again).  An event of the
   current generation taken while flow is still suspended was fetched after
   that seek and would never come again: faust skips (and acks) it too; here
   it is held until the flow resumes and then processed;
