@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
+from playwright.async_api import expect
 
 from handlers.web.next_steps import local_time
 from tests.web.conftest import PHONE, scrolls_sideways, serious_accessibility_problems
@@ -73,13 +74,16 @@ class TestHotlineConsole:
         base, desk = screens
         page = await signed_in(browser, base, "hotline-zhang")
         await page.goto(f"{base}/console")
+        # Type only once the browser has applied autofocus: a key pressed before lands nowhere.
+        await expect(page.locator("#q")).to_be_focused()
         await page.keyboard.type("GZ-MPLS-0001")
         await page.keyboard.press("Enter")
         await page.wait_for_url(f"{base}{GOV}?circuit=GZ-MPLS-0001")
         await tab_to(page, "故障申告")
         await page.keyboard.press("Enter")
         await page.wait_for_url(f"{base}{GOV}/faults/new?circuit=GZ-MPLS-0001")
-        await page.keyboard.type("省政府专网中断")  # the summary has the focus
+        await expect(page.locator("[autofocus]")).to_be_focused()  # the summary has the focus
+        await page.keyboard.type("省政府专网中断")
         await page.keyboard.press("Enter")
         await page.wait_for_url(f"{base}{GOV}?step=*")
         (fault_id,) = [i for i in desk.views["C-GOV-001"]["open"]["fault"] if i != "F-OLD"]
@@ -115,7 +119,8 @@ class TestOpeningATicketAndPlacingAnOrder:
         await tab_to(page, "新建工单")
         await page.keyboard.press("Enter")
         await page.wait_for_url(f"{base}{GOV}/tickets/new")
-        await page.keyboard.type("营业厅网速慢投诉")  # the subject has the focus
+        await expect(page.locator("[autofocus]")).to_be_focused()  # the subject has the focus
+        await page.keyboard.type("营业厅网速慢投诉")
         await page.keyboard.press("Shift+Tab")  # back to the priority
         await page.keyboard.press("ArrowDown")  # P1 -> P2
         assert await page.get_by_label("优先级").input_value() == "P2"
