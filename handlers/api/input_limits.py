@@ -11,6 +11,8 @@ in prose: change both together.
 
 from __future__ import annotations
 
+import re
+
 from schemas.envelope import ID_MAX_LENGTH
 
 # -- request bodies -------------------------------------------------------------------
@@ -24,6 +26,14 @@ MAX_BODY_BYTES = 256 * 1024
 #: long is refused naming ``text``, not as a body too large).  The shipped file is ~20 KB.
 MAX_RULES_BYTES = 256 * 1024
 MAX_RULES_CHARACTERS = 100_000
+#: The document's text must hold something other than white space.  The document says so as a
+#: JSON Schema ``pattern``, which clients (schemathesis among them) read as an ECMA-262 regex, where
+#: ``\s`` also covers U+FEFF and not U+0085; Python's ``\s`` is the other way round.  So the pattern
+#: excludes U+0085 and the check excludes U+FEFF: both then call the same texts blank (the C0
+#: controls that Python's ``\s`` also covers are refused anyway, as in every body).  A text of a
+#: byte-order mark alone was accepted although the document refused it (CI, schemathesis ST201).
+RULES_TEXT_PATTERN = r"[^\s\u0085]"
+RULES_TEXT_NOT_BLANK = re.compile(r"[^\s\ufeff]")
 
 #: ``Content-Encoding`` values a body may have; anything else is a 415.
 BODY_ENCODINGS = ("identity", "gzip")

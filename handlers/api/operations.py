@@ -44,6 +44,7 @@ from handlers.api.input_limits import (
     MAX_WAIT_SECONDS,
     MAX_YEAR,
     MIN_YEAR,
+    RULES_TEXT_PATTERN,
 )
 from handlers.identity.operations import find_operation as find_permission
 from handlers.identity.roles import ROLES
@@ -717,7 +718,14 @@ def _rules_operations() -> list[Operation]:
     document = Body(
         "a rules document: the whole TOML text (sla_rules/default_rules.toml shows the format)",
         schema=_body_schema(
-            {"text": {"type": "string", "minLength": 1, "maxLength": MAX_RULES_CHARACTERS, "pattern": r"\S"}},
+            {
+                "text": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_RULES_CHARACTERS,
+                    "pattern": RULES_TEXT_PATTERN,
+                }
+            },
             {},
         ),
     )

@@ -29,7 +29,7 @@ from aiokafka.errors import KafkaError
 from faust.web import Request, Response, View
 
 from handlers.api.http_guard import BadRequest, read_json_object
-from handlers.api.input_limits import MAX_RULES_BYTES, MAX_RULES_CHARACTERS
+from handlers.api.input_limits import MAX_RULES_BYTES, MAX_RULES_CHARACTERS, RULES_TEXT_NOT_BLANK
 from handlers.api.operations import operation
 from handlers.identity.guard import audit_change, identity_of
 from sla_rules import RuleProblem, RuleSet, parse_rules
@@ -57,7 +57,7 @@ def text_of(body: dict[str, Any]) -> str:
     if extra:
         raise BadRequest(422, extra[0][:64], "unknown field; send {text}")
     text = body.get("text")
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str) or not RULES_TEXT_NOT_BLANK.search(text):
         raise BadRequest(422, "text", "is required: the rules document as a string")
     if len(text) > MAX_RULES_CHARACTERS or len(text.encode()) > MAX_RULES_BYTES:
         raise BadRequest(

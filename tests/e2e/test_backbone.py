@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import uuid
+from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -265,12 +266,16 @@ def without_timers(item):
 
 class TestRecovery:
     def test_a_restarted_worker_serves_the_views_it_had(self, kafka_bootstrap, tmp_path):
-        """Views survive a restart: the new worker recovers them from the changelog."""
+        """Views survive a restart: the new worker recovers them from the changelog.
+
+        The fault is reported now, so that none of its clocks comes due during the test: a fault of
+        a past day had its warning step fire between the two reads, and the view rightly changed.
+        """
         desk = new_desk(kafka_bootstrap, tmp_path)
         try:
             first = desk.start_worker()
             desk.wait_until_partitions_split()
-            report = fault("F-1", "reported", customer="C-RESTART")
+            report = fault("F-1", "reported", datetime.now(UTC), customer="C-RESTART")
             post_event(desk, report)
             _, before = first.view("C-RESTART", wait_for=report.event_id)
             first.stop()

@@ -13,14 +13,16 @@ from __future__ import annotations
 from dataclasses import replace
 from types import SimpleNamespace
 
+import jsonschema_rs
 import pytest
 from openapi_spec_validator import validate
 
 from handlers.api.actions import ACTIONS
-from handlers.api.http_guard import BadRequest
+from handlers.api.http_guard import BadRequest, has_control_character
 from handlers.api.input_limits import DEFAULT_QUEUE_LIMIT, MAX_ID_LENGTH, MAX_QUEUE_LIMIT, MAX_WAIT_SECONDS
 from handlers.api.openapi_document import build_document
 from handlers.api.operations import OPERATIONS, STEPS, operation, routes
+from handlers.api.rules_routes import text_of
 from handlers.composition import build_worker_streams
 from streams.settings import Settings
 
@@ -90,6 +92,27 @@ class TestTheDocument:
         assert view[0]["schema"]["maxLength"] == MAX_ID_LENGTH
         timeout = next(p for p in view if p["name"] == "timeout")
         assert timeout["schema"]["maximum"] == MAX_WAIT_SECONDS
+
+    def test_a_rules_text_is_blank_to_the_handler_exactly_when_it_is_to_the_document(self):
+        # Clients read the document's pattern as an ECMA-262 regex (jsonschema-rs, which schemathesis
+        # validates with); a byte-order mark alone was once refused by it and accepted by the handler.
+        body = document()["paths"]["/api/rules/check"]["post"]["requestBody"]["content"]
+        text_schema = body["application/json"]["schema"]["properties"]["text"]
+        by_document = jsonschema_rs.Draft202012Validator(text_schema)
+        disagree = []
+        for code in range(0x110000):
+            if 0xD800 <= code < 0xE000 or has_control_character(chr(code)):
+                continue  # surrogates are not JSON text; controls are refused in every body
+            for text in (chr(code), f" {chr(code)}\n"):
+                try:
+                    text_of({"text": text})
+                    accepted = True
+                except BadRequest:
+                    accepted = False
+                if accepted != by_document.is_valid(text):
+                    disagree.append(hex(code))
+        assert disagree == []
+        assert not by_document.is_valid("\ufeff \u3000\n") and by_document.is_valid("\ufeff[x]")
 
     def test_a_step_body_is_its_events_payload_fields_less_what_the_action_sets(self):
         paths = document()["paths"]
