@@ -50,8 +50,10 @@ SECTION = "## Live fan-out (issue 12)"
 PASSWORD = "bench password 12345"
 STREAMS_PER_USER = 8
 TIME = re.compile(
-    r'id="step-([0-9a-f-]+)".*?data-step="(sla\.[a-z_]+):[0-9]*".*?<time datetime="([^"]+)"', re.S
+    rb'id="step-([0-9a-f-]+)".*?data-step="(sla\.[a-z_]+):[0-9]*".*?<time datetime="([^"]+)"', re.S
 )
+#: the steps whose latency is counted (the run's diamond P1 faults: breach and ladder step 1)
+COUNTED = (b"sla.breached", b"sla.escalation_due")
 
 
 def provision(database_url: str, clients: int) -> list[str]:
@@ -106,31 +108,58 @@ class Client:
                     self.ended = f"status {r.status}"
                     return False
                 self.ended = None
-                event, data = "", []
-                async for raw in r.content:
-                    line = raw.decode().rstrip("\n")
-                    if line.startswith("event: "):
-                        event = line[7:]
-                    elif line.startswith("data: "):
-                        data.append(line[6:])
-                    elif line == "":
-                        self.seen(event, "\n".join(data), time.time())
-                        event, data = "", []
+                # Whole chunks, split into events at their blank line: 200 streams in this one process
+                # read line by line cost the load generator a core of its own, and a late read here
+                # would count as the worker's latency.
+                pending = b""
+                async for chunk in r.content.iter_any():
+                    now = time.time()
+                    pending += chunk
+                    *events, pending = pending.split(b"\n\n")
+                    for block in events:
+                        self.seen(block, now)
         except (aiohttp.ClientError, asyncio.CancelledError) as exc:
             self.ended = type(exc).__name__
         else:
             self.ended = self.ended or "closed by the worker"
         return False
 
-    def seen(self, event: str, data: str, now: float) -> None:
-        if event == "sync":
+    def seen(self, block: bytes, now: float) -> None:
+        """One server-sent event (its lines, without the blank one), arrived at ``now``."""
+        if block.startswith(b"event: sync"):
             self.synced.set()
-        elif event == "step":
-            found = TIME.search(data)
-            if found and found.group(2) in ("sla.breached", "sla.escalation_due"):
-                due = datetime.fromisoformat(found.group(3).replace("Z", "+00:00")).timestamp()
+        elif block.startswith(b"event: step\n"):
+            found = TIME.search(block)
+            if found and found.group(2) in COUNTED:
+                due = datetime.fromisoformat(found.group(3).decode().replace("Z", "+00:00")).timestamp()
                 self.latencies.append(now - due)
-                self.arrivals.append((found.group(1), now))
+                self.arrivals.append((found.group(1).decode(), now))
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User and system CPU seconds a process has used so far (``/proc``; 0 if it is gone)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuShares:
+    """Cores each process used over a window: the worker, the broker, this load generator."""
+
+    def __init__(self, pids: dict[str, int | None]) -> None:
+        self.pids = pids
+        self.started = time.monotonic()
+        self.before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+
+    def cores(self) -> dict[str, float]:
+        took = time.monotonic() - self.started
+        return {
+            name: round((cpu_seconds(pid) - self.before[name]) / took, 2) for name, pid in self.pids.items()
+        }
 
 
 def event_bytes(event_type: str, customer: str, entity: str, at: datetime, **payload) -> bytes:
@@ -215,8 +244,10 @@ async def run(args, base: str, bootstrap: str, topic: str, secrets: list[str]) -
         except TimeoutError:
             ended = Counter(c.ended or "still waiting" for c in clients if not c.synced.is_set())
             raise SystemExit(f"live_fanout: streams not open within 60 s: {dict(ended)}") from None
+        shares = CpuShares({**args.pids, "load generator and clients": os.getpid()})
         produced = await load(bootstrap, topic, args.rate, args.steps, args.seconds)
         await asyncio.sleep(5)  # the last faults' steps fall due ~1 s after they were folded
+        cores = shares.cores()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -239,6 +270,7 @@ async def run(args, base: str, bootstrap: str, topic: str, secrets: list[str]) -
         "fanout_p99": pct(fanout, 99),
         "fanout_max": max(fanout, default=float("nan")),
         "published_p50_after_due": pct(list(published_late(args.log)), 50),
+        "cores": cores,
     }
 
 
@@ -329,6 +361,7 @@ def main() -> None:
             )
         base = f"http://127.0.0.1:{port}"
         args.log = workdir / "worker.log"
+        args.pids = {"worker": worker.pid, "broker": broker.pid if broker is not None else None}
         wait_ready(base)
         result = asyncio.run(run(args, base, bootstrap, f"{prefix}.events", secrets))
     finally:
@@ -357,6 +390,8 @@ def main() -> None:
         f"- fan-out alone (the timer's publish to arrival at the client), over {result['fanout_n']:,} "
         f"deliveries: p50 {result['fanout_p50']:.3f} s, p99 {result['fanout_p99']:.3f} s, "
         f"max {result['fanout_max']:.3f} s",
+        "- cores used during the load and its 5 s tail: "
+        + ", ".join(f"{name} {cores:.2f}" for name, cores in result["cores"].items()),
         f"- steps received per client: {result['per_client_min']}–{result['per_client_max']}; "
         f"streams ended early: {len(result['ended_early'])} {sorted(set(result['ended_early']))}",
         "",

@@ -122,7 +122,10 @@ class Subscriber:
         """What has come since the last take, waiting up to ``timeout`` for something (``[]``: nothing)."""
         if not self._waiting and not self.dropped:
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                # a timeout scope, not ``wait_for``: that wraps the wait in a task of its own, once per
+                # stream and change batch (200 streams: 200 tasks made and run for each step)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             except TimeoutError:
                 return []
         self._wake.clear()
