@@ -155,8 +155,13 @@ def inbox(
 def one_row(
     step: Step, customer: Customer | None, acknowledgement: Acknowledgement | None, viewer: Identity
 ) -> InboxRow | None:
-    """The row of one step for the viewer (a step arriving live), or ``None`` outside their scope."""
-    found = inbox([step], {step.customer_id: customer} if customer else {}, [], viewer)
-    if not found:
+    """The row of one step for the viewer (a step arriving live), or ``None`` outside their scope.
+
+    What :func:`inbox` makes of this one step, without its ordering: a live step goes to every
+    connected stream of its scope, so this runs once per stream and step.
+    """
+    if not is_step(step.event_type) or not may_see(viewer, customer, step.customer_id):
         return None
-    return InboxRow(found[0].step, customer, found[0].to_me, acknowledgement)
+    return InboxRow(
+        step, customer, addressed_to(step, customer.profile if customer else None, viewer), acknowledgement
+    )

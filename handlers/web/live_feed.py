@@ -59,6 +59,8 @@ FETCH_RECORDS = 2000
 ACK = b"sla.escalation_acknowledged"
 
 Interest = Literal["queue", "inbox"]
+#: the kinds of change each interest's streams can take (``Subscriber.wants`` decides the rest)
+TAKES: dict[Interest, tuple[str, ...]] = {"inbox": ("step", "ack", "sync"), "queue": ("item", "sync")}
 #: customer ids -> what the database holds of them (those it does not hold are left out)
 CustomerLookup = Callable[[list[str]], Awaitable[dict[str, Customer]]]
 
@@ -221,9 +223,16 @@ class LiveHub:
                 self._recent.append(change)
         if not self.subscribers:
             return
-        customers = await self.customers(c.customer_id for c in changes if c.customer_id)
+        # an inbox stream takes steps and acknowledgements, a queue stream item changes: each looks at
+        # its own (200 inbox streams would otherwise each turn down every item change), and only the
+        # customers of changes some stream can take are looked up
+        wanted = {interest: [c for c in changes if c.kind in kinds] for interest, kinds in TAKES.items()}
+        interests = {s.interest for s in self.subscribers}
+        customers = await self.customers(
+            c.customer_id for interest in interests for c in wanted[interest] if c.customer_id
+        )
         for subscriber in list(self.subscribers):
-            for change in changes:
+            for change in wanted[subscriber.interest]:
                 customer = customers.get(change.customer_id)
                 if subscriber.wants(change, customer):
                     if subscriber.push(change, customer):

@@ -11,7 +11,7 @@ import pytest
 
 from handlers.api.http_guard import BadRequest
 from handlers.identity.roles import CustomerFacts, Identity
-from handlers.web.inbox_model import Acknowledgement, Customer, InboxRow, Step, inbox
+from handlers.web.inbox_model import Acknowledgement, Customer, InboxRow, Step, inbox, one_row
 from handlers.web.inbox_page import arrived_since, page_since
 from handlers.web.live_feed import LiveChange, LiveHub, LiveTopics, TooManyStreams, decode_change
 from handlers.web.queue_model import FilterProblem, QueueFilters, band, local_rows
@@ -105,6 +105,22 @@ class TestHub:
         )
         assert [c.item_id for c, _ in await tickets.take(0)] == ["T"]
 
+    async def test_only_the_customers_of_changes_some_stream_takes_are_looked_up(self):
+        asked: list[str] = []
+
+        async def counting(ids):
+            asked.extend(ids)
+            return await lookup(ids)
+
+        hub = LiveHub(counting)
+        inbox_stream = hub.subscribe(user("manager", region="*"), "inbox")
+        await hub.publish([LiveChange("item", "C-BG-1", "fault", "F-9"), change(step())])
+        assert asked == ["C-GOV"]  # an inbox stream takes no item change: C-BG-1's facts are not needed
+        assert [c.kind for c, _ in await inbox_stream.take(0)] == ["step"]
+        hub.subscribe(user("hotline", name="h"), "queue")
+        await hub.publish([LiveChange("item", "C-BG-1", "fault", "F-9")])
+        assert asked == ["C-GOV", "C-BG-1"]
+
     async def test_a_customer_the_database_cannot_say_is_nobodys_scoped_stream(self):
         async def away(ids):
             raise TimeoutError
@@ -194,6 +210,23 @@ class TestInbox:
         rows = inbox([step(n=1), step(item="F-2", n=2, role="department_head")], {"C-GOV": GOV}, [], head)
         assert {r.step.item_id: r.to_me for r in rows} == {"F-1": False, "F-2": True}
         assert [r.step.item_id for r in inbox([step(n=1)], {"C-GOV": GOV}, [], head, only_mine=True)] == []
+
+    def test_a_live_steps_row_is_the_one_the_inbox_gives_it_for_every_viewer(self):
+        viewers = [
+            user("account_manager", staff="AM-1"),
+            user("account_manager", staff="DH-1"),
+            user("account_manager", staff="AM-9"),
+            user("manager", region="*"),
+            user("hotline"),
+        ]
+        steps = [step(n=1), step(n=2, role="department_head"), step(n=3, role="branch_leader"), step(n=None)]
+        steps += [step(customer="C-OTHER"), replace(step(), event_type="sla.clock_started")]
+        for viewer in viewers:
+            for s in steps:
+                for customer in (GOV, None):
+                    found = inbox([s], {s.customer_id: customer} if customer else {}, [], viewer)
+                    live = one_row(s, customer, None, viewer)
+                    assert (live.to_me if live else None) == (found[0].to_me if found else None), (viewer, s)
 
     def test_a_customer_outside_the_scope_is_not_shown(self):
         assert inbox([step(customer="C-OTHER")], {}, [], user("account_manager", staff="AM-1")) == []
