@@ -13,6 +13,7 @@ Nothing connects at import time; the worker starts the app.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,10 @@ BATCH_LINGER = 0.1  # seconds a batch may collect events at most
 #: Changelog records pending in faust's producer buffer before intake waits for it:
 #: a few batches' worth (a batch writes about 0.4 records per event).
 PRODUCER_BUFFER_MAX = 5 * BATCH_MAX
+#: Past that limit, intake waits for the excess and this many records more to be sent.
+PRODUCER_EBB_STEP = 500
+#: Bytes of one producer batch (one partition's records in a produce request) at most.
+PRODUCER_BATCH_BYTES = 256 * 1024
 
 
 class _Utf8(codecs.Codec):
@@ -81,6 +86,49 @@ class Streams:
     rules_feed: Any = None
 
 
+def ebb_waiter(buffer: Any) -> Callable[[], Awaitable[None]]:
+    """What intake awaits before each message: the producer buffer back under its limit, by a step.
+
+    faust's own ``wait_until_ebb`` waits for ``max_messages`` records to be sent
+    once the buffer holds more: right for its 100, but at our limit that is 20,000
+    sends, and intake stood still for 8 to 16 s each time a worker near its
+    capacity filled the buffer (issue 12's fan-out run: no event folded, so steps
+    of the faults sent meanwhile fell due 16 s late).  Waiting only for the excess
+    and :data:`PRODUCER_EBB_STEP` more keeps the same bound on the records pending,
+    and slows intake to the producer's pace instead of stopping it.
+    """
+
+    async def wait_until_ebb() -> None:
+        excess = buffer.size - buffer.max_messages
+        if excess > 0:
+            await buffer.flush_atmost(excess + PRODUCER_EBB_STEP)
+
+    return wait_until_ebb
+
+
+def pending_flush(producer: Any) -> Callable[[], Awaitable[None]]:
+    """The producer's flush before each commit: the records pending when it starts, then the broker's acks.
+
+    faust's flush sends until its buffer is empty, and under load intake fills it as
+    fast as it is sent: a commit ran 17 to 27 s (issue 12's fan-out run, "Timer
+    commit is overlapping"), its offsets left uncommitted all that time.  Every
+    record of the events a commit's offsets cover was put in the buffer before the
+    flush began, and the buffer sends in order, so the records pending then are all
+    it must wait for.  At shutdown faust's buffer still drains itself whole
+    (``ProducerBuffer.on_stop``).
+    """
+    buffer = producer.buffer
+
+    async def flush() -> None:
+        await buffer.flush_atmost(buffer.size)
+        if producer._producer is not None:  # aiokafka's: waits for the batches it holds now
+            await producer._producer.flush()
+        for transactional in producer._transaction_producers.values():
+            await transactional.flush()
+
+    return flush
+
+
 class App(faust.App):
     """faust's app with keydesk's stream flow control (``streams.consumer_tuning.FlowControl``)."""
 
@@ -98,6 +146,8 @@ class App(faust.App):
         """
         producer = super()._new_producer()
         producer.buffer.max_messages = PRODUCER_BUFFER_MAX
+        producer.buffer.wait_until_ebb = ebb_waiter(producer.buffer)  # type: ignore[method-assign]
+        producer.flush = pending_flush(producer)  # type: ignore[method-assign]
         return producer
 
     @cached_property
@@ -173,6 +223,10 @@ def faust_settings(settings: Settings) -> dict:
         # (handlers/alerts/sender.py).
         "stream_wait_empty": False,
         "producer_acks": -1,
+        # aiokafka fills one batch per partition and makes the next send wait until the sender has
+        # taken it: at faust's 16 KiB (5 to 8 changelog records) a busy worker's sends queued behind
+        # every round trip to the broker (issue 12's fan-out run)
+        "producer_max_batch_size": PRODUCER_BATCH_BYTES,
         "table_standby_replicas": 1,
         "key_serializer": "keydesk-utf8",
         "value_serializer": "raw",

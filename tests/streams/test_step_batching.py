@@ -12,8 +12,10 @@ resolves and reopens in one minute, priorities raised past a deadline, pauses.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
@@ -21,7 +23,7 @@ from hypothesis import strategies as st
 
 from schemas.envelope import Event
 from sla_rules import load_rules
-from streams.app import BATCH_MAX, PRODUCER_BUFFER_MAX
+from streams.app import BATCH_MAX, PRODUCER_BUFFER_MAX, PRODUCER_EBB_STEP, ebb_waiter, pending_flush
 from streams.customer_view import ITEM_KINDS, find_item, fold, new_view
 from streams.item_sla import due_steps, items_touched_by, sla_summary
 from streams.sla_timers import SlaTimers
@@ -244,3 +246,66 @@ def test_a_batch_of_changelog_writes_does_not_hold_up_the_next_events(streams):
     """
     assert streams.app.producer.buffer.max_messages == PRODUCER_BUFFER_MAX
     assert PRODUCER_BUFFER_MAX >= BATCH_MAX  # a whole batch's records fit without a wait
+
+
+class TestProducerBuffer:
+    """faust's producer buffer under intake that keeps filling it (issue 12's fan-out run)."""
+
+    async def buffer_sending(self, sent: list[int], gate: asyncio.Event | None = None):
+        from faust.transport.producer import ProducerBuffer
+
+        async def publish_message(fut, wait=False):
+            await asyncio.sleep(0)  # a send yields, as aiokafka's does
+            if gate is not None:
+                await gate.wait()
+            sent.append(fut.n)
+
+        buffer = ProducerBuffer()
+        buffer.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False))
+        channel = SimpleNamespace(publish_message=publish_message)
+        await buffer.start()
+
+        def put(n: int) -> None:
+            buffer.put(SimpleNamespace(n=n, message=SimpleNamespace(channel=channel)))
+
+        return buffer, put
+
+    async def stop(self, buffer) -> None:
+        while not buffer.pending.empty():  # what the test left: faust's stop would flush it
+            buffer.pending.get_nowait()
+        await buffer.stop()
+
+    async def test_a_commits_flush_waits_for_what_was_pending_and_not_for_what_came_after(self):
+        sent: list[int] = []
+        buffer, put = await self.buffer_sending(sent)
+        producer = SimpleNamespace(buffer=buffer, _producer=None, _transaction_producers={})
+        for n in range(50):
+            put(n)
+
+        async def intake():  # keeps the buffer full while the flush runs
+            for n in range(50, 5000):
+                put(n)
+                await asyncio.sleep(0)
+
+        filling = asyncio.create_task(intake())
+        try:
+            await asyncio.wait_for(pending_flush(producer)(), 10)
+            assert sent[:50] == list(range(50))  # every record pending at the start went first
+            assert len(sent) < 4000 and not filling.done()  # and the flush did not chase the rest
+        finally:
+            filling.cancel()
+            await self.stop(buffer)
+
+    async def test_intake_waits_for_the_excess_and_a_step_not_for_a_whole_buffer(self):
+        sent: list[int] = []
+        buffer, put = await self.buffer_sending(sent)
+        buffer.max_messages = 3000
+        for n in range(3100):
+            put(n)
+        try:
+            await asyncio.wait_for(ebb_waiter(buffer)(), 10)
+            # faust's own waits for 3,000 sends: intake would stand until the buffer is all but empty
+            assert 100 + PRODUCER_EBB_STEP <= len(sent) < 3000
+            assert buffer.size <= buffer.max_messages - PRODUCER_EBB_STEP
+        finally:
+            await self.stop(buffer)
