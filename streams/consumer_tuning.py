@@ -33,6 +33,14 @@ an offset that was not acked).  Issue 9: seen after a rebalance in
 made during the callback wins; the stale record itself reaches the stream with
 its old generation and is dropped there unacked (``streams.event_batches``).
 
+A second difference: every ``commit_every`` acknowledged records faust's loop
+awaits ``Consumer.commit``, which flushes the producer first, or waits for a
+commit already under way (the commit timer's) to finish.  Under load a flush
+takes seconds, and while intake stood waiting the worker folded nothing for 10 s
+and more (issue 12's fan-out run, behind a 21.7 s commit).  Here intake starts
+that commit in a task of its own, and none while one is under way (the timer
+commits again a second after it).
+
 Offsets are still only acknowledged by the streams after processing, and
 committed by faust's ``Consumer.commit``, which flushes the producer first:
 at-least-once is untouched.
@@ -68,6 +76,22 @@ log = logging.getLogger(__name__)
 
 class Consumer(faust_aiokafka.Consumer):
     """faust's aiokafka consumer, draining fetched messages without per-message tasks."""
+
+    _intake_commit: asyncio.Task | None = None
+
+    def _start_commit(self) -> None:
+        """A commit in a task of its own (intake goes on meanwhile), unless one is under way (the
+        1 s timer's, or the last one started here); a failure is logged."""
+        if self._commit_fut is not None or (self._intake_commit and not self._intake_commit.done()):
+            return
+        task = asyncio.ensure_future(self.commit())
+        self._intake_commit = task  # held: a task only the loop refers to can be collected
+
+        def done(task: asyncio.Task) -> None:
+            if not task.cancelled() and task.exception() is not None:
+                log.warning("intake commit failed: %r", task.exception())
+
+        task.add_done_callback(done)
 
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover
         """faust 0.15.3 ``Consumer._drain_messages`` minus the per-message ``wait_first``.
@@ -127,8 +151,9 @@ class Consumer(faust_aiokafka.Consumer):
                                     await self._add_gap(tp, r_offset + 1, offset)
                             if commit_every is not None:
                                 if self._n_acked >= commit_every:
+                                    # Started, not awaited: intake must not wait for a producer flush.
                                     self._n_acked = 0
-                                    await self.commit()
+                                    self._start_commit()
                             if flow_suspended():
                                 # faust's own race: a rebalance began between the fetch and here.
                                 await self.wait_first(callback(message), self.suspend_flow.wait())

@@ -57,6 +57,8 @@ def draining_consumer(fetches, callback, *, read_offset, committed):
         _read_offset={EVENTS: read_offset},
         _committed_offset={EVENTS: committed},
         _commit_every=None,
+        _commit_fut=None,
+        _n_acked=0,
         diag=SimpleNamespace(set_flag=lambda flag: None, unset_flag=lambda flag: None),
         app=SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda topic: True)),
         log=SimpleNamespace(dev=lambda *a: None),
@@ -102,3 +104,39 @@ async def test_records_below_the_read_offset_are_still_dropped_without_a_seek():
     consumer = draining_consumer([[5, 6, 7], [6, 7, 8]], callback, read_offset=None, committed=5)
     await asyncio.wait_for(consumer._drain_messages(SimpleNamespace(_stopped=Flag())), 10)
     assert handed == [5, 6, 7, 7, 8]  # faust's own rule: an offset equal to the read offset passes
+
+
+async def test_intake_waits_for_no_commit():
+    """A commit flushes the producer first, which can take seconds under load: faust's loop, at
+    every ``commit_every`` acks, awaited one (or the timer's under way), folding nothing meanwhile."""
+    handed: list[int] = []
+    commits: list[int] = []
+
+    async def callback(message):
+        handed.append(message.offset)
+        consumer._n_acked += 1
+
+    async def commit():
+        commits.append(len(handed))
+        return True
+
+    consumer = draining_consumer([[1, 2, 3, 4, 5, 6]], callback, read_offset=None, committed=1)
+    under_way = asyncio.get_running_loop().create_future()  # the timer's commit, never finishing here
+    consumer.__dict__.update(_commit_every=2, _commit_fut=under_way, commit=commit)
+    await asyncio.wait_for(consumer._drain_messages(SimpleNamespace(_stopped=Flag())), 10)
+    assert handed == [1, 2, 3, 4, 5, 6] and commits == []
+    flushing = asyncio.Event()
+
+    async def slow_commit():  # a flush that takes long: intake goes on meanwhile
+        commits.append(len(handed))
+        await flushing.wait()
+        return True
+
+    consumer = draining_consumer([[1, 2, 3, 4, 5, 6]], callback, read_offset=None, committed=1)
+    consumer.__dict__.update(_commit_every=2, commit=slow_commit)  # none under way: intake starts one
+    handed.clear()
+    await asyncio.wait_for(consumer._drain_messages(SimpleNamespace(_stopped=Flag())), 10)
+    assert handed == [1, 2, 3, 4, 5, 6]  # all handed on while the commit it started was flushing
+    assert len(commits) == 1  # and no second one beside it
+    flushing.set()
+    await consumer._intake_commit
