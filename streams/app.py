@@ -13,6 +13,8 @@ Nothing connects at import time; the worker starts the app.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -106,21 +108,66 @@ def ebb_waiter(buffer: Any) -> Callable[[], Awaitable[None]]:
     return wait_until_ebb
 
 
+class SendCount:
+    """Records put into faust's producer buffer, and those its sender has handed to aiokafka, counted.
+
+    ``ProducerBuffer.flush_atmost`` counts wake-ups of an event, not sends, and gives
+    up after 0.1 s without one; its ``size`` leaves out the record its sender has
+    taken but not yet handed on.  A flush that must know that every record put before
+    it is in aiokafka's hands counts them here instead.
+    """
+
+    def __init__(self, buffer: Any) -> None:
+        self.put = self.sent = 0
+        self.failed: BaseException | None = None
+        self.changed = asyncio.Event()
+        put, send = buffer.put, buffer._send_pending
+
+        def counted_put(fut: Any) -> None:
+            put(fut)
+            self.put += 1
+
+        async def counted_send(fut: Any) -> None:
+            try:
+                await send(fut)
+            except BaseException as exc:
+                self.failed = exc
+                raise
+            self.sent += 1
+            self.changed.set()
+
+        # before the buffer starts: its sender binds ``_send_pending`` once, when it starts
+        buffer.put = counted_put
+        buffer._send_pending = counted_send
+
+
 def pending_flush(producer: Any) -> Callable[[], Awaitable[None]]:
-    """The producer's flush before each commit: the records pending when it starts, then the broker's acks.
+    """The producer's flush (before each commit, and at shutdown): every record put before it began
+    handed to aiokafka, then the broker's acks for what aiokafka holds.
 
     faust's flush sends until its buffer is empty, and under load intake fills it as
     fast as it is sent: a commit ran 17 to 27 s (issue 12's fan-out run, "Timer
     commit is overlapping"), its offsets left uncommitted all that time.  Every
-    record of the events a commit's offsets cover was put in the buffer before the
-    flush began, and the buffer sends in order, so the records pending then are all
-    it must wait for.  At shutdown faust's buffer still drains itself whole
-    (``ProducerBuffer.on_stop``).
+    record of the events a commit's offsets cover was put before its flush began, so
+    those are all it must wait for, each one counted (:class:`SendCount`), where
+    faust's ``flush_atmost`` may return with one still in its sender's hands.  A
+    buffer that stopped or failed a send makes the flush fail, and so the commit.
+    Must be made before the buffer starts.
     """
     buffer = producer.buffer
+    count = SendCount(buffer)
 
     async def flush() -> None:
-        await buffer.flush_atmost(buffer.size)
+        target = count.put
+        while count.sent < target:
+            if count.failed is not None:
+                raise RuntimeError("a record was not handed to the producer") from count.failed
+            if buffer.state != "running":
+                raise RuntimeError(f"cannot flush: the producer buffer is {buffer.state}")
+            count.changed.clear()
+            if count.sent < target:
+                with contextlib.suppress(TimeoutError):  # then look at the buffer's state again
+                    await asyncio.wait_for(count.changed.wait(), 1.0)
         if producer._producer is not None:  # aiokafka's: waits for the batches it holds now
             await producer._producer.flush()
         for transactional in producer._transaction_producers.values():

@@ -251,24 +251,31 @@ def test_a_batch_of_changelog_writes_does_not_hold_up_the_next_events(streams):
 class TestProducerBuffer:
     """faust's producer buffer under intake that keeps filling it (issue 12's fan-out run)."""
 
-    async def buffer_sending(self, sent: list[int], gate: asyncio.Event | None = None):
+    async def buffer_sending(self, sent: list[int], held: int | None = None):
+        """A running faust buffer whose sends yield as aiokafka's do; the send of record ``held``
+        waits for ``self.release``.  Returns it with its :func:`pending_flush` (made before it
+        starts, as the app makes it) and a ``put``."""
         from faust.transport.producer import ProducerBuffer
 
+        self.release, self.holding = asyncio.Event(), asyncio.Event()
+
         async def publish_message(fut, wait=False):
-            await asyncio.sleep(0)  # a send yields, as aiokafka's does
-            if gate is not None:
-                await gate.wait()
+            await asyncio.sleep(0)
+            if fut.n == held:
+                self.holding.set()
+                await self.release.wait()
             sent.append(fut.n)
 
         buffer = ProducerBuffer()
         buffer.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False))
         channel = SimpleNamespace(publish_message=publish_message)
+        flush = pending_flush(SimpleNamespace(buffer=buffer, _producer=None, _transaction_producers={}))
         await buffer.start()
 
         def put(n: int) -> None:
             buffer.put(SimpleNamespace(n=n, message=SimpleNamespace(channel=channel)))
 
-        return buffer, put
+        return buffer, flush, put
 
     async def stop(self, buffer) -> None:
         while not buffer.pending.empty():  # what the test left: faust's stop would flush it
@@ -277,8 +284,7 @@ class TestProducerBuffer:
 
     async def test_a_commits_flush_waits_for_what_was_pending_and_not_for_what_came_after(self):
         sent: list[int] = []
-        buffer, put = await self.buffer_sending(sent)
-        producer = SimpleNamespace(buffer=buffer, _producer=None, _transaction_producers={})
+        buffer, flush, put = await self.buffer_sending(sent)
         for n in range(50):
             put(n)
 
@@ -289,16 +295,36 @@ class TestProducerBuffer:
 
         filling = asyncio.create_task(intake())
         try:
-            await asyncio.wait_for(pending_flush(producer)(), 10)
+            await asyncio.wait_for(flush(), 10)
             assert sent[:50] == list(range(50))  # every record pending at the start went first
             assert len(sent) < 4000 and not filling.done()  # and the flush did not chase the rest
         finally:
             filling.cancel()
             await self.stop(buffer)
 
+    async def test_a_flush_waits_for_the_record_in_the_senders_hands_and_for_a_slow_send(self):
+        """faust's ``flush_atmost`` leaves out the record its sender has taken but not handed on
+        (``size`` does not count it) and gives up after 0.1 s without a send: a commit after
+        either could pass a changelog record still unsent."""
+        sent: list[int] = []
+        buffer, flush, put = await self.buffer_sending(sent, held=0)
+        for n in range(3):
+            put(n)
+        try:
+            await asyncio.wait_for(self.holding.wait(), 10)  # the sender has taken record 0
+            assert buffer.size == 2
+            flushing = asyncio.create_task(flush())
+            await asyncio.sleep(0.3)  # longer than faust's 0.1 s without a send
+            assert not flushing.done() and sent == []
+            self.release.set()
+            await asyncio.wait_for(flushing, 10)
+            assert sent == [0, 1, 2]
+        finally:
+            await self.stop(buffer)
+
     async def test_intake_waits_for_the_excess_and_a_step_not_for_a_whole_buffer(self):
         sent: list[int] = []
-        buffer, put = await self.buffer_sending(sent)
+        buffer, _, put = await self.buffer_sending(sent)
         buffer.max_messages = 3000
         for n in range(3100):
             put(n)
