@@ -132,6 +132,7 @@ class SendCount:
                 await send(fut)
             except BaseException as exc:
                 self.failed = exc
+                self.changed.set()  # a flush waiting learns it now
                 raise
             self.sent += 1
             self.changed.set()
@@ -192,6 +193,9 @@ class App(faust.App):
         memory pending records take (records are at most 64 KiB, typically 1-3 KB).
         """
         producer = super()._new_producer()
+        # threaded, faust's buffer hands records to another thread, never to ``_send_pending``:
+        # the counted flush (``pending_flush``) would wait for them forever
+        assert not self.conf.producer_threaded, "producer_threaded is not supported"
         producer.buffer.max_messages = PRODUCER_BUFFER_MAX
         producer.buffer.wait_until_ebb = ebb_waiter(producer.buffer)  # type: ignore[method-assign]
         producer.flush = pending_flush(producer)  # type: ignore[method-assign]

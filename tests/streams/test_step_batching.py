@@ -258,12 +258,15 @@ class TestProducerBuffer:
         from faust.transport.producer import ProducerBuffer
 
         self.release, self.holding = asyncio.Event(), asyncio.Event()
+        self.fail_with: Exception | None = None
 
         async def publish_message(fut, wait=False):
             await asyncio.sleep(0)
             if fut.n == held:
                 self.holding.set()
                 await self.release.wait()
+                if self.fail_with is not None:
+                    raise self.fail_with
             sent.append(fut.n)
 
         buffer = ProducerBuffer()
@@ -319,6 +322,22 @@ class TestProducerBuffer:
             self.release.set()
             await asyncio.wait_for(flushing, 10)
             assert sent == [0, 1, 2]
+        finally:
+            await self.stop(buffer)
+
+    async def test_a_send_that_fails_fails_the_flush_and_so_the_commit(self):
+        sent: list[int] = []
+        buffer, flush, put = await self.buffer_sending(sent, held=1)
+        put(0)
+        put(1)
+        try:
+            await asyncio.wait_for(self.holding.wait(), 10)
+            flushing = asyncio.create_task(flush())
+            self.fail_with = ConnectionError("broker gone")  # record 1's send, when released
+            self.release.set()
+            with pytest.raises(RuntimeError, match="not handed to the producer"):
+                await asyncio.wait_for(flushing, 10)
+            assert sent == [0]
         finally:
             await self.stop(buffer)
 
